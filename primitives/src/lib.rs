@@ -1,0 +1,52 @@
+//! # Trainet primitives
+//!
+//! `no_std` types shared by the runtime (wasm) and the off-chain worker (native), so both
+//! sides agree on every encoding: the chain's basic types here; the task spec, step hashes,
+//! Merkle proofs and the RepOps reference join them as the protocol is built.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+use sp_runtime::{
+	traits::{IdentifyAccount, Verify},
+	MultiSignature,
+};
+
+/// A block's number.
+pub type BlockNumber = u32;
+
+/// A transaction signature: sr25519, ed25519 or ecdsa.
+pub type Signature = MultiSignature;
+
+/// An account id: the 32-byte public key behind a [`Signature`].
+pub type AccountId = <<Signature as Verify>::Signer as IdentifyAccount>::AccountId;
+
+/// An amount of the native token, in planck (`10^-12` of a unit).
+pub type Balance = u128;
+
+/// A transaction counter of an account.
+pub type Nonce = u32;
+
+/// A 256-bit hash (blake2b-256 on this chain).
+pub type Hash = sp_core::H256;
+
+/// One unit of the native token, in planck.
+pub const UNIT: Balance = 1_000_000_000_000;
+
+/// The token's ticker, as wallets show it.
+pub const TOKEN_SYMBOL: &str = "TNET";
+
+/// Decimals of the token: one unit is `10^TOKEN_DECIMALS` planck.
+pub const TOKEN_DECIMALS: u8 = 12;
+
+/// The SS58 address prefix (42: the generic Substrate prefix).
+pub const SS58_PREFIX: u16 = 42;
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn unit_matches_decimals() {
+		assert_eq!(UNIT, 10u128.pow(u32::from(TOKEN_DECIMALS)));
+	}
+}

@@ -1,0 +1,65 @@
+//! Tests of the runtime's composition: genesis presets, version and constants.
+
+use crate::{
+	genesis_config_presets::{self, ENDOWMENT},
+	Balances, Runtime, RuntimeGenesisConfig, System, UNIT, VERSION,
+};
+use frame_support::{genesis_builder_helper::build_state, traits::fungible::Inspect};
+use sp_keyring::Sr25519Keyring;
+
+/// Builds genesis storage from a preset, as the node does for `--dev` and `--chain local`.
+fn genesis_ext(preset: &str) -> sp_io::TestExternalities {
+	let json = genesis_config_presets::get_preset(&preset.into())
+		.unwrap_or_else(|| panic!("no preset {preset}"));
+	let mut ext = sp_io::TestExternalities::default();
+	ext.execute_with(|| build_state::<RuntimeGenesisConfig>(json).expect("genesis builds"));
+	ext
+}
+
+#[test]
+fn presets_are_listed_and_unknown_ones_refused() {
+	let names = genesis_config_presets::preset_names();
+	assert_eq!(names, vec!["development".to_string(), "local_testnet".to_string()]);
+	assert!(genesis_config_presets::get_preset(&"mainnet".into()).is_none());
+}
+
+#[test]
+fn development_preset_has_alice_as_the_only_validator_and_sudo() {
+	genesis_ext("development").execute_with(|| {
+		let aura = pallet_aura::Authorities::<Runtime>::get();
+		assert_eq!(aura.len(), 1);
+		assert_eq!(pallet_grandpa::Pallet::<Runtime>::grandpa_authorities().len(), 1);
+		assert_eq!(pallet_sudo::Key::<Runtime>::get(), Some(Sr25519Keyring::Alice.to_account_id()));
+	});
+}
+
+#[test]
+fn local_testnet_preset_has_three_validators() {
+	genesis_ext("local_testnet").execute_with(|| {
+		assert_eq!(pallet_aura::Authorities::<Runtime>::get().len(), 3);
+		let grandpa = pallet_grandpa::Pallet::<Runtime>::grandpa_authorities();
+		assert_eq!(grandpa.len(), 3);
+		assert!(grandpa.iter().all(|(_, weight)| *weight == 1));
+	});
+}
+
+#[test]
+fn genesis_issuance_is_the_sum_of_endowments() {
+	genesis_ext("development").execute_with(|| {
+		let endowed = Sr25519Keyring::iter().count() as u128;
+		assert_eq!(Balances::total_issuance(), ENDOWMENT * endowed);
+		assert_eq!(
+			Balances::balance(&Sr25519Keyring::Bob.to_account_id()),
+			ENDOWMENT,
+			"every dev account is endowed"
+		);
+		assert!(ENDOWMENT > 1_000 * UNIT);
+		assert_eq!(System::block_number(), 0);
+	});
+}
+
+#[test]
+fn version_names_the_chain() {
+	assert_eq!(VERSION.spec_name, "trainet");
+	assert!(VERSION.spec_version >= 100);
+}

@@ -1,0 +1,16 @@
+# Shared settings of the project's scripts; sourced, not run.
+
+# The repository root.
+TRAINET_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export TRAINET_ROOT
+
+# Build outside the checkout so CI runs on fresh clones and later sessions reuse the build.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trainet/target}"
+# Cargo's own progress bars are noise in logs; keep its messages.
+export CARGO_TERM_PROGRESS_WHEN="${CARGO_TERM_PROGRESS_WHEN:-never}"
+
+# The node binary built by `cargo build -p trainet-node` (debug profile).
+export TRAINET_NODE="${TRAINET_NODE:-$CARGO_TARGET_DIR/debug/trainet-node}"
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }

@@ -1,0 +1,297 @@
+//! Helpers for Trainet's end-to-end tests: start the real `trainet-node` binary on free
+//! ports, talk to it over JSON-RPC, and stop it the way an operator would (SIGINT).
+//!
+//! The node binary is found through `TRAINET_NODE` (a path) or, by default, next to the test
+//! executable in the cargo target folder (`<target>/debug/trainet-node`); `scripts/test`
+//! builds it before the tests run.
+
+use std::{
+	fs::File,
+	net::TcpListener,
+	path::{Path, PathBuf},
+	process::{Child, Command, ExitStatus, Stdio},
+	time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use jsonrpsee::{
+	core::{client::ClientT, params::ArrayParams},
+	http_client::{HttpClient, HttpClientBuilder},
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// How long to wait for a node to open its RPC port.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The path of the `trainet-node` binary under test.
+pub fn node_binary() -> Result<PathBuf> {
+	if let Ok(path) = std::env::var("TRAINET_NODE") {
+		let path = PathBuf::from(path);
+		if path.is_file() {
+			return Ok(path);
+		}
+		bail!("TRAINET_NODE={} is not a file", path.display());
+	}
+	// The test executable lives in <target>/<profile>/deps/; the node in <target>/<profile>/.
+	let exe = std::env::current_exe().context("locating the test executable")?;
+	let profile_dir = exe
+		.parent()
+		.and_then(Path::parent)
+		.ok_or_else(|| anyhow!("unexpected test executable path {}", exe.display()))?;
+	let candidate = profile_dir.join("trainet-node");
+	if candidate.is_file() {
+		return Ok(candidate);
+	}
+	bail!(
+		"trainet-node not found at {}: build it first (`cargo build -p trainet-node`, which \
+		 `scripts/test` does) or point TRAINET_NODE at it",
+		candidate.display()
+	)
+}
+
+/// A free TCP port on the loopback interface.
+///
+/// The port is free when this returns; another process could take it before the node binds
+/// it, which on a test machine is rare enough to accept.
+pub fn free_port() -> Result<u16> {
+	let listener = TcpListener::bind("127.0.0.1:0").context("binding an ephemeral port")?;
+	Ok(listener.local_addr()?.port())
+}
+
+/// What to start a node with.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+	/// The node's name in logs and telemetry.
+	pub name: String,
+	/// Arguments besides the ports, base path and logging options this helper sets.
+	pub args: Vec<String>,
+	/// The database folder (`--base-path`).
+	pub base_path: PathBuf,
+	/// The JSON-RPC port, or `None` for a free one.
+	pub rpc_port: Option<u16>,
+	/// The p2p port, or `None` for a free one.
+	pub p2p_port: Option<u16>,
+}
+
+impl NodeConfig {
+	/// A `--dev` node on `base_path`.
+	pub fn dev(base_path: &Path) -> Self {
+		Self {
+			name: "dev".into(),
+			args: vec!["--dev".into()],
+			base_path: base_path.to_path_buf(),
+			rpc_port: None,
+			p2p_port: None,
+		}
+	}
+}
+
+/// A running `trainet-node` process, killed when dropped.
+pub struct Node {
+	child: Option<Child>,
+	/// The node's configuration, ports filled in.
+	pub config: NodeConfig,
+	/// The JSON-RPC port.
+	pub rpc_port: u16,
+	/// The p2p port.
+	pub p2p_port: u16,
+	/// The file the node's stdout and stderr go to.
+	pub log_path: PathBuf,
+	rpc: HttpClient,
+}
+
+impl Node {
+	/// Starts a node and waits until its JSON-RPC answers.
+	pub async fn start(config: NodeConfig) -> Result<Node> {
+		let binary = node_binary()?;
+		let rpc_port = match config.rpc_port {
+			Some(p) => p,
+			None => free_port()?,
+		};
+		let p2p_port = match config.p2p_port {
+			Some(p) => p,
+			None => free_port()?,
+		};
+		std::fs::create_dir_all(&config.base_path)?;
+		let log_path = config.base_path.join(format!("{}.log", config.name));
+		let log = File::options()
+			.create(true)
+			.append(true)
+			.open(&log_path)
+			.with_context(|| format!("opening {}", log_path.display()))?;
+
+		let mut cmd = Command::new(&binary);
+		cmd.args(&config.args)
+			.arg("--base-path")
+			.arg(&config.base_path)
+			.args(["--rpc-port", &rpc_port.to_string()])
+			.args(["--port", &p2p_port.to_string()])
+			.args(["--name", &config.name])
+			// Tests run several chains side by side: no node may find another by itself.
+			.args(["--no-mdns", "--no-prometheus", "--no-telemetry"])
+			.stdin(Stdio::null())
+			.stdout(log.try_clone()?)
+			.stderr(log);
+		let child = cmd.spawn().with_context(|| format!("starting {}", binary.display()))?;
+
+		let rpc = HttpClientBuilder::default()
+			.request_timeout(Duration::from_secs(30))
+			.build(format!("http://127.0.0.1:{rpc_port}"))?;
+		let config = NodeConfig { rpc_port: Some(rpc_port), p2p_port: Some(p2p_port), ..config };
+		let mut node = Node { child: Some(child), config, rpc_port, p2p_port, log_path, rpc };
+		node.wait_for_rpc().await?;
+		Ok(node)
+	}
+
+	async fn wait_for_rpc(&mut self) -> Result<()> {
+		let start = Instant::now();
+		loop {
+			if let Some(child) = self.child.as_mut() {
+				if let Some(status) = child.try_wait()? {
+					bail!(
+						"node `{}` exited with {status} before its RPC opened; log:\n{}",
+						self.config.name,
+						self.log_tail()
+					);
+				}
+			}
+			if self.rpc::<Value>("system_health", Vec::new()).await.is_ok() {
+				return Ok(());
+			}
+			if start.elapsed() > STARTUP_TIMEOUT {
+				bail!(
+					"node `{}` did not open RPC port {} in {:?}; log:\n{}",
+					self.config.name,
+					self.rpc_port,
+					STARTUP_TIMEOUT,
+					self.log_tail()
+				);
+			}
+			tokio::time::sleep(Duration::from_millis(250)).await;
+		}
+	}
+
+	/// The node's WebSocket JSON-RPC address (Substrate serves HTTP and WS on one port).
+	pub fn ws_url(&self) -> String {
+		format!("ws://127.0.0.1:{}", self.rpc_port)
+	}
+
+	/// Calls a JSON-RPC method and decodes its result.
+	pub async fn rpc<T: DeserializeOwned>(&self, method: &str, params: Vec<Value>) -> Result<T> {
+		let mut array = ArrayParams::new();
+		for p in params {
+			array.insert(p)?;
+		}
+		Ok(self.rpc.request(method, array).await?)
+	}
+
+	/// Calls a JSON-RPC method and returns the raw outcome, error included.
+	pub async fn rpc_raw(
+		&self,
+		method: &str,
+		params: Vec<Value>,
+	) -> std::result::Result<Value, jsonrpsee::core::ClientError> {
+		let mut array = ArrayParams::new();
+		for p in params {
+			array.insert(p).map_err(|e| jsonrpsee::core::ClientError::Custom(e.to_string()))?;
+		}
+		self.rpc.request(method, array).await
+	}
+
+	/// The number of a block given its hash (or the best block with `None`).
+	pub async fn block_number(&self, hash: Option<&str>) -> Result<u32> {
+		let params = hash.map(|h| vec![Value::from(h)]).unwrap_or_default();
+		let header: Value = self.rpc("chain_getHeader", params).await?;
+		let number = header
+			.get("number")
+			.and_then(Value::as_str)
+			.ok_or_else(|| anyhow!("header without a number: {header}"))?;
+		Ok(u32::from_str_radix(number.trim_start_matches("0x"), 16)?)
+	}
+
+	/// The best block's number.
+	pub async fn best_number(&self) -> Result<u32> {
+		self.block_number(None).await
+	}
+
+	/// The finalized head's number.
+	pub async fn finalized_number(&self) -> Result<u32> {
+		let hash: String = self.rpc("chain_getFinalizedHead", Vec::new()).await?;
+		self.block_number(Some(&hash)).await
+	}
+
+	/// The hash of block `number` on the best chain, if the node has it.
+	pub async fn block_hash(&self, number: u32) -> Result<Option<String>> {
+		Ok(self.rpc("chain_getBlockHash", vec![Value::from(number)]).await?)
+	}
+
+	/// Waits until the finalized head reaches `number`; returns the finalized number seen.
+	pub async fn wait_for_finalized(&self, number: u32, timeout: Duration) -> Result<u32> {
+		let start = Instant::now();
+		loop {
+			let finalized = self.finalized_number().await?;
+			if finalized >= number {
+				return Ok(finalized);
+			}
+			if start.elapsed() > timeout {
+				bail!(
+					"node `{}` finalized only #{finalized} of #{number} in {timeout:?} (best #{}); \
+					 log:\n{}",
+					self.config.name,
+					self.best_number().await.unwrap_or(0),
+					self.log_tail()
+				);
+			}
+			tokio::time::sleep(Duration::from_millis(500)).await;
+		}
+	}
+
+	/// Whether the process is still running.
+	pub fn is_running(&mut self) -> bool {
+		matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+	}
+
+	/// Stops the node as an operator would (SIGINT) and waits for it to exit.
+	pub fn stop(mut self) -> Result<ExitStatus> {
+		let mut child = self.child.take().ok_or_else(|| anyhow!("node already stopped"))?;
+		let pid = libc::pid_t::try_from(child.id())?;
+		// SAFETY: `kill` only sends a signal to our own child process.
+		if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
+			bail!("sending SIGINT to node: {}", std::io::Error::last_os_error());
+		}
+		let start = Instant::now();
+		loop {
+			if let Some(status) = child.try_wait()? {
+				return Ok(status);
+			}
+			if start.elapsed() > Duration::from_secs(60) {
+				let _ = child.kill();
+				bail!("node `{}` ignored SIGINT for 60 s; killed it", self.config.name);
+			}
+			std::thread::sleep(Duration::from_millis(100));
+		}
+	}
+
+	/// The last 60 lines of the node's log, for error messages.
+	pub fn log_tail(&self) -> String {
+		let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+		let lines: Vec<&str> = text.lines().collect();
+		lines[lines.len().saturating_sub(60)..].join("\n")
+	}
+}
+
+impl Drop for Node {
+	fn drop(&mut self) {
+		if let Some(mut child) = self.child.take() {
+			let _ = child.kill();
+			let _ = child.wait();
+		}
+	}
+}
+
+/// The libp2p peer id of a node started with `--node-key <key>`, read from the node itself
+/// (`system_localPeerId`).
+pub async fn peer_id(node: &Node) -> Result<String> {
+	node.rpc("system_localPeerId", Vec::new()).await
+}
