@@ -39,8 +39,6 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use sp_runtime::{generic, impl_opaque_keys, traits::BlakeTwo256, MultiAddress};
-#[cfg(feature = "std")]
-use sp_version::NativeVersion;
 use sp_version::RuntimeVersion;
 
 pub use frame_system::Call as SystemCall;
@@ -117,12 +115,6 @@ pub const MICRO_UNIT: Balance = 1_000_000;
 
 /// The smallest balance an account may hold; below it the account is reaped.
 pub const EXISTENTIAL_DEPOSIT: Balance = MILLI_UNIT;
-
-/// The version of the runtime when compiled natively.
-#[cfg(feature = "std")]
-pub fn native_version() -> NativeVersion {
-	NativeVersion { runtime_version: VERSION, can_author_with: Default::default() }
-}
 
 pub use trainet_primitives::{AccountId, Balance, BlockNumber, Hash, Nonce, Signature};
 

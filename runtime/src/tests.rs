@@ -7,10 +7,25 @@ use crate::{
 use frame_support::{genesis_builder_helper::build_state, traits::fungible::Inspect};
 use sp_keyring::Sr25519Keyring;
 
+/// Merges a JSON patch into a base value, the way chain specs apply a preset to the defaults.
+fn merge(base: &mut serde_json::Value, patch: serde_json::Value) {
+	match (base, patch) {
+		(serde_json::Value::Object(base), serde_json::Value::Object(patch)) => {
+			for (key, value) in patch {
+				merge(base.entry(key).or_insert(serde_json::Value::Null), value);
+			}
+		}
+		(base, patch) => *base = patch,
+	}
+}
+
 /// Builds genesis storage from a preset, as the node does for `--dev` and `--chain local`.
 fn genesis_ext(preset: &str) -> sp_io::TestExternalities {
-	let json = genesis_config_presets::get_preset(&preset.into())
+	let patch = genesis_config_presets::get_preset(&preset.into())
 		.unwrap_or_else(|| panic!("no preset {preset}"));
+	let mut config = serde_json::to_value(RuntimeGenesisConfig::default()).unwrap();
+	merge(&mut config, serde_json::from_slice(&patch).unwrap());
+	let json = serde_json::to_vec(&config).unwrap();
 	let mut ext = sp_io::TestExternalities::default();
 	ext.execute_with(|| build_state::<RuntimeGenesisConfig>(json).expect("genesis builds"));
 	ext
