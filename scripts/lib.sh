@@ -14,3 +14,12 @@ export TRAINET_NODE="${TRAINET_NODE:-$CARGO_TARGET_DIR/debug/trainet-node}"
 
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# Builds every target of the workspace (node, runtime wasm, tests) in one cargo invocation.
+# scripts/test and scripts/demo share it so that both see the same feature set and reuse one
+# another's build: building only the node (`-p trainet-node`) unifies features differently
+# and recompiles hundreds of crates.
+build_workspace() {
+	cargo build --locked --workspace --all-targets
+	[ -x "$TRAINET_NODE" ] || die "the build did not produce $TRAINET_NODE"
+}
