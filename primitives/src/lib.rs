@@ -1,10 +1,20 @@
 //! # Trainet primitives
 //!
 //! `no_std` types shared by the runtime (wasm) and the off-chain worker (native), so both
-//! sides agree on every encoding: the chain's basic types here; the task spec, step hashes,
-//! Merkle proofs and the RepOps reference join them as the protocol is built.
+//! sides agree on every encoding and every index:
+//!
+//! - the chain's basic types (this module);
+//! - [`task`]: the training task spec;
+//! - [`trace`]: trace commitments (Merkle roots over state hashes) and their proofs;
+//! - [`bisection`]: the dispute game's bisection arithmetic.
 
 #![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod bisection;
+pub mod task;
+pub mod trace;
 
 use sp_runtime::{
 	traits::{IdentifyAccount, Verify},

@@ -1,0 +1,360 @@
+//! The training task spec: everything a solver's work is a pure function of.
+//!
+//! Floats travel as their IEEE-754 bits ([`F32Bits`]) so that SCALE encoding, hashing and
+//! comparison are exact. Every collection is bounded, so a spec has a fixed maximum encoded
+//! size and storage that holds it is bounded too.
+
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use scale_info::TypeInfo;
+use sp_core::{ConstU32, H256};
+use sp_runtime::BoundedVec;
+
+/// The most layers of widths in an MLP spec (input, hidden layers, output).
+pub const MAX_LAYER_WIDTHS: u32 = 9;
+/// The widest layer a spec may ask for.
+pub const MAX_WIDTH: u32 = 4096;
+/// The largest batch a spec may ask for.
+pub const MAX_BATCH: u32 = 4096;
+/// The most training steps a task may have.
+pub const MAX_STEPS: u32 = 10_000_000;
+
+/// An `f32` carried as its IEEE-754 bit pattern.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub struct F32Bits(pub u32);
+
+impl F32Bits {
+	/// The bits of `value`.
+	pub fn from_f32(value: f32) -> Self {
+		Self(value.to_bits())
+	}
+
+	/// The float these bits stand for.
+	pub fn to_f32(self) -> f32 {
+		f32::from_bits(self.0)
+	}
+
+	/// Whether the value is finite (neither infinite nor NaN).
+	pub fn is_finite(self) -> bool {
+		// Exponent bits all ones means infinity or NaN.
+		self.0 & 0x7f80_0000 != 0x7f80_0000
+	}
+
+	/// Whether the value is finite and strictly positive.
+	pub fn is_positive_finite(self) -> bool {
+		self.is_finite() && self.0 & 0x8000_0000 == 0 && self.0 != 0
+	}
+
+	/// Whether the value is finite and in `[0, 1)`.
+	pub fn is_unit_fraction(self) -> bool {
+		self.is_finite() && self.0 & 0x8000_0000 == 0 && self.0 < 0x3f80_0000
+	}
+}
+
+/// The widths of an MLP's layers, input first.
+pub type LayerWidths = BoundedVec<u32, ConstU32<MAX_LAYER_WIDTHS>>;
+
+/// The nonlinearity between hidden layers.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub enum Activation {
+	/// `max(x, 0)`.
+	Relu,
+}
+
+/// The model to train.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub enum Model {
+	/// A multi-layer perceptron: dense layers with `activation` between them.
+	Mlp {
+		/// Layer widths, input first, output (the number of classes) last; at least two.
+		widths: LayerWidths,
+		/// The nonlinearity after every layer but the last.
+		activation: Activation,
+	},
+}
+
+/// The loss function.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub enum Loss {
+	/// Softmax followed by cross-entropy against integer class labels, averaged over the batch.
+	SoftmaxCrossEntropy,
+}
+
+/// The optimizer and its hyperparameters.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub enum Optimizer {
+	/// Stochastic gradient descent with (heavy-ball) momentum.
+	Sgd {
+		/// Learning rate, positive.
+		learning_rate: F32Bits,
+		/// Momentum in `[0, 1)`.
+		momentum: F32Bits,
+	},
+	/// Adam.
+	Adam {
+		/// Learning rate, positive.
+		learning_rate: F32Bits,
+		/// First-moment decay in `[0, 1)`.
+		beta1: F32Bits,
+		/// Second-moment decay in `[0, 1)`.
+		beta2: F32Bits,
+		/// Denominator guard, positive.
+		epsilon: F32Bits,
+	},
+}
+
+/// A commitment to the training data: a Merkle root over its samples, so that the rows of one
+/// batch can be proven on chain.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub struct DatasetCommitment {
+	/// Merkle root over the encoded samples.
+	pub root: H256,
+	/// The number of samples.
+	pub samples: u32,
+	/// Features per sample (the model's input width).
+	pub features: u32,
+	/// The number of classes (the model's output width).
+	pub classes: u32,
+}
+
+/// A training task: model, loss, optimizer, batch, steps, seed and data.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub struct TrainingSpec {
+	/// The model.
+	pub model: Model,
+	/// The loss.
+	pub loss: Loss,
+	/// The optimizer.
+	pub optimizer: Optimizer,
+	/// Samples per step.
+	pub batch_size: u32,
+	/// Training steps `N`; the trace holds `N + 1` state hashes.
+	pub steps: u32,
+	/// Seed of parameter initialization and batch sampling.
+	pub seed: u64,
+	/// The training data.
+	pub dataset: DatasetCommitment,
+}
+
+/// Why a spec cannot be run bit-exactly.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SpecError {
+	/// An MLP needs at least an input and an output width.
+	TooFewLayers,
+	/// A layer width is zero or above [`MAX_WIDTH`].
+	BadWidth,
+	/// The dataset's features or classes differ from the model's input or output width.
+	DatasetShapeMismatch,
+	/// The batch size is zero or above [`MAX_BATCH`].
+	BadBatchSize,
+	/// The dataset has no samples.
+	EmptyDataset,
+	/// Steps are zero or above [`MAX_STEPS`].
+	BadSteps,
+	/// A hyperparameter is out of its range (non-finite, negative, or a decay not below 1).
+	BadHyperparameter,
+	/// A classification needs at least two classes.
+	TooFewClasses,
+}
+
+impl TrainingSpec {
+	/// Checks that a worker can run this spec bit-exactly.
+	pub fn validate(&self) -> Result<(), SpecError> {
+		let Model::Mlp { widths, .. } = &self.model;
+		let (Some(first), Some(last)) = (widths.first(), widths.last()) else {
+			return Err(SpecError::TooFewLayers);
+		};
+		if widths.len() < 2 {
+			return Err(SpecError::TooFewLayers);
+		}
+		if widths.iter().any(|w| *w == 0 || *w > MAX_WIDTH) {
+			return Err(SpecError::BadWidth);
+		}
+		if *last < 2 {
+			return Err(SpecError::TooFewClasses);
+		}
+		if self.dataset.features != *first || self.dataset.classes != *last {
+			return Err(SpecError::DatasetShapeMismatch);
+		}
+		if self.dataset.samples == 0 {
+			return Err(SpecError::EmptyDataset);
+		}
+		if self.batch_size == 0 || self.batch_size > MAX_BATCH {
+			return Err(SpecError::BadBatchSize);
+		}
+		if self.steps == 0 || self.steps > MAX_STEPS {
+			return Err(SpecError::BadSteps);
+		}
+		let ok = match self.optimizer {
+			Optimizer::Sgd { learning_rate, momentum } => {
+				learning_rate.is_positive_finite() && momentum.is_unit_fraction()
+			}
+			Optimizer::Adam { learning_rate, beta1, beta2, epsilon } => {
+				learning_rate.is_positive_finite()
+					&& beta1.is_unit_fraction()
+					&& beta2.is_unit_fraction()
+					&& epsilon.is_positive_finite()
+			}
+		};
+		if !ok {
+			return Err(SpecError::BadHyperparameter);
+		}
+		Ok(())
+	}
+
+	/// The number of entries of this task's trace: `steps + 1` state hashes.
+	pub fn trace_len(&self) -> Option<u32> {
+		self.steps.checked_add(1)
+	}
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+	use super::*;
+
+	/// A small valid spec: 64-32-10 MLP on 8x8 digits, SGD.
+	pub fn digits_spec() -> TrainingSpec {
+		TrainingSpec {
+			model: Model::Mlp {
+				widths: LayerWidths::try_from(vec![64, 32, 10]).unwrap(),
+				activation: Activation::Relu,
+			},
+			loss: Loss::SoftmaxCrossEntropy,
+			optimizer: Optimizer::Sgd {
+				learning_rate: F32Bits::from_f32(0.05),
+				momentum: F32Bits::from_f32(0.9),
+			},
+			batch_size: 32,
+			steps: 100,
+			seed: 7,
+			dataset: DatasetCommitment {
+				root: H256::repeat_byte(1),
+				samples: 1797,
+				features: 64,
+				classes: 10,
+			},
+		}
+	}
+
+	#[test]
+	fn a_sound_spec_validates() {
+		assert_eq!(digits_spec().validate(), Ok(()));
+		assert_eq!(digits_spec().trace_len(), Some(101));
+	}
+
+	#[test]
+	fn each_bad_field_is_named() {
+		let mut s = digits_spec();
+		s.model = Model::Mlp {
+			widths: LayerWidths::try_from(vec![64]).unwrap(),
+			activation: Activation::Relu,
+		};
+		assert_eq!(s.validate(), Err(SpecError::TooFewLayers));
+
+		let mut s = digits_spec();
+		s.model = Model::Mlp {
+			widths: LayerWidths::try_from(vec![64, 0, 10]).unwrap(),
+			activation: Activation::Relu,
+		};
+		assert_eq!(s.validate(), Err(SpecError::BadWidth));
+
+		let mut s = digits_spec();
+		s.dataset.features = 63;
+		assert_eq!(s.validate(), Err(SpecError::DatasetShapeMismatch));
+
+		let mut s = digits_spec();
+		s.batch_size = 0;
+		assert_eq!(s.validate(), Err(SpecError::BadBatchSize));
+
+		let mut s = digits_spec();
+		s.steps = MAX_STEPS + 1;
+		assert_eq!(s.validate(), Err(SpecError::BadSteps));
+
+		let mut s = digits_spec();
+		s.dataset.samples = 0;
+		assert_eq!(s.validate(), Err(SpecError::EmptyDataset));
+
+		for bad in [f32::NAN, f32::INFINITY, -0.1, 0.0] {
+			let mut s = digits_spec();
+			s.optimizer = Optimizer::Sgd {
+				learning_rate: F32Bits::from_f32(bad),
+				momentum: F32Bits::from_f32(0.9),
+			};
+			assert_eq!(s.validate(), Err(SpecError::BadHyperparameter), "lr {bad}");
+		}
+		let mut s = digits_spec();
+		s.optimizer = Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.1),
+			momentum: F32Bits::from_f32(1.0),
+		};
+		assert_eq!(s.validate(), Err(SpecError::BadHyperparameter));
+	}
+
+	#[test]
+	fn float_bit_predicates() {
+		assert!(F32Bits::from_f32(1e-30).is_positive_finite());
+		assert!(!F32Bits::from_f32(-0.0).is_positive_finite());
+		assert!(F32Bits::from_f32(0.0).is_unit_fraction());
+		assert!(F32Bits::from_f32(0.999).is_unit_fraction());
+		assert!(!F32Bits::from_f32(1.0).is_unit_fraction());
+		assert!(!F32Bits::from_f32(f32::NAN).is_finite());
+	}
+}
