@@ -17,7 +17,8 @@ use sp_version::RuntimeVersion;
 use super::{
 	AccountId, Aura, Balance, Balances, Block, BlockNumber, Hash, Nonce, PalletInfo, Runtime,
 	RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason, RuntimeOrigin, RuntimeTask,
-	RuntimeViewFunction, System, BLOCK_HASH_COUNT, EXISTENTIAL_DEPOSIT, SLOT_DURATION, VERSION,
+	RuntimeViewFunction, System, BLOCK_HASH_COUNT, DAYS, EXISTENTIAL_DEPOSIT, SLOT_DURATION, UNIT,
+	VERSION,
 };
 
 /// Share of a block's weight and length that ordinary (non-operational) extrinsics may fill.
@@ -138,6 +139,29 @@ impl pallet_sudo::Config for Runtime {
 	type RuntimeEvent = RuntimeEvent;
 	type RuntimeCall = RuntimeCall;
 	type WeightInfo = pallet_sudo::weights::SubstrateWeight<Runtime>;
+}
+
+parameter_types! {
+	/// A solver's minimum bond: what a lie about one task can cost it at the least.
+	pub const MinSolverBond: Balance = 100 * UNIT;
+	/// A verifier's minimum bond.
+	pub const MinVerifierBond: Balance = 50 * UNIT;
+	/// Unbonding takes a week: longer than any task's claim, commit and challenge windows
+	/// plus a dispute, so no staker can leave ahead of a slash.
+	pub const UnbondingPeriod: BlockNumber = 7 * DAYS;
+	/// Unbonding chunks a staker may have at once.
+	pub const MaxUnbondingChunks: u32 = 16;
+}
+
+impl pallet_compute_staking::Config for Runtime {
+	type RuntimeEvent = RuntimeEvent;
+	type Currency = Balances;
+	type RuntimeHoldReason = RuntimeHoldReason;
+	type MinSolverBond = MinSolverBond;
+	type MinVerifierBond = MinVerifierBond;
+	type UnbondingPeriod = UnbondingPeriod;
+	type MaxUnbondingChunks = MaxUnbondingChunks;
+	type WeightInfo = pallet_compute_staking::weights::SubstrateWeight<Runtime>;
 }
 
 // Keep the imports the `derive_impl` above relies on visible to the compiler.

@@ -207,6 +207,10 @@ mod runtime {
 
 	#[runtime::pallet_index(6)]
 	pub type Sudo = pallet_sudo;
+
+	// The protocol pallets.
+	#[runtime::pallet_index(10)]
+	pub type ComputeStaking = pallet_compute_staking;
 }
 
 #[cfg(feature = "runtime-benchmarks")]
@@ -218,6 +222,7 @@ mod benches {
 		[pallet_balances, Balances]
 		[pallet_timestamp, Timestamp]
 		[pallet_sudo, Sudo]
+		[pallet_compute_staking, ComputeStaking]
 	);
 }
 
