@@ -30,6 +30,7 @@ pub fn development_chain_spec() -> Result<ChainSpec, String> {
 		.with_id("trainet_dev")
 		.with_chain_type(ChainType::Development)
 		.with_genesis_config_preset_name(sp_genesis_builder::DEV_RUNTIME_PRESET)
+		.with_protocol_id("trainet")
 		.with_properties(properties())
 		.build())
 }
@@ -41,6 +42,7 @@ pub fn local_chain_spec() -> Result<ChainSpec, String> {
 		.with_id("trainet_local")
 		.with_chain_type(ChainType::Local)
 		.with_genesis_config_preset_name(sp_genesis_builder::LOCAL_TESTNET_RUNTIME_PRESET)
+		.with_protocol_id("trainet")
 		.with_properties(properties())
 		.build())
 }

@@ -124,6 +124,12 @@ impl Bisection {
 }
 
 #[cfg(test)]
+#[allow(
+	clippy::unwrap_used,
+	clippy::expect_used,
+	clippy::arithmetic_side_effects,
+	clippy::indexing_slicing
+)]
 mod tests {
 	use super::*;
 

@@ -52,6 +52,12 @@ pub const TOKEN_DECIMALS: u8 = 12;
 pub const SS58_PREFIX: u16 = 42;
 
 #[cfg(test)]
+#[allow(
+	clippy::unwrap_used,
+	clippy::expect_used,
+	clippy::arithmetic_side_effects,
+	clippy::indexing_slicing
+)]
 mod tests {
 	use super::*;
 

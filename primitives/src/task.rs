@@ -267,6 +267,12 @@ impl TrainingSpec {
 }
 
 #[cfg(test)]
+#[allow(
+	clippy::unwrap_used,
+	clippy::expect_used,
+	clippy::arithmetic_side_effects,
+	clippy::indexing_slicing
+)]
 pub(crate) mod tests {
 	use super::*;
 

@@ -68,6 +68,12 @@ pub fn verify_trace_proof(root: &H256, leaf_count: u32, index: u32, proof: &Trac
 }
 
 #[cfg(test)]
+#[allow(
+	clippy::unwrap_used,
+	clippy::expect_used,
+	clippy::arithmetic_side_effects,
+	clippy::indexing_slicing
+)]
 mod tests {
 	use super::*;
 

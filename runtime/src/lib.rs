@@ -226,14 +226,6 @@ mod benches {
 	);
 }
 
-/// The runtime's wasm blob, or an error telling how to get one.
-#[cfg(feature = "std")]
-pub fn wasm_binary_unwrap() -> &'static [u8] {
-	WASM_BINARY.expect(
-		"Development wasm binary is not available. Build without SKIP_WASM_BUILD to get it.",
-	)
-}
-
 // Keep `Vec` in scope for the runtime API macros in no_std builds.
 #[allow(unused_imports)]
 use Vec as _;

@@ -223,7 +223,7 @@ impl Node {
 
 	/// The hash of block `number` on the best chain, if the node has it.
 	pub async fn block_hash(&self, number: u32) -> Result<Option<String>> {
-		Ok(self.rpc("chain_getBlockHash", vec![Value::from(number)]).await?)
+		self.rpc("chain_getBlockHash", vec![Value::from(number)]).await
 	}
 
 	/// Waits until the finalized head reaches `number`; returns the finalized number seen.

@@ -1,5 +1,13 @@
 //! A test runtime: System, Balances and this pallet.
 
+// Tests may panic: the no-panic lints are for code that runs on chain.
+#![allow(
+	clippy::unwrap_used,
+	clippy::expect_used,
+	clippy::arithmetic_side_effects,
+	clippy::indexing_slicing
+)]
+
 use crate as pallet_compute_staking;
 use frame_support::{derive_impl, parameter_types, traits::VariantCountOf};
 use sp_runtime::BuildStorage;

@@ -1,5 +1,13 @@
 //! Tests of every call's success and error paths, and of the interface other pallets use.
 
+// Tests may panic: the no-panic lints are for code that runs on chain.
+#![allow(
+	clippy::unwrap_used,
+	clippy::expect_used,
+	clippy::arithmetic_side_effects,
+	clippy::indexing_slicing
+)]
+
 use crate::{mock::*, Error, Event, HoldReason, Ledgers, Role, Roles, StakeInterface};
 use frame_support::{
 	assert_noop, assert_ok,
