@@ -4,13 +4,12 @@ use super::*;
 use frame_benchmarking::v2::*;
 use frame_support::traits::fungible::Mutate;
 use frame_system::RawOrigin;
-use sp_runtime::traits::Bounded;
 
 /// A funded account with a bond of twice the larger minimum.
 fn staker<T: Config>(name: &'static str) -> (T::AccountId, BalanceOf<T>) {
 	let who: T::AccountId = account(name, 0, 0);
 	let bond = Pallet::<T>::min_bond(Roles::BOTH).saturating_mul(2u32.into());
-	T::Currency::set_balance(&who, BalanceOf::<T>::max_value() / 4u32.into());
+	T::Currency::set_balance(&who, bond.saturating_mul(100u32.into()));
 	(who, bond)
 }
 

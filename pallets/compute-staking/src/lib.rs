@@ -218,6 +218,7 @@ pub mod pallet {
 		type Currency: MutateHold<Self::AccountId, Reason = Self::RuntimeHoldReason>
 			+ BalancedHold<Self::AccountId>
 			+ InspectHold<Self::AccountId>
+			+ fungible::Mutate<Self::AccountId>
 			+ fungible::Balanced<Self::AccountId>;
 
 		/// The runtime's hold reasons, of which [`HoldReason::Bond`] is one.

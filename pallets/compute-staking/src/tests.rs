@@ -278,3 +278,107 @@ fn slashing_everything_removes_the_ledger() {
 		Staking::do_try_state().unwrap();
 	});
 }
+
+mod properties {
+	//! Random sequences of calls from many accounts, checking after every block that no call
+	//! panics, the ledger invariants hold, and money is only ever burned by slashes.
+
+	use super::*;
+	use proptest::prelude::*;
+
+	const ACCOUNTS: [AccountId; 5] = [1, 2, 3, 4, 5];
+
+	#[derive(Debug, Clone)]
+	enum Action {
+		Register(usize, u8, Balance),
+		BondExtra(usize, Balance),
+		Unbond(usize, Balance),
+		Withdraw(usize),
+		SetRoles(usize, u8),
+		Lock(usize, Balance),
+		Unlock(usize, Balance),
+		/// Slash, then burn the credit (`None`) or pay it to another account.
+		Slash(usize, Balance, Option<usize>),
+		NextBlocks(u64),
+	}
+
+	fn roles(r: u8) -> Roles {
+		match r % 3 {
+			0 => Roles::SOLVER,
+			1 => Roles::VERIFIER,
+			_ => Roles::BOTH,
+		}
+	}
+
+	fn action() -> impl Strategy<Value = Action> {
+		let who = 0..ACCOUNTS.len();
+		let amount = prop_oneof![0u128..200, 0u128..1_200, Just(u128::MAX)];
+		prop_oneof![
+			(who.clone(), any::<u8>(), amount.clone())
+				.prop_map(|(w, r, a)| Action::Register(w, r, a)),
+			(who.clone(), amount.clone()).prop_map(|(w, a)| Action::BondExtra(w, a)),
+			(who.clone(), amount.clone()).prop_map(|(w, a)| Action::Unbond(w, a)),
+			who.clone().prop_map(Action::Withdraw),
+			(who.clone(), any::<u8>()).prop_map(|(w, r)| Action::SetRoles(w, r)),
+			(who.clone(), amount.clone()).prop_map(|(w, a)| Action::Lock(w, a)),
+			(who.clone(), amount.clone()).prop_map(|(w, a)| Action::Unlock(w, a)),
+			(who.clone(), amount, proptest::option::of(who))
+				.prop_map(|(w, a, to)| Action::Slash(w, a, to)),
+			(1u64..8).prop_map(Action::NextBlocks),
+		]
+	}
+
+	proptest! {
+		#![proptest_config(ProptestConfig::with_cases(200))]
+
+		#[test]
+		fn random_calls_keep_the_invariants(actions in proptest::collection::vec(action(), 1..60)) {
+			new_test_ext().execute_with(|| {
+				let initial = Balances::total_issuance();
+				let mut burned: Balance = 0;
+				for action in actions {
+					let o = |i: usize| RuntimeOrigin::signed(ACCOUNTS[i]);
+					// Errors are expected for many random calls; panics are not.
+					match action {
+						Action::Register(w, r, a) => { let _ = Staking::register(o(w), roles(r), a); },
+						Action::BondExtra(w, a) => { let _ = Staking::bond_extra(o(w), a); },
+						Action::Unbond(w, a) => { let _ = Staking::unbond(o(w), a); },
+						Action::Withdraw(w) => { let _ = Staking::withdraw_unbonded(o(w)); },
+						Action::SetRoles(w, r) => { let _ = Staking::set_roles(o(w), roles(r)); },
+						Action::Lock(w, a) => { let _ = Staking::lock(&ACCOUNTS[w], Role::Solver, a); },
+						Action::Unlock(w, a) => { Staking::unlock(&ACCOUNTS[w], a); },
+						Action::Slash(w, a, to) => {
+							let credit = Staking::slash_locked(&ACCOUNTS[w], a);
+							match to {
+								None => burned += credit.peek(),
+								Some(t) => {
+									// A credit that cannot be paid out is dropped, i.e. burned.
+									if let Err(unpaid) = <Balances as frame_support::traits::fungible::Balanced<_>>::resolve(&ACCOUNTS[t], credit) {
+										burned += unpaid.peek();
+									}
+								},
+							}
+						},
+						Action::NextBlocks(n) => run_to_block(System::block_number() + n),
+					}
+					Staking::do_try_state().unwrap();
+					prop_assert_eq!(Balances::total_issuance(), initial - burned);
+					let held_and_free: Balance = ACCOUNTS
+						.iter()
+						.chain([9u64].iter())
+						.map(|a| Balances::total_balance(a))
+						.sum();
+					prop_assert_eq!(held_and_free, Balances::total_issuance());
+					for a in ACCOUNTS {
+						prop_assert_eq!(
+							held(a),
+							Ledgers::<Test>::get(a).map(|l| l.total()).unwrap_or(0),
+							"hold of {} differs from its ledger", a
+						);
+					}
+				}
+				Ok(())
+			})?;
+		}
+	}
+}
