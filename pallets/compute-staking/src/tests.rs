@@ -366,7 +366,7 @@ mod properties {
 					let held_and_free: Balance = ACCOUNTS
 						.iter()
 						.chain([9u64].iter())
-						.map(|a| Balances::total_balance(a))
+						.map(Balances::total_balance)
 						.sum();
 					prop_assert_eq!(held_and_free, Balances::total_issuance());
 					for a in ACCOUNTS {
