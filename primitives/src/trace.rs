@@ -35,18 +35,21 @@ pub fn trace_leaf(index: u32, state: &H256) -> Vec<u8> {
 	(index, state).encode()
 }
 
+/// The leaves of a trace, in order.
+fn trace_leaves(states: &[H256]) -> impl ExactSizeIterator<Item = Vec<u8>> + '_ {
+	states.iter().enumerate().map(|(t, h)| trace_leaf(t as u32, h))
+}
+
 /// The trace root over `states`, where `states[t]` is `h_t`.
 pub fn trace_root(states: &[H256]) -> H256 {
-	let leaves = states.iter().enumerate().map(|(t, h)| trace_leaf(t as u32, h));
-	binary_merkle_tree::merkle_root::<BlakeTwo256, _>(leaves)
+	binary_merkle_tree::merkle_root::<BlakeTwo256, _>(trace_leaves(states))
 }
 
 /// The proof of entry `index` of `states`, or `None` if `index` is out of range or the proof
 /// would be deeper than [`MAX_PROOF_DEPTH`].
 pub fn trace_proof(states: &[H256], index: u32) -> Option<TraceProof> {
 	let state = *states.get(index as usize)?;
-	let leaves = states.iter().enumerate().map(|(t, h)| trace_leaf(t as u32, h));
-	let proof = binary_merkle_tree::merkle_proof::<BlakeTwo256, _, _>(leaves, index);
+	let proof = binary_merkle_tree::merkle_proof::<BlakeTwo256, _, _>(trace_leaves(states), index);
 	let items = ProofItems::try_from(proof.proof).ok()?;
 	Some(TraceProof { state, items })
 }

@@ -17,8 +17,7 @@ use sp_version::RuntimeVersion;
 use super::{
 	AccountId, Aura, Balance, Balances, Block, BlockNumber, Hash, Nonce, PalletInfo, Runtime,
 	RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason, RuntimeOrigin, RuntimeTask,
-	RuntimeViewFunction, System, BLOCK_HASH_COUNT, DAYS, EXISTENTIAL_DEPOSIT, SLOT_DURATION, UNIT,
-	VERSION,
+	System, BLOCK_HASH_COUNT, DAYS, EXISTENTIAL_DEPOSIT, SLOT_DURATION, UNIT, VERSION,
 };
 
 /// Share of a block's weight and length that ordinary (non-operational) extrinsics may fill.
@@ -163,7 +162,3 @@ impl pallet_compute_staking::Config for Runtime {
 	type MaxUnbondingChunks = MaxUnbondingChunks;
 	type WeightInfo = pallet_compute_staking::weights::SubstrateWeight<Runtime>;
 }
-
-// Keep the imports the `derive_impl` above relies on visible to the compiler.
-#[allow(unused_imports)]
-use {PalletInfo as _, RuntimeOrigin as _, RuntimeTask as _, RuntimeViewFunction as _};

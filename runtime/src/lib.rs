@@ -37,7 +37,11 @@ mod tests;
 
 extern crate alloc;
 
+// `impl_opaque_keys!` and `#[runtime]` expand to a bare `Vec`, which no_std builds must
+// import; std builds have it in the prelude already.
+#[allow(unused_imports)]
 use alloc::vec::Vec;
+
 use sp_runtime::{generic, impl_opaque_keys, traits::BlakeTwo256, MultiAddress};
 use sp_version::RuntimeVersion;
 
@@ -225,7 +229,3 @@ mod benches {
 		[pallet_compute_staking, ComputeStaking]
 	);
 }
-
-// Keep `Vec` in scope for the runtime API macros in no_std builds.
-#[allow(unused_imports)]
-use Vec as _;

@@ -105,14 +105,8 @@ impl Node {
 	/// Starts a node and waits until its JSON-RPC answers.
 	pub async fn start(config: NodeConfig) -> Result<Node> {
 		let binary = node_binary()?;
-		let rpc_port = match config.rpc_port {
-			Some(p) => p,
-			None => free_port()?,
-		};
-		let p2p_port = match config.p2p_port {
-			Some(p) => p,
-			None => free_port()?,
-		};
+		let rpc_port = config.rpc_port.map_or_else(free_port, Ok)?;
+		let p2p_port = config.p2p_port.map_or_else(free_port, Ok)?;
 		std::fs::create_dir_all(&config.base_path)?;
 		let log_path = config.base_path.join(format!("{}.log", config.name));
 		let log = File::options()
@@ -179,11 +173,7 @@ impl Node {
 
 	/// Calls a JSON-RPC method and decodes its result.
 	pub async fn rpc<T: DeserializeOwned>(&self, method: &str, params: Vec<Value>) -> Result<T> {
-		let mut array = ArrayParams::new();
-		for p in params {
-			array.insert(p)?;
-		}
-		Ok(self.rpc.request(method, array).await?)
+		Ok(serde_json::from_value(self.rpc_raw(method, params).await?)?)
 	}
 
 	/// Calls a JSON-RPC method and returns the raw outcome, error included.

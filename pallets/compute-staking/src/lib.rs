@@ -151,6 +151,11 @@ impl<T: Config> Ledger<T> {
 		self.active.saturating_sub(self.locked)
 	}
 
+	/// Whether nothing is bonded, locked or unbonding: such a ledger is removed.
+	pub fn is_empty(&self) -> bool {
+		self.active.is_zero() && self.locked.is_zero() && self.unbonding.is_empty()
+	}
+
 	/// `active + sum(unbonding)`: what the hold must be.
 	pub fn total(&self) -> BalanceOf<T> {
 		self.unbonding.iter().fold(self.active, |acc, c| acc.saturating_add(c.amount))
@@ -386,7 +391,7 @@ pub mod pallet {
 			ledger.unbonding.retain(|c| c.unlock_at > now);
 			T::Currency::release(&HoldReason::Bond.into(), &who, amount, Precision::Exact)?;
 			Self::deposit_event(Event::Withdrawn { who: who.clone(), amount });
-			if ledger.active.is_zero() && ledger.locked.is_zero() && ledger.unbonding.is_empty() {
+			if ledger.is_empty() {
 				Ledgers::<T>::remove(&who);
 				Self::deposit_event(Event::Deregistered { who });
 			} else {
@@ -491,7 +496,7 @@ pub mod pallet {
 			let taken = credit.peek();
 			ledger.locked = ledger.locked.saturating_sub(taken);
 			ledger.active = ledger.active.saturating_sub(taken);
-			if ledger.active.is_zero() && ledger.locked.is_zero() && ledger.unbonding.is_empty() {
+			if ledger.is_empty() {
 				Ledgers::<T>::remove(who);
 			} else {
 				Ledgers::<T>::insert(who, ledger);
