@@ -6,13 +6,17 @@
 //! - the chain's basic types (this module);
 //! - [`task`]: the training task spec;
 //! - [`trace`]: trace commitments (Merkle roots over state hashes) and their proofs;
-//! - [`bisection`]: the dispute game's bisection arithmetic.
+//! - [`bisection`]: the dispute game's bisection arithmetic;
+//! - [`market`]: the records of tasks and disputes the pallets keep;
+//! - [`api`]: the runtime API that reads them.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
 
+pub mod api;
 pub mod bisection;
+pub mod market;
 pub mod task;
 pub mod trace;
 

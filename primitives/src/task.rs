@@ -260,6 +260,26 @@ impl TrainingSpec {
 		Ok(())
 	}
 
+	/// A small valid spec: a 64-32-10 ReLU MLP on the 8x8 digits set (1797 samples), SGD
+	/// with momentum, batch 32, 100 steps. Examples, tests and benchmarks use it.
+	pub fn example_digits(dataset_root: H256) -> Self {
+		TrainingSpec {
+			model: Model::Mlp {
+				widths: LayerWidths::truncate_from(alloc::vec![64, 32, 10]),
+				activation: Activation::Relu,
+			},
+			loss: Loss::SoftmaxCrossEntropy,
+			optimizer: Optimizer::Sgd {
+				learning_rate: F32Bits::from_f32(0.05),
+				momentum: F32Bits::from_f32(0.9),
+			},
+			batch_size: 32,
+			steps: 100,
+			seed: 7,
+			dataset: DatasetCommitment { root: dataset_root, samples: 1797, features: 64, classes: 10 },
+		}
+	}
+
 	/// The number of entries of this task's trace: `steps + 1` state hashes.
 	pub fn trace_len(&self) -> Option<u32> {
 		self.steps.checked_add(1)
@@ -278,26 +298,7 @@ pub(crate) mod tests {
 
 	/// A small valid spec: 64-32-10 MLP on 8x8 digits, SGD.
 	pub fn digits_spec() -> TrainingSpec {
-		TrainingSpec {
-			model: Model::Mlp {
-				widths: LayerWidths::try_from(vec![64, 32, 10]).unwrap(),
-				activation: Activation::Relu,
-			},
-			loss: Loss::SoftmaxCrossEntropy,
-			optimizer: Optimizer::Sgd {
-				learning_rate: F32Bits::from_f32(0.05),
-				momentum: F32Bits::from_f32(0.9),
-			},
-			batch_size: 32,
-			steps: 100,
-			seed: 7,
-			dataset: DatasetCommitment {
-				root: H256::repeat_byte(1),
-				samples: 1797,
-				features: 64,
-				classes: 10,
-			},
-		}
+		TrainingSpec::example_digits(H256::repeat_byte(1))
 	}
 
 	#[test]

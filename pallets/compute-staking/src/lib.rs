@@ -425,7 +425,6 @@ pub mod pallet {
 
 		/// The invariants: the hold equals `active + unbonding`, `locked <= active`, chunk
 		/// counts within bounds, and nobody without a ledger holds a bond.
-		#[cfg(any(feature = "try-runtime", test))]
 		pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
 			for (who, ledger) in Ledgers::<T>::iter() {
 				let held = T::Currency::balance_on_hold(&HoldReason::Bond.into(), &who);

@@ -1,0 +1,683 @@
+//! # Task escrow
+//!
+//! ## Overview
+//!
+//! The market's order book. A submitter posts a training task with its reward, which is held
+//! on the submitter's account ([`HoldReason::Reward`]) until the task ends. A staked solver
+//! claims it (part of its stake is locked for the task's life through
+//! [`StakeInterface`]), trains, and commits to its trace. A challenge window follows; when it
+//! closes with no dispute open, the reward moves to the solver and its stake is unlocked.
+//!
+//! ## Deadlines
+//!
+//! Every stage has a deadline, a block at whose start it ends:
+//!
+//! | stage       | deadline          | at the deadline                                         |
+//! |-------------|-------------------|---------------------------------------------------------|
+//! | `Open`      | `claim_by`        | the reward goes back to the submitter                   |
+//! | `Claimed`   | `commit_by`       | the solver is slashed ([`SolverDiscipline`]), refund    |
+//! | `Committed` | `challenge_until` | the solver is paid, unless a dispute is still open      |
+//!
+//! Deadlines are queued by block ([`Deadlines`]) and processed in `on_initialize`; the
+//! permissionless [`Pallet::expire`] does the same for one task, should a block's queue ever
+//! be skipped. A committed task whose window closed while disputes were open is paid when the
+//! last one ends (the dispute pallets call [`TaskMarket::dispute_ended`]), or reopened or
+//! refunded when its solver loses ([`TaskMarket::solver_lost`]).
+//!
+//! ## Interfaces
+//!
+//! - [`TaskMarket`]: what the challenge and slashing pallets ask of tasks.
+//! - [`TaskDisputes`]: how many disputes are open against a task (the challenge pallet).
+//! - [`SolverDiscipline`]: who may not claim, and the penalty of a missed commitment (the
+//!   slashing pallet).
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub use pallet::*;
+pub use weights::WeightInfo;
+
+#[cfg(feature = "runtime-benchmarks")]
+mod benchmarking;
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+pub mod weights;
+
+use frame_support::{
+	dispatch::DispatchResult,
+	pallet_prelude::*,
+	traits::{
+		fungible::{self, Inspect, InspectHold, MutateHold},
+		tokens::{Fortitude, Precision, Restriction},
+	},
+};
+use frame_system::pallet_prelude::BlockNumberFor;
+use pallet_compute_staking::{Role, StakeInterface};
+use sp_runtime::traits::{One, Saturating, Zero};
+use trainet_primitives::{
+	market::{Task, TaskId, TaskState, Timeouts, TraceCommitment},
+	task::{SpecError, TrainingSpec},
+	trace::{verify_trace_proof, TraceProof},
+};
+
+/// A balance of the escrow currency.
+pub type BalanceOf<T> =
+	<<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
+
+/// A task as this pallet stores it.
+pub type TaskOf<T> =
+	Task<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
+
+/// How many blocks past its asked-for block a deadline may slide when that block's queue is
+/// full. With [`Config::MaxDeadlinesPerBlock`] slots a block, this many full blocks in a row
+/// are needed before a call fails with [`Error::DeadlineQueueFull`].
+pub const MAX_DEADLINE_SLIDE: u32 = 16;
+
+/// A committed task that a verifier may challenge now.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ChallengeTarget<AccountId, Balance> {
+	/// Its solver.
+	pub solver: AccountId,
+	/// The solver's commitment.
+	pub commitment: TraceCommitment,
+	/// The solver's stake locked behind the task.
+	pub solver_stake: Balance,
+}
+
+/// What the dispute pallets need of tasks.
+pub trait TaskMarket<AccountId, Balance> {
+	/// The committed task `task` if a dispute can be opened against it now, or the error
+	/// saying why not.
+	fn challengeable(task: TaskId) -> Result<ChallengeTarget<AccountId, Balance>, DispatchError>;
+
+	/// The spec of a task still in the market.
+	fn spec(task: TaskId) -> Option<TrainingSpec>;
+
+	/// The task's solver was proven wrong and its stake already slashed: reopen the task for
+	/// another solver or, past the reopen limit, refund the submitter.
+	fn solver_lost(task: TaskId);
+
+	/// A dispute against the task ended without proving its solver wrong: pay the solver if
+	/// the window has closed and no other dispute is open.
+	fn dispute_ended(task: TaskId);
+}
+
+/// How many disputes are open against a task.
+pub trait TaskDisputes {
+	/// The number of open disputes against `task`.
+	fn open_disputes(task: TaskId) -> u32;
+}
+
+impl TaskDisputes for () {
+	fn open_disputes(_: TaskId) -> u32 {
+		0
+	}
+}
+
+/// Who may not claim tasks, and what a solver that misses its commitment pays.
+pub trait SolverDiscipline<AccountId, Balance> {
+	/// Whether `who` is barred from claiming.
+	fn is_barred(who: &AccountId) -> bool;
+
+	/// `solver` let `task` of `submitter` pass its commit deadline. `stake` of its locked
+	/// stake backed the task: the implementation slashes it, or unlocks what it does not
+	/// slash, so that none of it stays locked for the task.
+	fn missed_commit(task: TaskId, solver: &AccountId, submitter: &AccountId, stake: Balance);
+}
+
+// FRAME's `#[pallet::*]` expansions call `expect` on paths that cannot fail (and clippy blames
+// the attributes for it); the other no-panic lints stay denied here, and nothing written in
+// this module by hand calls `expect`.
+#[allow(clippy::expect_used)]
+#[frame_support::pallet]
+pub mod pallet {
+	use super::*;
+	use frame_system::pallet_prelude::*;
+
+	#[pallet::pallet]
+	pub struct Pallet<T>(_);
+
+	/// Why this pallet holds funds.
+	#[pallet::composite_enum]
+	pub enum HoldReason {
+		/// A task's reward, held from its submitter until the task ends.
+		#[codec(index = 0)]
+		Reward,
+	}
+
+	#[pallet::config]
+	pub trait Config: frame_system::Config {
+		/// The overarching event type.
+		#[allow(deprecated)]
+		type RuntimeEvent: From<Event<Self>> + IsType<<Self as frame_system::Config>::RuntimeEvent>;
+
+		/// The currency rewards are paid in.
+		type Currency: MutateHold<Self::AccountId, Reason = Self::RuntimeHoldReason>
+			+ InspectHold<Self::AccountId>
+			+ fungible::Mutate<Self::AccountId>;
+
+		/// The runtime's hold reasons, of which [`HoldReason::Reward`] is one.
+		type RuntimeHoldReason: From<HoldReason>;
+
+		/// Solver stakes.
+		type Stake: StakeInterface<Self::AccountId, Balance = BalanceOf<Self>>;
+
+		/// Open disputes per task.
+		type Disputes: TaskDisputes;
+
+		/// Barred solvers and the penalty for a missed commitment.
+		type Discipline: SolverDiscipline<Self::AccountId, BalanceOf<Self>>;
+
+		/// The least reward a task may offer.
+		#[pallet::constant]
+		type MinReward: Get<BalanceOf<Self>>;
+
+		/// The solver stake locked for each claimed task.
+		#[pallet::constant]
+		type SolverStake: Get<BalanceOf<Self>>;
+
+		/// The shortest stage a submitter may ask for, in blocks.
+		#[pallet::constant]
+		type MinTimeout: Get<BlockNumberFor<Self>>;
+
+		/// The longest stage a submitter may ask for, in blocks.
+		#[pallet::constant]
+		type MaxTimeout: Get<BlockNumberFor<Self>>;
+
+		/// How many times a task is reopened after its solver lost a dispute before the
+		/// submitter is refunded instead.
+		#[pallet::constant]
+		type MaxReopens: Get<u32>;
+
+		/// Deadlines one block's queue holds (bounds `on_initialize`).
+		#[pallet::constant]
+		type MaxDeadlinesPerBlock: Get<u32>;
+
+		/// Weights of this pallet's calls.
+		type WeightInfo: WeightInfo;
+	}
+
+	/// The id the next task gets.
+	#[pallet::storage]
+	pub type NextTaskId<T: Config> = StorageValue<_, TaskId, ValueQuery>;
+
+	/// Every task in the market (open, claimed or committed), by id.
+	#[pallet::storage]
+	pub type Tasks<T: Config> = StorageMap<_, Twox64Concat, TaskId, TaskOf<T>>;
+
+	/// The tasks whose current stage ends at the start of a block, by block.
+	#[pallet::storage]
+	pub type Deadlines<T: Config> = StorageMap<
+		_,
+		Twox64Concat,
+		BlockNumberFor<T>,
+		BoundedVec<TaskId, T::MaxDeadlinesPerBlock>,
+		ValueQuery,
+	>;
+
+	/// Which stage of a task ran out of time.
+	#[derive(
+		Clone,
+		Copy,
+		PartialEq,
+		Eq,
+		Encode,
+		Decode,
+		DecodeWithMemTracking,
+		TypeInfo,
+		MaxEncodedLen,
+		Debug,
+	)]
+	pub enum Expiry {
+		/// Nobody claimed it.
+		Unclaimed,
+		/// The solver did not commit.
+		Uncommitted,
+	}
+
+	#[pallet::event]
+	#[pallet::generate_deposit(pub(super) fn deposit_event)]
+	pub enum Event<T: Config> {
+		/// A task was posted and its reward held.
+		TaskSubmitted {
+			task: TaskId,
+			submitter: T::AccountId,
+			reward: BalanceOf<T>,
+			claim_by: BlockNumberFor<T>,
+		},
+		/// The submitter withdrew an unclaimed task; the reward is released.
+		TaskCancelled { task: TaskId },
+		/// A solver claimed a task; its stake is locked until the task ends.
+		TaskClaimed { task: TaskId, solver: T::AccountId, commit_by: BlockNumberFor<T> },
+		/// The solver committed to its trace; challenges are open until `challenge_until`.
+		TaskCommitted {
+			task: TaskId,
+			solver: T::AccountId,
+			commitment: TraceCommitment,
+			challenge_until: BlockNumberFor<T>,
+		},
+		/// The challenge window closed unchallenged (or every dispute was won by the solver):
+		/// the reward was paid and the solver's stake unlocked.
+		TaskFinalized { task: TaskId, solver: T::AccountId, reward: BalanceOf<T> },
+		/// A stage ran out of time and the reward went back to the submitter.
+		TaskExpired { task: TaskId, stage: Expiry },
+		/// The solver lost a dispute; the task is open again.
+		TaskReopened { task: TaskId, claim_by: BlockNumberFor<T> },
+		/// The solver lost a dispute and the task reached its reopen limit: the reward went
+		/// back to the submitter.
+		TaskRefunded { task: TaskId },
+	}
+
+	#[pallet::error]
+	pub enum Error<T> {
+		/// No task has that id (or it has ended).
+		TaskNotFound,
+		/// The reward is below the minimum.
+		RewardTooLow,
+		/// The submitter cannot hold the reward (free balance too low).
+		InsufficientBalance,
+		/// A timeout is shorter than `MinTimeout` or longer than `MaxTimeout`.
+		BadTimeout,
+		/// The spec needs an input and an output layer width at least.
+		SpecTooFewLayers,
+		/// A layer width in the spec is zero or too large.
+		SpecBadWidth,
+		/// The dataset's features or classes do not match the model's input or output width.
+		SpecDatasetShapeMismatch,
+		/// The spec's batch size is zero or too large.
+		SpecBadBatchSize,
+		/// The spec's dataset has no samples.
+		SpecEmptyDataset,
+		/// The spec's step count is zero or too large.
+		SpecBadSteps,
+		/// A hyperparameter is out of range (non-finite, negative, or a decay not below 1).
+		SpecBadHyperparameter,
+		/// A classification needs at least two classes.
+		SpecTooFewClasses,
+		/// Only the task's submitter may do this.
+		NotSubmitter,
+		/// Only the task's solver may do this.
+		NotSolver,
+		/// The task is not open for claims.
+		NotOpen,
+		/// The task is not claimed (or already committed).
+		NotClaimed,
+		/// The task is not committed.
+		NotCommitted,
+		/// The solver is barred from claiming tasks.
+		SolverBarred,
+		/// This solver already lost this task in a dispute.
+		SolverFailedThisTask,
+		/// The commitment's step count differs from the spec's.
+		StepsMismatch,
+		/// The proof does not show `final_state` as the last entry under `trace_root`.
+		BadFinalStateProof,
+		/// The challenge window has closed.
+		ChallengeWindowClosed,
+		/// The task's deadline has not come yet.
+		DeadlineNotReached,
+		/// Disputes are still open against the task.
+		DisputesOpen,
+		/// Every block's deadline queue in reach is full; try again in a later block.
+		DeadlineQueueFull,
+		/// A block number or an id overflowed.
+		Overflow,
+	}
+
+	#[pallet::hooks]
+	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+		fn on_initialize(now: BlockNumberFor<T>) -> Weight {
+			let due = Deadlines::<T>::take(now);
+			let count = due.len() as u32;
+			for task in due {
+				// Each queued task's deadline is `now` (the queue is kept exact), so this
+				// cannot fail; a failure would only leave the task for `expire`.
+				let _ = Self::do_expire(task, now);
+			}
+			T::WeightInfo::on_initialize(count)
+		}
+
+		#[cfg(feature = "try-runtime")]
+		fn try_state(now: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
+			Self::do_try_state(now)
+		}
+	}
+
+	#[pallet::call]
+	impl<T: Config> Pallet<T> {
+		/// Posts a training task: `reward` is held from the caller until the task ends.
+		///
+		/// The spec must be one a worker can run bit-exactly; each timeout must lie between
+		/// `MinTimeout` and `MaxTimeout`.
+		#[pallet::call_index(0)]
+		#[pallet::weight(T::WeightInfo::submit())]
+		pub fn submit(
+			origin: OriginFor<T>,
+			spec: TrainingSpec,
+			reward: BalanceOf<T>,
+			timeouts: Timeouts<BlockNumberFor<T>>,
+		) -> DispatchResult {
+			let submitter = ensure_signed(origin)?;
+			spec.validate().map_err(Error::<T>::from)?;
+			ensure!(reward >= T::MinReward::get(), Error::<T>::RewardTooLow);
+			for t in [timeouts.claim, timeouts.commit, timeouts.challenge] {
+				ensure!(
+					t >= T::MinTimeout::get() && t <= T::MaxTimeout::get(),
+					Error::<T>::BadTimeout
+				);
+			}
+			ensure!(
+				T::Currency::can_hold(&HoldReason::Reward.into(), &submitter, reward),
+				Error::<T>::InsufficientBalance
+			);
+			let id = NextTaskId::<T>::get();
+			let next = id.checked_add(1).ok_or(Error::<T>::Overflow)?;
+			let now = frame_system::Pallet::<T>::block_number();
+			let claim_by = Self::schedule(id, now.saturating_add(timeouts.claim))?;
+			T::Currency::hold(&HoldReason::Reward.into(), &submitter, reward)
+				.map_err(|_| Error::<T>::InsufficientBalance)?;
+			NextTaskId::<T>::put(next);
+			Tasks::<T>::insert(
+				id,
+				Task {
+					submitter: submitter.clone(),
+					spec,
+					reward,
+					solver_stake: T::SolverStake::get(),
+					timeouts,
+					state: TaskState::Open { claim_by },
+					reopened: 0,
+					last_failed_solver: None,
+				},
+			);
+			Self::deposit_event(Event::TaskSubmitted { task: id, submitter, reward, claim_by });
+			Ok(())
+		}
+
+		/// Withdraws an unclaimed task of the caller's; the reward is released.
+		#[pallet::call_index(1)]
+		#[pallet::weight(T::WeightInfo::cancel())]
+		pub fn cancel(origin: OriginFor<T>, task: TaskId) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let t = Tasks::<T>::get(task).ok_or(Error::<T>::TaskNotFound)?;
+			ensure!(t.submitter == who, Error::<T>::NotSubmitter);
+			let TaskState::Open { claim_by } = t.state else { return Err(Error::<T>::NotOpen.into()) };
+			Self::unschedule(task, claim_by);
+			Self::refund(task, &t)?;
+			Self::deposit_event(Event::TaskCancelled { task });
+			Ok(())
+		}
+
+		/// Claims an open task: the caller must be a solver with `SolverStake` of free stake,
+		/// which is locked until the task ends. The commitment is due within the task's
+		/// commit timeout.
+		#[pallet::call_index(2)]
+		#[pallet::weight(T::WeightInfo::claim())]
+		pub fn claim(origin: OriginFor<T>, task: TaskId) -> DispatchResult {
+			let solver = ensure_signed(origin)?;
+			let mut t = Tasks::<T>::get(task).ok_or(Error::<T>::TaskNotFound)?;
+			let TaskState::Open { claim_by } = t.state else { return Err(Error::<T>::NotOpen.into()) };
+			ensure!(!T::Discipline::is_barred(&solver), Error::<T>::SolverBarred);
+			ensure!(
+				t.last_failed_solver.as_ref() != Some(&solver),
+				Error::<T>::SolverFailedThisTask
+			);
+			// Locking checks the role and the free stake and names what is missing. (A failed
+			// call rolls back every write, so the order of these steps is free.)
+			T::Stake::lock(&solver, Role::Solver, t.solver_stake)?;
+			let now = frame_system::Pallet::<T>::block_number();
+			let commit_by = Self::schedule(task, now.saturating_add(t.timeouts.commit))?;
+			Self::unschedule(task, claim_by);
+			t.state = TaskState::Claimed { solver: solver.clone(), commit_by };
+			Tasks::<T>::insert(task, t);
+			Self::deposit_event(Event::TaskClaimed { task, solver, commit_by });
+			Ok(())
+		}
+
+		/// Commits the caller's trained trace for a task it claimed: the trace root, the step
+		/// count (must equal the spec's), the final state hash and the model hash, with a
+		/// proof that `final_state` is the trace's last entry. The challenge window opens.
+		#[pallet::call_index(3)]
+		#[pallet::weight(T::WeightInfo::commit())]
+		pub fn commit(
+			origin: OriginFor<T>,
+			task: TaskId,
+			commitment: TraceCommitment,
+			final_proof: TraceProof,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut t = Tasks::<T>::get(task).ok_or(Error::<T>::TaskNotFound)?;
+			let TaskState::Claimed { solver, commit_by } = t.state.clone() else {
+				return Err(Error::<T>::NotClaimed.into());
+			};
+			ensure!(solver == who, Error::<T>::NotSolver);
+			ensure!(commitment.steps == t.spec.steps, Error::<T>::StepsMismatch);
+			let len = commitment.steps.checked_add(1).ok_or(Error::<T>::Overflow)?;
+			ensure!(
+				final_proof.state == commitment.final_state
+					&& verify_trace_proof(&commitment.trace_root, len, commitment.steps, &final_proof),
+				Error::<T>::BadFinalStateProof
+			);
+			let now = frame_system::Pallet::<T>::block_number();
+			let challenge_until = Self::schedule(task, now.saturating_add(t.timeouts.challenge))?;
+			Self::unschedule(task, commit_by);
+			t.state = TaskState::Committed { solver: solver.clone(), commitment, challenge_until };
+			Tasks::<T>::insert(task, t);
+			Self::deposit_event(Event::TaskCommitted { task, solver, commitment, challenge_until });
+			Ok(())
+		}
+
+		/// Moves on a task whose deadline has passed, as `on_initialize` does: refunds an
+		/// unclaimed task, slashes a solver that missed its commitment, pays a committed task
+		/// whose window closed with no dispute open. Anyone may call it.
+		#[pallet::call_index(4)]
+		#[pallet::weight(T::WeightInfo::expire())]
+		pub fn expire(origin: OriginFor<T>, task: TaskId) -> DispatchResult {
+			ensure_signed(origin)?;
+			let now = frame_system::Pallet::<T>::block_number();
+			Self::do_expire(task, now)
+		}
+	}
+
+	impl<T: Config> From<SpecError> for Error<T> {
+		fn from(e: SpecError) -> Self {
+			match e {
+				SpecError::TooFewLayers => Error::SpecTooFewLayers,
+				SpecError::BadWidth => Error::SpecBadWidth,
+				SpecError::DatasetShapeMismatch => Error::SpecDatasetShapeMismatch,
+				SpecError::BadBatchSize => Error::SpecBadBatchSize,
+				SpecError::EmptyDataset => Error::SpecEmptyDataset,
+				SpecError::BadSteps => Error::SpecBadSteps,
+				SpecError::BadHyperparameter => Error::SpecBadHyperparameter,
+				SpecError::TooFewClasses => Error::SpecTooFewClasses,
+			}
+		}
+	}
+
+	impl<T: Config> Pallet<T> {
+		/// Queues `task` at `at`, or the first block after it with room (at most
+		/// [`MAX_DEADLINE_SLIDE`] later); returns the block used.
+		pub(crate) fn schedule(
+			task: TaskId,
+			at: BlockNumberFor<T>,
+		) -> Result<BlockNumberFor<T>, Error<T>> {
+			let mut block = at;
+			for _ in 0..=MAX_DEADLINE_SLIDE {
+				let pushed = Deadlines::<T>::mutate(block, |q| q.try_push(task).is_ok());
+				if pushed {
+					return Ok(block);
+				}
+				block = block.saturating_add(One::one());
+			}
+			Err(Error::<T>::DeadlineQueueFull)
+		}
+
+		/// Removes `task` from the queue of block `at`.
+		pub(crate) fn unschedule(task: TaskId, at: BlockNumberFor<T>) {
+			Deadlines::<T>::mutate_exists(at, |q| {
+				if let Some(queue) = q {
+					queue.retain(|t| *t != task);
+					if queue.is_empty() {
+						*q = None;
+					}
+				}
+			});
+		}
+
+		/// Releases the reward to the submitter and removes the task.
+		fn refund(task: TaskId, t: &TaskOf<T>) -> DispatchResult {
+			T::Currency::release(
+				&HoldReason::Reward.into(),
+				&t.submitter,
+				t.reward,
+				Precision::BestEffort,
+			)?;
+			Tasks::<T>::remove(task);
+			Ok(())
+		}
+
+		/// Pays the reward to the solver, unlocks its stake and removes the task.
+		fn pay(task: TaskId, t: &TaskOf<T>, solver: &T::AccountId) -> DispatchResult {
+			T::Currency::transfer_on_hold(
+				&HoldReason::Reward.into(),
+				&t.submitter,
+				solver,
+				t.reward,
+				Precision::BestEffort,
+				Restriction::Free,
+				Fortitude::Polite,
+			)?;
+			T::Stake::unlock(solver, t.solver_stake);
+			Tasks::<T>::remove(task);
+			Self::deposit_event(Event::TaskFinalized {
+				task,
+				solver: solver.clone(),
+				reward: t.reward,
+			});
+			Ok(())
+		}
+
+		/// What happens when `task`'s deadline has come by `now`.
+		pub(crate) fn do_expire(task: TaskId, now: BlockNumberFor<T>) -> DispatchResult {
+			let t = Tasks::<T>::get(task).ok_or(Error::<T>::TaskNotFound)?;
+			let deadline = t.deadline();
+			ensure!(deadline <= now, Error::<T>::DeadlineNotReached);
+			match &t.state {
+				TaskState::Open { .. } => {
+					Self::unschedule(task, deadline);
+					Self::refund(task, &t)?;
+					Self::deposit_event(Event::TaskExpired { task, stage: Expiry::Unclaimed });
+				}
+				TaskState::Claimed { solver, .. } => {
+					Self::unschedule(task, deadline);
+					T::Discipline::missed_commit(task, solver, &t.submitter, t.solver_stake);
+					Self::refund(task, &t)?;
+					Self::deposit_event(Event::TaskExpired { task, stage: Expiry::Uncommitted });
+				}
+				TaskState::Committed { solver, .. } => {
+					ensure!(T::Disputes::open_disputes(task) == 0, Error::<T>::DisputesOpen);
+					Self::unschedule(task, deadline);
+					Self::pay(task, &t, solver)?;
+				}
+			}
+			Ok(())
+		}
+
+		/// The invariants: every task's reward is held from its submitter (and nothing else
+		/// is held for rewards), every task's deadline lies in the future and is queued there
+		/// (a committed task past its window only while disputes are open), and every queued
+		/// deadline belongs to a task.
+		pub fn do_try_state(now: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
+			use alloc::collections::btree_map::BTreeMap;
+			let mut held: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
+			for (id, t) in Tasks::<T>::iter() {
+				let sum = held.entry(t.submitter.clone()).or_insert_with(Zero::zero);
+				*sum = sum.saturating_add(t.reward);
+				ensure!(id < NextTaskId::<T>::get(), "a task id at or above NextTaskId");
+				let deadline = t.deadline();
+				if deadline > now {
+					ensure!(
+						Deadlines::<T>::get(deadline).contains(&id),
+						"a task's deadline is not queued"
+					);
+				} else {
+					ensure!(
+						matches!(t.state, TaskState::Committed { .. }) &&
+							T::Disputes::open_disputes(id) > 0,
+						"a task's deadline passed and nothing moved it on"
+					);
+				}
+			}
+			for (submitter, sum) in held {
+				ensure!(
+					T::Currency::balance_on_hold(&HoldReason::Reward.into(), &submitter) == sum,
+					"reward hold differs from the submitter's tasks"
+				);
+			}
+			for (block, queue) in Deadlines::<T>::iter() {
+				ensure!(block > now, "a deadline queue was left behind");
+				for id in queue {
+					ensure!(
+						Tasks::<T>::get(id).is_some_and(|t| t.deadline() == block),
+						"a queued deadline belongs to no task"
+					);
+				}
+			}
+			Ok(())
+		}
+	}
+
+	impl<T: Config> TaskMarket<T::AccountId, BalanceOf<T>> for Pallet<T> {
+		fn challengeable(
+			task: TaskId,
+		) -> Result<ChallengeTarget<T::AccountId, BalanceOf<T>>, DispatchError> {
+			let t = Tasks::<T>::get(task).ok_or(Error::<T>::TaskNotFound)?;
+			let TaskState::Committed { solver, commitment, challenge_until } = t.state else {
+				return Err(Error::<T>::NotCommitted.into());
+			};
+			let now = frame_system::Pallet::<T>::block_number();
+			ensure!(now < challenge_until, Error::<T>::ChallengeWindowClosed);
+			Ok(ChallengeTarget { solver, commitment, solver_stake: t.solver_stake })
+		}
+
+		fn spec(task: TaskId) -> Option<TrainingSpec> {
+			Tasks::<T>::get(task).map(|t| t.spec)
+		}
+
+		fn solver_lost(task: TaskId) {
+			let Some(mut t) = Tasks::<T>::get(task) else { return };
+			let TaskState::Committed { solver, challenge_until, .. } = t.state.clone() else {
+				return;
+			};
+			Self::unschedule(task, challenge_until);
+			let now = frame_system::Pallet::<T>::block_number();
+			let reopen = t.reopened < T::MaxReopens::get();
+			if reopen {
+				if let Ok(claim_by) = Self::schedule(task, now.saturating_add(t.timeouts.claim)) {
+					t.state = TaskState::Open { claim_by };
+					t.reopened = t.reopened.saturating_add(1);
+					t.last_failed_solver = Some(solver);
+					Tasks::<T>::insert(task, t);
+					Self::deposit_event(Event::TaskReopened { task, claim_by });
+					return;
+				}
+			}
+			// Past the reopen limit (or with no room to queue a claim deadline): refund. A
+			// release of a hold this pallet placed cannot fail.
+			let _ = Self::refund(task, &t);
+			Self::deposit_event(Event::TaskRefunded { task });
+		}
+
+		fn dispute_ended(task: TaskId) {
+			let Some(t) = Tasks::<T>::get(task) else { return };
+			let TaskState::Committed { challenge_until, .. } = t.state else { return };
+			let now = frame_system::Pallet::<T>::block_number();
+			if challenge_until <= now && T::Disputes::open_disputes(task) == 0 {
+				let _ = Self::do_expire(task, now);
+			}
+		}
+	}
+}
+
+extern crate alloc;

@@ -1,0 +1,246 @@
+//! The market's on-chain records: tasks, their trace commitments, and disputes.
+//!
+//! The pallets store exactly these types and the runtime API returns them, so a dapp or the
+//! worker decodes one definition whichever way it reads the chain.
+
+use crate::{bisection::Bisection, bisection::Transition, task::TrainingSpec};
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use scale_info::TypeInfo;
+use sp_core::H256;
+
+/// A task's number, assigned in order of submission.
+pub type TaskId = u64;
+
+/// A dispute's number, assigned in order of opening.
+pub type DisputeId = u64;
+
+/// A side of a dispute.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub enum Party {
+	/// The solver whose commitment is disputed.
+	Solver,
+	/// The verifier who opened the dispute.
+	Challenger,
+}
+
+impl Party {
+	/// The other side.
+	pub fn other(self) -> Party {
+		match self {
+			Party::Solver => Party::Challenger,
+			Party::Challenger => Party::Solver,
+		}
+	}
+}
+
+/// What a solver commits to once it has trained: the root over its trace, its length and the
+/// final state.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub struct TraceCommitment {
+	/// Merkle root over `(t, h_t)` for `t = 0 ..= steps` (see [`crate::trace`]).
+	pub trace_root: H256,
+	/// The number of training steps `N`; must equal the spec's.
+	pub steps: u32,
+	/// `h_N`, the state hash after the last step; proven against `trace_root` on commit.
+	pub final_state: H256,
+	/// Hash of the trained model's parameters as the solver serves them.
+	pub model_hash: H256,
+}
+
+/// How long each stage of a task may last, in blocks.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub struct Timeouts<BlockNumber> {
+	/// From submission (or reopening) to the latest claim.
+	pub claim: BlockNumber,
+	/// From claim to the latest commitment.
+	pub commit: BlockNumber,
+	/// From commitment to the end of the challenge window.
+	pub challenge: BlockNumber,
+}
+
+/// Where a task stands. A finished task (paid, refunded or cancelled) leaves storage; its
+/// events tell how it ended.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub enum TaskState<AccountId, BlockNumber> {
+	/// Waiting for a solver until `claim_by`.
+	Open {
+		/// The block from which it can no longer be claimed: at its start the reward goes
+		/// back to the submitter.
+		claim_by: BlockNumber,
+	},
+	/// Being trained by `solver`, whose commitment is due by `commit_by`.
+	Claimed {
+		/// The solver.
+		solver: AccountId,
+		/// The block from which the commitment is late: at its start the solver is slashed
+		/// and the reward goes back to the submitter.
+		commit_by: BlockNumber,
+	},
+	/// Trained and committed; open to challenges until `challenge_until`.
+	Committed {
+		/// The solver.
+		solver: AccountId,
+		/// Its commitment.
+		commitment: TraceCommitment,
+		/// The block from which no dispute can be opened: at its start, or when the last
+		/// open dispute ends after it, the solver is paid.
+		challenge_until: BlockNumber,
+	},
+}
+
+/// A training task and its escrowed reward.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub struct Task<AccountId, Balance, BlockNumber> {
+	/// Who posted and pays.
+	pub submitter: AccountId,
+	/// What to train.
+	pub spec: TrainingSpec,
+	/// The reward, held from the submitter until the task ends.
+	pub reward: Balance,
+	/// The solver stake locked while a solver holds the task (fixed at submission).
+	pub solver_stake: Balance,
+	/// How long each stage may last.
+	pub timeouts: Timeouts<BlockNumber>,
+	/// Where it stands.
+	pub state: TaskState<AccountId, BlockNumber>,
+	/// How many times a solver lost the task in a dispute and it was reopened.
+	pub reopened: u32,
+	/// The last solver that lost it: barred from claiming it again.
+	pub last_failed_solver: Option<AccountId>,
+}
+
+impl<AccountId, Balance, BlockNumber: Copy> Task<AccountId, Balance, BlockNumber> {
+	/// The block at whose start the current stage ends.
+	pub fn deadline(&self) -> BlockNumber {
+		match &self.state {
+			TaskState::Open { claim_by } => *claim_by,
+			TaskState::Claimed { commit_by, .. } => *commit_by,
+			TaskState::Committed { challenge_until, .. } => *challenge_until,
+		}
+	}
+}
+
+/// The stage of a dispute.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub enum DisputePhase {
+	/// Step bisection: both sides must reveal their state hash at `bisection.midpoint()`.
+	Bisecting {
+		/// Rounds completed so far.
+		round: u32,
+		/// The solver's revealed hash this round, if any.
+		solver_reveal: Option<H256>,
+		/// The challenger's revealed hash this round, if any.
+		challenger_reveal: Option<H256>,
+	},
+	/// Narrowed to one transition; the leaf referee decides it.
+	Leaf {
+		/// The disputed transition.
+		transition: Transition,
+	},
+}
+
+/// A dispute between a task's solver and a challenger.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub struct Dispute<AccountId, Balance, BlockNumber> {
+	/// The disputed task.
+	pub task: TaskId,
+	/// Its solver.
+	pub solver: AccountId,
+	/// The verifier who opened the dispute.
+	pub challenger: AccountId,
+	/// The challenger's bond, locked from its stake.
+	pub bond: Balance,
+	/// The solver's stake behind the task.
+	pub solver_stake: Balance,
+	/// The solver's trace root.
+	pub solver_root: H256,
+	/// The challenger's trace root.
+	pub challenger_root: H256,
+	/// Entries in each trace: `steps + 1`.
+	pub trace_len: u32,
+	/// The interval still disputed, over trace positions (see [`crate::bisection`]).
+	pub bisection: Bisection,
+	/// The state hash both agree on at `bisection.agreed` (`None`: position 0, the spec).
+	pub agreed_state: Option<H256>,
+	/// The solver's state hash at `bisection.disputed`.
+	pub solver_disputed: H256,
+	/// The challenger's state hash at `bisection.disputed`.
+	pub challenger_disputed: H256,
+	/// The stage.
+	pub phase: DisputePhase,
+	/// The block at whose start the current stage ends: a party that has not moved by then
+	/// loses.
+	pub deadline: BlockNumber,
+}
+
+/// What the leaf referee rules on: one transition, its agreed pre-state and the two claimed
+/// post-states.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub struct LeafCase {
+	/// The disputed task.
+	pub task: TaskId,
+	/// The disputed transition.
+	pub transition: Transition,
+	/// The state hash before it (`None` for initialization: the spec alone).
+	pub pre_state: Option<H256>,
+	/// The solver's state hash after it.
+	pub solver_post: H256,
+	/// The challenger's state hash after it.
+	pub challenger_post: H256,
+}
+
+impl<AccountId, Balance, BlockNumber> Dispute<AccountId, Balance, BlockNumber> {
+	/// The case for the leaf referee, once bisection has narrowed to one transition.
+	pub fn leaf_case(&self) -> Option<LeafCase> {
+		Some(LeafCase {
+			task: self.task,
+			transition: self.bisection.transition()?,
+			pre_state: self.agreed_state,
+			solver_post: self.solver_disputed,
+			challenger_post: self.challenger_disputed,
+		})
+	}
+}
