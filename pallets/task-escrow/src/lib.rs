@@ -38,6 +38,7 @@ pub use weights::WeightInfo;
 
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
+pub mod deadline_queue;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
@@ -54,7 +55,7 @@ use frame_support::{
 };
 use frame_system::pallet_prelude::BlockNumberFor;
 use pallet_compute_staking::{Role, StakeInterface};
-use sp_runtime::traits::{One, Saturating, Zero};
+use sp_runtime::traits::{Saturating, Zero};
 use trainet_primitives::{
 	market::{Task, TaskId, TaskState, Timeouts, TraceCommitment},
 	task::{SpecError, TrainingSpec},
@@ -66,13 +67,9 @@ pub type BalanceOf<T> =
 	<<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
 
 /// A task as this pallet stores it.
-pub type TaskOf<T> =
-	Task<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
+pub type TaskOf<T> = Task<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
 
-/// How many blocks past its asked-for block a deadline may slide when that block's queue is
-/// full. With [`Config::MaxDeadlinesPerBlock`] slots a block, this many full blocks in a row
-/// are needed before a call fails with [`Error::DeadlineQueueFull`].
-pub const MAX_DEADLINE_SLIDE: u32 = 16;
+pub use deadline_queue::MAX_DEADLINE_SLIDE;
 
 /// A committed task that a verifier may challenge now.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -402,7 +399,9 @@ pub mod pallet {
 			let who = ensure_signed(origin)?;
 			let t = Tasks::<T>::get(task).ok_or(Error::<T>::TaskNotFound)?;
 			ensure!(t.submitter == who, Error::<T>::NotSubmitter);
-			let TaskState::Open { claim_by } = t.state else { return Err(Error::<T>::NotOpen.into()) };
+			let TaskState::Open { claim_by } = t.state else {
+				return Err(Error::<T>::NotOpen.into());
+			};
 			Self::unschedule(task, claim_by);
 			Self::refund(task, &t)?;
 			Self::deposit_event(Event::TaskCancelled { task });
@@ -417,7 +416,9 @@ pub mod pallet {
 		pub fn claim(origin: OriginFor<T>, task: TaskId) -> DispatchResult {
 			let solver = ensure_signed(origin)?;
 			let mut t = Tasks::<T>::get(task).ok_or(Error::<T>::TaskNotFound)?;
-			let TaskState::Open { claim_by } = t.state else { return Err(Error::<T>::NotOpen.into()) };
+			let TaskState::Open { claim_by } = t.state else {
+				return Err(Error::<T>::NotOpen.into());
+			};
 			ensure!(!T::Discipline::is_barred(&solver), Error::<T>::SolverBarred);
 			ensure!(
 				t.last_failed_solver.as_ref() != Some(&solver),
@@ -456,7 +457,12 @@ pub mod pallet {
 			let len = commitment.steps.checked_add(1).ok_or(Error::<T>::Overflow)?;
 			ensure!(
 				final_proof.state == commitment.final_state
-					&& verify_trace_proof(&commitment.trace_root, len, commitment.steps, &final_proof),
+					&& verify_trace_proof(
+						&commitment.trace_root,
+						len,
+						commitment.steps,
+						&final_proof
+					),
 				Error::<T>::BadFinalStateProof
 			);
 			let now = frame_system::Pallet::<T>::block_number();
@@ -496,33 +502,18 @@ pub mod pallet {
 	}
 
 	impl<T: Config> Pallet<T> {
-		/// Queues `task` at `at`, or the first block after it with room (at most
-		/// [`MAX_DEADLINE_SLIDE`] later); returns the block used.
+		/// Queues `task`'s deadline at `at`, or the first block after it with room.
 		pub(crate) fn schedule(
 			task: TaskId,
 			at: BlockNumberFor<T>,
 		) -> Result<BlockNumberFor<T>, Error<T>> {
-			let mut block = at;
-			for _ in 0..=MAX_DEADLINE_SLIDE {
-				let pushed = Deadlines::<T>::mutate(block, |q| q.try_push(task).is_ok());
-				if pushed {
-					return Ok(block);
-				}
-				block = block.saturating_add(One::one());
-			}
-			Err(Error::<T>::DeadlineQueueFull)
+			deadline_queue::schedule::<Deadlines<T>, _, _, _>(task, at)
+				.ok_or(Error::<T>::DeadlineQueueFull)
 		}
 
 		/// Removes `task` from the queue of block `at`.
 		pub(crate) fn unschedule(task: TaskId, at: BlockNumberFor<T>) {
-			Deadlines::<T>::mutate_exists(at, |q| {
-				if let Some(queue) = q {
-					queue.retain(|t| *t != task);
-					if queue.is_empty() {
-						*q = None;
-					}
-				}
-			});
+			deadline_queue::unschedule::<Deadlines<T>, _, _, _>(&task, at)
 		}
 
 		/// Releases the reward to the submitter and removes the task.
@@ -603,8 +594,8 @@ pub mod pallet {
 					);
 				} else {
 					ensure!(
-						matches!(t.state, TaskState::Committed { .. }) &&
-							T::Disputes::open_disputes(id) > 0,
+						matches!(t.state, TaskState::Committed { .. })
+							&& T::Disputes::open_disputes(id) > 0,
 						"a task's deadline passed and nothing moved it on"
 					);
 				}

@@ -16,7 +16,7 @@ use pallet_compute_staking::{Ledgers, StakeInterface};
 use sp_core::H256;
 use trainet_primitives::{
 	market::{TaskState, Timeouts, TraceCommitment},
-	task::{LayerWidths, Model, Optimizer, F32Bits},
+	task::{F32Bits, LayerWidths, Model, Optimizer},
 	trace::{trace_proof, trace_root, TraceProof},
 };
 
@@ -238,10 +238,16 @@ fn commit_checks_solver_steps_and_final_state_proof() {
 		);
 		assert_eq!(Deadlines::<Test>::get(21).into_inner(), vec![id]);
 		assert!(Deadlines::<Test>::get(11).is_empty());
-		assert_noop!(Escrow::commit(RuntimeOrigin::signed(10), id, c, p), Error::<Test>::NotClaimed);
+		assert_noop!(
+			Escrow::commit(RuntimeOrigin::signed(10), id, c, p),
+			Error::<Test>::NotClaimed
+		);
 		let open = submit();
 		let (c, p) = trace(4);
-		assert_noop!(Escrow::commit(RuntimeOrigin::signed(10), open, c, p), Error::<Test>::NotClaimed);
+		assert_noop!(
+			Escrow::commit(RuntimeOrigin::signed(10), open, c, p),
+			Error::<Test>::NotClaimed
+		);
 	});
 }
 
@@ -275,7 +281,9 @@ fn a_solver_that_misses_its_commitment_is_slashed_and_the_submitter_refunded() {
 		assert_eq!(Ledgers::<Test>::get(10).unwrap().active, 300 - SOLVER_STAKE);
 		// Refund plus half the slash.
 		assert_eq!(Balances::balance(&1), 10_000 + SOLVER_STAKE / 2);
-		System::assert_has_event(Event::TaskExpired { task: id, stage: Expiry::Uncommitted }.into());
+		System::assert_has_event(
+			Event::TaskExpired { task: id, stage: Expiry::Uncommitted }.into(),
+		);
 		// Half the slash was burned, nothing else.
 		assert_eq!(Balances::total_issuance(), issuance - SOLVER_STAKE / 2);
 	});
@@ -408,7 +416,10 @@ fn expire_is_permissionless_but_not_early() {
 			Error::<Test>::DeadlineNotReached
 		);
 		assert_noop!(Escrow::expire(RuntimeOrigin::signed(2), 42), Error::<Test>::TaskNotFound);
-		assert_noop!(Escrow::expire(RuntimeOrigin::none(), id), sp_runtime::DispatchError::BadOrigin);
+		assert_noop!(
+			Escrow::expire(RuntimeOrigin::none(), id),
+			sp_runtime::DispatchError::BadOrigin
+		);
 		// Should a block's queue be skipped, anyone can move the task on.
 		System::set_block_number(6);
 		assert_ok!(Escrow::expire(RuntimeOrigin::signed(2), id));

@@ -1,0 +1,612 @@
+//! # Challenge
+//!
+//! ## Overview
+//!
+//! The dispute game's step bisection. A staked verifier that recomputed a committed task and
+//! got a different final state opens a dispute: it locks a bond ([`Config::ChallengeBond`])
+//! from its stake and posts its own trace root, proving its final state against it.
+//!
+//! Then, round by round, both sides reveal their state hash at the midpoint of the interval
+//! still disputed, each with a Merkle proof against its own root
+//! ([`trainet_primitives::trace`]). Equal hashes move the agreed end up; different ones move
+//! the disputed end down ([`Bisection`]). After at most `ceil(log2(N + 1))` rounds the
+//! interval is one transition wide: both agree on the state before it and differ after it.
+//! That single transition goes to the leaf referee ([`LeafAdjudicator`]), which re-executes
+//! it on chain and names the winner.
+//!
+//! ## Deadlines
+//!
+//! Every round has a deadline ([`Config::RoundTimeout`] blocks); so has the leaf stage
+//! ([`Config::LeafTimeout`]). A side that has not revealed by the deadline loses; when
+//! neither has, the challenger loses (whoever opens a dispute must pursue it). At the leaf,
+//! the referee says who loses by default, or that the dispute is void. Deadlines are queued
+//! by block and enforced in `on_initialize`; [`Pallet::timeout`] does the same for one
+//! dispute, for anyone.
+//!
+//! ## Outcomes
+//!
+//! [`SettleDispute`] (the slashing pallet) applies the outcome. A solver that loses loses the
+//! task too, so every other dispute against it is void: their bonds are unlocked and nobody
+//! is slashed. Several disputes may be open against one task (up to
+//! [`Config::MaxDisputesPerTask`], one per challenger), and any number of tasks may be
+//! disputed at once.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub use pallet::*;
+pub use weights::WeightInfo;
+
+#[cfg(feature = "runtime-benchmarks")]
+mod benchmarking;
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+pub mod weights;
+
+use frame_support::{
+	dispatch::DispatchResult,
+	pallet_prelude::*,
+	traits::fungible::{self, Inspect},
+};
+use frame_system::pallet_prelude::BlockNumberFor;
+use pallet_compute_staking::{Role, StakeInterface};
+use pallet_slashing::{DisputeOutcome, SettleDispute};
+use pallet_task_escrow::{deadline_queue, TaskMarket};
+use sp_core::H256;
+use sp_runtime::traits::Saturating;
+use trainet_primitives::{
+	bisection::{Bisection, Transition},
+	market::{Dispute, DisputeId, DisputePhase, LeafCase, Party, TaskId},
+	trace::{verify_trace_proof, TraceProof},
+};
+
+/// A balance of the staking currency.
+pub type BalanceOf<T> =
+	<<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
+
+/// A dispute as this pallet stores it.
+pub type DisputeOf<T> =
+	Dispute<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
+
+/// What the leaf referee says of a case.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Verdict {
+	/// Decided: this side wins.
+	Winner(Party),
+	/// The referee needs more from the parties (an operator-level game); it will call
+	/// [`Pallet::leaf_ruling`] before the leaf deadline, or [`LeafAdjudicator::expired`]
+	/// decides.
+	Pending,
+}
+
+/// The referee of the single disputed transition.
+pub trait LeafAdjudicator {
+	/// Rules on `case` of dispute `id`, now if it can.
+	fn adjudicate(id: DisputeId, case: &LeafCase) -> Verdict;
+
+	/// The leaf deadline of dispute `id` passed without a ruling: the winner by default, or
+	/// `None` to void the dispute (bonds unlocked, nobody slashed).
+	fn expired(id: DisputeId, case: &LeafCase) -> Option<Party>;
+}
+
+/// How a dispute was decided.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub enum Resolution {
+	/// The leaf referee ruled.
+	Ruling,
+	/// The loser missed a deadline.
+	Timeout,
+}
+
+// FRAME's `#[pallet::*]` expansions call `expect` on paths that cannot fail (and clippy blames
+// the attributes for it); the other no-panic lints stay denied here, and nothing written in
+// this module by hand calls `expect`.
+#[allow(clippy::expect_used)]
+#[frame_support::pallet]
+pub mod pallet {
+	use super::*;
+	use frame_system::pallet_prelude::*;
+
+	#[pallet::pallet]
+	pub struct Pallet<T>(_);
+
+	#[pallet::config]
+	pub trait Config: frame_system::Config {
+		/// The overarching event type.
+		#[allow(deprecated)]
+		type RuntimeEvent: From<Event<Self>> + IsType<<Self as frame_system::Config>::RuntimeEvent>;
+
+		/// The currency of stakes (for its balance type).
+		type Currency: fungible::Inspect<Self::AccountId>;
+
+		/// Challenger bonds are locked here.
+		type Stake: StakeInterface<Self::AccountId, Balance = BalanceOf<Self>>;
+
+		/// The disputed tasks.
+		type Tasks: TaskMarket<Self::AccountId, BalanceOf<Self>>;
+
+		/// Applies outcomes.
+		type Settlement: SettleDispute<Self::AccountId, BalanceOf<Self>>;
+
+		/// Rules on the single disputed transition.
+		type Adjudicator: LeafAdjudicator;
+
+		/// The bond locked from a challenger's stake for each dispute.
+		#[pallet::constant]
+		type ChallengeBond: Get<BalanceOf<Self>>;
+
+		/// Blocks each side has to reveal its hash in a bisection round.
+		#[pallet::constant]
+		type RoundTimeout: Get<BlockNumberFor<Self>>;
+
+		/// Blocks the leaf stage may last.
+		#[pallet::constant]
+		type LeafTimeout: Get<BlockNumberFor<Self>>;
+
+		/// The most disputes open against one task at once.
+		#[pallet::constant]
+		type MaxDisputesPerTask: Get<u32>;
+
+		/// Deadlines one block's queue holds (bounds `on_initialize`).
+		#[pallet::constant]
+		type MaxDeadlinesPerBlock: Get<u32>;
+
+		/// Weights of this pallet's calls.
+		type WeightInfo: WeightInfo;
+	}
+
+	/// The id the next dispute gets.
+	#[pallet::storage]
+	pub type NextDisputeId<T: Config> = StorageValue<_, DisputeId, ValueQuery>;
+
+	/// Every open dispute, by id.
+	#[pallet::storage]
+	pub type Disputes<T: Config> = StorageMap<_, Twox64Concat, DisputeId, DisputeOf<T>>;
+
+	/// The open disputes against each task, by challenger (one each).
+	#[pallet::storage]
+	pub type TaskDisputes<T: Config> =
+		StorageDoubleMap<_, Twox64Concat, TaskId, Blake2_128Concat, T::AccountId, DisputeId>;
+
+	/// How many disputes are open against each task.
+	#[pallet::storage]
+	pub type DisputeCount<T: Config> = StorageMap<_, Twox64Concat, TaskId, u32, ValueQuery>;
+
+	/// The disputes whose current stage ends at the start of a block, by block.
+	#[pallet::storage]
+	pub type Deadlines<T: Config> = StorageMap<
+		_,
+		Twox64Concat,
+		BlockNumberFor<T>,
+		BoundedVec<DisputeId, T::MaxDeadlinesPerBlock>,
+		ValueQuery,
+	>;
+
+	#[pallet::event]
+	#[pallet::generate_deposit(pub(super) fn deposit_event)]
+	pub enum Event<T: Config> {
+		/// A dispute was opened; both sides must reveal their hash at trace position
+		/// `position` before `deadline`.
+		DisputeOpened {
+			dispute: DisputeId,
+			task: TaskId,
+			challenger: T::AccountId,
+			position: u32,
+			deadline: BlockNumberFor<T>,
+		},
+		/// A side revealed its state hash at `position` (the trace entry `position - 1`).
+		Revealed { dispute: DisputeId, party: Party, position: u32, state: H256 },
+		/// A round ended: the interval is now `(agreed, disputed)`; the next reveal is due at
+		/// `position` before `deadline`.
+		Narrowed {
+			dispute: DisputeId,
+			agreed: u32,
+			disputed: u32,
+			position: u32,
+			deadline: BlockNumberFor<T>,
+		},
+		/// Bisection found the one disputed transition; the leaf referee has until `deadline`.
+		LeafReached { dispute: DisputeId, transition: Transition, deadline: BlockNumberFor<T> },
+		/// A dispute ended: `winner` won, by the referee's ruling or the other's timeout.
+		DisputeResolved { dispute: DisputeId, task: TaskId, winner: Party, resolution: Resolution },
+		/// A dispute ended with no winner (its task's solver already lost, or the referee
+		/// could not rule); the bond was unlocked.
+		DisputeVoided { dispute: DisputeId, task: TaskId },
+	}
+
+	#[pallet::error]
+	pub enum Error<T> {
+		/// No open dispute has that id.
+		DisputeNotFound,
+		/// A solver cannot challenge its own task.
+		OwnTask,
+		/// The caller already has a dispute open against this task.
+		AlreadyDisputing,
+		/// The task has as many disputes open as it may.
+		TooManyDisputes,
+		/// The Merkle proof does not show that state at that position under the root.
+		BadProof,
+		/// The challenger's final state equals the solver's: nothing to dispute.
+		NoDisagreement,
+		/// Only the dispute's solver or challenger may do this.
+		NotAParty,
+		/// The dispute is not bisecting any more (it is at the leaf).
+		NotBisecting,
+		/// The reveal is for another position than this round's.
+		WrongPosition,
+		/// This side already revealed this round.
+		AlreadyRevealed,
+		/// The dispute's deadline has not come yet.
+		DeadlineNotReached,
+		/// The dispute is not at the leaf.
+		NotAtLeaf,
+		/// Every block's deadline queue in reach is full; try again in a later block.
+		DeadlineQueueFull,
+		/// A position or an id overflowed.
+		Overflow,
+	}
+
+	#[pallet::hooks]
+	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+		fn on_initialize(now: BlockNumberFor<T>) -> Weight {
+			let due = Deadlines::<T>::take(now);
+			let count = due.len() as u32;
+			for id in due {
+				// The queue is kept exact, so every queued dispute is due now.
+				let _ = Self::do_timeout(id, now);
+			}
+			T::WeightInfo::on_initialize(count, T::MaxDisputesPerTask::get())
+		}
+
+		#[cfg(feature = "try-runtime")]
+		fn try_state(now: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
+			Self::do_try_state(now)
+		}
+	}
+
+	#[pallet::call]
+	impl<T: Config> Pallet<T> {
+		/// Opens a dispute against committed task `task`, inside its challenge window.
+		///
+		/// The caller must be a verifier with `ChallengeBond` of free stake (locked until the
+		/// dispute ends). `root` is the root of the caller's own trace; `final_proof` shows
+		/// its final state under it, which must differ from the solver's.
+		#[pallet::call_index(0)]
+		#[pallet::weight(T::WeightInfo::open())]
+		pub fn open(
+			origin: OriginFor<T>,
+			task: TaskId,
+			root: H256,
+			final_proof: TraceProof,
+		) -> DispatchResult {
+			let challenger = ensure_signed(origin)?;
+			let target = T::Tasks::challengeable(task)?;
+			ensure!(target.solver != challenger, Error::<T>::OwnTask);
+			ensure!(
+				!TaskDisputes::<T>::contains_key(task, &challenger),
+				Error::<T>::AlreadyDisputing
+			);
+			let count = DisputeCount::<T>::get(task);
+			ensure!(count < T::MaxDisputesPerTask::get(), Error::<T>::TooManyDisputes);
+			let steps = target.commitment.steps;
+			let trace_len = steps.checked_add(1).ok_or(Error::<T>::Overflow)?;
+			ensure!(
+				verify_trace_proof(&root, trace_len, steps, &final_proof),
+				Error::<T>::BadProof
+			);
+			ensure!(final_proof.state != target.commitment.final_state, Error::<T>::NoDisagreement);
+			let bisection = Bisection::new(steps).ok_or(Error::<T>::Overflow)?;
+			let position = bisection.midpoint().ok_or(Error::<T>::Overflow)?;
+			let id = NextDisputeId::<T>::get();
+			let next = id.checked_add(1).ok_or(Error::<T>::Overflow)?;
+			let bond = T::ChallengeBond::get();
+			T::Stake::lock(&challenger, Role::Verifier, bond)?;
+			let now = frame_system::Pallet::<T>::block_number();
+			let deadline = Self::schedule(id, now.saturating_add(T::RoundTimeout::get()))?;
+			NextDisputeId::<T>::put(next);
+			TaskDisputes::<T>::insert(task, &challenger, id);
+			DisputeCount::<T>::insert(task, count.saturating_add(1));
+			Disputes::<T>::insert(
+				id,
+				Dispute {
+					task,
+					solver: target.solver,
+					challenger: challenger.clone(),
+					bond,
+					solver_stake: target.solver_stake,
+					solver_root: target.commitment.trace_root,
+					challenger_root: root,
+					trace_len,
+					bisection,
+					agreed_state: None,
+					solver_disputed: target.commitment.final_state,
+					challenger_disputed: final_proof.state,
+					phase: DisputePhase::Bisecting {
+						round: 0,
+						solver_reveal: None,
+						challenger_reveal: None,
+					},
+					deadline,
+				},
+			);
+			Self::deposit_event(Event::DisputeOpened {
+				dispute: id,
+				task,
+				challenger,
+				position,
+				deadline,
+			});
+			Ok(())
+		}
+
+		/// Reveals the caller's state hash at this round's `position`, with its proof against
+		/// the caller's root. Once both sides have revealed, the interval narrows; when it is
+		/// one transition wide, the leaf referee takes over.
+		#[pallet::call_index(1)]
+		#[pallet::weight(T::WeightInfo::reveal(T::MaxDisputesPerTask::get()))]
+		pub fn reveal(
+			origin: OriginFor<T>,
+			dispute: DisputeId,
+			position: u32,
+			proof: TraceProof,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let party = if who == d.solver {
+				Party::Solver
+			} else if who == d.challenger {
+				Party::Challenger
+			} else {
+				return Err(Error::<T>::NotAParty.into());
+			};
+			let DisputePhase::Bisecting { round, solver_reveal, challenger_reveal } = d.phase
+			else {
+				return Err(Error::<T>::NotBisecting.into());
+			};
+			let mid = d.bisection.midpoint().ok_or(Error::<T>::NotBisecting)?;
+			ensure!(position == mid, Error::<T>::WrongPosition);
+			let index = Bisection::trace_index(mid).ok_or(Error::<T>::Overflow)?;
+			let (root, already) = match party {
+				Party::Solver => (d.solver_root, solver_reveal.is_some()),
+				Party::Challenger => (d.challenger_root, challenger_reveal.is_some()),
+			};
+			ensure!(!already, Error::<T>::AlreadyRevealed);
+			ensure!(verify_trace_proof(&root, d.trace_len, index, &proof), Error::<T>::BadProof);
+			Self::deposit_event(Event::Revealed { dispute, party, position, state: proof.state });
+
+			let (solver_reveal, challenger_reveal) = match party {
+				Party::Solver => (Some(proof.state), challenger_reveal),
+				Party::Challenger => (solver_reveal, Some(proof.state)),
+			};
+			let (Some(s), Some(c)) = (solver_reveal, challenger_reveal) else {
+				d.phase = DisputePhase::Bisecting { round, solver_reveal, challenger_reveal };
+				Disputes::<T>::insert(dispute, d);
+				return Ok(());
+			};
+
+			// Both revealed: narrow.
+			let agree = s == c;
+			if agree {
+				d.agreed_state = Some(s);
+			} else {
+				d.solver_disputed = s;
+				d.challenger_disputed = c;
+			}
+			d.bisection = d.bisection.narrow(agree);
+			let now = frame_system::Pallet::<T>::block_number();
+			Self::unschedule(dispute, d.deadline);
+			if let Some(next) = d.bisection.midpoint() {
+				d.deadline = Self::schedule(dispute, now.saturating_add(T::RoundTimeout::get()))?;
+				d.phase = DisputePhase::Bisecting {
+					round: round.saturating_add(1),
+					solver_reveal: None,
+					challenger_reveal: None,
+				};
+				Self::deposit_event(Event::Narrowed {
+					dispute,
+					agreed: d.bisection.agreed,
+					disputed: d.bisection.disputed,
+					position: next,
+					deadline: d.deadline,
+				});
+				Disputes::<T>::insert(dispute, d);
+				return Ok(());
+			}
+
+			// One transition left: the leaf.
+			let case = d.leaf_case().ok_or(Error::<T>::Overflow)?;
+			d.phase = DisputePhase::Leaf { transition: case.transition };
+			match T::Adjudicator::adjudicate(dispute, &case) {
+				Verdict::Winner(winner) => {
+					// Stored first so that `conclude` finds it where it expects it.
+					Disputes::<T>::insert(dispute, d);
+					Self::conclude(dispute, winner, Resolution::Ruling);
+				}
+				Verdict::Pending => {
+					d.deadline =
+						Self::schedule(dispute, now.saturating_add(T::LeafTimeout::get()))?;
+					Self::deposit_event(Event::LeafReached {
+						dispute,
+						transition: case.transition,
+						deadline: d.deadline,
+					});
+					Disputes::<T>::insert(dispute, d);
+				}
+			}
+			Ok(())
+		}
+
+		/// Ends a dispute whose deadline has passed, as `on_initialize` does: the side that
+		/// has not revealed loses (the challenger when neither has); at the leaf, the referee
+		/// names the default winner or voids it. Anyone may call it.
+		#[pallet::call_index(2)]
+		#[pallet::weight(T::WeightInfo::timeout(T::MaxDisputesPerTask::get()))]
+		pub fn timeout(origin: OriginFor<T>, dispute: DisputeId) -> DispatchResult {
+			ensure_signed(origin)?;
+			let now = frame_system::Pallet::<T>::block_number();
+			Self::do_timeout(dispute, now)
+		}
+	}
+
+	impl<T: Config> Pallet<T> {
+		/// The leaf referee's ruling on a dispute waiting at the leaf.
+		pub fn leaf_ruling(dispute: DisputeId, winner: Party) -> DispatchResult {
+			let d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			ensure!(matches!(d.phase, DisputePhase::Leaf { .. }), Error::<T>::NotAtLeaf);
+			Self::conclude(dispute, winner, Resolution::Ruling);
+			Ok(())
+		}
+
+		fn schedule(
+			dispute: DisputeId,
+			at: BlockNumberFor<T>,
+		) -> Result<BlockNumberFor<T>, Error<T>> {
+			deadline_queue::schedule::<Deadlines<T>, _, _, _>(dispute, at)
+				.ok_or(Error::<T>::DeadlineQueueFull)
+		}
+
+		fn unschedule(dispute: DisputeId, at: BlockNumberFor<T>) {
+			deadline_queue::unschedule::<Deadlines<T>, _, _, _>(&dispute, at)
+		}
+
+		/// What happens when `dispute`'s deadline has come by `now`.
+		pub(crate) fn do_timeout(dispute: DisputeId, now: BlockNumberFor<T>) -> DispatchResult {
+			let d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			ensure!(d.deadline <= now, Error::<T>::DeadlineNotReached);
+			match d.phase {
+				DisputePhase::Bisecting { solver_reveal, challenger_reveal, .. } => {
+					// Whoever has not revealed loses; if neither has, the challenger does.
+					let winner = match (solver_reveal, challenger_reveal) {
+						(None, Some(_)) => Party::Challenger,
+						_ => Party::Solver,
+					};
+					Self::conclude(dispute, winner, Resolution::Timeout);
+				}
+				DisputePhase::Leaf { .. } => {
+					let verdict = d.leaf_case().and_then(|c| T::Adjudicator::expired(dispute, &c));
+					match verdict {
+						Some(winner) => Self::conclude(dispute, winner, Resolution::Timeout),
+						None => {
+							Self::remove(dispute, &d);
+							T::Stake::unlock(&d.challenger, d.bond);
+							Self::deposit_event(Event::DisputeVoided { dispute, task: d.task });
+							T::Tasks::dispute_ended(d.task);
+						}
+					}
+				}
+			}
+			Ok(())
+		}
+
+		/// Removes a dispute from every book.
+		fn remove(id: DisputeId, d: &DisputeOf<T>) {
+			Disputes::<T>::remove(id);
+			TaskDisputes::<T>::remove(d.task, &d.challenger);
+			DisputeCount::<T>::mutate_exists(d.task, |c| {
+				let left = c.unwrap_or(0).saturating_sub(1);
+				*c = (left > 0).then_some(left);
+			});
+			Self::unschedule(id, d.deadline);
+		}
+
+		/// Ends `dispute` with `winner`: removes it and, when the solver lost, voids every
+		/// other dispute against the task first; then hands the outcome to the settlement.
+		fn conclude(dispute: DisputeId, winner: Party, resolution: Resolution) {
+			let Some(d) = Disputes::<T>::get(dispute) else { return };
+			Self::remove(dispute, &d);
+			if winner == Party::Challenger {
+				// At most `MaxDisputesPerTask - 1` others.
+				let others: alloc::vec::Vec<DisputeId> =
+					TaskDisputes::<T>::iter_prefix_values(d.task).collect();
+				for other in others {
+					if let Some(o) = Disputes::<T>::get(other) {
+						Self::remove(other, &o);
+						T::Stake::unlock(&o.challenger, o.bond);
+						Self::deposit_event(Event::DisputeVoided { dispute: other, task: o.task });
+					}
+				}
+			}
+			Self::deposit_event(Event::DisputeResolved {
+				dispute,
+				task: d.task,
+				winner,
+				resolution,
+			});
+			T::Settlement::settle(&DisputeOutcome {
+				task: d.task,
+				dispute,
+				solver: d.solver,
+				challenger: d.challenger,
+				solver_stake: d.solver_stake,
+				bond: d.bond,
+				winner,
+			});
+		}
+
+		/// The invariants: every dispute's deadline is in the future and queued there; the
+		/// per-task books match the disputes; the interval is sound and unresolved while
+		/// bisecting, resolved at the leaf.
+		pub fn do_try_state(now: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
+			let mut counted: alloc::collections::btree_map::BTreeMap<TaskId, u32> =
+				Default::default();
+			for (id, d) in Disputes::<T>::iter() {
+				ensure!(id < NextDisputeId::<T>::get(), "a dispute id at or above NextDisputeId");
+				ensure!(d.deadline > now, "a dispute's deadline passed and nothing ended it");
+				ensure!(
+					Deadlines::<T>::get(d.deadline).contains(&id),
+					"a dispute's deadline is not queued"
+				);
+				ensure!(
+					TaskDisputes::<T>::get(d.task, &d.challenger) == Some(id),
+					"a dispute missing from its task's book"
+				);
+				ensure!(d.bisection.agreed < d.bisection.disputed, "an empty interval");
+				ensure!(d.bisection.disputed <= d.trace_len, "an interval beyond the trace");
+				let at_leaf = d.bisection.is_resolved();
+				ensure!(
+					at_leaf == matches!(d.phase, DisputePhase::Leaf { .. }),
+					"the phase does not match the interval"
+				);
+				let c = counted.entry(d.task).or_insert(0);
+				*c = c.saturating_add(1);
+			}
+			for (task, count) in DisputeCount::<T>::iter() {
+				ensure!(counted.get(&task) == Some(&count), "a task's dispute count is wrong");
+			}
+			ensure!(
+				TaskDisputes::<T>::iter().count() == Disputes::<T>::iter().count(),
+				"the task books hold other disputes than the open ones"
+			);
+			for (block, queue) in Deadlines::<T>::iter() {
+				ensure!(block > now, "a deadline queue was left behind");
+				for id in queue {
+					ensure!(
+						Disputes::<T>::get(id).is_some_and(|d| d.deadline == block),
+						"a queued deadline belongs to no dispute"
+					);
+				}
+			}
+			Ok(())
+		}
+	}
+
+	impl<T: Config> pallet_task_escrow::TaskDisputes for Pallet<T> {
+		fn open_disputes(task: TaskId) -> u32 {
+			DisputeCount::<T>::get(task)
+		}
+	}
+}
+
+extern crate alloc;
