@@ -276,7 +276,12 @@ impl TrainingSpec {
 			batch_size: 32,
 			steps: 100,
 			seed: 7,
-			dataset: DatasetCommitment { root: dataset_root, samples: 1797, features: 64, classes: 10 },
+			dataset: DatasetCommitment {
+				root: dataset_root,
+				samples: 1797,
+				features: 64,
+				classes: 10,
+			},
 		}
 	}
 

@@ -15,10 +15,11 @@ use sp_runtime::{
 	ApplyExtrinsicResult,
 };
 use sp_version::RuntimeVersion;
+use trainet_primitives::market::{Dispute, DisputeId, Task, TaskId};
 
 use super::{
-	AccountId, Aura, Balance, Block, Executive, Grandpa, InherentDataExt, Nonce, Runtime,
-	RuntimeCall, RuntimeGenesisConfig, SessionKeys, System, TransactionPayment, VERSION,
+	AccountId, Aura, Balance, Block, BlockNumber, Executive, Grandpa, InherentDataExt, Nonce,
+	Runtime, RuntimeCall, RuntimeGenesisConfig, SessionKeys, System, TransactionPayment, VERSION,
 };
 
 impl_runtime_apis! {
@@ -146,6 +147,23 @@ impl_runtime_apis! {
 		) -> Option<sp_consensus_grandpa::OpaqueKeyOwnershipProof> {
 			// The key owner proof type is `Void` (see `configs`): no proof can exist.
 			None
+		}
+	}
+
+	impl trainet_primitives::api::TrainetApi<Block, AccountId, Balance, BlockNumber> for Runtime {
+		fn task(id: TaskId) -> Option<Task<AccountId, Balance, BlockNumber>> {
+			pallet_task_escrow::Tasks::<Runtime>::get(id)
+		}
+
+		fn open_disputes(task: Option<TaskId>) -> Vec<(DisputeId, Dispute<AccountId, Balance, BlockNumber>)> {
+			let mut disputes: Vec<_> = match task {
+				Some(task) => pallet_challenge::TaskDisputes::<Runtime>::iter_prefix_values(task)
+					.filter_map(|id| pallet_challenge::Disputes::<Runtime>::get(id).map(|d| (id, d)))
+					.collect(),
+				None => pallet_challenge::Disputes::<Runtime>::iter().collect(),
+			};
+			disputes.sort_by_key(|(id, _)| *id);
+			disputes
 		}
 	}
 

@@ -215,6 +215,15 @@ mod runtime {
 	// The protocol pallets.
 	#[runtime::pallet_index(10)]
 	pub type ComputeStaking = pallet_compute_staking;
+
+	#[runtime::pallet_index(11)]
+	pub type TaskEscrow = pallet_task_escrow;
+
+	#[runtime::pallet_index(12)]
+	pub type Challenge = pallet_challenge;
+
+	#[runtime::pallet_index(13)]
+	pub type Slashing = pallet_slashing;
 }
 
 #[cfg(feature = "runtime-benchmarks")]

@@ -1,7 +1,10 @@
 //! The node's JSON-RPC extensions beside Substrate's standard ones: account nonces
-//! (`system_accountNextIndex`, `system_dryRun`) and fee queries (`payment_queryInfo`, ...).
+//! (`system_accountNextIndex`, `system_dryRun`), fee queries (`payment_queryInfo`, ...) and
+//! the market's state ([`trainet`]: `trainet_task`, `trainet_openDisputes`).
 
 #![warn(missing_docs)]
+
+pub mod trainet;
 
 use std::sync::Arc;
 
@@ -10,7 +13,7 @@ use sc_transaction_pool_api::TransactionPool;
 use sp_api::ProvideRuntimeApi;
 use sp_block_builder::BlockBuilder;
 use sp_blockchain::{Error as BlockChainError, HeaderBackend, HeaderMetadata};
-use trainet_runtime::{opaque::Block, AccountId, Balance, Nonce};
+use trainet_runtime::{opaque::Block, AccountId, Balance, BlockNumber, Nonce};
 
 /// What the RPC extensions need from the node.
 pub struct FullDeps<C, P> {
@@ -31,6 +34,7 @@ where
 	C::Api: substrate_frame_rpc_system::AccountNonceApi<Block, AccountId, Nonce>,
 	C::Api: pallet_transaction_payment_rpc::TransactionPaymentRuntimeApi<Block, Balance>,
 	C::Api: BlockBuilder<Block>,
+	C::Api: trainet_primitives::api::TrainetApi<Block, AccountId, Balance, BlockNumber>,
 	P: TransactionPool + 'static,
 {
 	use pallet_transaction_payment_rpc::{TransactionPayment, TransactionPaymentApiServer};
@@ -40,7 +44,8 @@ where
 	let FullDeps { client, pool } = deps;
 
 	module.merge(System::new(client.clone(), pool).into_rpc())?;
-	module.merge(TransactionPayment::new(client).into_rpc())?;
+	module.merge(TransactionPayment::new(client.clone()).into_rpc())?;
+	module.merge(trainet::TrainetRpcServer::into_rpc(trainet::Trainet::new(client)))?;
 
 	Ok(module)
 }

@@ -1,0 +1,192 @@
+//! `trainet_*` JSON-RPC methods: the market's tasks and disputes as plain JSON, read through
+//! the runtime's `TrainetApi`, so a dapp needs neither the metadata nor a SCALE decoder.
+//!
+//! Accounts are SS58 strings, hashes `0x` hex, balances decimal strings (they exceed what a
+//! JavaScript number holds exactly), floats JSON numbers.
+//!
+//! - `trainet_task(id, at?)`: the task, or `null` once it has ended (paid, refunded or
+//!   cancelled: the chain's events tell how).
+//! - `trainet_openDisputes(task?, at?)`: the open disputes, all or against one task, by id.
+
+use std::sync::Arc;
+
+use jsonrpsee::{
+	core::RpcResult,
+	proc_macros::rpc,
+	types::{ErrorObject, ErrorObjectOwned},
+};
+use serde_json::{json, Value};
+use sp_api::ProvideRuntimeApi;
+use sp_blockchain::HeaderBackend;
+use sp_core::{crypto::Ss58Codec, H256};
+use sp_runtime::traits::Block as BlockT;
+use trainet_primitives::{
+	api::TrainetApi,
+	bisection::Transition,
+	market::{Dispute, DisputeId, DisputePhase, Task, TaskId, TaskState},
+	task::{Model, Optimizer, TrainingSpec},
+};
+use trainet_runtime::{AccountId, Balance, BlockNumber};
+
+/// The JSON-RPC error code of a failed runtime API call.
+pub const RUNTIME_ERROR: i32 = 9000;
+
+/// The `trainet_*` methods.
+#[rpc(client, server, namespace = "trainet")]
+pub trait TrainetRpc<BlockHash> {
+	/// A task still in the market, or `null`.
+	#[method(name = "task")]
+	fn task(&self, id: TaskId, at: Option<BlockHash>) -> RpcResult<Option<Value>>;
+
+	/// The open disputes, all of them or those against `task`, in order of id.
+	#[method(name = "openDisputes")]
+	fn open_disputes(&self, task: Option<TaskId>, at: Option<BlockHash>) -> RpcResult<Vec<Value>>;
+}
+
+/// Serves the `trainet_*` methods from a client's runtime API.
+pub struct Trainet<C, B> {
+	client: Arc<C>,
+	_block: std::marker::PhantomData<B>,
+}
+
+impl<C, B> Trainet<C, B> {
+	/// Serves from `client`.
+	pub fn new(client: Arc<C>) -> Self {
+		Self { client, _block: Default::default() }
+	}
+}
+
+fn runtime_error(e: impl std::fmt::Debug) -> ErrorObjectOwned {
+	ErrorObject::owned(RUNTIME_ERROR, "runtime API call failed", Some(format!("{e:?}")))
+}
+
+impl<C, B> TrainetRpcServer<<B as BlockT>::Hash> for Trainet<C, B>
+where
+	B: BlockT,
+	C: ProvideRuntimeApi<B> + HeaderBackend<B> + Send + Sync + 'static,
+	C::Api: TrainetApi<B, AccountId, Balance, BlockNumber>,
+{
+	fn task(&self, id: TaskId, at: Option<B::Hash>) -> RpcResult<Option<Value>> {
+		let at = at.unwrap_or_else(|| self.client.info().best_hash);
+		let task = self.client.runtime_api().task(at, id).map_err(runtime_error)?;
+		Ok(task.map(|t| task_json(id, &t)))
+	}
+
+	fn open_disputes(&self, task: Option<TaskId>, at: Option<B::Hash>) -> RpcResult<Vec<Value>> {
+		let at = at.unwrap_or_else(|| self.client.info().best_hash);
+		let disputes = self.client.runtime_api().open_disputes(at, task).map_err(runtime_error)?;
+		Ok(disputes.iter().map(|(id, d)| dispute_json(*id, d)).collect())
+	}
+}
+
+fn account(a: &AccountId) -> Value {
+	Value::String(a.to_ss58check())
+}
+
+fn hash(h: &H256) -> Value {
+	Value::String(format!("{h:?}"))
+}
+
+fn balance(b: Balance) -> Value {
+	Value::String(b.to_string())
+}
+
+fn spec_json(s: &TrainingSpec) -> Value {
+	let Model::Mlp { widths, activation } = &s.model;
+	let optimizer = match s.optimizer {
+		Optimizer::Sgd { learning_rate, momentum } => json!({
+			"sgd": { "learningRate": learning_rate.to_f32(), "momentum": momentum.to_f32() }
+		}),
+		Optimizer::Adam { learning_rate, beta1, beta2, epsilon } => json!({
+			"adam": {
+				"learningRate": learning_rate.to_f32(),
+				"beta1": beta1.to_f32(),
+				"beta2": beta2.to_f32(),
+				"epsilon": epsilon.to_f32(),
+			}
+		}),
+	};
+	json!({
+		"model": { "mlp": { "widths": widths.to_vec(), "activation": format!("{activation:?}").to_lowercase() } },
+		"loss": format!("{:?}", s.loss),
+		"optimizer": optimizer,
+		"batchSize": s.batch_size,
+		"steps": s.steps,
+		"seed": s.seed,
+		"dataset": {
+			"root": hash(&s.dataset.root),
+			"samples": s.dataset.samples,
+			"features": s.dataset.features,
+			"classes": s.dataset.classes,
+		},
+	})
+}
+
+/// A task as JSON.
+pub fn task_json(id: TaskId, t: &Task<AccountId, Balance, BlockNumber>) -> Value {
+	let state = match &t.state {
+		TaskState::Open { claim_by } => json!({ "status": "open", "claimBy": claim_by }),
+		TaskState::Claimed { solver, commit_by } => {
+			json!({ "status": "claimed", "solver": account(solver), "commitBy": commit_by })
+		}
+		TaskState::Committed { solver, commitment, challenge_until } => json!({
+			"status": "committed",
+			"solver": account(solver),
+			"traceRoot": hash(&commitment.trace_root),
+			"steps": commitment.steps,
+			"finalState": hash(&commitment.final_state),
+			"modelHash": hash(&commitment.model_hash),
+			"challengeUntil": challenge_until,
+		}),
+	};
+	json!({
+		"id": id,
+		"submitter": account(&t.submitter),
+		"spec": spec_json(&t.spec),
+		"reward": balance(t.reward),
+		"solverStake": balance(t.solver_stake),
+		"timeouts": { "claim": t.timeouts.claim, "commit": t.timeouts.commit, "challenge": t.timeouts.challenge },
+		"state": state,
+		"reopened": t.reopened,
+		"lastFailedSolver": t.last_failed_solver.as_ref().map(account),
+	})
+}
+
+/// A dispute as JSON.
+pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>) -> Value {
+	let phase = match &d.phase {
+		DisputePhase::Bisecting { round, solver_reveal, challenger_reveal } => json!({
+			"bisecting": {
+				"round": round,
+				"position": d.bisection.midpoint(),
+				"solverReveal": solver_reveal.as_ref().map(hash),
+				"challengerReveal": challenger_reveal.as_ref().map(hash),
+			}
+		}),
+		DisputePhase::Leaf { transition } => {
+			let transition = match transition {
+				Transition::Initialization => json!("initialization"),
+				Transition::Step(t) => json!({ "step": t }),
+			};
+			json!({ "leaf": { "transition": transition } })
+		}
+	};
+	json!({
+		"id": id,
+		"task": d.task,
+		"solver": account(&d.solver),
+		"challenger": account(&d.challenger),
+		"bond": balance(d.bond),
+		"solverStake": balance(d.solver_stake),
+		"solverRoot": hash(&d.solver_root),
+		"challengerRoot": hash(&d.challenger_root),
+		"traceLen": d.trace_len,
+		"agreed": d.bisection.agreed,
+		"disputed": d.bisection.disputed,
+		"agreedState": d.agreed_state.as_ref().map(hash),
+		"solverDisputed": hash(&d.solver_disputed),
+		"challengerDisputed": hash(&d.challenger_disputed),
+		"phase": phase,
+		"deadline": d.deadline,
+	})
+}
