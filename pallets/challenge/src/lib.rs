@@ -41,6 +41,8 @@ mod benchmarking;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 pub mod weights;
 
@@ -312,9 +314,12 @@ pub mod pallet {
 			let id = NextDisputeId::<T>::get();
 			let next = id.checked_add(1).ok_or(Error::<T>::Overflow)?;
 			let bond = T::ChallengeBond::get();
-			T::Stake::lock(&challenger, Role::Verifier, bond)?;
 			let now = frame_system::Pallet::<T>::block_number();
-			let deadline = Self::schedule(id, now.saturating_add(T::RoundTimeout::get()))?;
+			let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
+			// The last check, and the first write: locking checks the role and the free stake,
+			// names what is missing and fails before changing anything.
+			T::Stake::lock(&challenger, Role::Verifier, bond)?;
+			Self::enqueue(id, deadline);
 			NextDisputeId::<T>::put(next);
 			TaskDisputes::<T>::insert(task, &challenger, id);
 			DisputeCount::<T>::insert(task, count.saturating_add(1));
@@ -396,19 +401,26 @@ pub mod pallet {
 				return Ok(());
 			};
 
-			// Both revealed: narrow.
+			// Both revealed: narrow. Every check comes before the first write, the deadline
+			// queue's room included.
 			let agree = s == c;
+			let narrowed = d.bisection.narrow(agree);
+			let now = frame_system::Pallet::<T>::block_number();
+			let stage =
+				if narrowed.is_resolved() { T::LeafTimeout::get() } else { T::RoundTimeout::get() };
+			let next_deadline = Self::slot(now.saturating_add(stage))?;
 			if agree {
 				d.agreed_state = Some(s);
 			} else {
 				d.solver_disputed = s;
 				d.challenger_disputed = c;
 			}
-			d.bisection = d.bisection.narrow(agree);
-			let now = frame_system::Pallet::<T>::block_number();
-			Self::unschedule(dispute, d.deadline);
+			d.bisection = narrowed;
+			let old_deadline = d.deadline;
 			if let Some(next) = d.bisection.midpoint() {
-				d.deadline = Self::schedule(dispute, now.saturating_add(T::RoundTimeout::get()))?;
+				Self::unschedule(dispute, old_deadline);
+				Self::enqueue(dispute, next_deadline);
+				d.deadline = next_deadline;
 				d.phase = DisputePhase::Bisecting {
 					round: round.saturating_add(1),
 					solver_reveal: None,
@@ -427,6 +439,7 @@ pub mod pallet {
 
 			// One transition left: the leaf.
 			let case = d.leaf_case().ok_or(Error::<T>::Overflow)?;
+			Self::unschedule(dispute, old_deadline);
 			d.phase = DisputePhase::Leaf { transition: case.transition };
 			match T::Adjudicator::adjudicate(dispute, &case) {
 				Verdict::Winner(winner) => {
@@ -435,8 +448,8 @@ pub mod pallet {
 					Self::conclude(dispute, winner, Resolution::Ruling);
 				}
 				Verdict::Pending => {
-					d.deadline =
-						Self::schedule(dispute, now.saturating_add(T::LeafTimeout::get()))?;
+					Self::enqueue(dispute, next_deadline);
+					d.deadline = next_deadline;
 					Self::deposit_event(Event::LeafReached {
 						dispute,
 						transition: case.transition,
@@ -469,12 +482,15 @@ pub mod pallet {
 			Ok(())
 		}
 
-		fn schedule(
-			dispute: DisputeId,
-			at: BlockNumberFor<T>,
-		) -> Result<BlockNumberFor<T>, Error<T>> {
-			deadline_queue::schedule::<Deadlines<T>, _, _, _>(dispute, at)
-				.ok_or(Error::<T>::DeadlineQueueFull)
+		/// The block a deadline due at `at` will be queued at; reads only.
+		fn slot(at: BlockNumberFor<T>) -> Result<BlockNumberFor<T>, Error<T>> {
+			deadline_queue::slot::<Deadlines<T>, _, _, _>(at).ok_or(Error::<T>::DeadlineQueueFull)
+		}
+
+		/// Queues `dispute` at `block`, a block [`Self::slot`] returned in the same call.
+		fn enqueue(dispute: DisputeId, block: BlockNumberFor<T>) {
+			// `slot` found room, and each call queues one dispute once: this cannot fail.
+			let _ = deadline_queue::insert::<Deadlines<T>, _, _, _>(dispute, block);
 		}
 
 		fn unschedule(dispute: DisputeId, at: BlockNumberFor<T>) {

@@ -166,13 +166,13 @@ impl pallet_challenge::Config for Test {
 
 thread_local! {
 	/// The honest trace `h_0 ..= h_N` of each task.
-	static TRUTH: RefCell<BTreeMap<TaskId, Vec<H256>>> = RefCell::new(BTreeMap::new());
+	static TRUTH: RefCell<BTreeMap<TaskId, Vec<H256>>> = const { RefCell::new(BTreeMap::new()) };
 	/// Whether the referee defers its ruling (as an operator-level game would).
 	static DEFER: RefCell<bool> = const { RefCell::new(false) };
 	/// Who wins when a deferred ruling never comes (`None`: void).
 	static ON_EXPIRY: RefCell<Option<Party>> = const { RefCell::new(None) };
 	/// The cases the referee saw.
-	static CASES: RefCell<Vec<(DisputeId, LeafCase)>> = RefCell::new(Vec::new());
+	static CASES: RefCell<Vec<(DisputeId, LeafCase)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Tells the referee the honest trace of `task`.

@@ -13,23 +13,49 @@ use sp_runtime::traits::{One, Saturating};
 /// fails.
 pub const MAX_DEADLINE_SLIDE: u32 = 16;
 
-/// Queues `item` at block `at`, or the first block after it with room; returns the block
-/// used, or `None` when every block in reach is full.
-pub fn schedule<Q, B, I, S>(item: I, at: B) -> Option<B>
+/// The block an item due at `at` would be queued at: `at`, or the first block after it with
+/// room; `None` when every block in reach is full. Reads only, so calls check it before their
+/// first write and [`insert`] later.
+pub fn slot<Q, B, I, S>(at: B) -> Option<B>
 where
 	Q: StorageMap<B, BoundedVec<I, S>, Query = BoundedVec<I, S>>,
 	B: codec::FullCodec + Copy + Saturating + One,
-	I: codec::FullCodec + Clone,
+	I: codec::FullCodec,
 	S: Get<u32>,
 {
 	let mut block = at;
 	for _ in 0..=MAX_DEADLINE_SLIDE {
-		if Q::mutate(block, |q| q.try_push(item.clone()).is_ok()) {
+		if (Q::decode_len(block).unwrap_or(0) as u32) < S::get() {
 			return Some(block);
 		}
 		block = block.saturating_add(One::one());
 	}
 	None
+}
+
+/// Queues `item` at `block`, a block [`slot`] returned in the same call. Returns whether it
+/// fit (it always does after `slot`).
+pub fn insert<Q, B, I, S>(item: I, block: B) -> bool
+where
+	Q: StorageMap<B, BoundedVec<I, S>, Query = BoundedVec<I, S>>,
+	B: codec::FullCodec,
+	I: codec::FullCodec,
+	S: Get<u32>,
+{
+	Q::mutate(block, |q| q.try_push(item).is_ok())
+}
+
+/// Queues `item` at `at` or the first block after it with room; returns the block used, or
+/// `None` (and queues nothing) when every block in reach is full.
+pub fn schedule<Q, B, I, S>(item: I, at: B) -> Option<B>
+where
+	Q: StorageMap<B, BoundedVec<I, S>, Query = BoundedVec<I, S>>,
+	B: codec::FullCodec + Copy + Saturating + One,
+	I: codec::FullCodec,
+	S: Get<u32>,
+{
+	let block = slot::<Q, B, I, S>(at)?;
+	insert::<Q, B, I, S>(item, block).then_some(block)
 }
 
 /// Removes `item` from the queue of block `at` (dropping the list once empty).

@@ -371,9 +371,11 @@ pub mod pallet {
 			let id = NextTaskId::<T>::get();
 			let next = id.checked_add(1).ok_or(Error::<T>::Overflow)?;
 			let now = frame_system::Pallet::<T>::block_number();
-			let claim_by = Self::schedule(id, now.saturating_add(timeouts.claim))?;
+			let claim_by = Self::slot(now.saturating_add(timeouts.claim))?;
+			// The last check, and the first write: it fails before changing anything.
 			T::Currency::hold(&HoldReason::Reward.into(), &submitter, reward)
 				.map_err(|_| Error::<T>::InsufficientBalance)?;
+			Self::enqueue(id, claim_by);
 			NextTaskId::<T>::put(next);
 			Tasks::<T>::insert(
 				id,
@@ -424,12 +426,13 @@ pub mod pallet {
 				t.last_failed_solver.as_ref() != Some(&solver),
 				Error::<T>::SolverFailedThisTask
 			);
-			// Locking checks the role and the free stake and names what is missing. (A failed
-			// call rolls back every write, so the order of these steps is free.)
-			T::Stake::lock(&solver, Role::Solver, t.solver_stake)?;
 			let now = frame_system::Pallet::<T>::block_number();
-			let commit_by = Self::schedule(task, now.saturating_add(t.timeouts.commit))?;
+			let commit_by = Self::slot(now.saturating_add(t.timeouts.commit))?;
+			// The last check, and the first write: locking checks the role and the free stake,
+			// names what is missing and fails before changing anything.
+			T::Stake::lock(&solver, Role::Solver, t.solver_stake)?;
 			Self::unschedule(task, claim_by);
+			Self::enqueue(task, commit_by);
 			t.state = TaskState::Claimed { solver: solver.clone(), commit_by };
 			Tasks::<T>::insert(task, t);
 			Self::deposit_event(Event::TaskClaimed { task, solver, commit_by });
@@ -466,8 +469,9 @@ pub mod pallet {
 				Error::<T>::BadFinalStateProof
 			);
 			let now = frame_system::Pallet::<T>::block_number();
-			let challenge_until = Self::schedule(task, now.saturating_add(t.timeouts.challenge))?;
+			let challenge_until = Self::slot(now.saturating_add(t.timeouts.challenge))?;
 			Self::unschedule(task, commit_by);
+			Self::enqueue(task, challenge_until);
 			t.state = TaskState::Committed { solver: solver.clone(), commitment, challenge_until };
 			Tasks::<T>::insert(task, t);
 			Self::deposit_event(Event::TaskCommitted { task, solver, commitment, challenge_until });
@@ -502,13 +506,16 @@ pub mod pallet {
 	}
 
 	impl<T: Config> Pallet<T> {
-		/// Queues `task`'s deadline at `at`, or the first block after it with room.
-		pub(crate) fn schedule(
-			task: TaskId,
-			at: BlockNumberFor<T>,
-		) -> Result<BlockNumberFor<T>, Error<T>> {
-			deadline_queue::schedule::<Deadlines<T>, _, _, _>(task, at)
-				.ok_or(Error::<T>::DeadlineQueueFull)
+		/// The block `task`'s deadline due at `at` will be queued at (see
+		/// [`deadline_queue::slot`]); reads only.
+		pub(crate) fn slot(at: BlockNumberFor<T>) -> Result<BlockNumberFor<T>, Error<T>> {
+			deadline_queue::slot::<Deadlines<T>, _, _, _>(at).ok_or(Error::<T>::DeadlineQueueFull)
+		}
+
+		/// Queues `task` at `block`, a block [`Self::slot`] returned in the same call.
+		pub(crate) fn enqueue(task: TaskId, block: BlockNumberFor<T>) {
+			// `slot` found room, and each call queues one task once: this cannot fail.
+			let _ = deadline_queue::insert::<Deadlines<T>, _, _, _>(task, block);
 		}
 
 		/// Removes `task` from the queue of block `at`.
@@ -645,7 +652,8 @@ pub mod pallet {
 			let now = frame_system::Pallet::<T>::block_number();
 			let reopen = t.reopened < T::MaxReopens::get();
 			if reopen {
-				if let Ok(claim_by) = Self::schedule(task, now.saturating_add(t.timeouts.claim)) {
+				if let Ok(claim_by) = Self::slot(now.saturating_add(t.timeouts.claim)) {
+					Self::enqueue(task, claim_by);
 					t.state = TaskState::Open { claim_by };
 					t.reopened = t.reopened.saturating_add(1);
 					t.last_failed_solver = Some(solver);

@@ -113,11 +113,11 @@ parameter_types! {
 
 thread_local! {
 	/// Open disputes per task, as the challenge pallet would count them.
-	pub static OPEN_DISPUTES: RefCell<BTreeMap<TaskId, u32>> = RefCell::new(BTreeMap::new());
+	pub static OPEN_DISPUTES: RefCell<BTreeMap<TaskId, u32>> = const { RefCell::new(BTreeMap::new()) };
 	/// Barred solvers.
-	pub static BARRED: RefCell<BTreeSet<AccountId>> = RefCell::new(BTreeSet::new());
+	pub static BARRED: RefCell<BTreeSet<AccountId>> = const { RefCell::new(BTreeSet::new()) };
 	/// Missed commitments seen: (task, solver, slashed).
-	pub static MISSED: RefCell<Vec<(TaskId, AccountId, Balance)>> = RefCell::new(Vec::new());
+	pub static MISSED: RefCell<Vec<(TaskId, AccountId, Balance)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Open disputes as a test sets them.
