@@ -236,5 +236,8 @@ mod benches {
 		[pallet_timestamp, Timestamp]
 		[pallet_sudo, Sudo]
 		[pallet_compute_staking, ComputeStaking]
+		[pallet_task_escrow, TaskEscrow]
+		[pallet_challenge, Challenge]
+		[pallet_slashing, Slashing]
 	);
 }

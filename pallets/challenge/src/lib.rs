@@ -269,7 +269,7 @@ pub mod pallet {
 				// The queue is kept exact, so every queued dispute is due now.
 				let _ = Self::do_timeout(id, now);
 			}
-			T::WeightInfo::on_initialize(count, T::MaxDisputesPerTask::get())
+			T::WeightInfo::on_initialize(count)
 		}
 
 		#[cfg(feature = "try-runtime")]

@@ -598,3 +598,21 @@ fn a_repeat_offender_is_barred_until_pardoned() {
 		assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), task));
 	});
 }
+
+#[cfg(feature = "try-runtime")]
+#[test]
+fn frame_runs_every_pallets_try_state_hook_and_it_catches_a_broken_book() {
+	use frame_support::traits::{fungible::MutateHold, TryState, TryStateSelect};
+	new_test_ext().execute_with(|| {
+		let truth = honest(8);
+		let lies = lie_from(&truth, 3);
+		let task = committed_task(10, &lies);
+		let id = open(task, 20, &truth);
+		play(id, &lies, &truth, Some((Party::Solver, 1)));
+		let now = System::block_number();
+		assert_ok!(AllPalletsWithSystem::try_state(now, TryStateSelect::All));
+		// A reward hold that no task explains.
+		assert_ok!(Balances::hold(&pallet_task_escrow::HoldReason::Reward.into(), &2, 5));
+		assert!(AllPalletsWithSystem::try_state(now, TryStateSelect::All).is_err());
+	});
+}

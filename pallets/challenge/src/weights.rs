@@ -6,7 +6,8 @@
 //! on a node built with `--features runtime-benchmarks` (see `benchmarking.rs`) and replaces
 //! this file. `reveal(v)` and `timeout(v)` are counted at their worst case: the dispute ends
 //! with the solver losing, `v` other disputes on the task are voided, the solver is slashed
-//! and the task reopened. `on_initialize(n, v)` is `n` such timeouts.
+//! and the task reopened. `on_initialize(n)` is `n` such timeouts with the most disputes
+//! per task voided.
 
 #![allow(unused_parens, unused_imports, missing_docs)]
 
@@ -21,7 +22,7 @@ pub trait WeightInfo {
 	fn open() -> Weight;
 	fn reveal(v: u32) -> Weight;
 	fn timeout(v: u32) -> Weight;
-	fn on_initialize(n: u32, v: u32) -> Weight;
+	fn on_initialize(n: u32) -> Weight;
 }
 
 /// Weights for the runtime, using its database weights.
@@ -48,14 +49,11 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 			.saturating_add(T::DbWeight::get().reads(12))
 			.saturating_add(T::DbWeight::get().writes(12))
 	}
-	fn on_initialize(n: u32, v: u32) -> Weight {
+	fn on_initialize(n: u32) -> Weight {
 		Weight::from_parts(5_000_000, 3000)
-			.saturating_add(Weight::from_parts(130_000_000, 12000).saturating_mul(n.into()))
-			.saturating_add(T::DbWeight::get().reads(12).saturating_mul(n.into()))
-			.saturating_add(T::DbWeight::get().writes(12).saturating_mul(n.into()))
-			.saturating_add(Weight::from_parts(20_000_000, 3000).saturating_mul(v.into()))
-			.saturating_add(T::DbWeight::get().reads(3).saturating_mul(v.into()))
-			.saturating_add(T::DbWeight::get().writes(4).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(290_000_000, 36000).saturating_mul(n.into()))
+			.saturating_add(T::DbWeight::get().reads(36).saturating_mul(n.into()))
+			.saturating_add(T::DbWeight::get().writes(40).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(1))
 			.saturating_add(T::DbWeight::get().writes(1))
 	}
@@ -84,14 +82,11 @@ impl WeightInfo for () {
 			.saturating_add(RocksDbWeight::get().reads(12))
 			.saturating_add(RocksDbWeight::get().writes(12))
 	}
-	fn on_initialize(n: u32, v: u32) -> Weight {
+	fn on_initialize(n: u32) -> Weight {
 		Weight::from_parts(5_000_000, 3000)
-			.saturating_add(Weight::from_parts(130_000_000, 12000).saturating_mul(n.into()))
-			.saturating_add(RocksDbWeight::get().reads(12).saturating_mul(n.into()))
-			.saturating_add(RocksDbWeight::get().writes(12).saturating_mul(n.into()))
-			.saturating_add(Weight::from_parts(20_000_000, 3000).saturating_mul(v.into()))
-			.saturating_add(RocksDbWeight::get().reads(3).saturating_mul(v.into()))
-			.saturating_add(RocksDbWeight::get().writes(4).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(290_000_000, 36000).saturating_mul(n.into()))
+			.saturating_add(RocksDbWeight::get().reads(36).saturating_mul(n.into()))
+			.saturating_add(RocksDbWeight::get().writes(40).saturating_mul(n.into()))
 			.saturating_add(RocksDbWeight::get().reads(1))
 			.saturating_add(RocksDbWeight::get().writes(1))
 	}

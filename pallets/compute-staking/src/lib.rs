@@ -191,6 +191,11 @@ pub trait StakeInterface<AccountId> {
 	/// Takes up to `amount` of `who`'s *locked* stake out of the bond. The caller decides
 	/// where the credit goes; dropping it burns the funds.
 	fn slash_locked(who: &AccountId, amount: Self::Balance) -> Self::Credit;
+
+	/// Benchmarks only: funds `who` and registers it as solver and verifier with a bond of
+	/// `bond` (at least both minimums).
+	#[cfg(feature = "runtime-benchmarks")]
+	fn benchmark_staker(who: &AccountId, bond: Self::Balance);
 }
 
 // FRAME's `#[pallet::*]` expansions call `expect` on paths that cannot fail (and clippy blames
@@ -484,6 +489,20 @@ pub mod pallet {
 			Ledgers::<T>::insert(who, ledger);
 			Self::deposit_event(Event::Unlocked { who: who.clone(), amount: unlocked });
 			unlocked
+		}
+
+		#[cfg(feature = "runtime-benchmarks")]
+		fn benchmark_staker(who: &T::AccountId, bond: BalanceOf<T>) {
+			use fungible::Mutate;
+			let bond = bond.max(Self::min_bond(Roles::BOTH));
+			let funds =
+				bond.saturating_mul(4u32.into()).saturating_add(T::Currency::minimum_balance());
+			T::Currency::set_balance(who, funds);
+			let _ = Self::register(
+				frame_system::RawOrigin::Signed(who.clone()).into(),
+				Roles::BOTH,
+				bond,
+			);
 		}
 
 		fn slash_locked(who: &T::AccountId, amount: BalanceOf<T>) -> CreditOf<T> {

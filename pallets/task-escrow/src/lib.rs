@@ -98,6 +98,11 @@ pub trait TaskMarket<AccountId, Balance> {
 	/// A dispute against the task ended without proving its solver wrong: pay the solver if
 	/// the window has closed and no other dispute is open.
 	fn dispute_ended(task: TaskId);
+
+	/// Benchmarks only: a task of a funded submitter, claimed by `solver` (staked and locked)
+	/// and committed with `commitment`, open to challenges for the longest timeout.
+	#[cfg(feature = "runtime-benchmarks")]
+	fn benchmark_committed_task(solver: &AccountId, commitment: TraceCommitment) -> TaskId;
 }
 
 /// How many disputes are open against a task.
@@ -666,6 +671,47 @@ pub mod pallet {
 			// release of a hold this pallet placed cannot fail.
 			let _ = Self::refund(task, &t);
 			Self::deposit_event(Event::TaskRefunded { task });
+		}
+
+		#[cfg(feature = "runtime-benchmarks")]
+		fn benchmark_committed_task(solver: &T::AccountId, commitment: TraceCommitment) -> TaskId {
+			use fungible::Mutate;
+			let id = NextTaskId::<T>::get();
+			let submitter: T::AccountId = frame_benchmarking::account("submitter", id as u32, 0);
+			let reward = T::MinReward::get();
+			T::Currency::set_balance(
+				&submitter,
+				reward.saturating_mul(10u32.into()).saturating_add(T::Currency::minimum_balance()),
+			);
+			let _ = T::Currency::hold(&HoldReason::Reward.into(), &submitter, reward);
+			let stake = T::SolverStake::get();
+			T::Stake::benchmark_staker(solver, stake.saturating_mul(4u32.into()));
+			let _ = T::Stake::lock(solver, Role::Solver, stake);
+			let mut spec = TrainingSpec::example_digits(Default::default());
+			spec.steps = commitment.steps;
+			let now = frame_system::Pallet::<T>::block_number();
+			let max = T::MaxTimeout::get();
+			let challenge_until = Self::slot(now.saturating_add(max)).unwrap_or(max);
+			Self::enqueue(id, challenge_until);
+			NextTaskId::<T>::put(id.saturating_add(1));
+			Tasks::<T>::insert(
+				id,
+				Task {
+					submitter,
+					spec,
+					reward,
+					solver_stake: stake,
+					timeouts: Timeouts { claim: max, commit: max, challenge: max },
+					state: TaskState::Committed {
+						solver: solver.clone(),
+						commitment,
+						challenge_until,
+					},
+					reopened: 0,
+					last_failed_solver: None,
+				},
+			);
+			id
 		}
 
 		fn dispute_ended(task: TaskId) {
