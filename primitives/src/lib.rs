@@ -8,7 +8,8 @@
 //! - [`trace`]: trace commitments (Merkle roots over state hashes) and their proofs;
 //! - [`bisection`]: the dispute game's bisection arithmetic;
 //! - [`market`]: the records of tasks and disputes the pallets keep;
-//! - [`api`]: the runtime API that reads them.
+//! - [`api`]: the runtime API that reads them;
+//! - [`repops`]: the reproducible operators, bit-exact by specification (`docs/repops.md`).
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -17,6 +18,7 @@ extern crate alloc;
 pub mod api;
 pub mod bisection;
 pub mod market;
+pub mod repops;
 pub mod task;
 pub mod trace;
 
