@@ -9,7 +9,8 @@
 //! - [`bisection`]: the dispute game's bisection arithmetic;
 //! - [`market`]: the records of tasks and disputes the pallets keep;
 //! - [`api`]: the runtime API that reads them;
-//! - [`repops`]: the reproducible operators, bit-exact by specification (`docs/repops.md`).
+//! - [`repops`]: the reproducible operators, bit-exact by specification (`docs/repops.md`);
+//! - [`program`]: the canonical step program, one training step as an ordered list of RepOps.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -18,6 +19,7 @@ extern crate alloc;
 pub mod api;
 pub mod bisection;
 pub mod market;
+pub mod program;
 pub mod repops;
 pub mod task;
 pub mod trace;

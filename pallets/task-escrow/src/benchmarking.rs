@@ -87,12 +87,17 @@ mod benchmarks {
 		let id = submitted::<T>(0)?;
 		let solver = solver::<T>(1);
 		Pallet::<T>::claim(RawOrigin::Signed(solver.clone()).into(), id)?;
-		let states: alloc::vec::Vec<H256> =
-			(0..=STEPS).map(|t| H256::from_low_u64_be(u64::from(t))).collect();
+		let states: alloc::vec::Vec<H256> = (0..=STEPS)
+			.map(|t| {
+				<sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(
+					&t.to_le_bytes(),
+				)
+			})
+			.collect();
 		let commitment = TraceCommitment {
 			trace_root: trace_root(&states),
 			steps: STEPS,
-			final_state: states[STEPS as usize],
+			final_state: states.last().copied().unwrap_or_default(),
 			model_hash: H256::zero(),
 		};
 		let proof = trace_proof(&states, STEPS).ok_or(BenchmarkError::Stop("no proof"))?;

@@ -123,7 +123,7 @@ pub fn exp(x: f32) -> f32 {
 	// k is an integer in [-150, 128]; scale in two steps so neither factor leaves the normal
 	// range and only the last multiplication may round (into the subnormals).
 	let k = kf as i32;
-	let k1 = k / 2;
+	let k1 = k.checked_div(2).unwrap_or(0);
 	let k2 = k.saturating_sub(k1);
 	mul(mul(p, pow2(k1)), pow2(k2))
 }

@@ -1,0 +1,588 @@
+//! The canonical step program: one training step of a task as an ordered list of RepOps, a
+//! pure function of the spec. Solver, verifier and chain derive the same list, so "operation
+//! `j` of step `t`" names one operation, its shapes and the tensors it reads.
+//!
+//! For an MLP with widths `d_0 .. d_L` and batch `B` (`A_0` is the batch's inputs `X`):
+//!
+//! 1. forward, for `l = 1 ..= L`: `Z'_l = A_{l-1} · W_l`, `Z_l = Z'_l + b_l`, and for
+//!    `l < L`: `A_l = relu(Z_l)`;
+//! 2. loss: per-row softmax cross-entropy of `Z_L`, then its mean (reported, not trained on);
+//! 3. backward: `dZ_L = softmax_xent_backward(Z_L)`; for `l = L ..= 1`:
+//!    `dW_l = A_{l-1}ᵀ · dZ_l`, `db_l = colsum(dZ_l)`, and for `l > 1`:
+//!    `dA_{l-1} = dZ_l · W_lᵀ`, `dZ_{l-1} = relu_backward(Z_{l-1}, dA_{l-1})`;
+//! 4. update, for every parameter in state order (`W_1, b_1, ..., W_L, b_L`): SGD with
+//!    momentum (`v' = momentum(v, g)`, `p' = sgd(p, v')`) or Adam (`m' = adam_m(m, g)`,
+//!    `v' = adam_v(v, g)`, `p' = adam_step(p, m', v')`).
+//!
+//! The training state is the parameters followed by the optimizer's tensors:
+//! `[W_1, b_1, ..., W_L, b_L]`, then SGD's velocities in the same order, or Adam's first
+//! moments then second moments.
+
+use crate::repops::{self, Matrix, ShapeError};
+use crate::task::{Model, Optimizer, SpecError, TrainingSpec};
+use alloc::vec::Vec;
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use scale_info::TypeInfo;
+
+/// Where an operation's input comes from.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+)]
+pub enum Source {
+	/// Tensor `i` of the state before the step.
+	State(u32),
+	/// The batch's input rows `X` (`B x d_0`).
+	Batch,
+	/// The output of operation `j` of this step.
+	Op(u32),
+}
+
+/// What an operation computes (see [`crate::repops`] and `docs/repops.md`).
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+)]
+pub enum OpKind {
+	/// `A · B`.
+	MatMul,
+	/// `Aᵀ · B`.
+	MatMulTn,
+	/// `A · Bᵀ`.
+	MatMulNt,
+	/// `X + b` (row broadcast).
+	BiasAdd,
+	/// `relu(X)`.
+	Relu,
+	/// `relu_backward(X, dY)`.
+	ReluBackward,
+	/// Per-row softmax cross-entropy against the batch's labels (`B x 1`).
+	SoftmaxXent,
+	/// Its batch-mean gradient with respect to the logits.
+	SoftmaxXentBackward,
+	/// The mean of all values (`1 x 1`), rows in order.
+	Mean,
+	/// Column sums (`1 x N`).
+	ColSum,
+	/// SGD velocity: `mu * v + g`.
+	Momentum,
+	/// SGD step: `p - lr * v`.
+	SgdStep,
+	/// Adam first moment.
+	AdamM,
+	/// Adam second moment.
+	AdamV,
+	/// Adam step: `p - lr * (m/c1) / (sqrt(v/c2) + eps)`.
+	AdamStep,
+}
+
+/// One operation of the step program.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
+pub struct Op {
+	/// What it computes.
+	pub kind: OpKind,
+	/// Its inputs, in the operator's order.
+	pub inputs: Vec<Source>,
+	/// Output rows.
+	pub rows: u32,
+	/// Output columns.
+	pub cols: u32,
+}
+
+/// A step program and where the next state's tensors come from.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct StepProgram {
+	/// The operations, in execution order.
+	pub ops: Vec<Op>,
+	/// The shapes `(rows, cols)` of the state's tensors.
+	pub state_shapes: Vec<(u32, u32)>,
+	/// For each tensor of the state after the step, the operation that produced it.
+	pub next_state: Vec<u32>,
+}
+
+struct Builder {
+	ops: Vec<Op>,
+}
+
+impl Builder {
+	fn push(&mut self, kind: OpKind, inputs: Vec<Source>, rows: u32, cols: u32) -> Source {
+		let j = self.ops.len() as u32;
+		self.ops.push(Op { kind, inputs, rows, cols });
+		Source::Op(j)
+	}
+}
+
+/// The step program of `spec` (which must validate).
+pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
+	spec.validate()?;
+	let Model::Mlp { widths, .. } = &spec.model;
+	let layers = widths.len().saturating_sub(1);
+	let b = spec.batch_size;
+	let mut shapes: Vec<(u32, u32)> = Vec::new();
+	for w in widths.windows(2) {
+		let &[fan_in, fan_out] = w else { return Err(SpecError::TooFewLayers) };
+		shapes.push((fan_in, fan_out));
+		shapes.push((1, fan_out));
+	}
+	let params = shapes.len() as u32;
+	let copies = match spec.optimizer {
+		Optimizer::Sgd { .. } => 1,
+		Optimizer::Adam { .. } => 2,
+	};
+	let param_shapes = shapes.clone();
+	for _ in 0..copies {
+		shapes.extend(param_shapes.iter().copied());
+	}
+	let w = |l: usize| Source::State(l.saturating_mul(2) as u32);
+	let bias = |l: usize| Source::State(l.saturating_mul(2).saturating_add(1) as u32);
+	let width = |l: usize| widths.get(l).copied().unwrap_or(0);
+
+	let mut p = Builder { ops: Vec::new() };
+	// Forward: keep each layer's input activation and pre-activation.
+	let mut acts = Vec::with_capacity(layers.saturating_add(1));
+	let mut pre = Vec::with_capacity(layers);
+	acts.push(Source::Batch);
+	for l in 0..layers {
+		let input = acts.last().copied().unwrap_or(Source::Batch);
+		let next = l.saturating_add(1);
+		let z0 = p.push(OpKind::MatMul, alloc::vec![input, w(l)], b, width(next));
+		let z = p.push(OpKind::BiasAdd, alloc::vec![z0, bias(l)], b, width(next));
+		pre.push(z);
+		if next < layers {
+			acts.push(p.push(OpKind::Relu, alloc::vec![z], b, width(next)));
+		}
+	}
+	let logits = pre.last().copied().unwrap_or(Source::Batch);
+	let losses = p.push(OpKind::SoftmaxXent, alloc::vec![logits], b, 1);
+	p.push(OpKind::Mean, alloc::vec![losses], 1, 1);
+
+	// Backward.
+	let mut grads = alloc::vec![Source::Batch; params as usize];
+	let mut dz = p.push(OpKind::SoftmaxXentBackward, alloc::vec![logits], b, width(layers));
+	for l in (0..layers).rev() {
+		let a_prev = acts.get(l).copied().unwrap_or(Source::Batch);
+		let next = l.saturating_add(1);
+		if let Some(g) = grads.get_mut(l.saturating_mul(2)) {
+			*g = p.push(OpKind::MatMulTn, alloc::vec![a_prev, dz], width(l), width(next));
+		}
+		if let Some(g) = grads.get_mut(l.saturating_mul(2).saturating_add(1)) {
+			*g = p.push(OpKind::ColSum, alloc::vec![dz], 1, width(next));
+		}
+		if let Some(prev) = l.checked_sub(1) {
+			let da = p.push(OpKind::MatMulNt, alloc::vec![dz, w(l)], b, width(l));
+			let z_prev = pre.get(prev).copied().unwrap_or(Source::Batch);
+			dz = p.push(OpKind::ReluBackward, alloc::vec![z_prev, da], b, width(l));
+		}
+	}
+
+	// Update.
+	let mut new_params = Vec::new();
+	let mut new_first = Vec::new();
+	let mut new_second = Vec::new();
+	for (i, g) in grads.iter().enumerate() {
+		let (rows, cols) = param_shapes.get(i).copied().unwrap_or((0, 0));
+		let param = Source::State(i as u32);
+		match spec.optimizer {
+			Optimizer::Sgd { .. } => {
+				let v = Source::State(params.saturating_add(i as u32));
+				let v2 = p.push(OpKind::Momentum, alloc::vec![v, *g], rows, cols);
+				new_first.push(v2);
+				new_params.push(p.push(OpKind::SgdStep, alloc::vec![param, v2], rows, cols));
+			}
+			Optimizer::Adam { .. } => {
+				let m = Source::State(params.saturating_add(i as u32));
+				let v = Source::State(params.saturating_mul(2).saturating_add(i as u32));
+				let m2 = p.push(OpKind::AdamM, alloc::vec![m, *g], rows, cols);
+				let v2 = p.push(OpKind::AdamV, alloc::vec![v, *g], rows, cols);
+				new_first.push(m2);
+				new_second.push(v2);
+				new_params.push(p.push(OpKind::AdamStep, alloc::vec![param, m2, v2], rows, cols));
+			}
+		}
+	}
+	let next_state = new_params
+		.into_iter()
+		.chain(new_first)
+		.chain(new_second)
+		.filter_map(|s| match s {
+			Source::Op(j) => Some(j),
+			_ => None,
+		})
+		.collect();
+	Ok(StepProgram { ops: p.ops, state_shapes: shapes, next_state })
+}
+
+/// The state after initialization: He-uniform weights from the seed, zero biases, zero
+/// optimizer tensors.
+pub fn initial_state(
+	spec: &TrainingSpec,
+	program: &StepProgram,
+) -> Result<Vec<Matrix>, ShapeError> {
+	let mut state = Vec::with_capacity(program.state_shapes.len());
+	let Model::Mlp { widths, .. } = &spec.model;
+	let layers = widths.len().saturating_sub(1);
+	for (i, (rows, cols)) in program.state_shapes.iter().enumerate() {
+		let is_weight = i < layers.saturating_mul(2) && i & 1 == 0;
+		state.push(if is_weight {
+			repops::init_weights(spec.seed, (i >> 1) as u32, *rows, *cols)?
+		} else {
+			Matrix::zeros(*rows, *cols)?
+		});
+	}
+	Ok(state)
+}
+
+/// Runs operation `op` of a step on its input tensors (in `op.inputs` order). This is what
+/// the chain executes for a disputed operation, and what every engine must match bit for bit.
+pub fn execute(
+	spec: &TrainingSpec,
+	op: &Op,
+	inputs: &[&Matrix],
+	labels: &[u32],
+	step: u32,
+) -> Result<Matrix, ShapeError> {
+	let arg = |i: usize| inputs.get(i).copied().ok_or(ShapeError::Mismatch);
+	let out = match op.kind {
+		OpKind::MatMul => repops::matmul(arg(0)?, arg(1)?)?,
+		OpKind::MatMulTn => repops::matmul_tn(arg(0)?, arg(1)?)?,
+		OpKind::MatMulNt => repops::matmul_nt(arg(0)?, arg(1)?)?,
+		OpKind::BiasAdd => repops::bias_add(arg(0)?, arg(1)?)?,
+		OpKind::Relu => repops::relu_matrix(arg(0)?)?,
+		OpKind::ReluBackward => repops::relu_backward_matrix(arg(0)?, arg(1)?)?,
+		OpKind::SoftmaxXent => repops::softmax_xent(arg(0)?, labels)?,
+		OpKind::SoftmaxXentBackward => repops::softmax_xent_backward(arg(0)?, labels)?,
+		OpKind::Mean => Matrix::new(1, 1, alloc::vec![repops::mean(&arg(0)?.data)])?,
+		OpKind::ColSum => repops::col_sum(arg(0)?)?,
+		OpKind::Momentum | OpKind::SgdStep => {
+			let Optimizer::Sgd { learning_rate, momentum } = spec.optimizer else {
+				return Err(ShapeError::Mismatch);
+			};
+			let (a, b) = (arg(0)?, arg(1)?);
+			zip(a, b, |x, y| match op.kind {
+				OpKind::Momentum => repops::add(repops::mul(momentum.to_f32(), x), y),
+				_ => repops::sub(x, repops::mul(learning_rate.to_f32(), y)),
+			})?
+		}
+		OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep => {
+			let Optimizer::Adam { learning_rate, beta1, beta2, epsilon } = spec.optimizer else {
+				return Err(ShapeError::Mismatch);
+			};
+			let (b1, b2) = (beta1.to_f32(), beta2.to_f32());
+			match op.kind {
+				OpKind::AdamM => zip(arg(0)?, arg(1)?, |m, g| {
+					repops::add(repops::mul(b1, m), repops::mul(repops::sub(1.0, b1), g))
+				})?,
+				OpKind::AdamV => zip(arg(0)?, arg(1)?, |v, g| {
+					repops::add(
+						repops::mul(b2, v),
+						repops::mul(repops::sub(1.0, b2), repops::mul(g, g)),
+					)
+				})?,
+				_ => {
+					let c = repops::adam_corrections(b1, b2, step.saturating_add(1));
+					let (p, m, v) = (arg(0)?, arg(1)?, arg(2)?);
+					let shape = (p.rows, p.cols, p.data.len());
+					if (m.rows, m.cols, m.data.len()) != shape
+						|| (v.rows, v.cols, v.data.len()) != shape
+					{
+						return Err(ShapeError::Mismatch);
+					}
+					let data = p
+						.data
+						.iter()
+						.zip(&m.data)
+						.zip(&v.data)
+						.map(|((w, m), v)| {
+							let step = repops::div(
+								repops::mul(learning_rate.to_f32(), repops::div(*m, c.0)),
+								repops::add(repops::sqrt(repops::div(*v, c.1)), epsilon.to_f32()),
+							);
+							repops::sub(*w, step)
+						})
+						.collect();
+					Matrix::new(p.rows, p.cols, data)?
+				}
+			}
+		}
+	};
+	if (out.rows, out.cols) != (op.rows, op.cols) {
+		return Err(ShapeError::Mismatch);
+	}
+	Ok(out)
+}
+
+fn zip(a: &Matrix, b: &Matrix, f: impl Fn(f32, f32) -> f32) -> Result<Matrix, ShapeError> {
+	if (a.rows, a.cols) != (b.rows, b.cols) || a.data.len() != b.data.len() {
+		return Err(ShapeError::Mismatch);
+	}
+	Matrix::new(a.rows, a.cols, a.data.iter().zip(&b.data).map(|(x, y)| f(*x, *y)).collect())
+}
+
+/// One training step with the reference operators: every operation's output, and the state
+/// after the step. `step` is the 0-based step index (Adam's bias correction uses `step + 1`).
+pub fn run_step(
+	spec: &TrainingSpec,
+	program: &StepProgram,
+	state: &[Matrix],
+	batch: &Matrix,
+	labels: &[u32],
+	step: u32,
+) -> Result<(Vec<Matrix>, Vec<Matrix>), ShapeError> {
+	let mut outputs: Vec<Matrix> = Vec::with_capacity(program.ops.len());
+	for op in &program.ops {
+		let inputs = op
+			.inputs
+			.iter()
+			.map(|s| match s {
+				Source::State(i) => state.get(*i as usize),
+				Source::Batch => Some(batch),
+				Source::Op(j) => outputs.get(*j as usize),
+			})
+			.collect::<Option<Vec<&Matrix>>>()
+			.ok_or(ShapeError::Mismatch)?;
+		let out = execute(spec, op, &inputs, labels, step)?;
+		outputs.push(out);
+	}
+	let next = program
+		.next_state
+		.iter()
+		.map(|j| outputs.get(*j as usize).cloned())
+		.collect::<Option<Vec<Matrix>>>()
+		.ok_or(ShapeError::Mismatch)?;
+	Ok((outputs, next))
+}
+
+#[cfg(test)]
+#[allow(
+	clippy::unwrap_used,
+	clippy::expect_used,
+	clippy::arithmetic_side_effects,
+	clippy::indexing_slicing
+)]
+mod tests {
+	use super::*;
+	use crate::repops::SplitMix64;
+	use crate::task::{Activation, F32Bits, LayerWidths};
+	use sp_core::H256;
+
+	fn spec(widths: &[u32], optimizer: Optimizer, batch: u32) -> TrainingSpec {
+		let mut s = TrainingSpec::example_digits(H256::zero());
+		s.model = Model::Mlp {
+			widths: LayerWidths::truncate_from(widths.to_vec()),
+			activation: Activation::Relu,
+		};
+		s.dataset.features = widths[0];
+		s.dataset.classes = *widths.last().unwrap();
+		s.optimizer = optimizer;
+		s.batch_size = batch;
+		s
+	}
+
+	fn sgd() -> Optimizer {
+		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.9) }
+	}
+
+	fn adam() -> Optimizer {
+		Optimizer::Adam {
+			learning_rate: F32Bits::from_f32(0.01),
+			beta1: F32Bits::from_f32(0.9),
+			beta2: F32Bits::from_f32(0.999),
+			epsilon: F32Bits::from_f32(1e-7),
+		}
+	}
+
+	/// A separable toy task: the label is the index of the largest of the first `classes`
+	/// features.
+	fn batch(seed: u64, rows: u32, features: u32, classes: u32) -> (Matrix, Vec<u32>) {
+		let mut rng = SplitMix64::new(seed);
+		let data: Vec<f32> = (0..rows * features).map(|_| rng.next_unit() * 2.0 - 1.0).collect();
+		let labels = data
+			.chunks(features as usize)
+			.map(|r| {
+				(0..classes as usize).max_by(|a, b| r[*a].partial_cmp(&r[*b]).unwrap()).unwrap()
+					as u32
+			})
+			.collect();
+		(Matrix::new(rows, features, data).unwrap(), labels)
+	}
+
+	#[test]
+	fn the_digits_program_has_the_expected_operations() {
+		let s = TrainingSpec::example_digits(H256::zero());
+		let p = step_program(&s).unwrap();
+		use OpKind::*;
+		let kinds: Vec<OpKind> = p.ops.iter().map(|o| o.kind).collect();
+		assert_eq!(
+			kinds,
+			vec![
+				MatMul,
+				BiasAdd,
+				Relu,
+				MatMul,
+				BiasAdd,
+				SoftmaxXent,
+				Mean,
+				SoftmaxXentBackward,
+				MatMulTn,
+				ColSum,
+				MatMulNt,
+				ReluBackward,
+				MatMulTn,
+				ColSum,
+				Momentum,
+				SgdStep,
+				Momentum,
+				SgdStep,
+				Momentum,
+				SgdStep,
+				Momentum,
+				SgdStep,
+			]
+		);
+		assert_eq!(
+			p.state_shapes,
+			vec![(64, 32), (1, 32), (32, 10), (1, 10), (64, 32), (1, 32), (32, 10), (1, 10)]
+		);
+		assert_eq!(p.next_state.len(), 8);
+		let adam_p = step_program(&spec(&[64, 32, 10], adam(), 32)).unwrap();
+		assert_eq!(adam_p.state_shapes.len(), 12);
+		assert_eq!(adam_p.next_state.len(), 12);
+		let mut bad = s.clone();
+		bad.batch_size = 0;
+		assert_eq!(step_program(&bad), Err(SpecError::BadBatchSize));
+	}
+
+	#[test]
+	fn every_operation_reads_only_earlier_outputs_and_matches_its_shape() {
+		for widths in [&[4u32, 3][..], &[8, 16, 8, 3], &[5, 7, 7, 7, 2]] {
+			for opt in [sgd(), adam()] {
+				let s = spec(widths, opt, 6);
+				let p = step_program(&s).unwrap();
+				let state = initial_state(&s, &p).unwrap();
+				let (x, y) = batch(1, 6, widths[0], *widths.last().unwrap());
+				let (outs, next) = run_step(&s, &p, &state, &x, &y, 0).unwrap();
+				for (j, op) in p.ops.iter().enumerate() {
+					for src in &op.inputs {
+						if let Source::Op(i) = src {
+							assert!((*i as usize) < j);
+						}
+					}
+					assert_eq!((outs[j].rows, outs[j].cols), (op.rows, op.cols));
+				}
+				assert_eq!(next.len(), state.len());
+				for (a, b) in next.iter().zip(&state) {
+					assert_eq!((a.rows, a.cols), (b.rows, b.cols));
+				}
+			}
+		}
+	}
+
+	/// The backward program computes the true gradient: central differences of the mean loss
+	/// (recomputed in f64) agree with the program's `dW` and `db` to a float tolerance.
+	#[test]
+	fn gradients_match_finite_differences() {
+		let s = spec(&[5, 6, 4], sgd(), 8);
+		let p = step_program(&s).unwrap();
+		let state = initial_state(&s, &p).unwrap();
+		let (x, y) = batch(3, 8, 5, 4);
+		let (outs, _) = run_step(&s, &p, &state, &x, &y, 0).unwrap();
+		// Gradients in state order: the first operand of each Momentum op.
+		let grads: Vec<&Matrix> = p
+			.ops
+			.iter()
+			.filter(|o| o.kind == OpKind::Momentum)
+			.map(|o| match o.inputs[1] {
+				Source::Op(j) => &outs[j as usize],
+				_ => unreachable!(),
+			})
+			.collect();
+		let loss = |params: &[Vec<f64>]| -> f64 {
+			let (w1, b1, w2, b2) = (&params[0], &params[1], &params[2], &params[3]);
+			let mut total = 0.0;
+			for r in 0..8 {
+				let xr: Vec<f64> = x.row(r).unwrap().iter().map(|v| *v as f64).collect();
+				let h: Vec<f64> = (0..6)
+					.map(|j| ((0..5).map(|k| xr[k] * w1[k * 6 + j]).sum::<f64>() + b1[j]).max(0.0))
+					.collect();
+				let z: Vec<f64> = (0..4)
+					.map(|j| (0..6).map(|k| h[k] * w2[k * 4 + j]).sum::<f64>() + b2[j])
+					.collect();
+				let m = z.iter().cloned().fold(f64::MIN, f64::max);
+				let lse = z.iter().map(|v| (v - m).exp()).sum::<f64>().ln() + m;
+				total += lse - z[y[r as usize] as usize];
+			}
+			total / 8.0
+		};
+		let base: Vec<Vec<f64>> =
+			state[..4].iter().map(|m| m.data.iter().map(|v| *v as f64).collect()).collect();
+		for (t, g) in grads.iter().enumerate() {
+			for i in 0..g.data.len() {
+				let h = 1e-5;
+				let mut plus = base.clone();
+				plus[t][i] += h;
+				let mut minus = base.clone();
+				minus[t][i] -= h;
+				let numeric = (loss(&plus) - loss(&minus)) / (2.0 * h);
+				let analytic = g.data[i] as f64;
+				assert!(
+					(numeric - analytic).abs() <= 1e-4 + 1e-3 * numeric.abs(),
+					"tensor {t} element {i}: numeric {numeric} vs program {analytic}"
+				);
+			}
+		}
+	}
+
+	#[test]
+	fn training_lowers_the_loss_with_both_optimizers() {
+		for opt in [sgd(), adam()] {
+			let s = spec(&[8, 16, 4], opt, 32);
+			let p = step_program(&s).unwrap();
+			let mut state = initial_state(&s, &p).unwrap();
+			let mean_op = p.ops.iter().position(|o| o.kind == OpKind::Mean).unwrap();
+			let mut losses = vec![];
+			for step in 0..150 {
+				let (x, y) = batch(1000 + step as u64, 32, 8, 4);
+				let (outs, next) = run_step(&s, &p, &state, &x, &y, step).unwrap();
+				losses.push(outs[mean_op].data[0]);
+				state = next;
+			}
+			let first: f32 = losses[..10].iter().sum::<f32>() / 10.0;
+			let last: f32 = losses[140..].iter().sum::<f32>() / 10.0;
+			assert!(last < first * 0.7, "{opt:?}: loss {first} -> {last}");
+		}
+	}
+
+	#[test]
+	fn a_step_is_a_pure_function_of_its_inputs() {
+		let s = spec(&[8, 16, 4], adam(), 16);
+		let p = step_program(&s).unwrap();
+		let state = initial_state(&s, &p).unwrap();
+		let (x, y) = batch(9, 16, 8, 4);
+		let a = run_step(&s, &p, &state, &x, &y, 3).unwrap();
+		let b = run_step(&s, &p, &state, &x, &y, 3).unwrap();
+		let bits = |m: &Vec<Matrix>| {
+			m.iter().flat_map(|t| t.data.iter().map(|v| v.to_bits())).collect::<Vec<_>>()
+		};
+		assert_eq!(bits(&a.0), bits(&b.0));
+		assert_eq!(bits(&a.1), bits(&b.1));
+		// Adam's step index matters.
+		let c = run_step(&s, &p, &state, &x, &y, 4).unwrap();
+		assert_ne!(bits(&a.1), bits(&c.1));
+	}
+}
