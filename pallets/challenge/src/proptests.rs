@@ -154,7 +154,7 @@ fn burned_so_far() -> Balance {
 fn check_money(initial: Balance) {
 	let issuance = Balances::total_issuance();
 	assert_eq!(issuance, initial - burned_so_far(), "issuance moved by more than the burns");
-	let sum: Balance = EVERYONE.iter().map(|a| Balances::total_balance(a)).sum();
+	let sum: Balance = EVERYONE.iter().map(Balances::total_balance).sum();
 	assert_eq!(sum, issuance, "balances do not add up to the issuance");
 	for a in EVERYONE {
 		let held = Balances::balance_on_hold(&pallet_task_escrow::HoldReason::Reward.into(), &a)
