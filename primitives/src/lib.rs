@@ -10,7 +10,8 @@
 //! - [`market`]: the records of tasks and disputes the pallets keep;
 //! - [`api`]: the runtime API that reads them;
 //! - [`repops`]: the reproducible operators, bit-exact by specification (`docs/repops.md`);
-//! - [`program`]: the canonical step program, one training step as an ordered list of RepOps.
+//! - [`program`]: the canonical step program, one training step as an ordered list of RepOps;
+//! - [`commit`]: hashes of tensors, states and a step's op trace.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -18,6 +19,7 @@ extern crate alloc;
 
 pub mod api;
 pub mod bisection;
+pub mod commit;
 pub mod market;
 pub mod program;
 pub mod repops;

@@ -327,6 +327,25 @@ pub fn execute(
 	Ok(out)
 }
 
+/// [`execute`] on tensors given as bits, refusing more than
+/// [`repops::MAX_CHAIN_ELEMENTS`] values in all: what the runtime API runs.
+pub fn execute_bits(
+	spec: &TrainingSpec,
+	op: &Op,
+	inputs: &[repops::TensorBits],
+	labels: &[u32],
+	step: u32,
+) -> Result<repops::TensorBits, ShapeError> {
+	let out = (op.rows as usize).checked_mul(op.cols as usize).ok_or(ShapeError::Overflow)?;
+	let total = inputs.iter().fold(out, |acc, t| acc.saturating_add(t.bits.len()));
+	if total > repops::MAX_CHAIN_ELEMENTS as usize {
+		return Err(ShapeError::TooLarge);
+	}
+	let matrices = inputs.iter().map(Matrix::try_from).collect::<Result<Vec<Matrix>, _>>()?;
+	let refs: Vec<&Matrix> = matrices.iter().collect();
+	execute(spec, op, &refs, labels, step).map(|m| repops::TensorBits::from(&m))
+}
+
 fn zip(a: &Matrix, b: &Matrix, f: impl Fn(f32, f32) -> f32) -> Result<Matrix, ShapeError> {
 	if (a.rows, a.cols) != (b.rows, b.cols) || a.data.len() != b.data.len() {
 		return Err(ShapeError::Mismatch);

@@ -15,7 +15,12 @@ use sp_runtime::{
 	ApplyExtrinsicResult,
 };
 use sp_version::RuntimeVersion;
-use trainet_primitives::market::{Dispute, DisputeId, Task, TaskId};
+use trainet_primitives::{
+	market::{Dispute, DisputeId, Task, TaskId},
+	program::Op,
+	repops::{ShapeError, TensorBits},
+	task::TrainingSpec,
+};
 
 use super::{
 	AccountId, Aura, Balance, Block, BlockNumber, Executive, Grandpa, InherentDataExt, Nonce,
@@ -164,6 +169,16 @@ impl_runtime_apis! {
 			};
 			disputes.sort_by_key(|(id, _)| *id);
 			disputes
+		}
+
+		fn execute_op(
+			spec: TrainingSpec,
+			op: Op,
+			inputs: Vec<TensorBits>,
+			labels: Vec<u32>,
+			step: u32,
+		) -> Result<TensorBits, ShapeError> {
+			trainet_primitives::program::execute_bits(&spec, &op, &inputs, &labels, step)
 		}
 	}
 

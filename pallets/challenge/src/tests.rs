@@ -611,8 +611,8 @@ fn frame_runs_every_pallets_try_state_hook_and_it_catches_a_broken_book() {
 		play(id, &lies, &truth, Some((Party::Solver, 1)));
 		let now = System::block_number();
 		assert_ok!(AllPalletsWithSystem::try_state(now, TryStateSelect::All));
-		// A reward hold that no task explains.
-		assert_ok!(Balances::hold(&pallet_task_escrow::HoldReason::Reward.into(), &2, 5));
+		// A reward hold on a submitter that its tasks do not explain.
+		assert_ok!(Balances::hold(&pallet_task_escrow::HoldReason::Reward.into(), &1, 5));
 		assert!(AllPalletsWithSystem::try_state(now, TryStateSelect::All).is_err());
 	});
 }

@@ -587,8 +587,9 @@ pub mod pallet {
 			Ok(())
 		}
 
-		/// The invariants: every task's reward is held from its submitter (and nothing else
-		/// is held for rewards), every task's deadline lies in the future and is queued there
+		/// The invariants: each submitter's reward hold equals the sum of its tasks' rewards
+		/// (holds of accounts without tasks cannot be enumerated through the fungible
+		/// traits), every task's deadline lies in the future and is queued there
 		/// (a committed task past its window only while disputes are open), and every queued
 		/// deadline belongs to a task.
 		pub fn do_try_state(now: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {

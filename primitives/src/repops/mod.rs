@@ -24,9 +24,15 @@ use scale_info::TypeInfo;
 pub const CANONICAL_NAN_BITS: u32 = 0x7fc0_0000;
 
 /// `x`, with any NaN replaced by the canonical quiet NaN.
+///
+/// Decided on the bit pattern, not with `is_nan()`: an optimizing compiler may treat all NaNs
+/// as interchangeable and fold `if x.is_nan() { NAN } else { x }` into plain `x` (LLVM does,
+/// at opt-level 3, which turned x86's `0xffc00000` from `sqrt(-1)` into a "canonical" NaN that
+/// was not). Integer operations on the bits cannot be folded that way.
 #[inline]
 pub fn canon(x: f32) -> f32 {
-	if x.is_nan() {
+	let bits = x.to_bits();
+	if bits & 0x7fff_ffff > 0x7f80_0000 {
 		f32::from_bits(CANONICAL_NAN_BITS)
 	} else {
 		x
@@ -181,6 +187,31 @@ pub struct Matrix {
 	pub data: Vec<f32>,
 }
 
+/// A matrix as its values' IEEE-754 bit patterns: how tensors travel in SCALE (which has no
+/// float type) and through the runtime API, bit for bit.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
+pub struct TensorBits {
+	/// Rows.
+	pub rows: u32,
+	/// Columns.
+	pub cols: u32,
+	/// `rows * cols` bit patterns, row after row.
+	pub bits: Vec<u32>,
+}
+
+impl From<&Matrix> for TensorBits {
+	fn from(m: &Matrix) -> Self {
+		Self { rows: m.rows, cols: m.cols, bits: m.data.iter().map(|v| v.to_bits()).collect() }
+	}
+}
+
+impl TryFrom<&TensorBits> for Matrix {
+	type Error = ShapeError;
+	fn try_from(t: &TensorBits) -> Result<Self, ShapeError> {
+		Matrix::new(t.rows, t.cols, t.bits.iter().map(|b| f32::from_bits(*b)).collect())
+	}
+}
+
 /// Why an operator cannot run on its inputs.
 #[derive(
 	Clone,
@@ -203,7 +234,13 @@ pub enum ShapeError {
 	BadLabel,
 	/// A size overflowed.
 	Overflow,
+	/// More values than an on-chain execution accepts ([`MAX_CHAIN_ELEMENTS`]).
+	TooLarge,
 }
+
+/// The most values (inputs and output together) one operator run through the runtime API may
+/// touch: it bounds the memory and time of a call anyone can make.
+pub const MAX_CHAIN_ELEMENTS: u32 = 1 << 20;
 
 impl Matrix {
 	/// A matrix, if `data` has `rows * cols` values.

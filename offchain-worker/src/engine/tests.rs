@@ -1,0 +1,143 @@
+//! The engine against the reference: identical bits for every operator and whole training
+//! steps, with 1, 2 and 8 threads.
+
+use super::*;
+use sp_core::H256;
+use trainet_primitives::{
+	program::{initial_state, step_program},
+	repops::{self, SplitMix64},
+	task::{Activation, F32Bits, LayerWidths, Model, Optimizer},
+};
+
+const SPECIAL: [u32; 12] = [
+	0x0000_0000,
+	0x8000_0000,
+	0x0000_0001,
+	0x807f_ffff,
+	0x7f7f_ffff,
+	0x7f80_0000,
+	0xff80_0000,
+	0x7fc0_0001,
+	0xffc0_0000,
+	0x7f80_0001,
+	0x3f80_0000,
+	0x0080_0000,
+];
+
+fn matrix(rng: &mut SplitMix64, rows: u32, cols: u32, specials: bool) -> Matrix {
+	let data = (0..rows * cols)
+		.map(|_| {
+			let r = rng.next_u64();
+			if specials && r.is_multiple_of(10) {
+				f32::from_bits(SPECIAL[(r >> 8) as usize % SPECIAL.len()])
+			} else {
+				(rng.next_unit() - 0.5) * 4.0
+			}
+		})
+		.collect();
+	Matrix::new(rows, cols, data).unwrap()
+}
+
+fn bits(m: &Matrix) -> Vec<u32> {
+	m.data.iter().map(|v| v.to_bits()).collect()
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+	rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
+}
+
+#[test]
+fn products_match_the_reference_with_any_thread_count() {
+	let mut rng = SplitMix64::new(5);
+	for _ in 0..40 {
+		let (m, k, n) = (1 + rng.next_below(70), rng.next_below(90), 1 + rng.next_below(70));
+		let specials = rng.next_below(2) == 0;
+		let a = matrix(&mut rng, m, k, specials);
+		let b = matrix(&mut rng, k, n, specials);
+		let at = repops::transpose(&a).unwrap();
+		let bt = repops::transpose(&b).unwrap();
+		let reference = [
+			repops::matmul(&a, &b).unwrap(),
+			repops::matmul_tn(&at, &b).unwrap(),
+			repops::matmul_nt(&a, &bt).unwrap(),
+		];
+		for threads in [1, 2, 8] {
+			let got = pool(threads).install(|| {
+				[
+					matmul(&a, &b, Product::Nn).unwrap(),
+					matmul(&at, &b, Product::Tn).unwrap(),
+					matmul(&a, &bt, Product::Nt).unwrap(),
+				]
+			});
+			for (g, r) in got.iter().zip(&reference) {
+				assert_eq!(bits(g), bits(r), "{m}x{k}x{n}, {threads} threads");
+			}
+		}
+	}
+}
+
+fn spec(widths: &[u32], optimizer: Optimizer, batch: u32) -> TrainingSpec {
+	let mut s = TrainingSpec::example_digits(H256::zero());
+	s.model = Model::Mlp {
+		widths: LayerWidths::truncate_from(widths.to_vec()),
+		activation: Activation::Relu,
+	};
+	s.dataset.features = widths[0];
+	s.dataset.classes = *widths.last().unwrap();
+	s.optimizer = optimizer;
+	s.batch_size = batch;
+	s
+}
+
+#[test]
+fn training_steps_match_the_reference_bit_for_bit_with_any_thread_count() {
+	let optimizers = [
+		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) },
+		Optimizer::Adam {
+			learning_rate: F32Bits::from_f32(0.001),
+			beta1: F32Bits::from_f32(0.9),
+			beta2: F32Bits::from_f32(0.999),
+			epsilon: F32Bits::from_f32(1e-8),
+		},
+	];
+	for opt in optimizers {
+		let s = spec(&[64, 48, 32, 10], opt, 24);
+		let p = step_program(&s).unwrap();
+		let start = initial_state(&s, &p).unwrap();
+		let mut reference = start.clone();
+		let mut engines: Vec<Vec<Matrix>> = vec![start.clone(); 3];
+		for step in 0..4u32 {
+			let mut rng = SplitMix64::new(100 + u64::from(step));
+			let x = matrix(&mut rng, 24, 64, false);
+			let labels: Vec<u32> = (0..24).map(|_| rng.next_below(10)).collect();
+			let (ref_outs, ref_next) =
+				program::run_step(&s, &p, &reference, &x, &labels, step).unwrap();
+			for (e, threads) in engines.iter_mut().zip([1, 2, 8]) {
+				let (outs, next) =
+					pool(threads).install(|| run_step(&s, &p, e, &x, &labels, step)).unwrap();
+				for (j, (o, r)) in outs.iter().zip(&ref_outs).enumerate() {
+					assert_eq!(bits(o), bits(r), "step {step} op {j} with {threads} threads");
+				}
+				*e = next;
+			}
+			reference = ref_next;
+		}
+		for e in &engines {
+			assert_eq!(
+				e.iter().map(bits).collect::<Vec<_>>(),
+				reference.iter().map(bits).collect::<Vec<_>>()
+			);
+		}
+	}
+}
+
+#[test]
+fn flops_count_the_products() {
+	let s = spec(
+		&[64, 32, 10],
+		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.0) },
+		32,
+	);
+	// Layer 1: forward + weight gradient; layer 2: forward + weight + input gradient.
+	assert_eq!(step_flops(&s), 2 * 32 * (64 * 32 * 2 + 32 * 10 * 3));
+}

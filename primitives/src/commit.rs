@@ -1,0 +1,196 @@
+//! Commitments to tensors, training states and a step's operation trace (PROTOCOL.md,
+//! "Trace and commitments"), shared by the worker that commits and the chain that checks.
+//!
+//! - A tensor's hash binds its shape, a Merkle root over its rows and a Merkle root over its
+//!   columns, so one row or one column can later be proven against it (what an element-level
+//!   leaf check reads).
+//! - A state's hash `h_t` is a Merkle root over its tensors' hashes, in state order, so one
+//!   tensor can be proven against it.
+//! - A step's op trace is a Merkle root over leaves `L_j = (j, o_j, a_j)`, where `o_j` is the
+//!   hash of operation `j`'s output and `a_j = H(a_{j-1}, o_j)` chains them from the agreed
+//!   pre-state hash `a_{-1} = h_t`. Agreeing on `L_j` means agreeing on every earlier output.
+//!
+//! All hashing is blake2b-256 (the chain's hasher) over SCALE encodings, through
+//! polkadot-sdk's `binary-merkle-tree`; leaves carry a one-byte domain tag and their index, so
+//! a row can never pass for a column, a tensor or an inner node.
+
+use crate::repops::Matrix;
+use alloc::vec::Vec;
+use codec::Encode;
+use sp_core::H256;
+use sp_runtime::traits::{BlakeTwo256, Hash};
+
+/// Domain tags of the leaves.
+const ROW: u8 = b'r';
+const COL: u8 = b'c';
+const TENSOR: u8 = b't';
+const OP: u8 = b'o';
+
+fn root(leaves: impl ExactSizeIterator<Item = Vec<u8>>) -> H256 {
+	binary_merkle_tree::merkle_root::<BlakeTwo256, _>(leaves)
+}
+
+/// The leaf of row `i` of a tensor: its values' bit patterns.
+pub fn row_leaf(i: u32, row: &[f32]) -> Vec<u8> {
+	(ROW, i, row.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()).encode()
+}
+
+/// The leaf of column `j` of a tensor, top to bottom.
+pub fn col_leaf(j: u32, col: impl Iterator<Item = f32>) -> Vec<u8> {
+	(COL, j, col.map(|v| v.to_bits()).collect::<Vec<u32>>()).encode()
+}
+
+/// A tensor's row root, column root and hash.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TensorCommitment {
+	/// Merkle root over the rows.
+	pub row_root: H256,
+	/// Merkle root over the columns.
+	pub col_root: H256,
+	/// `H(rows, cols, row_root, col_root)`.
+	pub hash: H256,
+}
+
+/// The commitment of a tensor.
+pub fn tensor_commitment(m: &Matrix) -> TensorCommitment {
+	let rows = (0..m.rows).map(|i| row_leaf(i, m.row(i).unwrap_or_default())).collect::<Vec<_>>();
+	let cols = (0..m.cols).map(|j| col_leaf(j, m.col(j))).collect::<Vec<_>>();
+	let row_root = root(rows.into_iter());
+	let col_root = root(cols.into_iter());
+	let hash = BlakeTwo256::hash(&(m.rows, m.cols, row_root, col_root).encode());
+	TensorCommitment { row_root, col_root, hash }
+}
+
+/// A tensor's hash.
+pub fn tensor_hash(m: &Matrix) -> H256 {
+	tensor_commitment(m).hash
+}
+
+/// The leaf of tensor `i` of a state.
+pub fn state_leaf(i: u32, tensor: &H256) -> Vec<u8> {
+	(TENSOR, i, tensor).encode()
+}
+
+/// A state's hash from its tensors' hashes, in state order.
+pub fn state_hash_of(tensors: &[H256]) -> H256 {
+	root(tensors.iter().enumerate().map(|(i, t)| state_leaf(i as u32, t)))
+}
+
+/// A state's hash.
+pub fn state_hash(state: &[Matrix]) -> H256 {
+	let tensors: Vec<H256> = state.iter().map(tensor_hash).collect();
+	state_hash_of(&tensors)
+}
+
+/// The next link of the op-trace chain: `a_j = H(a_{j-1}, o_j)`.
+pub fn chain(prev: &H256, output: &H256) -> H256 {
+	BlakeTwo256::hash(&(prev, output).encode())
+}
+
+/// Leaf `L_j = (j, o_j, a_j)` of an op trace.
+pub fn op_leaf(j: u32, output: &H256, link: &H256) -> Vec<u8> {
+	(OP, j, output, link).encode()
+}
+
+/// A step's op trace: the output hashes `o_j`, the chain links `a_j` and the root.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct OpTrace {
+	/// `o_j` for every operation.
+	pub outputs: Vec<H256>,
+	/// `a_j` for every operation.
+	pub links: Vec<H256>,
+	/// The Merkle root over the leaves `L_j`.
+	pub root: H256,
+}
+
+/// The op trace of a step that started from the state hashing to `pre_state`, given its
+/// operations' output hashes.
+pub fn op_trace(pre_state: &H256, outputs: Vec<H256>) -> OpTrace {
+	let mut links = Vec::with_capacity(outputs.len());
+	let mut prev = *pre_state;
+	for o in &outputs {
+		prev = chain(&prev, o);
+		links.push(prev);
+	}
+	let root =
+		root(outputs.iter().zip(&links).enumerate().map(|(j, (o, a))| op_leaf(j as u32, o, a)));
+	OpTrace { outputs, links, root }
+}
+
+#[cfg(test)]
+#[allow(
+	clippy::unwrap_used,
+	clippy::expect_used,
+	clippy::arithmetic_side_effects,
+	clippy::indexing_slicing
+)]
+mod tests {
+	use super::*;
+
+	fn m(rows: u32, cols: u32, data: &[f32]) -> Matrix {
+		Matrix::new(rows, cols, data.to_vec()).unwrap()
+	}
+
+	#[test]
+	fn a_tensor_hash_binds_every_bit_and_the_shape() {
+		let a = m(2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+		let h = tensor_hash(&a);
+		assert_eq!(h, tensor_hash(&a.clone()));
+		// Same values, other shape.
+		assert_ne!(h, tensor_hash(&m(3, 2, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])));
+		// One bit anywhere.
+		for i in 0..6 {
+			let mut b = a.clone();
+			b.data[i] = f32::from_bits(b.data[i].to_bits() ^ 1);
+			assert_ne!(h, tensor_hash(&b), "element {i}");
+		}
+		// Signed zeros differ.
+		assert_ne!(tensor_hash(&m(1, 1, &[0.0])), tensor_hash(&m(1, 1, &[-0.0])));
+	}
+
+	#[test]
+	fn rows_and_columns_are_provable_against_their_roots() {
+		let a = m(3, 4, &(0..12).map(|v| v as f32).collect::<Vec<_>>());
+		let c = tensor_commitment(&a);
+		let rows: Vec<Vec<u8>> = (0..3).map(|i| row_leaf(i, a.row(i).unwrap())).collect();
+		let proof = binary_merkle_tree::merkle_proof::<BlakeTwo256, _, _>(rows.clone(), 1);
+		assert_eq!(proof.root, c.row_root);
+		assert!(binary_merkle_tree::verify_proof::<BlakeTwo256, _, _>(
+			&c.row_root,
+			proof.proof,
+			3,
+			1,
+			&rows[1]
+		));
+		// A column leaf never passes for the row with the same index and values.
+		let col0: Vec<u8> = col_leaf(1, a.row(1).unwrap().iter().copied());
+		assert_ne!(col0, rows[1]);
+	}
+
+	#[test]
+	fn the_op_trace_chains_every_output_from_the_pre_state() {
+		let pre = H256::repeat_byte(1);
+		let outs: Vec<H256> = (0..5u8).map(H256::repeat_byte).collect();
+		let t = op_trace(&pre, outs.clone());
+		assert_eq!(t.links[0], chain(&pre, &outs[0]));
+		assert_eq!(t.links[4], chain(&t.links[3], &outs[4]));
+		// Changing an early output changes every later link and the root.
+		let mut changed = outs.clone();
+		changed[1] = H256::repeat_byte(9);
+		let u = op_trace(&pre, changed);
+		assert_eq!(t.links[0], u.links[0]);
+		assert!((1..5).all(|j| t.links[j] != u.links[j]));
+		assert_ne!(t.root, u.root);
+		// And another pre-state changes everything.
+		assert_ne!(op_trace(&H256::repeat_byte(2), outs).links[0], t.links[0]);
+	}
+
+	#[test]
+	fn a_state_hash_is_a_root_over_its_tensors() {
+		let s = vec![m(1, 2, &[1.0, 2.0]), m(2, 1, &[3.0, 4.0])];
+		let hashes: Vec<H256> = s.iter().map(tensor_hash).collect();
+		assert_eq!(state_hash(&s), state_hash_of(&hashes));
+		let swapped = vec![s[1].clone(), s[0].clone()];
+		assert_ne!(state_hash(&s), state_hash(&swapped));
+	}
+}

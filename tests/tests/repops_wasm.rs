@@ -1,0 +1,224 @@
+//! Native versus wasm: the runtime's RepOps (compiled to wasm and run by the node's executor
+//! through the `TrainetApi_execute_op` runtime API) give the same bits as the native reference
+//! for every operator of the step program, on random shapes and values with subnormals,
+//! infinities, NaNs of any payload and signed zeros, and for every operation of real MLP
+//! training steps with both optimizers.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use codec::{Decode, Encode};
+use serde_json::json;
+use sp_core::H256;
+use trainet_e2e::{Node, NodeConfig};
+use trainet_primitives::{
+	program::{self, execute_bits, Op, OpKind, Source},
+	repops::{Matrix, ShapeError, SplitMix64, TensorBits},
+	task::{Activation, F32Bits, LayerWidths, Model, Optimizer, TrainingSpec},
+};
+
+/// Bit patterns at the corners of binary32.
+const SPECIAL: [u32; 14] = [
+	0x0000_0000,
+	0x8000_0000,
+	0x0000_0001,
+	0x807f_ffff,
+	0x0080_0000,
+	0x7f7f_ffff,
+	0xff7f_ffff,
+	0x7f80_0000,
+	0xff80_0000,
+	0x7fc0_0000,
+	0x7fc0_0001,
+	0xffc0_0000,
+	0x7f80_0001,
+	0x3f80_0000,
+];
+
+fn values(rng: &mut SplitMix64, n: u32) -> Vec<u32> {
+	(0..n)
+		.map(|_| {
+			let r = rng.next_u64();
+			match r % 12 {
+				0 => SPECIAL[(r >> 8) as usize % SPECIAL.len()],
+				1 => (r >> 32) as u32,
+				_ => ((rng.next_unit() - 0.5) * 6.0).to_bits(),
+			}
+		})
+		.collect()
+}
+
+fn tensor(rng: &mut SplitMix64, rows: u32, cols: u32) -> TensorBits {
+	TensorBits { rows, cols, bits: values(rng, rows * cols) }
+}
+
+fn spec(widths: &[u32], optimizer: Optimizer, batch: u32) -> TrainingSpec {
+	let mut s = TrainingSpec::example_digits(H256::zero());
+	s.model = Model::Mlp {
+		widths: LayerWidths::truncate_from(widths.to_vec()),
+		activation: Activation::Relu,
+	};
+	s.dataset.features = widths[0];
+	s.dataset.classes = *widths.last().unwrap_or(&2);
+	s.optimizer = optimizer;
+	s.batch_size = batch;
+	s
+}
+
+fn sgd() -> Optimizer {
+	Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) }
+}
+
+fn adam() -> Optimizer {
+	Optimizer::Adam {
+		learning_rate: F32Bits::from_f32(0.001),
+		beta1: F32Bits::from_f32(0.9),
+		beta2: F32Bits::from_f32(0.999),
+		epsilon: F32Bits::from_f32(1e-8),
+	}
+}
+
+async fn on_chain(
+	node: &Node,
+	spec: &TrainingSpec,
+	op: &Op,
+	inputs: &[TensorBits],
+	labels: &[u32],
+	step: u32,
+) -> Result<Result<TensorBits, ShapeError>> {
+	let args = (spec, op, inputs, labels, step).encode();
+	let hex: String = node
+		.rpc(
+			"state_call",
+			vec![json!("TrainetApi_execute_op"), json!(format!("0x{}", hex_encode(&args)))],
+		)
+		.await?;
+	let bytes = hex_decode(hex.trim_start_matches("0x"))?;
+	Ok(Result::<TensorBits, ShapeError>::decode(&mut &bytes[..])?)
+}
+
+fn hex_encode(b: &[u8]) -> String {
+	b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Result<Vec<u8>> {
+	(0..s.len()).step_by(2).map(|i| Ok(u8::from_str_radix(&s[i..i + 2], 16)?)).collect()
+}
+
+/// One random instance of `kind` with shapes up to `max`.
+fn instance(rng: &mut SplitMix64, kind: OpKind, max: u32) -> (Op, Vec<TensorBits>, Vec<u32>) {
+	let mut d = || 1 + rng.next_below(max);
+	let (m, k, n) = (d(), d(), d());
+	let mut rng2 = SplitMix64::new(rng.next_u64());
+	let mut t = |r, c| tensor(&mut rng2, r, c);
+	let src = [Source::Batch; 3];
+	let (inputs, rows, cols): (Vec<TensorBits>, u32, u32) = match kind {
+		OpKind::MatMul => (vec![t(m, k), t(k, n)], m, n),
+		OpKind::MatMulTn => (vec![t(k, m), t(k, n)], m, n),
+		OpKind::MatMulNt => (vec![t(m, k), t(n, k)], m, n),
+		OpKind::BiasAdd => (vec![t(m, n), t(1, n)], m, n),
+		OpKind::Relu => (vec![t(m, n)], m, n),
+		OpKind::ReluBackward
+		| OpKind::Momentum
+		| OpKind::SgdStep
+		| OpKind::AdamM
+		| OpKind::AdamV => (vec![t(m, n), t(m, n)], m, n),
+		OpKind::AdamStep => (vec![t(m, n), t(m, n), t(m, n)], m, n),
+		OpKind::SoftmaxXent => (vec![t(m, n.max(2))], m, 1),
+		OpKind::SoftmaxXentBackward => (vec![t(m, n.max(2))], m, n.max(2)),
+		OpKind::Mean => (vec![t(m, 1)], 1, 1),
+		OpKind::ColSum => (vec![t(m, n)], 1, n),
+	};
+	let classes = inputs[0].cols;
+	let labels = (0..m).map(|_| rng.next_below(classes)).collect();
+	let op = Op { kind, inputs: src[..inputs.len()].to_vec(), rows, cols };
+	(op, inputs, labels)
+}
+
+#[tokio::test]
+async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<()> {
+	let dir = tempfile::tempdir()?;
+	let node = Node::start(NodeConfig::dev(dir.path())).await?;
+	node.wait_for_finalized(1, Duration::from_secs(90)).await?;
+
+	// Every operator on random shapes and values.
+	let mut rng = SplitMix64::new(2026);
+	let kinds = [
+		OpKind::MatMul,
+		OpKind::MatMulTn,
+		OpKind::MatMulNt,
+		OpKind::BiasAdd,
+		OpKind::Relu,
+		OpKind::ReluBackward,
+		OpKind::SoftmaxXent,
+		OpKind::SoftmaxXentBackward,
+		OpKind::Mean,
+		OpKind::ColSum,
+		OpKind::Momentum,
+		OpKind::SgdStep,
+		OpKind::AdamM,
+		OpKind::AdamV,
+		OpKind::AdamStep,
+	];
+	let (sgd_spec, adam_spec) = (spec(&[4, 2], sgd(), 4), spec(&[4, 2], adam(), 4));
+	let mut compared = 0usize;
+	for round in 0..12 {
+		for kind in kinds {
+			let s = if matches!(kind, OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep) {
+				&adam_spec
+			} else {
+				&sgd_spec
+			};
+			let (op, inputs, labels) = instance(&mut rng, kind, if round < 6 { 6 } else { 40 });
+			let native = execute_bits(s, &op, &inputs, &labels, round);
+			let wasm = on_chain(&node, s, &op, &inputs, &labels, round).await?;
+			ensure!(native == wasm, "{kind:?} round {round}: native and wasm differ");
+			compared += native.map(|t| t.bits.len()).unwrap_or(0);
+		}
+	}
+
+	// Every operation of real training steps, from initialization, with both optimizers.
+	for opt in [sgd(), adam()] {
+		let s = spec(&[12, 16, 8, 3], opt, 10);
+		let p = program::step_program(&s).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+		let mut state = program::initial_state(&s, &p).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+		for step in 0..2u32 {
+			let mut data_rng = SplitMix64::new(u64::from(step) + 77);
+			let x =
+				Matrix::new(10, 12, (0..120).map(|_| data_rng.next_unit() * 2.0 - 1.0).collect())
+					.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+			let labels: Vec<u32> = (0..10).map(|_| data_rng.next_below(3)).collect();
+			let (outs, next) = program::run_step(&s, &p, &state, &x, &labels, step)
+				.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+			for (j, op) in p.ops.iter().enumerate() {
+				let inputs: Vec<TensorBits> = op
+					.inputs
+					.iter()
+					.map(|src| match src {
+						Source::State(i) => TensorBits::from(&state[*i as usize]),
+						Source::Batch => TensorBits::from(&x),
+						Source::Op(i) => TensorBits::from(&outs[*i as usize]),
+					})
+					.collect();
+				let wasm = on_chain(&node, &s, op, &inputs, &labels, step).await?;
+				let expected = TensorBits::from(&outs[j]);
+				ensure!(
+					wasm.as_ref() == Ok(&expected),
+					"step {step} op {j} ({:?}) differs in wasm",
+					op.kind
+				);
+				compared += expected.bits.len();
+			}
+			state = next;
+		}
+	}
+	ensure!(compared > 10_000, "compared only {compared} values");
+
+	// Inputs over the size limit are refused, not run.
+	let big = TensorBits { rows: 1024, cols: 1025, bits: vec![0; 1024 * 1025] };
+	let op = Op { kind: OpKind::Relu, inputs: vec![Source::Batch], rows: 1024, cols: 1025 };
+	let refused =
+		on_chain(&node, &sgd_spec, &op, &[big], &[], 0).await.context("oversized call")?;
+	ensure!(refused == Err(ShapeError::TooLarge), "oversized input: {refused:?}");
+	Ok(())
+}
