@@ -248,6 +248,21 @@ pub fn initial_state(
 	Ok(state)
 }
 
+/// The hash `h_0` of the state right after initialization, if the chain can afford to
+/// recompute it: at most [`repops::MAX_CHAIN_ELEMENTS`] values in the whole state (larger
+/// models give [`ShapeError::TooLarge`]).
+pub fn initial_state_hash(spec: &TrainingSpec) -> Result<sp_core::H256, ShapeError> {
+	let program = step_program(spec).map_err(|_| ShapeError::Mismatch)?;
+	let values = program
+		.state_shapes
+		.iter()
+		.fold(0u64, |acc, (r, c)| acc.saturating_add(u64::from(*r).saturating_mul(u64::from(*c))));
+	if values > u64::from(repops::MAX_CHAIN_ELEMENTS) {
+		return Err(ShapeError::TooLarge);
+	}
+	Ok(crate::commit::state_hash(&initial_state(spec, &program)?))
+}
+
 /// Runs operation `op` of a step on its input tensors (in `op.inputs` order). This is what
 /// the chain executes for a disputed operation, and what every engine must match bit for bit.
 pub fn execute(

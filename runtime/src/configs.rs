@@ -212,18 +212,38 @@ parameter_types! {
 	pub const BarAfter: u32 = 3;
 }
 
-/// The leaf referee until on-chain re-execution lands (issue [3/7], reproducible operators):
-/// it cannot rule yet, so a dispute that bisects down to one transition waits out its leaf
-/// deadline and is then void (both sides' funds unlocked, nobody slashed). Disputes that end
-/// by a missed round are decided in full already.
-pub struct LeafRefereePending;
+/// The runtime's leaf referee.
+///
+/// - **Initialization** (the dispute is over `h_0`): the runtime recomputes the initial state
+///   from the spec with RepOps (`program::initial_state_hash`) and rules for the side whose
+///   `h_0` matches; models whose state exceeds `MAX_CHAIN_ELEMENTS` values are not recomputed
+///   (pending, then void).
+/// - **A training step**: the operator-level bisection and the one-operation leaf are not
+///   built yet (issue [3/7] continues): the case stays pending and the dispute is void at its
+///   leaf deadline (both sides' funds unlocked, nobody slashed). Disputes that end by a missed
+///   round are decided in full already.
+pub struct Referee;
 
-impl pallet_challenge::LeafAdjudicator for LeafRefereePending {
+impl pallet_challenge::LeafAdjudicator for Referee {
 	fn adjudicate(
 		_: trainet_primitives::market::DisputeId,
-		_: &trainet_primitives::market::LeafCase,
+		case: &trainet_primitives::market::LeafCase,
 	) -> pallet_challenge::Verdict {
-		pallet_challenge::Verdict::Pending
+		use pallet_challenge::Verdict;
+		use trainet_primitives::{bisection::Transition, market::Party};
+		match case.transition {
+			Transition::Initialization => {
+				let spec = <TaskEscrow as pallet_task_escrow::TaskMarket<AccountId, Balance>>::spec(
+					case.task,
+				);
+				match spec.map(|s| trainet_primitives::program::initial_state_hash(&s)) {
+					Some(Ok(h0)) if case.solver_post == h0 => Verdict::Winner(Party::Solver),
+					Some(Ok(_)) => Verdict::Winner(Party::Challenger),
+					_ => Verdict::Pending,
+				}
+			}
+			Transition::Step(_) => Verdict::Pending,
+		}
 	}
 
 	fn expired(
@@ -240,7 +260,7 @@ impl pallet_challenge::Config for Runtime {
 	type Stake = ComputeStaking;
 	type Tasks = TaskEscrow;
 	type Settlement = Slashing;
-	type Adjudicator = LeafRefereePending;
+	type Adjudicator = Referee;
 	type ChallengeBond = ChallengeBond;
 	type RoundTimeout = RoundTimeout;
 	type LeafTimeout = LeafTimeout;

@@ -688,7 +688,18 @@ pub mod pallet {
 			let stake = T::SolverStake::get();
 			T::Stake::benchmark_staker(solver, stake.saturating_mul(4u32.into()));
 			let _ = T::Stake::lock(solver, Role::Solver, stake);
+			// The largest model whose initial state the chain recomputes (a state of just under
+			// `MAX_CHAIN_ELEMENTS` values), so that a dispute benchmark reaching the
+			// initialization leaf measures the referee's worst case.
 			let mut spec = TrainingSpec::example_digits(Default::default());
+			spec.model = trainet_primitives::task::Model::Mlp {
+				widths: trainet_primitives::task::LayerWidths::truncate_from(alloc::vec![
+					1000, 512, 2
+				]),
+				activation: trainet_primitives::task::Activation::Relu,
+			};
+			spec.dataset.features = 1000;
+			spec.dataset.classes = 2;
 			spec.steps = commitment.steps;
 			let now = frame_system::Pallet::<T>::block_number();
 			let max = T::MaxTimeout::get();

@@ -1,0 +1,218 @@
+//! Disputes decided by the runtime's referee on a real dev chain: a solver that lies about
+//! the initial state (`h_0`) loses to an honest verifier, and a verifier that lies about it
+//! loses to an honest solver. Both disputes run at once; the runtime recomputes `h_0` from the
+//! spec with RepOps at the leaf.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+use sp_core::{crypto::Ss58Codec, H256};
+use subxt::{OnlineClient, PolkadotConfig};
+use subxt_signer::sr25519::{dev, Keypair};
+use trainet_e2e::{submit_in_block, Node, NodeConfig};
+use trainet_primitives::{
+	market::{Timeouts, TraceCommitment},
+	program::initial_state_hash,
+	task::TrainingSpec,
+	trace::{trace_proof, trace_root},
+	UNIT,
+};
+
+const STEPS: u32 = 4;
+
+fn ss58(k: &Keypair) -> String {
+	sp_core::crypto::AccountId32::from(k.public_key().0).to_ss58check()
+}
+
+/// A trace starting at `h0`, with made-up later states (the referee only looks at `h_0` here).
+fn trace(h0: H256, salt: u64) -> Vec<H256> {
+	std::iter::once(h0)
+		.chain((1..=STEPS).map(|t| H256::from_low_u64_be(salt * 1000 + u64::from(t))))
+		.collect()
+}
+
+struct Game<'a> {
+	task: u64,
+	solver: &'a Keypair,
+	solver_trace: Vec<H256>,
+	challenger: &'a Keypair,
+	challenger_trace: Vec<H256>,
+}
+
+#[tokio::test]
+async fn the_runtime_referee_decides_initialization_disputes() -> Result<()> {
+	let dir = tempfile::tempdir()?;
+	let node = Node::start(NodeConfig::dev(dir.path())).await?;
+	node.wait_for_finalized(1, Duration::from_secs(90)).await?;
+	let api = OnlineClient::<PolkadotConfig>::from_url(node.ws_url()).await?;
+	let (submitter, liar_solver, honest_verifier, honest_solver, liar_verifier) =
+		(dev::alice(), dev::dave(), dev::eve(), dev::charlie(), dev::ferdie());
+
+	let mut spec = TrainingSpec::example_digits(H256::repeat_byte(3));
+	spec.steps = STEPS;
+	let h0 = initial_state_hash(&spec).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+	let timeouts = Timeouts::<u32> { claim: 300, commit: 300, challenge: 300 };
+
+	tokio::try_join!(
+		submit_in_block(
+			&node,
+			&api,
+			&liar_solver,
+			"ComputeStaking",
+			"register",
+			((true, false), 200 * UNIT)
+		),
+		submit_in_block(
+			&node,
+			&api,
+			&honest_solver,
+			"ComputeStaking",
+			"register",
+			((true, false), 200 * UNIT)
+		),
+		submit_in_block(
+			&node,
+			&api,
+			&honest_verifier,
+			"ComputeStaking",
+			"register",
+			((false, true), 100 * UNIT)
+		),
+		submit_in_block(
+			&node,
+			&api,
+			&liar_verifier,
+			"ComputeStaking",
+			"register",
+			((false, true), 100 * UNIT)
+		),
+		submit_in_block(
+			&node,
+			&api,
+			&submitter,
+			"TaskEscrow",
+			"submit",
+			(&spec, 10 * UNIT, timeouts)
+		),
+	)?;
+	submit_in_block(&node, &api, &submitter, "TaskEscrow", "submit", (&spec, 10 * UNIT, timeouts))
+		.await?;
+
+	let games = [
+		Game {
+			task: 0,
+			solver: &liar_solver,
+			solver_trace: trace(H256::repeat_byte(0xee), 1),
+			challenger: &honest_verifier,
+			challenger_trace: trace(h0, 2),
+		},
+		Game {
+			task: 1,
+			solver: &honest_solver,
+			solver_trace: trace(h0, 3),
+			challenger: &liar_verifier,
+			challenger_trace: trace(H256::repeat_byte(0xdd), 4),
+		},
+	];
+	for g in &games {
+		submit_in_block(&node, &api, g.solver, "TaskEscrow", "claim", (g.task,)).await?;
+		let commitment = TraceCommitment {
+			trace_root: trace_root(&g.solver_trace),
+			steps: STEPS,
+			final_state: g.solver_trace[STEPS as usize],
+			model_hash: H256::zero(),
+		};
+		let proof = trace_proof(&g.solver_trace, STEPS).context("proof")?;
+		submit_in_block(&node, &api, g.solver, "TaskEscrow", "commit", (g.task, commitment, proof))
+			.await?;
+		let proof = trace_proof(&g.challenger_trace, STEPS).context("proof")?;
+		submit_in_block(
+			&node,
+			&api,
+			g.challenger,
+			"Challenge",
+			"open",
+			(g.task, trace_root(&g.challenger_trace), proof),
+		)
+		.await?;
+	}
+
+	// Play both disputes round by round, all four parties revealing at once.
+	for round in 0.. {
+		ensure!(round < 6, "the disputes did not end");
+		let open: Vec<Value> = node.rpc("trainet_openDisputes", vec![]).await?;
+		if open.is_empty() {
+			break;
+		}
+		let mut reveals = Vec::new();
+		for d in &open {
+			let id = d["id"].as_u64().context("id")?;
+			let task = d["task"].as_u64().context("task")?;
+			let position = d["phase"]["bisecting"]["position"]
+				.as_u64()
+				.context(format!("not bisecting: {d}"))? as u32;
+			let g = games.iter().find(|g| g.task == task).context("game")?;
+			for (who, states) in [(g.solver, &g.solver_trace), (g.challenger, &g.challenger_trace)]
+			{
+				let proof = trace_proof(states, position - 1).context("proof")?;
+				reveals.push(submit_in_block(
+					&node,
+					&api,
+					who,
+					"Challenge",
+					"reveal",
+					(id, position, proof),
+				));
+			}
+		}
+		futures::future::try_join_all(reveals).await?;
+	}
+
+	// The lying solver lost: slashed, its task open again for someone else.
+	let task0: Value = node.rpc("trainet_task", vec![json!(0)]).await?;
+	ensure!(task0["state"]["status"] == "open", "task 0: {task0}");
+	ensure!(task0["lastFailedSolver"] == ss58(&liar_solver), "task 0: {task0}");
+	// The honest solver kept its task (committed, paid when the window closes).
+	let task1: Value = node.rpc("trainet_task", vec![json!(1)]).await?;
+	ensure!(task1["state"]["status"] == "committed", "task 1: {task1}");
+
+	// subxt reads storage at the finalized block: wait until the outcome is final.
+	let best = node.best_number().await?;
+	node.wait_for_finalized(best, Duration::from_secs(90)).await?;
+
+	#[derive(Debug, subxt::ext::scale_decode::DecodeAsType)]
+	#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
+	struct Ledger {
+		active: u128,
+		locked: u128,
+	}
+	let ledger = |who: &Keypair| {
+		let key = who.public_key().0;
+		let api = api.clone();
+		async move {
+			api.at_current_block()
+				.await?
+				.storage()
+				.fetch(
+					subxt::dynamic::storage::<([u8; 32],), Ledger>("ComputeStaking", "Ledgers"),
+					(key,),
+				)
+				.await?
+				.decode()
+				.map_err(anyhow::Error::from)
+		}
+	};
+	let l = ledger(&liar_solver).await?;
+	ensure!(l.active == 100 * UNIT && l.locked == 0, "liar solver: {l:?}");
+	let l = ledger(&liar_verifier).await?;
+	ensure!(l.active == 50 * UNIT && l.locked == 0, "liar verifier: {l:?}");
+	let l = ledger(&honest_verifier).await?;
+	ensure!(l.active == 100 * UNIT && l.locked == 0, "honest verifier: {l:?}");
+	let l = ledger(&honest_solver).await?;
+	ensure!(
+		l.active == 200 * UNIT && l.locked == 100 * UNIT,
+		"honest solver (still backing task 1): {l:?}"
+	);
+	Ok(())
+}
