@@ -63,24 +63,45 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `570`
 		//  Estimated: `5527`
-		// Minimum execution time: 920_489_000 picoseconds.
-		Weight::from_parts(1_008_613_000, 5527)
+		// Minimum execution time: 918_385_000 picoseconds.
+		Weight::from_parts(1_240_736_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(6))
 	}
-	/// Storage: `Challenge::Disputes` (r:1 w:1)
+	/// Storage: `Challenge::Disputes` (r:8 w:8)
 	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(368), added: 2843, mode: `MaxEncodedLen`)
-	/// Storage: `Challenge::Deadlines` (r:2 w:2)
+	/// Storage: `Challenge::Deadlines` (r:2 w:1)
 	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(383), added: 2858, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
+	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::TaskDisputes` (r:9 w:8)
+	/// Proof: `Challenge::TaskDisputes` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
+	/// Storage: `ComputeStaking::Ledgers` (r:9 w:9)
+	/// Proof: `ComputeStaking::Ledgers` (`max_values`: None, `max_size`: Some(403), added: 2878, mode: `MaxEncodedLen`)
+	/// Storage: `Balances::Holds` (r:1 w:1)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
+	/// Storage: `System::Account` (r:2 w:2)
+	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
+	/// Storage: `Slashing::Offences` (r:1 w:1)
+	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
+	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// The range of component `v` is `[0, 7]`.
-	fn reveal(_v: u32, ) -> Weight {
+	fn reveal(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `446 + v * (42 ±0)`
-		//  Estimated: `10064`
-		// Minimum execution time: 560_597_000 picoseconds.
-		Weight::from_parts(775_725_597, 10064)
-			.saturating_add(T::DbWeight::get().reads(3))
-			.saturating_add(T::DbWeight::get().writes(3))
+		//  Measured:  `1534 + v * (466 ±0)`
+		//  Estimated: `10064 + v * (2878 ±0)`
+		// Minimum execution time: 74_983_272_000 picoseconds.
+		Weight::from_parts(78_054_947_789, 10064)
+			// Standard Error: 279_936_733
+			.saturating_add(Weight::from_parts(1_666_164_293, 0).saturating_mul(v.into()))
+			.saturating_add(T::DbWeight::get().reads(15))
+			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
+			.saturating_add(T::DbWeight::get().writes(13))
+			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(v.into())))
+			.saturating_add(Weight::from_parts(0, 2878).saturating_mul(v.into()))
 	}
 	/// Storage: `Challenge::Disputes` (r:8 w:8)
 	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(368), added: 2843, mode: `MaxEncodedLen`)
@@ -107,10 +128,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
 		//  Estimated: `10064 + v * (2878 ±0)`
-		// Minimum execution time: 2_375_305_000 picoseconds.
-		Weight::from_parts(2_899_662_964, 10064)
-			// Standard Error: 17_433_142
-			.saturating_add(Weight::from_parts(591_430_002, 0).saturating_mul(v.into()))
+		// Minimum execution time: 2_382_999_000 picoseconds.
+		Weight::from_parts(2_929_286_610, 10064)
+			// Standard Error: 20_209_306
+			.saturating_add(Weight::from_parts(639_210_040, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(13))
@@ -142,10 +163,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `62 + n * (1246 ±0)`
 		//  Estimated: `10064 + n * (5756 ±0)`
-		// Minimum execution time: 80_921_000 picoseconds.
-		Weight::from_parts(82_303_000, 10064)
-			// Standard Error: 91_173_378
-			.saturating_add(Weight::from_parts(2_903_052_613, 0).saturating_mul(n.into()))
+		// Minimum execution time: 106_789_000 picoseconds.
+		Weight::from_parts(44_030_340_556, 10064)
+			// Standard Error: 122_695_354
+			.saturating_add(Weight::from_parts(2_376_664_428, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(2))
 			.saturating_add(T::DbWeight::get().reads((11_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(2))
@@ -160,28 +181,33 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `570`
 		//  Estimated: `5527`
-		// Minimum execution time: 920_489_000 picoseconds.
-		Weight::from_parts(1_008_613_000, 5527)
+		// Minimum execution time: 918_385_000 picoseconds.
+		Weight::from_parts(1_240_736_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(6))
 			.saturating_add(RocksDbWeight::get().writes(6))
 	}
-	fn reveal(_v: u32, ) -> Weight {
+	fn reveal(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `446 + v * (42 ±0)`
-		//  Estimated: `10064`
-		// Minimum execution time: 560_597_000 picoseconds.
-		Weight::from_parts(775_725_597, 10064)
-			.saturating_add(RocksDbWeight::get().reads(3))
-			.saturating_add(RocksDbWeight::get().writes(3))
+		//  Measured:  `1534 + v * (466 ±0)`
+		//  Estimated: `10064 + v * (2878 ±0)`
+		// Minimum execution time: 74_983_272_000 picoseconds.
+		Weight::from_parts(78_054_947_789, 10064)
+			// Standard Error: 279_936_733
+			.saturating_add(Weight::from_parts(1_666_164_293, 0).saturating_mul(v.into()))
+			.saturating_add(RocksDbWeight::get().reads(15))
+			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
+			.saturating_add(RocksDbWeight::get().writes(13))
+			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(v.into())))
+			.saturating_add(Weight::from_parts(0, 2878).saturating_mul(v.into()))
 	}
 	fn timeout(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
 		//  Estimated: `10064 + v * (2878 ±0)`
-		// Minimum execution time: 2_375_305_000 picoseconds.
-		Weight::from_parts(2_899_662_964, 10064)
-			// Standard Error: 17_433_142
-			.saturating_add(Weight::from_parts(591_430_002, 0).saturating_mul(v.into()))
+		// Minimum execution time: 2_382_999_000 picoseconds.
+		Weight::from_parts(2_929_286_610, 10064)
+			// Standard Error: 20_209_306
+			.saturating_add(Weight::from_parts(639_210_040, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(14))
 			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(13))
@@ -192,10 +218,10 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `62 + n * (1246 ±0)`
 		//  Estimated: `10064 + n * (5756 ±0)`
-		// Minimum execution time: 80_921_000 picoseconds.
-		Weight::from_parts(82_303_000, 10064)
-			// Standard Error: 91_173_378
-			.saturating_add(Weight::from_parts(2_903_052_613, 0).saturating_mul(n.into()))
+		// Minimum execution time: 106_789_000 picoseconds.
+		Weight::from_parts(44_030_340_556, 10064)
+			// Standard Error: 122_695_354
+			.saturating_add(Weight::from_parts(2_376_664_428, 0).saturating_mul(n.into()))
 			.saturating_add(RocksDbWeight::get().reads(2))
 			.saturating_add(RocksDbWeight::get().reads((11_u64).saturating_mul(n.into())))
 			.saturating_add(RocksDbWeight::get().writes(2))
