@@ -378,6 +378,17 @@ pub fn run_step(
 	labels: &[u32],
 	step: u32,
 ) -> Result<(Vec<Matrix>, Vec<Matrix>), ShapeError> {
+	run_step_with(program, state, batch, |op, inputs| execute(spec, op, inputs, labels, step))
+}
+
+/// One training step with `execute` running each operation (the reference, or an engine that
+/// must give the same bits): every operation's output, and the state after the step.
+pub fn run_step_with(
+	program: &StepProgram,
+	state: &[Matrix],
+	batch: &Matrix,
+	mut execute: impl FnMut(&Op, &[&Matrix]) -> Result<Matrix, ShapeError>,
+) -> Result<(Vec<Matrix>, Vec<Matrix>), ShapeError> {
 	let mut outputs: Vec<Matrix> = Vec::with_capacity(program.ops.len());
 	for op in &program.ops {
 		let inputs = op
@@ -390,7 +401,7 @@ pub fn run_step(
 			})
 			.collect::<Option<Vec<&Matrix>>>()
 			.ok_or(ShapeError::Mismatch)?;
-		let out = execute(spec, op, &inputs, labels, step)?;
+		let out = execute(op, &inputs)?;
 		outputs.push(out);
 	}
 	let next = program

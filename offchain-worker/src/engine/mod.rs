@@ -166,29 +166,9 @@ pub fn run_step(
 	labels: &[u32],
 	step: u32,
 ) -> Result<(Vec<Matrix>, Vec<Matrix>), ShapeError> {
-	use trainet_primitives::program::Source;
-	let mut outputs: Vec<Matrix> = Vec::with_capacity(program.ops.len());
-	for op in &program.ops {
-		let inputs = op
-			.inputs
-			.iter()
-			.map(|s| match s {
-				Source::State(i) => state.get(*i as usize),
-				Source::Batch => Some(batch),
-				Source::Op(j) => outputs.get(*j as usize),
-			})
-			.collect::<Option<Vec<&Matrix>>>()
-			.ok_or(ShapeError::Mismatch)?;
-		let out = execute(spec, op, &inputs, labels, step)?;
-		outputs.push(out);
-	}
-	let next = program
-		.next_state
-		.iter()
-		.map(|j| outputs.get(*j as usize).cloned())
-		.collect::<Option<Vec<Matrix>>>()
-		.ok_or(ShapeError::Mismatch)?;
-	Ok((outputs, next))
+	program::run_step_with(program, state, batch, |op, inputs| {
+		execute(spec, op, inputs, labels, step)
+	})
 }
 
 /// Multiply-add operations of the matrix products of one step, times two (the usual FLOP
