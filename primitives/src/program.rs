@@ -288,27 +288,21 @@ pub fn execute(
 			let Optimizer::Sgd { learning_rate, momentum } = spec.optimizer else {
 				return Err(ShapeError::Mismatch);
 			};
-			let (a, b) = (arg(0)?, arg(1)?);
-			zip(a, b, |x, y| match op.kind {
-				OpKind::Momentum => repops::add(repops::mul(momentum.to_f32(), x), y),
-				_ => repops::sub(x, repops::mul(learning_rate.to_f32(), y)),
-			})?
+			let (lr, mu) = (learning_rate.to_f32(), momentum.to_f32());
+			match op.kind {
+				OpKind::Momentum => zip(arg(0)?, arg(1)?, |v, g| repops::momentum(v, g, mu))?,
+				_ => zip(arg(0)?, arg(1)?, |w, v| repops::sgd_step(w, v, lr))?,
+			}
 		}
 		OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep => {
 			let Optimizer::Adam { learning_rate, beta1, beta2, epsilon } = spec.optimizer else {
 				return Err(ShapeError::Mismatch);
 			};
-			let (b1, b2) = (beta1.to_f32(), beta2.to_f32());
+			let (lr, b1, b2, eps) =
+				(learning_rate.to_f32(), beta1.to_f32(), beta2.to_f32(), epsilon.to_f32());
 			match op.kind {
-				OpKind::AdamM => zip(arg(0)?, arg(1)?, |m, g| {
-					repops::add(repops::mul(b1, m), repops::mul(repops::sub(1.0, b1), g))
-				})?,
-				OpKind::AdamV => zip(arg(0)?, arg(1)?, |v, g| {
-					repops::add(
-						repops::mul(b2, v),
-						repops::mul(repops::sub(1.0, b2), repops::mul(g, g)),
-					)
-				})?,
+				OpKind::AdamM => zip(arg(0)?, arg(1)?, |m, g| repops::adam_m(m, g, b1))?,
+				OpKind::AdamV => zip(arg(0)?, arg(1)?, |v, g| repops::adam_v(v, g, b2))?,
 				_ => {
 					let c = repops::adam_corrections(b1, b2, step.saturating_add(1));
 					let (p, m, v) = (arg(0)?, arg(1)?, arg(2)?);
@@ -323,13 +317,7 @@ pub fn execute(
 						.iter()
 						.zip(&m.data)
 						.zip(&v.data)
-						.map(|((w, m), v)| {
-							let step = repops::div(
-								repops::mul(learning_rate.to_f32(), repops::div(*m, c.0)),
-								repops::add(repops::sqrt(repops::div(*v, c.1)), epsilon.to_f32()),
-							);
-							repops::sub(*w, step)
-						})
+						.map(|((w, m), v)| repops::adam_step(*w, *m, *v, lr, eps, c))
 						.collect();
 					Matrix::new(p.rows, p.cols, data)?
 				}
@@ -423,21 +411,8 @@ pub fn run_step_with(
 mod tests {
 	use super::*;
 	use crate::repops::SplitMix64;
-	use crate::task::{Activation, F32Bits, LayerWidths};
+	use crate::task::F32Bits;
 	use sp_core::H256;
-
-	fn spec(widths: &[u32], optimizer: Optimizer, batch: u32) -> TrainingSpec {
-		let mut s = TrainingSpec::example_digits(H256::zero());
-		s.model = Model::Mlp {
-			widths: LayerWidths::truncate_from(widths.to_vec()),
-			activation: Activation::Relu,
-		};
-		s.dataset.features = widths[0];
-		s.dataset.classes = *widths.last().unwrap();
-		s.optimizer = optimizer;
-		s.batch_size = batch;
-		s
-	}
 
 	fn sgd() -> Optimizer {
 		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.9) }
@@ -505,7 +480,7 @@ mod tests {
 			vec![(64, 32), (1, 32), (32, 10), (1, 10), (64, 32), (1, 32), (32, 10), (1, 10)]
 		);
 		assert_eq!(p.next_state.len(), 8);
-		let adam_p = step_program(&spec(&[64, 32, 10], adam(), 32)).unwrap();
+		let adam_p = step_program(&TrainingSpec::example_mlp(&[64, 32, 10], adam(), 32)).unwrap();
 		assert_eq!(adam_p.state_shapes.len(), 12);
 		assert_eq!(adam_p.next_state.len(), 12);
 		let mut bad = s.clone();
@@ -517,7 +492,7 @@ mod tests {
 	fn every_operation_reads_only_earlier_outputs_and_matches_its_shape() {
 		for widths in [&[4u32, 3][..], &[8, 16, 8, 3], &[5, 7, 7, 7, 2]] {
 			for opt in [sgd(), adam()] {
-				let s = spec(widths, opt, 6);
+				let s = TrainingSpec::example_mlp(widths, opt, 6);
 				let p = step_program(&s).unwrap();
 				let state = initial_state(&s, &p).unwrap();
 				let (x, y) = batch(1, 6, widths[0], *widths.last().unwrap());
@@ -542,7 +517,7 @@ mod tests {
 	/// (recomputed in f64) agree with the program's `dW` and `db` to a float tolerance.
 	#[test]
 	fn gradients_match_finite_differences() {
-		let s = spec(&[5, 6, 4], sgd(), 8);
+		let s = TrainingSpec::example_mlp(&[5, 6, 4], sgd(), 8);
 		let p = step_program(&s).unwrap();
 		let state = initial_state(&s, &p).unwrap();
 		let (x, y) = batch(3, 8, 5, 4);
@@ -596,7 +571,7 @@ mod tests {
 	#[test]
 	fn training_lowers_the_loss_with_both_optimizers() {
 		for opt in [sgd(), adam()] {
-			let s = spec(&[8, 16, 4], opt, 32);
+			let s = TrainingSpec::example_mlp(&[8, 16, 4], opt, 32);
 			let p = step_program(&s).unwrap();
 			let mut state = initial_state(&s, &p).unwrap();
 			let mean_op = p.ops.iter().position(|o| o.kind == OpKind::Mean).unwrap();
@@ -615,7 +590,7 @@ mod tests {
 
 	#[test]
 	fn a_step_is_a_pure_function_of_its_inputs() {
-		let s = spec(&[8, 16, 4], adam(), 16);
+		let s = TrainingSpec::example_mlp(&[8, 16, 4], adam(), 16);
 		let p = step_program(&s).unwrap();
 		let state = initial_state(&s, &p).unwrap();
 		let (x, y) = batch(9, 16, 8, 4);

@@ -522,8 +522,18 @@ pub fn softmax_xent_backward(logits: &Matrix, labels: &[u32]) -> Result<Matrix, 
 /// SGD with momentum for one parameter: `v' = mu * v + g`, `w' = w - lr * v'` (each product
 /// and sum rounded separately). Returns `(w', v')`.
 pub fn sgd_momentum(w: f32, v: f32, g: f32, lr: f32, mu: f32) -> (f32, f32) {
-	let v2 = add(mul(mu, v), g);
-	(sub(w, mul(lr, v2)), v2)
+	let v2 = momentum(v, g, mu);
+	(sgd_step(w, v2, lr), v2)
+}
+
+/// SGD's velocity update: `mu * v + g`.
+pub fn momentum(v: f32, g: f32, mu: f32) -> f32 {
+	add(mul(mu, v), g)
+}
+
+/// SGD's parameter update with the new velocity: `w - lr * v`.
+pub fn sgd_step(w: f32, v: f32, lr: f32) -> f32 {
+	sub(w, mul(lr, v))
 }
 
 /// Adam's bias corrections at step `t` (1-based): `(1 - b1^t, 1 - b2^t)`, the powers by
@@ -558,12 +568,26 @@ pub fn adam(
 	eps: f32,
 	c: (f32, f32),
 ) -> (f32, f32, f32) {
-	let m2 = add(mul(b1, m), mul(sub(1.0, b1), g));
-	let v2 = add(mul(b2, v), mul(sub(1.0, b2), mul(g, g)));
-	let mhat = div(m2, c.0);
-	let vhat = div(v2, c.1);
-	let step = div(mul(lr, mhat), add(sqrt(vhat), eps));
-	(sub(w, step), m2, v2)
+	let m2 = adam_m(m, g, b1);
+	let v2 = adam_v(v, g, b2);
+	(adam_step(w, m2, v2, lr, eps, c), m2, v2)
+}
+
+/// Adam's first moment: `b1*m + (1-b1)*g`.
+pub fn adam_m(m: f32, g: f32, b1: f32) -> f32 {
+	add(mul(b1, m), mul(sub(1.0, b1), g))
+}
+
+/// Adam's second moment: `b2*v + (1-b2)*(g*g)`.
+pub fn adam_v(v: f32, g: f32, b2: f32) -> f32 {
+	add(mul(b2, v), mul(sub(1.0, b2), mul(g, g)))
+}
+
+/// Adam's parameter update with the new moments and the step's bias corrections `(c1, c2)`:
+/// `w - lr * (m/c1) / (sqrt(v/c2) + eps)`.
+pub fn adam_step(w: f32, m: f32, v: f32, lr: f32, eps: f32, c: (f32, f32)) -> f32 {
+	let step = div(mul(lr, div(m, c.0)), add(sqrt(div(v, c.1)), eps));
+	sub(w, step)
 }
 
 /// SplitMix64: the RepOps pseudo-random generator (Steele, Lea and Flood, 2014). Fully
