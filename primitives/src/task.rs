@@ -285,6 +285,22 @@ impl TrainingSpec {
 		}
 	}
 
+	/// [`Self::example_digits`] with another MLP: `widths` (input first; at most
+	/// [`MAX_LAYER_WIDTHS`] are kept), the dataset's shape matched to them, `optimizer` and
+	/// `batch_size`. Tests, benchmarks and examples use it.
+	pub fn example_mlp(widths: &[u32], optimizer: Optimizer, batch_size: u32) -> Self {
+		let mut s = Self::example_digits(H256::zero());
+		s.model = Model::Mlp {
+			widths: LayerWidths::truncate_from(widths.to_vec()),
+			activation: Activation::Relu,
+		};
+		s.dataset.features = widths.first().copied().unwrap_or(0);
+		s.dataset.classes = widths.last().copied().unwrap_or(0);
+		s.optimizer = optimizer;
+		s.batch_size = batch_size;
+		s
+	}
+
 	/// The number of entries of this task's trace: `steps + 1` state hashes.
 	pub fn trace_len(&self) -> Option<u32> {
 		self.steps.checked_add(1)

@@ -9,12 +9,11 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use codec::{Decode, Encode};
 use serde_json::json;
-use sp_core::H256;
 use trainet_e2e::{Node, NodeConfig};
 use trainet_primitives::{
 	program::{self, execute_bits, Op, OpKind, Source},
 	repops::{Matrix, ShapeError, SplitMix64, TensorBits},
-	task::{Activation, F32Bits, LayerWidths, Model, Optimizer, TrainingSpec},
+	task::{F32Bits, Optimizer, TrainingSpec},
 };
 
 /// Bit patterns at the corners of binary32.
@@ -52,19 +51,6 @@ fn tensor(rng: &mut SplitMix64, rows: u32, cols: u32) -> TensorBits {
 	TensorBits { rows, cols, bits: values(rng, rows * cols) }
 }
 
-fn spec(widths: &[u32], optimizer: Optimizer, batch: u32) -> TrainingSpec {
-	let mut s = TrainingSpec::example_digits(H256::zero());
-	s.model = Model::Mlp {
-		widths: LayerWidths::truncate_from(widths.to_vec()),
-		activation: Activation::Relu,
-	};
-	s.dataset.features = widths[0];
-	s.dataset.classes = *widths.last().unwrap_or(&2);
-	s.optimizer = optimizer;
-	s.batch_size = batch;
-	s
-}
-
 fn sgd() -> Optimizer {
 	Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) }
 }
@@ -90,19 +76,11 @@ async fn on_chain(
 	let hex: String = node
 		.rpc(
 			"state_call",
-			vec![json!("TrainetApi_execute_op"), json!(format!("0x{}", hex_encode(&args)))],
+			vec![json!("TrainetApi_execute_op"), json!(sp_core::bytes::to_hex(&args, false))],
 		)
 		.await?;
-	let bytes = hex_decode(hex.trim_start_matches("0x"))?;
+	let bytes = sp_core::bytes::from_hex(&hex).map_err(|e| anyhow::anyhow!("{e}"))?;
 	Ok(Result::<TensorBits, ShapeError>::decode(&mut &bytes[..])?)
-}
-
-fn hex_encode(b: &[u8]) -> String {
-	b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn hex_decode(s: &str) -> Result<Vec<u8>> {
-	(0..s.len()).step_by(2).map(|i| Ok(u8::from_str_radix(&s[i..i + 2], 16)?)).collect()
 }
 
 /// One random instance of `kind` with shapes up to `max`.
@@ -160,7 +138,10 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 		OpKind::AdamV,
 		OpKind::AdamStep,
 	];
-	let (sgd_spec, adam_spec) = (spec(&[4, 2], sgd(), 4), spec(&[4, 2], adam(), 4));
+	let (sgd_spec, adam_spec) = (
+		TrainingSpec::example_mlp(&[4, 2], sgd(), 4),
+		TrainingSpec::example_mlp(&[4, 2], adam(), 4),
+	);
 	let mut compared = 0usize;
 	for round in 0..12 {
 		for kind in kinds {
@@ -179,7 +160,7 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 
 	// Every operation of real training steps, from initialization, with both optimizers.
 	for opt in [sgd(), adam()] {
-		let s = spec(&[12, 16, 8, 3], opt, 10);
+		let s = TrainingSpec::example_mlp(&[12, 16, 8, 3], opt, 10);
 		let p = program::step_program(&s).map_err(|e| anyhow::anyhow!("{e:?}"))?;
 		let mut state = program::initial_state(&s, &p).map_err(|e| anyhow::anyhow!("{e:?}"))?;
 		for step in 0..2u32 {

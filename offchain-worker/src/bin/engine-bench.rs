@@ -8,24 +8,9 @@ use std::time::Instant;
 use trainet_primitives::{
 	program::{self, initial_state, step_program},
 	repops::{Matrix, SplitMix64},
-	task::{Activation, F32Bits, LayerWidths, Model, Optimizer, TrainingSpec},
-	Hash,
+	task::{F32Bits, Optimizer, TrainingSpec},
 };
 use trainet_worker::engine;
-
-fn spec(widths: &[u32], batch: u32) -> TrainingSpec {
-	let mut s = TrainingSpec::example_digits(Hash::zero());
-	s.model = Model::Mlp {
-		widths: LayerWidths::truncate_from(widths.to_vec()),
-		activation: Activation::Relu,
-	};
-	s.dataset.features = widths[0];
-	s.dataset.classes = *widths.last().unwrap_or(&2);
-	s.optimizer =
-		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) };
-	s.batch_size = batch;
-	s
-}
 
 fn main() {
 	let quick = std::env::args().any(|a| a == "--quick");
@@ -51,7 +36,11 @@ fn main() {
 	println!("| model | implementation | threads | ms/step | GFLOP/s |");
 	println!("|---|---|---|---|---|");
 	for (name, widths, batch) in sizes {
-		let s = spec(widths, *batch);
+		let sgd = Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.05),
+			momentum: F32Bits::from_f32(0.9),
+		};
+		let s = TrainingSpec::example_mlp(widths, sgd, *batch);
 		let p = step_program(&s).expect("valid spec");
 		let state = initial_state(&s, &p).expect("state");
 		let mut rng = SplitMix64::new(1);

@@ -2,11 +2,10 @@
 //! steps, with 1, 2 and 8 threads.
 
 use super::*;
-use sp_core::H256;
 use trainet_primitives::{
 	program::{initial_state, step_program},
 	repops::{self, SplitMix64},
-	task::{Activation, F32Bits, LayerWidths, Model, Optimizer},
+	task::{F32Bits, Optimizer},
 };
 
 const SPECIAL: [u32; 12] = [
@@ -76,19 +75,6 @@ fn products_match_the_reference_with_any_thread_count() {
 	}
 }
 
-fn spec(widths: &[u32], optimizer: Optimizer, batch: u32) -> TrainingSpec {
-	let mut s = TrainingSpec::example_digits(H256::zero());
-	s.model = Model::Mlp {
-		widths: LayerWidths::truncate_from(widths.to_vec()),
-		activation: Activation::Relu,
-	};
-	s.dataset.features = widths[0];
-	s.dataset.classes = *widths.last().unwrap();
-	s.optimizer = optimizer;
-	s.batch_size = batch;
-	s
-}
-
 #[test]
 fn training_steps_match_the_reference_bit_for_bit_with_any_thread_count() {
 	let optimizers = [
@@ -101,7 +87,7 @@ fn training_steps_match_the_reference_bit_for_bit_with_any_thread_count() {
 		},
 	];
 	for opt in optimizers {
-		let s = spec(&[64, 48, 32, 10], opt, 24);
+		let s = TrainingSpec::example_mlp(&[64, 48, 32, 10], opt, 24);
 		let p = step_program(&s).unwrap();
 		let start = initial_state(&s, &p).unwrap();
 		let mut reference = start.clone();
@@ -133,7 +119,7 @@ fn training_steps_match_the_reference_bit_for_bit_with_any_thread_count() {
 
 #[test]
 fn flops_count_the_products() {
-	let s = spec(
+	let s = TrainingSpec::example_mlp(
 		&[64, 32, 10],
 		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.0) },
 		32,

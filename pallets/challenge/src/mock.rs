@@ -275,3 +275,14 @@ pub fn run_to_block(n: u64) {
 		check_invariants(next);
 	}
 }
+
+/// Everything burned by slashes so far (from the `Slashed` events).
+pub fn burned() -> Balance {
+	System::events()
+		.into_iter()
+		.filter_map(|r| match r.event {
+			RuntimeEvent::Slashing(pallet_slashing::Event::Slashed { burned, .. }) => Some(burned),
+			_ => None,
+		})
+		.sum()
+}

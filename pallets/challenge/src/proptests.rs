@@ -141,19 +141,9 @@ fn dispatch(call: impl Into<RuntimeCall>, who: AccountId) {
 	let _ = call.into().dispatch(RuntimeOrigin::signed(who));
 }
 
-fn burned_so_far() -> Balance {
-	System::events()
-		.into_iter()
-		.filter_map(|r| match r.event {
-			RuntimeEvent::Slashing(pallet_slashing::Event::Slashed { burned, .. }) => Some(burned),
-			_ => None,
-		})
-		.sum()
-}
-
 fn check_money(initial: Balance) {
 	let issuance = Balances::total_issuance();
-	assert_eq!(issuance, initial - burned_so_far(), "issuance moved by more than the burns");
+	assert_eq!(issuance, initial - burned(), "issuance moved by more than the burns");
 	let sum: Balance = EVERYONE.iter().map(Balances::total_balance).sum();
 	assert_eq!(sum, issuance, "balances do not add up to the issuance");
 	for a in EVERYONE {

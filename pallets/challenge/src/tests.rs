@@ -133,16 +133,6 @@ fn resolved(id: u64) -> Option<(Party, Resolution)> {
 	})
 }
 
-fn burned() -> Balance {
-	System::events()
-		.into_iter()
-		.filter_map(|r| match r.event {
-			RuntimeEvent::Slashing(pallet_slashing::Event::Slashed { burned, .. }) => Some(burned),
-			_ => None,
-		})
-		.sum()
-}
-
 fn active(who: AccountId) -> Balance {
 	Ledgers::<Test>::get(who).map(|l| l.active).unwrap_or(0)
 }
