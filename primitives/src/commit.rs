@@ -10,13 +10,18 @@
 //!   hash of operation `j`'s output and `a_j = H(a_{j-1}, o_j)` chains them from the agreed
 //!   pre-state hash `a_{-1} = h_t`. Agreeing on `L_j` means agreeing on every earlier output.
 //!
+//! - A dataset's root is a Merkle root over its samples `(i, label, features)`, so the rows of
+//!   one batch can be proven against the spec's `dataset.root`.
+//!
 //! All hashing is blake2b-256 (the chain's hasher) over SCALE encodings, through
 //! polkadot-sdk's `binary-merkle-tree`; leaves carry a one-byte domain tag and their index, so
 //! a row can never pass for a column, a tensor or an inner node.
 
 use crate::repops::Matrix;
+use crate::trace::ProofItems;
 use alloc::vec::Vec;
-use codec::Encode;
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use scale_info::TypeInfo;
 use sp_core::H256;
 use sp_runtime::traits::{BlakeTwo256, Hash};
 
@@ -25,6 +30,7 @@ const ROW: u8 = b'r';
 const COL: u8 = b'c';
 const TENSOR: u8 = b't';
 const OP: u8 = b'o';
+const SAMPLE: u8 = b's';
 
 fn root(leaves: impl ExactSizeIterator<Item = Vec<u8>>) -> H256 {
 	binary_merkle_tree::merkle_root::<BlakeTwo256, _>(leaves)
@@ -112,9 +118,131 @@ pub fn op_trace(pre_state: &H256, outputs: Vec<H256>) -> OpTrace {
 		prev = chain(&prev, o);
 		links.push(prev);
 	}
-	let root =
-		root(outputs.iter().zip(&links).enumerate().map(|(j, (o, a))| op_leaf(j as u32, o, a)));
-	OpTrace { outputs, links, root }
+	let mut trace = OpTrace { outputs, links, root: H256::zero() };
+	trace.root = root(trace.leaves());
+	trace
+}
+
+/// A revealed op-trace leaf `L_j = (j, output, link)` with its Merkle proof against a
+/// party's op-trace root.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub struct OpProof {
+	/// The leaf's values.
+	pub leaf: OpLeaf,
+	/// Sibling hashes from the leaf up to (not including) the root.
+	pub items: ProofItems,
+}
+
+/// The values of op-trace leaf `j`: the output hash `o_j` and the chain link `a_j`.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub struct OpLeaf {
+	/// `o_j`, the hash of the operation's output tensor.
+	pub output: H256,
+	/// `a_j = H(a_{j-1}, o_j)`.
+	pub link: H256,
+}
+
+impl OpLeaf {
+	/// Whether `link` chains `output` onto `prev`, as every honest leaf does.
+	pub fn follows(&self, prev: &H256) -> bool {
+		chain(prev, &self.output) == self.link
+	}
+}
+
+impl OpTrace {
+	/// The proof of leaf `j`, or `None` when `j` is out of range.
+	pub fn proof(&self, j: u32) -> Option<OpProof> {
+		let output = *self.outputs.get(j as usize)?;
+		let link = *self.links.get(j as usize)?;
+		let proof = binary_merkle_tree::merkle_proof::<BlakeTwo256, _, _>(self.leaves(), j);
+		let items = ProofItems::try_from(proof.proof).ok()?;
+		Some(OpProof { leaf: OpLeaf { output, link }, items })
+	}
+
+	fn leaves(&self) -> impl ExactSizeIterator<Item = Vec<u8>> + '_ {
+		self.outputs.iter().zip(&self.links).enumerate().map(|(j, (o, a))| op_leaf(j as u32, o, a))
+	}
+}
+
+/// Whether `proof` shows leaf `j` of an op trace of `ops` leaves under `root`.
+pub fn verify_op_proof(root: &H256, ops: u32, j: u32, proof: &OpProof) -> bool {
+	if j >= ops {
+		return false;
+	}
+	let leaf = op_leaf(j, &proof.leaf.output, &proof.leaf.link);
+	binary_merkle_tree::verify_proof::<BlakeTwo256, _, _>(
+		root,
+		proof.items.iter().copied(),
+		ops,
+		j,
+		&leaf,
+	)
+}
+
+/// The leaf of sample `i` of a dataset: its label and its features' bit patterns.
+pub fn sample_leaf(i: u32, label: u32, features: &[u32]) -> Vec<u8> {
+	(SAMPLE, i, label, features).encode()
+}
+
+/// A dataset's root over its samples `(features, label)`, in order.
+pub fn dataset_root(samples: &[(Vec<f32>, u32)]) -> H256 {
+	root(sample_leaves(samples))
+}
+
+fn sample_leaves(samples: &[(Vec<f32>, u32)]) -> impl ExactSizeIterator<Item = Vec<u8>> + '_ {
+	samples.iter().enumerate().map(|(i, (x, y))| {
+		sample_leaf(i as u32, *y, &x.iter().map(|v| v.to_bits()).collect::<Vec<u32>>())
+	})
+}
+
+/// One sample of a dataset with its Merkle proof against the dataset's root.
+#[derive(Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, Debug)]
+pub struct SampleProof {
+	/// The features' bit patterns.
+	pub features: Vec<u32>,
+	/// The class label.
+	pub label: u32,
+	/// Sibling hashes from the leaf up to (not including) the root.
+	pub items: ProofItems,
+}
+
+/// The proof of sample `i` of `samples`, or `None` when `i` is out of range.
+pub fn sample_proof(samples: &[(Vec<f32>, u32)], i: u32) -> Option<SampleProof> {
+	let (x, y) = samples.get(i as usize)?;
+	let proof = binary_merkle_tree::merkle_proof::<BlakeTwo256, _, _>(sample_leaves(samples), i);
+	Some(SampleProof {
+		features: x.iter().map(|v| v.to_bits()).collect(),
+		label: *y,
+		items: ProofItems::try_from(proof.proof).ok()?,
+	})
+}
+
+/// Whether `proof` shows sample `i` of a dataset of `samples` samples under `root`.
+pub fn verify_sample_proof(root: &H256, samples: u32, i: u32, proof: &SampleProof) -> bool {
+	if i >= samples {
+		return false;
+	}
+	let leaf = sample_leaf(i, proof.label, &proof.features);
+	binary_merkle_tree::verify_proof::<BlakeTwo256, _, _>(
+		root,
+		proof.items.iter().copied(),
+		samples,
+		i,
+		&leaf,
+	)
 }
 
 #[cfg(test)]
@@ -192,5 +320,34 @@ mod tests {
 		assert_eq!(state_hash(&s), state_hash_of(&hashes));
 		let swapped = vec![s[1].clone(), s[0].clone()];
 		assert_ne!(state_hash(&s), state_hash(&swapped));
+	}
+
+	#[test]
+	fn op_leaves_and_samples_prove_against_their_roots() {
+		let pre = H256::repeat_byte(1);
+		let t = op_trace(&pre, (0..7u8).map(H256::repeat_byte).collect());
+		for j in 0..7 {
+			let p = t.proof(j).unwrap();
+			assert!(verify_op_proof(&t.root, 7, j, &p), "leaf {j}");
+			assert!(!verify_op_proof(&t.root, 7, (j + 1) % 7, &p));
+			let prev = if j == 0 { pre } else { t.links[j as usize - 1] };
+			assert!(p.leaf.follows(&prev));
+			let mut forged = p.clone();
+			forged.leaf.output = H256::repeat_byte(0xee);
+			assert!(!verify_op_proof(&t.root, 7, j, &forged));
+			assert!(!forged.leaf.follows(&prev));
+		}
+		assert!(t.proof(7).is_none());
+
+		let data: Vec<(Vec<f32>, u32)> = (0..5).map(|i| (vec![i as f32, -0.0], i % 2)).collect();
+		let root = dataset_root(&data);
+		for i in 0..5 {
+			let p = sample_proof(&data, i).unwrap();
+			assert!(verify_sample_proof(&root, 5, i, &p));
+			assert!(!verify_sample_proof(&root, 5, (i + 1) % 5, &p));
+			let mut relabeled = p.clone();
+			relabeled.label ^= 1;
+			assert!(!verify_sample_proof(&root, 5, i, &relabeled));
+		}
 	}
 }

@@ -11,7 +11,8 @@
 //! - [`api`]: the runtime API that reads them;
 //! - [`repops`]: the reproducible operators, bit-exact by specification (`docs/repops.md`);
 //! - [`program`]: the canonical step program, one training step as an ordered list of RepOps;
-//! - [`commit`]: hashes of tensors, states and a step's op trace.
+//! - [`commit`]: hashes of tensors, states, datasets and a step's op trace;
+//! - [`referee`]: the on-chain check of one disputed operation.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -22,6 +23,7 @@ pub mod bisection;
 pub mod commit;
 pub mod market;
 pub mod program;
+pub mod referee;
 pub mod repops;
 pub mod task;
 pub mod trace;

@@ -194,6 +194,33 @@ pub struct TrainingSpec {
 	pub dataset: DatasetCommitment,
 }
 
+/// A synthetic, learnable classification set: `samples` points of `features` values drawn
+/// uniformly from `[-1, 1)` by a [`crate::repops::SplitMix64`] seeded with `seed`, each
+/// labelled with the index of the largest of its first `classes` features (`classes` must not
+/// exceed `features`). Examples, tests and the demo train on it.
+pub fn synthetic_dataset(
+	seed: u64,
+	samples: u32,
+	features: u32,
+	classes: u32,
+) -> alloc::vec::Vec<(alloc::vec::Vec<f32>, u32)> {
+	let mut rng = crate::repops::SplitMix64::new(seed);
+	(0..samples)
+		.map(|_| {
+			let x: alloc::vec::Vec<f32> = (0..features)
+				.map(|_| crate::repops::sub(crate::repops::mul(rng.next_unit(), 2.0), 1.0))
+				.collect();
+			let mut label = 0u32;
+			for (c, v) in x.iter().take(classes as usize).enumerate() {
+				if x.get(label as usize).is_some_and(|best| v > best) {
+					label = c as u32;
+				}
+			}
+			(x, label)
+		})
+		.collect()
+}
+
 /// Why a spec cannot be run bit-exactly.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SpecError {
@@ -299,6 +326,13 @@ impl TrainingSpec {
 		s.optimizer = optimizer;
 		s.batch_size = batch_size;
 		s
+	}
+
+	/// This spec training on `data` (its root and size; features and classes unchanged).
+	pub fn on_dataset(mut self, data: &[(alloc::vec::Vec<f32>, u32)]) -> Self {
+		self.dataset.root = crate::commit::dataset_root(data);
+		self.dataset.samples = data.len() as u32;
+		self
 	}
 
 	/// The number of entries of this task's trace: `steps + 1` state hashes.
