@@ -118,9 +118,14 @@ pub fn op_trace(pre_state: &H256, outputs: Vec<H256>) -> OpTrace {
 		prev = chain(&prev, o);
 		links.push(prev);
 	}
-	let mut trace = OpTrace { outputs, links, root: H256::zero() };
-	trace.root = root(trace.leaves());
-	trace
+	let root = op_root(&outputs, &links);
+	OpTrace { outputs, links, root }
+}
+
+/// The Merkle root over op-trace leaves `(j, outputs[j], links[j])` as given (an honest
+/// trace's links chain its outputs; [`op_trace`] computes them).
+pub fn op_root(outputs: &[H256], links: &[H256]) -> H256 {
+	root(outputs.iter().zip(links).enumerate().map(|(j, (o, a))| op_leaf(j as u32, o, a)))
 }
 
 /// A revealed op-trace leaf `L_j = (j, output, link)` with its Merkle proof against a

@@ -3,7 +3,11 @@
 //! The pallets store exactly these types and the runtime API returns them, so a dapp or the
 //! worker decodes one definition whichever way it reads the chain.
 
-use crate::{bisection::Bisection, bisection::Transition, task::TrainingSpec};
+use crate::{
+	bisection::{Bisection, Transition},
+	commit::OpLeaf,
+	task::TrainingSpec,
+};
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 use sp_core::H256;
@@ -176,6 +180,91 @@ pub enum DisputePhase {
 		/// The disputed transition.
 		transition: Transition,
 	},
+	/// Narrowed to one training step: the operator-level game inside it.
+	Operations(OpGame),
+}
+
+/// The operator-level game inside disputed training step `step` (PROTOCOL.md, "Dispute game",
+/// step 3).
+///
+/// Both sides first commit the root of their op trace of the step (leaves
+/// `L_j = (j, o_j, a_j)`, `a_{-1} = h_step`). Then bisection runs over op positions
+/// `0 ..= ops + 1`: position `0` is the agreed pre-state, position `p` in `1 ..= ops` is leaf
+/// `L_{p-1}`, position `ops + 1` is the disputed post-state. It ends at one operation whose
+/// leaf the sides dispute after an agreed one (settled by re-executing that operation), or, if
+/// they agree on every leaf, at the assembly of the next state from the outputs.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub struct OpGame {
+	/// The disputed training step `t` (from `h_t` to `h_{t+1}`).
+	pub step: u32,
+	/// The number of operations of the step program.
+	pub ops: u32,
+	/// The solver's op-trace root, once committed.
+	pub solver_root: Option<H256>,
+	/// The challenger's op-trace root, once committed.
+	pub challenger_root: Option<H256>,
+	/// The interval over op positions.
+	pub bisection: Bisection,
+	/// Rounds completed so far.
+	pub round: u32,
+	/// The link `a` at the agreed position (`h_t` at position 0).
+	pub agreed_link: H256,
+	/// The solver's leaf at the disputed position, unless that is the post-state.
+	pub solver_disputed: Option<OpLeaf>,
+	/// The challenger's leaf at the disputed position, unless that is the post-state.
+	pub challenger_disputed: Option<OpLeaf>,
+	/// The solver's leaf revealed this round, if any.
+	pub solver_reveal: Option<OpLeaf>,
+	/// The challenger's leaf revealed this round, if any.
+	pub challenger_reveal: Option<OpLeaf>,
+}
+
+/// Where an operator-level game stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OpStage {
+	/// Waiting for op-trace roots.
+	Committing,
+	/// Both must reveal the leaf at this op position.
+	Revealing(u32),
+	/// The sides dispute the output of this operation after agreeing on every earlier one.
+	Operation(u32),
+	/// The sides agree on every operation and differ on the next state.
+	Assembly,
+}
+
+impl OpGame {
+	/// A game over a step of `ops` operations starting from the agreed `h_t`.
+	pub fn new(step: u32, ops: u32, pre_state: H256) -> Option<Self> {
+		Some(Self {
+			step,
+			ops,
+			solver_root: None,
+			challenger_root: None,
+			bisection: Bisection::new(ops)?,
+			round: 0,
+			agreed_link: pre_state,
+			solver_disputed: None,
+			challenger_disputed: None,
+			solver_reveal: None,
+			challenger_reveal: None,
+		})
+	}
+
+	/// Where the game stands.
+	pub fn stage(&self) -> OpStage {
+		if self.solver_root.is_none() || self.challenger_root.is_none() {
+			return OpStage::Committing;
+		}
+		if let Some(mid) = self.bisection.midpoint() {
+			return OpStage::Revealing(mid);
+		}
+		match self.bisection.disputed.checked_sub(1) {
+			Some(j) if j < self.ops => OpStage::Operation(j),
+			_ => OpStage::Assembly,
+		}
+	}
 }
 
 /// A dispute between a task's solver and a challenger.

@@ -218,10 +218,11 @@ parameter_types! {
 ///   from the spec with RepOps (`program::initial_state_hash`) and rules for the side whose
 ///   `h_0` matches; models whose state exceeds `MAX_CHAIN_ELEMENTS` values are not recomputed
 ///   (pending, then void).
-/// - **A training step**: the operator-level bisection and the one-operation leaf are not
-///   built yet (issue [3/7] continues): the case stays pending and the dispute is void at its
-///   leaf deadline (both sides' funds unlocked, nobody slashed). Disputes that end by a missed
-///   round are decided in full already.
+/// - **A training step**: the operator-level game (`pallet_challenge::Pallet::commit_ops`,
+///   `reveal_op`, `settle_op`): bisection over the step's op trace to one operation, which
+///   the runtime re-executes from inputs checked against the agreed trace
+///   (`trainet_primitives::referee`). An operation beyond one leaf's bound
+///   (`referee::MAX_LEAF_ELEMENTS`, `referee::MAX_LEAF_MACS`) voids the dispute at its deadline.
 pub struct Referee;
 
 impl pallet_challenge::LeafAdjudicator for Referee {
@@ -242,7 +243,9 @@ impl pallet_challenge::LeafAdjudicator for Referee {
 					_ => Verdict::Pending,
 				}
 			}
-			Transition::Step(_) => Verdict::Pending,
+			// A training step is too big for one block: the operator-level game narrows it
+			// to one operation, which pallet-challenge re-executes with the reference operators.
+			Transition::Step(_) => Verdict::Operations,
 		}
 	}
 

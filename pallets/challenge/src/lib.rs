@@ -14,12 +14,28 @@
 //! That single transition goes to the leaf referee ([`LeafAdjudicator`]), which re-executes
 //! it on chain and names the winner.
 //!
+//! ## Operator-level game
+//!
+//! When the disputed transition is a training step, the runtime's referee answers
+//! [`Verdict::Operations`] and the game goes on inside the step ([`OpGame`]): both sides
+//! commit the root of their op trace of the step ([`Pallet::commit_ops`]), bisect over its
+//! leaves ([`Pallet::reveal_op`]) to the first operation they dispute after an agreed one, and
+//! then anyone hands the chain that operation's inputs ([`Pallet::settle_op`]). The chain
+//! checks them against the agreed trace, runs the reference operator
+//! ([`trainet_primitives::referee`]) and rules against the side whose output hash differs. A
+//! side whose disputed leaf does not chain from the agreed one loses at once; when the sides
+//! agree on every operation, the chain recomputes the next state's hash from the outputs.
+//!
 //! ## Deadlines
 //!
 //! Every round has a deadline ([`Config::RoundTimeout`] blocks); so has the leaf stage
 //! ([`Config::LeafTimeout`]). A side that has not revealed by the deadline loses; when
 //! neither has, the challenger loses (whoever opens a dispute must pursue it). At the leaf,
-//! the referee says who loses by default, or that the dispute is void. Deadlines are queued
+//! the referee says who loses by default, or that the dispute is void. In the operator-level
+//! game, committing and each round have [`Config::RoundTimeout`] blocks (whoever has not
+//! committed or revealed loses, the challenger when neither has) and the settlement has
+//! [`Config::LeafTimeout`]: when nobody settles, the challenger loses, unless the operation is
+//! beyond what the chain executes in one leaf, which voids the dispute. Deadlines are queued
 //! by block and enforced in `on_initialize`; [`Pallet::timeout`] does the same for one
 //! dispute, for anyone.
 //!
@@ -59,7 +75,10 @@ use sp_core::H256;
 use sp_runtime::traits::Saturating;
 use trainet_primitives::{
 	bisection::{Bisection, Transition},
-	market::{Dispute, DisputeId, DisputePhase, LeafCase, Party, TaskId},
+	commit::{verify_op_proof, OpLeaf, OpProof},
+	market::{Dispute, DisputeId, DisputePhase, LeafCase, OpGame, OpStage, Party, TaskId},
+	program::step_program,
+	referee::{self, OpEvidence, RefereeError},
 	trace::{verify_trace_proof, TraceProof},
 };
 
@@ -76,10 +95,12 @@ pub type DisputeOf<T> =
 pub enum Verdict {
 	/// Decided: this side wins.
 	Winner(Party),
-	/// The referee needs more from the parties (an operator-level game); it will call
-	/// [`Pallet::leaf_ruling`] before the leaf deadline, or [`LeafAdjudicator::expired`]
-	/// decides.
+	/// The referee needs more from the parties; it will call [`Pallet::leaf_ruling`] before
+	/// the leaf deadline, or [`LeafAdjudicator::expired`] decides.
 	Pending,
+	/// A training step: play the operator-level game inside it ([`OpGame`]), which this
+	/// pallet runs and settles by re-executing the one disputed operation.
+	Operations,
 }
 
 /// The referee of the single disputed transition.
@@ -221,6 +242,31 @@ pub mod pallet {
 		},
 		/// Bisection found the one disputed transition; the leaf referee has until `deadline`.
 		LeafReached { dispute: DisputeId, transition: Transition, deadline: BlockNumberFor<T> },
+		/// The disputed transition is training step `step` of `ops` operations: both sides
+		/// must commit their op-trace roots before `deadline`.
+		OperationsStarted { dispute: DisputeId, step: u32, ops: u32, deadline: BlockNumberFor<T> },
+		/// A side committed the root of its op trace of the disputed step.
+		OpsCommitted { dispute: DisputeId, party: Party, root: H256 },
+		/// A side revealed its op-trace leaf at op position `position` (leaf `position - 1`).
+		OpRevealed { dispute: DisputeId, party: Party, position: u32, leaf: OpLeaf },
+		/// An operator-level round began: the interval over op positions is
+		/// `(agreed, disputed)`; both must reveal at `position` before `deadline`.
+		OpRound {
+			dispute: DisputeId,
+			agreed: u32,
+			disputed: u32,
+			position: u32,
+			deadline: BlockNumberFor<T>,
+		},
+		/// The sides dispute operation `operation` after agreeing on every earlier one; its
+		/// evidence is due before `deadline` ([`Pallet::settle_op`]).
+		OperationDisputed { dispute: DisputeId, operation: u32, deadline: BlockNumberFor<T> },
+		/// The sides agree on every operation of the step and differ on the next state; the
+		/// outputs' hashes are due before `deadline`.
+		AssemblyDisputed { dispute: DisputeId, deadline: BlockNumberFor<T> },
+		/// The chain re-executed the disputed operation (or assembled the next state): the
+		/// true hash is `truth`.
+		OperationSettled { dispute: DisputeId, truth: H256 },
 		/// A dispute ended: `winner` won, by the referee's ruling or the other's timeout.
 		DisputeResolved { dispute: DisputeId, task: TaskId, winner: Party, resolution: Resolution },
 		/// A dispute ended with no winner (its task's solver already lost, or the referee
@@ -258,6 +304,27 @@ pub mod pallet {
 		DeadlineQueueFull,
 		/// A position or an id overflowed.
 		Overflow,
+		/// The dispute is not in the operator-level game.
+		NotInOperations,
+		/// The operator-level game is not at the stage this call is for.
+		WrongStage,
+		/// This side already committed its op-trace root.
+		AlreadyCommitted,
+		/// The disputed task's spec is gone.
+		TaskNotFound,
+		/// Evidence: the earlier outputs do not chain from the pre-state to the agreed link.
+		EvidenceBrokenChain,
+		/// Evidence: the state tensors' hashes do not make the agreed pre-state.
+		EvidenceWrongState,
+		/// Evidence: an input tensor does not hash to what the agreed trace says, has the
+		/// wrong shape, or inputs are missing or extra.
+		EvidenceWrongInput,
+		/// Evidence: the samples are not the step's batch under the dataset root.
+		EvidenceWrongBatch,
+		/// The operation is larger than the chain executes in one leaf.
+		OperationTooLarge,
+		/// The reference operator refused the inputs (a label out of range).
+		ExecutionFailed,
 	}
 
 	#[pallet::hooks]
@@ -373,13 +440,7 @@ pub mod pallet {
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
-			let party = if who == d.solver {
-				Party::Solver
-			} else if who == d.challenger {
-				Party::Challenger
-			} else {
-				return Err(Error::<T>::NotAParty.into());
-			};
+			let party = Self::party(&d, &who)?;
 			let DisputePhase::Bisecting { round, solver_reveal, challenger_reveal } = d.phase
 			else {
 				return Err(Error::<T>::NotBisecting.into());
@@ -441,17 +502,39 @@ pub mod pallet {
 				return Ok(());
 			}
 
-			// One transition left: the leaf.
+			// One transition left: the leaf. The referee only reads; what it decides is
+			// worked out (the op game's program and deadline included) before any write.
 			let case = d.leaf_case().ok_or(Error::<T>::Overflow)?;
+			let verdict = T::Adjudicator::adjudicate(dispute, &case);
+			let game = match verdict {
+				Verdict::Operations => Self::op_game(&d, &case),
+				_ => None,
+			};
+			let game_deadline = match game {
+				Some(_) => Some(Self::slot(now.saturating_add(T::RoundTimeout::get()))?),
+				None => None,
+			};
 			Self::unschedule(dispute, old_deadline);
 			d.phase = DisputePhase::Leaf { transition: case.transition };
-			match T::Adjudicator::adjudicate(dispute, &case) {
-				Verdict::Winner(winner) => {
+			match (verdict, game, game_deadline) {
+				(Verdict::Winner(winner), _, _) => {
 					// Stored first so that `conclude` finds it where it expects it.
 					Disputes::<T>::insert(dispute, d);
 					Self::conclude(dispute, winner, Resolution::Ruling);
 				}
-				Verdict::Pending => {
+				(_, Some(game), Some(deadline)) => {
+					Self::enqueue(dispute, deadline);
+					d.deadline = deadline;
+					Self::deposit_event(Event::OperationsStarted {
+						dispute,
+						step: game.step,
+						ops: game.ops,
+						deadline,
+					});
+					d.phase = DisputePhase::Operations(game);
+					Disputes::<T>::insert(dispute, d);
+				}
+				_ => {
 					Self::enqueue(dispute, next_deadline);
 					d.deadline = next_deadline;
 					Self::deposit_event(Event::LeafReached {
@@ -462,6 +545,210 @@ pub mod pallet {
 					Disputes::<T>::insert(dispute, d);
 				}
 			}
+			Ok(())
+		}
+
+		/// Commits the root of the caller's op trace of the disputed training step: a Merkle
+		/// root over the leaves `L_j = (j, o_j, a_j)` of its run of the step from the agreed
+		/// pre-state ([`trainet_primitives::commit::op_trace`]). Once both sides have, the
+		/// operator-level bisection begins.
+		#[pallet::call_index(3)]
+		#[pallet::weight(T::WeightInfo::commit_ops())]
+		pub fn commit_ops(origin: OriginFor<T>, dispute: DisputeId, root: H256) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let party = Self::party(&d, &who)?;
+			let DisputePhase::Operations(mut game) = d.phase.clone() else {
+				return Err(Error::<T>::NotInOperations.into());
+			};
+			ensure!(game.stage() == OpStage::Committing, Error::<T>::WrongStage);
+			let own = match party {
+				Party::Solver => &mut game.solver_root,
+				Party::Challenger => &mut game.challenger_root,
+			};
+			ensure!(own.is_none(), Error::<T>::AlreadyCommitted);
+			*own = Some(root);
+			let first_round = match game.stage() {
+				OpStage::Revealing(position) => {
+					let now = frame_system::Pallet::<T>::block_number();
+					Some((position, Self::slot(now.saturating_add(T::RoundTimeout::get()))?))
+				}
+				_ => None,
+			};
+			Self::deposit_event(Event::OpsCommitted { dispute, party, root });
+			if let Some((position, deadline)) = first_round {
+				Self::unschedule(dispute, d.deadline);
+				Self::enqueue(dispute, deadline);
+				d.deadline = deadline;
+				Self::deposit_event(Event::OpRound {
+					dispute,
+					agreed: game.bisection.agreed,
+					disputed: game.bisection.disputed,
+					position,
+					deadline,
+				});
+			}
+			d.phase = DisputePhase::Operations(game);
+			Disputes::<T>::insert(dispute, d);
+			Ok(())
+		}
+
+		/// Reveals the caller's op-trace leaf at this round's op `position` (leaf
+		/// `position - 1`), with its proof against the caller's op-trace root. Once both
+		/// sides have, the interval narrows. When it ends at an operation, a side whose
+		/// disputed leaf does not chain from the agreed one loses at once; otherwise the
+		/// operation (or the next state's assembly) waits for [`Pallet::settle_op`].
+		#[pallet::call_index(4)]
+		#[pallet::weight(T::WeightInfo::reveal_op(T::MaxDisputesPerTask::get()))]
+		pub fn reveal_op(
+			origin: OriginFor<T>,
+			dispute: DisputeId,
+			position: u32,
+			proof: OpProof,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let party = Self::party(&d, &who)?;
+			let DisputePhase::Operations(mut game) = d.phase.clone() else {
+				return Err(Error::<T>::NotInOperations.into());
+			};
+			let OpStage::Revealing(mid) = game.stage() else {
+				return Err(Error::<T>::WrongStage.into());
+			};
+			ensure!(position == mid, Error::<T>::WrongPosition);
+			let (root, already) = match party {
+				Party::Solver => (game.solver_root, game.solver_reveal.is_some()),
+				Party::Challenger => (game.challenger_root, game.challenger_reveal.is_some()),
+			};
+			ensure!(!already, Error::<T>::AlreadyRevealed);
+			let root = root.ok_or(Error::<T>::WrongStage)?;
+			let leaf = mid.checked_sub(1).ok_or(Error::<T>::Overflow)?;
+			ensure!(verify_op_proof(&root, game.ops, leaf, &proof), Error::<T>::BadProof);
+			match party {
+				Party::Solver => game.solver_reveal = Some(proof.leaf),
+				Party::Challenger => game.challenger_reveal = Some(proof.leaf),
+			}
+			let (Some(s), Some(c)) = (game.solver_reveal, game.challenger_reveal) else {
+				Self::deposit_event(Event::OpRevealed { dispute, party, position, leaf: proof.leaf });
+				d.phase = DisputePhase::Operations(game);
+				Disputes::<T>::insert(dispute, d);
+				return Ok(());
+			};
+
+			// Both revealed: narrow, with the next deadline's slot found before any write.
+			let agree = s == c;
+			game.bisection = game.bisection.narrow(agree);
+			game.round = game.round.saturating_add(1);
+			game.solver_reveal = None;
+			game.challenger_reveal = None;
+			if agree {
+				game.agreed_link = s.link;
+			} else {
+				game.solver_disputed = Some(s);
+				game.challenger_disputed = Some(c);
+			}
+			let stage = game.stage();
+			// At an operation, a leaf that does not chain from the agreed link is a lie.
+			let forfeit = match stage {
+				OpStage::Operation(_) => {
+					let follows =
+						|l: Option<OpLeaf>| l.is_some_and(|l| l.follows(&game.agreed_link));
+					if !follows(game.solver_disputed) {
+						Some(Party::Challenger)
+					} else if !follows(game.challenger_disputed) {
+						Some(Party::Solver)
+					} else {
+						None
+					}
+				}
+				_ => None,
+			};
+			let now = frame_system::Pallet::<T>::block_number();
+			let timeout = match stage {
+				OpStage::Revealing(_) => T::RoundTimeout::get(),
+				_ => T::LeafTimeout::get(),
+			};
+			let deadline = match forfeit {
+				Some(_) => d.deadline,
+				None => Self::slot(now.saturating_add(timeout))?,
+			};
+
+			Self::deposit_event(Event::OpRevealed { dispute, party, position, leaf: proof.leaf });
+			if let Some(winner) = forfeit {
+				d.phase = DisputePhase::Operations(game);
+				Disputes::<T>::insert(dispute, d);
+				Self::conclude(dispute, winner, Resolution::Ruling);
+				return Ok(());
+			}
+			Self::unschedule(dispute, d.deadline);
+			Self::enqueue(dispute, deadline);
+			d.deadline = deadline;
+			Self::deposit_event(match stage {
+				OpStage::Revealing(position) => Event::OpRound {
+					dispute,
+					agreed: game.bisection.agreed,
+					disputed: game.bisection.disputed,
+					position,
+					deadline,
+				},
+				OpStage::Operation(operation) => {
+					Event::OperationDisputed { dispute, operation, deadline }
+				}
+				_ => Event::AssemblyDisputed { dispute, deadline },
+			});
+			d.phase = DisputePhase::Operations(game);
+			Disputes::<T>::insert(dispute, d);
+			Ok(())
+		}
+
+		/// Settles the disputed operation (or the next state's assembly) of a dispute in the
+		/// operator-level game: `evidence` gives the earlier outputs' hashes, the pre-state's
+		/// tensor hashes, the operation's input tensors and the batch's samples
+		/// ([`trainet_primitives::referee::StepRun::evidence`] builds it). The chain checks
+		/// each against the agreed trace, runs the reference operator, and rules against the
+		/// side whose output hash differs from the truth (the solver, should both). Anyone may
+		/// call it.
+		#[pallet::call_index(5)]
+		#[pallet::weight(T::WeightInfo::settle_op().saturating_add(
+			T::WeightInfo::timeout(T::MaxDisputesPerTask::get())
+				.saturating_sub(T::WeightInfo::timeout(0))
+		))]
+		pub fn settle_op(
+			origin: OriginFor<T>,
+			dispute: DisputeId,
+			evidence: OpEvidence,
+		) -> DispatchResult {
+			ensure_signed(origin)?;
+			let d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let DisputePhase::Operations(game) = &d.phase else {
+				return Err(Error::<T>::NotInOperations.into());
+			};
+			let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
+			let pre_state = d.agreed_state.ok_or(Error::<T>::WrongStage)?;
+			let (truth, solver_claim) = match game.stage() {
+				OpStage::Operation(j) => (
+					referee::operation_output(
+						&spec,
+						game.step,
+						j,
+						&pre_state,
+						&game.agreed_link,
+						&evidence,
+					)
+					.map_err(Self::evidence_error)?,
+					game.solver_disputed.map(|l| l.output),
+				),
+				OpStage::Assembly => (
+					referee::post_state(&spec, &pre_state, &game.agreed_link, &evidence.outputs)
+						.map_err(Self::evidence_error)?,
+					Some(d.solver_disputed),
+				),
+				_ => return Err(Error::<T>::WrongStage.into()),
+			};
+			let winner =
+				if solver_claim == Some(truth) { Party::Solver } else { Party::Challenger };
+			Self::deposit_event(Event::OperationSettled { dispute, truth });
+			Self::conclude(dispute, winner, Resolution::Ruling);
 			Ok(())
 		}
 
@@ -484,6 +771,53 @@ pub mod pallet {
 			ensure!(matches!(d.phase, DisputePhase::Leaf { .. }), Error::<T>::NotAtLeaf);
 			Self::conclude(dispute, winner, Resolution::Ruling);
 			Ok(())
+		}
+
+		/// Which side `who` is in dispute `d`.
+		fn party(d: &DisputeOf<T>, who: &T::AccountId) -> Result<Party, Error<T>> {
+			if *who == d.solver {
+				Ok(Party::Solver)
+			} else if *who == d.challenger {
+				Ok(Party::Challenger)
+			} else {
+				Err(Error::<T>::NotAParty)
+			}
+		}
+
+		/// The operator-level game over the disputed step of `case`, if it is a training
+		/// step whose pre-state both sides agreed on and whose task still has its spec.
+		fn op_game(d: &DisputeOf<T>, case: &LeafCase) -> Option<OpGame> {
+			let Transition::Step(step) = case.transition else { return None };
+			let spec = T::Tasks::spec(d.task)?;
+			let ops = u32::try_from(step_program(&spec).ok()?.ops.len()).ok()?;
+			OpGame::new(step, ops, d.agreed_state?)
+		}
+
+		/// Whether the chain can execute operation `j` of the task's step in one leaf.
+		fn settleable(task: TaskId, j: u32) -> bool {
+			let Some(spec) = T::Tasks::spec(task) else { return false };
+			let Ok(program) = step_program(&spec) else { return false };
+			program.ops.get(j as usize).is_some_and(|op| referee::fits_leaf(&spec, &program, op))
+		}
+
+		fn evidence_error(e: RefereeError) -> Error<T> {
+			match e {
+				RefereeError::BadSpec | RefereeError::NoSuchOperation => Error::<T>::WrongStage,
+				RefereeError::BrokenChain => Error::<T>::EvidenceBrokenChain,
+				RefereeError::WrongState => Error::<T>::EvidenceWrongState,
+				RefereeError::WrongInput => Error::<T>::EvidenceWrongInput,
+				RefereeError::WrongBatch => Error::<T>::EvidenceWrongBatch,
+				RefereeError::TooLarge => Error::<T>::OperationTooLarge,
+				RefereeError::Execution(_) => Error::<T>::ExecutionFailed,
+			}
+		}
+
+		/// Ends `dispute` with no winner: the bond is unlocked, nobody is slashed.
+		fn void(dispute: DisputeId, d: &DisputeOf<T>) {
+			Self::remove(dispute, d);
+			T::Stake::unlock(&d.challenger, d.bond);
+			Self::deposit_event(Event::DisputeVoided { dispute, task: d.task });
+			T::Tasks::dispute_ended(d.task);
 		}
 
 		/// The block a deadline due at `at` will be queued at; reads only.
@@ -518,12 +852,31 @@ pub mod pallet {
 					let verdict = d.leaf_case().and_then(|c| T::Adjudicator::expired(dispute, &c));
 					match verdict {
 						Some(winner) => Self::conclude(dispute, winner, Resolution::Timeout),
-						None => {
-							Self::remove(dispute, &d);
-							T::Stake::unlock(&d.challenger, d.bond);
-							Self::deposit_event(Event::DisputeVoided { dispute, task: d.task });
-							T::Tasks::dispute_ended(d.task);
+						None => Self::void(dispute, &d),
+					}
+				}
+				DisputePhase::Operations(ref game) => {
+					// Whoever has not committed or revealed loses (the challenger if neither
+					// has); an unsettled operation costs the challenger, who must pursue its
+					// dispute, unless the chain could not have executed it.
+					let missing = |s: bool, c: bool| if !s && c { Party::Challenger } else { Party::Solver };
+					let winner = match game.stage() {
+						OpStage::Committing => Some(missing(
+							game.solver_root.is_some(),
+							game.challenger_root.is_some(),
+						)),
+						OpStage::Revealing(_) => Some(missing(
+							game.solver_reveal.is_some(),
+							game.challenger_reveal.is_some(),
+						)),
+						OpStage::Operation(j) => {
+							Self::settleable(d.task, j).then_some(Party::Solver)
 						}
+						OpStage::Assembly => Some(Party::Solver),
+					};
+					match winner {
+						Some(winner) => Self::conclude(dispute, winner, Resolution::Timeout),
+						None => Self::void(dispute, &d),
 					}
 				}
 			}
@@ -596,9 +949,21 @@ pub mod pallet {
 				ensure!(d.bisection.disputed <= d.trace_len, "an interval beyond the trace");
 				let at_leaf = d.bisection.is_resolved();
 				ensure!(
-					at_leaf == matches!(d.phase, DisputePhase::Leaf { .. }),
+					at_leaf ==
+						matches!(d.phase, DisputePhase::Leaf { .. } | DisputePhase::Operations(_)),
 					"the phase does not match the interval"
 				);
+				if let DisputePhase::Operations(game) = &d.phase {
+					ensure!(
+						d.bisection.transition() == Some(Transition::Step(game.step)),
+						"an operator-level game over another transition than the disputed one"
+					);
+					ensure!(
+						game.bisection.agreed < game.bisection.disputed &&
+							game.bisection.disputed <= game.ops.saturating_add(1),
+						"an operator-level interval beyond the step"
+					);
+				}
 				let c = counted.entry(d.task).or_insert(0);
 				*c = c.saturating_add(1);
 			}

@@ -167,8 +167,11 @@ impl pallet_challenge::Config for Test {
 thread_local! {
 	/// The honest trace `h_0 ..= h_N` of each task.
 	static TRUTH: RefCell<BTreeMap<TaskId, Vec<H256>>> = const { RefCell::new(BTreeMap::new()) };
-	/// Whether the referee defers its ruling (as an operator-level game would).
+	/// Whether the referee defers its ruling.
 	static DEFER: RefCell<bool> = const { RefCell::new(false) };
+	/// Whether a disputed training step goes to the operator-level game (as the runtime's
+	/// referee does) instead of being looked up.
+	static OPERATIONS: RefCell<bool> = const { RefCell::new(false) };
 	/// Who wins when a deferred ruling never comes (`None`: void).
 	static ON_EXPIRY: RefCell<Option<Party>> = const { RefCell::new(None) };
 	/// The cases the referee saw.
@@ -186,6 +189,11 @@ pub fn defer_rulings(on_expiry: Option<Party>) {
 	ON_EXPIRY.with(|e| *e.borrow_mut() = on_expiry);
 }
 
+/// Makes the referee send disputed training steps to the operator-level game.
+pub fn play_operations() {
+	OPERATIONS.with(|o| *o.borrow_mut() = true);
+}
+
 /// The cases the referee was given.
 pub fn cases() -> Vec<(DisputeId, LeafCase)> {
 	CASES.with(|c| c.borrow().clone())
@@ -197,6 +205,9 @@ pub struct MockReferee;
 impl LeafAdjudicator for MockReferee {
 	fn adjudicate(id: DisputeId, case: &LeafCase) -> Verdict {
 		CASES.with(|c| c.borrow_mut().push((id, case.clone())));
+		if OPERATIONS.with(|o| *o.borrow()) && matches!(case.transition, Transition::Step(_)) {
+			return Verdict::Operations;
+		}
 		if DEFER.with(|d| *d.borrow()) {
 			return Verdict::Pending;
 		}

@@ -606,3 +606,5 @@ fn frame_runs_every_pallets_try_state_hook_and_it_catches_a_broken_book() {
 		assert!(AllPalletsWithSystem::try_state(now, TryStateSelect::All).is_err());
 	});
 }
+
+mod operations;

@@ -100,9 +100,15 @@ pub trait TaskMarket<AccountId, Balance> {
 	fn dispute_ended(task: TaskId);
 
 	/// Benchmarks only: a task of a funded submitter, claimed by `solver` (staked and locked)
-	/// and committed with `commitment`, open to challenges for the longest timeout.
+	/// and committed with `commitment`, open to challenges for the longest timeout. Its spec
+	/// is `spec` (its steps set to the commitment's), or by default the largest model whose
+	/// initial state the chain recomputes.
 	#[cfg(feature = "runtime-benchmarks")]
-	fn benchmark_committed_task(solver: &AccountId, commitment: TraceCommitment) -> TaskId;
+	fn benchmark_committed_task(
+		solver: &AccountId,
+		commitment: TraceCommitment,
+		spec: Option<TrainingSpec>,
+	) -> TaskId;
 }
 
 /// How many disputes are open against a task.
@@ -675,7 +681,11 @@ pub mod pallet {
 		}
 
 		#[cfg(feature = "runtime-benchmarks")]
-		fn benchmark_committed_task(solver: &T::AccountId, commitment: TraceCommitment) -> TaskId {
+		fn benchmark_committed_task(
+			solver: &T::AccountId,
+			commitment: TraceCommitment,
+			spec: Option<TrainingSpec>,
+		) -> TaskId {
 			use fungible::Mutate;
 			let id = NextTaskId::<T>::get();
 			let submitter: T::AccountId = frame_benchmarking::account("submitter", id as u32, 0);
@@ -691,15 +701,18 @@ pub mod pallet {
 			// The largest model whose initial state the chain recomputes (a state of just under
 			// `MAX_CHAIN_ELEMENTS` values), so that a dispute benchmark reaching the
 			// initialization leaf measures the referee's worst case.
-			let mut spec = TrainingSpec::example_digits(Default::default());
-			spec.model = trainet_primitives::task::Model::Mlp {
-				widths: trainet_primitives::task::LayerWidths::truncate_from(alloc::vec![
-					1000, 512, 2
-				]),
-				activation: trainet_primitives::task::Activation::Relu,
-			};
-			spec.dataset.features = 1000;
-			spec.dataset.classes = 2;
+			let mut spec = spec.unwrap_or_else(|| {
+				let mut s = TrainingSpec::example_digits(Default::default());
+				s.model = trainet_primitives::task::Model::Mlp {
+					widths: trainet_primitives::task::LayerWidths::truncate_from(alloc::vec![
+						1000, 512, 2
+					]),
+					activation: trainet_primitives::task::Activation::Relu,
+				};
+				s.dataset.features = 1000;
+				s.dataset.classes = 2;
+				s
+			});
 			spec.steps = commitment.steps;
 			let now = frame_system::Pallet::<T>::block_number();
 			let max = T::MaxTimeout::get();

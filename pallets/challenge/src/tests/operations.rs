@@ -1,0 +1,393 @@
+//! The operator-level game on the mock market with real training: a three-layer MLP trained
+//! with Adam on a synthetic dataset, where one side alters one operation's output in one step
+//! (and computes everything after it from the altered value, as a consistent liar would). Step
+//! bisection finds the step, operator bisection the operation, and the chain re-executes it
+//! with the reference operators and rules for the honest side, for every operation of the
+//! step and both liars.
+
+use super::*;
+use crate::OpStage;
+use trainet_primitives::{
+	commit::{op_root, state_hash, OpTrace},
+	market::OpGame,
+	program::{self, initial_state, step_program},
+	referee::{verified_batch, OpEvidence, StepRun},
+	repops::Matrix,
+	task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+};
+
+type Dataset = Vec<(Vec<f32>, u32)>;
+
+const STEPS: u32 = 3;
+/// The step the liar lies in.
+const BAD_STEP: u32 = 1;
+
+fn task_spec() -> (TrainingSpec, Dataset) {
+	let data = synthetic_dataset(7, 40, 6, 3);
+	let adam = Optimizer::Adam {
+		learning_rate: F32Bits::from_f32(0.01),
+		beta1: F32Bits::from_f32(0.9),
+		beta2: F32Bits::from_f32(0.999),
+		epsilon: F32Bits::from_f32(1e-7),
+	};
+	let mut spec = TrainingSpec::example_mlp(&[6, 5, 4, 3], adam, 8).on_dataset(&data);
+	spec.steps = STEPS;
+	(spec, data)
+}
+
+/// How a side runs the bad step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Lie {
+	/// Honestly.
+	None,
+	/// Adds 0.25 to every value of operation `j`'s output and goes on from it.
+	Operation(u32),
+	/// Computes every operation honestly but commits a next state with one value changed.
+	Assembly,
+	/// Commits a wrong next state, and an op trace whose leaves from `j` on name other
+	/// outputs without re-chaining the links (leaves that do not follow from the one before).
+	Unchained(u32),
+}
+
+/// A side's whole run: its state trace, and its run and op trace of the bad step.
+struct Side {
+	states: Vec<H256>,
+	bad: StepRun,
+	ops: OpTrace,
+}
+
+/// Step `step` from `state`, with operation `alter`'s output altered (if any).
+fn run_step(
+	spec: &TrainingSpec,
+	data: &Dataset,
+	step: u32,
+	state: Vec<Matrix>,
+	alter: Option<u32>,
+) -> StepRun {
+	let honest = StepRun::new(spec, step, state, data).unwrap();
+	let Some(j) = alter else { return honest };
+	let (batch, labels) = verified_batch(spec, step, &honest.samples).unwrap();
+	let mut n = 0;
+	let (outputs, next) =
+		program::run_step_with(&honest.program, &honest.state, &batch, |op, inputs| {
+			let mut out = program::execute(spec, op, inputs, &labels, step)?;
+			if n == j {
+				out.data.iter_mut().for_each(|v| *v += 0.25);
+			}
+			n += 1;
+			Ok(out)
+		})
+		.unwrap();
+	StepRun { outputs, next, ..honest }
+}
+
+fn side(spec: &TrainingSpec, data: &Dataset, lie: Lie) -> Side {
+	let program = step_program(spec).unwrap();
+	let mut state = initial_state(spec, &program).unwrap();
+	let mut states = vec![state_hash(&state)];
+	let mut bad = None;
+	for t in 0..STEPS {
+		let alter = match lie {
+			Lie::Operation(j) if t == BAD_STEP => Some(j),
+			_ => None,
+		};
+		let mut run = run_step(spec, data, t, state, alter);
+		if t == BAD_STEP && matches!(lie, Lie::Assembly | Lie::Unchained(_)) {
+			run.next[0].data[0] += 1.0;
+		}
+		state = run.next.clone();
+		states.push(state_hash(&state));
+		if t == BAD_STEP {
+			bad = Some(run);
+		}
+	}
+	let bad = bad.unwrap();
+	let mut ops = bad.op_trace();
+	if let Lie::Unchained(j) = lie {
+		for k in j as usize..ops.outputs.len() {
+			ops.outputs[k] = H256::from_low_u64_be(0xee00 + k as u64);
+		}
+		ops.root = op_root(&ops.outputs, &ops.links);
+	}
+	Side { states, bad, ops }
+}
+
+fn game(id: u64) -> Option<OpGame> {
+	match Disputes::<Test>::get(id)?.phase {
+		DisputePhase::Operations(g) => Some(g),
+		_ => None,
+	}
+}
+
+/// Posts the task, lets solver 10 commit `solver.states`, challenger 20 dispute with
+/// `challenger.states`, and plays the step bisection to the operator-level game.
+fn to_operations(spec: &TrainingSpec, solver: &Side, challenger: &Side) -> u64 {
+	play_operations();
+	let task = NextTaskId::<Test>::get();
+	assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec.clone(), 500, timeouts()));
+	assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), task));
+	assert_ok!(Escrow::commit(
+		RuntimeOrigin::signed(10),
+		task,
+		commitment(&solver.states),
+		trace_proof(&solver.states, STEPS).unwrap()
+	));
+	let id = open(task, 20, &challenger.states);
+	play(id, &solver.states, &challenger.states, None);
+	let g = game(id).expect("a disputed step goes to the operator-level game");
+	assert_eq!(g.step, BAD_STEP);
+	assert_eq!(g.ops as usize, solver.bad.program.ops.len());
+	assert_eq!(g.agreed_link, solver.states[BAD_STEP as usize]);
+	id
+}
+
+/// Commits both op-trace roots and plays the operator bisection until it stops at an
+/// operation or the assembly (or the dispute ends). Returns the rounds played.
+fn play_ops(id: u64, solver: &Side, challenger: &Side) -> u32 {
+	let d = Disputes::<Test>::get(id).unwrap();
+	assert_ok!(Challenge::commit_ops(RuntimeOrigin::signed(10), id, solver.ops.root));
+	assert_eq!(game(id).unwrap().stage(), OpStage::Committing);
+	assert_ok!(Challenge::commit_ops(RuntimeOrigin::signed(20), id, challenger.ops.root));
+	check_invariants(System::block_number());
+	let mut rounds = 0;
+	while let Some(OpStage::Revealing(mid)) = game(id).map(|g| g.stage()) {
+		for (who, side) in [(d.solver, solver), (d.challenger, challenger)] {
+			assert_ok!(Challenge::reveal_op(
+				RuntimeOrigin::signed(who),
+				id,
+				mid,
+				side.ops.proof(mid - 1).unwrap()
+			));
+		}
+		rounds += 1;
+		check_invariants(System::block_number());
+	}
+	rounds
+}
+
+fn settled(id: u64) -> Option<H256> {
+	System::events().into_iter().find_map(|r| match r.event {
+		RuntimeEvent::Challenge(Event::OperationSettled { dispute, truth }) if dispute == id => {
+			Some(truth)
+		}
+		_ => None,
+	})
+}
+
+/// One dispute where `liar` tells `lie` in the bad step; the honest side settles.
+fn operation_case(liar: Party, lie: Lie) {
+	new_test_ext().execute_with(|| {
+		let (spec, data) = task_spec();
+		let issuance = Balances::total_issuance();
+		let honest = side(&spec, &data, Lie::None);
+		let lying = side(&spec, &data, lie);
+		let ctx = format!("liar {liar:?} lie {lie:?}");
+		let (solver, challenger) = match liar {
+			Party::Solver => (&lying, &honest),
+			Party::Challenger => (&honest, &lying),
+		};
+		let id = to_operations(&spec, solver, challenger);
+		let ops = honest.bad.program.ops.len() as u32;
+		let rounds = play_ops(id, solver, challenger);
+		assert!(rounds <= Bisection::max_rounds(ops), "{ctx}: {rounds} rounds");
+		match lie {
+			Lie::Operation(j) => {
+				let g = game(id).unwrap();
+				assert_eq!(g.stage(), OpStage::Operation(j), "{ctx}");
+				// Evidence for another operation, or tampered, is refused.
+				let other = honest.bad.evidence((j + 1) % ops).unwrap();
+				assert!(Challenge::settle_op(RuntimeOrigin::signed(99), id, other).is_err());
+				let mut ev = honest.bad.evidence(j).unwrap();
+				if let Some(t) = ev.inputs.first_mut() {
+					t.bits[0] ^= 1;
+					assert_noop!(
+						Challenge::settle_op(RuntimeOrigin::signed(99), id, ev),
+						Error::<Test>::EvidenceWrongInput
+					);
+				}
+				// Anyone may settle with the honest run's evidence.
+				assert_ok!(Challenge::settle_op(
+					RuntimeOrigin::signed(99),
+					id,
+					honest.bad.evidence(j).unwrap()
+				));
+				assert_eq!(settled(id), Some(honest.ops.outputs[j as usize]), "{ctx}");
+			}
+			Lie::Assembly => {
+				assert_eq!(game(id).unwrap().stage(), OpStage::Assembly, "{ctx}");
+				let outputs = honest.bad.output_hashes();
+				assert_ok!(Challenge::settle_op(
+					RuntimeOrigin::signed(99),
+					id,
+					OpEvidence { outputs, ..Default::default() }
+				));
+				assert_eq!(settled(id), Some(honest.states[BAD_STEP as usize + 1]), "{ctx}");
+			}
+			Lie::Unchained(_) => {
+				// Decided by the reveal itself, with no evidence.
+				assert_eq!(settled(id), None, "{ctx}");
+			}
+			Lie::None => unreachable!(),
+		}
+		let (winner, how) = resolved(id).unwrap_or_else(|| panic!("{ctx}: unresolved"));
+		assert_eq!((winner, how), (liar.other(), Resolution::Ruling), "{ctx}");
+		assert!(Disputes::<Test>::get(id).is_none());
+		// The liar's stake or bond was slashed: half to the winner, half burned.
+		let slashed = if liar == Party::Solver { SOLVER_STAKE } else { BOND };
+		assert_eq!(Balances::total_issuance(), issuance - (slashed - WINNER_SHARE * slashed));
+		check_invariants(System::block_number());
+	});
+}
+
+#[test]
+fn an_altered_operation_loses_wherever_it_is_in_the_step() {
+	let (spec, data) = task_spec();
+	let honest = side(&spec, &data, Lie::None);
+	let ops = honest.bad.program.ops.len() as u32;
+	let mut skipped = vec![];
+	for j in 0..ops {
+		// The reported loss (per-row losses and their mean) reaches no state tensor: a lie
+		// there changes nothing anyone commits to, so there is nothing to dispute.
+		if side(&spec, &data, Lie::Operation(j)).states == honest.states {
+			skipped.push(honest.bad.program.ops[j as usize].kind);
+			continue;
+		}
+		for liar in [Party::Solver, Party::Challenger] {
+			operation_case(liar, Lie::Operation(j));
+		}
+	}
+	assert_eq!(skipped, vec![program::OpKind::SoftmaxXent, program::OpKind::Mean]);
+}
+
+#[test]
+fn a_wrongly_assembled_next_state_loses() {
+	operation_case(Party::Solver, Lie::Assembly);
+	operation_case(Party::Challenger, Lie::Assembly);
+}
+
+#[test]
+fn a_leaf_that_does_not_chain_from_the_agreed_one_loses_at_once() {
+	for j in [0, 9, 20] {
+		operation_case(Party::Solver, Lie::Unchained(j));
+		operation_case(Party::Challenger, Lie::Unchained(j));
+	}
+}
+
+#[test]
+fn operator_calls_check_who_and_when() {
+	new_test_ext().execute_with(|| {
+		let (spec, data) = task_spec();
+		let honest = side(&spec, &data, Lie::None);
+		let lying = side(&spec, &data, Lie::Operation(3));
+		let id = to_operations(&spec, &lying, &honest);
+		let proof = honest.ops.proof(0).unwrap();
+		assert_noop!(
+			Challenge::commit_ops(RuntimeOrigin::signed(21), id, H256::zero()),
+			Error::<Test>::NotAParty
+		);
+		assert_noop!(
+			Challenge::reveal_op(RuntimeOrigin::signed(20), id, 1, proof.clone()),
+			Error::<Test>::WrongStage
+		);
+		assert_noop!(
+			Challenge::settle_op(RuntimeOrigin::signed(20), id, OpEvidence::default()),
+			Error::<Test>::WrongStage
+		);
+		assert_ok!(Challenge::commit_ops(RuntimeOrigin::signed(20), id, honest.ops.root));
+		assert_noop!(
+			Challenge::commit_ops(RuntimeOrigin::signed(20), id, honest.ops.root),
+			Error::<Test>::AlreadyCommitted
+		);
+		assert_ok!(Challenge::commit_ops(RuntimeOrigin::signed(10), id, lying.ops.root));
+		let mid = match game(id).unwrap().stage() {
+			OpStage::Revealing(mid) => mid,
+			s => panic!("{s:?}"),
+		};
+		assert_noop!(
+			Challenge::reveal_op(RuntimeOrigin::signed(20), id, mid + 1, proof.clone()),
+			Error::<Test>::WrongPosition
+		);
+		// A proof of another leaf, or against the other side's root, fails.
+		assert_noop!(
+			Challenge::reveal_op(RuntimeOrigin::signed(20), id, mid, proof),
+			Error::<Test>::BadProof
+		);
+		assert_noop!(
+			Challenge::reveal_op(RuntimeOrigin::signed(10), id, mid, honest.ops.proof(mid - 1).unwrap()),
+			Error::<Test>::BadProof
+		);
+		assert_ok!(Challenge::reveal_op(
+			RuntimeOrigin::signed(20),
+			id,
+			mid,
+			honest.ops.proof(mid - 1).unwrap()
+		));
+		assert_noop!(
+			Challenge::reveal_op(RuntimeOrigin::signed(20), id, mid, honest.ops.proof(mid - 1).unwrap()),
+			Error::<Test>::AlreadyRevealed
+		);
+		// Step-level calls are over.
+		assert_noop!(
+			Challenge::reveal(RuntimeOrigin::signed(10), id, 2, trace_proof(&lying.states, 1).unwrap()),
+			Error::<Test>::NotBisecting
+		);
+	});
+}
+
+/// `quitter` stops answering at `stage` ("commit", "reveal" or "settle"): it loses by
+/// timeout (the challenger, when nobody settles).
+fn quit_case(liar: Party, stage: &str) {
+	new_test_ext().execute_with(|| {
+		let (spec, data) = task_spec();
+		let honest = side(&spec, &data, Lie::None);
+		let lying = side(&spec, &data, Lie::Operation(5));
+		let (solver, challenger) = match liar {
+			Party::Solver => (&lying, &honest),
+			Party::Challenger => (&honest, &lying),
+		};
+		let id = to_operations(&spec, solver, challenger);
+		let d = Disputes::<Test>::get(id).unwrap();
+		let honest_account = if liar == Party::Solver { d.challenger } else { d.solver };
+		let honest_side = if liar == Party::Solver { challenger } else { solver };
+		let expected = match stage {
+			"commit" => {
+				assert_ok!(Challenge::commit_ops(
+					RuntimeOrigin::signed(honest_account),
+					id,
+					honest_side.ops.root
+				));
+				liar.other()
+			}
+			"reveal" => {
+				for (who, s) in [(d.solver, solver), (d.challenger, challenger)] {
+					assert_ok!(Challenge::commit_ops(RuntimeOrigin::signed(who), id, s.ops.root));
+				}
+				let OpStage::Revealing(mid) = game(id).unwrap().stage() else { panic!() };
+				assert_ok!(Challenge::reveal_op(
+					RuntimeOrigin::signed(honest_account),
+					id,
+					mid,
+					honest_side.ops.proof(mid - 1).unwrap()
+				));
+				liar.other()
+			}
+			_ => {
+				play_ops(id, solver, challenger);
+				assert_eq!(game(id).unwrap().stage(), OpStage::Operation(5));
+				Party::Solver
+			}
+		};
+		run_to_block(Disputes::<Test>::get(id).unwrap().deadline);
+		assert_eq!(resolved(id), Some((expected, Resolution::Timeout)), "{liar:?} {stage}");
+	});
+}
+
+#[test]
+fn whoever_stops_answering_in_the_operator_game_loses() {
+	for liar in [Party::Solver, Party::Challenger] {
+		quit_case(liar, "commit");
+		quit_case(liar, "reveal");
+	}
+	// Nobody settles: the challenger, who must pursue its dispute, loses.
+	quit_case(Party::Solver, "settle");
+}
