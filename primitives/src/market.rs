@@ -162,6 +162,9 @@ impl<AccountId, Balance, BlockNumber: Copy> Task<AccountId, Balance, BlockNumber
 }
 
 /// The stage of a dispute.
+// The operator-level game is the large variant; a dispute is stored (SCALE-encoded, sized by
+// variant) and copied rarely, so boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(
 	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
 )]

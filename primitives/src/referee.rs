@@ -275,6 +275,19 @@ impl StepRun {
 		state: Vec<Matrix>,
 		dataset: &[(Vec<f32>, u32)],
 	) -> Result<Self, RefereeError> {
+		Self::with_fault(spec, step, state, dataset, None)
+	}
+
+	/// [`StepRun::new`], but with a deliberate fault at operation `fault` (if any): `0.25` is
+	/// added to every value of its output, and the rest of the step goes on from the altered
+	/// value, as a consistent liar's would. For demonstrations and tests of the dispute game.
+	pub fn with_fault(
+		spec: &TrainingSpec,
+		step: u32,
+		state: Vec<Matrix>,
+		dataset: &[(Vec<f32>, u32)],
+		fault: Option<u32>,
+	) -> Result<Self, RefereeError> {
 		let program = program::step_program(spec).map_err(|_| RefereeError::BadSpec)?;
 		let indices = repops::batch_indices(spec.seed, step, spec.batch_size, spec.dataset.samples);
 		let samples = indices
@@ -283,7 +296,15 @@ impl StepRun {
 			.collect::<Option<Vec<_>>>()
 			.ok_or(RefereeError::WrongBatch)?;
 		let (batch, labels) = verified_batch(spec, step, &samples)?;
-		let (outputs, next) = program::run_step(spec, &program, &state, &batch, &labels, step)?;
+		let mut j = 0u32;
+		let (outputs, next) = program::run_step_with(&program, &state, &batch, |op, inputs| {
+			let mut out = program::execute(spec, op, inputs, &labels, step)?;
+			if fault == Some(j) {
+				out.data.iter_mut().for_each(|v| *v = repops::add(*v, 0.25));
+			}
+			j = j.saturating_add(1);
+			Ok(out)
+		})?;
 		Ok(Self { program, state, samples, outputs, next })
 	}
 
@@ -321,6 +342,49 @@ impl StepRun {
 	/// Every output's hash: the evidence of the next-state assembly.
 	pub fn output_hashes(&self) -> Vec<H256> {
 		self.outputs.iter().map(tensor_hash).collect()
+	}
+}
+
+/// A deliberate fault in a training run: operation `op` of step `step` is altered
+/// ([`StepRun::with_fault`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Fault {
+	/// The step.
+	pub step: u32,
+	/// The operation.
+	pub op: u32,
+}
+
+/// A whole training run with the reference operators, every step kept.
+#[derive(Clone, Debug)]
+pub struct TraceRun {
+	/// `h_0 ..= h_N`.
+	pub states: Vec<H256>,
+	/// The run of every step.
+	pub steps: Vec<StepRun>,
+}
+
+impl TraceRun {
+	/// Trains `spec` on `dataset` from initialization with the reference operators, keeping
+	/// every step (memory grows with the steps: for small tasks, tests and demonstrations),
+	/// with `fault` injected if given.
+	pub fn new(
+		spec: &TrainingSpec,
+		dataset: &[(Vec<f32>, u32)],
+		fault: Option<Fault>,
+	) -> Result<Self, RefereeError> {
+		let program = program::step_program(spec).map_err(|_| RefereeError::BadSpec)?;
+		let mut state = program::initial_state(spec, &program)?;
+		let mut states = alloc::vec![state_hash(&state)];
+		let mut steps = Vec::with_capacity(spec.steps as usize);
+		for t in 0..spec.steps {
+			let op = fault.filter(|f| f.step == t).map(|f| f.op);
+			let run = StepRun::with_fault(spec, t, state, dataset, op)?;
+			state = run.next.clone();
+			states.push(state_hash(&state));
+			steps.push(run);
+		}
+		Ok(Self { states, steps })
 	}
 }
 

@@ -131,3 +131,19 @@ fn operations_beyond_the_leaf_bound_are_refused_before_any_work() {
 	let p = program::step_program(&small).unwrap();
 	assert!(p.ops.iter().all(|op| fits_leaf(&small, &p, op)));
 }
+
+#[test]
+fn a_fault_changes_its_operation_and_everything_after_it() {
+	let data = synthetic_dataset(7, 40, 6, 3);
+	let mut spec = TrainingSpec::example_mlp(&[6, 5, 4, 3], sgd(), 8).on_dataset(&data);
+	spec.steps = 3;
+	let honest = TraceRun::new(&spec, &data, None).unwrap();
+	assert_eq!(honest.states.len(), 4);
+	assert_eq!(honest.states[3], state_hash(&honest.steps[2].next));
+	let faulty = TraceRun::new(&spec, &data, Some(Fault { step: 1, op: 3 })).unwrap();
+	assert_eq!(faulty.states[..2], honest.states[..2]);
+	assert!(faulty.states[2..].iter().zip(&honest.states[2..]).all(|(a, b)| a != b));
+	let (h, f) = (honest.steps[1].op_trace(), faulty.steps[1].op_trace());
+	assert_eq!(h.outputs[..3], f.outputs[..3]);
+	assert_ne!(h.outputs[3], f.outputs[3]);
+}

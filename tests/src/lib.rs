@@ -354,3 +354,36 @@ pub async fn submit_in_block(
 	}
 	bail!("{pallet}.{call}: the status stream ended before inclusion")
 }
+
+/// A dev account's SS58 address, as the JSON-RPC writes accounts.
+pub fn ss58(k: &subxt_signer::sr25519::Keypair) -> String {
+	sp_core::crypto::Ss58Codec::to_ss58check(&sp_core::crypto::AccountId32::from(k.public_key().0))
+}
+
+/// `pallet_compute_staking::Ledger` as far as the tests read it.
+#[derive(Debug, subxt::ext::scale_decode::DecodeAsType)]
+#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
+pub struct Ledger {
+	/// Bonded stake.
+	pub active: u128,
+	/// The part of it locked for tasks and disputes.
+	pub locked: u128,
+}
+
+/// `who`'s staking ledger at the finalized block (subxt reads there: wait for finality
+/// first when the outcome to check is recent).
+pub async fn ledger(
+	api: &subxt::OnlineClient<subxt::PolkadotConfig>,
+	who: &subxt_signer::sr25519::Keypair,
+) -> Result<Ledger> {
+	api.at_current_block()
+		.await?
+		.storage()
+		.fetch(
+			subxt::dynamic::storage::<([u8; 32],), Ledger>("ComputeStaking", "Ledgers"),
+			(who.public_key().0,),
+		)
+		.await?
+		.decode()
+		.map_err(anyhow::Error::from)
+}

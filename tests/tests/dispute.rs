@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
-use sp_core::{crypto::Ss58Codec, H256};
+use sp_core::H256;
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::{dev, Keypair};
-use trainet_e2e::{submit_in_block, Node, NodeConfig};
+use trainet_e2e::{ledger, ss58, submit_in_block, Node, NodeConfig};
 use trainet_primitives::{
 	market::{Timeouts, TraceCommitment},
 	program::initial_state_hash,
@@ -20,10 +20,6 @@ use trainet_primitives::{
 };
 
 const STEPS: u32 = 4;
-
-fn ss58(k: &Keypair) -> String {
-	sp_core::crypto::AccountId32::from(k.public_key().0).to_ss58check()
-}
 
 /// A trace starting at `h0`, with made-up later states (the referee only looks at `h_0` here).
 fn trace(h0: H256, salt: u64) -> Vec<H256> {
@@ -181,35 +177,13 @@ async fn the_runtime_referee_decides_initialization_disputes() -> Result<()> {
 	let best = node.best_number().await?;
 	node.wait_for_finalized(best, Duration::from_secs(90)).await?;
 
-	#[derive(Debug, subxt::ext::scale_decode::DecodeAsType)]
-	#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
-	struct Ledger {
-		active: u128,
-		locked: u128,
-	}
-	let ledger = |who: &Keypair| {
-		let key = who.public_key().0;
-		let api = api.clone();
-		async move {
-			api.at_current_block()
-				.await?
-				.storage()
-				.fetch(
-					subxt::dynamic::storage::<([u8; 32],), Ledger>("ComputeStaking", "Ledgers"),
-					(key,),
-				)
-				.await?
-				.decode()
-				.map_err(anyhow::Error::from)
-		}
-	};
-	let l = ledger(&liar_solver).await?;
+	let l = ledger(&api, &liar_solver).await?;
 	ensure!(l.active == 100 * UNIT && l.locked == 0, "liar solver: {l:?}");
-	let l = ledger(&liar_verifier).await?;
+	let l = ledger(&api, &liar_verifier).await?;
 	ensure!(l.active == 50 * UNIT && l.locked == 0, "liar verifier: {l:?}");
-	let l = ledger(&honest_verifier).await?;
+	let l = ledger(&api, &honest_verifier).await?;
 	ensure!(l.active == 100 * UNIT && l.locked == 0, "honest verifier: {l:?}");
-	let l = ledger(&honest_solver).await?;
+	let l = ledger(&api, &honest_solver).await?;
 	ensure!(
 		l.active == 200 * UNIT && l.locked == 100 * UNIT,
 		"honest solver (still backing task 1): {l:?}"

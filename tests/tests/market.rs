@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
-use sp_core::{crypto::Ss58Codec, H256};
+use sp_core::H256;
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
-use trainet_e2e::{submit_in_block, Node, NodeConfig};
+use trainet_e2e::{ss58, submit_in_block, Node, NodeConfig};
 use trainet_primitives::{
 	bisection::Bisection,
 	market::{Timeouts, TraceCommitment},
@@ -19,10 +19,6 @@ use trainet_primitives::{
 };
 
 const STEPS: u32 = 16;
-
-fn ss58(k: &subxt_signer::sr25519::Keypair) -> String {
-	sp_core::crypto::AccountId32::from(k.public_key().0).to_ss58check()
-}
 
 #[tokio::test]
 async fn a_task_is_posted_claimed_committed_and_disputed_on_a_dev_chain() -> Result<()> {

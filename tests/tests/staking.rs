@@ -6,15 +6,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use subxt::{dynamic, OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
-use trainet_e2e::{Node, NodeConfig};
-
-/// `pallet_compute_staking::Ledger` as far as this test reads it.
-#[derive(Debug, subxt::ext::scale_decode::DecodeAsType)]
-#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
-struct Ledger {
-	active: u128,
-	locked: u128,
-}
+use trainet_e2e::{ledger, Node, NodeConfig};
 
 #[tokio::test]
 async fn a_solver_registers_a_bond_on_the_dev_chain() -> Result<()> {
@@ -58,16 +50,7 @@ async fn a_solver_registers_a_bond_on_the_dev_chain() -> Result<()> {
 		"no ComputeStaking.Registered event"
 	);
 
-	let ledger = api
-		.at_current_block()
-		.await?
-		.storage()
-		.fetch(
-			dynamic::storage::<([u8; 32],), Ledger>("ComputeStaking", "Ledgers"),
-			(dev::charlie().public_key().0,),
-		)
-		.await?
-		.decode()?;
+	let ledger = ledger(&api, &dev::charlie()).await?;
 	ensure!(ledger.active == bond && ledger.locked == 0, "ledger read back: {ledger:?}");
 	Ok(())
 }

@@ -23,7 +23,8 @@ use sp_runtime::traits::Block as BlockT;
 use trainet_primitives::{
 	api::TrainetApi,
 	bisection::Transition,
-	market::{Dispute, DisputeId, DisputePhase, Task, TaskId, TaskState},
+	commit::OpLeaf,
+	market::{Dispute, DisputeId, DisputePhase, OpStage, Task, TaskId, TaskState},
 	task::{Model, Optimizer, TrainingSpec},
 };
 use trainet_runtime::{AccountId, Balance, BlockNumber};
@@ -169,6 +170,32 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 				Transition::Step(t) => json!({ "step": t }),
 			};
 			json!({ "leaf": { "transition": transition } })
+		}
+		DisputePhase::Operations(g) => {
+			let leaf = |l: &Option<OpLeaf>| {
+				l.as_ref().map(|l| json!({ "output": hash(&l.output), "link": hash(&l.link) }))
+			};
+			let stage = match g.stage() {
+				OpStage::Committing => json!("committing"),
+				OpStage::Revealing(position) => json!({ "revealing": { "position": position } }),
+				OpStage::Operation(j) => json!({ "operation": j }),
+				OpStage::Assembly => json!("assembly"),
+			};
+			json!({ "operations": {
+				"step": g.step,
+				"ops": g.ops,
+				"stage": stage,
+				"round": g.round,
+				"agreed": g.bisection.agreed,
+				"disputed": g.bisection.disputed,
+				"agreedLink": hash(&g.agreed_link),
+				"solverRoot": g.solver_root.as_ref().map(hash),
+				"challengerRoot": g.challenger_root.as_ref().map(hash),
+				"solverReveal": leaf(&g.solver_reveal),
+				"challengerReveal": leaf(&g.challenger_reveal),
+				"solverDisputed": leaf(&g.solver_disputed),
+				"challengerDisputed": leaf(&g.challenger_disputed),
+			} })
 		}
 	};
 	json!({

@@ -5,6 +5,7 @@ use frame_benchmarking::v2::*;
 use frame_support::traits::Hooks;
 use frame_system::RawOrigin;
 use trainet_primitives::{
+	commit::{chain, op_trace},
 	market::TraceCommitment,
 	trace::{trace_proof, trace_root},
 };
@@ -23,6 +24,14 @@ fn states(steps: u32, salt: u64) -> alloc::vec::Vec<H256> {
 }
 
 fn committed<T: Config>(solver: &T::AccountId, steps: u32) -> TaskId {
+	committed_with::<T>(solver, steps, None)
+}
+
+fn committed_with<T: Config>(
+	solver: &T::AccountId,
+	steps: u32,
+	spec: Option<trainet_primitives::task::TrainingSpec>,
+) -> TaskId {
 	let s = states(steps, 0);
 	let commitment = TraceCommitment {
 		trace_root: trace_root(&s),
@@ -30,7 +39,7 @@ fn committed<T: Config>(solver: &T::AccountId, steps: u32) -> TaskId {
 		final_state: s.last().copied().unwrap_or_default(),
 		model_hash: H256::zero(),
 	};
-	T::Tasks::benchmark_committed_task(solver, commitment)
+	T::Tasks::benchmark_committed_task(solver, commitment, spec)
 }
 
 fn challenger<T: Config>(i: u32) -> T::AccountId {
@@ -62,6 +71,29 @@ fn half_revealed<T: Config>(v: u32) -> Result<(T::AccountId, DisputeId), Benchma
 	let proof = trace_proof(&states(1, 1), 0).ok_or(BenchmarkError::Stop("no proof"))?;
 	Pallet::<T>::reveal(RawOrigin::Signed(challenger).into(), id, 1, proof)?;
 	Ok((solver, id))
+}
+
+/// Puts dispute `id` (over a one-step trace) into the operator-level game over step 0 from
+/// pre-state `pre`, with `game` adjusted by `f`.
+fn into_operations<T: Config>(
+	id: DisputeId,
+	ops: u32,
+	pre: H256,
+	f: impl FnOnce(&mut OpGame),
+) -> Result<(), BenchmarkError> {
+	let mut d = Disputes::<T>::get(id).ok_or(BenchmarkError::Stop("no dispute"))?;
+	let mut game = OpGame::new(0, ops, pre).ok_or(BenchmarkError::Stop("no game"))?;
+	f(&mut game);
+	d.bisection = Bisection::from_ends(1, 2).ok_or(BenchmarkError::Stop("no interval"))?;
+	d.agreed_state = Some(pre);
+	d.phase = DisputePhase::Operations(game);
+	Disputes::<T>::insert(id, d);
+	Ok(())
+}
+
+/// Outputs of an op trace; `salt` makes different ones.
+fn outputs(ops: u32, salt: u64) -> alloc::vec::Vec<H256> {
+	states(ops.saturating_sub(1), salt)
 }
 
 #[benchmarks]
@@ -131,6 +163,110 @@ mod benchmarks {
 			Pallet::<T>::on_initialize(deadline);
 		}
 		assert_eq!(Disputes::<T>::iter().count(), 0);
+		Ok(())
+	}
+
+	/// The second op-trace root: the operator bisection's first round is scheduled.
+	#[benchmark]
+	fn commit_ops() -> Result<(), BenchmarkError> {
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = committed::<T>(&solver, 1);
+		let id = open_dispute::<T>(task, 1, 0)?;
+		into_operations::<T>(id, 64, H256::repeat_byte(1), |g| {
+			g.challenger_root = Some(H256::repeat_byte(2));
+		})?;
+		#[extrinsic_call]
+		_(RawOrigin::Signed(solver), id, H256::repeat_byte(3));
+		Ok(())
+	}
+
+	/// The last reveal of the operator bisection: it ends at an operation where the solver's
+	/// leaf does not chain from the agreed one, so the solver loses at once and `v` other
+	/// disputes on the task are voided.
+	#[benchmark]
+	fn reveal_op(
+		v: Linear<0, { T::MaxDisputesPerTask::get().saturating_sub(1) }>,
+	) -> Result<(), BenchmarkError> {
+		const OPS: u32 = 1024;
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = committed::<T>(&solver, 1);
+		let id = open_dispute::<T>(task, 1, 0)?;
+		for i in 1..=v {
+			open_dispute::<T>(task, 1, i)?;
+		}
+		let pre = H256::repeat_byte(1);
+		let honest = op_trace(&pre, outputs(OPS, 1));
+		let liar = op_trace(&H256::repeat_byte(9), outputs(OPS, 2));
+		let challenger: T::AccountId = account("challenger", 0, 0);
+		into_operations::<T>(id, OPS, pre, |g| {
+			g.solver_root = Some(liar.root);
+			g.challenger_root = Some(honest.root);
+			g.bisection = Bisection { agreed: 0, disputed: 2 };
+		})?;
+		let proof = honest.proof(0).ok_or(BenchmarkError::Stop("no proof"))?;
+		Pallet::<T>::reveal_op(RawOrigin::Signed(challenger).into(), id, 1, proof)?;
+		let proof = liar.proof(0).ok_or(BenchmarkError::Stop("no proof"))?;
+		#[extrinsic_call]
+		_(RawOrigin::Signed(solver), id, 1, proof);
+		assert!(!Disputes::<T>::contains_key(id));
+		Ok(())
+	}
+
+	/// The largest operation one leaf executes: the first matmul of a model of widths
+	/// `512, 512, 2` with a batch of 64 (`64 x 512` times `512 x 512`: `2^24` multiply-adds,
+	/// 360 448 values with the batch's samples), which the solver got wrong: it loses.
+	#[benchmark]
+	fn settle_op() -> Result<(), BenchmarkError> {
+		use trainet_primitives::{
+			commit::{sample_proof, state_hash_of, tensor_hash},
+			referee::{fits_leaf, op_cost, OpEvidence, MAX_LEAF_MACS},
+			repops::{batch_indices, init_weights, TensorBits},
+			task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+		};
+		let data = synthetic_dataset(1, 64, 512, 2);
+		let sgd = Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.1),
+			momentum: F32Bits::from_f32(0.9),
+		};
+		let spec = TrainingSpec::example_mlp(&[512, 512, 2], sgd, 64).on_dataset(&data);
+		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
+		let op = program.ops.first().ok_or(BenchmarkError::Stop("no op"))?;
+		assert_eq!(op_cost(&spec, &program, op).1, MAX_LEAF_MACS);
+		assert!(fits_leaf(&spec, &program, op));
+		let w = init_weights(spec.seed, 0, 512, 512).map_err(|_| BenchmarkError::Stop("w"))?;
+		let mut tensors: alloc::vec::Vec<H256> = outputs(program.state_shapes.len() as u32, 7);
+		if let Some(t) = tensors.first_mut() {
+			*t = tensor_hash(&w);
+		}
+		let pre = state_hash_of(&tensors);
+		let samples = batch_indices(spec.seed, 0, 64, 64)
+			.into_iter()
+			.map(|i| sample_proof(&data, i))
+			.collect::<Option<alloc::vec::Vec<_>>>()
+			.ok_or(BenchmarkError::Stop("no sample"))?;
+		let evidence = OpEvidence {
+			outputs: alloc::vec::Vec::new(),
+			state: tensors,
+			inputs: alloc::vec![TensorBits::from(&w)],
+			samples,
+		};
+
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = committed_with::<T>(&solver, 1, Some(spec));
+		let id = open_dispute::<T>(task, 1, 0)?;
+		let ops = program.ops.len() as u32;
+		let wrong = H256::repeat_byte(0xee);
+		into_operations::<T>(id, ops, pre, |g| {
+			g.solver_root = Some(H256::repeat_byte(2));
+			g.challenger_root = Some(H256::repeat_byte(3));
+			g.bisection = Bisection { agreed: 0, disputed: 1 };
+			g.solver_disputed = Some(OpLeaf { output: wrong, link: chain(&pre, &wrong) });
+			let other = H256::repeat_byte(0xdd);
+			g.challenger_disputed = Some(OpLeaf { output: other, link: chain(&pre, &other) });
+		})?;
+		#[extrinsic_call]
+		_(RawOrigin::Signed(account("caller", 0, 0)), id, evidence);
+		assert!(!Disputes::<T>::contains_key(id));
 		Ok(())
 	}
 

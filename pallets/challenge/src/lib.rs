@@ -629,7 +629,12 @@ pub mod pallet {
 				Party::Challenger => game.challenger_reveal = Some(proof.leaf),
 			}
 			let (Some(s), Some(c)) = (game.solver_reveal, game.challenger_reveal) else {
-				Self::deposit_event(Event::OpRevealed { dispute, party, position, leaf: proof.leaf });
+				Self::deposit_event(Event::OpRevealed {
+					dispute,
+					party,
+					position,
+					leaf: proof.leaf,
+				});
 				d.phase = DisputePhase::Operations(game);
 				Disputes::<T>::insert(dispute, d);
 				return Ok(());
@@ -859,7 +864,8 @@ pub mod pallet {
 					// Whoever has not committed or revealed loses (the challenger if neither
 					// has); an unsettled operation costs the challenger, who must pursue its
 					// dispute, unless the chain could not have executed it.
-					let missing = |s: bool, c: bool| if !s && c { Party::Challenger } else { Party::Solver };
+					let missing =
+						|s: bool, c: bool| if !s && c { Party::Challenger } else { Party::Solver };
 					let winner = match game.stage() {
 						OpStage::Committing => Some(missing(
 							game.solver_root.is_some(),
@@ -949,8 +955,11 @@ pub mod pallet {
 				ensure!(d.bisection.disputed <= d.trace_len, "an interval beyond the trace");
 				let at_leaf = d.bisection.is_resolved();
 				ensure!(
-					at_leaf ==
-						matches!(d.phase, DisputePhase::Leaf { .. } | DisputePhase::Operations(_)),
+					at_leaf
+						== matches!(
+							d.phase,
+							DisputePhase::Leaf { .. } | DisputePhase::Operations(_)
+						),
 					"the phase does not match the interval"
 				);
 				if let DisputePhase::Operations(game) = &d.phase {
@@ -959,8 +968,8 @@ pub mod pallet {
 						"an operator-level game over another transition than the disputed one"
 					);
 					ensure!(
-						game.bisection.agreed < game.bisection.disputed &&
-							game.bisection.disputed <= game.ops.saturating_add(1),
+						game.bisection.agreed < game.bisection.disputed
+							&& game.bisection.disputed <= game.ops.saturating_add(1),
 						"an operator-level interval beyond the step"
 					);
 				}

@@ -8,7 +8,7 @@
 //! than a release build's, so these weights err high.
 
 // Executed Command:
-// /root/.cache/trainet/target/debug/trainet-node
+// /tmp/bench-node
 // benchmark
 // pallet
 // --chain
@@ -61,18 +61,18 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `ComputeStaking::Ledgers` (r:1 w:1)
 	/// Proof: `ComputeStaking::Ledgers` (`max_values`: None, `max_size`: Some(403), added: 2878, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Disputes` (r:0 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(368), added: 2843, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
 	fn open() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `570`
 		//  Estimated: `5527`
-		// Minimum execution time: 918_385_000 picoseconds.
-		Weight::from_parts(1_240_736_000, 5527)
+		// Minimum execution time: 906_833_000 picoseconds.
+		Weight::from_parts(1_040_813_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(6))
 	}
 	/// Storage: `Challenge::Disputes` (r:8 w:8)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(368), added: 2843, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:2 w:1)
 	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
@@ -95,19 +95,19 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn reveal(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
-		//  Estimated: `10064 + v * (2878 ±0)`
-		// Minimum execution time: 74_983_272_000 picoseconds.
-		Weight::from_parts(78_054_947_789, 10064)
-			// Standard Error: 279_936_733
-			.saturating_add(Weight::from_parts(1_666_164_293, 0).saturating_mul(v.into()))
+		//  Estimated: `10064 + v * (3151 ±0)`
+		// Minimum execution time: 75_961_540_000 picoseconds.
+		Weight::from_parts(88_158_106_969, 10064)
+			// Standard Error: 379_661_812
+			.saturating_add(Weight::from_parts(12_651_126, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(13))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 2878).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
 	}
 	/// Storage: `Challenge::Disputes` (r:8 w:8)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(368), added: 2843, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
@@ -130,21 +130,21 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn timeout(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
-		//  Estimated: `10064 + v * (2878 ±0)`
-		// Minimum execution time: 2_382_999_000 picoseconds.
-		Weight::from_parts(2_929_286_610, 10064)
-			// Standard Error: 20_209_306
-			.saturating_add(Weight::from_parts(639_210_040, 0).saturating_mul(v.into()))
+		//  Estimated: `10064 + v * (3151 ±0)`
+		// Minimum execution time: 2_291_909_000 picoseconds.
+		Weight::from_parts(2_489_608_380, 10064)
+			// Standard Error: 7_860_937
+			.saturating_add(Weight::from_parts(573_381_811, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(13))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 2878).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
 	}
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
 	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Disputes` (r:256 w:256)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(368), added: 2843, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:256 w:256)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::TaskDisputes` (r:512 w:256)
@@ -166,24 +166,92 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `62 + n * (1246 ±0)`
 		//  Estimated: `10064 + n * (5756 ±0)`
-		// Minimum execution time: 106_789_000 picoseconds.
-		Weight::from_parts(44_030_340_556, 10064)
-			// Standard Error: 122_695_354
-			.saturating_add(Weight::from_parts(2_376_664_428, 0).saturating_mul(n.into()))
+		// Minimum execution time: 73_628_000 picoseconds.
+		Weight::from_parts(74_900_000, 10064)
+			// Standard Error: 63_414_172
+			.saturating_add(Weight::from_parts(3_138_938_384, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(2))
 			.saturating_add(T::DbWeight::get().reads((11_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(2))
 			.saturating_add(T::DbWeight::get().writes((10_u64).saturating_mul(n.into())))
 			.saturating_add(Weight::from_parts(0, 5756).saturating_mul(n.into()))
 	}
+	/// Storage: `Challenge::Disputes` (r:1 w:1)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::Deadlines` (r:2 w:2)
+	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	fn commit_ops() -> Weight {
-		Self::open()
+		// Proof Size summary in bytes:
+		//  Measured:  `528`
+		//  Estimated: `10064`
+		// Minimum execution time: 534_538_000 picoseconds.
+		Weight::from_parts(617_192_000, 10064)
+			.saturating_add(T::DbWeight::get().reads(3))
+			.saturating_add(T::DbWeight::get().writes(3))
 	}
+	/// Storage: `Challenge::Disputes` (r:8 w:8)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
+	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::Deadlines` (r:1 w:1)
+	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::TaskDisputes` (r:9 w:8)
+	/// Proof: `Challenge::TaskDisputes` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
+	/// Storage: `ComputeStaking::Ledgers` (r:9 w:9)
+	/// Proof: `ComputeStaking::Ledgers` (`max_values`: None, `max_size`: Some(403), added: 2878, mode: `MaxEncodedLen`)
+	/// Storage: `Balances::Holds` (r:1 w:1)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
+	/// Storage: `System::Account` (r:2 w:2)
+	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
+	/// Storage: `Slashing::Offences` (r:1 w:1)
+	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(383), added: 2858, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
+	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	/// The range of component `v` is `[0, 7]`.
 	fn reveal_op(v: u32, ) -> Weight {
-		Self::reveal(v)
+		// Proof Size summary in bytes:
+		//  Measured:  `1714 + v * (466 ±0)`
+		//  Estimated: `10064 + v * (3151 ±0)`
+		// Minimum execution time: 2_566_461_000 picoseconds.
+		Weight::from_parts(3_326_358_990, 10064)
+			// Standard Error: 146_798_184
+			.saturating_add(Weight::from_parts(1_003_253_529, 0).saturating_mul(v.into()))
+			.saturating_add(T::DbWeight::get().reads(14))
+			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
+			.saturating_add(T::DbWeight::get().writes(13))
+			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(v.into())))
+			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
 	}
+	/// Storage: `Challenge::Disputes` (r:1 w:1)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(383), added: 2858, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
+	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::Deadlines` (r:1 w:1)
+	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::TaskDisputes` (r:2 w:1)
+	/// Proof: `Challenge::TaskDisputes` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
+	/// Storage: `ComputeStaking::Ledgers` (r:2 w:2)
+	/// Proof: `ComputeStaking::Ledgers` (`max_values`: None, `max_size`: Some(403), added: 2878, mode: `MaxEncodedLen`)
+	/// Storage: `Balances::Holds` (r:1 w:1)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
+	/// Storage: `System::Account` (r:2 w:2)
+	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
+	/// Storage: `Slashing::Offences` (r:1 w:1)
+	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
+	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	fn settle_op() -> Weight {
-		Weight::from_parts(1_000_000_000_000, 0)
+		// Proof Size summary in bytes:
+		//  Measured:  `1791`
+		//  Estimated: `10064`
+		// Minimum execution time: 126_081_853_000 picoseconds.
+		Weight::from_parts(140_934_192_000, 10064)
+			.saturating_add(T::DbWeight::get().reads(14))
+			.saturating_add(T::DbWeight::get().writes(13))
 	}
 }
 
@@ -193,47 +261,47 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `570`
 		//  Estimated: `5527`
-		// Minimum execution time: 918_385_000 picoseconds.
-		Weight::from_parts(1_240_736_000, 5527)
+		// Minimum execution time: 906_833_000 picoseconds.
+		Weight::from_parts(1_040_813_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(6))
 			.saturating_add(RocksDbWeight::get().writes(6))
 	}
 	fn reveal(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
-		//  Estimated: `10064 + v * (2878 ±0)`
-		// Minimum execution time: 74_983_272_000 picoseconds.
-		Weight::from_parts(78_054_947_789, 10064)
-			// Standard Error: 279_936_733
-			.saturating_add(Weight::from_parts(1_666_164_293, 0).saturating_mul(v.into()))
+		//  Estimated: `10064 + v * (3151 ±0)`
+		// Minimum execution time: 75_961_540_000 picoseconds.
+		Weight::from_parts(88_158_106_969, 10064)
+			// Standard Error: 379_661_812
+			.saturating_add(Weight::from_parts(12_651_126, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(13))
 			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 2878).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
 	}
 	fn timeout(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
-		//  Estimated: `10064 + v * (2878 ±0)`
-		// Minimum execution time: 2_382_999_000 picoseconds.
-		Weight::from_parts(2_929_286_610, 10064)
-			// Standard Error: 20_209_306
-			.saturating_add(Weight::from_parts(639_210_040, 0).saturating_mul(v.into()))
+		//  Estimated: `10064 + v * (3151 ±0)`
+		// Minimum execution time: 2_291_909_000 picoseconds.
+		Weight::from_parts(2_489_608_380, 10064)
+			// Standard Error: 7_860_937
+			.saturating_add(Weight::from_parts(573_381_811, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(14))
 			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(13))
 			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 2878).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
 	}
 	fn on_initialize(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `62 + n * (1246 ±0)`
 		//  Estimated: `10064 + n * (5756 ±0)`
-		// Minimum execution time: 106_789_000 picoseconds.
-		Weight::from_parts(44_030_340_556, 10064)
-			// Standard Error: 122_695_354
-			.saturating_add(Weight::from_parts(2_376_664_428, 0).saturating_mul(n.into()))
+		// Minimum execution time: 73_628_000 picoseconds.
+		Weight::from_parts(74_900_000, 10064)
+			// Standard Error: 63_414_172
+			.saturating_add(Weight::from_parts(3_138_938_384, 0).saturating_mul(n.into()))
 			.saturating_add(RocksDbWeight::get().reads(2))
 			.saturating_add(RocksDbWeight::get().reads((11_u64).saturating_mul(n.into())))
 			.saturating_add(RocksDbWeight::get().writes(2))
@@ -241,12 +309,35 @@ impl WeightInfo for () {
 			.saturating_add(Weight::from_parts(0, 5756).saturating_mul(n.into()))
 	}
 	fn commit_ops() -> Weight {
-		Self::open()
+		// Proof Size summary in bytes:
+		//  Measured:  `528`
+		//  Estimated: `10064`
+		// Minimum execution time: 534_538_000 picoseconds.
+		Weight::from_parts(617_192_000, 10064)
+			.saturating_add(RocksDbWeight::get().reads(3))
+			.saturating_add(RocksDbWeight::get().writes(3))
 	}
 	fn reveal_op(v: u32, ) -> Weight {
-		Self::reveal(v)
+		// Proof Size summary in bytes:
+		//  Measured:  `1714 + v * (466 ±0)`
+		//  Estimated: `10064 + v * (3151 ±0)`
+		// Minimum execution time: 2_566_461_000 picoseconds.
+		Weight::from_parts(3_326_358_990, 10064)
+			// Standard Error: 146_798_184
+			.saturating_add(Weight::from_parts(1_003_253_529, 0).saturating_mul(v.into()))
+			.saturating_add(RocksDbWeight::get().reads(14))
+			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
+			.saturating_add(RocksDbWeight::get().writes(13))
+			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(v.into())))
+			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
 	}
 	fn settle_op() -> Weight {
-		Weight::from_parts(1_000_000_000_000, 0)
+		// Proof Size summary in bytes:
+		//  Measured:  `1791`
+		//  Estimated: `10064`
+		// Minimum execution time: 126_081_853_000 picoseconds.
+		Weight::from_parts(140_934_192_000, 10064)
+			.saturating_add(RocksDbWeight::get().reads(14))
+			.saturating_add(RocksDbWeight::get().writes(13))
 	}
 }

@@ -10,9 +10,8 @@ use crate::OpStage;
 use trainet_primitives::{
 	commit::{op_root, state_hash, OpTrace},
 	market::OpGame,
-	program::{self, initial_state, step_program},
-	referee::{verified_batch, OpEvidence, StepRun},
-	repops::Matrix,
+	program,
+	referee::{Fault, OpEvidence, StepRun, TraceRun},
 	task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
 };
 
@@ -40,7 +39,7 @@ fn task_spec() -> (TrainingSpec, Dataset) {
 enum Lie {
 	/// Honestly.
 	None,
-	/// Adds 0.25 to every value of operation `j`'s output and goes on from it.
+	/// Alters operation `j`'s output and goes on from it ([`StepRun::with_fault`]).
 	Operation(u32),
 	/// Computes every operation honestly but commits a next state with one value changed.
 	Assembly,
@@ -56,52 +55,26 @@ struct Side {
 	ops: OpTrace,
 }
 
-/// Step `step` from `state`, with operation `alter`'s output altered (if any).
-fn run_step(
-	spec: &TrainingSpec,
-	data: &Dataset,
-	step: u32,
-	state: Vec<Matrix>,
-	alter: Option<u32>,
-) -> StepRun {
-	let honest = StepRun::new(spec, step, state, data).unwrap();
-	let Some(j) = alter else { return honest };
-	let (batch, labels) = verified_batch(spec, step, &honest.samples).unwrap();
-	let mut n = 0;
-	let (outputs, next) =
-		program::run_step_with(&honest.program, &honest.state, &batch, |op, inputs| {
-			let mut out = program::execute(spec, op, inputs, &labels, step)?;
-			if n == j {
-				out.data.iter_mut().for_each(|v| *v += 0.25);
-			}
-			n += 1;
-			Ok(out)
-		})
-		.unwrap();
-	StepRun { outputs, next, ..honest }
-}
-
 fn side(spec: &TrainingSpec, data: &Dataset, lie: Lie) -> Side {
-	let program = step_program(spec).unwrap();
-	let mut state = initial_state(spec, &program).unwrap();
-	let mut states = vec![state_hash(&state)];
-	let mut bad = None;
-	for t in 0..STEPS {
-		let alter = match lie {
-			Lie::Operation(j) if t == BAD_STEP => Some(j),
-			_ => None,
-		};
-		let mut run = run_step(spec, data, t, state, alter);
-		if t == BAD_STEP && matches!(lie, Lie::Assembly | Lie::Unchained(_)) {
-			run.next[0].data[0] += 1.0;
-		}
-		state = run.next.clone();
+	let fault = match lie {
+		Lie::Operation(op) => Some(Fault { step: BAD_STEP, op }),
+		_ => None,
+	};
+	let mut run = TraceRun::new(spec, data, fault).unwrap();
+	let bad = run.steps.swap_remove(BAD_STEP as usize);
+	let mut states = run.states;
+	if matches!(lie, Lie::Assembly | Lie::Unchained(_)) {
+		// The next state with one value changed, and the rest of the run from it.
+		let mut next = bad.next.clone();
+		next[0].data[0] += 1.0;
+		let mut state = next;
+		states.truncate(BAD_STEP as usize + 1);
 		states.push(state_hash(&state));
-		if t == BAD_STEP {
-			bad = Some(run);
+		for t in BAD_STEP + 1..STEPS {
+			state = StepRun::new(spec, t, state, data).unwrap().next;
+			states.push(state_hash(&state));
 		}
 	}
-	let bad = bad.unwrap();
 	let mut ops = bad.op_trace();
 	if let Lie::Unchained(j) = lie {
 		for k in j as usize..ops.outputs.len() {
@@ -313,7 +286,12 @@ fn operator_calls_check_who_and_when() {
 			Error::<Test>::BadProof
 		);
 		assert_noop!(
-			Challenge::reveal_op(RuntimeOrigin::signed(10), id, mid, honest.ops.proof(mid - 1).unwrap()),
+			Challenge::reveal_op(
+				RuntimeOrigin::signed(10),
+				id,
+				mid,
+				honest.ops.proof(mid - 1).unwrap()
+			),
 			Error::<Test>::BadProof
 		);
 		assert_ok!(Challenge::reveal_op(
@@ -323,12 +301,22 @@ fn operator_calls_check_who_and_when() {
 			honest.ops.proof(mid - 1).unwrap()
 		));
 		assert_noop!(
-			Challenge::reveal_op(RuntimeOrigin::signed(20), id, mid, honest.ops.proof(mid - 1).unwrap()),
+			Challenge::reveal_op(
+				RuntimeOrigin::signed(20),
+				id,
+				mid,
+				honest.ops.proof(mid - 1).unwrap()
+			),
 			Error::<Test>::AlreadyRevealed
 		);
 		// Step-level calls are over.
 		assert_noop!(
-			Challenge::reveal(RuntimeOrigin::signed(10), id, 2, trace_proof(&lying.states, 1).unwrap()),
+			Challenge::reveal(
+				RuntimeOrigin::signed(10),
+				id,
+				2,
+				trace_proof(&lying.states, 1).unwrap()
+			),
 			Error::<Test>::NotBisecting
 		);
 	});
