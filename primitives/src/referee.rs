@@ -33,7 +33,7 @@ use scale_info::TypeInfo;
 use sp_core::H256;
 
 /// The most values (inputs, output and batch samples together) one leaf executes on chain.
-pub const MAX_LEAF_ELEMENTS: u64 = 1 << 19;
+pub const MAX_LEAF_ELEMENTS: u64 = 1 << 20;
 
 /// The most multiply-adds one leaf executes on chain (a matmul's `rows * cols * K`).
 pub const MAX_LEAF_MACS: u64 = 1 << 24;
@@ -96,7 +96,7 @@ fn elements((rows, cols): (u32, u32)) -> u64 {
 }
 
 /// Whether the operation reads the batch's samples (its inputs or its labels).
-fn reads_samples(op: &Op) -> bool {
+pub fn reads_samples(op: &Op) -> bool {
 	op.inputs.contains(&Source::Batch)
 		|| matches!(op.kind, OpKind::SoftmaxXent | OpKind::SoftmaxXentBackward)
 }

@@ -84,3 +84,29 @@ fn genesis_issuance_is_the_sum_of_endowments() {
 fn version_names_the_chain() {
 	assert_eq!(VERSION.spec_name, "trainet");
 }
+
+#[test]
+fn every_dispute_call_fits_one_extrinsic_at_its_worst() {
+	use frame_support::dispatch::{DispatchClass, GetDispatchInfo};
+	use pallet_challenge::WeightInfo;
+	let weights = crate::configs::RuntimeBlockWeights::get();
+	let max = weights.get(DispatchClass::Normal).max_extrinsic.unwrap();
+	type W = pallet_challenge::weights::SubstrateWeight<Runtime>;
+	let v = crate::configs::MaxDisputesPerTask::get();
+	for (name, w) in [
+		("open", W::open()),
+		("reveal", W::reveal(v)),
+		("commit_ops", W::commit_ops()),
+		("reveal_op", W::reveal_op(v)),
+		("settle_op", pallet_challenge::Pallet::<Runtime>::settle_op_weight()),
+		("timeout", W::timeout(v)),
+	] {
+		assert!(w.all_lte(max), "{name}: {w:?} over {max:?}");
+	}
+	// And the weight the call declares (settle_op adds the voids of other disputes).
+	let call = crate::RuntimeCall::Challenge(pallet_challenge::Call::settle_op {
+		dispute: 0,
+		evidence: Default::default(),
+	});
+	assert!(call.get_dispatch_info().call_weight.all_lte(max));
+}

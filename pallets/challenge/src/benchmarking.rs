@@ -7,6 +7,7 @@ use frame_system::RawOrigin;
 use trainet_primitives::{
 	commit::{chain, op_trace},
 	market::TraceCommitment,
+	referee::OpEvidence,
 	trace::{trace_proof, trace_root},
 };
 
@@ -94,6 +95,97 @@ fn into_operations<T: Config>(
 /// Outputs of an op trace; `salt` makes different ones.
 fn outputs(ops: u32, salt: u64) -> alloc::vec::Vec<H256> {
 	states(ops.saturating_sub(1), salt)
+}
+
+/// A dispute at the leaf of operation `pick(program)` of step 0 of a model of widths
+/// `512, 512, 2` with a batch of 64 (Adam when `adam`, else SGD), and evidence for it: input
+/// tensors made up with the program's shapes, the agreed trace made to match them. The
+/// solver's output is wrong, so it loses.
+fn leaf_case<T: Config>(
+	adam: bool,
+	pick: impl Fn(&trainet_primitives::program::StepProgram) -> Option<usize>,
+) -> Result<(DisputeId, OpEvidence), BenchmarkError> {
+	use trainet_primitives::{
+		commit::{sample_proof, state_hash_of, tensor_hash},
+		program::Source,
+		referee::{fits_leaf, reads_samples},
+		repops::{batch_indices, init_weights, TensorBits},
+		task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+	};
+	let data = synthetic_dataset(1, 64, 512, 2);
+	let optimizer = if adam {
+		Optimizer::Adam {
+			learning_rate: F32Bits::from_f32(0.01),
+			beta1: F32Bits::from_f32(0.9),
+			beta2: F32Bits::from_f32(0.999),
+			epsilon: F32Bits::from_f32(1e-7),
+		}
+	} else {
+		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.9) }
+	};
+	let spec = TrainingSpec::example_mlp(&[512, 512, 2], optimizer, 64).on_dataset(&data);
+	let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
+	let j = pick(&program).ok_or(BenchmarkError::Stop("no such operation"))?;
+	let op = program.ops.get(j).ok_or(BenchmarkError::Stop("no such operation"))?;
+	if !fits_leaf(&spec, &program, op) {
+		return Err(BenchmarkError::Stop("the operation does not fit a leaf"));
+	}
+	let hash = |salt: u64, i: usize| {
+		let i = i as u64;
+		<sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(&(salt, i).encode())
+	};
+	let mut state: alloc::vec::Vec<H256> =
+		(0..program.state_shapes.len()).map(|i| hash(7, i)).collect();
+	let mut outputs: alloc::vec::Vec<H256> = (0..j).map(|k| hash(8, k)).collect();
+	let mut inputs = alloc::vec::Vec::new();
+	for (n, source) in op.inputs.iter().enumerate() {
+		let (slot, shape) = match source {
+			Source::Batch => continue,
+			Source::State(i) => (state.get_mut(*i as usize), program.state_shapes.get(*i as usize)),
+			Source::Op(k) => (outputs.get_mut(*k as usize), None),
+		};
+		let (rows, cols) = match (source, shape) {
+			(Source::Op(k), _) => program
+				.ops
+				.get(*k as usize)
+				.map(|o| (o.rows, o.cols))
+				.ok_or(BenchmarkError::Stop("no input"))?,
+			(_, Some(shape)) => *shape,
+			_ => return Err(BenchmarkError::Stop("no input")),
+		};
+		let m = init_weights(spec.seed, n as u32, rows, cols)
+			.map_err(|_| BenchmarkError::Stop("no tensor"))?;
+		*slot.ok_or(BenchmarkError::Stop("no input"))? = tensor_hash(&m);
+		inputs.push(TensorBits::from(&m));
+	}
+	let pre = state_hash_of(&state);
+	let link = outputs.iter().fold(pre, |prev, o| chain(&prev, o));
+	let samples = if reads_samples(op) {
+		batch_indices(spec.seed, 0, spec.batch_size, spec.dataset.samples)
+			.into_iter()
+			.map(|i| sample_proof(&data, i))
+			.collect::<Option<alloc::vec::Vec<_>>>()
+			.ok_or(BenchmarkError::Stop("no sample"))?
+	} else {
+		alloc::vec::Vec::new()
+	};
+	let evidence = OpEvidence { outputs, state, inputs, samples };
+
+	let solver: T::AccountId = account("solver", 0, 0);
+	let task = committed_with::<T>(&solver, 1, Some(spec));
+	let id = open_dispute::<T>(task, 1, 0)?;
+	let ops = program.ops.len() as u32;
+	into_operations::<T>(id, ops, pre, |g| {
+		let wrong = H256::repeat_byte(0xee);
+		let other = H256::repeat_byte(0xdd);
+		g.solver_root = Some(H256::repeat_byte(2));
+		g.challenger_root = Some(H256::repeat_byte(3));
+		g.bisection = Bisection { agreed: j as u32, disputed: j as u32 + 1 };
+		g.agreed_link = link;
+		g.solver_disputed = Some(OpLeaf { output: wrong, link: chain(&link, &wrong) });
+		g.challenger_disputed = Some(OpLeaf { output: other, link: chain(&link, &other) });
+	})?;
+	Ok((id, evidence))
 }
 
 #[benchmarks]
@@ -212,60 +304,29 @@ mod benchmarks {
 		Ok(())
 	}
 
-	/// The largest operation one leaf executes: the first matmul of a model of widths
+	/// The most multiply-adds one leaf executes: the first matmul of a model of widths
 	/// `512, 512, 2` with a batch of 64 (`64 x 512` times `512 x 512`: `2^24` multiply-adds,
 	/// 360 448 values with the batch's samples), which the solver got wrong: it loses.
 	#[benchmark]
-	fn settle_op() -> Result<(), BenchmarkError> {
-		use trainet_primitives::{
-			commit::{sample_proof, state_hash_of, tensor_hash},
-			referee::{fits_leaf, op_cost, OpEvidence, MAX_LEAF_MACS},
-			repops::{batch_indices, init_weights, TensorBits},
-			task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
-		};
-		let data = synthetic_dataset(1, 64, 512, 2);
-		let sgd = Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.1),
-			momentum: F32Bits::from_f32(0.9),
-		};
-		let spec = TrainingSpec::example_mlp(&[512, 512, 2], sgd, 64).on_dataset(&data);
-		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
-		let op = program.ops.first().ok_or(BenchmarkError::Stop("no op"))?;
-		assert_eq!(op_cost(&spec, &program, op).1, MAX_LEAF_MACS);
-		assert!(fits_leaf(&spec, &program, op));
-		let w = init_weights(spec.seed, 0, 512, 512).map_err(|_| BenchmarkError::Stop("w"))?;
-		let mut tensors: alloc::vec::Vec<H256> = outputs(program.state_shapes.len() as u32, 7);
-		if let Some(t) = tensors.first_mut() {
-			*t = tensor_hash(&w);
-		}
-		let pre = state_hash_of(&tensors);
-		let samples = batch_indices(spec.seed, 0, 64, 64)
-			.into_iter()
-			.map(|i| sample_proof(&data, i))
-			.collect::<Option<alloc::vec::Vec<_>>>()
-			.ok_or(BenchmarkError::Stop("no sample"))?;
-		let evidence = OpEvidence {
-			outputs: alloc::vec::Vec::new(),
-			state: tensors,
-			inputs: alloc::vec![TensorBits::from(&w)],
-			samples,
-		};
-
-		let solver: T::AccountId = account("solver", 0, 0);
-		let task = committed_with::<T>(&solver, 1, Some(spec));
-		let id = open_dispute::<T>(task, 1, 0)?;
-		let ops = program.ops.len() as u32;
-		let wrong = H256::repeat_byte(0xee);
-		into_operations::<T>(id, ops, pre, |g| {
-			g.solver_root = Some(H256::repeat_byte(2));
-			g.challenger_root = Some(H256::repeat_byte(3));
-			g.bisection = Bisection { agreed: 0, disputed: 1 };
-			g.solver_disputed = Some(OpLeaf { output: wrong, link: chain(&pre, &wrong) });
-			let other = H256::repeat_byte(0xdd);
-			g.challenger_disputed = Some(OpLeaf { output: other, link: chain(&pre, &other) });
+	fn settle_op_matmul() -> Result<(), BenchmarkError> {
+		let (id, evidence) = leaf_case::<T>(false, |p| {
+			p.ops.iter().position(|o| o.kind == trainet_primitives::program::OpKind::MatMul)
 		})?;
 		#[extrinsic_call]
-		_(RawOrigin::Signed(account("caller", 0, 0)), id, evidence);
+		settle_op(RawOrigin::Signed(account("caller", 0, 0)), id, evidence);
+		assert!(!Disputes::<T>::contains_key(id));
+		Ok(())
+	}
+
+	/// The most values one leaf hashes: Adam's step of that model's `512 x 512` weights
+	/// (three `2^18`-value inputs and the output: `2^20` values), which the solver got wrong.
+	#[benchmark]
+	fn settle_op_elementwise() -> Result<(), BenchmarkError> {
+		let (id, evidence) = leaf_case::<T>(true, |p| {
+			p.ops.iter().position(|o| o.kind == trainet_primitives::program::OpKind::AdamStep)
+		})?;
+		#[extrinsic_call]
+		settle_op(RawOrigin::Signed(account("caller", 0, 0)), id, evidence);
 		assert!(!Disputes::<T>::contains_key(id));
 		Ok(())
 	}

@@ -714,10 +714,7 @@ pub mod pallet {
 		/// side whose output hash differs from the truth (the solver, should both). Anyone may
 		/// call it.
 		#[pallet::call_index(5)]
-		#[pallet::weight(T::WeightInfo::settle_op().saturating_add(
-			T::WeightInfo::timeout(T::MaxDisputesPerTask::get())
-				.saturating_sub(T::WeightInfo::timeout(0))
-		))]
+		#[pallet::weight(Pallet::<T>::settle_op_weight())]
 		pub fn settle_op(
 			origin: OriginFor<T>,
 			dispute: DisputeId,
@@ -776,6 +773,16 @@ pub mod pallet {
 			ensure!(matches!(d.phase, DisputePhase::Leaf { .. }), Error::<T>::NotAtLeaf);
 			Self::conclude(dispute, winner, Resolution::Ruling);
 			Ok(())
+		}
+
+		/// The weight of [`Pallet::settle_op`]: the costlier of the two largest leaves (the
+		/// most multiply-adds, the most values), plus voiding every other dispute on the task.
+		pub fn settle_op_weight() -> Weight {
+			let voids = T::WeightInfo::timeout(T::MaxDisputesPerTask::get())
+				.saturating_sub(T::WeightInfo::timeout(0));
+			T::WeightInfo::settle_op_matmul()
+				.max(T::WeightInfo::settle_op_elementwise())
+				.saturating_add(voids)
 		}
 
 		/// Which side `who` is in dispute `d`.

@@ -42,7 +42,8 @@ pub trait WeightInfo {
 	fn on_initialize(n: u32, ) -> Weight;
 	fn commit_ops() -> Weight;
 	fn reveal_op(v: u32, ) -> Weight;
-	fn settle_op() -> Weight;
+	fn settle_op_matmul() -> Weight;
+	fn settle_op_elementwise() -> Weight;
 }
 
 /// Weights for the runtime, using its database weights.
@@ -66,8 +67,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `570`
 		//  Estimated: `5527`
-		// Minimum execution time: 906_833_000 picoseconds.
-		Weight::from_parts(1_040_813_000, 5527)
+		// Minimum execution time: 921_951_000 picoseconds.
+		Weight::from_parts(1_061_301_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(6))
 	}
@@ -96,10 +97,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
 		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 75_961_540_000 picoseconds.
-		Weight::from_parts(88_158_106_969, 10064)
-			// Standard Error: 379_661_812
-			.saturating_add(Weight::from_parts(12_651_126, 0).saturating_mul(v.into()))
+		// Minimum execution time: 78_797_844_000 picoseconds.
+		Weight::from_parts(107_870_909_862, 10064)
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(13))
@@ -131,10 +130,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
 		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 2_291_909_000 picoseconds.
-		Weight::from_parts(2_489_608_380, 10064)
-			// Standard Error: 7_860_937
-			.saturating_add(Weight::from_parts(573_381_811, 0).saturating_mul(v.into()))
+		// Minimum execution time: 2_383_069_000 picoseconds.
+		Weight::from_parts(3_191_929_430, 10064)
+			// Standard Error: 26_966_696
+			.saturating_add(Weight::from_parts(644_421_643, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(13))
@@ -166,10 +165,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `62 + n * (1246 ±0)`
 		//  Estimated: `10064 + n * (5756 ±0)`
-		// Minimum execution time: 73_628_000 picoseconds.
-		Weight::from_parts(74_900_000, 10064)
-			// Standard Error: 63_414_172
-			.saturating_add(Weight::from_parts(3_138_938_384, 0).saturating_mul(n.into()))
+		// Minimum execution time: 78_787_000 picoseconds.
+		Weight::from_parts(10_082_903_169, 10064)
+			// Standard Error: 144_200_619
+			.saturating_add(Weight::from_parts(2_942_874_692, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(2))
 			.saturating_add(T::DbWeight::get().reads((11_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(2))
@@ -184,8 +183,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `528`
 		//  Estimated: `10064`
-		// Minimum execution time: 534_538_000 picoseconds.
-		Weight::from_parts(617_192_000, 10064)
+		// Minimum execution time: 547_902_000 picoseconds.
+		Weight::from_parts(766_711_000, 10064)
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
@@ -214,10 +213,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `1714 + v * (466 ±0)`
 		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 2_566_461_000 picoseconds.
-		Weight::from_parts(3_326_358_990, 10064)
-			// Standard Error: 146_798_184
-			.saturating_add(Weight::from_parts(1_003_253_529, 0).saturating_mul(v.into()))
+		// Minimum execution time: 2_854_319_000 picoseconds.
+		Weight::from_parts(4_025_479_897, 10064)
+			// Standard Error: 65_023_527
+			.saturating_add(Weight::from_parts(692_776_656, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(13))
@@ -244,12 +243,41 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
-	fn settle_op() -> Weight {
+	fn settle_op_matmul() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1791`
 		//  Estimated: `10064`
-		// Minimum execution time: 126_081_853_000 picoseconds.
-		Weight::from_parts(140_934_192_000, 10064)
+		// Minimum execution time: 127_253_510_000 picoseconds.
+		Weight::from_parts(130_248_221_000, 10064)
+			.saturating_add(T::DbWeight::get().reads(14))
+			.saturating_add(T::DbWeight::get().writes(13))
+	}
+	/// Storage: `Challenge::Disputes` (r:1 w:1)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(383), added: 2858, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
+	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::Deadlines` (r:1 w:1)
+	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::TaskDisputes` (r:2 w:1)
+	/// Proof: `Challenge::TaskDisputes` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
+	/// Storage: `ComputeStaking::Ledgers` (r:2 w:2)
+	/// Proof: `ComputeStaking::Ledgers` (`max_values`: None, `max_size`: Some(403), added: 2878, mode: `MaxEncodedLen`)
+	/// Storage: `Balances::Holds` (r:1 w:1)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
+	/// Storage: `System::Account` (r:2 w:2)
+	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
+	/// Storage: `Slashing::Offences` (r:1 w:1)
+	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
+	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	fn settle_op_elementwise() -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `1799`
+		//  Estimated: `10064`
+		// Minimum execution time: 69_551_893_000 picoseconds.
+		Weight::from_parts(77_851_528_000, 10064)
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().writes(13))
 	}
@@ -261,8 +289,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `570`
 		//  Estimated: `5527`
-		// Minimum execution time: 906_833_000 picoseconds.
-		Weight::from_parts(1_040_813_000, 5527)
+		// Minimum execution time: 921_951_000 picoseconds.
+		Weight::from_parts(1_061_301_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(6))
 			.saturating_add(RocksDbWeight::get().writes(6))
 	}
@@ -270,10 +298,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
 		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 75_961_540_000 picoseconds.
-		Weight::from_parts(88_158_106_969, 10064)
-			// Standard Error: 379_661_812
-			.saturating_add(Weight::from_parts(12_651_126, 0).saturating_mul(v.into()))
+		// Minimum execution time: 78_797_844_000 picoseconds.
+		Weight::from_parts(107_870_909_862, 10064)
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(13))
@@ -284,10 +310,10 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
 		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 2_291_909_000 picoseconds.
-		Weight::from_parts(2_489_608_380, 10064)
-			// Standard Error: 7_860_937
-			.saturating_add(Weight::from_parts(573_381_811, 0).saturating_mul(v.into()))
+		// Minimum execution time: 2_383_069_000 picoseconds.
+		Weight::from_parts(3_191_929_430, 10064)
+			// Standard Error: 26_966_696
+			.saturating_add(Weight::from_parts(644_421_643, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(14))
 			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(13))
@@ -298,10 +324,10 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `62 + n * (1246 ±0)`
 		//  Estimated: `10064 + n * (5756 ±0)`
-		// Minimum execution time: 73_628_000 picoseconds.
-		Weight::from_parts(74_900_000, 10064)
-			// Standard Error: 63_414_172
-			.saturating_add(Weight::from_parts(3_138_938_384, 0).saturating_mul(n.into()))
+		// Minimum execution time: 78_787_000 picoseconds.
+		Weight::from_parts(10_082_903_169, 10064)
+			// Standard Error: 144_200_619
+			.saturating_add(Weight::from_parts(2_942_874_692, 0).saturating_mul(n.into()))
 			.saturating_add(RocksDbWeight::get().reads(2))
 			.saturating_add(RocksDbWeight::get().reads((11_u64).saturating_mul(n.into())))
 			.saturating_add(RocksDbWeight::get().writes(2))
@@ -312,8 +338,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `528`
 		//  Estimated: `10064`
-		// Minimum execution time: 534_538_000 picoseconds.
-		Weight::from_parts(617_192_000, 10064)
+		// Minimum execution time: 547_902_000 picoseconds.
+		Weight::from_parts(766_711_000, 10064)
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
@@ -321,22 +347,31 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `1714 + v * (466 ±0)`
 		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 2_566_461_000 picoseconds.
-		Weight::from_parts(3_326_358_990, 10064)
-			// Standard Error: 146_798_184
-			.saturating_add(Weight::from_parts(1_003_253_529, 0).saturating_mul(v.into()))
+		// Minimum execution time: 2_854_319_000 picoseconds.
+		Weight::from_parts(4_025_479_897, 10064)
+			// Standard Error: 65_023_527
+			.saturating_add(Weight::from_parts(692_776_656, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(14))
 			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(13))
 			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(v.into())))
 			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
 	}
-	fn settle_op() -> Weight {
+	fn settle_op_matmul() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1791`
 		//  Estimated: `10064`
-		// Minimum execution time: 126_081_853_000 picoseconds.
-		Weight::from_parts(140_934_192_000, 10064)
+		// Minimum execution time: 127_253_510_000 picoseconds.
+		Weight::from_parts(130_248_221_000, 10064)
+			.saturating_add(RocksDbWeight::get().reads(14))
+			.saturating_add(RocksDbWeight::get().writes(13))
+	}
+	fn settle_op_elementwise() -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `1799`
+		//  Estimated: `10064`
+		// Minimum execution time: 69_551_893_000 picoseconds.
+		Weight::from_parts(77_851_528_000, 10064)
 			.saturating_add(RocksDbWeight::get().reads(14))
 			.saturating_add(RocksDbWeight::get().writes(13))
 	}
