@@ -38,12 +38,27 @@ fn root(leaves: impl ExactSizeIterator<Item = Vec<u8>>) -> H256 {
 
 /// The leaf of row `i` of a tensor: its values' bit patterns.
 pub fn row_leaf(i: u32, row: &[f32]) -> Vec<u8> {
-	(ROW, i, row.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()).encode()
+	row_leaf_bits(i, &row.iter().map(|v| v.to_bits()).collect::<Vec<u32>>())
 }
 
 /// The leaf of column `j` of a tensor, top to bottom.
 pub fn col_leaf(j: u32, col: impl Iterator<Item = f32>) -> Vec<u8> {
-	(COL, j, col.map(|v| v.to_bits()).collect::<Vec<u32>>()).encode()
+	col_leaf_bits(j, &col.map(|v| v.to_bits()).collect::<Vec<u32>>())
+}
+
+/// [`row_leaf`] from the values' bit patterns.
+pub fn row_leaf_bits(i: u32, bits: &[u32]) -> Vec<u8> {
+	(ROW, i, bits).encode()
+}
+
+/// [`col_leaf`] from the values' bit patterns.
+pub fn col_leaf_bits(j: u32, bits: &[u32]) -> Vec<u8> {
+	(COL, j, bits).encode()
+}
+
+/// A tensor's hash from its shape and roots: `H(rows, cols, row_root, col_root)`.
+pub fn tensor_hash_of(rows: u32, cols: u32, row_root: &H256, col_root: &H256) -> H256 {
+	BlakeTwo256::hash(&(rows, cols, row_root, col_root).encode())
 }
 
 /// A tensor's row root, column root and hash.
@@ -63,7 +78,7 @@ pub fn tensor_commitment(m: &Matrix) -> TensorCommitment {
 	let cols = (0..m.cols).map(|j| col_leaf(j, m.col(j))).collect::<Vec<_>>();
 	let row_root = root(rows.into_iter());
 	let col_root = root(cols.into_iter());
-	let hash = BlakeTwo256::hash(&(m.rows, m.cols, row_root, col_root).encode());
+	let hash = tensor_hash_of(m.rows, m.cols, &row_root, &col_root);
 	TensorCommitment { row_root, col_root, hash }
 }
 

@@ -12,7 +12,8 @@
 //! - [`repops`]: the reproducible operators, bit-exact by specification (`docs/repops.md`);
 //! - [`program`]: the canonical step program, one training step as an ordered list of RepOps;
 //! - [`commit`]: hashes of tensors, states, datasets and a step's op trace;
-//! - [`referee`]: the on-chain check of one disputed operation.
+//! - [`referee`]: the on-chain check of one disputed operation;
+//! - [`descent`]: the element descent for operations too large for one leaf.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -21,6 +22,7 @@ extern crate alloc;
 pub mod api;
 pub mod bisection;
 pub mod commit;
+pub mod descent;
 pub mod market;
 pub mod program;
 pub mod referee;

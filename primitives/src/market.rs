@@ -6,6 +6,7 @@
 use crate::{
 	bisection::{Bisection, Transition},
 	commit::OpLeaf,
+	descent::{Axis, Cursor, TensorOpening},
 	task::TrainingSpec,
 };
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
@@ -222,6 +223,77 @@ pub struct OpGame {
 	pub solver_reveal: Option<OpLeaf>,
 	/// The challenger's leaf revealed this round, if any.
 	pub challenger_reveal: Option<OpLeaf>,
+	/// The element descent inside the disputed operation, when it is too large for one leaf.
+	pub descent: Option<Descent>,
+}
+
+/// The element descent inside a disputed operation ([`crate::descent`]).
+#[derive(
+	Clone,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+	Default,
+)]
+pub struct Descent {
+	/// The solver's opening of its output hash, once given.
+	pub solver_opening: Option<TensorOpening>,
+	/// The challenger's opening of its output hash, once given.
+	pub challenger_opening: Option<TensorOpening>,
+	/// The walk down the output's tree, once both have opened.
+	pub walk: Option<Walk>,
+	/// The disputed element, once both have revealed their line.
+	pub element: Option<Element>,
+}
+
+/// A walk down one tree of the disputed output.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub struct Walk {
+	/// Rows or columns.
+	pub axis: Axis,
+	/// The number of leaves (lines).
+	pub leaves: u32,
+	/// The node in dispute.
+	pub cursor: Cursor,
+	/// The solver's hash of that node.
+	pub solver_node: H256,
+	/// The challenger's hash of that node.
+	pub challenger_node: H256,
+	/// The solver's revealed children this round, if any.
+	pub solver_reveal: Option<(H256, H256)>,
+	/// The challenger's revealed children this round, if any.
+	pub challenger_reveal: Option<(H256, H256)>,
+}
+
+/// The one disputed element of an operation's output, with both sides' values (as bits).
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub struct Element {
+	/// Its row.
+	pub row: u32,
+	/// Its column.
+	pub col: u32,
+	/// The solver's value.
+	pub solver: u32,
+	/// The challenger's value.
+	pub challenger: u32,
 }
 
 /// Where an operator-level game stands.
@@ -235,6 +307,34 @@ pub enum OpStage {
 	Operation(u32),
 	/// The sides agree on every operation and differ on the next state.
 	Assembly,
+	/// Operation `op` is too large for one leaf: both must open their output hash.
+	Opening(u32),
+	/// Both must reveal the children of the node at `cursor` of operation `op`'s output tree.
+	Descending {
+		/// The operation.
+		op: u32,
+		/// The disputed node.
+		cursor: Cursor,
+	},
+	/// Both must reveal line `index` along `axis` of operation `op`'s output.
+	Line {
+		/// The operation.
+		op: u32,
+		/// Rows or columns.
+		axis: Axis,
+		/// The line.
+		index: u32,
+	},
+	/// The sides dispute element `(row, col)` of operation `op`'s output: its inputs' lines
+	/// are due.
+	Element {
+		/// The operation.
+		op: u32,
+		/// The row.
+		row: u32,
+		/// The column.
+		col: u32,
+	},
 }
 
 impl OpGame {
@@ -252,6 +352,7 @@ impl OpGame {
 			challenger_disputed: None,
 			solver_reveal: None,
 			challenger_reveal: None,
+			descent: None,
 		})
 	}
 
@@ -264,7 +365,17 @@ impl OpGame {
 			return OpStage::Revealing(mid);
 		}
 		match self.bisection.disputed.checked_sub(1) {
-			Some(j) if j < self.ops => OpStage::Operation(j),
+			Some(j) if j < self.ops => match &self.descent {
+				None => OpStage::Operation(j),
+				Some(d) => match (&d.element, &d.walk) {
+					(Some(e), _) => OpStage::Element { op: j, row: e.row, col: e.col },
+					(None, None) => OpStage::Opening(j),
+					(None, Some(w)) if w.cursor.is_leaf() => {
+						OpStage::Line { op: j, axis: w.axis, index: w.cursor.index }
+					}
+					(None, Some(w)) => OpStage::Descending { op: j, cursor: w.cursor },
+				},
+			},
 			_ => OpStage::Assembly,
 		}
 	}

@@ -284,50 +284,85 @@ pub fn execute(
 		OpKind::SoftmaxXentBackward => repops::softmax_xent_backward(arg(0)?, labels)?,
 		OpKind::Mean => Matrix::new(1, 1, alloc::vec![repops::mean(&arg(0)?.data)])?,
 		OpKind::ColSum => repops::col_sum(arg(0)?)?,
-		OpKind::Momentum | OpKind::SgdStep => {
-			let Optimizer::Sgd { learning_rate, momentum } = spec.optimizer else {
+		OpKind::Momentum | OpKind::SgdStep | OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep => {
+			let f = Pointwise::new(spec, op.kind, step)?;
+			let first = arg(0)?;
+			let others = (1..op.inputs.len()).map(arg).collect::<Result<Vec<_>, _>>()?;
+			if others.iter().any(|m| {
+				(m.rows, m.cols, m.data.len()) != (first.rows, first.cols, first.data.len())
+			}) {
 				return Err(ShapeError::Mismatch);
-			};
-			let (lr, mu) = (learning_rate.to_f32(), momentum.to_f32());
-			match op.kind {
-				OpKind::Momentum => zip(arg(0)?, arg(1)?, |v, g| repops::momentum(v, g, mu))?,
-				_ => zip(arg(0)?, arg(1)?, |w, v| repops::sgd_step(w, v, lr))?,
 			}
-		}
-		OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep => {
-			let Optimizer::Adam { learning_rate, beta1, beta2, epsilon } = spec.optimizer else {
-				return Err(ShapeError::Mismatch);
-			};
-			let (lr, b1, b2, eps) =
-				(learning_rate.to_f32(), beta1.to_f32(), beta2.to_f32(), epsilon.to_f32());
-			match op.kind {
-				OpKind::AdamM => zip(arg(0)?, arg(1)?, |m, g| repops::adam_m(m, g, b1))?,
-				OpKind::AdamV => zip(arg(0)?, arg(1)?, |v, g| repops::adam_v(v, g, b2))?,
-				_ => {
-					let c = repops::adam_corrections(b1, b2, step.saturating_add(1));
-					let (p, m, v) = (arg(0)?, arg(1)?, arg(2)?);
-					let shape = (p.rows, p.cols, p.data.len());
-					if (m.rows, m.cols, m.data.len()) != shape
-						|| (v.rows, v.cols, v.data.len()) != shape
+			let mut args = [0.0f32; 3];
+			let data = (0..first.data.len())
+				.map(|n| {
+					for (slot, m) in
+						args.iter_mut().zip(core::iter::once(first).chain(others.iter().copied()))
 					{
-						return Err(ShapeError::Mismatch);
+						*slot = m.data.get(n).copied().unwrap_or(0.0);
 					}
-					let data = p
-						.data
-						.iter()
-						.zip(&m.data)
-						.zip(&v.data)
-						.map(|((w, m), v)| repops::adam_step(*w, *m, *v, lr, eps, c))
-						.collect();
-					Matrix::new(p.rows, p.cols, data)?
-				}
-			}
+					f.apply(&args)
+				})
+				.collect();
+			Matrix::new(first.rows, first.cols, data)?
 		}
 	};
 	if (out.rows, out.cols) != (op.rows, op.cols) {
 		return Err(ShapeError::Mismatch);
 	}
 	Ok(out)
+}
+
+/// The optimizer's per-value updates, with the spec's hyperparameters: the one definition
+/// the whole-tensor operation ([`execute`]) and the chain's single-element check share.
+#[derive(Clone, Copy, Debug)]
+pub struct Pointwise {
+	kind: OpKind,
+	lr: f32,
+	mu: f32,
+	b1: f32,
+	b2: f32,
+	eps: f32,
+	corrections: (f32, f32),
+}
+
+impl Pointwise {
+	/// The update `kind` of step `step` (`Momentum`, `SgdStep`, `AdamM`, `AdamV` or
+	/// `AdamStep`, matching the spec's optimizer).
+	pub fn new(spec: &TrainingSpec, kind: OpKind, step: u32) -> Result<Self, ShapeError> {
+		let mut f =
+			Self { kind, lr: 0.0, mu: 0.0, b1: 0.0, b2: 0.0, eps: 0.0, corrections: (1.0, 1.0) };
+		match (spec.optimizer, kind) {
+			(Optimizer::Sgd { learning_rate, momentum }, OpKind::Momentum | OpKind::SgdStep) => {
+				f.lr = learning_rate.to_f32();
+				f.mu = momentum.to_f32();
+			}
+			(
+				Optimizer::Adam { learning_rate, beta1, beta2, epsilon },
+				OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep,
+			) => {
+				f.lr = learning_rate.to_f32();
+				f.b1 = beta1.to_f32();
+				f.b2 = beta2.to_f32();
+				f.eps = epsilon.to_f32();
+				f.corrections = repops::adam_corrections(f.b1, f.b2, step.saturating_add(1));
+			}
+			_ => return Err(ShapeError::Mismatch),
+		}
+		Ok(f)
+	}
+
+	/// The updated value from the operation's inputs at one position, in input order.
+	pub fn apply(&self, args: &[f32; 3]) -> f32 {
+		let [a, b, c] = *args;
+		match self.kind {
+			OpKind::Momentum => repops::momentum(a, b, self.mu),
+			OpKind::SgdStep => repops::sgd_step(a, b, self.lr),
+			OpKind::AdamM => repops::adam_m(a, b, self.b1),
+			OpKind::AdamV => repops::adam_v(a, b, self.b2),
+			_ => repops::adam_step(a, b, c, self.lr, self.eps, self.corrections),
+		}
+	}
 }
 
 /// [`execute`] on tensors given as bits, refusing more than
@@ -347,13 +382,6 @@ pub fn execute_bits(
 	let matrices = inputs.iter().map(Matrix::try_from).collect::<Result<Vec<Matrix>, _>>()?;
 	let refs: Vec<&Matrix> = matrices.iter().collect();
 	execute(spec, op, &refs, labels, step).map(|m| repops::TensorBits::from(&m))
-}
-
-fn zip(a: &Matrix, b: &Matrix, f: impl Fn(f32, f32) -> f32) -> Result<Matrix, ShapeError> {
-	if (a.rows, a.cols) != (b.rows, b.cols) || a.data.len() != b.data.len() {
-		return Err(ShapeError::Mismatch);
-	}
-	Matrix::new(a.rows, a.cols, a.data.iter().zip(&b.data).map(|(x, y)| f(*x, *y)).collect())
 }
 
 /// One training step with the reference operators: every operation's output, and the state

@@ -83,7 +83,11 @@ impl From<ShapeError> for RefereeError {
 }
 
 /// The shape of a source tensor of `program`'s operations.
-fn source_shape(spec: &TrainingSpec, program: &StepProgram, source: &Source) -> (u32, u32) {
+pub(crate) fn source_shape(
+	spec: &TrainingSpec,
+	program: &StepProgram,
+	source: &Source,
+) -> (u32, u32) {
 	match source {
 		Source::State(i) => program.state_shapes.get(*i as usize).copied().unwrap_or((0, 0)),
 		Source::Batch => (spec.batch_size, spec.dataset.features),
@@ -120,14 +124,38 @@ pub fn op_cost(spec: &TrainingSpec, program: &StepProgram, op: &Op) -> (u64, u64
 	(values, out.saturating_mul(u64::from(contraction)))
 }
 
+/// How much one whole-operation leaf may execute.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LeafBound {
+	/// Values handled (inputs, output, samples).
+	pub values: u64,
+	/// Multiply-adds.
+	pub macs: u64,
+}
+
+impl LeafBound {
+	/// The most the chain executes: [`MAX_LEAF_ELEMENTS`] and [`MAX_LEAF_MACS`], what the
+	/// leaf's weight is benchmarked at. A runtime may choose less (more operations then go
+	/// through the element descent), never more.
+	pub const CHAIN: Self = Self { values: MAX_LEAF_ELEMENTS, macs: MAX_LEAF_MACS };
+
+	/// Whether an operation of `cost` ([`op_cost`]) fits.
+	pub fn admits(&self, (values, macs): (u64, u64)) -> bool {
+		values <= self.values.min(MAX_LEAF_ELEMENTS) && macs <= self.macs.min(MAX_LEAF_MACS)
+	}
+}
+
 /// Whether the chain can execute operation `op` in one leaf.
 pub fn fits_leaf(spec: &TrainingSpec, program: &StepProgram, op: &Op) -> bool {
-	let (values, macs) = op_cost(spec, program, op);
-	values <= MAX_LEAF_ELEMENTS && macs <= MAX_LEAF_MACS
+	LeafBound::CHAIN.admits(op_cost(spec, program, op))
 }
 
 /// Checks that `outputs` chain from `pre_state` to `link`.
-fn check_chain(pre_state: &H256, link: &H256, outputs: &[H256]) -> Result<(), RefereeError> {
+pub(crate) fn check_chain(
+	pre_state: &H256,
+	link: &H256,
+	outputs: &[H256],
+) -> Result<(), RefereeError> {
 	let end = outputs.iter().fold(*pre_state, |prev, o| chain(&prev, o));
 	if end == *link {
 		Ok(())

@@ -206,6 +206,9 @@ parameter_types! {
 	pub const LeafTimeout: BlockNumber = 2 * HOURS;
 	/// Disputes open against one task at once (one per challenger).
 	pub const MaxDisputesPerTask: u32 = 8;
+	/// The whole-operation leaf at the most the chain executes (and benchmarks).
+	pub const ChainLeafBound: trainet_primitives::referee::LeafBound =
+		trainet_primitives::referee::LeafBound::CHAIN;
 	/// Half of a slash goes to the winner; the rest is burned.
 	pub const WinnerShare: Perbill = Perbill::from_percent(50);
 	/// Three offences bar a solver from claiming until governance pardons it.
@@ -267,6 +270,7 @@ impl pallet_challenge::Config for Runtime {
 	type ChallengeBond = ChallengeBond;
 	type RoundTimeout = RoundTimeout;
 	type LeafTimeout = LeafTimeout;
+	type LeafBound = ChainLeafBound;
 	type MaxDisputesPerTask = MaxDisputesPerTask;
 	type MaxDeadlinesPerBlock = MaxDeadlinesPerBlock;
 	type WeightInfo = pallet_challenge::weights::SubstrateWeight<Runtime>;

@@ -1,10 +1,15 @@
-//! A dispute over a real training step, decided by the runtime on a dev chain: a solver trains
-//! a three-layer MLP with Adam but alters one operation's output in step 2 (and carries on
-//! consistently from it). An honest verifier challenges; step bisection finds step 2, both
-//! sides commit their op traces of it, operator bisection finds the altered operation, and the
-//! verifier hands the chain that operation's inputs. The wasm runtime checks them against the
-//! agreed trace, re-executes the operation with RepOps, and rules for the verifier: the solver
-//! is slashed and its task reopened.
+//! Disputes over real training steps, decided by the runtime on a dev chain. A solver trains
+//! an MLP but alters one operation's output in one step (and carries on consistently from
+//! it). An honest verifier challenges; step bisection finds the step, both sides commit their
+//! op traces of it, and operator bisection finds the altered operation. Then:
+//!
+//! - a small model: the verifier hands the chain that operation's inputs, and the wasm runtime
+//!   re-executes it with RepOps;
+//! - a model whose operation is too large for one leaf (a `256 x 512` by `512 x 512` matmul):
+//!   the element descent narrows it to one value, whose inputs' row and column the verifier
+//!   hands the chain.
+//!
+//! Either way the runtime rules for the verifier: the solver is slashed and its task reopened.
 
 use std::time::Duration;
 
@@ -15,6 +20,7 @@ use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
 use trainet_e2e::{ledger, ss58, submit_in_block, Node, NodeConfig};
 use trainet_primitives::{
+	descent::{element_evidence, line, Axis, DescentAnswer, LineTree, TensorOpening},
 	market::{Timeouts, TraceCommitment},
 	program::OpKind,
 	referee::{Fault, OpEvidence, TraceRun},
@@ -23,25 +29,60 @@ use trainet_primitives::{
 	UNIT,
 };
 
-const STEPS: u32 = 4;
-const FAULT: Fault = Fault { step: 2, op: 15 };
-
-#[tokio::test]
-async fn the_runtime_re_executes_the_one_altered_operation_of_a_training_step() -> Result<()> {
-	let data = synthetic_dataset(7, 40, 6, 3);
-	let adam = Optimizer::Adam {
+fn adam() -> Optimizer {
+	Optimizer::Adam {
 		learning_rate: F32Bits::from_f32(0.01),
 		beta1: F32Bits::from_f32(0.9),
 		beta2: F32Bits::from_f32(0.999),
 		epsilon: F32Bits::from_f32(1e-7),
-	};
-	let mut spec = TrainingSpec::example_mlp(&[6, 5, 4, 3], adam, 8).on_dataset(&data);
-	spec.steps = STEPS;
-	let honest = TraceRun::new(&spec, &data, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-	let liar = TraceRun::new(&spec, &data, Some(FAULT)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-	let program = &honest.steps[0].program;
-	// In the middle of the step: layer 2's weight gradient.
-	ensure!(program.ops[FAULT.op as usize].kind == OpKind::MatMulTn);
+	}
+}
+
+#[tokio::test]
+async fn the_runtime_re_executes_the_one_altered_operation_of_a_training_step() -> Result<()> {
+	let data = synthetic_dataset(7, 40, 6, 3);
+	let mut spec = TrainingSpec::example_mlp(&[6, 5, 4, 3], adam(), 8).on_dataset(&data);
+	spec.steps = 4;
+	// In the middle of step 2: layer 2's weight gradient.
+	let fault = Fault { step: 2, op: 15 };
+	let settled = play(&spec, &data, fault, OpKind::MatMulTn).await?;
+	ensure!(settled == Settled::Operation(fault.op), "settled {settled:?}");
+	Ok(())
+}
+
+#[tokio::test]
+async fn the_runtime_settles_one_value_of_an_operation_too_large_for_a_block() -> Result<()> {
+	let data = synthetic_dataset(5, 300, 512, 2);
+	let mut spec = TrainingSpec::example_mlp(&[512, 512, 2], adam(), 256).on_dataset(&data);
+	spec.steps = 2;
+	// Step 1's first matmul: 2^26 multiply-adds, four times what one leaf executes.
+	let fault = Fault { step: 1, op: 0 };
+	let settled = play(&spec, &data, fault, OpKind::MatMul).await?;
+	// The fault shifts every value: the first row and column differ first.
+	ensure!(settled == Settled::Element(fault.op, 0, 0), "settled {settled:?}");
+	Ok(())
+}
+
+/// What the verifier settled.
+#[derive(Debug, PartialEq)]
+enum Settled {
+	None,
+	Operation(u32),
+	Element(u32, u32, u32),
+}
+
+/// Plays the dispute between a solver with `fault` in its run and an honest verifier on a
+/// fresh dev chain, to the end; checks the solver lost. Returns what the verifier settled.
+async fn play(
+	spec: &TrainingSpec,
+	data: &[(Vec<f32>, u32)],
+	fault: Fault,
+	kind: OpKind,
+) -> Result<Settled> {
+	let honest = TraceRun::new(spec, data, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+	let liar = TraceRun::new(spec, data, Some(fault)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+	ensure!(honest.steps[0].program.ops[fault.op as usize].kind == kind);
+	let steps = spec.steps;
 
 	let dir = tempfile::tempdir()?;
 	let node = Node::start(NodeConfig::dev(dir.path())).await?;
@@ -72,20 +113,20 @@ async fn the_runtime_re_executes_the_one_altered_operation_of_a_training_step() 
 			&submitter,
 			"TaskEscrow",
 			"submit",
-			(&spec, 10 * UNIT, timeouts)
+			(spec, 10 * UNIT, timeouts)
 		),
 	)?;
 	submit_in_block(&node, &api, &solver, "TaskEscrow", "claim", (0u64,)).await?;
 	let commitment = TraceCommitment {
 		trace_root: trace_root(&liar.states),
-		steps: STEPS,
-		final_state: liar.states[STEPS as usize],
+		steps,
+		final_state: liar.states[steps as usize],
 		model_hash: H256::zero(),
 	};
-	let proof = trace_proof(&liar.states, STEPS).context("proof")?;
+	let proof = trace_proof(&liar.states, steps).context("proof")?;
 	submit_in_block(&node, &api, &solver, "TaskEscrow", "commit", (0u64, commitment, proof))
 		.await?;
-	let proof = trace_proof(&honest.states, STEPS).context("proof")?;
+	let proof = trace_proof(&honest.states, steps).context("proof")?;
 	submit_in_block(
 		&node,
 		&api,
@@ -98,9 +139,9 @@ async fn the_runtime_re_executes_the_one_altered_operation_of_a_training_step() 
 
 	// Both sides play from their own runs; the honest verifier settles.
 	let sides = [(&solver, &liar), (&verifier, &honest)];
-	let mut settled_op = None;
+	let mut settled = Settled::None;
 	for round in 0.. {
-		ensure!(round < 20, "the dispute did not end");
+		ensure!(round < 40, "the dispute did not end");
 		let open: Vec<Value> = node.rpc("trainet_openDisputes", vec![]).await?;
 		let Some(d) = open.first() else { break };
 		let id = d["id"].as_u64().context("id")?;
@@ -116,14 +157,18 @@ async fn the_runtime_re_executes_the_one_altered_operation_of_a_training_step() 
 		}
 		let game = &phase["operations"];
 		let step = game["step"].as_u64().context(format!("unexpected phase: {d}"))? as usize;
-		ensure!(step == FAULT.step as usize, "bisection found step {step}: {d}");
+		ensure!(step == fault.step as usize, "bisection found step {step}: {d}");
 		let stage = &game["stage"];
-		if stage == "committing" {
+		let output = |run: &TraceRun, j: &Value| -> Result<_> {
+			Ok(run.steps[step].outputs[j.as_u64().context("operation")? as usize].clone())
+		};
+		let answers: Vec<DescentAnswer> = if stage == "committing" {
 			futures::future::try_join_all(sides.iter().map(|(who, run)| {
 				let root = run.steps[step].op_trace().root;
 				submit_in_block(&node, &api, who, "Challenge", "commit_ops", (id, root))
 			}))
 			.await?;
+			continue;
 		} else if let Some(position) = stage["revealing"]["position"].as_u64() {
 			let position = position as u32;
 			futures::future::try_join_all(sides.iter().map(|(who, run)| {
@@ -131,21 +176,73 @@ async fn the_runtime_re_executes_the_one_altered_operation_of_a_training_step() 
 				submit_in_block(&node, &api, who, "Challenge", "reveal_op", (id, position, proof))
 			}))
 			.await?;
+			continue;
 		} else if let Some(j) = stage["operation"].as_u64() {
 			let evidence = honest.steps[step].evidence(j as u32).context("evidence")?;
 			submit_in_block(&node, &api, &verifier, "Challenge", "settle_op", (id, evidence))
 				.await?;
-			settled_op = Some(j as u32);
+			settled = Settled::Operation(j as u32);
+			continue;
 		} else if stage == "assembly" {
 			let evidence =
 				OpEvidence { outputs: honest.steps[step].output_hashes(), ..Default::default() };
 			submit_in_block(&node, &api, &verifier, "Challenge", "settle_op", (id, evidence))
 				.await?;
+			continue;
+		} else if let Some(o) = stage.get("opening") {
+			sides
+				.iter()
+				.map(|(_, run)| {
+					Ok(DescentAnswer::Opening(TensorOpening::of(&output(run, &o["operation"])?)))
+				})
+				.collect::<Result<_>>()?
+		} else if let Some(o) = stage.get("descending") {
+			let axis = if game["descentAxis"] == "columns" { Axis::Columns } else { Axis::Rows };
+			let cursor = trainet_primitives::descent::Cursor {
+				level: o["level"].as_u64().context("level")? as u32,
+				index: o["index"].as_u64().context("index")? as u32,
+			};
+			sides
+				.iter()
+				.map(|(_, run)| {
+					let (l, r) = LineTree::new(&output(run, &o["operation"])?, axis)
+						.children(cursor)
+						.context("children")?;
+					Ok(DescentAnswer::Children(l, r))
+				})
+				.collect::<Result<_>>()?
+		} else if let Some(o) = stage.get("line") {
+			let axis = if o["axis"] == "columns" { Axis::Columns } else { Axis::Rows };
+			let index = o["index"].as_u64().context("index")? as u32;
+			sides
+				.iter()
+				.map(|(_, run)| {
+					let values = line(&output(run, &o["operation"])?, axis, index);
+					Ok(DescentAnswer::Line(
+						values.try_into().map_err(|_| anyhow::anyhow!("long line"))?,
+					))
+				})
+				.collect::<Result<_>>()?
+		} else if let Some(o) = stage.get("element") {
+			let (j, row, col) = (
+				o["operation"].as_u64().context("operation")? as u32,
+				o["row"].as_u64().context("row")? as u32,
+				o["col"].as_u64().context("col")? as u32,
+			);
+			let evidence =
+				element_evidence(&honest.steps[step], spec, j, (row, col)).context("evidence")?;
+			submit_in_block(&node, &api, &verifier, "Challenge", "settle_element", (id, evidence))
+				.await?;
+			settled = Settled::Element(j, row, col);
+			continue;
 		} else {
 			bail!("unexpected stage: {d}");
-		}
+		};
+		futures::future::try_join_all(sides.iter().zip(answers).map(|((who, _), answer)| {
+			submit_in_block(&node, &api, who, "Challenge", "descend", (id, answer))
+		}))
+		.await?;
 	}
-	ensure!(settled_op == Some(FAULT.op), "settled {settled_op:?}, altered {}", FAULT.op);
 
 	// The solver lost: its task is open again and it may not claim it back.
 	let task: Value = node.rpc("trainet_task", vec![json!(0)]).await?;
@@ -159,5 +256,5 @@ async fn the_runtime_re_executes_the_one_altered_operation_of_a_training_step() 
 	ensure!(l.active == 100 * UNIT && l.locked == 0, "solver: {l:?}");
 	let l = ledger(&api, &verifier).await?;
 	ensure!(l.active == 100 * UNIT && l.locked == 0, "verifier: {l:?}");
-	Ok(())
+	Ok(settled)
 }

@@ -24,6 +24,7 @@ use trainet_primitives::{
 	api::TrainetApi,
 	bisection::Transition,
 	commit::OpLeaf,
+	descent::Axis,
 	market::{Dispute, DisputeId, DisputePhase, OpStage, Task, TaskId, TaskState},
 	task::{Model, Optimizer, TrainingSpec},
 };
@@ -155,6 +156,10 @@ pub fn task_json(id: TaskId, t: &Task<AccountId, Balance, BlockNumber>) -> Value
 
 /// A dispute as JSON.
 pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>) -> Value {
+	let axis_name = |a: Axis| match a {
+		Axis::Rows => "rows",
+		Axis::Columns => "columns",
+	};
 	let phase = match &d.phase {
 		DisputePhase::Bisecting { round, solver_reveal, challenger_reveal } => json!({
 			"bisecting": {
@@ -180,6 +185,18 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 				OpStage::Revealing(position) => json!({ "revealing": { "position": position } }),
 				OpStage::Operation(j) => json!({ "operation": j }),
 				OpStage::Assembly => json!("assembly"),
+				OpStage::Opening(j) => json!({ "opening": { "operation": j } }),
+				OpStage::Descending { op, cursor } => json!({ "descending": {
+					"operation": op, "level": cursor.level, "index": cursor.index,
+				} }),
+				OpStage::Line { op, axis, index } => json!({ "line": {
+					"operation": op,
+					"axis": axis_name(axis),
+					"index": index,
+				} }),
+				OpStage::Element { op, row, col } => json!({ "element": {
+					"operation": op, "row": row, "col": col,
+				} }),
 			};
 			json!({ "operations": {
 				"step": g.step,
@@ -195,6 +212,7 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 				"challengerReveal": leaf(&g.challenger_reveal),
 				"solverDisputed": leaf(&g.solver_disputed),
 				"challengerDisputed": leaf(&g.challenger_disputed),
+				"descentAxis": g.descent.as_ref().and_then(|x| x.walk.as_ref()).map(|w| axis_name(w.axis)),
 			} })
 		}
 	};

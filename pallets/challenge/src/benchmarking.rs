@@ -331,5 +331,191 @@ mod benchmarks {
 		Ok(())
 	}
 
+	/// The second opening of an element descent, with the solver's shape wrong: it loses,
+	/// and `v` other disputes on the task are voided.
+	#[benchmark]
+	fn descend_opening(
+		v: Linear<0, { T::MaxDisputesPerTask::get().saturating_sub(1) }>,
+	) -> Result<(), BenchmarkError> {
+		use trainet_primitives::descent::{DescentAnswer, TensorOpening};
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = committed::<T>(&solver, 1);
+		let id = open_dispute::<T>(task, 1, 0)?;
+		for i in 1..=v {
+			open_dispute::<T>(task, 1, i)?;
+		}
+		let pre = H256::repeat_byte(1);
+		let wrong = TensorOpening {
+			rows: 1,
+			cols: 1,
+			row_root: H256::repeat_byte(4),
+			col_root: H256::repeat_byte(5),
+		};
+		let other = TensorOpening { rows: 2, ..wrong };
+		into_operations::<T>(id, 64, pre, |g| {
+			g.solver_root = Some(H256::repeat_byte(2));
+			g.challenger_root = Some(H256::repeat_byte(3));
+			g.bisection = Bisection { agreed: 0, disputed: 1 };
+			let (s, c) = (wrong.hash(), other.hash());
+			g.solver_disputed = Some(OpLeaf { output: s, link: chain(&pre, &s) });
+			g.challenger_disputed = Some(OpLeaf { output: c, link: chain(&pre, &c) });
+			g.descent = Some(Descent { challenger_opening: Some(other), ..Default::default() });
+		})?;
+		#[extrinsic_call]
+		descend(RawOrigin::Signed(solver), id, DescentAnswer::Opening(wrong));
+		assert!(!Disputes::<T>::contains_key(id));
+		Ok(())
+	}
+
+	/// The second line of an element descent, of the longest length: the disputed element
+	/// is found.
+	#[benchmark]
+	fn descend_line() -> Result<(), BenchmarkError> {
+		use trainet_primitives::{
+			descent::{line_leaf, Axis, Cursor, DescentAnswer, MAX_LINE},
+			market::Walk,
+		};
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = committed::<T>(&solver, 1);
+		let id = open_dispute::<T>(task, 1, 0)?;
+		let pre = H256::repeat_byte(1);
+		let ours: alloc::vec::Vec<u32> = (0..MAX_LINE).collect();
+		let mut theirs = ours.clone();
+		if let Some(last) = theirs.last_mut() {
+			*last = 0;
+		}
+		let node = |values: &[u32]| {
+			<sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(&line_leaf(
+				Axis::Rows,
+				0,
+				values,
+			))
+		};
+		let (s_node, c_node) = (node(&ours), node(&theirs));
+		into_operations::<T>(id, 64, pre, |g| {
+			g.solver_root = Some(H256::repeat_byte(2));
+			g.challenger_root = Some(H256::repeat_byte(3));
+			g.bisection = Bisection { agreed: 0, disputed: 1 };
+			let (s, c) = (H256::repeat_byte(6), H256::repeat_byte(7));
+			g.solver_disputed = Some(OpLeaf { output: s, link: chain(&pre, &s) });
+			g.challenger_disputed = Some(OpLeaf { output: c, link: chain(&pre, &c) });
+			g.descent = Some(Descent {
+				walk: Some(Walk {
+					axis: Axis::Rows,
+					leaves: 1,
+					cursor: Cursor { level: 0, index: 0 },
+					solver_node: s_node,
+					challenger_node: c_node,
+					solver_reveal: None,
+					challenger_reveal: None,
+				}),
+				..Default::default()
+			});
+		})?;
+		Lines::<T>::insert(
+			id,
+			Party::Challenger,
+			BoundedVec::try_from(theirs).map_err(|_| BenchmarkError::Stop("line"))?,
+		);
+		let answer = DescentAnswer::Line(
+			BoundedVec::try_from(ours).map_err(|_| BenchmarkError::Stop("line"))?,
+		);
+		#[extrinsic_call]
+		descend(RawOrigin::Signed(solver), id, answer);
+		assert!(matches!(
+			Disputes::<T>::get(id).map(|d| d.phase),
+			Some(DisputePhase::Operations(OpGame {
+				descent: Some(Descent { element: Some(_), .. }),
+				..
+			}))
+		));
+		Ok(())
+	}
+
+	/// The costliest element leaf: an element of `Xᵀ · dZ` in the first layer, which reads a
+	/// column of the batch, so every sample of a batch of 256 with 1024 features (with its
+	/// proof); the solver's value is wrong, so it loses.
+	#[benchmark]
+	fn settle_element() -> Result<(), BenchmarkError> {
+		use trainet_primitives::{
+			commit::{sample_proof, tensor_hash},
+			descent::{element_cost, Axis, ElementEvidence, InputLine, MAX_ELEMENT_VALUES},
+			program::{OpKind, Source},
+			repops::init_weights,
+			task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+		};
+		let data = synthetic_dataset(1, 256, 1024, 2);
+		let sgd = Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.1),
+			momentum: F32Bits::from_f32(0.9),
+		};
+		let spec = TrainingSpec::example_mlp(&[1024, 4, 2], sgd, 256).on_dataset(&data);
+		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
+		let j = program
+			.ops
+			.iter()
+			.position(|o| o.kind == OpKind::MatMulTn && o.inputs.first() == Some(&Source::Batch))
+			.ok_or(BenchmarkError::Stop("no first-layer weight gradient"))?;
+		let op = program.ops.get(j).ok_or(BenchmarkError::Stop("no op"))?;
+		let cost = element_cost(&spec, &program, op, 0, 0);
+		assert!(cost <= MAX_ELEMENT_VALUES && cost > MAX_ELEMENT_VALUES / 2);
+		let Some(Source::Op(k)) = op.inputs.get(1).copied() else {
+			return Err(BenchmarkError::Stop("no gradient input"));
+		};
+		let dz_op = program.ops.get(k as usize).ok_or(BenchmarkError::Stop("no op"))?;
+		let dz = init_weights(spec.seed, 9, dz_op.rows, dz_op.cols)
+			.map_err(|_| BenchmarkError::Stop("no tensor"))?;
+		let mut outputs: alloc::vec::Vec<H256> = (0..j)
+			.map(|n| {
+				<sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(
+					&(9u64, n as u64).encode(),
+				)
+			})
+			.collect();
+		if let Some(o) = outputs.get_mut(k as usize) {
+			*o = tensor_hash(&dz);
+		}
+		let samples = (0..spec.batch_size)
+			.map(|r| {
+				let i = trainet_primitives::repops::batch_indices(spec.seed, 0, 256, 256)
+					.get(r as usize)
+					.copied()?;
+				sample_proof(&data, i)
+			})
+			.collect::<Option<alloc::vec::Vec<_>>>()
+			.ok_or(BenchmarkError::Stop("no sample"))?;
+		let pre = H256::repeat_byte(1);
+		let link = outputs.iter().fold(pre, |prev, o| chain(&prev, o));
+		let evidence = ElementEvidence {
+			outputs,
+			state: alloc::vec::Vec::new(),
+			inputs: alloc::vec![
+				InputLine::of(&dz, Axis::Columns, 0).ok_or(BenchmarkError::Stop("no line"))?
+			],
+			samples,
+		};
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = committed_with::<T>(&solver, 1, Some(spec));
+		let id = open_dispute::<T>(task, 1, 0)?;
+		let ops = program.ops.len() as u32;
+		into_operations::<T>(id, ops, pre, |g| {
+			let (s, c) = (H256::repeat_byte(6), H256::repeat_byte(7));
+			g.solver_root = Some(H256::repeat_byte(2));
+			g.challenger_root = Some(H256::repeat_byte(3));
+			g.bisection = Bisection { agreed: j as u32, disputed: j as u32 + 1 };
+			g.agreed_link = link;
+			g.solver_disputed = Some(OpLeaf { output: s, link: chain(&link, &s) });
+			g.challenger_disputed = Some(OpLeaf { output: c, link: chain(&link, &c) });
+			g.descent = Some(Descent {
+				element: Some(Element { row: 0, col: 0, solver: 1, challenger: 2 }),
+				..Default::default()
+			});
+		})?;
+		#[extrinsic_call]
+		settle_element(RawOrigin::Signed(account("caller", 0, 0)), id, evidence);
+		assert!(!Disputes::<T>::contains_key(id));
+		Ok(())
+	}
+
 	impl_benchmark_test_suite!(Pallet, crate::mock::new_test_ext(), crate::mock::Test);
 }

@@ -76,9 +76,16 @@ use sp_runtime::traits::Saturating;
 use trainet_primitives::{
 	bisection::{Bisection, Transition},
 	commit::{verify_op_proof, OpLeaf, OpProof},
-	market::{Dispute, DisputeId, DisputePhase, LeafCase, OpGame, OpStage, Party, TaskId},
+	descent::{
+		element_cost, element_value, inner_node, line_leaf, Axis, Cursor, DescentAnswer,
+		ElementEvidence, MAX_ELEMENT_VALUES, MAX_LINE,
+	},
+	market::{
+		Descent, Dispute, DisputeId, DisputePhase, Element, LeafCase, OpGame, OpStage, Party,
+		TaskId, Walk,
+	},
 	program::step_program,
-	referee::{self, OpEvidence, RefereeError},
+	referee::{self, LeafBound, OpEvidence, RefereeError},
 	trace::{verify_trace_proof, TraceProof},
 };
 
@@ -178,6 +185,11 @@ pub mod pallet {
 		#[pallet::constant]
 		type LeafTimeout: Get<BlockNumberFor<Self>>;
 
+		/// The largest operation re-executed whole in one leaf (at most
+		/// [`LeafBound::CHAIN`], at which `settle_op` is benchmarked); larger ones go through
+		/// the element descent.
+		type LeafBound: Get<LeafBound>;
+
 		/// The most disputes open against one task at once.
 		#[pallet::constant]
 		type MaxDisputesPerTask: Get<u32>;
@@ -206,6 +218,17 @@ pub mod pallet {
 	/// How many disputes are open against each task.
 	#[pallet::storage]
 	pub type DisputeCount<T: Config> = StorageMap<_, Twox64Concat, TaskId, u32, ValueQuery>;
+
+	/// A side's revealed line in an element descent, until the other side reveals its own.
+	#[pallet::storage]
+	pub type Lines<T: Config> = StorageDoubleMap<
+		_,
+		Twox64Concat,
+		DisputeId,
+		Twox64Concat,
+		Party,
+		BoundedVec<u32, ConstU32<MAX_LINE>>,
+	>;
 
 	/// The disputes whose current stage ends at the start of a block, by block.
 	#[pallet::storage]
@@ -267,6 +290,16 @@ pub mod pallet {
 		/// The chain re-executed the disputed operation (or assembled the next state): the
 		/// true hash is `truth`.
 		OperationSettled { dispute: DisputeId, truth: H256 },
+		/// Operation `operation` is too large for one leaf: both sides must open their output
+		/// hash before `deadline` ([`Pallet::descend`]).
+		DescentStarted { dispute: DisputeId, operation: u32, deadline: BlockNumberFor<T> },
+		/// A side answered the element descent's current stage.
+		DescentAnswered { dispute: DisputeId, party: Party },
+		/// Both sides answered: the descent moved on; the next answers (or, once an element is
+		/// disputed, its evidence) are due before `deadline`.
+		DescentMoved { dispute: DisputeId, deadline: BlockNumberFor<T> },
+		/// The chain computed the disputed element `(row, col)`: its true bits are `truth`.
+		ElementSettled { dispute: DisputeId, row: u32, col: u32, truth: u32 },
 		/// A dispute ended: `winner` won, by the referee's ruling or the other's timeout.
 		DisputeResolved { dispute: DisputeId, task: TaskId, winner: Party, resolution: Resolution },
 		/// A dispute ended with no winner (its task's solver already lost, or the referee
@@ -668,9 +701,17 @@ pub mod pallet {
 				}
 				_ => None,
 			};
+			// An operation too large for one leaf goes on to the element descent.
+			let stage = match stage {
+				OpStage::Operation(j) if forfeit.is_none() && !Self::settleable(d.task, j) => {
+					game.descent = Some(Descent::default());
+					game.stage()
+				}
+				s => s,
+			};
 			let now = frame_system::Pallet::<T>::block_number();
 			let timeout = match stage {
-				OpStage::Revealing(_) => T::RoundTimeout::get(),
+				OpStage::Revealing(_) | OpStage::Opening(_) => T::RoundTimeout::get(),
 				_ => T::LeafTimeout::get(),
 			};
 			let deadline = match forfeit {
@@ -698,6 +739,9 @@ pub mod pallet {
 				},
 				OpStage::Operation(operation) => {
 					Event::OperationDisputed { dispute, operation, deadline }
+				}
+				OpStage::Opening(operation) => {
+					Event::DescentStarted { dispute, operation, deadline }
 				}
 				_ => Event::AssemblyDisputed { dispute, deadline },
 			});
@@ -754,6 +798,203 @@ pub mod pallet {
 			Ok(())
 		}
 
+		/// Answers the element descent inside a disputed operation too large for one leaf
+		/// ([`trainet_primitives::descent`]): first the opening of the caller's output hash
+		/// (`rows, cols, row_root, col_root`), then, round by round, the two children of the
+		/// disputed node of its output's tree, then the disputed row or column itself. Once
+		/// both sides have answered a stage, the game moves on: a side whose output has the
+		/// wrong shape loses; otherwise the walk goes to the first child on which the sides
+		/// differ, and at a leaf the first value on which their lines differ is the element
+		/// [`Pallet::settle_element`] decides.
+		#[pallet::call_index(6)]
+		#[pallet::weight(T::WeightInfo::descend_opening(T::MaxDisputesPerTask::get())
+			.max(T::WeightInfo::descend_line()))]
+		pub fn descend(
+			origin: OriginFor<T>,
+			dispute: DisputeId,
+			answer: DescentAnswer,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let party = Self::party(&d, &who)?;
+			let DisputePhase::Operations(mut game) = d.phase.clone() else {
+				return Err(Error::<T>::NotInOperations.into());
+			};
+			let stage = game.stage();
+			let own_leaf = match party {
+				Party::Solver => game.solver_disputed,
+				Party::Challenger => game.challenger_disputed,
+			}
+			.ok_or(Error::<T>::WrongStage)?;
+			let mut descent = game.descent.clone().ok_or(Error::<T>::WrongStage)?;
+			let now = frame_system::Pallet::<T>::block_number();
+			// What the answer completes: `Some(winner)` ends the dispute, `Some(timeout)`
+			// starts the next stage.
+			let mut winner = None;
+			let mut next_stage = None;
+			match (stage, answer) {
+				(OpStage::Opening(j), DescentAnswer::Opening(opening)) => {
+					ensure!(opening.hash() == own_leaf.output, Error::<T>::BadProof);
+					let own = match party {
+						Party::Solver => &mut descent.solver_opening,
+						Party::Challenger => &mut descent.challenger_opening,
+					};
+					ensure!(own.is_none(), Error::<T>::AlreadyRevealed);
+					*own = Some(opening);
+					if let (Some(s), Some(c)) = (descent.solver_opening, descent.challenger_opening)
+					{
+						let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
+						let program = step_program(&spec).map_err(|_| Error::<T>::WrongStage)?;
+						let op = program.ops.get(j as usize).ok_or(Error::<T>::WrongStage)?;
+						let shape = (op.rows, op.cols);
+						if (s.rows, s.cols) != shape {
+							winner = Some(Party::Challenger);
+						} else if (c.rows, c.cols) != shape {
+							winner = Some(Party::Solver);
+						} else {
+							let axis =
+								if s.row_root != c.row_root { Axis::Rows } else { Axis::Columns };
+							let leaves = s.lines(axis).0;
+							descent.walk = Some(Walk {
+								axis,
+								leaves,
+								cursor: Cursor::root(leaves),
+								solver_node: s.root(axis),
+								challenger_node: c.root(axis),
+								solver_reveal: None,
+								challenger_reveal: None,
+							});
+							next_stage = Some(T::RoundTimeout::get());
+						}
+					}
+				}
+				(OpStage::Descending { .. }, DescentAnswer::Children(left, right)) => {
+					let w = descent.walk.as_mut().ok_or(Error::<T>::WrongStage)?;
+					let (node, own) = match party {
+						Party::Solver => (w.solver_node, &mut w.solver_reveal),
+						Party::Challenger => (w.challenger_node, &mut w.challenger_reveal),
+					};
+					ensure!(own.is_none(), Error::<T>::AlreadyRevealed);
+					ensure!(inner_node(&left, &right) == node, Error::<T>::BadProof);
+					*own = Some((left, right));
+					if let (Some(s), Some(c)) = (w.solver_reveal, w.challenger_reveal) {
+						// The first child on which they differ.
+						let right = s.0 == c.0;
+						w.cursor = w.cursor.child(right, w.leaves);
+						(w.solver_node, w.challenger_node) =
+							if right { (s.1, c.1) } else { (s.0, c.0) };
+						w.solver_reveal = None;
+						w.challenger_reveal = None;
+						next_stage = Some(T::RoundTimeout::get());
+					}
+				}
+				(OpStage::Line { axis, index, .. }, DescentAnswer::Line(values)) => {
+					let w = descent.walk.as_ref().ok_or(Error::<T>::WrongStage)?;
+					let node = match party {
+						Party::Solver => w.solver_node,
+						Party::Challenger => w.challenger_node,
+					};
+					ensure!(!Lines::<T>::contains_key(dispute, party), Error::<T>::AlreadyRevealed);
+					let leaf = line_leaf(axis, index, &values);
+					ensure!(
+						<sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(&leaf)
+							== node,
+						Error::<T>::BadProof
+					);
+					match Lines::<T>::get(dispute, party.other()) {
+						None => Lines::<T>::insert(dispute, party, values),
+						Some(other) => {
+							let (s, c) = match party {
+								Party::Solver => (values, other),
+								Party::Challenger => (other, values),
+							};
+							// Equal leaf indices and lengths with different hashes: they differ.
+							let k = s
+								.iter()
+								.zip(c.iter())
+								.position(|(a, b)| a != b)
+								.ok_or(Error::<T>::BadProof)?;
+							let (sv, cv) = (
+								s.get(k).copied().unwrap_or_default(),
+								c.get(k).copied().unwrap_or_default(),
+							);
+							let k = k as u32;
+							let (row, col) = match axis {
+								Axis::Rows => (index, k),
+								Axis::Columns => (k, index),
+							};
+							descent.element =
+								Some(Element { row, col, solver: sv, challenger: cv });
+							Lines::<T>::remove(dispute, party.other());
+							next_stage = Some(T::LeafTimeout::get());
+						}
+					}
+				}
+				_ => return Err(Error::<T>::WrongStage.into()),
+			}
+			Self::deposit_event(Event::DescentAnswered { dispute, party });
+			game.descent = Some(descent);
+			d.phase = DisputePhase::Operations(game.clone());
+			if let Some(winner) = winner {
+				Disputes::<T>::insert(dispute, d);
+				Self::conclude(dispute, winner, Resolution::Ruling);
+				return Ok(());
+			}
+			if let Some(timeout) = next_stage {
+				let deadline = Self::slot(now.saturating_add(timeout))?;
+				Self::unschedule(dispute, d.deadline);
+				Self::enqueue(dispute, deadline);
+				d.deadline = deadline;
+				Self::deposit_event(Event::DescentMoved { dispute, deadline });
+			}
+			Disputes::<T>::insert(dispute, d);
+			Ok(())
+		}
+
+		/// Settles the one disputed element of an operation's output that the element descent
+		/// found: `evidence` gives the row or column of each input that element reads, each
+		/// proven against the input's opening, whose hash must be the agreed one
+		/// ([`trainet_primitives::descent::element_evidence`] builds it). The chain computes
+		/// the element with RepOps and rules against the side whose value differs (the solver,
+		/// should both). Anyone may call it.
+		#[pallet::call_index(7)]
+		#[pallet::weight(T::WeightInfo::settle_element().saturating_add(
+			T::WeightInfo::timeout(T::MaxDisputesPerTask::get())
+				.saturating_sub(T::WeightInfo::timeout(0))
+		))]
+		pub fn settle_element(
+			origin: OriginFor<T>,
+			dispute: DisputeId,
+			evidence: ElementEvidence,
+		) -> DispatchResult {
+			ensure_signed(origin)?;
+			let d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let DisputePhase::Operations(game) = &d.phase else {
+				return Err(Error::<T>::NotInOperations.into());
+			};
+			let OpStage::Element { op, row, col } = game.stage() else {
+				return Err(Error::<T>::WrongStage.into());
+			};
+			let element =
+				game.descent.as_ref().and_then(|x| x.element).ok_or(Error::<T>::WrongStage)?;
+			let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
+			let pre_state = d.agreed_state.ok_or(Error::<T>::WrongStage)?;
+			let truth = element_value(
+				&spec,
+				game.step,
+				op,
+				(row, col),
+				&pre_state,
+				&game.agreed_link,
+				&evidence,
+			)
+			.map_err(Self::evidence_error)?;
+			let winner = if element.solver == truth { Party::Solver } else { Party::Challenger };
+			Self::deposit_event(Event::ElementSettled { dispute, row, col, truth });
+			Self::conclude(dispute, winner, Resolution::Ruling);
+			Ok(())
+		}
+
 		/// Ends a dispute whose deadline has passed, as `on_initialize` does: the side that
 		/// has not revealed loses (the challenger when neither has); at the leaf, the referee
 		/// names the default winner or voids it. Anyone may call it.
@@ -805,11 +1046,24 @@ pub mod pallet {
 			OpGame::new(step, ops, d.agreed_state?)
 		}
 
-		/// Whether the chain can execute operation `j` of the task's step in one leaf.
+		/// Whether the chain executes operation `j` of the task's step whole, in one leaf.
 		fn settleable(task: TaskId, j: u32) -> bool {
 			let Some(spec) = T::Tasks::spec(task) else { return false };
 			let Ok(program) = step_program(&spec) else { return false };
-			program.ops.get(j as usize).is_some_and(|op| referee::fits_leaf(&spec, &program, op))
+			program
+				.ops
+				.get(j as usize)
+				.is_some_and(|op| T::LeafBound::get().admits(referee::op_cost(&spec, &program, op)))
+		}
+
+		/// Whether the chain can compute element `(row, col)` of operation `j` in one leaf.
+		fn element_settleable(task: TaskId, j: u32, row: u32, col: u32) -> bool {
+			let Some(spec) = T::Tasks::spec(task) else { return false };
+			let Ok(program) = step_program(&spec) else { return false };
+			program
+				.ops
+				.get(j as usize)
+				.is_some_and(|op| element_cost(&spec, &program, op, row, col) <= MAX_ELEMENT_VALUES)
 		}
 
 		fn evidence_error(e: RefereeError) -> Error<T> {
@@ -886,6 +1140,27 @@ pub mod pallet {
 							Self::settleable(d.task, j).then_some(Party::Solver)
 						}
 						OpStage::Assembly => Some(Party::Solver),
+						OpStage::Opening(_) => {
+							let o = game.descent.as_ref();
+							Some(missing(
+								o.is_some_and(|o| o.solver_opening.is_some()),
+								o.is_some_and(|o| o.challenger_opening.is_some()),
+							))
+						}
+						OpStage::Descending { .. } => {
+							let w = game.descent.as_ref().and_then(|o| o.walk.as_ref());
+							Some(missing(
+								w.is_some_and(|w| w.solver_reveal.is_some()),
+								w.is_some_and(|w| w.challenger_reveal.is_some()),
+							))
+						}
+						OpStage::Line { .. } => Some(missing(
+							Lines::<T>::contains_key(dispute, Party::Solver),
+							Lines::<T>::contains_key(dispute, Party::Challenger),
+						)),
+						OpStage::Element { op, row, col } => {
+							Self::element_settleable(d.task, op, row, col).then_some(Party::Solver)
+						}
 					};
 					match winner {
 						Some(winner) => Self::conclude(dispute, winner, Resolution::Timeout),
@@ -899,6 +1174,7 @@ pub mod pallet {
 		/// Removes a dispute from every book.
 		fn remove(id: DisputeId, d: &DisputeOf<T>) {
 			Disputes::<T>::remove(id);
+			let _ = Lines::<T>::clear_prefix(id, 2, None);
 			TaskDisputes::<T>::remove(d.task, &d.challenger);
 			DisputeCount::<T>::mutate_exists(d.task, |c| {
 				let left = c.unwrap_or(0).saturating_sub(1);

@@ -25,6 +25,7 @@ use std::collections::BTreeMap;
 use trainet_primitives::{
 	bisection::Transition,
 	market::{DisputeId, LeafCase, Party, TaskId, Timeouts},
+	referee::LeafBound,
 	task::TrainingSpec,
 };
 
@@ -159,6 +160,7 @@ impl pallet_challenge::Config for Test {
 	type ChallengeBond = ChallengeBond;
 	type RoundTimeout = RoundTimeout;
 	type LeafTimeout = LeafTimeout;
+	type LeafBound = MockLeafBound;
 	type MaxDisputesPerTask = MaxDisputesPerTask;
 	type MaxDeadlinesPerBlock = MaxDeadlinesPerBlock;
 	type WeightInfo = ();
@@ -174,6 +176,9 @@ thread_local! {
 	static OPERATIONS: RefCell<bool> = const { RefCell::new(false) };
 	/// Who wins when a deferred ruling never comes (`None`: void).
 	static ON_EXPIRY: RefCell<Option<Party>> = const { RefCell::new(None) };
+	/// The whole-operation leaf bound (tests lower it to send small models' operations
+	/// through the element descent).
+	static LEAF_BOUND: RefCell<LeafBound> = const { RefCell::new(LeafBound::CHAIN) };
 	/// The cases the referee saw.
 	static CASES: RefCell<Vec<(DisputeId, LeafCase)>> = const { RefCell::new(Vec::new()) };
 }
@@ -187,6 +192,20 @@ pub fn set_truth(task: TaskId, states: Vec<H256>) {
 pub fn defer_rulings(on_expiry: Option<Party>) {
 	DEFER.with(|d| *d.borrow_mut() = true);
 	ON_EXPIRY.with(|e| *e.borrow_mut() = on_expiry);
+}
+
+/// Sets the whole-operation leaf bound.
+pub fn set_leaf_bound(bound: LeafBound) {
+	LEAF_BOUND.with(|b| *b.borrow_mut() = bound);
+}
+
+/// The leaf bound [`set_leaf_bound`] set.
+pub struct MockLeafBound;
+
+impl frame_support::traits::Get<LeafBound> for MockLeafBound {
+	fn get() -> LeafBound {
+		LEAF_BOUND.with(|b| *b.borrow())
+	}
 }
 
 /// Makes the referee send disputed training steps to the operator-level game.

@@ -44,6 +44,9 @@ pub trait WeightInfo {
 	fn reveal_op(v: u32, ) -> Weight;
 	fn settle_op_matmul() -> Weight;
 	fn settle_op_elementwise() -> Weight;
+	fn descend_opening(v: u32, ) -> Weight;
+	fn descend_line() -> Weight;
+	fn settle_element() -> Weight;
 }
 
 /// Weights for the runtime, using its database weights.
@@ -243,6 +246,15 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	fn descend_opening(v: u32, ) -> Weight {
+		Self::reveal_op(v)
+	}
+	fn descend_line() -> Weight {
+		Self::commit_ops()
+	}
+	fn settle_element() -> Weight {
+		Self::settle_op_matmul()
+	}
 	fn settle_op_matmul() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1791`
@@ -356,6 +368,15 @@ impl WeightInfo for () {
 			.saturating_add(RocksDbWeight::get().writes(13))
 			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(v.into())))
 			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
+	}
+	fn descend_opening(v: u32, ) -> Weight {
+		Self::reveal_op(v)
+	}
+	fn descend_line() -> Weight {
+		Self::commit_ops()
+	}
+	fn settle_element() -> Weight {
+		Self::settle_op_matmul()
 	}
 	fn settle_op_matmul() -> Weight {
 		// Proof Size summary in bytes:

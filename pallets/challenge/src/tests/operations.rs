@@ -9,9 +9,10 @@ use super::*;
 use crate::OpStage;
 use trainet_primitives::{
 	commit::{op_root, state_hash, OpTrace},
+	descent::{element_evidence, line, DescentAnswer, LineTree, TensorOpening},
 	market::OpGame,
 	program,
-	referee::{Fault, OpEvidence, StepRun, TraceRun},
+	referee::{Fault, LeafBound, OpEvidence, StepRun, TraceRun},
 	task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
 };
 
@@ -41,6 +42,8 @@ enum Lie {
 	None,
 	/// Alters operation `j`'s output and goes on from it ([`StepRun::with_fault`]).
 	Operation(u32),
+	/// Alters only the last value of operation `j`'s output and goes on from it.
+	LastValue(u32),
 	/// Computes every operation honestly but commits a next state with one value changed.
 	Assembly,
 	/// Commits a wrong next state, and an op trace whose leaves from `j` on name other
@@ -61,8 +64,18 @@ fn side(spec: &TrainingSpec, data: &Dataset, lie: Lie) -> Side {
 		_ => None,
 	};
 	let mut run = TraceRun::new(spec, data, fault).unwrap();
-	let bad = run.steps.swap_remove(BAD_STEP as usize);
+	let mut bad = run.steps.swap_remove(BAD_STEP as usize);
 	let mut states = run.states;
+	if let Lie::LastValue(j) = lie {
+		bad = last_value_altered(spec, &bad, j);
+		let mut state = bad.next.clone();
+		states.truncate(BAD_STEP as usize + 1);
+		states.push(state_hash(&state));
+		for t in BAD_STEP + 1..STEPS {
+			state = StepRun::new(spec, t, state, data).unwrap().next;
+			states.push(state_hash(&state));
+		}
+	}
 	if matches!(lie, Lie::Assembly | Lie::Unchained(_)) {
 		// The next state with one value changed, and the rest of the run from it.
 		let mut next = bad.next.clone();
@@ -83,6 +96,23 @@ fn side(spec: &TrainingSpec, data: &Dataset, lie: Lie) -> Side {
 		ops.root = op_root(&ops.outputs, &ops.links);
 	}
 	Side { states, bad, ops }
+}
+
+/// `run` again with only the last value of operation `j`'s output altered.
+fn last_value_altered(spec: &TrainingSpec, run: &StepRun, j: u32) -> StepRun {
+	let (batch, labels) =
+		trainet_primitives::referee::verified_batch(spec, BAD_STEP, &run.samples).unwrap();
+	let mut n = 0;
+	let (outputs, next) = program::run_step_with(&run.program, &run.state, &batch, |op, inputs| {
+		let mut out = program::execute(spec, op, inputs, &labels, BAD_STEP)?;
+		if n == j {
+			*out.data.last_mut().unwrap() += 0.25;
+		}
+		n += 1;
+		Ok(out)
+	})
+	.unwrap();
+	StepRun { outputs, next, ..run.clone() }
 }
 
 fn game(id: u64) -> Option<OpGame> {
@@ -200,7 +230,7 @@ fn operation_case(liar: Party, lie: Lie) {
 				// Decided by the reveal itself, with no evidence.
 				assert_eq!(settled(id), None, "{ctx}");
 			}
-			Lie::None => unreachable!(),
+			Lie::None | Lie::LastValue(_) => unreachable!(),
 		}
 		let (winner, how) = resolved(id).unwrap_or_else(|| panic!("{ctx}: unresolved"));
 		assert_eq!((winner, how), (liar.other(), Resolution::Ruling), "{ctx}");
@@ -378,4 +408,173 @@ fn whoever_stops_answering_in_the_operator_game_loses() {
 	}
 	// Nobody settles: the challenger, who must pursue its dispute, loses.
 	quit_case(Party::Solver, "settle");
+}
+
+/// Both sides answer the element descent of dispute `id` from their own outputs until it
+/// stops at an element (or ends). Returns the answers' rounds.
+fn play_descent(id: u64, solver: &Side, challenger: &Side) -> u32 {
+	let d = Disputes::<Test>::get(id).unwrap();
+	let mut rounds = 0;
+	while let Some(g) = game(id) {
+		let walk = g.descent.as_ref().and_then(|x| x.walk.clone());
+		for (who, side) in [(d.solver, solver), (d.challenger, challenger)] {
+			let answer = match g.stage() {
+				OpStage::Opening(j) => {
+					DescentAnswer::Opening(TensorOpening::of(&side.bad.outputs[j as usize]))
+				}
+				OpStage::Descending { op, cursor } => {
+					let tree =
+						LineTree::new(&side.bad.outputs[op as usize], walk.clone().unwrap().axis);
+					let (l, r) = tree.children(cursor).unwrap();
+					DescentAnswer::Children(l, r)
+				}
+				OpStage::Line { op, axis, index } => DescentAnswer::Line(
+					line(&side.bad.outputs[op as usize], axis, index).try_into().unwrap(),
+				),
+				_ => return rounds,
+			};
+			assert_ok!(Challenge::descend(RuntimeOrigin::signed(who), id, answer));
+		}
+		rounds += 1;
+		check_invariants(System::block_number());
+	}
+	rounds
+}
+
+/// A dispute where every operation goes through the element descent (the leaf bound set to
+/// nothing) and `liar` tells `lie`; the honest side settles the element.
+fn descent_case(liar: Party, lie: Lie) {
+	new_test_ext().execute_with(|| {
+		set_leaf_bound(LeafBound { values: 0, macs: 0 });
+		let (spec, data) = task_spec();
+		let issuance = Balances::total_issuance();
+		let honest = side(&spec, &data, Lie::None);
+		let lying = side(&spec, &data, lie);
+		let ctx = format!("liar {liar:?} lie {lie:?}");
+		let (solver, challenger) = match liar {
+			Party::Solver => (&lying, &honest),
+			Party::Challenger => (&honest, &lying),
+		};
+		let (Lie::Operation(j) | Lie::LastValue(j)) = lie else { panic!("{ctx}") };
+		let id = to_operations(&spec, solver, challenger);
+		play_ops(id, solver, challenger);
+		assert_eq!(game(id).unwrap().stage(), OpStage::Opening(j), "{ctx}");
+		play_descent(id, solver, challenger);
+		let OpStage::Element { op, row, col } = game(id).unwrap().stage() else {
+			panic!("{ctx}: {:?}", game(id).map(|g| g.stage()))
+		};
+		assert_eq!(op, j);
+		let out = &honest.bad.outputs[j as usize];
+		if let Lie::LastValue(_) = lie {
+			assert_eq!((row, col), (out.rows - 1, out.cols - 1), "{ctx}");
+		}
+		// Tampered evidence is refused; the true evidence settles.
+		let mut ev = element_evidence(&honest.bad, &spec, j, (row, col)).unwrap();
+		let expected = match ev.inputs.first_mut() {
+			Some(line) => {
+				line.values[0] ^= 1;
+				Error::<Test>::EvidenceWrongInput
+			}
+			None => {
+				ev.samples[0].features[0] ^= 1;
+				Error::<Test>::EvidenceWrongBatch
+			}
+		};
+		assert_noop!(Challenge::settle_element(RuntimeOrigin::signed(99), id, ev), expected);
+		let ev = element_evidence(&honest.bad, &spec, j, (row, col)).unwrap();
+		assert_ok!(Challenge::settle_element(RuntimeOrigin::signed(99), id, ev));
+		let truth = System::events().into_iter().find_map(|r| match r.event {
+			RuntimeEvent::Challenge(Event::ElementSettled { dispute, truth, .. })
+				if dispute == id =>
+			{
+				Some(truth)
+			}
+			_ => None,
+		});
+		assert_eq!(truth, Some(out.data[(row * out.cols + col) as usize].to_bits()), "{ctx}");
+		assert_eq!(resolved(id), Some((liar.other(), Resolution::Ruling)), "{ctx}");
+		let slashed = if liar == Party::Solver { SOLVER_STAKE } else { BOND };
+		assert_eq!(Balances::total_issuance(), issuance - (slashed - WINNER_SHARE * slashed));
+		assert_eq!(crate::Lines::<Test>::iter().count(), 0);
+		check_invariants(System::block_number());
+	});
+}
+
+#[test]
+fn the_element_descent_finds_and_settles_one_value_of_any_operation() {
+	let (spec, data) = task_spec();
+	let honest = side(&spec, &data, Lie::None);
+	let ops = honest.bad.program.ops.len() as u32;
+	for j in 0..ops {
+		let mut played = 0;
+		for lie in [Lie::Operation(j), Lie::LastValue(j)] {
+			// A lie that reaches no state tensor changes nothing anyone commits to.
+			if side(&spec, &data, lie).states == honest.states {
+				continue;
+			}
+			for liar in [Party::Solver, Party::Challenger] {
+				descent_case(liar, lie);
+				played += 1;
+			}
+		}
+		// Every operation but the reported loss was played, both ways.
+		let kind = honest.bad.program.ops[j as usize].kind;
+		let loss = matches!(kind, program::OpKind::SoftmaxXent | program::OpKind::Mean);
+		assert!(loss || played >= 2, "operation {j} ({kind:?}): {played} cases");
+	}
+}
+
+#[test]
+fn whoever_stops_answering_the_descent_loses() {
+	for liar in [Party::Solver, Party::Challenger] {
+		new_test_ext().execute_with(|| {
+			set_leaf_bound(LeafBound { values: 0, macs: 0 });
+			let (spec, data) = task_spec();
+			let honest = side(&spec, &data, Lie::None);
+			let lying = side(&spec, &data, Lie::Operation(3));
+			let (solver, challenger) = match liar {
+				Party::Solver => (&lying, &honest),
+				Party::Challenger => (&honest, &lying),
+			};
+			let id = to_operations(&spec, solver, challenger);
+			play_ops(id, solver, challenger);
+			let d = Disputes::<Test>::get(id).unwrap();
+			let (who, side) =
+				if liar == Party::Solver { (d.challenger, challenger) } else { (d.solver, solver) };
+			// Only the honest side opens its output.
+			assert_ok!(Challenge::descend(
+				RuntimeOrigin::signed(who),
+				id,
+				DescentAnswer::Opening(TensorOpening::of(&side.bad.outputs[3]))
+			));
+			// Not twice, and not another tensor's opening.
+			assert_noop!(
+				Challenge::descend(
+					RuntimeOrigin::signed(who),
+					id,
+					DescentAnswer::Opening(TensorOpening::of(&side.bad.outputs[3]))
+				),
+				Error::<Test>::AlreadyRevealed
+			);
+			let liar_account = if liar == Party::Solver { d.solver } else { d.challenger };
+			assert_noop!(
+				Challenge::descend(
+					RuntimeOrigin::signed(liar_account),
+					id,
+					DescentAnswer::Opening(TensorOpening::of(&side.bad.outputs[2]))
+				),
+				Error::<Test>::BadProof
+			);
+			assert_noop!(
+				Challenge::descend(
+					RuntimeOrigin::signed(liar_account),
+					id,
+					DescentAnswer::Children(H256::zero(), H256::zero())
+				),
+				Error::<Test>::WrongStage
+			);
+			run_to_block(Disputes::<Test>::get(id).unwrap().deadline);
+			assert_eq!(resolved(id), Some((liar.other(), Resolution::Timeout)), "{liar:?}");
+		});
+	}
 }

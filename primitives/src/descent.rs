@@ -1,0 +1,520 @@
+//! Element descent: narrowing a disputed operation whose inputs are too large for one leaf
+//! ([`crate::referee::fits_leaf`]) down to one output element (PROTOCOL.md, "Dispute game",
+//! steps 4 and 5).
+//!
+//! 1. Both sides open their output hash `o_j = H(rows, cols, row_root, col_root)`
+//!    ([`TensorOpening`]). A side whose shape is not the program's loses. Otherwise their row
+//!    roots differ (or, if not, their column roots), and the descent walks that tree.
+//! 2. Round by round, both reveal the two children of the node they dispute; the chain checks
+//!    each pair against the side's node and goes to the first child on which they differ
+//!    ([`Cursor`]). A node with one child (the last of an odd level, which
+//!    `binary-merkle-tree` promotes unhashed) is the same as its child and is skipped.
+//! 3. At a leaf, both reveal that row (or column): the chain checks it against the side's leaf
+//!    hash and takes the first position where the two differ: the disputed element `(r, c)`.
+//! 4. Anyone hands the chain the one row or column of each input that element reads
+//!    ([`ElementEvidence`]), each proven against the input's opening, whose hash must be the
+//!    agreed one; [`element_value`] computes the element with the same RepOps as the whole
+//!    operation. The leaf costs `O(K)` values, whatever the tensor sizes (except that a column
+//!    of the batch reads every sample of the batch).
+
+use crate::{
+	commit::{
+		col_leaf_bits, row_leaf_bits, state_hash_of, tensor_commitment, tensor_hash_of,
+		verify_sample_proof, SampleProof,
+	},
+	program::{self, Op, OpKind, Pointwise, Source},
+	referee::{check_chain, reads_samples, source_shape, RefereeError},
+	repops::{self, Matrix},
+	task::TrainingSpec,
+	trace::ProofItems,
+};
+use alloc::vec::Vec;
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use scale_info::TypeInfo;
+use sp_core::H256;
+use sp_runtime::traits::{BlakeTwo256, Hash};
+
+/// The longest row or column a tensor of a valid spec has (widths and batch are at most 4096).
+pub const MAX_LINE: u32 = 4096;
+
+/// The most values one element leaf reads (about 1.2 MB of call data). Only a column of the
+/// batch comes near it: it reads every sample of the batch (`256 x 1024` is 262 144 values).
+pub const MAX_ELEMENT_VALUES: u64 = 300_000;
+
+/// A side's answer in the element descent; which one is due depends on the stage.
+#[derive(Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, Debug)]
+pub enum DescentAnswer {
+	/// The opening of the side's output hash.
+	Opening(TensorOpening),
+	/// The two children of the disputed node.
+	Children(H256, H256),
+	/// The disputed line's values, as bits.
+	Line(sp_runtime::BoundedVec<u32, sp_core::ConstU32<MAX_LINE>>),
+}
+
+/// Which of a tensor's two trees a descent walks.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub enum Axis {
+	/// The tree over the rows.
+	Rows,
+	/// The tree over the columns.
+	Columns,
+}
+
+/// The preimage of a tensor's hash.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub struct TensorOpening {
+	/// Rows.
+	pub rows: u32,
+	/// Columns.
+	pub cols: u32,
+	/// Merkle root over the rows.
+	pub row_root: H256,
+	/// Merkle root over the columns.
+	pub col_root: H256,
+}
+
+impl TensorOpening {
+	/// The opening of `m`'s hash.
+	pub fn of(m: &Matrix) -> Self {
+		let c = tensor_commitment(m);
+		Self { rows: m.rows, cols: m.cols, row_root: c.row_root, col_root: c.col_root }
+	}
+
+	/// The tensor hash this opens.
+	pub fn hash(&self) -> H256 {
+		tensor_hash_of(self.rows, self.cols, &self.row_root, &self.col_root)
+	}
+
+	/// The root of the tree along `axis`.
+	pub fn root(&self, axis: Axis) -> H256 {
+		match axis {
+			Axis::Rows => self.row_root,
+			Axis::Columns => self.col_root,
+		}
+	}
+
+	/// The number of lines (leaves) along `axis`, and the length of each.
+	pub fn lines(&self, axis: Axis) -> (u32, u32) {
+		match axis {
+			Axis::Rows => (self.rows, self.cols),
+			Axis::Columns => (self.cols, self.rows),
+		}
+	}
+}
+
+/// The leaf of line `i` along `axis` (a row or a column) with values `bits`.
+pub fn line_leaf(axis: Axis, i: u32, bits: &[u32]) -> Vec<u8> {
+	match axis {
+		Axis::Rows => row_leaf_bits(i, bits),
+		Axis::Columns => col_leaf_bits(i, bits),
+	}
+}
+
+/// Line `i` of `m` along `axis`, as bits.
+pub fn line(m: &Matrix, axis: Axis, i: u32) -> Vec<u32> {
+	match axis {
+		Axis::Rows => m.row(i).unwrap_or_default().iter().map(|v| v.to_bits()).collect(),
+		Axis::Columns => m.col(i).map(|v| v.to_bits()).collect(),
+	}
+}
+
+/// An inner node of `binary-merkle-tree`: the hash of the two children's concatenation.
+pub fn inner_node(left: &H256, right: &H256) -> H256 {
+	let mut both = [0u8; 64];
+	let (l, r) = both.split_at_mut(32);
+	l.copy_from_slice(left.as_bytes());
+	r.copy_from_slice(right.as_bytes());
+	BlakeTwo256::hash(&both)
+}
+
+/// The number of nodes at `level` (0: the leaves) of a tree over `leaves` leaves.
+fn level_width(leaves: u32, level: u32) -> u64 {
+	let n = u64::from(leaves);
+	let shift = level.min(63);
+	// ceil(n / 2^level)
+	n.saturating_add((1u64 << shift).saturating_sub(1)) >> shift
+}
+
+/// A node of a tree over `leaves` leaves, in `binary-merkle-tree`'s layout.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub struct Cursor {
+	/// The level, 0 at the leaves.
+	pub level: u32,
+	/// The index within the level.
+	pub index: u32,
+}
+
+impl Cursor {
+	/// The root of a tree over `leaves` leaves, moved down past single-child nodes.
+	pub fn root(leaves: u32) -> Self {
+		let mut level = 0;
+		while level_width(leaves, level) > 1 {
+			level = level.saturating_add(1);
+		}
+		Self { level, index: 0 }.skip_single(leaves)
+	}
+
+	/// Whether this node has two children.
+	pub fn has_two_children(&self, leaves: u32) -> bool {
+		let Some(below) = self.level.checked_sub(1) else { return false };
+		u64::from(self.index).saturating_mul(2).saturating_add(1) < level_width(leaves, below)
+	}
+
+	/// Moves down through nodes with one child (each equal to its child).
+	pub fn skip_single(mut self, leaves: u32) -> Self {
+		while self.level > 0 && !self.has_two_children(leaves) {
+			self =
+				Self { level: self.level.saturating_sub(1), index: self.index.saturating_mul(2) };
+		}
+		self
+	}
+
+	/// The left (`right = false`) or right child, moved past single-child nodes.
+	pub fn child(&self, right: bool, leaves: u32) -> Self {
+		let index = self.index.saturating_mul(2).saturating_add(u32::from(right));
+		Self { level: self.level.saturating_sub(1), index }.skip_single(leaves)
+	}
+
+	/// Whether this is a leaf.
+	pub fn is_leaf(&self) -> bool {
+		self.level == 0
+	}
+}
+
+/// Every level of a tensor's tree along `axis` (the answering side keeps it for a descent).
+#[derive(Clone, Debug)]
+pub struct LineTree {
+	levels: Vec<Vec<H256>>,
+}
+
+impl LineTree {
+	/// The tree of `m` along `axis`.
+	pub fn new(m: &Matrix, axis: Axis) -> Self {
+		let count = match axis {
+			Axis::Rows => m.rows,
+			Axis::Columns => m.cols,
+		};
+		let leaves: Vec<H256> =
+			(0..count).map(|i| BlakeTwo256::hash(&line_leaf(axis, i, &line(m, axis, i)))).collect();
+		let mut levels = alloc::vec![leaves];
+		while levels.last().is_some_and(|l| l.len() > 1) {
+			let below = levels.last().cloned().unwrap_or_default();
+			let up = below
+				.chunks(2)
+				.map(|pair| match pair {
+					[l, r] => inner_node(l, r),
+					[single] => *single,
+					_ => H256::zero(),
+				})
+				.collect();
+			levels.push(up);
+		}
+		Self { levels }
+	}
+
+	/// The root.
+	pub fn root(&self) -> H256 {
+		self.levels.last().and_then(|l| l.first()).copied().unwrap_or_default()
+	}
+
+	/// The node at `c`.
+	pub fn node(&self, c: Cursor) -> Option<H256> {
+		self.levels.get(c.level as usize)?.get(c.index as usize).copied()
+	}
+
+	/// The two children of the node at `c`.
+	pub fn children(&self, c: Cursor) -> Option<(H256, H256)> {
+		let below = self.levels.get(c.level.checked_sub(1)? as usize)?;
+		let left = c.index.checked_mul(2)? as usize;
+		Some((*below.get(left)?, *below.get(left.checked_add(1)?)?))
+	}
+}
+
+/// One row or column of an input tensor, proven against the input's opening.
+#[derive(Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, Debug)]
+pub struct InputLine {
+	/// The opening of the input's hash.
+	pub opening: TensorOpening,
+	/// The line's values, as bits.
+	pub values: Vec<u32>,
+	/// Its Merkle proof against the opening's root along the line's axis.
+	pub items: ProofItems,
+}
+
+impl InputLine {
+	/// Line `index` along `axis` of `m`, with its opening and proof.
+	pub fn of(m: &Matrix, axis: Axis, index: u32) -> Option<Self> {
+		let count = match axis {
+			Axis::Rows => m.rows,
+			Axis::Columns => m.cols,
+		};
+		let leaves = (0..count).map(|i| line_leaf(axis, i, &line(m, axis, i)));
+		let proof = binary_merkle_tree::merkle_proof::<BlakeTwo256, _, _>(leaves, index);
+		Some(Self {
+			opening: TensorOpening::of(m),
+			values: line(m, axis, index),
+			items: ProofItems::try_from(proof.proof).ok()?,
+		})
+	}
+}
+
+/// What a party hands the chain to settle one disputed element of operation `j`.
+#[derive(Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, Debug, Default)]
+pub struct ElementEvidence {
+	/// `o_0 .. o_{j-1}`.
+	pub outputs: Vec<H256>,
+	/// The pre-state's tensor hashes (empty unless the operation reads a state tensor).
+	pub state: Vec<H256>,
+	/// For each input other than the batch, in input order, the line the element reads.
+	pub inputs: Vec<InputLine>,
+	/// The batch samples the element reads ([`batch_rows`]), in that order.
+	pub samples: Vec<SampleProof>,
+}
+
+/// The line (axis and index) of each input that element `(r, c)` of `op` reads.
+pub fn element_lines(op: &Op, r: u32, c: u32) -> Vec<(Axis, u32)> {
+	use Axis::*;
+	match op.kind {
+		OpKind::MatMul | OpKind::BiasAdd => alloc::vec![(Rows, r), (Columns, c)],
+		OpKind::MatMulTn => alloc::vec![(Columns, r), (Columns, c)],
+		OpKind::MatMulNt => alloc::vec![(Rows, r), (Rows, c)],
+		OpKind::Mean => alloc::vec![(Columns, 0)],
+		OpKind::ColSum => alloc::vec![(Columns, c)],
+		_ => op.inputs.iter().map(|_| (Rows, r)).collect(),
+	}
+}
+
+/// The batch rows element `(r, c)` of `op` reads: the sample of row `r` for a row of the
+/// batch or its label, every sample for a column of the batch.
+pub fn batch_rows(spec: &TrainingSpec, op: &Op, r: u32, c: u32) -> Vec<u32> {
+	if !reads_samples(op) {
+		return Vec::new();
+	}
+	let column = op
+		.inputs
+		.iter()
+		.zip(element_lines(op, r, c))
+		.any(|(s, (axis, _))| *s == Source::Batch && axis == Axis::Columns);
+	if column {
+		(0..spec.batch_size).collect()
+	} else {
+		alloc::vec![r]
+	}
+}
+
+/// The values the chain handles to settle element `(r, c)` of `op` (every input line and
+/// every sample's features), to hold against [`MAX_ELEMENT_VALUES`].
+pub fn element_cost(
+	spec: &TrainingSpec,
+	program: &program::StepProgram,
+	op: &Op,
+	r: u32,
+	c: u32,
+) -> u64 {
+	let lines = op.inputs.iter().zip(element_lines(op, r, c)).fold(0u64, |acc, (s, (axis, _))| {
+		let (rows, cols) = source_shape(spec, program, s);
+		acc.saturating_add(u64::from(if axis == Axis::Rows { cols } else { rows }))
+	});
+	let samples = batch_rows(spec, op, r, c).len() as u64;
+	lines.saturating_add(samples.saturating_mul(u64::from(spec.dataset.features)))
+}
+
+/// The true bits of element `(r, c)` of operation `j` of step `step`, from `evidence` checked
+/// against the agreed pre-state `pre_state` and link `link` (as [`crate::referee`] does for a
+/// whole operation).
+pub fn element_value(
+	spec: &TrainingSpec,
+	step: u32,
+	j: u32,
+	(r, c): (u32, u32),
+	pre_state: &H256,
+	link: &H256,
+	evidence: &ElementEvidence,
+) -> Result<u32, RefereeError> {
+	let program = program::step_program(spec).map_err(|_| RefereeError::BadSpec)?;
+	let op = program.ops.get(j as usize).ok_or(RefereeError::NoSuchOperation)?;
+	if r >= op.rows || c >= op.cols {
+		return Err(RefereeError::NoSuchOperation);
+	}
+	if element_cost(spec, &program, op, r, c) > MAX_ELEMENT_VALUES {
+		return Err(RefereeError::TooLarge);
+	}
+	if evidence.outputs.len() != j as usize {
+		return Err(RefereeError::BrokenChain);
+	}
+	check_chain(pre_state, link, &evidence.outputs)?;
+	if op.inputs.iter().any(|s| matches!(s, Source::State(_)))
+		&& (evidence.state.len() != program.state_shapes.len()
+			|| state_hash_of(&evidence.state) != *pre_state)
+	{
+		return Err(RefereeError::WrongState);
+	}
+
+	// The batch samples the element reads, each at the index the seed draws for its row.
+	let rows = batch_rows(spec, op, r, c);
+	if evidence.samples.len() != rows.len() {
+		return Err(RefereeError::WrongBatch);
+	}
+	let d = &spec.dataset;
+	let indices = repops::batch_indices(spec.seed, step, spec.batch_size, d.samples);
+	for (row, s) in rows.iter().zip(&evidence.samples) {
+		let i = indices.get(*row as usize).ok_or(RefereeError::WrongBatch)?;
+		if s.features.len() != d.features as usize
+			|| !verify_sample_proof(&d.root, d.samples, *i, s)
+		{
+			return Err(RefereeError::WrongBatch);
+		}
+	}
+	let sample =
+		|row: u32| rows.iter().position(|x| *x == row).and_then(|p| evidence.samples.get(p));
+
+	// Every line, checked against the agreed hash of its tensor.
+	let mut given = evidence.inputs.iter();
+	let mut lines: Vec<Vec<f32>> = Vec::with_capacity(op.inputs.len());
+	for (source, (axis, index)) in op.inputs.iter().zip(element_lines(op, r, c)) {
+		let bits: Vec<u32> = match source {
+			Source::Batch => match axis {
+				Axis::Rows => sample(index).ok_or(RefereeError::WrongBatch)?.features.clone(),
+				Axis::Columns => rows
+					.iter()
+					.map(|row| sample(*row).and_then(|s| s.features.get(index as usize).copied()))
+					.collect::<Option<Vec<u32>>>()
+					.ok_or(RefereeError::WrongBatch)?,
+			},
+			Source::State(_) | Source::Op(_) => {
+				let expected = match source {
+					Source::State(i) => evidence.state.get(*i as usize),
+					Source::Op(k) => evidence.outputs.get(*k as usize),
+					Source::Batch => None,
+				}
+				.ok_or(RefereeError::WrongInput)?;
+				let l = given.next().ok_or(RefereeError::WrongInput)?;
+				let o = &l.opening;
+				let (count, length) = o.lines(axis);
+				if o.hash() != *expected
+					|| (o.rows, o.cols) != source_shape(spec, &program, source)
+					|| index >= count
+					|| l.values.len() != length as usize
+					|| !binary_merkle_tree::verify_proof::<BlakeTwo256, _, _>(
+						&o.root(axis),
+						l.items.iter().copied(),
+						count,
+						index,
+						&line_leaf(axis, index, &l.values),
+					) {
+					return Err(RefereeError::WrongInput);
+				}
+				l.values.clone()
+			}
+		};
+		lines.push(bits.into_iter().map(f32::from_bits).collect());
+	}
+	if given.next().is_some() {
+		return Err(RefereeError::WrongInput);
+	}
+	let label = || sample(r).map(|s| s.label).ok_or(RefereeError::WrongBatch);
+	let arg = |n: usize| lines.get(n).map(Vec::as_slice).ok_or(RefereeError::WrongInput);
+	let at = |n: usize, k: u32| arg(n)?.get(k as usize).copied().ok_or(RefereeError::WrongInput);
+	let value = match op.kind {
+		OpKind::MatMul | OpKind::MatMulTn | OpKind::MatMulNt => {
+			let (a, b) = (arg(0)?, arg(1)?);
+			if a.len() != b.len() {
+				return Err(RefereeError::WrongInput);
+			}
+			repops::dot(a.iter().copied(), b.iter().copied())
+		}
+		OpKind::BiasAdd => repops::add(at(0, c)?, at(1, 0)?),
+		OpKind::Relu => repops::relu(at(0, c)?),
+		OpKind::ReluBackward => repops::relu_backward(at(0, c)?, at(1, c)?),
+		OpKind::SoftmaxXent => repops::softmax_xent_row(arg(0)?, label()?)?,
+		OpKind::SoftmaxXentBackward => {
+			let row = repops::softmax_xent_backward_row(arg(0)?, label()?, spec.batch_size)?;
+			row.get(c as usize).copied().ok_or(RefereeError::WrongInput)?
+		}
+		OpKind::Mean => repops::mean(arg(0)?),
+		OpKind::ColSum => repops::sum(arg(0)?.iter().copied()),
+		_ => {
+			let f = Pointwise::new(spec, op.kind, step)?;
+			let mut args = [0.0f32; 3];
+			for (n, slot) in args.iter_mut().enumerate().take(op.inputs.len()) {
+				*slot = at(n, c)?;
+			}
+			f.apply(&args)
+		}
+	};
+	Ok(repops::canon(value).to_bits())
+}
+
+/// The evidence for element `(r, c)` of operation `j` from a run of the step
+/// ([`crate::referee::StepRun`]).
+pub fn element_evidence(
+	run: &crate::referee::StepRun,
+	spec: &TrainingSpec,
+	j: u32,
+	(r, c): (u32, u32),
+) -> Option<ElementEvidence> {
+	let op = run.program.ops.get(j as usize)?;
+	let earlier = run.outputs.get(..j as usize)?;
+	let mut inputs = Vec::new();
+	for (source, (axis, index)) in op.inputs.iter().zip(element_lines(op, r, c)) {
+		let m = match source {
+			Source::Batch => continue,
+			Source::State(i) => run.state.get(*i as usize)?,
+			Source::Op(k) => earlier.get(*k as usize)?,
+		};
+		inputs.push(InputLine::of(m, axis, index)?);
+	}
+	let reads_state = op.inputs.iter().any(|s| matches!(s, Source::State(_)));
+	let samples = batch_rows(spec, op, r, c)
+		.iter()
+		.map(|row| run.samples.get(*row as usize).cloned())
+		.collect::<Option<Vec<_>>>()?;
+	Some(ElementEvidence {
+		outputs: earlier.iter().map(crate::commit::tensor_hash).collect(),
+		state: if reads_state {
+			run.state.iter().map(crate::commit::tensor_hash).collect()
+		} else {
+			Vec::new()
+		},
+		inputs,
+		samples,
+	})
+}
+
+#[cfg(test)]
+#[path = "descent_tests.rs"]
+mod tests;

@@ -1,0 +1,140 @@
+#![allow(
+	clippy::unwrap_used,
+	clippy::expect_used,
+	clippy::arithmetic_side_effects,
+	clippy::indexing_slicing
+)]
+
+use super::*;
+use crate::{
+	commit::tensor_hash,
+	program::initial_state,
+	referee::StepRun,
+	repops::SplitMix64,
+	task::{synthetic_dataset, F32Bits, Optimizer},
+};
+
+fn matrix(rows: u32, cols: u32, seed: u64) -> Matrix {
+	let mut rng = SplitMix64::new(seed);
+	Matrix::new(rows, cols, (0..rows * cols).map(|_| rng.next_unit()).collect()).unwrap()
+}
+
+/// Plays a descent between `a` and `b` along `axis` as the chain does.
+fn descend(a: &Matrix, b: &Matrix, axis: Axis) -> u32 {
+	let (ta, tb) = (LineTree::new(a, axis), LineTree::new(b, axis));
+	let leaves = TensorOpening::of(a).lines(axis).0;
+	let mut c = Cursor::root(leaves);
+	let (mut na, mut nb) = (ta.root(), tb.root());
+	while !c.is_leaf() {
+		let (al, ar) = ta.children(c).unwrap();
+		let (bl, br) = tb.children(c).unwrap();
+		assert_eq!(inner_node(&al, &ar), na);
+		assert_eq!(inner_node(&bl, &br), nb);
+		let right = al == bl;
+		c = c.child(right, leaves);
+		(na, nb) = (ta.node(c).unwrap(), tb.node(c).unwrap());
+	}
+	assert_ne!(na, nb);
+	assert_eq!(na, BlakeTwo256::hash(&line_leaf(axis, c.index, &line(a, axis, c.index))));
+	c.index
+}
+
+#[test]
+fn line_trees_are_the_commitment_trees_and_descents_find_the_first_difference() {
+	for rows in 1..=13u32 {
+		for cols in [1u32, 2, 3, 7] {
+			let a = matrix(rows, cols, u64::from(rows * 100 + cols));
+			let o = TensorOpening::of(&a);
+			assert_eq!(o.hash(), tensor_hash(&a));
+			assert_eq!(LineTree::new(&a, Axis::Rows).root(), o.row_root);
+			assert_eq!(LineTree::new(&a, Axis::Columns).root(), o.col_root);
+			for bad in 0..rows {
+				let mut b = a.clone();
+				// This row and every later one differ: the descent names the first.
+				for r in bad..rows {
+					b.data[(r * cols) as usize] += 1.0;
+				}
+				assert_eq!(descend(&a, &b, Axis::Rows), bad, "{rows}x{cols} row {bad}");
+			}
+			for bad in 0..cols {
+				let mut b = a.clone();
+				b.data[((rows - 1) * cols + bad) as usize] += 1.0;
+				assert_eq!(descend(&a, &b, Axis::Columns), bad, "{rows}x{cols} col {bad}");
+			}
+		}
+	}
+}
+
+fn run(optimizer: Optimizer) -> (TrainingSpec, StepRun) {
+	let data = synthetic_dataset(3, 30, 5, 3);
+	let spec = TrainingSpec::example_mlp(&[5, 4, 3], optimizer, 6).on_dataset(&data);
+	let program = program::step_program(&spec).unwrap();
+	let s0 = initial_state(&spec, &program).unwrap();
+	let first = StepRun::new(&spec, 0, s0, &data).unwrap();
+	(spec.clone(), StepRun::new(&spec, 1, first.next, &data).unwrap())
+}
+
+#[test]
+fn every_element_of_every_operation_is_recomputed_bit_for_bit() {
+	let adam = Optimizer::Adam {
+		learning_rate: F32Bits::from_f32(0.01),
+		beta1: F32Bits::from_f32(0.9),
+		beta2: F32Bits::from_f32(0.999),
+		epsilon: F32Bits::from_f32(1e-7),
+	};
+	let sgd =
+		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.9) };
+	for optimizer in [sgd, adam] {
+		let (spec, run) = run(optimizer);
+		let trace = run.op_trace();
+		let pre = crate::commit::state_hash(&run.state);
+		for (j, op) in run.program.ops.iter().enumerate() {
+			let link = if j == 0 { pre } else { trace.links[j - 1] };
+			for r in 0..op.rows {
+				for c in 0..op.cols {
+					let ev = element_evidence(&run, &spec, j as u32, (r, c)).unwrap();
+					let got = element_value(&spec, 1, j as u32, (r, c), &pre, &link, &ev)
+						.unwrap_or_else(|e| panic!("op {j} {:?} ({r}, {c}): {e:?}", op.kind));
+					let want = run.outputs[j].data[(r * op.cols + c) as usize].to_bits();
+					assert_eq!(got, want, "op {j} {:?} ({r}, {c})", op.kind);
+				}
+			}
+		}
+	}
+}
+
+#[test]
+fn element_evidence_that_does_not_match_is_refused() {
+	let (spec, run) = run(Optimizer::Sgd {
+		learning_rate: F32Bits::from_f32(0.1),
+		momentum: F32Bits::from_f32(0.9),
+	});
+	let trace = run.op_trace();
+	let pre = crate::commit::state_hash(&run.state);
+	// Op 3 is layer 2's matmul: a row of op 2's output and a column of state tensor 2.
+	let (j, rc, link) = (3u32, (2, 1), trace.links[2]);
+	let good = element_evidence(&run, &spec, j, rc).unwrap();
+	assert!(element_value(&spec, 1, j, rc, &pre, &link, &good).is_ok());
+	let check = |ev: &ElementEvidence| element_value(&spec, 1, j, rc, &pre, &link, ev);
+	let mut ev = good.clone();
+	ev.inputs[0].values[0] ^= 1;
+	assert_eq!(check(&ev), Err(RefereeError::WrongInput));
+	let mut ev = good.clone();
+	ev.inputs[1].opening.col_root = H256::repeat_byte(1);
+	assert_eq!(check(&ev), Err(RefereeError::WrongInput));
+	let mut ev = good.clone();
+	ev.inputs.swap(0, 1);
+	assert_eq!(check(&ev), Err(RefereeError::WrongInput));
+	// Another element's lines.
+	let other = element_evidence(&run, &spec, j, (1, 1)).unwrap();
+	assert_eq!(check(&other), Err(RefereeError::WrongInput));
+	assert_eq!(
+		element_value(&spec, 1, j, (99, 0), &pre, &link, &good),
+		Err(RefereeError::NoSuchOperation)
+	);
+	// A batch row from the wrong sample.
+	let ev0 = element_evidence(&run, &spec, 0, (1, 0)).unwrap();
+	assert_eq!(ev0.samples.len(), 1);
+	assert!(element_value(&spec, 1, 0, (1, 0), &pre, &pre, &ev0).is_ok());
+	assert_eq!(element_value(&spec, 1, 0, (2, 0), &pre, &pre, &ev0), Err(RefereeError::WrongBatch));
+}
