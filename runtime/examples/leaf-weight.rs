@@ -10,6 +10,7 @@
 use frame_support::dispatch::DispatchClass;
 use pallet_challenge::WeightInfo;
 use trainet_primitives::{
+	descent::{element_cost, MAX_ELEMENT_VALUES},
 	program::step_program,
 	referee::{fits_leaf, op_cost, MAX_LEAF_ELEMENTS, MAX_LEAF_MACS},
 	task::{F32Bits, Optimizer, TrainingSpec},
@@ -47,6 +48,9 @@ fn main() {
 			pallet_challenge::Pallet::<Runtime>::settle_op_weight(),
 		),
 		("timeout (worst)", W::timeout(v)),
+		("descend, an opening (worst)", W::descend_opening(v)),
+		("descend, a line of 4096 values", W::descend_line()),
+		("settle_element (a batch column, 256 x 1024)", W::settle_element()),
 	] {
 		let t = w.ref_time();
 		println!("{name:<46} {:>12.1} {:>9.1}%", ms(t), 100.0 * t as f64 / limit as f64);
@@ -54,12 +58,13 @@ fn main() {
 
 	println!();
 	println!(
-		"Largest operation of a step against the leaf bound ({} values, {} multiply-adds)",
-		MAX_LEAF_ELEMENTS, MAX_LEAF_MACS
+		"Largest operation of a step against the whole-operation leaf ({} values, {} \
+		 multiply-adds), and the largest element leaf (at most {} values)",
+		MAX_LEAF_ELEMENTS, MAX_LEAF_MACS, MAX_ELEMENT_VALUES
 	);
 	println!(
-		"{:<28} {:>6} {:>14} {:>12} {:>6}",
-		"model (widths)", "batch", "MACs", "values", "fits"
+		"{:<24} {:>6} {:>12} {:>10}  {:<8} {:>14}",
+		"model (widths)", "batch", "MACs", "values", "leaf", "element values"
 	);
 	let sgd =
 		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.9) };
@@ -80,10 +85,17 @@ fn main() {
 			.max_by_key(|(v, m)| (*m, *v))
 			.unwrap_or_default();
 		let fits = program.ops.iter().all(|op| fits_leaf(&spec, &program, op));
+		// Operations beyond the whole-operation leaf go through the element descent, whose
+		// leaf reads one row or column of each input (a column of the batch: all of it).
+		let element = program
+			.ops
+			.iter()
+			.map(|op| element_cost(&spec, &program, op, 0, 0))
+			.max()
+			.unwrap_or_default();
 		let name = widths.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("-");
-		println!(
-			"{name:<28} {batch:>6} {macs:>14} {values:>12} {:>6}",
-			if fits { "yes" } else { "no" }
-		);
+		let leaf = if fits { "whole" } else { "element" };
+		let over = if element <= MAX_ELEMENT_VALUES { "" } else { " (over: void)" };
+		println!("{name:<24} {batch:>6} {macs:>12} {values:>10}  {leaf:<8} {element:>14}{over}");
 	}
 }

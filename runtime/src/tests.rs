@@ -100,6 +100,8 @@ fn every_dispute_call_fits_one_extrinsic_at_its_worst() {
 		("reveal_op", W::reveal_op(v)),
 		("settle_op", pallet_challenge::Pallet::<Runtime>::settle_op_weight()),
 		("timeout", W::timeout(v)),
+		("descend", W::descend_opening(v).max(W::descend_line())),
+		("settle_element", W::settle_element()),
 	] {
 		assert!(w.all_lte(max), "{name}: {w:?} over {max:?}");
 	}

@@ -65,18 +65,18 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `ComputeStaking::Ledgers` (r:1 w:1)
 	/// Proof: `ComputeStaking::Ledgers` (`max_values`: None, `max_size`: Some(403), added: 2878, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Disputes` (r:0 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(1048), added: 3523, mode: `MaxEncodedLen`)
 	fn open() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `570`
 		//  Estimated: `5527`
-		// Minimum execution time: 921_951_000 picoseconds.
-		Weight::from_parts(1_061_301_000, 5527)
+		// Minimum execution time: 915_529_000 picoseconds.
+		Weight::from_parts(1_058_386_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(6))
 	}
 	/// Storage: `Challenge::Disputes` (r:8 w:8)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(1048), added: 3523, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:2 w:1)
 	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
@@ -99,17 +99,19 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn reveal(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
-		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 78_797_844_000 picoseconds.
-		Weight::from_parts(107_870_909_862, 10064)
+		//  Estimated: `10064 + v * (3523 ±0)`
+		// Minimum execution time: 79_401_441_000 picoseconds.
+		Weight::from_parts(85_947_268_108, 10064)
+			// Standard Error: 473_440_814
+			.saturating_add(Weight::from_parts(1_139_830_966, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(13))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 3523).saturating_mul(v.into()))
 	}
 	/// Storage: `Challenge::Disputes` (r:8 w:8)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(1048), added: 3523, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
@@ -132,21 +134,21 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn timeout(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
-		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 2_383_069_000 picoseconds.
-		Weight::from_parts(3_191_929_430, 10064)
-			// Standard Error: 26_966_696
-			.saturating_add(Weight::from_parts(644_421_643, 0).saturating_mul(v.into()))
+		//  Estimated: `10064 + v * (3523 ±0)`
+		// Minimum execution time: 2_437_571_000 picoseconds.
+		Weight::from_parts(3_022_924_794, 10064)
+			// Standard Error: 21_359_115
+			.saturating_add(Weight::from_parts(666_902_648, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(13))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 3523).saturating_mul(v.into()))
 	}
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
 	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Disputes` (r:256 w:256)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(1048), added: 3523, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:256 w:256)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::TaskDisputes` (r:512 w:256)
@@ -168,10 +170,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `62 + n * (1246 ±0)`
 		//  Estimated: `10064 + n * (5756 ±0)`
-		// Minimum execution time: 78_787_000 picoseconds.
-		Weight::from_parts(10_082_903_169, 10064)
-			// Standard Error: 144_200_619
-			.saturating_add(Weight::from_parts(2_942_874_692, 0).saturating_mul(n.into()))
+		// Minimum execution time: 75_962_000 picoseconds.
+		Weight::from_parts(76_102_000, 10064)
+			// Standard Error: 56_942_629
+			.saturating_add(Weight::from_parts(2_741_969_954, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(2))
 			.saturating_add(T::DbWeight::get().reads((11_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(2))
@@ -179,20 +181,20 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 			.saturating_add(Weight::from_parts(0, 5756).saturating_mul(n.into()))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(1048), added: 3523, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:2 w:2)
 	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	fn commit_ops() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `528`
+		//  Measured:  `529`
 		//  Estimated: `10064`
-		// Minimum execution time: 547_902_000 picoseconds.
-		Weight::from_parts(766_711_000, 10064)
+		// Minimum execution time: 530_701_000 picoseconds.
+		Weight::from_parts(583_760_000, 10064)
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	/// Storage: `Challenge::Disputes` (r:8 w:8)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(1048), added: 3523, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
@@ -214,20 +216,20 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// The range of component `v` is `[0, 7]`.
 	fn reveal_op(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `1714 + v * (466 ±0)`
-		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 2_854_319_000 picoseconds.
-		Weight::from_parts(4_025_479_897, 10064)
-			// Standard Error: 65_023_527
-			.saturating_add(Weight::from_parts(692_776_656, 0).saturating_mul(v.into()))
+		//  Measured:  `1715 + v * (466 ±0)`
+		//  Estimated: `10064 + v * (3523 ±0)`
+		// Minimum execution time: 2_770_642_000 picoseconds.
+		Weight::from_parts(3_353_887_303, 10064)
+			// Standard Error: 51_742_387
+			.saturating_add(Weight::from_parts(666_560_816, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(13))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 3523).saturating_mul(v.into()))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(1048), added: 3523, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
 	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(383), added: 2858, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
@@ -246,26 +248,17 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
-	fn descend_opening(v: u32, ) -> Weight {
-		Self::reveal_op(v)
-	}
-	fn descend_line() -> Weight {
-		Self::commit_ops()
-	}
-	fn settle_element() -> Weight {
-		Self::settle_op_matmul()
-	}
 	fn settle_op_matmul() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `1791`
+		//  Measured:  `1792`
 		//  Estimated: `10064`
-		// Minimum execution time: 127_253_510_000 picoseconds.
-		Weight::from_parts(130_248_221_000, 10064)
+		// Minimum execution time: 128_199_186_000 picoseconds.
+		Weight::from_parts(142_722_160_000, 10064)
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().writes(13))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(676), added: 3151, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(1048), added: 3523, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
 	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(383), added: 2858, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
@@ -286,10 +279,89 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	fn settle_op_elementwise() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `1799`
+		//  Measured:  `1800`
 		//  Estimated: `10064`
-		// Minimum execution time: 69_551_893_000 picoseconds.
-		Weight::from_parts(77_851_528_000, 10064)
+		// Minimum execution time: 73_038_422_000 picoseconds.
+		Weight::from_parts(96_683_099_000, 10064)
+			.saturating_add(T::DbWeight::get().reads(14))
+			.saturating_add(T::DbWeight::get().writes(13))
+	}
+	/// Storage: `Challenge::Disputes` (r:8 w:8)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(1048), added: 3523, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(383), added: 2858, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
+	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::Deadlines` (r:1 w:1)
+	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::TaskDisputes` (r:9 w:8)
+	/// Proof: `Challenge::TaskDisputes` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
+	/// Storage: `ComputeStaking::Ledgers` (r:9 w:9)
+	/// Proof: `ComputeStaking::Ledgers` (`max_values`: None, `max_size`: Some(403), added: 2878, mode: `MaxEncodedLen`)
+	/// Storage: `Balances::Holds` (r:1 w:1)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
+	/// Storage: `System::Account` (r:2 w:2)
+	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
+	/// Storage: `Slashing::Offences` (r:1 w:1)
+	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
+	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	/// The range of component `v` is `[0, 7]`.
+	fn descend_opening(v: u32, ) -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `1855 + v * (466 ±0)`
+		//  Estimated: `10064 + v * (3523 ±0)`
+		// Minimum execution time: 2_836_396_000 picoseconds.
+		Weight::from_parts(4_216_529_877, 10064)
+			// Standard Error: 23_260_596
+			.saturating_add(Weight::from_parts(832_895_114, 0).saturating_mul(v.into()))
+			.saturating_add(T::DbWeight::get().reads(14))
+			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(v.into())))
+			.saturating_add(T::DbWeight::get().writes(13))
+			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(v.into())))
+			.saturating_add(Weight::from_parts(0, 3523).saturating_mul(v.into()))
+	}
+	/// Storage: `Challenge::Disputes` (r:1 w:1)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(1048), added: 3523, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::Lines` (r:2 w:1)
+	/// Proof: `Challenge::Lines` (`max_values`: None, `max_size`: Some(16411), added: 18886, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::Deadlines` (r:2 w:2)
+	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	fn descend_line() -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `17212`
+		//  Estimated: `38762`
+		// Minimum execution time: 799_423_000 picoseconds.
+		Weight::from_parts(1_079_085_000, 38762)
+			.saturating_add(T::DbWeight::get().reads(5))
+			.saturating_add(T::DbWeight::get().writes(4))
+	}
+	/// Storage: `Challenge::Disputes` (r:1 w:1)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(1048), added: 3523, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(383), added: 2858, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
+	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::Deadlines` (r:1 w:1)
+	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	/// Storage: `Challenge::TaskDisputes` (r:2 w:1)
+	/// Proof: `Challenge::TaskDisputes` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
+	/// Storage: `ComputeStaking::Ledgers` (r:2 w:2)
+	/// Proof: `ComputeStaking::Ledgers` (`max_values`: None, `max_size`: Some(403), added: 2878, mode: `MaxEncodedLen`)
+	/// Storage: `Balances::Holds` (r:1 w:1)
+	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
+	/// Storage: `System::Account` (r:2 w:2)
+	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
+	/// Storage: `Slashing::Offences` (r:1 w:1)
+	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
+	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	fn settle_element() -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `1812`
+		//  Estimated: `10064`
+		// Minimum execution time: 15_361_339_000 picoseconds.
+		Weight::from_parts(17_004_928_000, 10064)
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().writes(13))
 	}
@@ -301,45 +373,47 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `570`
 		//  Estimated: `5527`
-		// Minimum execution time: 921_951_000 picoseconds.
-		Weight::from_parts(1_061_301_000, 5527)
+		// Minimum execution time: 915_529_000 picoseconds.
+		Weight::from_parts(1_058_386_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(6))
 			.saturating_add(RocksDbWeight::get().writes(6))
 	}
 	fn reveal(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
-		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 78_797_844_000 picoseconds.
-		Weight::from_parts(107_870_909_862, 10064)
+		//  Estimated: `10064 + v * (3523 ±0)`
+		// Minimum execution time: 79_401_441_000 picoseconds.
+		Weight::from_parts(85_947_268_108, 10064)
+			// Standard Error: 473_440_814
+			.saturating_add(Weight::from_parts(1_139_830_966, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(13))
 			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 3523).saturating_mul(v.into()))
 	}
 	fn timeout(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1534 + v * (466 ±0)`
-		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 2_383_069_000 picoseconds.
-		Weight::from_parts(3_191_929_430, 10064)
-			// Standard Error: 26_966_696
-			.saturating_add(Weight::from_parts(644_421_643, 0).saturating_mul(v.into()))
+		//  Estimated: `10064 + v * (3523 ±0)`
+		// Minimum execution time: 2_437_571_000 picoseconds.
+		Weight::from_parts(3_022_924_794, 10064)
+			// Standard Error: 21_359_115
+			.saturating_add(Weight::from_parts(666_902_648, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(14))
 			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(13))
 			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 3523).saturating_mul(v.into()))
 	}
 	fn on_initialize(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `62 + n * (1246 ±0)`
 		//  Estimated: `10064 + n * (5756 ±0)`
-		// Minimum execution time: 78_787_000 picoseconds.
-		Weight::from_parts(10_082_903_169, 10064)
-			// Standard Error: 144_200_619
-			.saturating_add(Weight::from_parts(2_942_874_692, 0).saturating_mul(n.into()))
+		// Minimum execution time: 75_962_000 picoseconds.
+		Weight::from_parts(76_102_000, 10064)
+			// Standard Error: 56_942_629
+			.saturating_add(Weight::from_parts(2_741_969_954, 0).saturating_mul(n.into()))
 			.saturating_add(RocksDbWeight::get().reads(2))
 			.saturating_add(RocksDbWeight::get().reads((11_u64).saturating_mul(n.into())))
 			.saturating_add(RocksDbWeight::get().writes(2))
@@ -348,51 +422,74 @@ impl WeightInfo for () {
 	}
 	fn commit_ops() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `528`
+		//  Measured:  `529`
 		//  Estimated: `10064`
-		// Minimum execution time: 547_902_000 picoseconds.
-		Weight::from_parts(766_711_000, 10064)
+		// Minimum execution time: 530_701_000 picoseconds.
+		Weight::from_parts(583_760_000, 10064)
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
 	fn reveal_op(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `1714 + v * (466 ±0)`
-		//  Estimated: `10064 + v * (3151 ±0)`
-		// Minimum execution time: 2_854_319_000 picoseconds.
-		Weight::from_parts(4_025_479_897, 10064)
-			// Standard Error: 65_023_527
-			.saturating_add(Weight::from_parts(692_776_656, 0).saturating_mul(v.into()))
+		//  Measured:  `1715 + v * (466 ±0)`
+		//  Estimated: `10064 + v * (3523 ±0)`
+		// Minimum execution time: 2_770_642_000 picoseconds.
+		Weight::from_parts(3_353_887_303, 10064)
+			// Standard Error: 51_742_387
+			.saturating_add(Weight::from_parts(666_560_816, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(14))
 			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(13))
 			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 3151).saturating_mul(v.into()))
-	}
-	fn descend_opening(v: u32, ) -> Weight {
-		Self::reveal_op(v)
-	}
-	fn descend_line() -> Weight {
-		Self::commit_ops()
-	}
-	fn settle_element() -> Weight {
-		Self::settle_op_matmul()
+			.saturating_add(Weight::from_parts(0, 3523).saturating_mul(v.into()))
 	}
 	fn settle_op_matmul() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `1791`
+		//  Measured:  `1792`
 		//  Estimated: `10064`
-		// Minimum execution time: 127_253_510_000 picoseconds.
-		Weight::from_parts(130_248_221_000, 10064)
+		// Minimum execution time: 128_199_186_000 picoseconds.
+		Weight::from_parts(142_722_160_000, 10064)
 			.saturating_add(RocksDbWeight::get().reads(14))
 			.saturating_add(RocksDbWeight::get().writes(13))
 	}
 	fn settle_op_elementwise() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `1799`
+		//  Measured:  `1800`
 		//  Estimated: `10064`
-		// Minimum execution time: 69_551_893_000 picoseconds.
-		Weight::from_parts(77_851_528_000, 10064)
+		// Minimum execution time: 73_038_422_000 picoseconds.
+		Weight::from_parts(96_683_099_000, 10064)
+			.saturating_add(RocksDbWeight::get().reads(14))
+			.saturating_add(RocksDbWeight::get().writes(13))
+	}
+	fn descend_opening(v: u32, ) -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `1855 + v * (466 ±0)`
+		//  Estimated: `10064 + v * (3523 ±0)`
+		// Minimum execution time: 2_836_396_000 picoseconds.
+		Weight::from_parts(4_216_529_877, 10064)
+			// Standard Error: 23_260_596
+			.saturating_add(Weight::from_parts(832_895_114, 0).saturating_mul(v.into()))
+			.saturating_add(RocksDbWeight::get().reads(14))
+			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(v.into())))
+			.saturating_add(RocksDbWeight::get().writes(13))
+			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(v.into())))
+			.saturating_add(Weight::from_parts(0, 3523).saturating_mul(v.into()))
+	}
+	fn descend_line() -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `17212`
+		//  Estimated: `38762`
+		// Minimum execution time: 799_423_000 picoseconds.
+		Weight::from_parts(1_079_085_000, 38762)
+			.saturating_add(RocksDbWeight::get().reads(5))
+			.saturating_add(RocksDbWeight::get().writes(4))
+	}
+	fn settle_element() -> Weight {
+		// Proof Size summary in bytes:
+		//  Measured:  `1812`
+		//  Estimated: `10064`
+		// Minimum execution time: 15_361_339_000 picoseconds.
+		Weight::from_parts(17_004_928_000, 10064)
 			.saturating_add(RocksDbWeight::get().reads(14))
 			.saturating_add(RocksDbWeight::get().writes(13))
 	}
