@@ -4,6 +4,12 @@
 //! its compute core:
 //!
 //! - [`engine`]: the fast, multi-threaded CPU implementation of the RepOps step program,
-//!   bit-identical to the reference in `trainet-primitives` for any number of threads.
+//!   bit-identical to the reference in `trainet-primitives` for any number of threads;
+//! - [`dataset`]: the shipped digits, a synthetic generator, a content-addressed store;
+//! - [`spec_file`]: task specs as TOML files;
+//! - [`train`]: a task's training run, step by step, with state hashes and accuracy.
 
+pub mod dataset;
 pub mod engine;
+pub mod spec_file;
+pub mod train;

@@ -1,0 +1,228 @@
+//! `trainet-worker`: the solver and verifier's command line.
+//!
+//! What it does so far (issue 4/7 continues: chain, peer-to-peer, solve and verify loops):
+//!
+//! ```text
+//! trainet-worker dataset digits [--held-out 5]      # import the shipped 8x8 digits
+//! trainet-worker dataset synthetic --samples 1000 --features 16 --classes 4 [--seed 1]
+//! trainet-worker train task.toml [--threads N] [--trace hashes.txt] [--evaluate ROOT]
+//! ```
+//!
+//! Datasets live in a content-addressed store (`--data-dir`, default `./trainet-data`).
+//! `train` runs the task bit-exactly with the RepOps engine, shows progress, writes every
+//! state hash `h_t` to `--trace`, and prints the final hash and held-out accuracy.
+
+use std::{fs, io::Write, path::PathBuf, time::Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sp_core::H256;
+use trainet_worker::{
+	dataset::{Dataset, DatasetStore},
+	spec_file::SpecFile,
+	train::Training,
+};
+
+#[derive(Parser)]
+#[command(name = "trainet-worker", version, about = "Trainet's solver and verifier worker")]
+struct Cli {
+	/// The dataset store.
+	#[arg(long, global = true, default_value = "trainet-data", env = "TRAINET_DATA")]
+	data_dir: PathBuf,
+	#[command(subcommand)]
+	command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+	/// Imports a dataset into the store and prints its root.
+	Dataset {
+		#[command(subcommand)]
+		source: DatasetSource,
+	},
+	/// Trains a task from a TOML spec file on a stored dataset.
+	Train {
+		/// The spec file.
+		spec: PathBuf,
+		/// Worker threads (the hashes never depend on it).
+		#[arg(long)]
+		threads: Option<usize>,
+		/// Writes `t h_t` for every state to this file.
+		#[arg(long)]
+		trace: Option<PathBuf>,
+		/// A stored dataset to report accuracy on at the end.
+		#[arg(long)]
+		evaluate: Option<String>,
+	},
+}
+
+#[derive(Subcommand)]
+enum DatasetSource {
+	/// The shipped 8x8 handwritten digits (1 797 images, 10 classes).
+	Digits {
+		/// Keeps every `N`-th image out of the training set, stored as a second dataset.
+		#[arg(long)]
+		held_out: Option<usize>,
+	},
+	/// A synthetic classification set (label: the largest of the first `classes` features).
+	Synthetic {
+		#[arg(long, default_value_t = 1)]
+		seed: u64,
+		#[arg(long)]
+		samples: u32,
+		#[arg(long)]
+		features: u32,
+		#[arg(long)]
+		classes: u32,
+	},
+}
+
+fn main() -> std::process::ExitCode {
+	tracing_subscriber::fmt()
+		.with_env_filter(
+			tracing_subscriber::EnvFilter::try_from_default_env()
+				.unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+		)
+		.with_writer(std::io::stderr)
+		.init();
+	match run(Cli::parse()) {
+		Ok(()) => std::process::ExitCode::SUCCESS,
+		// The reader of our output went away (`| head`): not an error of ours.
+		Err(e)
+			if e.downcast_ref::<std::io::Error>()
+				.is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+		{
+			std::process::ExitCode::SUCCESS
+		}
+		Err(e) => {
+			eprintln!("error: {e:#}");
+			std::process::ExitCode::FAILURE
+		}
+	}
+}
+
+/// `println!` that returns write errors (a closed pipe) instead of panicking.
+macro_rules! out {
+	($($arg:tt)*) => {
+		writeln!(std::io::stdout().lock(), $($arg)*)?
+	};
+}
+
+fn parse_root(text: &str) -> Result<H256> {
+	let bytes = sp_core::bytes::from_hex(text)
+		.ok()
+		.filter(|b| b.len() == 32)
+		.with_context(|| format!("{text:?} is not a 0x-prefixed 32-byte hex hash"))?;
+	Ok(H256::from_slice(&bytes))
+}
+
+fn run(cli: Cli) -> Result<()> {
+	let store = DatasetStore::open(&cli.data_dir)?;
+	match cli.command {
+		Command::Dataset { source } => {
+			let (data, held_out) = match source {
+				DatasetSource::Digits { held_out } => {
+					let all = Dataset::digits()?;
+					match held_out {
+						Some(every) if every >= 2 => {
+							let (train, held) = all.split(every);
+							(train, Some(held))
+						}
+						Some(every) => bail!("--held-out {every}: keep every N-th image, N >= 2"),
+						None => (all, None),
+					}
+				}
+				DatasetSource::Synthetic { seed, samples, features, classes } => {
+					if samples == 0 || features == 0 || classes < 2 || classes > features {
+						bail!("a synthetic set needs samples > 0 and 2 <= classes <= features");
+					}
+					(Dataset::synthetic(seed, samples, features, classes), None)
+				}
+			};
+			let root = store.put(&data)?;
+			out!(
+				"dataset {root:?} ({} samples, {} features, {} classes)",
+				data.samples.len(),
+				data.features,
+				data.classes
+			);
+			if let Some(held) = held_out {
+				let root = store.put(&held)?;
+				out!("held-out {root:?} ({} samples)", held.samples.len());
+			}
+			Ok(())
+		}
+		Command::Train { spec, threads, trace, evaluate } => {
+			if let Some(n) = threads {
+				rayon::ThreadPoolBuilder::new()
+					.num_threads(n.max(1))
+					.build_global()
+					.context("starting the worker threads")?;
+			}
+			let text = fs::read_to_string(&spec)
+				.with_context(|| format!("reading the spec file {}", spec.display()))?;
+			let file = SpecFile::parse(&text).with_context(|| format!("in {}", spec.display()))?;
+			let data = store.get(&file.dataset_root()?)?;
+			let spec_value =
+				file.to_spec(&data).with_context(|| format!("in {}", spec.display()))?;
+			let evaluate = evaluate.map(|r| parse_root(&r).and_then(|r| Ok(store.get(&r)?)));
+			let evaluate = evaluate.transpose()?;
+			train(spec_value, data, trace, evaluate)
+		}
+	}
+}
+
+fn train(
+	spec: trainet_primitives::task::TrainingSpec,
+	data: Dataset,
+	trace: Option<PathBuf>,
+	evaluate: Option<Dataset>,
+) -> Result<()> {
+	let steps = spec.steps;
+	let mut run = Training::new(spec, data)?;
+	let mut out = match &trace {
+		Some(path) => Some(std::io::BufWriter::new(
+			fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+		)),
+		None => None,
+	};
+	let write = |out: &mut Option<std::io::BufWriter<fs::File>>, t: u32, h: &H256| -> Result<()> {
+		if let Some(o) = out {
+			writeln!(o, "{t} {h:?}")?;
+		}
+		Ok(())
+	};
+	write(&mut out, 0, &run.state_hash())?;
+	let bar = ProgressBar::new(u64::from(steps));
+	bar.set_style(
+		ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}")
+			.unwrap_or_else(|_| ProgressStyle::default_bar()),
+	);
+	let start = Instant::now();
+	let mut last = None;
+	while run.steps_done() < steps {
+		let r = run.step()?;
+		write(&mut out, r.step + 1, &r.state_hash)?;
+		bar.inc(1);
+		bar.set_message(format!("loss {:.4}", r.loss));
+		if (r.step + 1) % 100 == 0 {
+			tracing::info!(step = r.step + 1, loss = r.loss, "training");
+		}
+		last = Some(r);
+	}
+	bar.finish_and_clear();
+	if let Some(mut o) = out {
+		o.flush()?;
+	}
+	let secs = start.elapsed().as_secs_f64();
+	out!("trained {steps} steps in {secs:.1} s ({:.0} steps/s)", f64::from(steps) / secs);
+	if let Some(r) = last {
+		out!("final loss {:.4}", r.loss);
+	}
+	out!("h_{steps} {:?}", run.state_hash());
+	if let Some(held) = evaluate {
+		out!("held-out accuracy {:.4} ({} samples)", run.accuracy(&held)?, held.samples.len());
+	}
+	Ok(())
+}

@@ -1,0 +1,283 @@
+//! Training data: the shipped 8x8 handwritten digits, a synthetic generator, and a
+//! content-addressed local store.
+//!
+//! A dataset is named by its root (`trainet_primitives::commit::dataset_root`, the Merkle root
+//! a task's spec commits to). The store keeps each dataset in a file named by that root and
+//! checks the root again on every read, so a corrupted or substituted file is refused, never
+//! trained on. Writes go to a temporary file first and are renamed into place, so a crash
+//! never leaves a half-written dataset under a valid name.
+
+use std::{
+	fs,
+	io::{Read, Write},
+	path::{Path, PathBuf},
+};
+
+use codec::{Decode, Encode};
+use sp_core::H256;
+use thiserror::Error;
+use trainet_primitives::{commit::dataset_root, task::synthetic_dataset};
+
+/// Samples as `(features, label)`.
+pub type Samples = Vec<(Vec<f32>, u32)>;
+
+/// The shipped digits, gzip-compressed CSV (see `data/README.md`).
+const DIGITS_CSV_GZ: &[u8] = include_bytes!("../data/digits.csv.gz");
+
+/// A classification dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+	/// Features per sample.
+	pub features: u32,
+	/// The number of classes (labels are `0 .. classes`).
+	pub classes: u32,
+	/// The samples, in order.
+	pub samples: Samples,
+}
+
+/// What can go wrong with datasets.
+#[derive(Debug, Error)]
+pub enum DatasetError {
+	/// A file could not be read or written.
+	#[error("{path}: {source}")]
+	Io {
+		/// The file.
+		path: PathBuf,
+		/// Why.
+		#[source]
+		source: std::io::Error,
+	},
+	/// A file is not a dataset.
+	#[error("{path} is not a dataset file: {reason}")]
+	Malformed {
+		/// The file.
+		path: PathBuf,
+		/// Why.
+		reason: String,
+	},
+	/// The store has no dataset with that root.
+	#[error(
+		"dataset {root:?} is not in the store at {dir} (import it with `trainet-worker dataset`)"
+	)]
+	NotFound {
+		/// The root looked for.
+		root: H256,
+		/// The store.
+		dir: PathBuf,
+	},
+	/// A stored file's contents do not hash to its name.
+	#[error("{path} should hold dataset {expected:?} but its contents hash to {actual:?}")]
+	HashMismatch {
+		/// The file.
+		path: PathBuf,
+		/// The root it is named by.
+		expected: H256,
+		/// The root of what it holds.
+		actual: H256,
+	},
+	/// A sample does not fit the dataset's shape.
+	#[error("sample {index}: {reason}")]
+	BadSample {
+		/// The sample.
+		index: usize,
+		/// Why.
+		reason: String,
+	},
+}
+
+/// The SCALE form of a dataset on disk: shape, then each sample's bits and label.
+#[derive(Encode, Decode)]
+struct Stored {
+	features: u32,
+	classes: u32,
+	samples: Vec<(Vec<u32>, u32)>,
+}
+
+impl Dataset {
+	/// A dataset, checked: every sample has `features` values and a label below `classes`.
+	pub fn new(features: u32, classes: u32, samples: Samples) -> Result<Self, DatasetError> {
+		for (index, (x, y)) in samples.iter().enumerate() {
+			if x.len() != features as usize {
+				let reason = format!("{} features, the dataset has {features}", x.len());
+				return Err(DatasetError::BadSample { index, reason });
+			}
+			if *y >= classes {
+				let reason = format!("label {y}, the dataset has {classes} classes");
+				return Err(DatasetError::BadSample { index, reason });
+			}
+		}
+		Ok(Self { features, classes, samples })
+	}
+
+	/// The 1 797 shipped 8x8 handwritten digits: 64 pixels scaled from `0..=16` to `[0, 1]`,
+	/// labels `0..=9`.
+	pub fn digits() -> Result<Self, DatasetError> {
+		let path = PathBuf::from("<shipped digits.csv.gz>");
+		let malformed = |reason: String| DatasetError::Malformed { path: path.clone(), reason };
+		let mut csv = String::new();
+		flate2::read::GzDecoder::new(DIGITS_CSV_GZ)
+			.read_to_string(&mut csv)
+			.map_err(|e| malformed(e.to_string()))?;
+		let mut samples = Vec::new();
+		for (n, line) in csv.lines().enumerate() {
+			let values = line
+				.split(',')
+				.map(|v| v.trim().parse::<u8>())
+				.collect::<Result<Vec<u8>, _>>()
+				.map_err(|e| malformed(format!("line {}: {e}", n + 1)))?;
+			let Some((label, pixels)) = values.split_last() else { continue };
+			samples
+				.push((pixels.iter().map(|p| f32::from(*p) / 16.0).collect(), u32::from(*label)));
+		}
+		Self::new(64, 10, samples)
+	}
+
+	/// [`trainet_primitives::task::synthetic_dataset`] as a dataset.
+	pub fn synthetic(seed: u64, samples: u32, features: u32, classes: u32) -> Self {
+		Self { features, classes, samples: synthetic_dataset(seed, samples, features, classes) }
+	}
+
+	/// The root a task's spec commits to.
+	pub fn root(&self) -> H256 {
+		dataset_root(&self.samples)
+	}
+
+	/// Splits off every `every`-th sample (the 0th, the `every`-th, ...) as held-out data:
+	/// `(training, held_out)`.
+	pub fn split(&self, every: usize) -> (Dataset, Dataset) {
+		let every = every.max(2);
+		let (held, train): (Vec<_>, Vec<_>) =
+			self.samples.iter().cloned().enumerate().partition(|(i, _)| i % every == 0);
+		let strip = |v: Vec<(usize, (Vec<f32>, u32))>| v.into_iter().map(|(_, s)| s).collect();
+		(
+			Dataset { samples: strip(train), ..self.clone() },
+			Dataset { samples: strip(held), ..self.clone() },
+		)
+	}
+
+	fn encode(&self) -> Vec<u8> {
+		Stored {
+			features: self.features,
+			classes: self.classes,
+			samples: self
+				.samples
+				.iter()
+				.map(|(x, y)| (x.iter().map(|v| v.to_bits()).collect(), *y))
+				.collect(),
+		}
+		.encode()
+	}
+
+	fn decode(bytes: &[u8], path: &Path) -> Result<Self, DatasetError> {
+		let malformed = |reason: String| DatasetError::Malformed { path: path.into(), reason };
+		let s = Stored::decode(&mut &bytes[..]).map_err(|e| malformed(e.to_string()))?;
+		let samples = s
+			.samples
+			.into_iter()
+			.map(|(x, y)| (x.into_iter().map(f32::from_bits).collect(), y))
+			.collect();
+		Self::new(s.features, s.classes, samples).map_err(|e| malformed(e.to_string()))
+	}
+}
+
+/// A directory of datasets, each in a file named by its root.
+#[derive(Clone, Debug)]
+pub struct DatasetStore {
+	dir: PathBuf,
+}
+
+impl DatasetStore {
+	/// The store in `dir` (created if missing).
+	pub fn open(dir: impl Into<PathBuf>) -> Result<Self, DatasetError> {
+		let dir = dir.into();
+		fs::create_dir_all(&dir)
+			.map_err(|source| DatasetError::Io { path: dir.clone(), source })?;
+		Ok(Self { dir })
+	}
+
+	/// The file of dataset `root`.
+	pub fn path(&self, root: &H256) -> PathBuf {
+		self.dir.join(format!("{root:x}.dataset"))
+	}
+
+	/// Stores `dataset`; returns its root.
+	pub fn put(&self, dataset: &Dataset) -> Result<H256, DatasetError> {
+		let root = dataset.root();
+		let path = self.path(&root);
+		let tmp = path.with_extension("partial");
+		let io = |source| DatasetError::Io { path: tmp.clone(), source };
+		let mut f = fs::File::create(&tmp).map_err(io)?;
+		f.write_all(&dataset.encode()).map_err(io)?;
+		f.sync_all().map_err(io)?;
+		fs::rename(&tmp, &path)
+			.map_err(|source| DatasetError::Io { path: path.clone(), source })?;
+		Ok(root)
+	}
+
+	/// Dataset `root`, checked against its root.
+	pub fn get(&self, root: &H256) -> Result<Dataset, DatasetError> {
+		let path = self.path(root);
+		let bytes = match fs::read(&path) {
+			Ok(b) => b,
+			Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+				return Err(DatasetError::NotFound { root: *root, dir: self.dir.clone() })
+			}
+			Err(source) => return Err(DatasetError::Io { path, source }),
+		};
+		let dataset = Dataset::decode(&bytes, &path)?;
+		let actual = dataset.root();
+		if actual != *root {
+			return Err(DatasetError::HashMismatch { path, expected: *root, actual });
+		}
+		Ok(dataset)
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn the_shipped_digits_load() {
+		let d = Dataset::digits().unwrap();
+		assert_eq!(d.samples.len(), 1797);
+		assert!(d.samples.iter().all(|(x, y)| x.len() == 64 && *y < 10));
+		assert!(d.samples.iter().flat_map(|(x, _)| x).all(|v| (0.0..=1.0).contains(v)));
+		// Every digit is there, about evenly.
+		for digit in 0..10 {
+			let n = d.samples.iter().filter(|(_, y)| *y == digit).count();
+			assert!((170..=190).contains(&n), "digit {digit}: {n}");
+		}
+		let (train, held) = d.split(5);
+		assert_eq!(train.samples.len() + held.samples.len(), 1797);
+		assert_eq!(held.samples.len(), 360);
+	}
+
+	#[test]
+	fn the_store_returns_what_it_was_given_and_refuses_tampering() {
+		let dir = tempfile::tempdir().unwrap();
+		let store = DatasetStore::open(dir.path().join("data")).unwrap();
+		let d = Dataset::synthetic(1, 20, 4, 3);
+		let root = store.put(&d).unwrap();
+		assert_eq!(root, d.root());
+		assert_eq!(store.get(&root).unwrap(), d);
+		// Unknown root.
+		let other = H256::repeat_byte(7);
+		assert!(matches!(store.get(&other), Err(DatasetError::NotFound { .. })));
+		// Another dataset's bytes under this root's name.
+		fs::write(store.path(&root), Dataset::synthetic(2, 20, 4, 3).encode()).unwrap();
+		assert!(matches!(store.get(&root), Err(DatasetError::HashMismatch { .. })));
+		// Garbage.
+		fs::write(store.path(&root), b"not a dataset").unwrap();
+		let err = store.get(&root).unwrap_err();
+		assert!(matches!(err, DatasetError::Malformed { .. }), "{err}");
+	}
+
+	#[test]
+	fn bad_samples_are_named() {
+		let err = Dataset::new(2, 2, vec![(vec![0.0, 1.0], 0), (vec![0.0], 1)]).unwrap_err();
+		assert_eq!(err.to_string(), "sample 1: 1 features, the dataset has 2");
+		let err = Dataset::new(1, 2, vec![(vec![0.0], 2)]).unwrap_err();
+		assert_eq!(err.to_string(), "sample 0: label 2, the dataset has 2 classes");
+	}
+}

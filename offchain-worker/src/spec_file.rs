@@ -1,0 +1,221 @@
+//! Task specs as people write them: a TOML file.
+//!
+//! ```toml
+//! [model]
+//! widths = [64, 32, 10]          # input, hidden..., classes; ReLU between layers
+//!
+//! [optimizer]
+//! kind = "sgd"                   # or "adam" (learning_rate, beta1, beta2, epsilon)
+//! learning_rate = 0.05
+//! momentum = 0.9
+//!
+//! [training]
+//! batch_size = 32
+//! steps = 300
+//! seed = 7
+//!
+//! [dataset]
+//! root = "0x…"                   # the dataset's root, as `trainet-worker dataset` prints it
+//! ```
+//!
+//! The dataset's size, features and classes come from the dataset itself (looked up by its
+//! root), so the file cannot contradict them.
+
+use serde::Deserialize;
+use sp_core::H256;
+use thiserror::Error;
+use trainet_primitives::task::{
+	Activation, DatasetCommitment, F32Bits, LayerWidths, Loss, Model, Optimizer, SpecError,
+	TrainingSpec, MAX_LAYER_WIDTHS,
+};
+
+use crate::dataset::Dataset;
+
+/// Why a spec file cannot become a task spec.
+#[derive(Debug, Error)]
+pub enum SpecFileError {
+	/// Not TOML, or not this shape.
+	#[error(transparent)]
+	Toml(#[from] toml::de::Error),
+	/// The dataset root is not a 32-byte hex string.
+	#[error("dataset.root {0:?} is not a 0x-prefixed 32-byte hex hash")]
+	BadRoot(String),
+	/// Too many layers.
+	#[error("model.widths has {0} entries; at most {MAX_LAYER_WIDTHS} are allowed")]
+	TooManyLayers(usize),
+	/// The dataset given is not the one the file names.
+	#[error("the file names dataset {expected:?}, the dataset given is {actual:?}")]
+	WrongDataset {
+		/// The file's root.
+		expected: H256,
+		/// The dataset's.
+		actual: H256,
+	},
+	/// The spec is not runnable (a width of zero, a learning rate that is not positive...).
+	#[error("the spec is invalid: {0:?}")]
+	Invalid(SpecError),
+}
+
+/// A spec file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+	/// `[model]`.
+	pub model: ModelSection,
+	/// `[optimizer]`.
+	pub optimizer: OptimizerSection,
+	/// `[training]`.
+	pub training: TrainingSection,
+	/// `[dataset]`.
+	pub dataset: DatasetSection,
+}
+
+/// `[model]`: an MLP.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+	/// Layer widths, input first, classes last.
+	pub widths: Vec<u32>,
+}
+
+/// `[optimizer]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OptimizerSection {
+	/// SGD with momentum.
+	Sgd {
+		/// The learning rate.
+		learning_rate: f32,
+		/// The momentum.
+		momentum: f32,
+	},
+	/// Adam.
+	Adam {
+		/// The learning rate.
+		learning_rate: f32,
+		/// First-moment decay.
+		beta1: f32,
+		/// Second-moment decay.
+		beta2: f32,
+		/// The denominator's epsilon.
+		epsilon: f32,
+	},
+}
+
+/// `[training]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSection {
+	/// Samples per step.
+	pub batch_size: u32,
+	/// Steps.
+	pub steps: u32,
+	/// Seed of initialization and batch sampling.
+	pub seed: u64,
+}
+
+/// `[dataset]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSection {
+	/// The dataset's root, `0x`-prefixed hex.
+	pub root: String,
+}
+
+impl SpecFile {
+	/// Parses a spec file's text.
+	pub fn parse(text: &str) -> Result<Self, SpecFileError> {
+		Ok(toml::from_str(text)?)
+	}
+
+	/// The dataset root the file names.
+	pub fn dataset_root(&self) -> Result<H256, SpecFileError> {
+		let bad = || SpecFileError::BadRoot(self.dataset.root.clone());
+		let bytes = sp_core::bytes::from_hex(&self.dataset.root).map_err(|_| bad())?;
+		if bytes.len() != 32 {
+			return Err(bad());
+		}
+		Ok(H256::from_slice(&bytes))
+	}
+
+	/// The task spec of this file on `data` (which must be the dataset it names), validated.
+	pub fn to_spec(&self, data: &Dataset) -> Result<TrainingSpec, SpecFileError> {
+		let expected = self.dataset_root()?;
+		let actual = data.root();
+		if expected != actual {
+			return Err(SpecFileError::WrongDataset { expected, actual });
+		}
+		let widths = LayerWidths::try_from(self.model.widths.clone())
+			.map_err(|_| SpecFileError::TooManyLayers(self.model.widths.len()))?;
+		let f = F32Bits::from_f32;
+		let optimizer = match self.optimizer {
+			OptimizerSection::Sgd { learning_rate, momentum } => {
+				Optimizer::Sgd { learning_rate: f(learning_rate), momentum: f(momentum) }
+			}
+			OptimizerSection::Adam { learning_rate, beta1, beta2, epsilon } => Optimizer::Adam {
+				learning_rate: f(learning_rate),
+				beta1: f(beta1),
+				beta2: f(beta2),
+				epsilon: f(epsilon),
+			},
+		};
+		let spec = TrainingSpec {
+			model: Model::Mlp { widths, activation: Activation::Relu },
+			loss: Loss::SoftmaxCrossEntropy,
+			optimizer,
+			batch_size: self.training.batch_size,
+			steps: self.training.steps,
+			seed: self.training.seed,
+			dataset: DatasetCommitment {
+				root: actual,
+				samples: data.samples.len() as u32,
+				features: data.features,
+				classes: data.classes,
+			},
+		};
+		spec.validate().map_err(SpecFileError::Invalid)?;
+		Ok(spec)
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	fn file(root: &H256, extra: &str) -> String {
+		format!(
+			"[model]\nwidths = [4, 5, 3]\n\n[optimizer]\nkind = \"sgd\"\nlearning_rate = \
+			 0.1\nmomentum = 0.9\n\n[training]\nbatch_size = 8\nsteps = 10\nseed = 1\n{extra}\n\
+			 [dataset]\nroot = \"{root:?}\"\n"
+		)
+	}
+
+	#[test]
+	fn a_spec_file_becomes_the_spec_of_its_dataset() {
+		let data = Dataset::synthetic(1, 30, 4, 3);
+		let f = SpecFile::parse(&file(&data.root(), "")).unwrap();
+		let spec = f.to_spec(&data).unwrap();
+		assert_eq!(spec.dataset.root, data.root());
+		assert_eq!(spec.dataset.samples, 30);
+		assert_eq!(spec.batch_size, 8);
+		// Another dataset is refused.
+		let other = Dataset::synthetic(2, 30, 4, 3);
+		assert!(matches!(f.to_spec(&other), Err(SpecFileError::WrongDataset { .. })));
+	}
+
+	#[test]
+	fn bad_files_get_clear_errors() {
+		let data = Dataset::synthetic(1, 30, 4, 3);
+		let root = data.root();
+		let err = SpecFile::parse(&file(&root, "colour = 3")).unwrap_err();
+		assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+		let err = SpecFile::parse("[model]\nwidths = \"wide\"").unwrap_err();
+		assert!(err.to_string().contains("invalid type"), "{err}");
+		let f = SpecFile::parse(&file(&root, "").replace(&format!("{root:?}"), "0x1234")).unwrap();
+		assert!(matches!(f.to_spec(&data), Err(SpecFileError::BadRoot(_))));
+		let f = SpecFile::parse(&file(&root, "").replace("[4, 5, 3]", "[4, 0, 3]")).unwrap();
+		assert!(matches!(f.to_spec(&data), Err(SpecFileError::Invalid(SpecError::BadWidth))));
+		let f = SpecFile::parse(&file(&root, "").replace("0.1", "-0.1")).unwrap();
+		assert!(matches!(f.to_spec(&data), Err(SpecFileError::Invalid(_))));
+	}
+}

@@ -1,0 +1,169 @@
+//! Training a task's model with the RepOps engine: step by step from the seed's
+//! initialization, each step's state hashed (`h_t`, what the trace commits to), with held-out
+//! accuracy for whoever wants to see that the model learns.
+
+use sp_core::H256;
+use thiserror::Error;
+use trainet_primitives::{
+	commit::state_hash,
+	program::{initial_state, step_program, OpKind, StepProgram},
+	repops::{self, batch_indices, Matrix, ShapeError},
+	task::{Model, SpecError, TrainingSpec},
+};
+
+use crate::{dataset::Dataset, engine};
+
+/// Why training cannot go on.
+#[derive(Debug, Error)]
+pub enum TrainError {
+	/// The spec cannot be run bit-exactly.
+	#[error("the task spec is invalid: {0:?}")]
+	Spec(SpecError),
+	/// The dataset is not the one the spec commits to.
+	#[error("the dataset's root is {actual:?}, the spec commits to {expected:?}")]
+	WrongDataset {
+		/// The spec's root.
+		expected: H256,
+		/// The dataset's.
+		actual: H256,
+	},
+	/// A tensor operation failed (a bug, or a label out of range).
+	#[error("a tensor operation failed: {0:?}")]
+	Shape(ShapeError),
+	/// Every step of the spec has run.
+	#[error("all {0} steps are done")]
+	Finished(u32),
+}
+
+impl From<ShapeError> for TrainError {
+	fn from(e: ShapeError) -> Self {
+		Self::Shape(e)
+	}
+}
+
+/// What one step did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepReport {
+	/// The step's index `t` (the state after it is `h_{t+1}`).
+	pub step: u32,
+	/// The batch's mean loss before the update.
+	pub loss: f32,
+	/// `h_{t+1}`.
+	pub state_hash: H256,
+}
+
+/// A training run of one task.
+#[derive(Clone, Debug)]
+pub struct Training {
+	spec: TrainingSpec,
+	program: StepProgram,
+	data: Dataset,
+	state: Vec<Matrix>,
+	step: u32,
+	loss_op: usize,
+}
+
+impl Training {
+	/// A run of `spec` on `data` (which must be the dataset the spec commits to), at `h_0`.
+	pub fn new(spec: TrainingSpec, data: Dataset) -> Result<Self, TrainError> {
+		let program = step_program(&spec).map_err(TrainError::Spec)?;
+		let actual = data.root();
+		if actual != spec.dataset.root {
+			return Err(TrainError::WrongDataset { expected: spec.dataset.root, actual });
+		}
+		let state = initial_state(&spec, &program)?;
+		let loss_op = program.ops.iter().position(|op| op.kind == OpKind::Mean).unwrap_or(0);
+		Ok(Self { spec, program, data, state, step: 0, loss_op })
+	}
+
+	/// The steps done so far.
+	pub fn steps_done(&self) -> u32 {
+		self.step
+	}
+
+	/// The spec.
+	pub fn spec(&self) -> &TrainingSpec {
+		&self.spec
+	}
+
+	/// The current state (parameters, then optimizer tensors).
+	pub fn state(&self) -> &[Matrix] {
+		&self.state
+	}
+
+	/// The current state's hash.
+	pub fn state_hash(&self) -> H256 {
+		state_hash(&self.state)
+	}
+
+	/// Runs the next step.
+	pub fn step(&mut self) -> Result<StepReport, TrainError> {
+		if self.step >= self.spec.steps {
+			return Err(TrainError::Finished(self.spec.steps));
+		}
+		let t = self.step;
+		let (batch, labels) = self.batch(t)?;
+		let (outputs, next) =
+			engine::run_step(&self.spec, &self.program, &self.state, &batch, &labels, t)?;
+		let loss = outputs.get(self.loss_op).and_then(|m| m.data.first()).copied().unwrap_or(0.0);
+		self.state = next;
+		self.step = t.saturating_add(1);
+		Ok(StepReport { step: t, loss, state_hash: self.state_hash() })
+	}
+
+	/// The batch of step `t`: the samples the seed draws, in draw order.
+	fn batch(&self, t: u32) -> Result<(Matrix, Vec<u32>), TrainError> {
+		let d = &self.spec.dataset;
+		let indices = batch_indices(self.spec.seed, t, self.spec.batch_size, d.samples);
+		let mut x = Vec::with_capacity(indices.len() * d.features as usize);
+		let mut labels = Vec::with_capacity(indices.len());
+		for i in indices {
+			let (features, label) =
+				self.data.samples.get(i as usize).ok_or(ShapeError::Mismatch)?;
+			x.extend_from_slice(features);
+			labels.push(*label);
+		}
+		Ok((Matrix::new(self.spec.batch_size, d.features, x)?, labels))
+	}
+
+	/// The share of `samples` the current model classifies correctly.
+	pub fn accuracy(&self, samples: &Dataset) -> Result<f32, TrainError> {
+		accuracy(&self.spec, &self.state, samples)
+	}
+}
+
+/// The share of `data` that the MLP with parameters `state` (in state order) classifies
+/// correctly: the forward pass with RepOps, then the largest logit.
+pub fn accuracy(spec: &TrainingSpec, state: &[Matrix], data: &Dataset) -> Result<f32, TrainError> {
+	let Model::Mlp { widths, .. } = &spec.model;
+	let layers = widths.len().saturating_sub(1);
+	if data.samples.is_empty() {
+		return Ok(0.0);
+	}
+	let n = data.samples.len() as u32;
+	let x: Vec<f32> = data.samples.iter().flat_map(|(x, _)| x.iter().copied()).collect();
+	let mut a = Matrix::new(n, data.features, x)?;
+	for l in 0..layers {
+		let (w, b) = (state.get(2 * l), state.get(2 * l + 1));
+		let (Some(w), Some(b)) = (w, b) else { return Err(ShapeError::Mismatch.into()) };
+		let z = repops::bias_add(&engine::matmul(&a, w, engine::Product::Nn)?, b)?;
+		a = if l + 1 < layers { repops::relu_matrix(&z)? } else { z };
+	}
+	let correct = data
+		.samples
+		.iter()
+		.enumerate()
+		.filter(|(i, (_, y))| {
+			let row = a.row(*i as u32).unwrap_or_default();
+			let best = row.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |m, (j, v)| {
+				if *v > m.1 {
+					(j, *v)
+				} else {
+					m
+				}
+			});
+			best.0 == *y as usize
+		})
+		.count();
+	Ok(correct as f32 / n as f32)
+}
