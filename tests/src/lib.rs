@@ -50,6 +50,24 @@ pub fn node_binary() -> Result<PathBuf> {
 	)
 }
 
+/// The path of the `trainet-worker` binary, next to the node's.
+pub fn worker_binary() -> Result<PathBuf> {
+	let exe = std::env::current_exe().context("locating the test executable")?;
+	let candidate = exe
+		.parent()
+		.and_then(Path::parent)
+		.ok_or_else(|| anyhow!("unexpected test executable path {}", exe.display()))?
+		.join("trainet-worker");
+	if candidate.is_file() {
+		return Ok(candidate);
+	}
+	bail!(
+		"trainet-worker not found at {}: build it first (`cargo build -p trainet-worker`, which \
+		 `scripts/test` does)",
+		candidate.display()
+	)
+}
+
 /// A free TCP port on the loopback interface.
 ///
 /// The port is free when this returns; another process could take it before the node binds

@@ -30,6 +30,12 @@ struct Cli {
 	/// The dataset store.
 	#[arg(long, global = true, default_value = "trainet-data", env = "TRAINET_DATA")]
 	data_dir: PathBuf,
+	/// The node's WebSocket JSON-RPC address.
+	#[arg(long, global = true, default_value = "ws://127.0.0.1:9944", env = "TRAINET_NODE_URL")]
+	node: String,
+	/// The account's secret URI (`//Alice` on a dev chain, or a mnemonic).
+	#[arg(long, global = true, default_value = "//Alice", env = "TRAINET_SURI")]
+	suri: String,
 	#[command(subcommand)]
 	command: Command,
 }
@@ -54,6 +60,38 @@ enum Command {
 		/// A stored dataset to report accuracy on at the end.
 		#[arg(long)]
 		evaluate: Option<String>,
+	},
+	/// Posts a task from a TOML spec file, holding `--reward` TNET from the account.
+	Submit {
+		/// The spec file.
+		spec: PathBuf,
+		/// The reward, in TNET.
+		#[arg(long)]
+		reward: u64,
+		/// Blocks a solver has to claim it.
+		#[arg(long, default_value_t = 600)]
+		claim_timeout: u32,
+		/// Blocks the solver has to commit after claiming.
+		#[arg(long, default_value_t = 600)]
+		commit_timeout: u32,
+		/// Blocks verifiers have to challenge the commitment.
+		#[arg(long, default_value_t = 100)]
+		challenge_timeout: u32,
+	},
+	/// Prints a task (JSON), or every task still on chain.
+	Status {
+		/// The task.
+		task: Option<u64>,
+	},
+	/// Solves tasks: claims an open task whose dataset is in the store, trains it, commits
+	/// its trace, and waits until it ends.
+	Solve {
+		/// Stop after one task.
+		#[arg(long)]
+		once: bool,
+		/// Register as a solver with this bond (TNET) first, if not registered yet.
+		#[arg(long)]
+		register: Option<u64>,
 	},
 }
 
@@ -120,6 +158,10 @@ fn parse_root(text: &str) -> Result<H256> {
 fn run(cli: Cli) -> Result<()> {
 	let store = DatasetStore::open(&cli.data_dir)?;
 	match cli.command {
+		Command::Submit { .. } | Command::Status { .. } | Command::Solve { .. } => {
+			let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+			rt.block_on(on_chain(cli.command, &cli.node, &cli.suri, store))
+		}
 		Command::Dataset { source } => {
 			let (data, held_out) = match source {
 				DatasetSource::Digits { held_out } => {
@@ -171,6 +213,86 @@ fn run(cli: Cli) -> Result<()> {
 			train(spec_value, data, trace, evaluate)
 		}
 	}
+}
+
+async fn on_chain(command: Command, node: &str, suri: &str, store: DatasetStore) -> Result<()> {
+	use std::time::Duration;
+	use trainet_worker::{chain, solver};
+	let signer = chain::signer(suri)?;
+	let chain = chain::Chain::connect(node, Duration::from_secs(30)).await?;
+	match command {
+		Command::Submit { spec, reward, claim_timeout, commit_timeout, challenge_timeout } => {
+			let text = fs::read_to_string(&spec)
+				.with_context(|| format!("reading the spec file {}", spec.display()))?;
+			let file = SpecFile::parse(&text).with_context(|| format!("in {}", spec.display()))?;
+			let data = store.get(&file.dataset_root()?)?;
+			let spec = file.to_spec(&data).with_context(|| format!("in {}", spec.display()))?;
+			let timeouts = trainet_primitives::market::Timeouts::<u32> {
+				claim: claim_timeout,
+				commit: commit_timeout,
+				challenge: challenge_timeout,
+			};
+			let reward = u128::from(reward).saturating_mul(trainet_primitives::UNIT);
+			let id = solver::next_task_id(&chain).await?;
+			chain.submit(&signer, "TaskEscrow", "submit", (&spec, reward, timeouts)).await?;
+			out!("task {id} submitted by {}", chain::address(&signer));
+		}
+		Command::Status { task } => {
+			let ids = match task {
+				Some(id) => vec![id],
+				None => (0..solver::next_task_id(&chain).await?).collect(),
+			};
+			for id in ids {
+				match chain.task(id).await? {
+					Some(t) => out!("{}", serde_json::to_string_pretty(&t)?),
+					None if task.is_some() => {
+						bail!("task {id} is not on chain (ended or never posted)")
+					}
+					None => {}
+				}
+			}
+		}
+		Command::Solve { once, register } => {
+			if let Some(bond) = register {
+				let bond = u128::from(bond).saturating_mul(trainet_primitives::UNIT);
+				match chain
+					.submit(&signer, "ComputeStaking", "register", ((true, false), bond))
+					.await
+				{
+					Ok(_) => out!("registered {} as a solver", chain::address(&signer)),
+					Err(e) if e.to_string().contains("AlreadyRegistered") => {}
+					Err(e) => return Err(e.into()),
+				}
+			}
+			loop {
+				let Some((id, task)) = solver::find_task(&chain, &store).await? else {
+					tokio::time::sleep(Duration::from_secs(3)).await;
+					continue;
+				};
+				let bar = ProgressBar::new(u64::from(task.spec.steps));
+				bar.set_style(
+					ProgressStyle::with_template("task {msg} {bar:40} {pos}/{len} steps {per_sec}")
+						.unwrap_or_else(|_| ProgressStyle::default_bar()),
+				);
+				bar.set_message(id.to_string());
+				let solved =
+					solver::solve(&chain, &signer, &store, id, &task, |_, _| bar.inc(1)).await?;
+				bar.finish_and_clear();
+				out!(
+					"task {id} committed: h_N {:?}, trace root {:?}",
+					solved.final_state,
+					solved.trace_root
+				);
+				solver::wait_until_ended(&chain, id).await?;
+				out!("task {id} ended");
+				if once {
+					return Ok(());
+				}
+			}
+		}
+		_ => bail!("not a chain command"),
+	}
+	Ok(())
 }
 
 fn train(

@@ -1,0 +1,115 @@
+//! The worker against a real dev chain, as its users run it: Alice imports the shipped digits
+//! and posts a training task with `trainet-worker submit`; Dave runs `trainet-worker solve
+//! --once --register 200`, which registers, claims the task, trains it, commits its trace and
+//! waits out the challenge window. Dave is paid the reward and his stake is unlocked; the
+//! trace he committed is the one an independent training run of the same spec gives.
+
+use std::{process::Command, time::Duration};
+
+use anyhow::{ensure, Context, Result};
+use subxt::{OnlineClient, PolkadotConfig};
+use subxt_signer::sr25519::dev;
+use trainet_e2e::{ledger, worker_binary, Node, NodeConfig};
+use trainet_primitives::{trace::trace_root, UNIT};
+use trainet_worker::{dataset::Dataset, spec_file::SpecFile, train::Training};
+
+#[derive(Debug, subxt::ext::scale_decode::DecodeAsType)]
+#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
+struct AccountData {
+	free: u128,
+}
+
+#[derive(Debug, subxt::ext::scale_decode::DecodeAsType)]
+#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
+struct AccountInfo {
+	data: AccountData,
+}
+
+async fn free(api: &OnlineClient<PolkadotConfig>, who: [u8; 32]) -> Result<u128> {
+	let info: AccountInfo = api
+		.at_current_block()
+		.await?
+		.storage()
+		.fetch(subxt::dynamic::storage::<([u8; 32],), AccountInfo>("System", "Account"), (who,))
+		.await?
+		.decode()?;
+	Ok(info.data.free)
+}
+
+#[tokio::test]
+async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
+	let dir = tempfile::tempdir()?;
+	let node = Node::start(NodeConfig::dev(&dir.path().join("node"))).await?;
+	node.wait_for_finalized(1, Duration::from_secs(90)).await?;
+	let api = OnlineClient::<PolkadotConfig>::from_url(node.ws_url()).await?;
+	let data_dir = dir.path().join("data");
+	let url = node.ws_url();
+	let worker = move |suri: &str, args: &[&str]| -> Result<String> {
+		let out = Command::new(worker_binary()?)
+			.args(["--data-dir", data_dir.to_str().context("path")?])
+			.args(["--node", &url, "--suri", suri])
+			.args(args)
+			.output()?;
+		ensure!(
+			out.status.success(),
+			"trainet-worker {args:?} failed: {}",
+			String::from_utf8_lossy(&out.stderr)
+		);
+		Ok(String::from_utf8(out.stdout)?)
+	};
+
+	let imported = worker("//Alice", &["dataset", "digits"])?;
+	let root = imported.split_whitespace().nth(1).context("a root")?.to_string();
+	let spec_path = dir.path().join("task.toml");
+	let spec_text = format!(
+		"[model]\nwidths = [64, 32, 10]\n\n[optimizer]\nkind = \"sgd\"\nlearning_rate = \
+		 0.05\nmomentum = 0.9\n\n[training]\nbatch_size = 32\nsteps = 150\nseed = 11\n\n\
+		 [dataset]\nroot = \"{root}\"\n"
+	);
+	std::fs::write(&spec_path, &spec_text)?;
+	let posted = worker(
+		"//Alice",
+		&[
+			"submit",
+			spec_path.to_str().context("path")?,
+			"--reward",
+			"10",
+			"--challenge-timeout",
+			"10",
+		],
+	)?;
+	ensure!(posted.starts_with("task 0 submitted"), "{posted}");
+
+	let dave = dev::dave();
+	let before = free(&api, dave.public_key().0).await?;
+	let solved = tokio::task::spawn_blocking({
+		let worker = worker.clone();
+		move || worker("//Dave", &["solve", "--once", "--register", "200"])
+	})
+	.await??;
+	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
+
+	// The committed trace is the one an independent run of the same spec gives.
+	let data = Dataset::digits()?;
+	let spec = SpecFile::parse(&spec_text)?.to_spec(&data)?;
+	let mut run = Training::new(spec, data)?;
+	let mut states = vec![run.state_hash()];
+	while run.steps_done() < 150 {
+		states.push(run.step()?.state_hash);
+	}
+	ensure!(
+		solved.contains(&format!("trace root {:?}", trace_root(&states))),
+		"another trace: {solved}"
+	);
+
+	// Paid: the reward (less fees) on top of what registering bonded, stake unlocked.
+	let best = node.best_number().await?;
+	node.wait_for_finalized(best, Duration::from_secs(90)).await?;
+	let after = free(&api, dave.public_key().0).await?;
+	let l = ledger(&api, &dave).await?;
+	ensure!(l.active == 200 * UNIT && l.locked == 0, "dave's stake: {l:?}");
+	ensure!(after + 200 * UNIT > before + 9 * UNIT, "dave's balance {before} -> {after}");
+	let task: Option<serde_json::Value> = node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task.is_none(), "the task is still on chain: {task:?}");
+	Ok(())
+}
