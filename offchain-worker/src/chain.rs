@@ -167,36 +167,47 @@ impl Chain {
 		call: &str,
 		args: impl Encode,
 	) -> Result<subxt::extrinsics::ExtrinsicEvents<PolkadotConfig>, ChainError> {
-		use subxt::transactions::TransactionStatus;
-		let name = format!("{pallet}.{call}");
-		let fail = |reason: String| ChainError::Transaction { call: name.clone(), reason };
-		let tx = subxt::dynamic::transaction(pallet, call, Args(args.encode()));
 		let nonce: u64 =
 			self.rpc("system_accountNextIndex", vec![Value::from(address(signer))]).await?;
-		let params = subxt::config::DefaultExtrinsicParamsBuilder::<PolkadotConfig>::new()
-			.nonce(nonce)
-			.build();
-		let mut progress = self
-			.api
-			.at_current_block()
-			.await
-			.map_err(|e| fail(e.to_string()))?
-			.transactions()
-			.sign_and_submit_then_watch(&tx, signer, params)
-			.await
-			.map_err(|e| fail(e.to_string()))?;
-		while let Some(status) = progress.next().await {
-			match status.map_err(|e| fail(e.to_string()))? {
-				TransactionStatus::InBestBlock(in_block)
-				| TransactionStatus::InFinalizedBlock(in_block) => {
-					return in_block.wait_for_success().await.map_err(|e| fail(e.to_string()));
-				}
-				TransactionStatus::Error { message }
-				| TransactionStatus::Invalid { message }
-				| TransactionStatus::Dropped { message } => return Err(fail(message)),
-				_ => continue,
-			}
-		}
-		Err(fail("the status stream ended before inclusion".into()))
+		submit_with_nonce(&self.api, signer, nonce, pallet, call, args).await
 	}
+}
+
+/// Signs `pallet.call(args)` with `nonce`, submits it through `api` and waits until it is in a
+/// best block and succeeded; returns its events.
+pub async fn submit_with_nonce(
+	api: &OnlineClient<PolkadotConfig>,
+	signer: &Keypair,
+	nonce: u64,
+	pallet: &str,
+	call: &str,
+	args: impl Encode,
+) -> Result<subxt::extrinsics::ExtrinsicEvents<PolkadotConfig>, ChainError> {
+	use subxt::transactions::TransactionStatus;
+	let name = format!("{pallet}.{call}");
+	let fail = |reason: String| ChainError::Transaction { call: name.clone(), reason };
+	let tx = subxt::dynamic::transaction(pallet, call, Args(args.encode()));
+	let params =
+		subxt::config::DefaultExtrinsicParamsBuilder::<PolkadotConfig>::new().nonce(nonce).build();
+	let mut progress = api
+		.at_current_block()
+		.await
+		.map_err(|e| fail(e.to_string()))?
+		.transactions()
+		.sign_and_submit_then_watch(&tx, signer, params)
+		.await
+		.map_err(|e| fail(e.to_string()))?;
+	while let Some(status) = progress.next().await {
+		match status.map_err(|e| fail(e.to_string()))? {
+			TransactionStatus::InBestBlock(in_block)
+			| TransactionStatus::InFinalizedBlock(in_block) => {
+				return in_block.wait_for_success().await.map_err(|e| fail(e.to_string()));
+			}
+			TransactionStatus::Error { message }
+			| TransactionStatus::Invalid { message }
+			| TransactionStatus::Dropped { message } => return Err(fail(message)),
+			_ => continue,
+		}
+	}
+	Err(fail("the status stream ended before inclusion".into()))
 }

@@ -304,24 +304,6 @@ pub async fn peer_id(node: &Node) -> Result<String> {
 	node.rpc("system_localPeerId", Vec::new()).await
 }
 
-/// Call data already SCALE-encoded with `codec`, for subxt's dynamic transactions: the
-/// protocol's argument types (task specs, trace proofs) come from `trainet-primitives` and
-/// derive `Encode`, not scale-encode's `EncodeAsType`. The bytes are the call's fields in
-/// order, which is exactly what a call's encoding after its pallet and call index is.
-pub struct EncodedCall(pub Vec<u8>);
-
-impl subxt::ext::scale_encode::EncodeAsFields for EncodedCall {
-	fn encode_as_fields_to<R: subxt::ext::scale_encode::TypeResolver>(
-		&self,
-		_fields: &mut dyn subxt::ext::scale_encode::FieldIter<'_, R::TypeId>,
-		_types: &R,
-		out: &mut Vec<u8>,
-	) -> std::result::Result<(), subxt::ext::scale_encode::Error> {
-		out.extend_from_slice(&self.0);
-		Ok(())
-	}
-}
-
 /// Signs and submits `pallet.call(args)` (arguments SCALE-encoded as a tuple) and waits until
 /// it is in a best block and succeeded; returns its events.
 ///
@@ -336,46 +318,15 @@ pub async fn submit_in_block(
 	call: &str,
 	args: impl codec::Encode,
 ) -> Result<subxt::extrinsics::ExtrinsicEvents<subxt::PolkadotConfig>> {
-	use subxt::transactions::TransactionStatus;
-	let tx = subxt::dynamic::transaction(pallet, call, EncodedCall(args.encode()));
-	let account = sp_core::crypto::AccountId32::from(signer.public_key().0);
 	let nonce: u64 = node
-		.rpc(
-			"system_accountNextIndex",
-			vec![Value::from(sp_core::crypto::Ss58Codec::to_ss58check(&account))],
-		)
+		.rpc("system_accountNextIndex", vec![Value::from(trainet_worker::chain::address(signer))])
 		.await?;
-	let params = subxt::config::DefaultExtrinsicParamsBuilder::<subxt::PolkadotConfig>::new()
-		.nonce(nonce)
-		.build();
-	let mut progress = api
-		.at_current_block()
-		.await?
-		.transactions()
-		.sign_and_submit_then_watch(&tx, signer, params)
-		.await
-		.with_context(|| format!("submitting {pallet}.{call}"))?;
-	while let Some(status) = progress.next().await {
-		match status? {
-			TransactionStatus::InBestBlock(in_block)
-			| TransactionStatus::InFinalizedBlock(in_block) => {
-				return in_block
-					.wait_for_success()
-					.await
-					.with_context(|| format!("{pallet}.{call} failed"));
-			}
-			TransactionStatus::Error { message }
-			| TransactionStatus::Invalid { message }
-			| TransactionStatus::Dropped { message } => bail!("{pallet}.{call}: {message}"),
-			_ => continue,
-		}
-	}
-	bail!("{pallet}.{call}: the status stream ended before inclusion")
+	Ok(trainet_worker::chain::submit_with_nonce(api, signer, nonce, pallet, call, args).await?)
 }
 
 /// A dev account's SS58 address, as the JSON-RPC writes accounts.
 pub fn ss58(k: &subxt_signer::sr25519::Keypair) -> String {
-	sp_core::crypto::Ss58Codec::to_ss58check(&sp_core::crypto::AccountId32::from(k.public_key().0))
+	trainet_worker::chain::address(k)
 }
 
 /// `pallet_compute_staking::Ledger` as far as the tests read it.
