@@ -13,6 +13,7 @@
 
 pub mod chain;
 pub mod dataset;
+pub mod dispute;
 pub mod engine;
 pub mod solver;
 pub mod spec_file;

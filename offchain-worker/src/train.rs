@@ -6,7 +6,8 @@ use sp_core::H256;
 use thiserror::Error;
 use trainet_primitives::{
 	commit::state_hash,
-	program::{initial_state, step_program, OpKind, StepProgram},
+	program::{self, initial_state, step_program, OpKind, StepProgram},
+	referee::Fault,
 	repops::{self, batch_indices, Matrix, ShapeError},
 	task::{Model, SpecError, TrainingSpec},
 };
@@ -61,6 +62,7 @@ pub struct Training {
 	state: Vec<Matrix>,
 	step: u32,
 	loss_op: usize,
+	fault: Option<Fault>,
 }
 
 impl Training {
@@ -73,7 +75,15 @@ impl Training {
 		}
 		let state = initial_state(&spec, &program)?;
 		let loss_op = program.ops.iter().position(|op| op.kind == OpKind::Mean).unwrap_or(0);
-		Ok(Self { spec, program, data, state, step: 0, loss_op })
+		Ok(Self { spec, program, data, state, step: 0, loss_op, fault: None })
+	}
+
+	/// Makes this run cheat on purpose: operation `fault.op` of step `fault.step` gets `0.25`
+	/// added to every output value, exactly as [`trainet_primitives::referee::StepRun::with_fault`]
+	/// does (for the end-to-end tests of the dispute game).
+	pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
+		self.fault = fault;
+		self
 	}
 
 	/// The steps done so far.
@@ -103,8 +113,17 @@ impl Training {
 		}
 		let t = self.step;
 		let (batch, labels) = self.batch(t)?;
+		let fault = self.fault.filter(|f| f.step == t).map(|f| f.op);
+		let mut n = 0u32;
 		let (outputs, next) =
-			engine::run_step(&self.spec, &self.program, &self.state, &batch, &labels, t)?;
+			program::run_step_with(&self.program, &self.state, &batch, |op, inputs| {
+				let mut out = engine::execute(&self.spec, op, inputs, &labels, t)?;
+				if fault == Some(n) {
+					out.data.iter_mut().for_each(|v| *v = repops::add(*v, 0.25));
+				}
+				n = n.saturating_add(1);
+				Ok(out)
+			})?;
 		let loss = outputs.get(self.loss_op).and_then(|m| m.data.first()).copied().unwrap_or(0.0);
 		self.state = next;
 		self.step = t.saturating_add(1);

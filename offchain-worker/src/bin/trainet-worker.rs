@@ -92,7 +92,29 @@ enum Command {
 		/// Register as a solver with this bond (TNET) first, if not registered yet.
 		#[arg(long)]
 		register: Option<u64>,
+		/// Cheat on purpose (for tests and demonstrations of the dispute game): alter
+		/// operation OP of step STEP, written `STEP:OP`.
+		#[arg(long, value_parser = parse_fault)]
+		fault: Option<trainet_primitives::referee::Fault>,
 	},
+	/// Verifies committed tasks: recomputes each, and challenges (then fights the dispute)
+	/// when its final state is wrong.
+	Verify {
+		/// Stop after one task.
+		#[arg(long)]
+		once: bool,
+		/// Register as a verifier with this bond (TNET) first, if not registered yet.
+		#[arg(long)]
+		register: Option<u64>,
+	},
+}
+
+fn parse_fault(text: &str) -> Result<trainet_primitives::referee::Fault, String> {
+	let (step, op) = text.split_once(':').ok_or("write STEP:OP, like 2:15")?;
+	Ok(trainet_primitives::referee::Fault {
+		step: step.parse().map_err(|e| format!("step: {e}"))?,
+		op: op.parse().map_err(|e| format!("operation: {e}"))?,
+	})
 }
 
 #[derive(Subcommand)]
@@ -158,7 +180,10 @@ fn parse_root(text: &str) -> Result<H256> {
 fn run(cli: Cli) -> Result<()> {
 	let store = DatasetStore::open(&cli.data_dir)?;
 	match cli.command {
-		Command::Submit { .. } | Command::Status { .. } | Command::Solve { .. } => {
+		Command::Submit { .. }
+		| Command::Status { .. }
+		| Command::Solve { .. }
+		| Command::Verify { .. } => {
 			let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
 			rt.block_on(on_chain(cli.command, &cli.node, &cli.suri, store))
 		}
@@ -252,17 +277,9 @@ async fn on_chain(command: Command, node: &str, suri: &str, store: DatasetStore)
 				}
 			}
 		}
-		Command::Solve { once, register } => {
+		Command::Solve { once, register, fault } => {
 			if let Some(bond) = register {
-				let bond = u128::from(bond).saturating_mul(trainet_primitives::UNIT);
-				match chain
-					.submit(&signer, "ComputeStaking", "register", ((true, false), bond))
-					.await
-				{
-					Ok(_) => out!("registered {} as a solver", chain::address(&signer)),
-					Err(e) if e.to_string().contains("AlreadyRegistered") => {}
-					Err(e) => return Err(e.into()),
-				}
+				register_as(&chain, &signer, (true, false), bond).await?;
 			}
 			loop {
 				let Some((id, task)) = solver::find_task(&chain, &store).await? else {
@@ -276,23 +293,75 @@ async fn on_chain(command: Command, node: &str, suri: &str, store: DatasetStore)
 				);
 				bar.set_message(id.to_string());
 				let solved =
-					solver::solve(&chain, &signer, &store, id, &task, |_, _| bar.inc(1)).await?;
+					solver::solve(&chain, &signer, &store, id, &task, fault, |_, _| bar.inc(1))
+						.await?;
 				bar.finish_and_clear();
 				out!(
 					"task {id} committed: h_N {:?}, trace root {:?}",
 					solved.final_state,
 					solved.trace_root
 				);
-				solver::wait_until_ended(&chain, id).await?;
-				out!("task {id} ended");
+				match solver::defend(&chain, &signer, &store, &task, &solved, fault).await? {
+					solver::Outcome::Ended => out!("task {id} ended"),
+					solver::Outcome::Lost => out!("task {id} lost in a dispute"),
+				}
 				if once {
 					return Ok(());
+				}
+			}
+		}
+		Command::Verify { once, register } => {
+			if let Some(bond) = register {
+				register_as(&chain, &signer, (false, true), bond).await?;
+			}
+			let mut done = Vec::new();
+			loop {
+				match solver::verify_one(&chain, &signer, &store, &done).await? {
+					None => tokio::time::sleep(Duration::from_secs(3)).await,
+					Some(verdict) => {
+						let id = match verdict {
+							solver::Verdict::Honest(id) => {
+								out!("task {id} verified: its final state is right");
+								id
+							}
+							solver::Verdict::CaughtCheating(id) => {
+								out!("task {id} was wrong: challenged, and the solver lost");
+								id
+							}
+							solver::Verdict::ChallengeFailed(id) => {
+								out!("task {id} was wrong, but the challenge did not win");
+								id
+							}
+						};
+						done.push(id);
+						if once {
+							return Ok(());
+						}
+					}
 				}
 			}
 		}
 		_ => bail!("not a chain command"),
 	}
 	Ok(())
+}
+
+/// Registers `signer` with `roles` (solver, verifier) and `bond` TNET, unless it already is.
+async fn register_as(
+	chain: &trainet_worker::chain::Chain,
+	signer: &subxt_signer::sr25519::Keypair,
+	roles: (bool, bool),
+	bond: u64,
+) -> Result<()> {
+	let bond = u128::from(bond).saturating_mul(trainet_primitives::UNIT);
+	match chain.submit(signer, "ComputeStaking", "register", (roles, bond)).await {
+		Ok(_) => {
+			out!("registered {}", trainet_worker::chain::address(signer));
+			Ok(())
+		}
+		Err(e) if e.to_string().contains("AlreadyRegistered") => Ok(()),
+		Err(e) => Err(e.into()),
+	}
 }
 
 fn train(

@@ -1,0 +1,204 @@
+//! Fighting a dispute: whichever side this worker is on, it answers every stage of the game
+//! (step bisection, op-trace commitment, operator bisection, element descent) from its own
+//! run of the task, and hands the chain the leaf's evidence. An honest worker that keeps
+//! calling [`Fighter::tick`] before each deadline never loses.
+//!
+//! The disputed step is recomputed when needed: training (with the engine) up to the step's
+//! pre-state, then that step with the reference operators ([`StepRun`]), which also builds
+//! every piece of evidence.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+use sp_core::H256;
+use subxt_signer::sr25519::Keypair;
+use thiserror::Error;
+use trainet_primitives::{
+	descent::{element_evidence, line, Axis, Cursor, DescentAnswer, LineTree, TensorOpening},
+	market::Party,
+	referee::{Fault, OpEvidence, StepRun},
+	task::TrainingSpec,
+	trace::trace_proof,
+};
+
+use crate::{
+	chain::{Chain, ChainError},
+	dataset::Dataset,
+	train::{TrainError, Training},
+};
+
+/// Why a dispute could not be answered.
+#[derive(Debug, Error)]
+pub enum FightError {
+	/// The chain.
+	#[error(transparent)]
+	Chain(#[from] ChainError),
+	/// Recomputing.
+	#[error(transparent)]
+	Train(#[from] TrainError),
+	/// The node's account of the dispute is not what this worker understands.
+	#[error("unexpected dispute state: {0}")]
+	Unexpected(String),
+}
+
+/// One side of one dispute.
+pub struct Fighter {
+	party: Party,
+	spec: TrainingSpec,
+	data: Dataset,
+	/// This side's trace `h_0 ..= h_N`.
+	states: Vec<H256>,
+	/// A deliberate fault this side's run had (the cheat switch), so its answers stay those
+	/// of the run it committed.
+	fault: Option<Fault>,
+	/// The run of the disputed step, once known.
+	step: Option<StepRun>,
+	answered: HashSet<String>,
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Result<&'a Value, FightError> {
+	v.get(name).ok_or_else(|| FightError::Unexpected(format!("no {name} in {v}")))
+}
+
+fn number(v: &Value, name: &str) -> Result<u32, FightError> {
+	field(v, name)?
+		.as_u64()
+		.map(|n| n as u32)
+		.ok_or_else(|| FightError::Unexpected(format!("{name} is not a number in {v}")))
+}
+
+impl Fighter {
+	/// The `party` side of a dispute over `spec`, whose own trace is `states` (from a run with
+	/// `fault`, if any).
+	pub fn new(
+		party: Party,
+		spec: TrainingSpec,
+		data: Dataset,
+		states: Vec<H256>,
+		fault: Option<Fault>,
+	) -> Self {
+		Self { party, spec, data, states, fault, step: None, answered: HashSet::new() }
+	}
+
+	/// This side's run of step `t` (recomputed once).
+	fn step_run(&mut self, t: u32) -> Result<&StepRun, FightError> {
+		if self.step.as_ref().is_none() {
+			let mut run = Training::new(self.spec.clone(), self.data.clone())?;
+			// Both sides agreed on `h_t`, so this side's run had no fault before step `t`.
+			while run.steps_done() < t {
+				run.step()?;
+			}
+			let fault = self.fault.filter(|f| f.step == t).map(|f| f.op);
+			let state = run.state().to_vec();
+			let r = StepRun::with_fault(&self.spec, t, state, &self.data.samples, fault)
+				.map_err(|e| FightError::Unexpected(format!("recomputing step {t}: {e:?}")))?;
+			self.step = Some(r);
+		}
+		self.step.as_ref().ok_or_else(|| FightError::Unexpected("no step run".into()))
+	}
+
+	/// Answers what dispute `id` needs from this side now, if anything. Returns `false` once
+	/// the dispute is no longer open.
+	pub async fn tick(
+		&mut self,
+		chain: &Chain,
+		signer: &Keypair,
+		id: u64,
+	) -> Result<bool, FightError> {
+		let open: Vec<Value> = chain.rpc("trainet_openDisputes", vec![]).await?;
+		let Some(d) = open.iter().find(|d| d["id"].as_u64() == Some(id)) else { return Ok(false) };
+		let phase = field(d, "phase")?;
+		let key = format!(
+			"{}/{}/{}/{}",
+			phase["bisecting"]["round"],
+			phase["bisecting"]["position"],
+			phase["operations"]["round"],
+			phase["operations"]["stage"]
+		);
+		if self.answered.contains(&key) {
+			return Ok(true);
+		}
+		let result = self.answer(chain, signer, id, phase).await;
+		match result {
+			Ok(()) => {
+				self.answered.insert(key);
+			}
+			// The other side may have settled first, or this side's evidence is refused (a
+			// lying run's): both show in the next tick.
+			Err(e) => {
+				tracing::warn!(dispute = id, party = ?self.party, error = %e, "answer refused")
+			}
+		}
+		Ok(true)
+	}
+
+	async fn answer(
+		&mut self,
+		chain: &Chain,
+		signer: &Keypair,
+		id: u64,
+		phase: &Value,
+	) -> Result<(), FightError> {
+		if let Some(position) = phase["bisecting"]["position"].as_u64() {
+			let position = position as u32;
+			let proof = trace_proof(&self.states, position.saturating_sub(1))
+				.ok_or_else(|| FightError::Unexpected(format!("no state at {position}")))?;
+			chain.submit(signer, "Challenge", "reveal", (id, position, proof)).await?;
+			return Ok(());
+		}
+		let game = field(phase, "operations")?;
+		let step = number(game, "step")?;
+		let stage = field(game, "stage")?.clone();
+		let run = self.step_run(step)?.clone();
+		let output = |v: &Value| -> Result<_, FightError> {
+			let j = number(v, "operation")? as usize;
+			run.outputs.get(j).cloned().ok_or_else(|| FightError::Unexpected(format!("no op {j}")))
+		};
+		let descend = |answer: DescentAnswer| (id, answer);
+		if stage == "committing" {
+			chain.submit(signer, "Challenge", "commit_ops", (id, run.op_trace().root)).await?;
+		} else if let Some(position) = stage["revealing"]["position"].as_u64() {
+			let proof = run
+				.op_trace()
+				.proof(position as u32 - 1)
+				.ok_or_else(|| FightError::Unexpected(format!("no op leaf {position}")))?;
+			chain.submit(signer, "Challenge", "reveal_op", (id, position as u32, proof)).await?;
+		} else if let Some(j) = stage["operation"].as_u64() {
+			let evidence = run
+				.evidence(j as u32)
+				.ok_or_else(|| FightError::Unexpected(format!("no evidence for op {j}")))?;
+			chain.submit(signer, "Challenge", "settle_op", (id, evidence)).await?;
+		} else if stage == "assembly" {
+			let evidence = OpEvidence { outputs: run.output_hashes(), ..Default::default() };
+			chain.submit(signer, "Challenge", "settle_op", (id, evidence)).await?;
+		} else if let Some(o) = stage.get("opening") {
+			let answer = DescentAnswer::Opening(TensorOpening::of(&output(o)?));
+			chain.submit(signer, "Challenge", "descend", descend(answer)).await?;
+		} else if let Some(o) = stage.get("descending") {
+			let axis = if game["descentAxis"] == "columns" { Axis::Columns } else { Axis::Rows };
+			let cursor = Cursor { level: number(o, "level")?, index: number(o, "index")? };
+			let (l, r) = LineTree::new(&output(o)?, axis)
+				.children(cursor)
+				.ok_or_else(|| FightError::Unexpected(format!("no children at {cursor:?}")))?;
+			chain
+				.submit(signer, "Challenge", "descend", descend(DescentAnswer::Children(l, r)))
+				.await?;
+		} else if let Some(o) = stage.get("line") {
+			let axis = if o["axis"] == "columns" { Axis::Columns } else { Axis::Rows };
+			let values = line(&output(o)?, axis, number(o, "index")?)
+				.try_into()
+				.map_err(|_| FightError::Unexpected("a line longer than any tensor's".into()))?;
+			chain
+				.submit(signer, "Challenge", "descend", descend(DescentAnswer::Line(values)))
+				.await?;
+		} else if let Some(o) = stage.get("element") {
+			let (j, row, col) = (number(o, "operation")?, number(o, "row")?, number(o, "col")?);
+			let evidence = element_evidence(&run, &self.spec, j, (row, col))
+				.ok_or_else(|| FightError::Unexpected(format!("no evidence for ({row}, {col})")))?;
+			chain.submit(signer, "Challenge", "settle_element", (id, evidence)).await?;
+		} else {
+			return Err(FightError::Unexpected(format!("stage {stage}")));
+		}
+		Ok(())
+	}
+}
