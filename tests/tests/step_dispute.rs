@@ -3,31 +3,33 @@
 //! it). An honest verifier challenges; step bisection finds the step, both sides commit their
 //! op traces of it, and operator bisection finds the altered operation. Then:
 //!
-//! - a small model: the verifier hands the chain that operation's inputs, and the wasm runtime
-//!   re-executes it with RepOps;
+//! - a small model: the chain gets that operation's inputs, and the wasm runtime re-executes it
+//!   with RepOps;
 //! - a model whose operation is too large for one leaf (a `256 x 512` by `512 x 512` matmul):
-//!   the element descent narrows it to one value, whose inputs' row and column the verifier
-//!   hands the chain.
+//!   the element descent narrows it to one value, whose inputs' row and column the chain gets.
+//!
+//! Both sides play with the worker's own dispute logic (`trainet_worker::dispute::Fighter`),
+//! each from its own run.
 //!
 //! Either way the runtime rules for the verifier: the solver is slashed and its task reopened.
 
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use sp_core::H256;
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
 use trainet_e2e::{ledger, ss58, submit_in_block, Node, NodeConfig};
 use trainet_primitives::{
-	descent::{element_evidence, line, Axis, DescentAnswer, LineTree, TensorOpening},
-	market::{Timeouts, TraceCommitment},
+	market::{Party, Timeouts, TraceCommitment},
 	program::OpKind,
-	referee::{Fault, OpEvidence, TraceRun},
+	referee::{Fault, TraceRun},
 	task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
 	trace::{trace_proof, trace_root},
 	UNIT,
 };
+use trainet_worker::{chain::Chain, dataset::Dataset, dispute::Fighter};
 
 fn adam() -> Optimizer {
 	Optimizer::Adam {
@@ -63,7 +65,7 @@ async fn the_runtime_settles_one_value_of_an_operation_too_large_for_a_block() -
 	Ok(())
 }
 
-/// What the verifier settled.
+/// What the dispute was settled on.
 #[derive(Debug, PartialEq)]
 enum Settled {
 	None,
@@ -137,111 +139,41 @@ async fn play(
 	)
 	.await?;
 
-	// Both sides play from their own runs; the honest verifier settles.
-	let sides = [(&solver, &liar), (&verifier, &honest)];
+	// Both sides play with the worker's dispute logic, each from its own run of the task.
+	let chain = Chain::connect(&node.ws_url(), Duration::from_secs(30)).await?;
+	let dataset = Dataset {
+		features: spec.dataset.features,
+		classes: spec.dataset.classes,
+		samples: data.to_vec(),
+	};
+	let mut solver_side =
+		Fighter::new(Party::Solver, spec.clone(), dataset.clone(), liar.states, Some(fault));
+	let mut verifier_side =
+		Fighter::new(Party::Challenger, spec.clone(), dataset, honest.states, None);
 	let mut settled = Settled::None;
 	for round in 0.. {
-		ensure!(round < 40, "the dispute did not end");
+		ensure!(round < 60, "the dispute did not end");
 		let open: Vec<Value> = node.rpc("trainet_openDisputes", vec![]).await?;
 		let Some(d) = open.first() else { break };
 		let id = d["id"].as_u64().context("id")?;
-		let phase = &d["phase"];
-		if let Some(position) = phase["bisecting"]["position"].as_u64() {
-			let position = position as u32;
-			futures::future::try_join_all(sides.iter().map(|(who, run)| {
-				let proof = trace_proof(&run.states, position - 1).expect("in range");
-				submit_in_block(&node, &api, who, "Challenge", "reveal", (id, position, proof))
-			}))
-			.await?;
-			continue;
+		let game = &d["phase"]["operations"];
+		if let Some(step) = game["step"].as_u64() {
+			ensure!(step == u64::from(fault.step), "bisection found step {step}: {d}");
 		}
-		let game = &phase["operations"];
-		let step = game["step"].as_u64().context(format!("unexpected phase: {d}"))? as usize;
-		ensure!(step == fault.step as usize, "bisection found step {step}: {d}");
 		let stage = &game["stage"];
-		let output = |run: &TraceRun, j: &Value| -> Result<_> {
-			Ok(run.steps[step].outputs[j.as_u64().context("operation")? as usize].clone())
-		};
-		let answers: Vec<DescentAnswer> = if stage == "committing" {
-			futures::future::try_join_all(sides.iter().map(|(who, run)| {
-				let root = run.steps[step].op_trace().root;
-				submit_in_block(&node, &api, who, "Challenge", "commit_ops", (id, root))
-			}))
-			.await?;
-			continue;
-		} else if let Some(position) = stage["revealing"]["position"].as_u64() {
-			let position = position as u32;
-			futures::future::try_join_all(sides.iter().map(|(who, run)| {
-				let proof = run.steps[step].op_trace().proof(position - 1).expect("in range");
-				submit_in_block(&node, &api, who, "Challenge", "reveal_op", (id, position, proof))
-			}))
-			.await?;
-			continue;
-		} else if let Some(j) = stage["operation"].as_u64() {
-			let evidence = honest.steps[step].evidence(j as u32).context("evidence")?;
-			submit_in_block(&node, &api, &verifier, "Challenge", "settle_op", (id, evidence))
-				.await?;
+		if let Some(j) = stage["operation"].as_u64() {
 			settled = Settled::Operation(j as u32);
-			continue;
-		} else if stage == "assembly" {
-			let evidence =
-				OpEvidence { outputs: honest.steps[step].output_hashes(), ..Default::default() };
-			submit_in_block(&node, &api, &verifier, "Challenge", "settle_op", (id, evidence))
-				.await?;
-			continue;
-		} else if let Some(o) = stage.get("opening") {
-			sides
-				.iter()
-				.map(|(_, run)| {
-					Ok(DescentAnswer::Opening(TensorOpening::of(&output(run, &o["operation"])?)))
-				})
-				.collect::<Result<_>>()?
-		} else if let Some(o) = stage.get("descending") {
-			let axis = if game["descentAxis"] == "columns" { Axis::Columns } else { Axis::Rows };
-			let cursor = trainet_primitives::descent::Cursor {
-				level: o["level"].as_u64().context("level")? as u32,
-				index: o["index"].as_u64().context("index")? as u32,
-			};
-			sides
-				.iter()
-				.map(|(_, run)| {
-					let (l, r) = LineTree::new(&output(run, &o["operation"])?, axis)
-						.children(cursor)
-						.context("children")?;
-					Ok(DescentAnswer::Children(l, r))
-				})
-				.collect::<Result<_>>()?
-		} else if let Some(o) = stage.get("line") {
-			let axis = if o["axis"] == "columns" { Axis::Columns } else { Axis::Rows };
-			let index = o["index"].as_u64().context("index")? as u32;
-			sides
-				.iter()
-				.map(|(_, run)| {
-					let values = line(&output(run, &o["operation"])?, axis, index);
-					Ok(DescentAnswer::Line(
-						values.try_into().map_err(|_| anyhow::anyhow!("long line"))?,
-					))
-				})
-				.collect::<Result<_>>()?
-		} else if let Some(o) = stage.get("element") {
-			let (j, row, col) = (
-				o["operation"].as_u64().context("operation")? as u32,
-				o["row"].as_u64().context("row")? as u32,
-				o["col"].as_u64().context("col")? as u32,
-			);
-			let evidence =
-				element_evidence(&honest.steps[step], spec, j, (row, col)).context("evidence")?;
-			submit_in_block(&node, &api, &verifier, "Challenge", "settle_element", (id, evidence))
-				.await?;
-			settled = Settled::Element(j, row, col);
-			continue;
-		} else {
-			bail!("unexpected stage: {d}");
-		};
-		futures::future::try_join_all(sides.iter().zip(answers).map(|((who, _), answer)| {
-			submit_in_block(&node, &api, who, "Challenge", "descend", (id, answer))
-		}))
-		.await?;
+		}
+		if let Some(e) = stage.get("element") {
+			let n = |k: &str| e[k].as_u64().map(|v| v as u32).context("element");
+			settled = Settled::Element(n("operation")?, n("row")?, n("col")?);
+		}
+		let (a, b) = tokio::join!(
+			solver_side.tick(&chain, &solver, id),
+			verifier_side.tick(&chain, &verifier, id)
+		);
+		a?;
+		b?;
 	}
 
 	// The solver lost: its task is open again and it may not claim it back.

@@ -10,7 +10,7 @@
 //!   the dispute game on their own until the runtime rules: Dave loses his stake, the task is
 //!   reopened.
 
-use std::{process::Command, time::Duration};
+use std::{path::Path, process::Command, time::Duration};
 
 use anyhow::{ensure, Context, Result};
 use subxt::{OnlineClient, PolkadotConfig};
@@ -29,6 +29,26 @@ struct AccountData {
 #[decode_as_type(crate_path = "subxt::ext::scale_decode")]
 struct AccountInfo {
 	data: AccountData,
+}
+
+/// `trainet-worker` with the store in `data_dir`, talking to the node at `url` as `suri`.
+fn worker_command(data_dir: &Path, url: &str, suri: &str, args: &[&str]) -> Result<Command> {
+	let mut c = Command::new(worker_binary()?);
+	c.args(["--data-dir", data_dir.to_str().context("path")?])
+		.args(["--node", url, "--suri", suri])
+		.args(args);
+	Ok(c)
+}
+
+/// Runs `c` to success; returns its output.
+fn run(mut c: Command) -> Result<String> {
+	let out = c.output()?;
+	ensure!(
+		out.status.success(),
+		"trainet-worker failed: {}",
+		String::from_utf8_lossy(&out.stderr)
+	);
+	Ok(String::from_utf8(out.stdout)?)
 }
 
 async fn free(api: &OnlineClient<PolkadotConfig>, who: [u8; 32]) -> Result<u128> {
@@ -50,19 +70,7 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 	let api = OnlineClient::<PolkadotConfig>::from_url(node.ws_url()).await?;
 	let data_dir = dir.path().join("data");
 	let url = node.ws_url();
-	let worker = move |suri: &str, args: &[&str]| -> Result<String> {
-		let out = Command::new(worker_binary()?)
-			.args(["--data-dir", data_dir.to_str().context("path")?])
-			.args(["--node", &url, "--suri", suri])
-			.args(args)
-			.output()?;
-		ensure!(
-			out.status.success(),
-			"trainet-worker {args:?} failed: {}",
-			String::from_utf8_lossy(&out.stderr)
-		);
-		Ok(String::from_utf8(out.stdout)?)
-	};
+	let worker = move |suri: &str, args: &[&str]| run(worker_command(&data_dir, &url, suri, args)?);
 
 	let imported = worker("//Alice", &["dataset", "digits"])?;
 	let root = imported.split_whitespace().nth(1).context("a root")?.to_string();
