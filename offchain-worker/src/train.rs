@@ -78,9 +78,9 @@ impl Training {
 		Ok(Self { spec, program, data, state, step: 0, loss_op, fault: None })
 	}
 
-	/// Makes this run cheat on purpose: operation `fault.op` of step `fault.step` gets `0.25`
-	/// added to every output value, exactly as [`trainet_primitives::referee::StepRun::with_fault`]
-	/// does (for the end-to-end tests of the dispute game).
+	/// Makes this run cheat on purpose: operation `fault.op` of step `fault.step` is altered
+	/// by [`Fault::alter`], as [`trainet_primitives::referee::StepRun::with_fault`] does (for
+	/// the end-to-end tests of the dispute game).
 	pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
 		self.fault = fault;
 		self
@@ -119,7 +119,7 @@ impl Training {
 			program::run_step_with(&self.program, &self.state, &batch, |op, inputs| {
 				let mut out = engine::execute(&self.spec, op, inputs, &labels, t)?;
 				if fault == Some(n) {
-					out.data.iter_mut().for_each(|v| *v = repops::add(*v, 0.25));
+					Fault::alter(&mut out);
 				}
 				n = n.saturating_add(1);
 				Ok(out)

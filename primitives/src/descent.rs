@@ -18,12 +18,9 @@
 //!    of the batch reads every sample of the batch).
 
 use crate::{
-	commit::{
-		col_leaf_bits, row_leaf_bits, state_hash_of, tensor_commitment, tensor_hash_of,
-		verify_sample_proof, SampleProof,
-	},
+	commit::{col_leaf_bits, row_leaf_bits, tensor_commitment, tensor_hash_of, SampleProof},
 	program::{self, Op, OpKind, Pointwise, Source},
-	referee::{check_chain, reads_samples, source_shape, RefereeError},
+	referee::{check_agreed, check_sample, reads_samples, source_shape, RefereeError},
 	repops::{self, Matrix},
 	task::TrainingSpec,
 	trace::ProofItems,
@@ -373,31 +370,16 @@ pub fn element_value(
 	if element_cost(spec, &program, op, r, c) > MAX_ELEMENT_VALUES {
 		return Err(RefereeError::TooLarge);
 	}
-	if evidence.outputs.len() != j as usize {
-		return Err(RefereeError::BrokenChain);
-	}
-	check_chain(pre_state, link, &evidence.outputs)?;
-	if op.inputs.iter().any(|s| matches!(s, Source::State(_)))
-		&& (evidence.state.len() != program.state_shapes.len()
-			|| state_hash_of(&evidence.state) != *pre_state)
-	{
-		return Err(RefereeError::WrongState);
-	}
+	check_agreed(&program, op, j, pre_state, link, &evidence.outputs, &evidence.state)?;
 
 	// The batch samples the element reads, each at the index the seed draws for its row.
 	let rows = batch_rows(spec, op, r, c);
 	if evidence.samples.len() != rows.len() {
 		return Err(RefereeError::WrongBatch);
 	}
-	let d = &spec.dataset;
-	let indices = repops::batch_indices(spec.seed, step, spec.batch_size, d.samples);
+	let indices = repops::batch_indices(spec.seed, step, spec.batch_size, spec.dataset.samples);
 	for (row, s) in rows.iter().zip(&evidence.samples) {
-		let i = indices.get(*row as usize).ok_or(RefereeError::WrongBatch)?;
-		if s.features.len() != d.features as usize
-			|| !verify_sample_proof(&d.root, d.samples, *i, s)
-		{
-			return Err(RefereeError::WrongBatch);
-		}
+		check_sample(spec, *indices.get(*row as usize).ok_or(RefereeError::WrongBatch)?, s)?;
 	}
 	let sample =
 		|row: u32| rows.iter().position(|x| *x == row).and_then(|p| evidence.samples.get(p));

@@ -151,17 +151,52 @@ pub fn fits_leaf(spec: &TrainingSpec, program: &StepProgram, op: &Op) -> bool {
 }
 
 /// Checks that `outputs` chain from `pre_state` to `link`.
-pub(crate) fn check_chain(
-	pre_state: &H256,
-	link: &H256,
-	outputs: &[H256],
-) -> Result<(), RefereeError> {
+fn check_chain(pre_state: &H256, link: &H256, outputs: &[H256]) -> Result<(), RefereeError> {
 	let end = outputs.iter().fold(*pre_state, |prev, o| chain(&prev, o));
 	if end == *link {
 		Ok(())
 	} else {
 		Err(RefereeError::BrokenChain)
 	}
+}
+
+/// Checks what every leaf takes as agreed: `outputs` (`o_0 .. o_{j-1}`) chain from
+/// `pre_state` to `link`, and, when `op` reads a state tensor, the tensor hashes `state` make
+/// `pre_state`.
+pub(crate) fn check_agreed(
+	program: &StepProgram,
+	op: &Op,
+	j: u32,
+	pre_state: &H256,
+	link: &H256,
+	outputs: &[H256],
+	state: &[H256],
+) -> Result<(), RefereeError> {
+	if outputs.len() != j as usize {
+		return Err(RefereeError::BrokenChain);
+	}
+	check_chain(pre_state, link, outputs)?;
+	if op.inputs.iter().any(|s| matches!(s, Source::State(_)))
+		&& (state.len() != program.state_shapes.len() || state_hash_of(state) != *pre_state)
+	{
+		return Err(RefereeError::WrongState);
+	}
+	Ok(())
+}
+
+/// Checks that `proof` is sample `index` of the spec's dataset, with the right width.
+pub(crate) fn check_sample(
+	spec: &TrainingSpec,
+	index: u32,
+	proof: &SampleProof,
+) -> Result<(), RefereeError> {
+	let d = &spec.dataset;
+	if proof.features.len() != d.features as usize
+		|| !verify_sample_proof(&d.root, d.samples, index, proof)
+	{
+		return Err(RefereeError::WrongBatch);
+	}
+	Ok(())
 }
 
 /// The batch of step `step` from `samples`, each checked against the dataset root at the
@@ -179,11 +214,7 @@ pub fn verified_batch(
 	let mut data = Vec::with_capacity(samples.len().saturating_mul(d.features as usize));
 	let mut labels = Vec::with_capacity(samples.len());
 	for (i, s) in indices.iter().zip(samples) {
-		if s.features.len() != d.features as usize
-			|| !verify_sample_proof(&d.root, d.samples, *i, s)
-		{
-			return Err(RefereeError::WrongBatch);
-		}
+		check_sample(spec, *i, s)?;
 		data.extend(s.features.iter().map(|b| f32::from_bits(*b)));
 		labels.push(s.label);
 	}
@@ -207,16 +238,7 @@ pub fn operation_output(
 	if !fits_leaf(spec, &program, op) {
 		return Err(RefereeError::TooLarge);
 	}
-	if evidence.outputs.len() != j as usize {
-		return Err(RefereeError::BrokenChain);
-	}
-	check_chain(pre_state, link, &evidence.outputs)?;
-	if op.inputs.iter().any(|s| matches!(s, Source::State(_)))
-		&& (evidence.state.len() != program.state_shapes.len()
-			|| state_hash_of(&evidence.state) != *pre_state)
-	{
-		return Err(RefereeError::WrongState);
-	}
+	check_agreed(&program, op, j, pre_state, link, &evidence.outputs, &evidence.state)?;
 	let batch =
 		if reads_samples(op) { Some(verified_batch(spec, step, &evidence.samples)?) } else { None };
 
@@ -328,7 +350,7 @@ impl StepRun {
 		let (outputs, next) = program::run_step_with(&program, &state, &batch, |op, inputs| {
 			let mut out = program::execute(spec, op, inputs, &labels, step)?;
 			if fault == Some(j) {
-				out.data.iter_mut().for_each(|v| *v = repops::add(*v, 0.25));
+				Fault::alter(&mut out);
 			}
 			j = j.saturating_add(1);
 			Ok(out)
@@ -390,6 +412,14 @@ pub struct TraceRun {
 	pub states: Vec<H256>,
 	/// The run of every step.
 	pub steps: Vec<StepRun>,
+}
+
+impl Fault {
+	/// What the fault does to its operation's output: adds `0.25` to every value (with the
+	/// RepOps addition, so every engine alters the same bits).
+	pub fn alter(out: &mut Matrix) {
+		out.data.iter_mut().for_each(|v| *v = repops::add(*v, 0.25));
+	}
 }
 
 impl TraceRun {
