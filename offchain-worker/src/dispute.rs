@@ -4,7 +4,8 @@
 //! calling [`Fighter::tick`] before each deadline never loses.
 //!
 //! The disputed step is recomputed when needed: training (with the engine) up to the step's
-//! pre-state, then that step with the reference operators ([`StepRun`]), which also builds
+//! pre-state, from the latest checkpoint at or before it when this worker kept one (see
+//! [`crate::checkpoint`]), then that step with the reference operators ([`StepRun`]), which also builds
 //! every piece of evidence.
 
 use std::collections::HashSet;
@@ -23,6 +24,7 @@ use trainet_primitives::{
 
 use crate::{
 	chain::{Chain, ChainError},
+	checkpoint::CheckpointStore,
 	dataset::Dataset,
 	train::{TrainError, Training},
 };
@@ -51,6 +53,8 @@ pub struct Fighter {
 	/// A deliberate fault this side's run had (the cheat switch), so its answers stay those
 	/// of the run it committed.
 	fault: Option<Fault>,
+	/// Where this side's checkpoints are, if it kept any.
+	checkpoints: Option<CheckpointStore>,
 	/// The run of the disputed step, once known.
 	step: Option<StepRun>,
 	answered: HashSet<String>,
@@ -77,13 +81,41 @@ impl Fighter {
 		states: Vec<H256>,
 		fault: Option<Fault>,
 	) -> Self {
-		Self { party, spec, data, states, fault, step: None, answered: HashSet::new() }
+		Self {
+			party,
+			spec,
+			data,
+			states,
+			fault,
+			checkpoints: None,
+			step: None,
+			answered: HashSet::new(),
+		}
+	}
+
+	/// Recomputes from the latest of these checkpoints (of this side's own trace) before the
+	/// disputed step, instead of from `h_0`.
+	pub fn with_checkpoints(mut self, checkpoints: CheckpointStore) -> Self {
+		self.checkpoints = Some(checkpoints);
+		self
 	}
 
 	/// This side's run of step `t` (recomputed once).
 	fn step_run(&mut self, t: u32) -> Result<&StepRun, FightError> {
 		if self.step.as_ref().is_none() {
-			let mut run = Training::new(self.spec.clone(), self.data.clone())?;
+			let start = match &self.checkpoints {
+				Some(store) => store.latest(&self.states, t as usize).map_err(|e| {
+					FightError::Unexpected(format!("reading a checkpoint before step {t}: {e}"))
+				})?,
+				None => None,
+			};
+			let mut run = match start {
+				Some((c, state)) => {
+					tracing::debug!(from = c, to = t, "recomputing from a checkpoint");
+					Training::resume(self.spec.clone(), self.data.clone(), c, state)?
+				}
+				None => Training::new(self.spec.clone(), self.data.clone())?,
+			};
 			// Both sides agreed on `h_t`, so this side's run had no fault before step `t`.
 			while run.steps_done() < t {
 				run.step()?;

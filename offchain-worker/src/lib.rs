@@ -12,6 +12,7 @@
 //! - [`solver`]: find, claim, train and commit a task.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod dataset;
 pub mod dispute;
 pub mod engine;

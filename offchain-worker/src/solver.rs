@@ -6,10 +6,15 @@
 //! the end ([`crate::dispute::Fighter`]). The verifier ([`verify_one`]) recomputes committed
 //! tasks and challenges a wrong one.
 //!
-//! Not yet: checkpoints and resuming after a crash, serving checkpoints over libp2p, sampling
-//! transitions instead of recomputing whole tasks.
+//! Its promises survive crashes: every state hash goes to the task's [`Journal`] and a
+//! checkpoint of the state is kept every `checkpoint_every` steps ([`Local`]). A restarted
+//! solver first looks for a task it holds on chain ([`my_task`]): a claimed one is resumed
+//! from its last checkpoint, a committed one is defended with the journal's trace.
+//!
+//! Not yet: serving checkpoints over libp2p, sampling transitions instead of recomputing
+//! whole tasks.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use codec::{Decode, Encode};
 use serde_json::Value;
@@ -20,13 +25,14 @@ use trainet_primitives::{
 	commit::state_hash,
 	market::{Party, Task, TaskState, TraceCommitment},
 	referee::Fault,
-	task::Model,
+	task::{Model, TrainingSpec},
 	trace::{trace_proof, trace_root},
 	AccountId, Balance, BlockNumber,
 };
 
 use crate::{
 	chain::{Chain, ChainError},
+	checkpoint::{CheckpointError, CheckpointStore, Journal},
 	dataset::{DatasetError, DatasetStore},
 	dispute::{FightError, Fighter},
 	train::{TrainError, Training},
@@ -56,6 +62,43 @@ pub enum SolveError {
 	/// The trace is too long to prove (cannot happen for a valid spec).
 	#[error("no proof for the final state of a {0}-step trace")]
 	NoProof(u32),
+	/// Checkpoints or the journal.
+	#[error(transparent)]
+	Checkpoint(#[from] CheckpointError),
+	/// A task this worker cannot take or go on with.
+	#[error("task {task}: {reason}")]
+	Task {
+		/// The task.
+		task: u64,
+		/// Why.
+		reason: String,
+	},
+}
+
+/// What a worker keeps on disk, all under one data directory: the dataset store (the
+/// directory itself), checkpoints (`checkpoints/`) and task journals (`tasks/`).
+#[derive(Clone, Debug)]
+pub struct Local {
+	/// Datasets.
+	pub datasets: DatasetStore,
+	/// Training states.
+	pub checkpoints: CheckpointStore,
+	/// Where the journals are.
+	pub journals: std::path::PathBuf,
+	/// A checkpoint every this many steps (and of the first and last state).
+	pub checkpoint_every: u32,
+}
+
+impl Local {
+	/// The worker's files in `dir`, created if missing.
+	pub fn open(dir: &Path, checkpoint_every: u32) -> Result<Self, SolveError> {
+		Ok(Self {
+			datasets: DatasetStore::open(dir)?,
+			checkpoints: CheckpointStore::open(dir.join("checkpoints"))?,
+			journals: dir.join("tasks"),
+			checkpoint_every: checkpoint_every.max(1),
+		})
+	}
 }
 
 /// The storage key of `TaskEscrow::NextTaskId`.
@@ -130,36 +173,129 @@ pub enum Outcome {
 	Lost,
 }
 
-/// Claims open task `id`, trains it (calling `progress` after every step) and commits its
-/// trace. Returns once the commitment is in a block.
+/// A task `who` holds on chain: claimed (to train and commit) or committed and still open to
+/// challenges (to defend). What a restarted solver goes back to first.
+pub async fn my_task(
+	chain: &Chain,
+	who: &AccountId,
+) -> Result<Option<(u64, ChainTask)>, SolveError> {
+	for id in 0..next_task_id(chain).await? {
+		let Some(task) = chain_task(chain, id).await? else { continue };
+		match &task.state {
+			TaskState::Claimed { solver, .. } | TaskState::Committed { solver, .. }
+				if solver == who =>
+			{
+				return Ok(Some((id, task)))
+			}
+			_ => {}
+		}
+	}
+	Ok(None)
+}
+
+/// Trains task `id` with the journal and checkpoints of `local`: from its last intact
+/// checkpoint when `resume` (a restarted solver), else from `h_0`. Returns the trace
+/// `h_0 ..= h_N`.
+pub fn train_task(
+	local: &Local,
+	id: u64,
+	spec: &TrainingSpec,
+	fault: Option<Fault>,
+	resume: bool,
+	mut progress: impl FnMut(u32, f32),
+) -> Result<Vec<H256>, SolveError> {
+	let data = local.datasets.get(&spec.dataset.root)?;
+	let steps = spec.steps;
+	let mut journal = Journal::open(&local.journals, id)?;
+	let start = match resume {
+		true => local.checkpoints.latest(journal.states(), usize::MAX)?,
+		false => None,
+	};
+	let mut run = match start {
+		Some((c, state)) => {
+			tracing::info!(task = id, step = c, "resuming from the checkpoint of h_{c}");
+			journal.truncate((c as usize).saturating_add(1))?;
+			Training::resume(spec.clone(), data, c, state)?
+		}
+		None => {
+			journal.truncate(0)?;
+			let run = Training::new(spec.clone(), data)?;
+			journal.push(run.state_hash())?;
+			journal.sync()?;
+			local.checkpoints.put(run.state())?;
+			run
+		}
+	}
+	.with_fault(fault);
+	while run.steps_done() < steps {
+		let r = run.step()?;
+		journal.push(r.state_hash)?;
+		let done = r.step.saturating_add(1);
+		if done % local.checkpoint_every == 0 || done == steps {
+			// The journal first: a checkpoint is only ever found through it.
+			journal.sync()?;
+			local.checkpoints.put(run.state())?;
+		}
+		progress(r.step, r.loss);
+	}
+	Ok(journal.states().to_vec())
+}
+
+/// Takes task `id` to a commitment: claims it if it is open (or resumes it if this worker
+/// already holds the claim), trains it (calling `progress` after every step), and commits its
+/// trace. A task this worker has already committed comes back with the journal's trace.
+/// Returns once the commitment is in a block.
 pub async fn solve(
 	chain: &Chain,
 	signer: &Keypair,
-	store: &DatasetStore,
+	local: &Local,
 	id: u64,
 	task: &ChainTask,
 	fault: Option<Fault>,
-	mut progress: impl FnMut(u32, f32),
+	progress: impl FnMut(u32, f32),
 ) -> Result<Solved, SolveError> {
-	let data = store.get(&task.spec.dataset.root)?;
-	chain.submit(signer, "TaskEscrow", "claim", (id,)).await?;
-	tracing::info!(task = id, steps = task.spec.steps, "claimed; training");
-	let mut run = Training::new(task.spec.clone(), data)?.with_fault(fault);
-	let mut states = vec![run.state_hash()];
-	while run.steps_done() < task.spec.steps {
-		let r = run.step()?;
-		states.push(r.state_hash);
-		progress(r.step, r.loss);
-	}
-	let Model::Mlp { widths, .. } = &task.spec.model;
-	let params = widths.len().saturating_sub(1) * 2;
+	let me = AccountId::from(signer.public_key().0);
+	let not_mine = |reason: &str| SolveError::Task { task: id, reason: reason.into() };
+	let resume = match &task.state {
+		TaskState::Open { .. } => {
+			local.datasets.get(&task.spec.dataset.root)?;
+			chain.submit(signer, "TaskEscrow", "claim", (id,)).await?;
+			tracing::info!(task = id, steps = task.spec.steps, "claimed; training");
+			false
+		}
+		TaskState::Claimed { solver, .. } if *solver == me => true,
+		TaskState::Committed { solver, commitment, .. } if *solver == me => {
+			let journal = Journal::open(&local.journals, id)?;
+			let states = journal.states().to_vec();
+			if trace_root(&states) != commitment.trace_root {
+				return Err(not_mine(
+					"committed by this account, but this worker's journal holds another trace \
+					 (was it committed from another machine?)",
+				));
+			}
+			tracing::info!(task = id, "already committed; defending it");
+			return Ok(Solved {
+				task: id,
+				final_state: commitment.final_state,
+				trace_root: commitment.trace_root,
+				states,
+			});
+		}
+		_ => return Err(not_mine("held by another solver")),
+	};
+	let states = train_task(local, id, &task.spec, fault, resume, progress)?;
 	let steps = task.spec.steps;
 	let final_state = *states.last().unwrap_or(&H256::zero());
+	let Model::Mlp { widths, .. } = &task.spec.model;
+	let params = widths.len().saturating_sub(1) * 2;
+	let last = local.checkpoints.get(&final_state)?.ok_or_else(|| {
+		not_mine("the checkpoint of the final state is missing from this worker's store")
+	})?;
 	let commitment = TraceCommitment {
 		trace_root: trace_root(&states),
 		steps,
 		final_state,
-		model_hash: state_hash(run.state().get(..params).unwrap_or_default()),
+		model_hash: state_hash(last.get(..params).unwrap_or_default()),
 	};
 	let proof = trace_proof(&states, steps).ok_or(SolveError::NoProof(steps))?;
 	chain.submit(signer, "TaskEscrow", "commit", (id, commitment, proof)).await?;
@@ -172,12 +308,12 @@ pub async fn solve(
 pub async fn defend(
 	chain: &Chain,
 	signer: &Keypair,
-	store: &DatasetStore,
+	local: &Local,
 	task: &ChainTask,
 	solved: &Solved,
 	fault: Option<Fault>,
 ) -> Result<Outcome, SolveError> {
-	let data = store.get(&task.spec.dataset.root)?;
+	let data = local.datasets.get(&task.spec.dataset.root)?;
 	let mut fighters = HashMap::new();
 	loop {
 		match chain_task(chain, solved.task).await? {
@@ -198,6 +334,7 @@ pub async fn defend(
 					solved.states.clone(),
 					fault,
 				)
+				.with_checkpoints(local.checkpoints.clone())
 			});
 			fighter.tick(chain, signer, id).await?;
 		}
@@ -218,11 +355,15 @@ pub enum Verdict {
 
 /// Recomputes the first committed task (whose dataset is in `store`) not in `skip`, and
 /// challenges it if its final state is wrong, fighting the dispute to its end.
+///
+/// `fault` makes the recomputation wrong on purpose (a false challenge, for tests and
+/// demonstrations that an honest solver wins).
 pub async fn verify_one(
 	chain: &Chain,
 	signer: &Keypair,
 	store: &DatasetStore,
 	skip: &[u64],
+	fault: Option<Fault>,
 ) -> Result<Option<Verdict>, SolveError> {
 	for id in 0..next_task_id(chain).await? {
 		if skip.contains(&id) {
@@ -236,7 +377,7 @@ pub async fn verify_one(
 			Err(e) => return Err(e.into()),
 		};
 		tracing::info!(task = id, steps = task.spec.steps, "recomputing");
-		let mut run = Training::new(task.spec.clone(), data.clone())?;
+		let mut run = Training::new(task.spec.clone(), data.clone())?.with_fault(fault);
 		let mut states = vec![run.state_hash()];
 		while run.steps_done() < task.spec.steps {
 			states.push(run.step()?.state_hash);
@@ -255,7 +396,7 @@ pub async fn verify_one(
 			.find(|d| d["challenger"] == me.as_str())
 			.and_then(|d| d["id"].as_u64())
 			.ok_or_else(|| SolveError::Decode("the dispute just opened is not listed".into()))?;
-		let mut fighter = Fighter::new(Party::Challenger, task.spec.clone(), data, states, None);
+		let mut fighter = Fighter::new(Party::Challenger, task.spec.clone(), data, states, fault);
 		while fighter.tick(chain, signer, dispute).await? {
 			tokio::time::sleep(Duration::from_secs(2)).await;
 		}
@@ -270,4 +411,59 @@ pub async fn verify_one(
 		}));
 	}
 	Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use crate::{dataset::Dataset, spec_file::SpecFile};
+
+	fn spec(data: &Dataset, steps: u32) -> TrainingSpec {
+		let text = format!(
+			"[model]\nwidths = [16, 8, 4]\n[optimizer]\nkind = \"adam\"\nlearning_rate = \
+			 0.01\nbeta1 = 0.9\nbeta2 = 0.999\nepsilon = 1e-7\n[training]\nbatch_size = 8\nsteps = {steps}\nseed = 3\n[dataset]\nroot = \
+			 \"{:?}\"\n",
+			data.root()
+		);
+		SpecFile::parse(&text).unwrap().to_spec(data).unwrap()
+	}
+
+	/// A solver killed at any point (the journal a few steps past its last checkpoint, the
+	/// last record torn) resumes and ends with the trace of a run never interrupted.
+	#[test]
+	fn a_resumed_run_gives_the_uninterrupted_trace() {
+		let data = Dataset::synthetic(3, 64, 16, 4);
+		let spec = spec(&data, 25);
+		let dir = tempfile::tempdir().unwrap();
+		let local = Local::open(dir.path(), 7).unwrap();
+		local.datasets.put(&data).unwrap();
+		let whole = train_task(&local, 1, &spec, None, false, |_, _| {}).unwrap();
+		assert_eq!(whole.len(), 26);
+
+		// A run of task 2 that dies after step 17: checkpoints at 0, 7, 14; 3 states past the
+		// last one are in the journal, then half a record.
+		let mut seen = 0;
+		let short = TrainingSpec { steps: 17, ..spec.clone() };
+		let first = train_task(&local, 2, &short, None, false, |_, _| seen += 1).unwrap();
+		assert_eq!((seen, &first[..]), (17, &whole[..18]));
+		let journal = local.journals.join("task-2.trace");
+		let mut f = std::fs::OpenOptions::new().append(true).open(&journal).unwrap();
+		std::io::Write::write_all(&mut f, &[1u8; 20]).unwrap();
+		drop(f);
+		// (The short run's last state was checkpointed as its end: forget it, as if the
+		// process had died before step 17's checkpoint.)
+		std::fs::remove_file(local.checkpoints.path(&whole[17])).unwrap();
+
+		let mut resumed_from = None;
+		let rest = train_task(&local, 2, &spec, None, true, |t, _| {
+			resumed_from.get_or_insert(t);
+		})
+		.unwrap();
+		assert_eq!(resumed_from, Some(14), "resumes after the checkpoint of h_14");
+		assert_eq!(rest, whole);
+
+		// Not resuming starts over, whatever the journal held.
+		let again = train_task(&local, 2, &spec, None, false, |_, _| {}).unwrap();
+		assert_eq!(again, whole);
+	}
 }

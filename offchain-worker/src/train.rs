@@ -34,6 +34,14 @@ pub enum TrainError {
 	/// Every step of the spec has run.
 	#[error("all {0} steps are done")]
 	Finished(u32),
+	/// A state to resume from that does not fit the spec.
+	#[error("cannot resume at step {step}: {reason}")]
+	BadResume {
+		/// The step.
+		step: u32,
+		/// Why.
+		reason: String,
+	},
 }
 
 impl From<ShapeError> for TrainError {
@@ -76,6 +84,31 @@ impl Training {
 		let state = initial_state(&spec, &program)?;
 		let loss_op = program.ops.iter().position(|op| op.kind == OpKind::Mean).unwrap_or(0);
 		Ok(Self { spec, program, data, state, step: 0, loss_op, fault: None })
+	}
+
+	/// A run of `spec` on `data` resumed at step `step` from `state` (a checkpoint of
+	/// `h_step`): it continues exactly as the run that wrote the checkpoint would have.
+	pub fn resume(
+		spec: TrainingSpec,
+		data: Dataset,
+		step: u32,
+		state: Vec<Matrix>,
+	) -> Result<Self, TrainError> {
+		let mut run = Self::new(spec, data)?;
+		let bad = |reason: String| TrainError::BadResume { step, reason };
+		if step > run.spec.steps {
+			return Err(bad(format!("the task has {} steps", run.spec.steps)));
+		}
+		let shapes: Vec<(u32, u32)> = state.iter().map(|m| (m.rows, m.cols)).collect();
+		if shapes != run.program.state_shapes {
+			return Err(bad(format!(
+				"the state's tensors are {shapes:?}, the spec's {:?}",
+				run.program.state_shapes
+			)));
+		}
+		run.state = state;
+		run.step = step;
+		Ok(run)
 	}
 
 	/// Makes this run cheat on purpose: operation `fault.op` of step `fault.step` is altered

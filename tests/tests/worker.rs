@@ -9,8 +9,17 @@
 //!   verify --once --register 100`: Eve recomputes the task, challenges, and both workers play
 //!   the dispute game on their own until the runtime rules: Dave loses his stake, the task is
 //!   reopened.
+//! - Eve challenges an honest Dave on purpose (`verify --fault 2:3`): Dave's worker defends
+//!   the task on its own and wins; Eve loses half her bond and Dave is paid.
+//! - Dave's worker is killed (SIGKILL) in the middle of a long task and started again: it
+//!   finds the task it holds on chain, resumes from its last checkpoint and commits the trace
+//!   an uninterrupted run gives.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+	path::{Path, PathBuf},
+	process::Command,
+	time::Duration,
+};
 
 use anyhow::{ensure, Context, Result};
 use subxt::{OnlineClient, PolkadotConfig};
@@ -62,133 +71,187 @@ async fn free(api: &OnlineClient<PolkadotConfig>, who: [u8; 32]) -> Result<u128>
 	Ok(info.data.free)
 }
 
+/// A dev node, Alice's digits in a data directory, and task 0 posted by Alice with `steps`
+/// steps and a challenge window of `challenge` blocks.
+struct Market {
+	_dir: tempfile::TempDir,
+	node: Node,
+	api: OnlineClient<PolkadotConfig>,
+	data_dir: PathBuf,
+	spec_text: String,
+}
+
+impl Market {
+	async fn start(steps: u32, challenge: u32) -> Result<Self> {
+		let dir = tempfile::tempdir()?;
+		let node = Node::start(NodeConfig::dev(&dir.path().join("node"))).await?;
+		node.wait_for_finalized(1, Duration::from_secs(90)).await?;
+		let api = OnlineClient::<PolkadotConfig>::from_url(node.ws_url()).await?;
+		let data_dir = dir.path().join("data");
+		let imported =
+			run(worker_command(&data_dir, &node.ws_url(), "//Alice", &["dataset", "digits"])?)?;
+		let root = imported.split_whitespace().nth(1).context("a root")?.to_string();
+		let spec_text = format!(
+			"[model]\nwidths = [64, 32, 10]\n\n[optimizer]\nkind = \"sgd\"\nlearning_rate = \
+			 0.05\nmomentum = 0.9\n\n[training]\nbatch_size = 32\nsteps = {steps}\nseed = 5\n\n\
+			 [dataset]\nroot = \"{root}\"\n"
+		);
+		let spec_path = dir.path().join("task.toml");
+		std::fs::write(&spec_path, &spec_text)?;
+		let challenge = challenge.to_string();
+		let spec = spec_path.to_str().context("path")?;
+		let args = ["submit", spec, "--reward", "10", "--challenge-timeout", &challenge];
+		let posted = run(worker_command(&data_dir, &node.ws_url(), "//Alice", &args)?)?;
+		ensure!(posted.starts_with("task 0 submitted"), "{posted}");
+		Ok(Self { _dir: dir, node, api, data_dir, spec_text })
+	}
+
+	/// `trainet-worker` as `suri` on this market.
+	fn worker(&self, suri: &str, args: &[&str]) -> Result<Command> {
+		worker_command(&self.data_dir, &self.node.ws_url(), suri, args)
+	}
+
+	/// The trace root an independent run of the task gives.
+	fn true_trace_root(&self) -> Result<sp_core::H256> {
+		let data = Dataset::digits()?;
+		let spec = SpecFile::parse(&self.spec_text)?.to_spec(&data)?;
+		let steps = spec.steps;
+		let mut run = Training::new(spec, data)?;
+		let mut states = vec![run.state_hash()];
+		while run.steps_done() < steps {
+			states.push(run.step()?.state_hash);
+		}
+		Ok(trace_root(&states))
+	}
+
+	/// Waits until what is in the best block now is final (subxt reads there).
+	async fn settle(&self) -> Result<()> {
+		let best = self.node.best_number().await?;
+		self.node.wait_for_finalized(best, Duration::from_secs(90)).await?;
+		Ok(())
+	}
+}
+
+/// Runs two workers to their ends, at most 10 minutes.
+async fn both(a: Command, b: Command) -> Result<(String, String)> {
+	tokio::time::timeout(Duration::from_secs(600), async {
+		let a = tokio::task::spawn_blocking(move || run(a));
+		let b = tokio::task::spawn_blocking(move || run(b));
+		Ok::<_, anyhow::Error>((a.await??, b.await??))
+	})
+	.await
+	.context("the workers did not finish in 10 minutes")?
+}
+
 #[tokio::test]
 async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
-	let dir = tempfile::tempdir()?;
-	let node = Node::start(NodeConfig::dev(&dir.path().join("node"))).await?;
-	node.wait_for_finalized(1, Duration::from_secs(90)).await?;
-	let api = OnlineClient::<PolkadotConfig>::from_url(node.ws_url()).await?;
-	let data_dir = dir.path().join("data");
-	let url = node.ws_url();
-	let worker = move |suri: &str, args: &[&str]| run(worker_command(&data_dir, &url, suri, args)?);
-
-	let imported = worker("//Alice", &["dataset", "digits"])?;
-	let root = imported.split_whitespace().nth(1).context("a root")?.to_string();
-	let spec_path = dir.path().join("task.toml");
-	let spec_text = format!(
-		"[model]\nwidths = [64, 32, 10]\n\n[optimizer]\nkind = \"sgd\"\nlearning_rate = \
-		 0.05\nmomentum = 0.9\n\n[training]\nbatch_size = 32\nsteps = 150\nseed = 11\n\n\
-		 [dataset]\nroot = \"{root}\"\n"
-	);
-	std::fs::write(&spec_path, &spec_text)?;
-	let posted = worker(
-		"//Alice",
-		&[
-			"submit",
-			spec_path.to_str().context("path")?,
-			"--reward",
-			"10",
-			"--challenge-timeout",
-			"10",
-		],
-	)?;
-	ensure!(posted.starts_with("task 0 submitted"), "{posted}");
-
+	let m = Market::start(150, 10).await?;
 	let dave = dev::dave();
-	let before = free(&api, dave.public_key().0).await?;
-	let solved = tokio::task::spawn_blocking({
-		let worker = worker.clone();
-		move || worker("//Dave", &["solve", "--once", "--register", "200"])
-	})
-	.await??;
+	let before = free(&m.api, dave.public_key().0).await?;
+	let solve = m.worker("//Dave", &["solve", "--once", "--register", "200"])?;
+	let solved = tokio::task::spawn_blocking(move || run(solve)).await??;
 	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
-
 	// The committed trace is the one an independent run of the same spec gives.
-	let data = Dataset::digits()?;
-	let spec = SpecFile::parse(&spec_text)?.to_spec(&data)?;
-	let mut run = Training::new(spec, data)?;
-	let mut states = vec![run.state_hash()];
-	while run.steps_done() < 150 {
-		states.push(run.step()?.state_hash);
-	}
 	ensure!(
-		solved.contains(&format!("trace root {:?}", trace_root(&states))),
+		solved.contains(&format!("trace root {:?}", m.true_trace_root()?)),
 		"another trace: {solved}"
 	);
 
 	// Paid: the reward (less fees) on top of what registering bonded, stake unlocked.
-	let best = node.best_number().await?;
-	node.wait_for_finalized(best, Duration::from_secs(90)).await?;
-	let after = free(&api, dave.public_key().0).await?;
-	let l = ledger(&api, &dave).await?;
+	m.settle().await?;
+	let after = free(&m.api, dave.public_key().0).await?;
+	let l = ledger(&m.api, &dave).await?;
 	ensure!(l.active == 200 * UNIT && l.locked == 0, "dave's stake: {l:?}");
 	ensure!(after + 200 * UNIT > before + 9 * UNIT, "dave's balance {before} -> {after}");
-	let task: Option<serde_json::Value> = node.rpc("trainet_task", vec![0.into()]).await?;
+	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task.is_none(), "the task is still on chain: {task:?}");
 	Ok(())
 }
 
 #[tokio::test]
 async fn a_verifier_catches_a_cheating_worker() -> Result<()> {
-	let dir = tempfile::tempdir()?;
-	let node = Node::start(NodeConfig::dev(&dir.path().join("node"))).await?;
-	node.wait_for_finalized(1, Duration::from_secs(90)).await?;
-	let api = OnlineClient::<PolkadotConfig>::from_url(node.ws_url()).await?;
-	let data_dir = dir.path().join("data");
-	let url = node.ws_url();
-	let command = move |suri: &str, args: &[&str]| -> Result<Command> {
-		let mut c = Command::new(worker_binary()?);
-		c.args(["--data-dir", data_dir.to_str().context("path")?])
-			.args(["--node", &url, "--suri", suri])
-			.args(args);
-		Ok(c)
-	};
-	let run = |mut c: Command| -> Result<String> {
-		let out = c.output()?;
-		ensure!(
-			out.status.success(),
-			"trainet-worker failed: {}",
-			String::from_utf8_lossy(&out.stderr)
-		);
-		Ok(String::from_utf8(out.stdout)?)
-	};
-	let imported = run(command("//Alice", &["dataset", "digits"])?)?;
-	let root = imported.split_whitespace().nth(1).context("a root")?.to_string();
-	let spec_path = dir.path().join("task.toml");
-	std::fs::write(
-		&spec_path,
-		format!(
-			"[model]\nwidths = [64, 32, 10]\n\n[optimizer]\nkind = \"sgd\"\nlearning_rate = \
-			 0.05\nmomentum = 0.9\n\n[training]\nbatch_size = 32\nsteps = 4\nseed = 5\n\n\
-			 [dataset]\nroot = \"{root}\"\n"
-		),
-	)?;
-	let spec = spec_path.to_str().context("path")?.to_string();
-	run(command("//Alice", &["submit", &spec, "--reward", "10", "--challenge-timeout", "60"])?)?;
-
-	let dave = command("//Dave", &["solve", "--once", "--register", "200", "--fault", "2:3"])?;
-	let eve = command("//Eve", &["verify", "--once", "--register", "100"])?;
-	let both = tokio::time::timeout(Duration::from_secs(600), async {
-		let dave = tokio::task::spawn_blocking(move || run(dave));
-		let eve = tokio::task::spawn_blocking(move || run(eve));
-		Ok::<_, anyhow::Error>((dave.await??, eve.await??))
-	})
-	.await
-	.context("the dispute did not end in 10 minutes")??;
-	let (dave_out, eve_out) = both;
+	let m = Market::start(4, 60).await?;
+	let dave = m.worker("//Dave", &["solve", "--once", "--register", "200", "--fault", "2:3"])?;
+	let eve = m.worker("//Eve", &["verify", "--once", "--register", "100"])?;
+	let (dave_out, eve_out) = both(dave, eve).await?;
 	ensure!(dave_out.contains("task 0 lost in a dispute"), "dave: {dave_out}");
 	ensure!(
 		eve_out.contains("task 0 was wrong: challenged, and the solver lost"),
 		"eve: {eve_out}"
 	);
 
-	let best = node.best_number().await?;
-	node.wait_for_finalized(best, Duration::from_secs(90)).await?;
-	let l = ledger(&api, &dev::dave()).await?;
+	m.settle().await?;
+	let l = ledger(&m.api, &dev::dave()).await?;
 	ensure!(l.active == 100 * UNIT && l.locked == 0, "dave was not slashed: {l:?}");
-	let l = ledger(&api, &dev::eve()).await?;
+	let l = ledger(&m.api, &dev::eve()).await?;
 	ensure!(l.active == 100 * UNIT && l.locked == 0, "eve's bond: {l:?}");
-	let task: serde_json::Value = node.rpc("trainet_task", vec![0.into()]).await?;
+	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task["state"]["status"] == "open", "the task was not reopened: {task}");
+	Ok(())
+}
+
+#[tokio::test]
+async fn an_honest_worker_beats_a_false_challenge() -> Result<()> {
+	let m = Market::start(4, 60).await?;
+	let before = free(&m.api, dev::dave().public_key().0).await?;
+	let dave = m.worker("//Dave", &["solve", "--once", "--register", "200"])?;
+	let eve = m.worker("//Eve", &["verify", "--once", "--register", "100", "--fault", "2:3"])?;
+	let (dave_out, eve_out) = both(dave, eve).await?;
+	ensure!(dave_out.contains("task 0 ended"), "dave: {dave_out}");
+	ensure!(eve_out.contains("task 0 was wrong, but the challenge did not win"), "eve: {eve_out}");
+
+	m.settle().await?;
+	let l = ledger(&m.api, &dev::dave()).await?;
+	ensure!(l.active == 200 * UNIT && l.locked == 0, "dave's stake: {l:?}");
+	let after = free(&m.api, dev::dave().public_key().0).await?;
+	ensure!(after + 200 * UNIT > before + 9 * UNIT, "dave was not paid: {before} -> {after}");
+	let l = ledger(&m.api, &dev::eve()).await?;
+	ensure!(l.active == 50 * UNIT && l.locked == 0, "eve kept her bond: {l:?}");
+	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task.is_none(), "the task is still on chain: {task:?}");
+	Ok(())
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_task_resumes_and_finishes_it() -> Result<()> {
+	const STEPS: u64 = 8000;
+	let m = Market::start(STEPS as u32, 10).await?;
+	let journal = m.data_dir.join("tasks").join("task-0.trace");
+	let mut first = m
+		.worker("//Dave", &["solve", "--once", "--register", "200", "--checkpoint-every", "500"])?
+		.stdout(std::process::Stdio::null())
+		.stderr(std::process::Stdio::null())
+		.spawn()?;
+	// Kill it once it has trained a quarter of the task (and so left checkpoints behind).
+	let deadline = std::time::Instant::now() + Duration::from_secs(300);
+	let recorded = || std::fs::metadata(&journal).map(|m| m.len() / 32).unwrap_or(0);
+	while recorded() < STEPS / 4 {
+		ensure!(first.try_wait()?.is_none(), "the first worker stopped on its own");
+		ensure!(std::time::Instant::now() < deadline, "no training progress in 5 minutes");
+		std::thread::sleep(Duration::from_millis(10));
+	}
+	first.kill()?;
+	first.wait()?;
+	let at_kill = recorded();
+	ensure!(at_kill < STEPS + 1, "killed too late: the task was already trained");
+	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task["state"]["status"] == "claimed", "not mid-task when killed: {task}");
+
+	let out = m.worker("//Dave", &["solve", "--once", "--checkpoint-every", "500"])?.output()?;
+	let (stdout, stderr) =
+		(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+	ensure!(out.status.success(), "the restarted worker failed: {stderr}");
+	ensure!(
+		stderr.contains("resuming from the checkpoint of h_"),
+		"did not resume from a checkpoint: {stderr}"
+	);
+	ensure!(stdout.contains("task 0 committed") && stdout.contains("task 0 ended"), "{stdout}");
+	ensure!(
+		stdout.contains(&format!("trace root {:?}", m.true_trace_root()?)),
+		"the resumed run committed another trace: {stdout}"
+	);
+	m.settle().await?;
+	let l = ledger(&m.api, &dev::dave()).await?;
+	ensure!(l.active == 200 * UNIT && l.locked == 0, "dave's stake: {l:?}");
 	Ok(())
 }

@@ -20,6 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sp_core::H256;
 use trainet_worker::{
 	dataset::{Dataset, DatasetStore},
+	solver,
 	spec_file::SpecFile,
 	train::Training,
 };
@@ -36,6 +37,10 @@ struct Cli {
 	/// The account's secret URI (`//Alice` on a dev chain, or a mnemonic).
 	#[arg(long, global = true, default_value = "//Alice", env = "TRAINET_SURI")]
 	suri: String,
+	/// Keep a checkpoint of the training state every this many steps (a restarted solver
+	/// resumes from the last one).
+	#[arg(long, global = true, default_value_t = 100)]
+	checkpoint_every: u32,
 	#[command(subcommand)]
 	command: Command,
 }
@@ -106,6 +111,10 @@ enum Command {
 		/// Register as a verifier with this bond (TNET) first, if not registered yet.
 		#[arg(long)]
 		register: Option<u64>,
+		/// Recompute wrongly on purpose (for tests and demonstrations that an honest solver
+		/// wins a false challenge): alter operation OP of step STEP, written `STEP:OP`.
+		#[arg(long, value_parser = parse_fault)]
+		fault: Option<trainet_primitives::referee::Fault>,
 	},
 }
 
@@ -184,8 +193,9 @@ fn run(cli: Cli) -> Result<()> {
 		| Command::Status { .. }
 		| Command::Solve { .. }
 		| Command::Verify { .. } => {
+			let local = solver::Local::open(&cli.data_dir, cli.checkpoint_every)?;
 			let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-			rt.block_on(on_chain(cli.command, &cli.node, &cli.suri, store))
+			rt.block_on(on_chain(cli.command, &cli.node, &cli.suri, local))
 		}
 		Command::Dataset { source } => {
 			let (data, held_out) = match source {
@@ -240,9 +250,10 @@ fn run(cli: Cli) -> Result<()> {
 	}
 }
 
-async fn on_chain(command: Command, node: &str, suri: &str, store: DatasetStore) -> Result<()> {
+async fn on_chain(command: Command, node: &str, suri: &str, local: solver::Local) -> Result<()> {
 	use std::time::Duration;
-	use trainet_worker::{chain, solver};
+	use trainet_worker::chain;
+	let store = &local.datasets;
 	let signer = chain::signer(suri)?;
 	let chain = chain::Chain::connect(node, Duration::from_secs(30)).await?;
 	match command {
@@ -281,8 +292,14 @@ async fn on_chain(command: Command, node: &str, suri: &str, store: DatasetStore)
 			if let Some(bond) = register {
 				register_as(&chain, &signer, (true, false), bond).await?;
 			}
+			let me = trainet_primitives::AccountId::from(signer.public_key().0);
 			loop {
-				let Some((id, task)) = solver::find_task(&chain, &store).await? else {
+				// A task this account already holds (a restart) comes first.
+				let found = match solver::my_task(&chain, &me).await? {
+					Some(held) => Some(held),
+					None => solver::find_task(&chain, store).await?,
+				};
+				let Some((id, task)) = found else {
 					tokio::time::sleep(Duration::from_secs(3)).await;
 					continue;
 				};
@@ -292,16 +309,17 @@ async fn on_chain(command: Command, node: &str, suri: &str, store: DatasetStore)
 						.unwrap_or_else(|_| ProgressStyle::default_bar()),
 				);
 				bar.set_message(id.to_string());
-				let solved =
-					solver::solve(&chain, &signer, &store, id, &task, fault, |_, _| bar.inc(1))
-						.await?;
+				let solved = solver::solve(&chain, &signer, &local, id, &task, fault, |t, _| {
+					bar.set_position(u64::from(t) + 1)
+				})
+				.await?;
 				bar.finish_and_clear();
 				out!(
 					"task {id} committed: h_N {:?}, trace root {:?}",
 					solved.final_state,
 					solved.trace_root
 				);
-				match solver::defend(&chain, &signer, &store, &task, &solved, fault).await? {
+				match solver::defend(&chain, &signer, &local, &task, &solved, fault).await? {
 					solver::Outcome::Ended => out!("task {id} ended"),
 					solver::Outcome::Lost => out!("task {id} lost in a dispute"),
 				}
@@ -310,13 +328,13 @@ async fn on_chain(command: Command, node: &str, suri: &str, store: DatasetStore)
 				}
 			}
 		}
-		Command::Verify { once, register } => {
+		Command::Verify { once, register, fault } => {
 			if let Some(bond) = register {
 				register_as(&chain, &signer, (false, true), bond).await?;
 			}
 			let mut done = Vec::new();
 			loop {
-				match solver::verify_one(&chain, &signer, &store, &done).await? {
+				match solver::verify_one(&chain, &signer, store, &done, fault).await? {
 					None => tokio::time::sleep(Duration::from_secs(3)).await,
 					Some(verdict) => {
 						let id = match verdict {
