@@ -208,11 +208,25 @@ impl Journal {
 		let file =
 			fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
 		let mut journal = Self { path, file, states };
-		if bytes.len() % 32 != 0 {
+		if !bytes.len().is_multiple_of(32) {
 			let keep = journal.states.len();
 			journal.truncate(keep)?;
 		}
 		Ok(journal)
+	}
+
+	/// The tasks that have a journal under `dir`.
+	pub fn tasks(dir: &Path) -> Vec<u64> {
+		let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+		let mut tasks: Vec<u64> = entries
+			.filter_map(|e| e.ok())
+			.filter_map(|e| {
+				let name = e.file_name().into_string().ok()?;
+				name.strip_prefix("task-")?.strip_suffix(".trace")?.parse().ok()
+			})
+			.collect();
+		tasks.sort_unstable();
+		tasks
 	}
 
 	/// Whether task `task` has a journal under `dir`.

@@ -214,6 +214,42 @@ impl DatasetStore {
 		Ok(root)
 	}
 
+	/// The stored bytes of dataset `root` (for serving to peers), `None` if not stored.
+	pub fn bytes(&self, root: &H256) -> Result<Option<Vec<u8>>, DatasetError> {
+		let path = self.path(root);
+		match fs::read(&path) {
+			Ok(b) => Ok(Some(b)),
+			Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+			Err(source) => Err(DatasetError::Io { path, source }),
+		}
+	}
+
+	/// Checks that `bytes` (fetched from a peer) are dataset `root` and stores it.
+	pub fn put_bytes(&self, root: &H256, bytes: &[u8]) -> Result<Dataset, DatasetError> {
+		let path = self.path(root);
+		let dataset = Dataset::decode(bytes, &path)?;
+		let actual = dataset.root();
+		if actual != *root {
+			return Err(DatasetError::HashMismatch { path, expected: *root, actual });
+		}
+		self.put(&dataset)?;
+		Ok(dataset)
+	}
+
+	/// The roots of every stored dataset.
+	pub fn roots(&self) -> Vec<H256> {
+		let Ok(entries) = fs::read_dir(&self.dir) else { return Vec::new() };
+		entries
+			.filter_map(|e| e.ok())
+			.filter_map(|e| {
+				let name = e.file_name().into_string().ok()?;
+				let hex = name.strip_suffix(".dataset")?;
+				let bytes = sp_core::bytes::from_hex(hex).ok().filter(|b| b.len() == 32)?;
+				Some(H256::from_slice(&bytes))
+			})
+			.collect()
+	}
+
 	/// Dataset `root`, checked against its root.
 	pub fn get(&self, root: &H256) -> Result<Dataset, DatasetError> {
 		let path = self.path(root);

@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod dataset;
 pub mod dispute;
 pub mod engine;
+pub mod p2p;
 pub mod solver;
 pub mod spec_file;
 pub mod train;

@@ -192,7 +192,7 @@ async fn a_verifier_catches_a_cheating_worker() -> Result<()> {
 
 #[tokio::test]
 async fn an_honest_worker_beats_a_false_challenge() -> Result<()> {
-	let m = Market::start(4, 60).await?;
+	let m = Market::start(4, 12).await?;
 	let before = free(&m.api, dev::dave().public_key().0).await?;
 	let dave = m.worker("//Dave", &["solve", "--once", "--register", "200"])?;
 	let eve = m.worker("//Eve", &["verify", "--once", "--register", "100", "--fault", "2:3"])?;

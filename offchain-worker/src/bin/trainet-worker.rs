@@ -12,7 +12,12 @@
 //! `train` runs the task bit-exactly with the RepOps engine, shows progress, writes every
 //! state hash `h_t` to `--trace`, and prints the final hash and held-out accuracy.
 
-use std::{fs, io::Write, path::PathBuf, time::Instant};
+use std::{
+	fs,
+	io::Write,
+	path::PathBuf,
+	time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -20,6 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sp_core::H256;
 use trainet_worker::{
 	dataset::{Dataset, DatasetStore},
+	p2p::{self, Key, P2p, P2pConfig},
 	solver,
 	spec_file::SpecFile,
 	train::Training,
@@ -41,6 +47,18 @@ struct Cli {
 	/// resumes from the last one).
 	#[arg(long, global = true, default_value_t = 100)]
 	checkpoint_every: u32,
+	/// Peer-to-peer: listen on this multiaddress (repeatable), serving this worker's datasets,
+	/// checkpoints and traces. `serve` listens on /ip4/0.0.0.0/tcp/30444 by default; `solve`
+	/// and `verify` join the network only when given one.
+	#[arg(long, global = true)]
+	listen: Vec<String>,
+	/// Peer-to-peer: a peer to connect to at start (repeatable), like
+	/// /ip4/10.0.0.7/tcp/30444/p2p/12D3KooW...; fetches ask these first, in order.
+	#[arg(long = "peer", global = true)]
+	peers: Vec<String>,
+	/// Peer-to-peer: do not look for peers on the local network (mDNS).
+	#[arg(long, global = true)]
+	no_mdns: bool,
 	#[command(subcommand)]
 	command: Command,
 }
@@ -82,6 +100,23 @@ enum Command {
 		/// Blocks verifiers have to challenge the commitment.
 		#[arg(long, default_value_t = 100)]
 		challenge_timeout: u32,
+	},
+	/// Runs a peer that serves this worker's datasets, checkpoints and traces to others
+	/// (fetched by hash), announcing what it has, until stopped.
+	Serve {
+		/// Serve corrupted chunks (to show that fetchers reject them).
+		#[arg(long)]
+		corrupt: bool,
+	},
+	/// Fetches content by hash from peers (`--peer`), checking every chunk, into the store.
+	Fetch {
+		/// What it is.
+		kind: FetchKind,
+		/// Its hash: a dataset's root, a checkpoint's state hash, a trace's root.
+		hash: String,
+		/// Seconds to wait for a first peer.
+		#[arg(long, default_value_t = 30)]
+		wait: u64,
 	},
 	/// Prints a task (JSON), or every task still on chain.
 	Status {
@@ -126,6 +161,13 @@ fn parse_fault(text: &str) -> Result<trainet_primitives::referee::Fault, String>
 	})
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FetchKind {
+	Dataset,
+	Checkpoint,
+	Trace,
+}
+
 #[derive(Subcommand)]
 enum DatasetSource {
 	/// The shipped 8x8 handwritten digits (1 797 images, 10 classes).
@@ -154,6 +196,8 @@ fn main() -> std::process::ExitCode {
 				.unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
 		)
 		.with_writer(std::io::stderr)
+		// Colours only on a terminal: logs sent to files stay plain text.
+		.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
 		.init();
 	match run(Cli::parse()) {
 		Ok(()) => std::process::ExitCode::SUCCESS,
@@ -188,14 +232,36 @@ fn parse_root(text: &str) -> Result<H256> {
 
 fn run(cli: Cli) -> Result<()> {
 	let store = DatasetStore::open(&cli.data_dir)?;
+	let network = Network {
+		listen: cli.listen.clone(),
+		peers: cli.peers.clone(),
+		mdns: !cli.no_mdns,
+		dir: cli.data_dir.clone(),
+	};
 	match cli.command {
+		Command::Serve { corrupt } => {
+			let local = solver::Local::open(&cli.data_dir, cli.checkpoint_every)?;
+			let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+			rt.block_on(serve(network, local, corrupt))
+		}
+		Command::Fetch { kind, hash, wait } => {
+			let local = solver::Local::open(&cli.data_dir, cli.checkpoint_every)?;
+			let h = parse_root(&hash)?;
+			let key = match kind {
+				FetchKind::Dataset => Key::Dataset(h),
+				FetchKind::Checkpoint => Key::State(h),
+				FetchKind::Trace => Key::Trace(h),
+			};
+			let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+			rt.block_on(fetch(network, local, key, Duration::from_secs(wait)))
+		}
 		Command::Submit { .. }
 		| Command::Status { .. }
 		| Command::Solve { .. }
 		| Command::Verify { .. } => {
 			let local = solver::Local::open(&cli.data_dir, cli.checkpoint_every)?;
 			let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-			rt.block_on(on_chain(cli.command, &cli.node, &cli.suri, local))
+			rt.block_on(on_chain(cli.command, &cli.node, &cli.suri, local, network))
 		}
 		Command::Dataset { source } => {
 			let (data, held_out) = match source {
@@ -250,10 +316,107 @@ fn run(cli: Cli) -> Result<()> {
 	}
 }
 
-async fn on_chain(command: Command, node: &str, suri: &str, local: solver::Local) -> Result<()> {
-	use std::time::Duration;
+/// Where and how to join the peer-to-peer network.
+struct Network {
+	listen: Vec<String>,
+	peers: Vec<String>,
+	mdns: bool,
+	dir: PathBuf,
+}
+
+impl Network {
+	/// Starts a peer serving `local` (listening on `default_listen` if no `--listen`).
+	async fn start(
+		&self,
+		local: solver::Local,
+		corrupt: bool,
+		default_listen: &[&str],
+	) -> Result<P2p> {
+		let listen: Vec<String> = match self.listen.is_empty() {
+			true => default_listen.iter().map(|s| s.to_string()).collect(),
+			false => self.listen.clone(),
+		};
+		let parse = |v: &[String]| -> Result<Vec<_>> {
+			v.iter().map(|a| Ok(p2p::parse_address(a)?)).collect()
+		};
+		let listening = !listen.is_empty();
+		let config = P2pConfig {
+			listen: parse(&listen)?,
+			bootstrap: parse(&self.peers)?,
+			mdns: self.mdns,
+			announce_every: Duration::from_secs(5),
+		};
+		let key = p2p::identity(&self.dir)?;
+		let library = std::sync::Arc::new(p2p::Library::new(local, corrupt));
+		let node = P2p::start(key, config, library).await?;
+		if listening {
+			for address in node.listening(Duration::from_secs(5)).await? {
+				out!("peer listening on {address}");
+			}
+		}
+		Ok(node)
+	}
+
+	/// The peer ids of the `--peer` addresses, in order.
+	fn preferred(&self) -> Vec<libp2p::PeerId> {
+		self.peers
+			.iter()
+			.filter_map(|a| p2p::parse_address(a).ok())
+			.filter_map(|a| p2p::peer_of(&a))
+			.collect()
+	}
+}
+
+async fn serve(network: Network, local: solver::Local, corrupt: bool) -> Result<()> {
+	let node = network.start(local, corrupt, &["/ip4/0.0.0.0/tcp/30444"]).await?;
+	if corrupt {
+		tracing::warn!("serving corrupted chunks on purpose (--corrupt)");
+	}
+	out!("serving as {} (stop with Ctrl-C)", node.peer_id());
+	tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+	Ok(())
+}
+
+async fn fetch(network: Network, local: solver::Local, key: Key, wait: Duration) -> Result<()> {
+	let node = network.start(local, false, &[]).await?;
+	node.wait_for_peers(wait).await?;
+	let bar = ProgressBar::new(0);
+	bar.set_style(
+		ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
+			.unwrap_or_else(|_| ProgressStyle::default_bar()),
+	);
+	let started = Instant::now();
+	let (bytes, from) = node
+		.fetch(key, &network.preferred(), |done, total| {
+			bar.set_length(total);
+			bar.set_position(done);
+		})
+		.await?;
+	bar.finish_and_clear();
+	out!(
+		"fetched {key} ({} bytes) from {from} in {:.2} s",
+		bytes.len(),
+		started.elapsed().as_secs_f64()
+	);
+	Ok(())
+}
+
+async fn on_chain(
+	command: Command,
+	node: &str,
+	suri: &str,
+	local: solver::Local,
+	network: Network,
+) -> Result<()> {
 	use trainet_worker::chain;
 	let store = &local.datasets;
+	// Solvers and verifiers given --listen serve their checkpoints and traces meanwhile.
+	let _peer = match (&command, network.listen.is_empty()) {
+		(Command::Solve { .. } | Command::Verify { .. }, false) => {
+			Some(network.start(local.clone(), false, &[]).await?)
+		}
+		_ => None,
+	};
 	let signer = chain::signer(suri)?;
 	let chain = chain::Chain::connect(node, Duration::from_secs(30)).await?;
 	match command {

@@ -1,0 +1,759 @@
+//! Peer-to-peer between workers, on libp2p (TCP, Noise, Yamux, tokio).
+//!
+//! - **Announcements** (gossipsub, topic [`ANNOUNCE_TOPIC`]): every few seconds each worker
+//!   publishes its hardware, the content it serves and the tasks it holds ([`Announce`]).
+//! - **Discovery**: mDNS on the local network, and bootstrap addresses given by the user.
+//! - **Fetching by hash** (request-response, protocol [`FETCH_PROTOCOL`]): content is named by
+//!   the hash it is checked against ([`Key`]: a dataset by its Merkle root, a checkpoint by its
+//!   state hash `h_t`, a trace by its trace root). A peer answers a [`Request::Manifest`] with
+//!   the content's length and the BLAKE2-256 hash of every 64 KiB chunk, and a
+//!   [`Request::Chunk`] with the chunk of that hash. The fetcher checks every chunk against
+//!   the manifest as it arrives (a peer serving a bad one is dropped and the chunk fetched from
+//!   another), then the whole content against its key (a lying manifest is caught there, and
+//!   the next peer's used).
+//!
+//! The wire format is SCALE, length-prefixed: the codec every other piece of the protocol
+//! uses (libp2p ships CBOR and JSON codecs, which would need a second serialization of the
+//! same types).
+
+use std::{
+	collections::{HashMap, HashSet},
+	io,
+	path::Path,
+	sync::Arc,
+	time::Duration,
+};
+
+use codec::{Decode, Encode};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{
+	gossipsub, identity, mdns, noise,
+	request_response::{self, OutboundRequestId, ProtocolSupport},
+	swarm::{behaviour::toggle::Toggle, NetworkBehaviour, SwarmEvent},
+	tcp, yamux, Multiaddr, PeerId, StreamProtocol,
+};
+use sp_core::H256;
+use sp_crypto_hashing::blake2_256;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use trainet_primitives::trace::trace_root;
+
+use crate::{checkpoint::Journal, solver::Local};
+
+/// The gossipsub topic of announcements.
+pub const ANNOUNCE_TOPIC: &str = "trainet/announce/1";
+/// The request-response protocol of fetching.
+pub const FETCH_PROTOCOL: &str = "/trainet/fetch/1";
+/// The size of a chunk (the last one may be shorter).
+pub const CHUNK: usize = 64 * 1024;
+/// The most chunks one piece of content may have (4 GiB).
+pub const MAX_CHUNKS: usize = 1 << 16;
+/// The largest message accepted on the wire (a full manifest, with room to spare).
+const MAX_MESSAGE: usize = 4 << 20;
+
+/// A piece of content, named by the hash it is checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum Key {
+	/// A dataset, by its Merkle root (what task specs commit to).
+	Dataset(H256),
+	/// A checkpoint, by its state hash `h_t`.
+	State(H256),
+	/// A trace `h_0 ..= h_N`, by its trace root (what commitments hold).
+	Trace(H256),
+}
+
+impl std::fmt::Display for Key {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		match self {
+			Key::Dataset(h) => write!(f, "dataset {h:?}"),
+			Key::State(h) => write!(f, "checkpoint {h:?}"),
+			Key::Trace(h) => write!(f, "trace {h:?}"),
+		}
+	}
+}
+
+/// How a piece of content splits into chunks.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Manifest {
+	/// Its length in bytes.
+	pub len: u64,
+	/// The BLAKE2-256 hash of each chunk, in order.
+	pub chunks: Vec<H256>,
+}
+
+/// A question to a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Request {
+	/// How is this content chunked?
+	Manifest(Key),
+	/// The chunk with this hash.
+	Chunk(H256),
+}
+
+/// A peer's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Response {
+	/// The manifest, if the peer has the content.
+	Manifest(Option<Manifest>),
+	/// The chunk, if the peer has it.
+	Chunk(Option<Vec<u8>>),
+}
+
+/// What a worker tells its peers about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Announce {
+	/// Logical CPUs.
+	pub cpus: u32,
+	/// Its training device (`cpu`, or a GPU's name).
+	pub device: String,
+	/// Content it serves.
+	pub serves: Vec<Key>,
+	/// Tasks it holds journals of (it trained them, and serves their checkpoints).
+	pub tasks: Vec<u64>,
+}
+
+/// What can go wrong between peers.
+#[derive(Debug, Error)]
+pub enum P2pError {
+	/// Starting the peer failed.
+	#[error("starting the peer-to-peer node: {0}")]
+	Setup(String),
+	/// An address that is not a libp2p multiaddress.
+	#[error("{0:?} is not a peer address (like /ip4/127.0.0.1/tcp/30444/p2p/12D3KooW...)")]
+	BadAddress(String),
+	/// The node's task stopped (a bug).
+	#[error("the peer-to-peer node stopped")]
+	Stopped,
+	/// No peer connected in time.
+	#[error("no peer connected within {0:?} (check the --peer addresses)")]
+	NoPeers(Duration),
+	/// No connected peer gave the content intact.
+	#[error("no peer served {key} intact (asked {asked} peers{rejected})")]
+	NotFound {
+		/// The content.
+		key: Key,
+		/// How many peers were asked.
+		asked: usize,
+		/// Those rejected for bad data, as `; rejected: ...`.
+		rejected: String,
+	},
+	/// A fetched piece of content could not be stored.
+	#[error("storing {key}: {reason}")]
+	Store {
+		/// The content.
+		key: Key,
+		/// Why.
+		reason: String,
+	},
+}
+
+/// The content a worker serves and accepts: its datasets, checkpoints and task traces, as
+/// kept by [`Local`].
+pub struct Library {
+	local: Local,
+	/// Serve corrupted chunks (for the tests that show they are rejected).
+	corrupt: bool,
+	/// Chunks of content whose manifest was asked for, by hash.
+	chunks: std::sync::Mutex<HashMap<H256, Vec<u8>>>,
+}
+
+impl Library {
+	/// Serves and accepts into `local`; with `corrupt`, every chunk served has a byte flipped.
+	pub fn new(local: Local, corrupt: bool) -> Self {
+		Self { local, corrupt, chunks: Default::default() }
+	}
+
+	/// The traces of this worker's journals, by trace root.
+	fn traces(&self) -> HashMap<H256, Vec<H256>> {
+		Journal::tasks(&self.local.journals)
+			.into_iter()
+			.filter_map(|task| Journal::open(&self.local.journals, task).ok())
+			.map(|j| j.states().to_vec())
+			.filter(|states| !states.is_empty())
+			.map(|states| (trace_root(&states), states))
+			.collect()
+	}
+
+	/// The bytes of `key`, if this worker has them.
+	pub fn bytes(&self, key: &Key) -> Option<Vec<u8>> {
+		match key {
+			Key::Dataset(root) => self.local.datasets.bytes(root).ok().flatten(),
+			Key::State(h) => self.local.checkpoints.bytes(h).ok().flatten(),
+			Key::Trace(root) => {
+				self.traces().remove(root).map(|states| states.iter().flat_map(|h| h.0).collect())
+			}
+		}
+	}
+
+	/// The manifest of `key` (its chunks kept to be served).
+	fn manifest(&self, key: &Key) -> Option<Manifest> {
+		let bytes = self.bytes(key)?;
+		let mut chunks = Vec::new();
+		let mut cache = self.chunks.lock().ok()?;
+		for chunk in bytes.chunks(CHUNK) {
+			let h = H256(blake2_256(chunk));
+			cache.insert(h, chunk.to_vec());
+			chunks.push(h);
+		}
+		Some(Manifest { len: bytes.len() as u64, chunks })
+	}
+
+	fn answer(&self, request: Request) -> Response {
+		match request {
+			Request::Manifest(key) => Response::Manifest(self.manifest(&key)),
+			Request::Chunk(h) => {
+				let chunk = self.chunks.lock().ok().and_then(|c| c.get(&h).cloned());
+				Response::Chunk(chunk.map(|mut c| {
+					if self.corrupt {
+						if let Some(b) = c.first_mut() {
+							*b ^= 0x5a;
+						}
+					}
+					c
+				}))
+			}
+		}
+	}
+
+	/// Checks that `bytes` are the content `key` names and stores them.
+	pub fn accept(&self, key: &Key, bytes: &[u8]) -> Result<(), String> {
+		match key {
+			Key::Dataset(root) => {
+				self.local.datasets.put_bytes(root, bytes).map(drop).map_err(|e| e.to_string())
+			}
+			Key::State(h) => {
+				self.local.checkpoints.put_bytes(h, bytes).map(drop).map_err(|e| e.to_string())
+			}
+			Key::Trace(root) => {
+				let states = decode_trace(bytes)?;
+				if trace_root(&states) != *root {
+					return Err("the hashes are not the trace with that root".into());
+				}
+				Ok(())
+			}
+		}
+	}
+
+	/// What this worker announces.
+	pub fn announcement(&self) -> Announce {
+		let mut serves: Vec<Key> =
+			self.local.datasets.roots().into_iter().map(Key::Dataset).collect();
+		serves.extend(self.traces().into_keys().map(Key::Trace));
+		Announce {
+			cpus: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+			device: "cpu".into(),
+			serves,
+			tasks: Journal::tasks(&self.local.journals),
+		}
+	}
+}
+
+/// A trace's bytes as state hashes (32 bytes each).
+pub fn decode_trace(bytes: &[u8]) -> Result<Vec<H256>, String> {
+	if !bytes.len().is_multiple_of(32) {
+		return Err(format!("{} bytes is not a list of 32-byte hashes", bytes.len()));
+	}
+	Ok(bytes.chunks_exact(32).map(H256::from_slice).collect())
+}
+
+/// The fetch protocol's codec: SCALE, each message prefixed by its length (u32, little-endian).
+#[derive(Clone, Default)]
+pub struct FetchCodec;
+
+async fn read_message<M: Decode, T: futures::AsyncRead + Unpin + Send>(
+	io: &mut T,
+) -> io::Result<M> {
+	let mut len = [0u8; 4];
+	io.read_exact(&mut len).await?;
+	let len = u32::from_le_bytes(len) as usize;
+	if len > MAX_MESSAGE {
+		return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{len}-byte message")));
+	}
+	let mut buf = vec![0u8; len];
+	io.read_exact(&mut buf).await?;
+	M::decode(&mut &buf[..]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+async fn write_message<M: Encode, T: futures::AsyncWrite + Unpin + Send>(
+	io: &mut T,
+	message: &M,
+) -> io::Result<()> {
+	let bytes = message.encode();
+	let len = u32::try_from(bytes.len())
+		.map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
+	io.write_all(&len.to_le_bytes()).await?;
+	io.write_all(&bytes).await?;
+	io.close().await
+}
+
+#[async_trait::async_trait]
+impl request_response::Codec for FetchCodec {
+	type Protocol = StreamProtocol;
+	type Request = Request;
+	type Response = Response;
+
+	async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+	where
+		T: futures::AsyncRead + Unpin + Send,
+	{
+		read_message(io).await
+	}
+
+	async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+	where
+		T: futures::AsyncRead + Unpin + Send,
+	{
+		read_message(io).await
+	}
+
+	async fn write_request<T>(
+		&mut self,
+		_: &StreamProtocol,
+		io: &mut T,
+		request: Request,
+	) -> io::Result<()>
+	where
+		T: futures::AsyncWrite + Unpin + Send,
+	{
+		write_message(io, &request).await
+	}
+
+	async fn write_response<T>(
+		&mut self,
+		_: &StreamProtocol,
+		io: &mut T,
+		response: Response,
+	) -> io::Result<()>
+	where
+		T: futures::AsyncWrite + Unpin + Send,
+	{
+		write_message(io, &response).await
+	}
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+	gossip: gossipsub::Behaviour,
+	mdns: Toggle<mdns::tokio::Behaviour>,
+	fetch: request_response::Behaviour<FetchCodec>,
+}
+
+/// How to start a peer.
+#[derive(Clone, Debug)]
+pub struct P2pConfig {
+	/// Addresses to listen on.
+	pub listen: Vec<Multiaddr>,
+	/// Peers to dial at start.
+	pub bootstrap: Vec<Multiaddr>,
+	/// Find peers on the local network with mDNS.
+	pub mdns: bool,
+	/// How often to announce.
+	pub announce_every: Duration,
+}
+
+/// Parses a multiaddress, with an error that says what one looks like.
+pub fn parse_address(text: &str) -> Result<Multiaddr, P2pError> {
+	text.parse().map_err(|_| P2pError::BadAddress(text.into()))
+}
+
+/// The peer id at the end of `address` (`/p2p/<id>`), if any.
+pub fn peer_of(address: &Multiaddr) -> Option<PeerId> {
+	address.iter().find_map(|p| match p {
+		libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+		_ => None,
+	})
+}
+
+/// This worker's libp2p identity, kept in `dir/p2p.key` (created on first use), so its peer
+/// id survives restarts.
+pub fn identity(dir: &Path) -> Result<identity::Keypair, P2pError> {
+	let path = dir.join("p2p.key");
+	let fail = |e: String| P2pError::Setup(format!("{}: {e}", path.display()));
+	match std::fs::read(&path) {
+		Ok(bytes) => {
+			identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| fail(e.to_string()))
+		}
+		Err(e) if e.kind() == io::ErrorKind::NotFound => {
+			let key = identity::Keypair::generate_ed25519();
+			let bytes = key.to_protobuf_encoding().map_err(|e| fail(e.to_string()))?;
+			crate::checkpoint::write_atomically(&path, &bytes).map_err(|e| fail(e.to_string()))?;
+			Ok(key)
+		}
+		Err(e) => Err(fail(e.to_string())),
+	}
+}
+
+enum Command {
+	Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response, String>> },
+	Connected { reply: oneshot::Sender<Vec<PeerId>> },
+	Providers { key: Key, reply: oneshot::Sender<Vec<PeerId>> },
+	Listening { reply: oneshot::Sender<Vec<Multiaddr>> },
+}
+
+/// A running peer: a handle to the libp2p node's task.
+#[derive(Clone)]
+pub struct P2p {
+	commands: mpsc::Sender<Command>,
+	peer_id: PeerId,
+	library: Arc<Library>,
+}
+
+impl P2p {
+	/// Starts a peer with identity `key`, serving and accepting `library`.
+	pub async fn start(
+		key: identity::Keypair,
+		config: P2pConfig,
+		library: Arc<Library>,
+	) -> Result<Self, P2pError> {
+		let setup = |e: &dyn std::fmt::Display| P2pError::Setup(e.to_string());
+		let peer_id = key.public().to_peer_id();
+		let mdns_on = config.mdns;
+		let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+			.with_tokio()
+			.with_tcp(
+				tcp::Config::default().nodelay(true),
+				noise::Config::new,
+				yamux::Config::default,
+			)
+			.map_err(|e| setup(&e))?
+			.with_dns()
+			.map_err(|e| setup(&e))?
+			.with_behaviour(|key| {
+				let gossip_config = gossipsub::ConfigBuilder::default()
+					.heartbeat_interval(Duration::from_secs(1))
+					.validation_mode(gossipsub::ValidationMode::Strict)
+					.build()?;
+				let gossip = gossipsub::Behaviour::new(
+					gossipsub::MessageAuthenticity::Signed(key.clone()),
+					gossip_config,
+				)?;
+				let mdns = match mdns_on {
+					true => Some(mdns::tokio::Behaviour::new(
+						mdns::Config::default(),
+						key.public().to_peer_id(),
+					)?),
+					false => None,
+				};
+				let fetch = request_response::Behaviour::with_codec(
+					FetchCodec,
+					[(StreamProtocol::new(FETCH_PROTOCOL), ProtocolSupport::Full)],
+					request_response::Config::default()
+						.with_request_timeout(Duration::from_secs(30)),
+				);
+				Ok(Behaviour { gossip, mdns: mdns.into(), fetch })
+			})
+			.map_err(|e| setup(&e))?
+			.with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+			.build();
+		let topic = gossipsub::IdentTopic::new(ANNOUNCE_TOPIC);
+		swarm.behaviour_mut().gossip.subscribe(&topic).map_err(|e| setup(&e))?;
+		for address in &config.listen {
+			swarm.listen_on(address.clone()).map_err(|e| setup(&e))?;
+		}
+		for address in &config.bootstrap {
+			if let Err(e) = swarm.dial(address.clone()) {
+				tracing::warn!(%address, "cannot dial: {e}");
+			}
+		}
+		let (commands, rx) = mpsc::channel(64);
+		let node = Node {
+			swarm,
+			topic,
+			library: library.clone(),
+			announce_every: config.announce_every,
+			pending: HashMap::new(),
+			announced: HashMap::new(),
+			listening: Vec::new(),
+		};
+		tokio::spawn(node.run(rx));
+		Ok(Self { commands, peer_id, library })
+	}
+
+	/// This peer's id.
+	pub fn peer_id(&self) -> PeerId {
+		self.peer_id
+	}
+
+	async fn ask<T>(
+		&self,
+		make: impl FnOnce(oneshot::Sender<T>) -> Command,
+	) -> Result<T, P2pError> {
+		let (reply, rx) = oneshot::channel();
+		self.commands.send(make(reply)).await.map_err(|_| P2pError::Stopped)?;
+		rx.await.map_err(|_| P2pError::Stopped)
+	}
+
+	/// The addresses this peer listens on (once bound), each ending in `/p2p/<id>`.
+	pub async fn listening(&self, patience: Duration) -> Result<Vec<Multiaddr>, P2pError> {
+		let start = std::time::Instant::now();
+		loop {
+			let addrs = self.ask(|reply| Command::Listening { reply }).await?;
+			if !addrs.is_empty() || start.elapsed() > patience {
+				let me = libp2p::multiaddr::Protocol::P2p(self.peer_id);
+				return Ok(addrs.into_iter().map(|a| a.with(me.clone())).collect());
+			}
+			tokio::time::sleep(Duration::from_millis(50)).await;
+		}
+	}
+
+	/// The peers connected now.
+	pub async fn connected(&self) -> Result<Vec<PeerId>, P2pError> {
+		self.ask(|reply| Command::Connected { reply }).await
+	}
+
+	/// Waits until at least one peer is connected.
+	pub async fn wait_for_peers(&self, patience: Duration) -> Result<Vec<PeerId>, P2pError> {
+		let start = std::time::Instant::now();
+		loop {
+			let peers = self.connected().await?;
+			if !peers.is_empty() {
+				return Ok(peers);
+			}
+			if start.elapsed() > patience {
+				return Err(P2pError::NoPeers(patience));
+			}
+			tokio::time::sleep(Duration::from_millis(100)).await;
+		}
+	}
+
+	/// The peers that announced they serve `key`.
+	pub async fn providers(&self, key: Key) -> Result<Vec<PeerId>, P2pError> {
+		self.ask(|reply| Command::Providers { key, reply }).await
+	}
+
+	/// Asks `peer` one question.
+	pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, P2pError> {
+		self.ask(|reply| Command::Request { peer, request, reply })
+			.await?
+			.map_err(|reason| P2pError::Setup(format!("asking {peer}: {reason}")))
+	}
+
+	/// Fetches `key` from the network, checking every chunk and the whole, and stores it in
+	/// the library. Peers in `prefer` are asked first (in order), then those that announced
+	/// the content, then every other connected peer. `progress(done, total)` is called with
+	/// bytes. Returns the content and the peer whose manifest was used.
+	pub async fn fetch(
+		&self,
+		key: Key,
+		prefer: &[PeerId],
+		mut progress: impl FnMut(u64, u64),
+	) -> Result<(Vec<u8>, PeerId), P2pError> {
+		let mut candidates: Vec<PeerId> = prefer.to_vec();
+		for p in self.providers(key).await?.into_iter().chain(self.connected().await?) {
+			if !candidates.contains(&p) {
+				candidates.push(p);
+			}
+		}
+		let mut rejected: HashSet<PeerId> = HashSet::new();
+		for source in candidates.clone() {
+			if rejected.contains(&source) {
+				continue;
+			}
+			let manifest = match self.request(source, Request::Manifest(key)).await {
+				Ok(Response::Manifest(Some(m))) => m,
+				Ok(_) => {
+					tracing::debug!(peer = %source, %key, "does not have it");
+					continue;
+				}
+				Err(e) => {
+					tracing::debug!(peer = %source, %key, "no answer: {e}");
+					continue;
+				}
+			};
+			if manifest.chunks.len() > MAX_CHUNKS
+				|| manifest.len > (manifest.chunks.len() * CHUNK) as u64
+			{
+				tracing::warn!(peer = %source, %key, "an impossible manifest: peer rejected");
+				rejected.insert(source);
+				continue;
+			}
+			let mut bytes = Vec::with_capacity(manifest.len as usize);
+			let mut complete = true;
+			for (i, h) in manifest.chunks.iter().enumerate() {
+				let order: Vec<PeerId> =
+					std::iter::once(source).chain(candidates.iter().copied()).collect();
+				let mut got = None;
+				for peer in order {
+					if rejected.contains(&peer) {
+						continue;
+					}
+					match self.request(peer, Request::Chunk(*h)).await {
+						Ok(Response::Chunk(Some(c))) if H256(blake2_256(&c)) == *h => {
+							got = Some(c);
+							break;
+						}
+						Ok(Response::Chunk(Some(_))) => {
+							tracing::warn!(
+								%peer, %key, chunk = i,
+								"served a chunk whose hash is not the manifest's: rejected, \
+								 asking another peer"
+							);
+							rejected.insert(peer);
+						}
+						_ => {}
+					}
+				}
+				let Some(c) = got else {
+					complete = false;
+					break;
+				};
+				bytes.extend_from_slice(&c);
+				progress(bytes.len() as u64, manifest.len);
+			}
+			if !complete {
+				continue;
+			}
+			match self.library.accept(&key, &bytes) {
+				Ok(()) => return Ok((bytes, source)),
+				Err(reason) => {
+					tracing::warn!(peer = %source, %key, "its content is not what the key names: {reason}");
+					rejected.insert(source);
+				}
+			}
+		}
+		let mut names: Vec<String> = rejected.iter().map(|p| p.to_string()).collect();
+		names.sort();
+		Err(P2pError::NotFound {
+			key,
+			asked: candidates.len(),
+			rejected: if names.is_empty() {
+				String::new()
+			} else {
+				format!("; rejected: {}", names.join(", "))
+			},
+		})
+	}
+}
+
+struct Node {
+	swarm: libp2p::Swarm<Behaviour>,
+	topic: gossipsub::IdentTopic,
+	library: Arc<Library>,
+	announce_every: Duration,
+	pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
+	announced: HashMap<PeerId, Announce>,
+	listening: Vec<Multiaddr>,
+}
+
+impl Node {
+	async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+		let mut tick = tokio::time::interval(self.announce_every);
+		loop {
+			tokio::select! {
+				command = commands.recv() => match command {
+					Some(c) => self.command(c),
+					// Every handle is gone: stop.
+					None => return,
+				},
+				event = self.swarm.select_next_some() => self.event(event),
+				_ = tick.tick() => self.announce(),
+			}
+		}
+	}
+
+	fn announce(&mut self) {
+		let message = self.library.announcement().encode();
+		match self.swarm.behaviour_mut().gossip.publish(self.topic.clone(), message) {
+			Ok(_) | Err(gossipsub::PublishError::InsufficientPeers) => {}
+			Err(e) => tracing::debug!("announcing: {e}"),
+		}
+	}
+
+	fn command(&mut self, command: Command) {
+		match command {
+			Command::Request { peer, request, reply } => {
+				let id = self.swarm.behaviour_mut().fetch.send_request(&peer, request);
+				self.pending.insert(id, reply);
+			}
+			Command::Connected { reply } => {
+				let _ = reply.send(self.swarm.connected_peers().copied().collect());
+			}
+			Command::Providers { key, reply } => {
+				let mut peers: Vec<PeerId> = self
+					.announced
+					.iter()
+					.filter(|(_, a)| a.serves.contains(&key))
+					.map(|(p, _)| *p)
+					.collect();
+				peers.sort();
+				let _ = reply.send(peers);
+			}
+			Command::Listening { reply } => {
+				let _ = reply.send(self.listening.clone());
+			}
+		}
+	}
+
+	fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+		match event {
+			SwarmEvent::NewListenAddr { address, .. } => {
+				tracing::info!(%address, "listening");
+				self.listening.push(address);
+			}
+			SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+				tracing::info!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+				self.swarm.behaviour_mut().gossip.add_explicit_peer(&peer_id);
+			}
+			SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+				tracing::debug!(peer = %peer_id, "disconnected");
+				self.announced.remove(&peer_id);
+			}
+			SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+				tracing::warn!(peer = ?peer_id, "cannot connect: {error}");
+			}
+			SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+				for (peer, address) in found {
+					if !self.swarm.is_connected(&peer) {
+						tracing::debug!(%peer, %address, "found on the local network");
+						let _ = self.swarm.dial(address);
+					}
+				}
+			}
+			SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+				message,
+				..
+			})) => {
+				let Some(source) = message.source else { return };
+				match Announce::decode(&mut &message.data[..]) {
+					Ok(a) => {
+						if self.announced.get(&source) != Some(&a) {
+							tracing::info!(
+								peer = %source, cpus = a.cpus, device = %a.device,
+								serves = a.serves.len(), tasks = ?a.tasks, "announced"
+							);
+						}
+						self.announced.insert(source, a);
+					}
+					Err(e) => tracing::debug!(peer = %source, "not an announcement: {e}"),
+				}
+			}
+			SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Subscribed {
+				..
+			})) => self.announce(),
+			SwarmEvent::Behaviour(BehaviourEvent::Fetch(event)) => self.fetch_event(event),
+			_ => {}
+		}
+	}
+
+	fn fetch_event(&mut self, event: request_response::Event<Request, Response>) {
+		use request_response::{Event, Message};
+		match event {
+			Event::Message { message: Message::Request { request, channel, .. }, peer } => {
+				tracing::debug!(%peer, ?request, "serving");
+				let response = self.library.answer(request);
+				let _ = self.swarm.behaviour_mut().fetch.send_response(channel, response);
+			}
+			Event::Message { message: Message::Response { request_id, response }, .. } => {
+				if let Some(reply) = self.pending.remove(&request_id) {
+					let _ = reply.send(Ok(response));
+				}
+			}
+			Event::OutboundFailure { request_id, error, .. } => {
+				if let Some(reply) = self.pending.remove(&request_id) {
+					let _ = reply.send(Err(error.to_string()));
+				}
+			}
+			_ => {}
+		}
+	}
+}

@@ -1,0 +1,172 @@
+//! Peer-to-peer between worker processes on loopback: announcements over gossipsub, and
+//! fetching datasets, traces and checkpoints by hash with every chunk checked, including from
+//! a peer that serves corrupted bytes (rejected, and the content fetched from another).
+
+use std::{
+	path::Path,
+	process::{Child, Command},
+	time::{Duration, Instant},
+};
+
+use trainet_primitives::trace::trace_root;
+use trainet_worker::{dataset::Dataset, solver::Local, spec_file::SpecFile};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_trainet-worker");
+
+fn worker(dir: &Path, args: &[&str]) -> Command {
+	let mut c = Command::new(WORKER);
+	c.arg("--data-dir").arg(dir).args(["--no-mdns"]).args(args).env("RUST_LOG", "info");
+	c
+}
+
+/// A `serve` process, killed when dropped; its address and its log file.
+struct Server {
+	child: Child,
+	address: String,
+	log: std::path::PathBuf,
+}
+
+impl Drop for Server {
+	fn drop(&mut self) {
+		let _ = self.child.kill();
+		let _ = self.child.wait();
+	}
+}
+
+impl Server {
+	fn start(dir: &Path, extra: &[&str]) -> Server {
+		let out = dir.join("serve.out");
+		let log = dir.join("serve.log");
+		let mut args = vec!["serve", "--listen", "/ip4/127.0.0.1/tcp/0"];
+		args.extend_from_slice(extra);
+		let child = worker(dir, &args)
+			.stdout(std::fs::File::create(&out).unwrap())
+			.stderr(std::fs::File::create(&log).unwrap())
+			.spawn()
+			.unwrap();
+		// Dropped (the process killed) if it never says where it listens.
+		let mut server = Server { child, address: String::new(), log };
+		let start = Instant::now();
+		loop {
+			let text = std::fs::read_to_string(&out).unwrap_or_default();
+			if let Some(line) = text.lines().find(|l| l.starts_with("peer listening on ")) {
+				server.address = line.trim_start_matches("peer listening on ").to_string();
+				return server;
+			}
+			assert!(start.elapsed() < Duration::from_secs(30), "the server did not start: {text}");
+			std::thread::sleep(Duration::from_millis(50));
+		}
+	}
+
+	fn log(&self) -> String {
+		std::fs::read_to_string(&self.log).unwrap_or_default()
+	}
+}
+
+#[test]
+fn workers_fetch_content_by_hash_and_reject_a_corrupting_peer() {
+	let dir = tempfile::tempdir().unwrap();
+	let (a, b, c, d) =
+		(dir.path().join("a"), dir.path().join("b"), dir.path().join("c"), dir.path().join("d"));
+
+	// Alice's worker has the digits and a trained task (journal and checkpoints); Bob's has
+	// the digits and serves them corrupted.
+	let data = Dataset::digits().unwrap();
+	let local = Local::open(&a, 10).unwrap();
+	let root = local.datasets.put(&data).unwrap();
+	Local::open(&b, 10).unwrap().datasets.put(&data).unwrap();
+	let spec = SpecFile::parse(&format!(
+		"[model]\nwidths = [64, 16, 10]\n[optimizer]\nkind = \"sgd\"\nlearning_rate = 0.05\n\
+		 momentum = 0.9\n[training]\nbatch_size = 16\nsteps = 30\nseed = 2\n[dataset]\nroot = \
+		 \"{root:?}\"\n"
+	))
+	.unwrap()
+	.to_spec(&data)
+	.unwrap();
+	let states =
+		trainet_worker::solver::train_task(&local, 0, &spec, None, false, |_, _| {}).unwrap();
+
+	let alice = Server::start(&a, &[]);
+	let bob = Server::start(&b, &["--corrupt", "--peer", &alice.address]);
+
+	// Bob hears Alice's announcement: her hardware and the task she holds.
+	let start = Instant::now();
+	while !bob.log().contains("tasks=[0]") {
+		assert!(start.elapsed() < Duration::from_secs(30), "no announcement: {}", bob.log());
+		std::thread::sleep(Duration::from_millis(100));
+	}
+
+	// Carol asks Bob first: his chunks are rejected, and the dataset comes from Alice.
+	let root_hex = format!("{root:?}");
+	let out = worker(&c, &["fetch", "dataset", &root_hex, "--peer", &bob.address])
+		.args(["--peer", &alice.address])
+		.output()
+		.unwrap();
+	let (stdout, stderr) =
+		(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+	assert!(out.status.success(), "{stderr}");
+	let alice_id = alice.address.rsplit('/').next().unwrap();
+	let bob_id = bob.address.rsplit('/').next().unwrap();
+	assert!(stdout.contains(&format!("from {alice_id}")), "{stdout}");
+	assert!(
+		stderr.contains("whose hash is not the manifest's: rejected") && stderr.contains(bob_id),
+		"bob's chunks were not rejected: {stderr}"
+	);
+	assert_eq!(Local::open(&c, 10).unwrap().datasets.get(&root).unwrap(), data);
+
+	// Dave knows only Bob: nothing intact to fetch, a clear error, exit code 1.
+	let out =
+		worker(&d, &["fetch", "dataset", &root_hex, "--peer", &bob.address]).output().unwrap();
+	let stderr = String::from_utf8_lossy(&out.stderr);
+	assert_eq!(out.status.code(), Some(1), "{stderr}");
+	assert!(
+		stderr.contains(&format!("error: no peer served dataset {root_hex} intact")),
+		"{stderr}"
+	);
+	assert!(Local::open(&d, 10).unwrap().datasets.get(&root).is_err());
+
+	// The trace by its root, and a checkpoint by its state hash, from Alice.
+	let trace = format!("{:?}", trace_root(&states));
+	let out = worker(&c, &["fetch", "trace", &trace, "--peer", &alice.address]).output().unwrap();
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+	assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("({} bytes)", 31 * 32)));
+	let h20 = format!("{:?}", states[20]);
+	let out =
+		worker(&c, &["fetch", "checkpoint", &h20, "--peer", &alice.address]).output().unwrap();
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+	let fetched = Local::open(&c, 10).unwrap().checkpoints.get(&states[20]).unwrap();
+	assert!(fetched.is_some(), "the checkpoint was not stored");
+
+	// Content nobody has.
+	let out = worker(&c, &["fetch", "checkpoint", &format!("{:?}", states[21])])
+		.args(["--peer", &alice.address])
+		.output()
+		.unwrap();
+	assert_eq!(out.status.code(), Some(1));
+	assert!(String::from_utf8_lossy(&out.stderr).contains("no peer served checkpoint"));
+}
+
+#[test]
+fn bad_peer_addresses_and_hashes_are_clear_errors() {
+	let dir = tempfile::tempdir().unwrap();
+	let out = worker(dir.path(), &["fetch", "dataset", "0x12", "--peer", "/ip4/127.0.0.1/tcp/1"])
+		.output()
+		.unwrap();
+	assert_eq!(out.status.code(), Some(1));
+	assert!(String::from_utf8_lossy(&out.stderr).contains("is not a 0x-prefixed 32-byte hex hash"));
+	let hash = format!("{:?}", sp_core::H256::repeat_byte(1));
+	let out = worker(dir.path(), &["fetch", "dataset", &hash, "--peer", "not-an-address"])
+		.output()
+		.unwrap();
+	assert_eq!(out.status.code(), Some(1));
+	assert!(
+		String::from_utf8_lossy(&out.stderr).contains("\"not-an-address\" is not a peer address")
+	);
+	// Nobody listens there.
+	let out = worker(dir.path(), &["fetch", "dataset", &hash, "--wait", "2"])
+		.args(["--peer", "/ip4/127.0.0.1/tcp/1"])
+		.output()
+		.unwrap();
+	assert_eq!(out.status.code(), Some(1));
+	assert!(String::from_utf8_lossy(&out.stderr).contains("error: no peer connected within 2s"));
+}
