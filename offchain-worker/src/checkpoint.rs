@@ -21,7 +21,7 @@ use std::{
 use codec::{Decode, Encode};
 use sp_core::H256;
 use thiserror::Error;
-use trainet_primitives::{commit::state_hash, repops::Matrix};
+use trainet_primitives::{commit::state_hash, repops::Matrix, task::TrainingSpec};
 
 /// What can go wrong with checkpoints and journals.
 #[derive(Debug, Error)]
@@ -227,6 +227,19 @@ impl Journal {
 			.collect();
 		tasks.sort_unstable();
 		tasks
+	}
+
+	/// Records the spec of task `task` beside its journal (what a peer needs to recompute any
+	/// of its states on demand).
+	pub fn save_spec(dir: &Path, task: u64, spec: &TrainingSpec) -> Result<(), CheckpointError> {
+		fs::create_dir_all(dir).map_err(io(dir))?;
+		write_atomically(&dir.join(format!("task-{task}.spec")), &spec.encode())
+	}
+
+	/// The spec recorded for task `task`, if any.
+	pub fn spec(dir: &Path, task: u64) -> Option<TrainingSpec> {
+		let bytes = fs::read(dir.join(format!("task-{task}.spec"))).ok()?;
+		TrainingSpec::decode(&mut &bytes[..]).ok()
 	}
 
 	/// Whether task `task` has a journal under `dir`.

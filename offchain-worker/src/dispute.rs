@@ -81,6 +81,7 @@ impl Fighter {
 		states: Vec<H256>,
 		fault: Option<Fault>,
 	) -> Self {
+		crate::metrics::metrics().disputes.inc();
 		Self {
 			party,
 			spec,

@@ -1,21 +1,29 @@
 //! # trainet-worker
 //!
-//! The solver and verifier daemon (issue 4/7 builds the daemon itself). What exists today is
-//! its compute core:
+//! The solver and verifier daemon: it trains tasks bit-exactly, commits their traces, keeps
+//! its promises across crashes, checks other solvers' work and fights disputes.
 //!
 //! - [`engine`]: the fast, multi-threaded CPU implementation of the RepOps step program,
 //!   bit-identical to the reference in `trainet-primitives` for any number of threads;
 //! - [`dataset`]: the shipped digits, a synthetic generator, a content-addressed store;
 //! - [`spec_file`]: task specs as TOML files;
 //! - [`train`]: a task's training run, step by step, with state hashes and accuracy;
+//! - [`checkpoint`]: checkpoints named by their state hash, and each task's journal;
 //! - [`chain`]: JSON-RPC and signed transactions to a node;
-//! - [`solver`]: find, claim, train and commit a task.
+//! - [`solver`]: find, claim, train (resuming after a crash) and commit a task; defend it;
+//!   verify others' tasks, by sampling transitions or recomputing;
+//! - [`dispute`]: one side of a dispute, every stage of the game answered;
+//! - [`p2p`]: libp2p announcements, discovery, and fetching content by hash;
+//! - [`config`]: the TOML configuration file;
+//! - [`metrics`]: Prometheus metrics.
 
 pub mod chain;
 pub mod checkpoint;
+pub mod config;
 pub mod dataset;
 pub mod dispute;
 pub mod engine;
+pub mod metrics;
 pub mod p2p;
 pub mod solver;
 pub mod spec_file;

@@ -38,7 +38,12 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use trainet_primitives::trace::trace_root;
 
-use crate::{checkpoint::Journal, solver::Local};
+use crate::{
+	checkpoint::{encode_state, Journal},
+	metrics::metrics,
+	solver::Local,
+	train::Training,
+};
 
 /// The gossipsub topic of announcements.
 pub const ANNOUNCE_TOPIC: &str = "trainet/announce/1";
@@ -178,11 +183,37 @@ impl Library {
 	pub fn bytes(&self, key: &Key) -> Option<Vec<u8>> {
 		match key {
 			Key::Dataset(root) => self.local.datasets.bytes(root).ok().flatten(),
-			Key::State(h) => self.local.checkpoints.bytes(h).ok().flatten(),
+			Key::State(h) => match self.local.checkpoints.bytes(h).ok().flatten() {
+				Some(b) => Some(b),
+				None => self.recompute(h).map(|state| encode_state(&state)),
+			},
 			Key::Trace(root) => {
 				self.traces().remove(root).map(|states| states.iter().flat_map(|h| h.0).collect())
 			}
 		}
+	}
+
+	/// State `h` of one of this worker's traces, recomputed from the nearest checkpoint
+	/// before it (any step on demand, though checkpoints are kept every K steps only).
+	fn recompute(&self, h: &H256) -> Option<Vec<trainet_primitives::repops::Matrix>> {
+		let dir = &self.local.journals;
+		for task in Journal::tasks(dir) {
+			let Ok(journal) = Journal::open(dir, task) else { continue };
+			let states = journal.states();
+			let Some(t) = states.iter().position(|s| s == h) else { continue };
+			let spec = Journal::spec(dir, task)?;
+			let data = self.local.datasets.get(&spec.dataset.root).ok()?;
+			let (c, state) = self.local.checkpoints.latest(states, t).ok()??;
+			tracing::debug!(task, from = c, to = t, "recomputing a state asked for");
+			let mut run = Training::resume(spec, data, c, state).ok()?;
+			while (run.steps_done() as usize) < t {
+				run.step().ok()?;
+			}
+			// Only ever serve the state asked for (a run that cheated on purpose cannot be
+			// reproduced past its fault).
+			return (run.state_hash() == *h).then(|| run.state().to_vec());
+		}
+		None
 	}
 
 	/// The manifest of `key` (its chunks kept to be served).
@@ -203,6 +234,9 @@ impl Library {
 			Request::Manifest(key) => Response::Manifest(self.manifest(&key)),
 			Request::Chunk(h) => {
 				let chunk = self.chunks.lock().ok().and_then(|c| c.get(&h).cloned());
+				if chunk.is_some() {
+					metrics().chunks_served.inc();
+				}
 				Response::Chunk(chunk.map(|mut c| {
 					if self.corrupt {
 						if let Some(b) = c.first_mut() {
@@ -457,6 +491,7 @@ impl P2p {
 		}
 		let (commands, rx) = mpsc::channel(64);
 		let node = Node {
+			bootstrap: config.bootstrap.clone(),
 			swarm,
 			topic,
 			library: library.clone(),
@@ -579,6 +614,7 @@ impl P2p {
 					}
 					match self.request(peer, Request::Chunk(*h)).await {
 						Ok(Response::Chunk(Some(c))) if H256(blake2_256(&c)) == *h => {
+							metrics().chunks_fetched.inc();
 							got = Some(c);
 							break;
 						}
@@ -588,6 +624,7 @@ impl P2p {
 								"served a chunk whose hash is not the manifest's: rejected, \
 								 asking another peer"
 							);
+							metrics().chunks_rejected.inc();
 							rejected.insert(peer);
 						}
 						_ => {}
@@ -626,6 +663,8 @@ impl P2p {
 }
 
 struct Node {
+	/// Dialled again while not connected (a peer that started later, or restarted).
+	bootstrap: Vec<Multiaddr>,
 	swarm: libp2p::Swarm<Behaviour>,
 	topic: gossipsub::IdentTopic,
 	library: Arc<Library>,
@@ -646,7 +685,24 @@ impl Node {
 					None => return,
 				},
 				event = self.swarm.select_next_some() => self.event(event),
-				_ = tick.tick() => self.announce(),
+				_ = tick.tick() => {
+					self.redial();
+					self.announce();
+				}
+			}
+		}
+	}
+
+	fn redial(&mut self) {
+		let nobody = self.swarm.connected_peers().next().is_none();
+		for address in self.bootstrap.clone() {
+			let absent = match peer_of(&address) {
+				Some(peer) => !self.swarm.is_connected(&peer),
+				None => nobody,
+			};
+			if absent {
+				tracing::debug!(%address, "dialling again");
+				let _ = self.swarm.dial(address);
 			}
 		}
 	}

@@ -32,9 +32,11 @@ use trainet_primitives::{
 
 use crate::{
 	chain::{Chain, ChainError},
-	checkpoint::{CheckpointError, CheckpointStore, Journal},
-	dataset::{DatasetError, DatasetStore},
+	checkpoint::{decode_state, CheckpointError, CheckpointStore, Journal},
+	dataset::{Dataset, DatasetError, DatasetStore},
 	dispute::{FightError, Fighter},
+	metrics::{metrics, Speed},
+	p2p::{decode_trace, Key, P2p},
 	train::{TrainError, Training},
 };
 
@@ -207,6 +209,7 @@ pub fn train_task(
 	let data = local.datasets.get(&spec.dataset.root)?;
 	let steps = spec.steps;
 	let mut journal = Journal::open(&local.journals, id)?;
+	Journal::save_spec(&local.journals, id, spec)?;
 	let start = match resume {
 		true => local.checkpoints.latest(journal.states(), usize::MAX)?,
 		false => None,
@@ -227,8 +230,10 @@ pub fn train_task(
 		}
 	}
 	.with_fault(fault);
+	let mut speed = Speed::default();
 	while run.steps_done() < steps {
 		let r = run.step()?;
+		speed.step();
 		journal.push(r.state_hash)?;
 		let done = r.step.saturating_add(1);
 		if done % local.checkpoint_every == 0 || done == steps {
@@ -299,6 +304,7 @@ pub async fn solve(
 	};
 	let proof = trace_proof(&states, steps).ok_or(SolveError::NoProof(steps))?;
 	chain.submit(signer, "TaskEscrow", "commit", (id, commitment, proof)).await?;
+	metrics().tasks_committed.inc();
 	tracing::info!(task = id, final_state = ?final_state, "committed");
 	Ok(Solved { task: id, final_state, trace_root: commitment.trace_root, states })
 }
@@ -353,8 +359,75 @@ pub enum Verdict {
 	ChallengeFailed(u64),
 }
 
+/// What sampling a committed task's transitions found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sample {
+	/// This many transitions were checked, all right.
+	Passed(u32),
+	/// The transition from `h_t` is not the committed `h_{t+1}`.
+	Wrong(u32),
+	/// The trace or a state could not be fetched intact.
+	Unserved(String),
+}
+
+/// Checks `transitions` transitions of `commitment`'s trace chosen at random (all of them if
+/// the task has no more): fetches the trace by its root and each chosen `h_t`'s state by its
+/// hash from peers, runs step `t` and compares with `h_{t+1}`.
+pub async fn sample(
+	p2p: &P2p,
+	spec: &TrainingSpec,
+	data: &Dataset,
+	commitment: &TraceCommitment,
+	transitions: u32,
+	fault: Option<Fault>,
+) -> Result<Sample, SolveError> {
+	use rand::seq::index::sample as choose;
+	let steps = spec.steps;
+	let states = match p2p.fetch(Key::Trace(commitment.trace_root), &[], |_, _| {}).await {
+		Ok((bytes, _)) => match decode_trace(&bytes) {
+			Ok(states) => states,
+			Err(e) => return Ok(Sample::Unserved(e)),
+		},
+		Err(e) => return Ok(Sample::Unserved(e.to_string())),
+	};
+	if states.len() != steps as usize + 1 || states.last() != Some(&commitment.final_state) {
+		return Ok(Sample::Unserved("a trace that does not end in the committed state".into()));
+	}
+	// Chosen here, from the operating system's randomness: the solver cannot know which.
+	let mut chosen: Vec<u32> =
+		choose(&mut rand::rngs::OsRng, steps as usize, (transitions as usize).min(steps as usize))
+			.into_iter()
+			.map(|t| t as u32)
+			.collect();
+	chosen.sort_unstable();
+	for &t in &chosen {
+		let (Some(before), Some(after)) = (states.get(t as usize), states.get(t as usize + 1))
+		else {
+			continue;
+		};
+		let state = match p2p.fetch(Key::State(*before), &[], |_, _| {}).await {
+			Ok((bytes, _)) => match decode_state(&bytes) {
+				Ok(s) => s,
+				Err(e) => return Ok(Sample::Unserved(e)),
+			},
+			Err(e) => return Ok(Sample::Unserved(e.to_string())),
+		};
+		let mut run = Training::resume(spec.clone(), data.clone(), t, state)?.with_fault(fault);
+		let got = run.step()?.state_hash;
+		tracing::debug!(step = t, right = got == *after, "sampled");
+		if got != *after {
+			return Ok(Sample::Wrong(t));
+		}
+	}
+	Ok(Sample::Passed(chosen.len() as u32))
+}
+
 /// Recomputes the first committed task (whose dataset is in `store`) not in `skip`, and
 /// challenges it if its final state is wrong, fighting the dispute to its end.
+///
+/// With `sampling`, it first checks only a few transitions, chosen at random (unpredictably to
+/// the solver), from the solver's trace and states fetched over libp2p: the whole task is
+/// recomputed only if one of them is wrong, or the solver does not serve what it committed.
 ///
 /// `fault` makes the recomputation wrong on purpose (a false challenge, for tests and
 /// demonstrations that an honest solver wins).
@@ -364,6 +437,7 @@ pub async fn verify_one(
 	store: &DatasetStore,
 	skip: &[u64],
 	fault: Option<Fault>,
+	sampling: Option<(&P2p, u32)>,
 ) -> Result<Option<Verdict>, SolveError> {
 	for id in 0..next_task_id(chain).await? {
 		if skip.contains(&id) {
@@ -371,16 +445,45 @@ pub async fn verify_one(
 		}
 		let Some(task) = chain_task(chain, id).await? else { continue };
 		let TaskState::Committed { commitment, .. } = &task.state else { continue };
-		let data = match store.get(&task.spec.dataset.root) {
-			Ok(d) => d,
-			Err(DatasetError::NotFound { .. }) => continue,
-			Err(e) => return Err(e.into()),
+		let root = task.spec.dataset.root;
+		let data = match (store.get(&root), sampling) {
+			(Ok(d), _) => d,
+			// Not here: a peer may have it (every chunk and the root checked).
+			(Err(DatasetError::NotFound { .. }), Some((p2p, _))) => {
+				match p2p.fetch(Key::Dataset(root), &[], |_, _| {}).await {
+					Ok(_) => store.get(&root)?,
+					Err(e) => {
+						tracing::debug!(task = id, "its dataset is not here: {e}");
+						continue;
+					}
+				}
+			}
+			(Err(DatasetError::NotFound { .. }), None) => continue,
+			(Err(e), _) => return Err(e.into()),
 		};
+		metrics().tasks_verified.inc();
+		if let Some((p2p, transitions)) = sampling {
+			match sample(p2p, &task.spec, &data, commitment, transitions, fault).await? {
+				Sample::Passed(n) => {
+					tracing::info!(task = id, transitions = n, "every sampled transition is right");
+					return Ok(Some(Verdict::Honest(id)));
+				}
+				Sample::Wrong(t) => {
+					tracing::warn!(task = id, step = t, "a sampled transition is wrong");
+				}
+				Sample::Unserved(why) => tracing::warn!(
+					task = id,
+					"the solver does not serve its trace or states ({why}): recomputing all"
+				),
+			}
+		}
 		tracing::info!(task = id, steps = task.spec.steps, "recomputing");
 		let mut run = Training::new(task.spec.clone(), data.clone())?.with_fault(fault);
 		let mut states = vec![run.state_hash()];
+		let mut speed = Speed::default();
 		while run.steps_done() < task.spec.steps {
 			states.push(run.step()?.state_hash);
+			speed.step();
 		}
 		let steps = task.spec.steps;
 		if states.last() == Some(&commitment.final_state) {
@@ -389,6 +492,7 @@ pub async fn verify_one(
 		tracing::warn!(task = id, "the committed final state is wrong: challenging");
 		let proof = trace_proof(&states, steps).ok_or(SolveError::NoProof(steps))?;
 		chain.submit(signer, "Challenge", "open", (id, trace_root(&states), proof)).await?;
+		metrics().challenges_opened.inc();
 		let me = crate::chain::address(signer);
 		let open: Vec<Value> = chain.rpc("trainet_openDisputes", vec![Value::from(id)]).await?;
 		let dispute = open
@@ -416,7 +520,7 @@ pub async fn verify_one(
 #[cfg(test)]
 mod tests {
 	use super::*;
-	use crate::{dataset::Dataset, spec_file::SpecFile};
+	use crate::spec_file::SpecFile;
 
 	fn spec(data: &Dataset, steps: u32) -> TrainingSpec {
 		let text = format!(

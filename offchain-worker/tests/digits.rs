@@ -201,3 +201,30 @@ fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
 	);
 	assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn an_unreachable_node_and_a_bad_config_get_clear_errors() {
+	let dir = tempfile::tempdir().unwrap();
+	let data = dir.path().join("data");
+	// Nobody listens on port 1.
+	let out = worker(&data, &["status", "--node", "ws://127.0.0.1:1", "--wait-for-node", "1"]);
+	assert_eq!(out.status.code(), Some(1));
+	let err = String::from_utf8_lossy(&out.stderr);
+	assert!(err.starts_with("error: cannot reach a Trainet node at ws://127.0.0.1:1"), "{err}");
+	assert!(!err.contains("panicked"), "{err}");
+
+	let config = dir.path().join("worker.toml");
+	std::fs::write(&config, "node = \"ws://127.0.0.1:1\"\n[p2p]\nlisten = 7\n").unwrap();
+	let out = worker(&data, &["status", "--config", config.to_str().unwrap()]);
+	assert_eq!(out.status.code(), Some(1));
+	let err = String::from_utf8_lossy(&out.stderr);
+	assert!(err.contains("in the config file") && err.contains("listen"), "{err}");
+
+	// The file's node is used (and a flag overrides it).
+	std::fs::write(&config, "node = \"ws://127.0.0.1:1\"\n").unwrap();
+	let args = ["status", "--wait-for-node", "1", "--config", config.to_str().unwrap()];
+	let out = worker(&data, &args);
+	assert!(String::from_utf8_lossy(&out.stderr).contains("ws://127.0.0.1:1"));
+	let out = worker(&data, &[&args[..], &["--node", "ws://127.0.0.1:2"]].concat());
+	assert!(String::from_utf8_lossy(&out.stderr).contains("ws://127.0.0.1:2"));
+}

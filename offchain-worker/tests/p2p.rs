@@ -86,7 +86,11 @@ fn workers_fetch_content_by_hash_and_reject_a_corrupting_peer() {
 	let states =
 		trainet_worker::solver::train_task(&local, 0, &spec, None, false, |_, _| {}).unwrap();
 
-	let alice = Server::start(&a, &[]);
+	let metrics = {
+		let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+		l.local_addr().unwrap().to_string()
+	};
+	let alice = Server::start(&a, &["--metrics", &metrics]);
 	let bob = Server::start(&b, &["--corrupt", "--peer", &alice.address]);
 
 	// Bob hears Alice's announcement: her hardware and the task she holds.
@@ -137,8 +141,32 @@ fn workers_fetch_content_by_hash_and_reject_a_corrupting_peer() {
 	let fetched = Local::open(&c, 10).unwrap().checkpoints.get(&states[20]).unwrap();
 	assert!(fetched.is_some(), "the checkpoint was not stored");
 
+	// Alice's metrics count what she served.
+	let page = {
+		use std::io::{Read, Write};
+		let mut socket = std::net::TcpStream::connect(&metrics).unwrap();
+		socket.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+		let mut page = String::new();
+		socket.read_to_string(&mut page).unwrap();
+		page
+	};
+	let served: f64 = page
+		.lines()
+		.find_map(|l| l.strip_prefix("trainet_worker_chunks_served_total "))
+		.and_then(|v| v.parse().ok())
+		.unwrap_or_else(|| panic!("no chunks_served in {page}"));
+	assert!(served >= 9.0, "the dataset alone is 8 chunks: {page}");
+
+	// A state Alice kept no checkpoint of (she keeps every 10th): she recomputes it from h_20.
+	assert!(!Local::open(&a, 10).unwrap().checkpoints.has(&states[23]));
+	let h23 = format!("{:?}", states[23]);
+	let out =
+		worker(&c, &["fetch", "checkpoint", &h23, "--peer", &alice.address]).output().unwrap();
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+	assert!(Local::open(&c, 10).unwrap().checkpoints.get(&states[23]).unwrap().is_some());
+
 	// Content nobody has.
-	let out = worker(&c, &["fetch", "checkpoint", &format!("{:?}", states[21])])
+	let out = worker(&c, &["fetch", "checkpoint", &format!("{:?}", sp_core::H256::repeat_byte(3))])
 		.args(["--peer", &alice.address])
 		.output()
 		.unwrap();

@@ -24,7 +24,7 @@ use std::{
 use anyhow::{ensure, Context, Result};
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
-use trainet_e2e::{ledger, worker_binary, Node, NodeConfig};
+use trainet_e2e::{free_port, ledger, worker_binary, Node, NodeConfig};
 use trainet_primitives::{trace::trace_root, UNIT};
 use trainet_worker::{dataset::Dataset, spec_file::SpecFile, train::Training};
 
@@ -111,6 +111,27 @@ impl Market {
 		worker_command(&self.data_dir, &self.node.ws_url(), suri, args)
 	}
 
+	/// A worker of `suri` with its own, empty, data directory (named after it), listening for
+	/// peers on a free loopback port; and the address others reach it at.
+	fn peer(&self, suri: &str, args: &[&str]) -> Result<(Command, String)> {
+		let dir = self.data_dir.with_file_name(suri.trim_start_matches('/'));
+		let id = trainet_worker::p2p::identity(&{
+			std::fs::create_dir_all(&dir)?;
+			dir.clone()
+		})?
+		.public()
+		.to_peer_id();
+		let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
+		let mut c = worker_command(&dir, &self.node.ws_url(), suri, args)?;
+		c.args(["--listen", &listen, "--no-mdns"]);
+		Ok((c, format!("{listen}/p2p/{id}")))
+	}
+
+	/// The task's dataset root.
+	fn root(&self) -> Result<sp_core::H256> {
+		Ok(SpecFile::parse(&self.spec_text)?.dataset_root()?)
+	}
+
 	/// The trace root an independent run of the task gives.
 	fn true_trace_root(&self) -> Result<sp_core::H256> {
 		let data = Dataset::digits()?;
@@ -132,11 +153,20 @@ impl Market {
 	}
 }
 
-/// Runs two workers to their ends, at most 10 minutes.
+/// Runs `c` to success; returns its output and its log.
+fn run_logged(mut c: Command) -> Result<String> {
+	let out = c.output()?;
+	let (stdout, stderr) =
+		(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+	ensure!(out.status.success(), "trainet-worker failed: {stderr}");
+	Ok(format!("{stdout}\n{stderr}"))
+}
+
+/// Runs two workers to their ends, at most 10 minutes; returns their outputs and logs.
 async fn both(a: Command, b: Command) -> Result<(String, String)> {
 	tokio::time::timeout(Duration::from_secs(600), async {
-		let a = tokio::task::spawn_blocking(move || run(a));
-		let b = tokio::task::spawn_blocking(move || run(b));
+		let a = tokio::task::spawn_blocking(move || run_logged(a));
+		let b = tokio::task::spawn_blocking(move || run_logged(b));
 		Ok::<_, anyhow::Error>((a.await??, b.await??))
 	})
 	.await
@@ -148,13 +178,28 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 	let m = Market::start(150, 10).await?;
 	let dave = dev::dave();
 	let before = free(&m.api, dave.public_key().0).await?;
-	let solve = m.worker("//Dave", &["solve", "--once", "--register", "200"])?;
-	let solved = tokio::task::spawn_blocking(move || run(solve)).await??;
+	// Dave serves his trace and states to peers; Eve, who has not even the dataset, fetches
+	// it from him, then samples 3 of his transitions instead of recomputing 150 steps.
+	let (solve, dave_address) = m.peer("//Dave", &["solve", "--once", "--register", "200"])?;
+	std::fs::copy(
+		m.data_dir.join(format!("{:x}.dataset", m.root()?)),
+		m.data_dir.with_file_name("Dave").join(format!("{:x}.dataset", m.root()?)),
+	)?;
+	let (verify, _) = m.peer(
+		"//Eve",
+		&["verify", "--once", "--register", "100", "--sample", "3", "--peer", &dave_address],
+	)?;
+	let (solved, verified) = both(solve, verify).await?;
 	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
 	// The committed trace is the one an independent run of the same spec gives.
 	ensure!(
 		solved.contains(&format!("trace root {:?}", m.true_trace_root()?)),
 		"another trace: {solved}"
+	);
+	ensure!(
+		verified.contains("task 0 verified")
+			&& verified.contains("every sampled transition is right"),
+		"eve: {verified}"
 	);
 
 	// Paid: the reward (less fees) on top of what registering bonded, stake unlocked.
@@ -171,9 +216,19 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 #[tokio::test]
 async fn a_verifier_catches_a_cheating_worker() -> Result<()> {
 	let m = Market::start(4, 60).await?;
-	let dave = m.worker("//Dave", &["solve", "--once", "--register", "200", "--fault", "2:3"])?;
-	let eve = m.worker("//Eve", &["verify", "--once", "--register", "100"])?;
+	let args = ["solve", "--once", "--register", "200", "--fault", "2:3"];
+	let (dave, dave_address) = m.peer("//Dave", &args)?;
+	std::fs::copy(
+		m.data_dir.join(format!("{:x}.dataset", m.root()?)),
+		m.data_dir.with_file_name("Dave").join(format!("{:x}.dataset", m.root()?)),
+	)?;
+	// Eve samples every transition (4 of 4): step 2's is wrong.
+	let (eve, _) = m.peer(
+		"//Eve",
+		&["verify", "--once", "--register", "100", "--sample", "4", "--peer", &dave_address],
+	)?;
 	let (dave_out, eve_out) = both(dave, eve).await?;
+	ensure!(eve_out.contains("a sampled transition is wrong task=0 step=2"), "eve: {eve_out}");
 	ensure!(dave_out.contains("task 0 lost in a dispute"), "dave: {dave_out}");
 	ensure!(
 		eve_out.contains("task 0 was wrong: challenged, and the solver lost"),

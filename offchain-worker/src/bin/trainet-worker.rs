@@ -1,16 +1,19 @@
 //! `trainet-worker`: the solver and verifier's command line.
 //!
-//! What it does so far (issue 4/7 continues: chain, peer-to-peer, solve and verify loops):
-//!
 //! ```text
 //! trainet-worker dataset digits [--held-out 5]      # import the shipped 8x8 digits
 //! trainet-worker dataset synthetic --samples 1000 --features 16 --classes 4 [--seed 1]
 //! trainet-worker train task.toml [--threads N] [--trace hashes.txt] [--evaluate ROOT]
+//! trainet-worker submit task.toml --reward 10       # post a task
+//! trainet-worker status [TASK]
+//! trainet-worker solve [--once] [--register BOND] [--listen ADDR]
+//! trainet-worker verify [--once] [--register BOND] [--sample N --peer ADDR]
+//! trainet-worker serve [--listen ADDR] [--peer ADDR]
+//! trainet-worker fetch dataset|checkpoint|trace HASH --peer ADDR
 //! ```
 //!
-//! Datasets live in a content-addressed store (`--data-dir`, default `./trainet-data`).
-//! `train` runs the task bit-exactly with the RepOps engine, shows progress, writes every
-//! state hash `h_t` to `--trace`, and prints the final hash and held-out accuracy.
+//! Settings come from flags, then environment variables (`TRAINET_*`), then the TOML file
+//! given with `--config` (see `trainet_worker::config`), then defaults.
 
 use std::{
 	fs,
@@ -24,7 +27,9 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sp_core::H256;
 use trainet_worker::{
+	config::WorkerConfig,
 	dataset::{Dataset, DatasetStore},
+	metrics,
 	p2p::{self, Key, P2p, P2pConfig},
 	solver,
 	spec_file::SpecFile,
@@ -34,22 +39,28 @@ use trainet_worker::{
 #[derive(Parser)]
 #[command(name = "trainet-worker", version, about = "Trainet's solver and verifier worker")]
 struct Cli {
-	/// The dataset store.
-	#[arg(long, global = true, default_value = "trainet-data", env = "TRAINET_DATA")]
-	data_dir: PathBuf,
-	/// The node's WebSocket JSON-RPC address.
-	#[arg(long, global = true, default_value = "ws://127.0.0.1:9944", env = "TRAINET_NODE_URL")]
-	node: String,
-	/// The account's secret URI (`//Alice` on a dev chain, or a mnemonic).
-	#[arg(long, global = true, default_value = "//Alice", env = "TRAINET_SURI")]
-	suri: String,
+	/// A TOML configuration file (flags and environment variables override it).
+	#[arg(long, global = true, env = "TRAINET_CONFIG")]
+	config: Option<PathBuf>,
+	/// Where datasets, checkpoints, journals and the peer key live [default: trainet-data].
+	#[arg(long, global = true, env = "TRAINET_DATA")]
+	data_dir: Option<PathBuf>,
+	/// The node's WebSocket JSON-RPC address [default: ws://127.0.0.1:9944].
+	#[arg(long, global = true, env = "TRAINET_NODE_URL")]
+	node: Option<String>,
+	/// The account's secret URI (`//Alice` on a dev chain, or a mnemonic) [default: //Alice].
+	#[arg(long, global = true, env = "TRAINET_SURI")]
+	suri: Option<String>,
+	/// Seconds to keep trying to reach the node before giving up.
+	#[arg(long, global = true, default_value_t = 30)]
+	wait_for_node: u64,
 	/// Keep a checkpoint of the training state every this many steps (a restarted solver
-	/// resumes from the last one).
-	#[arg(long, global = true, default_value_t = 100)]
-	checkpoint_every: u32,
+	/// resumes from the last one) [default: 100].
+	#[arg(long, global = true)]
+	checkpoint_every: Option<u32>,
 	/// Peer-to-peer: listen on this multiaddress (repeatable), serving this worker's datasets,
 	/// checkpoints and traces. `serve` listens on /ip4/0.0.0.0/tcp/30444 by default; `solve`
-	/// and `verify` join the network only when given one.
+	/// and `verify` join the network only when given one (or a --peer).
 	#[arg(long, global = true)]
 	listen: Vec<String>,
 	/// Peer-to-peer: a peer to connect to at start (repeatable), like
@@ -59,8 +70,64 @@ struct Cli {
 	/// Peer-to-peer: do not look for peers on the local network (mDNS).
 	#[arg(long, global = true)]
 	no_mdns: bool,
+	/// Serve Prometheus metrics at http://<this address>/metrics (like 127.0.0.1:9616).
+	#[arg(long, global = true)]
+	metrics: Option<String>,
 	#[command(subcommand)]
 	command: Command,
+}
+
+/// Every setting, resolved: flag, environment, config file, default.
+struct Settings {
+	data_dir: PathBuf,
+	node: String,
+	suri: String,
+	wait_for_node: Duration,
+	checkpoint_every: u32,
+	network: Network,
+	metrics: Option<String>,
+	sample: Option<u32>,
+}
+
+impl Settings {
+	fn resolve(cli: &Cli) -> Result<Self> {
+		let file = match &cli.config {
+			Some(path) => WorkerConfig::load(path)?,
+			None => WorkerConfig::default(),
+		};
+		let data_dir =
+			cli.data_dir.clone().or(file.data_dir.clone()).unwrap_or("trainet-data".into());
+		let pick = |flags: &[String], file: &[String]| match flags.is_empty() {
+			true => file.to_vec(),
+			false => flags.to_vec(),
+		};
+		let checkpoint_every = cli.checkpoint_every.or(file.checkpoint_every).unwrap_or(100);
+		if checkpoint_every == 0 {
+			bail!("--checkpoint-every must be at least 1");
+		}
+		let sample = match &cli.command {
+			Command::Verify { sample, .. } => sample.or(file.verify.sample),
+			_ => None,
+		};
+		Ok(Self {
+			node: cli.node.clone().or(file.node.clone()).unwrap_or("ws://127.0.0.1:9944".into()),
+			suri: match &cli.suri {
+				Some(s) => s.clone(),
+				None => file.secret()?.unwrap_or("//Alice".into()),
+			},
+			wait_for_node: Duration::from_secs(cli.wait_for_node),
+			checkpoint_every,
+			network: Network {
+				listen: pick(&cli.listen, &file.p2p.listen),
+				peers: pick(&cli.peers, &file.p2p.peers),
+				mdns: !cli.no_mdns && file.p2p.mdns.unwrap_or(true),
+				dir: data_dir.clone(),
+			},
+			metrics: cli.metrics.clone().or(file.metrics.listen.clone()),
+			sample,
+			data_dir,
+		})
+	}
 }
 
 #[derive(Subcommand)]
@@ -150,6 +217,11 @@ enum Command {
 		/// wins a false challenge): alter operation OP of step STEP, written `STEP:OP`.
 		#[arg(long, value_parser = parse_fault)]
 		fault: Option<trainet_primitives::referee::Fault>,
+		/// Check this many transitions per task, chosen at random, from the solver's trace
+		/// and states fetched from peers (`--peer`), instead of recomputing every step; the
+		/// whole task is recomputed only when one is wrong or not served.
+		#[arg(long)]
+		sample: Option<u32>,
 	},
 }
 
@@ -231,37 +303,40 @@ fn parse_root(text: &str) -> Result<H256> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-	let store = DatasetStore::open(&cli.data_dir)?;
-	let network = Network {
-		listen: cli.listen.clone(),
-		peers: cli.peers.clone(),
-		mdns: !cli.no_mdns,
-		dir: cli.data_dir.clone(),
+	let settings = Settings::resolve(&cli)?;
+	let store = DatasetStore::open(&settings.data_dir)?;
+	let local = || solver::Local::open(&settings.data_dir, settings.checkpoint_every);
+	let runtime = || -> Result<tokio::runtime::Runtime> {
+		let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+		if let Some(address) = &settings.metrics {
+			let bound = rt
+				.block_on(metrics::serve(address))
+				.with_context(|| format!("serving metrics on {address}"))?;
+			tracing::info!("metrics at http://{bound}/metrics");
+		}
+		Ok(rt)
 	};
 	match cli.command {
 		Command::Serve { corrupt } => {
-			let local = solver::Local::open(&cli.data_dir, cli.checkpoint_every)?;
-			let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-			rt.block_on(serve(network, local, corrupt))
+			let local = local()?;
+			runtime()?.block_on(serve(settings.network, local, corrupt))
 		}
 		Command::Fetch { kind, hash, wait } => {
-			let local = solver::Local::open(&cli.data_dir, cli.checkpoint_every)?;
+			let local = local()?;
 			let h = parse_root(&hash)?;
 			let key = match kind {
 				FetchKind::Dataset => Key::Dataset(h),
 				FetchKind::Checkpoint => Key::State(h),
 				FetchKind::Trace => Key::Trace(h),
 			};
-			let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-			rt.block_on(fetch(network, local, key, Duration::from_secs(wait)))
+			runtime()?.block_on(fetch(settings.network, local, key, Duration::from_secs(wait)))
 		}
 		Command::Submit { .. }
 		| Command::Status { .. }
 		| Command::Solve { .. }
 		| Command::Verify { .. } => {
-			let local = solver::Local::open(&cli.data_dir, cli.checkpoint_every)?;
-			let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-			rt.block_on(on_chain(cli.command, &cli.node, &cli.suri, local, network))
+			let local = local()?;
+			runtime()?.block_on(on_chain(cli.command, &settings, local))
 		}
 		Command::Dataset { source } => {
 			let (data, held_out) = match source {
@@ -401,24 +476,20 @@ async fn fetch(network: Network, local: solver::Local, key: Key, wait: Duration)
 	Ok(())
 }
 
-async fn on_chain(
-	command: Command,
-	node: &str,
-	suri: &str,
-	local: solver::Local,
-	network: Network,
-) -> Result<()> {
+async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -> Result<()> {
 	use trainet_worker::chain;
+	let network = &settings.network;
 	let store = &local.datasets;
 	// Solvers and verifiers given --listen serve their checkpoints and traces meanwhile.
-	let _peer = match (&command, network.listen.is_empty()) {
-		(Command::Solve { .. } | Command::Verify { .. }, false) => {
+	let joins = !network.listen.is_empty() || !network.peers.is_empty();
+	let peer = match (&command, joins) {
+		(Command::Solve { .. } | Command::Verify { .. }, true) => {
 			Some(network.start(local.clone(), false, &[]).await?)
 		}
 		_ => None,
 	};
-	let signer = chain::signer(suri)?;
-	let chain = chain::Chain::connect(node, Duration::from_secs(30)).await?;
+	let signer = chain::signer(&settings.suri)?;
+	let chain = chain::Chain::connect(&settings.node, settings.wait_for_node).await?;
 	match command {
 		Command::Submit { spec, reward, claim_timeout, commit_timeout, challenge_timeout } => {
 			let text = fs::read_to_string(&spec)
@@ -491,13 +562,18 @@ async fn on_chain(
 				}
 			}
 		}
-		Command::Verify { once, register, fault } => {
+		Command::Verify { once, register, fault, .. } => {
+			let sampling = match (settings.sample, &peer) {
+				(Some(n), Some(p2p)) => Some((p2p, n)),
+				(Some(_), None) => bail!("--sample fetches from peers: give --peer (or --listen)"),
+				(None, _) => None,
+			};
 			if let Some(bond) = register {
 				register_as(&chain, &signer, (false, true), bond).await?;
 			}
 			let mut done = Vec::new();
 			loop {
-				match solver::verify_one(&chain, &signer, store, &done, fault).await? {
+				match solver::verify_one(&chain, &signer, store, &done, fault, sampling).await? {
 					None => tokio::time::sleep(Duration::from_secs(3)).await,
 					Some(verdict) => {
 						let id = match verdict {
