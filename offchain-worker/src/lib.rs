@@ -14,6 +14,7 @@
 //!   verify others' tasks, by sampling transitions or recomputing;
 //! - [`dispute`]: one side of a dispute, every stage of the game answered;
 //! - [`p2p`]: libp2p announcements, discovery, and fetching content by hash;
+//! - [`model`]: the trained model as a burn `Module`, saved as a burn record;
 //! - [`config`]: the TOML configuration file;
 //! - [`metrics`]: Prometheus metrics.
 
@@ -24,6 +25,7 @@ pub mod dataset;
 pub mod dispute;
 pub mod engine;
 pub mod metrics;
+pub mod model;
 pub mod p2p;
 pub mod solver;
 pub mod spec_file;

@@ -36,6 +36,7 @@ use crate::{
 	dataset::{Dataset, DatasetError, DatasetStore},
 	dispute::{FightError, Fighter},
 	metrics::{metrics, Speed},
+	model::{Mlp, ModelError},
 	p2p::{decode_trace, Key, P2p},
 	train::{TrainError, Training},
 };
@@ -67,6 +68,9 @@ pub enum SolveError {
 	/// Checkpoints or the journal.
 	#[error(transparent)]
 	Checkpoint(#[from] CheckpointError),
+	/// Saving the trained model.
+	#[error(transparent)]
+	Model(#[from] ModelError),
 	/// A task this worker cannot take or go on with.
 	#[error("task {task}: {reason}")]
 	Task {
@@ -78,7 +82,8 @@ pub enum SolveError {
 }
 
 /// What a worker keeps on disk, all under one data directory: the dataset store (the
-/// directory itself), checkpoints (`checkpoints/`) and task journals (`tasks/`).
+/// directory itself), checkpoints (`checkpoints/`), task journals (`tasks/`) and trained
+/// models (`models/`).
 #[derive(Clone, Debug)]
 pub struct Local {
 	/// Datasets.
@@ -87,6 +92,8 @@ pub struct Local {
 	pub checkpoints: CheckpointStore,
 	/// Where the journals are.
 	pub journals: std::path::PathBuf,
+	/// Where trained models are saved (burn records).
+	pub models: std::path::PathBuf,
 	/// A checkpoint every this many steps (and of the first and last state).
 	pub checkpoint_every: u32,
 }
@@ -98,6 +105,7 @@ impl Local {
 			datasets: DatasetStore::open(dir)?,
 			checkpoints: CheckpointStore::open(dir.join("checkpoints"))?,
 			journals: dir.join("tasks"),
+			models: dir.join("models"),
 			checkpoint_every: checkpoint_every.max(1),
 		})
 	}
@@ -164,6 +172,20 @@ pub struct Solved {
 	pub trace_root: H256,
 	/// The whole trace `h_0 ..= h_N`.
 	pub states: Vec<H256>,
+	/// The trained model, saved as a burn record (when this run trained it).
+	pub model: Option<std::path::PathBuf>,
+}
+
+/// Saves the model of a training `state` (an MLP of `spec`) as a burn record at `path`
+/// (`.mpk`); returns the file.
+pub fn save_model(
+	spec: &TrainingSpec,
+	state: &[trainet_primitives::repops::Matrix],
+	path: &Path,
+) -> Result<std::path::PathBuf, ModelError> {
+	let Model::Mlp { widths, .. } = &spec.model;
+	let device = Default::default();
+	Mlp::<burn::backend::NdArray>::from_state(widths, state, &device)?.save(path)
 }
 
 /// How a task's life ended for its solver.
@@ -284,6 +306,7 @@ pub async fn solve(
 				final_state: commitment.final_state,
 				trace_root: commitment.trace_root,
 				states,
+				model: None,
 			});
 		}
 		_ => return Err(not_mine("held by another solver")),
@@ -306,7 +329,14 @@ pub async fn solve(
 	chain.submit(signer, "TaskEscrow", "commit", (id, commitment, proof)).await?;
 	metrics().tasks_committed.inc();
 	tracing::info!(task = id, final_state = ?final_state, "committed");
-	Ok(Solved { task: id, final_state, trace_root: commitment.trace_root, states })
+	let model = save_model(&task.spec, &last, &local.models.join(format!("task-{id}")))?;
+	Ok(Solved {
+		task: id,
+		final_state,
+		trace_root: commitment.trace_root,
+		states,
+		model: Some(model),
+	})
 }
 
 /// Defends committed task `id` (whose trace is `solved.states`, from a run with `fault`):

@@ -4,6 +4,8 @@
 //!   burn run of the same model (same initial weights, same batches, same SGD with momentum,
 //!   burn's autodiff and float arithmetic) reaches it too: the bit-exact training is real
 //!   training.
+//! - The trained model, saved as a burn record, loads into a burn `Mlp` with the same bits
+//!   and classifies as the RepOps forward pass does.
 //! - Two `trainet-worker train` processes with different thread counts write the same state
 //!   hash for every step.
 //! - Bad input gets a clear message and a failing exit code.
@@ -19,7 +21,7 @@ use trainet_primitives::{
 	repops::{batch_indices, Matrix},
 	task::{F32Bits, Optimizer, TrainingSpec},
 };
-use trainet_worker::{dataset::Dataset, train::Training};
+use trainet_worker::{dataset::Dataset, model::Mlp, train::Training};
 
 /// The accuracy both runs must reach on the held-out fifth of the digits.
 const TARGET: f32 = 0.90;
@@ -109,6 +111,27 @@ fn repops_training_learns_the_digits_as_plain_float_training_does() {
 	assert!(ours >= TARGET, "RepOps run: {ours}");
 	assert!(theirs >= TARGET, "burn run: {theirs}");
 	assert!((ours - theirs).abs() < 0.03, "RepOps {ours} vs burn {theirs}");
+
+	// The trained model, saved as a burn record and loaded by a burn user, is the same model:
+	// bit-identical parameters, and burn's own forward pass classifies as RepOps does.
+	let dir = tempfile::tempdir().unwrap();
+	let device = Default::default();
+	let file = Mlp::<NdArray>::from_state(&[64, 32, 10], run.state(), &device)
+		.unwrap()
+		.save(&dir.path().join("digits"))
+		.unwrap();
+	let loaded = Mlp::<NdArray>::load(&[64, 32, 10], &file, &device).unwrap();
+	let bits = |s: &[Matrix]| -> Vec<u32> {
+		s.iter().flat_map(|m| m.data.iter().map(|v| v.to_bits())).collect()
+	};
+	assert_eq!(bits(&loaded.to_state()), bits(&run.state()[..4]));
+	let x: Vec<f32> = held.samples.iter().flat_map(|(x, _)| x.clone()).collect();
+	let x = Tensor::<NdArray, 2>::from_data(TensorData::new(x, [held.samples.len(), 64]), &device);
+	let predicted: Vec<i64> = loaded.forward(x).argmax(1).into_data().to_vec().unwrap();
+	let correct =
+		predicted.iter().zip(&held.samples).filter(|(p, (_, y))| **p == i64::from(*y)).count();
+	let loaded_accuracy = correct as f32 / held.samples.len() as f32;
+	assert!((loaded_accuracy - ours).abs() < 0.01, "burn {loaded_accuracy} vs RepOps {ours}");
 }
 
 fn worker(data: &Path, args: &[&str]) -> std::process::Output {

@@ -191,6 +191,11 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 	)?;
 	let (solved, verified) = both(solve, verify).await?;
 	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
+	let model = m.data_dir.with_file_name("Dave").join("models").join("task-0.mpk");
+	ensure!(
+		solved.contains("task 0 model saved as a burn record") && model.is_file(),
+		"no model saved: {solved}"
+	);
 	// The committed trace is the one an independent run of the same spec gives.
 	ensure!(
 		solved.contains(&format!("trace root {:?}", m.true_trace_root()?)),

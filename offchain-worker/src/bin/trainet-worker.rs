@@ -150,6 +150,9 @@ enum Command {
 		/// A stored dataset to report accuracy on at the end.
 		#[arg(long)]
 		evaluate: Option<String>,
+		/// Saves the trained model as a burn record at this path (`.mpk`).
+		#[arg(long)]
+		save: Option<PathBuf>,
 	},
 	/// Posts a task from a TOML spec file, holding `--reward` TNET from the account.
 	Submit {
@@ -371,7 +374,7 @@ fn run(cli: Cli) -> Result<()> {
 			}
 			Ok(())
 		}
-		Command::Train { spec, threads, trace, evaluate } => {
+		Command::Train { spec, threads, trace, evaluate, save } => {
 			if let Some(n) = threads {
 				rayon::ThreadPoolBuilder::new()
 					.num_threads(n.max(1))
@@ -386,7 +389,7 @@ fn run(cli: Cli) -> Result<()> {
 				file.to_spec(&data).with_context(|| format!("in {}", spec.display()))?;
 			let evaluate = evaluate.map(|r| parse_root(&r).and_then(|r| Ok(store.get(&r)?)));
 			let evaluate = evaluate.transpose()?;
-			train(spec_value, data, trace, evaluate)
+			train(spec_value, data, trace, evaluate, save)
 		}
 	}
 }
@@ -553,6 +556,9 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 					solved.final_state,
 					solved.trace_root
 				);
+				if let Some(file) = &solved.model {
+					out!("task {id} model saved as a burn record: {}", file.display());
+				}
 				match solver::defend(&chain, &signer, &local, &task, &solved, fault).await? {
 					solver::Outcome::Ended => out!("task {id} ended"),
 					solver::Outcome::Lost => out!("task {id} lost in a dispute"),
@@ -626,6 +632,7 @@ fn train(
 	data: Dataset,
 	trace: Option<PathBuf>,
 	evaluate: Option<Dataset>,
+	save: Option<PathBuf>,
 ) -> Result<()> {
 	let steps = spec.steps;
 	let mut run = Training::new(spec, data)?;
@@ -671,6 +678,10 @@ fn train(
 	out!("h_{steps} {:?}", run.state_hash());
 	if let Some(held) = evaluate {
 		out!("held-out accuracy {:.4} ({} samples)", run.accuracy(&held)?, held.samples.len());
+	}
+	if let Some(path) = save {
+		let file = solver::save_model(run.spec(), run.state(), &path)?;
+		out!("model saved as a burn record: {}", file.display());
 	}
 	Ok(())
 }
