@@ -82,45 +82,65 @@ pub fn address(signer: &Keypair) -> String {
 	))
 }
 
-/// A connection to one node.
+/// A connection to one node, that outlives the node's restarts: JSON-RPC calls made while
+/// the node is away are retried until it is back (up to the patience given to
+/// [`Chain::connect`]), and the WebSocket client that submits transactions is rebuilt when
+/// its connection was lost.
 pub struct Chain {
 	url: String,
 	rpc: HttpClient,
-	api: OnlineClient<PolkadotConfig>,
+	api: tokio::sync::RwLock<OnlineClient<PolkadotConfig>>,
+	patience: Duration,
+}
+
+/// Whether a failure is the connection's rather than the node's answer.
+fn lost_connection(reason: &str) -> bool {
+	let r = reason.to_lowercase();
+	["connection", "closed", "restart", "background task", "transport", "disconnected"]
+		.iter()
+		.any(|w| r.contains(w))
+}
+
+/// A subxt client for the node at `url`, retrying until `patience` runs out.
+async fn connect_ws(
+	url: &str,
+	patience: Duration,
+) -> Result<OnlineClient<PolkadotConfig>, ChainError> {
+	let start = Instant::now();
+	loop {
+		match OnlineClient::<PolkadotConfig>::from_url(url).await {
+			Ok(api) => return Ok(api),
+			Err(e) if start.elapsed() >= patience => {
+				return Err(ChainError::Unreachable {
+					url: url.into(),
+					waited: start.elapsed(),
+					reason: e.to_string(),
+				})
+			}
+			Err(e) => {
+				tracing::debug!(url, reason = %e, "node not reachable yet");
+				tokio::time::sleep(Duration::from_millis(500)).await;
+			}
+		}
+	}
 }
 
 impl Chain {
 	/// Connects to the node at `url` (`ws://host:port`), retrying until `patience` runs out
-	/// (a node that is still starting).
+	/// (a node that is still starting); later, the same patience is given to a node that
+	/// restarts.
 	pub async fn connect(url: &str, patience: Duration) -> Result<Self, ChainError> {
-		let start = Instant::now();
 		let http = url.replacen("ws://", "http://", 1).replacen("wss://", "https://", 1);
-		loop {
-			let attempt = async {
-				let rpc = HttpClientBuilder::default()
-					.max_request_size(16 * 1024 * 1024)
-					.build(&http)
-					.map_err(|e| e.to_string())?;
-				let api = OnlineClient::<PolkadotConfig>::from_url(url)
-					.await
-					.map_err(|e| e.to_string())?;
-				Ok::<_, String>((rpc, api))
-			};
-			match attempt.await {
-				Ok((rpc, api)) => return Ok(Self { url: url.into(), rpc, api }),
-				Err(reason) if start.elapsed() >= patience => {
-					return Err(ChainError::Unreachable {
-						url: url.into(),
-						waited: start.elapsed(),
-						reason,
-					})
-				}
-				Err(reason) => {
-					tracing::debug!(url, reason, "node not reachable yet");
-					tokio::time::sleep(Duration::from_millis(500)).await;
-				}
-			}
-		}
+		let rpc = HttpClientBuilder::default()
+			.max_request_size(16 * 1024 * 1024)
+			.build(&http)
+			.map_err(|e| ChainError::Unreachable {
+				url: url.into(),
+				waited: Duration::ZERO,
+				reason: e.to_string(),
+			})?;
+		let api = connect_ws(url, patience).await?;
+		Ok(Self { url: url.into(), rpc, api: tokio::sync::RwLock::new(api), patience })
 	}
 
 	/// The node's address.
@@ -128,25 +148,44 @@ impl Chain {
 		&self.url
 	}
 
-	/// The subxt client.
-	pub fn api(&self) -> &OnlineClient<PolkadotConfig> {
-		&self.api
+	/// The subxt client (as connected now).
+	pub async fn api(&self) -> OnlineClient<PolkadotConfig> {
+		self.api.read().await.clone()
 	}
 
-	/// Calls JSON-RPC `method` and decodes its result.
+	/// Calls JSON-RPC `method` and decodes its result. While the node cannot be reached the
+	/// call is retried, for as long as the connection's patience.
 	pub async fn rpc<T: DeserializeOwned>(
 		&self,
 		method: &str,
 		params: Vec<Value>,
 	) -> Result<T, ChainError> {
+		use jsonrpsee::core::ClientError;
 		let fail = |reason: String| ChainError::Rpc { method: method.into(), reason };
-		let mut array = ArrayParams::new();
-		for p in params {
-			array.insert(p).map_err(|e| fail(e.to_string()))?;
+		let start = Instant::now();
+		let mut warned = false;
+		loop {
+			let mut array = ArrayParams::new();
+			for p in params.iter().cloned() {
+				array.insert(p).map_err(|e| fail(e.to_string()))?;
+			}
+			match self.rpc.request::<Value, _>(method, array).await {
+				Ok(value) => {
+					if warned {
+						tracing::info!(url = %self.url, "the node is back");
+					}
+					return serde_json::from_value(value).map_err(|e| fail(e.to_string()));
+				}
+				Err(ClientError::Transport(e)) if start.elapsed() < self.patience => {
+					if !warned {
+						tracing::warn!(url = %self.url, "the node cannot be reached ({e}): retrying");
+						warned = true;
+					}
+					tokio::time::sleep(Duration::from_secs(1)).await;
+				}
+				Err(e) => return Err(fail(e.to_string())),
+			}
 		}
-		let value: Value =
-			self.rpc.request(method, array).await.map_err(|e| fail(e.to_string()))?;
-		serde_json::from_value(value).map_err(|e| fail(e.to_string()))
 	}
 
 	/// A task as the node's `trainet_task` gives it (JSON), or `None` once it has ended.
@@ -159,7 +198,9 @@ impl Chain {
 	///
 	/// The nonce comes from `system_accountNextIndex`, which counts the signer's transactions
 	/// in the pool and in unfinalized blocks (subxt's default reads the finalized block, which
-	/// lags when one transaction follows another quickly).
+	/// lags when one transaction follows another quickly). If the WebSocket connection was
+	/// lost (the node restarted), the client reconnects and submits once more with a fresh
+	/// nonce.
 	pub async fn submit(
 		&self,
 		signer: &Keypair,
@@ -167,9 +208,36 @@ impl Chain {
 		call: &str,
 		args: impl Encode,
 	) -> Result<subxt::extrinsics::ExtrinsicEvents<PolkadotConfig>, ChainError> {
-		let nonce: u64 =
-			self.rpc("system_accountNextIndex", vec![Value::from(address(signer))]).await?;
-		submit_with_nonce(&self.api, signer, nonce, pallet, call, args).await
+		let args = args.encode();
+		let mut reconnected = false;
+		loop {
+			let nonce: u64 =
+				self.rpc("system_accountNextIndex", vec![Value::from(address(signer))]).await?;
+			let api = self.api().await;
+			match submit_with_nonce(&api, signer, nonce, pallet, call, Raw(&args)).await {
+				Err(ChainError::Transaction { reason, .. })
+					if !reconnected && lost_connection(&reason) =>
+				{
+					tracing::warn!(url = %self.url, %reason, "lost the node: reconnecting");
+					*self.api.write().await = connect_ws(&self.url, self.patience).await?;
+					reconnected = true;
+				}
+				other => return other,
+			}
+		}
+	}
+}
+
+/// Bytes already SCALE-encoded, encoded as themselves.
+struct Raw<'a>(&'a [u8]);
+
+impl Encode for Raw<'_> {
+	fn size_hint(&self) -> usize {
+		self.0.len()
+	}
+
+	fn encode_to<O: codec::Output + ?Sized>(&self, dest: &mut O) {
+		dest.write(self.0);
 	}
 }
 

@@ -262,6 +262,18 @@ impl Node {
 
 	/// Stops the node as an operator would (SIGINT) and waits for it to exit.
 	pub fn stop(mut self) -> Result<ExitStatus> {
+		self.halt()
+	}
+
+	/// Stops the node (SIGINT) and starts it again on the same database and ports, as an
+	/// operator restarting it would.
+	pub async fn restart(&mut self) -> Result<()> {
+		self.halt()?;
+		*self = Node::start(self.config.clone()).await?;
+		Ok(())
+	}
+
+	fn halt(&mut self) -> Result<ExitStatus> {
 		let mut child = self.child.take().ok_or_else(|| anyhow!("node already stopped"))?;
 		let pid = libc::pid_t::try_from(child.id())?;
 		// SAFETY: `kill` only sends a signal to our own child process.

@@ -11,6 +11,8 @@
 //!   reopened.
 //! - Eve challenges an honest Dave on purpose (`verify --fault 2:3`): Dave's worker defends
 //!   the task on its own and wins; Eve loses half her bond and Dave is paid.
+//! - The node is restarted under Dave's worker while it trains: the worker waits for the node,
+//!   reconnects, commits and is paid.
 //! - Dave's worker is killed (SIGKILL) in the middle of a long task and started again: it
 //!   finds the task it holds on chain, resumes from its last checkpoint and commits the trace
 //!   an uninterrupted run gives.
@@ -313,5 +315,42 @@ async fn a_worker_killed_mid_task_resumes_and_finishes_it() -> Result<()> {
 	m.settle().await?;
 	let l = ledger(&m.api, &dev::dave()).await?;
 	ensure!(l.active == 200 * UNIT && l.locked == 0, "dave's stake: {l:?}");
+	Ok(())
+}
+
+#[tokio::test]
+async fn a_worker_rides_out_a_node_restart() -> Result<()> {
+	let mut m = Market::start(6000, 10).await?;
+	let journal = m.data_dir.join("tasks").join("task-0.trace");
+	let dave = m
+		.worker("//Dave", &["solve", "--once", "--register", "200", "--wait-for-node", "180"])?
+		.stdout(std::process::Stdio::piped())
+		.stderr(std::process::Stdio::piped())
+		.spawn()?;
+	// Training has begun (so the claim is in): restart the node under it.
+	let start = std::time::Instant::now();
+	while std::fs::metadata(&journal).map(|m| m.len() / 32).unwrap_or(0) < 100 {
+		ensure!(start.elapsed() < Duration::from_secs(300), "no training in 5 minutes");
+		tokio::time::sleep(Duration::from_millis(10)).await;
+	}
+	m.node.restart().await?;
+	let out = tokio::time::timeout(
+		Duration::from_secs(600),
+		tokio::task::spawn_blocking(move || dave.wait_with_output()),
+	)
+	.await
+	.context("the worker did not finish in 10 minutes")???;
+	let (stdout, stderr) =
+		(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+	ensure!(out.status.success(), "the worker failed: {stderr}");
+	ensure!(
+		stderr.contains("the node cannot be reached") || stderr.contains("lost the node"),
+		"the worker never noticed the restart: {stderr}"
+	);
+	ensure!(stdout.contains("task 0 committed") && stdout.contains("task 0 ended"), "{stdout}");
+	ensure!(
+		stdout.contains(&format!("trace root {:?}", m.true_trace_root()?)),
+		"another trace: {stdout}"
+	);
 	Ok(())
 }
