@@ -140,22 +140,36 @@ pub async fn chain_task(chain: &Chain, id: u64) -> Result<Option<ChainTask>, Sol
 	Option::<ChainTask>::decode(&mut &bytes[..]).map_err(|e| SolveError::Decode(e.to_string()))
 }
 
-/// The first open task whose dataset is in `store`.
+/// The first open task whose dataset is in `store`, or (given a peer-to-peer node) can be
+/// fetched from a peer.
 pub async fn find_task(
 	chain: &Chain,
 	store: &DatasetStore,
+	p2p: Option<&P2p>,
 ) -> Result<Option<(u64, ChainTask)>, SolveError> {
 	for id in 0..next_task_id(chain).await? {
 		let Some(task) = chain_task(chain, id).await? else { continue };
 		if !matches!(task.state, TaskState::Open { .. }) {
 			continue;
 		}
-		match store.get(&task.spec.dataset.root) {
-			Ok(_) => return Ok(Some((id, task))),
-			Err(DatasetError::NotFound { .. }) => {
+		let root = task.spec.dataset.root;
+		match (store.get(&root), p2p) {
+			(Ok(_), _) => return Ok(Some((id, task))),
+			(Err(DatasetError::NotFound { .. }), Some(p2p)) => {
+				match p2p.fetch(Key::Dataset(root), &[], |_, _| {}).await {
+					Ok(_) => {
+						tracing::info!(task = id, "fetched its dataset from a peer");
+						return Ok(Some((id, task)));
+					}
+					Err(e) => {
+						tracing::debug!(task = id, "skipping: no dataset here or at peers: {e}")
+					}
+				}
+			}
+			(Err(DatasetError::NotFound { .. }), None) => {
 				tracing::debug!(task = id, "skipping: its dataset is not in the store");
 			}
-			Err(e) => return Err(e.into()),
+			(Err(e), _) => return Err(e.into()),
 		}
 	}
 	Ok(None)

@@ -534,7 +534,7 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				// A task this account already holds (a restart) comes first.
 				let found = match solver::my_task(&chain, &me).await? {
 					Some(held) => Some(held),
-					None => solver::find_task(&chain, store).await?,
+					None => solver::find_task(&chain, store, peer.as_ref()).await?,
 				};
 				let Some((id, task)) = found else {
 					tokio::time::sleep(Duration::from_secs(3)).await;
