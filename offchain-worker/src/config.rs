@@ -18,6 +18,9 @@
 //!
 //! [verify]
 //! sample = 8                         # transitions sampled per task
+//!
+//! [solve]
+//! max_memory_mib = 4096              # claim only tasks that fit (default: the machine's)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -70,6 +73,18 @@ pub struct WorkerConfig {
 	/// The verifier.
 	#[serde(default)]
 	pub verify: VerifySection,
+	/// The solver.
+	#[serde(default)]
+	pub solve: SolveSection,
+}
+
+/// `[solve]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SolveSection {
+	/// Claim only tasks whose training needs at most this many MiB (default: the machine's
+	/// memory).
+	pub max_memory_mib: Option<u64>,
 }
 
 /// `[p2p]`.

@@ -1,9 +1,9 @@
-//! The solver: finds an open task it can run (its dataset is in the local store), claims it,
-//! trains it bit-exactly, commits the trace root, and waits until the challenge window closes
-//! and the reward is paid.
+//! The solver: finds an open task it can run (its dataset is in the local store, or fetched
+//! from a peer), claims it, trains it bit-exactly, commits the trace root, and waits until the
+//! challenge window closes and the reward is paid.
 //!
 //! While the task is open to challenges it defends it: every dispute against it is fought to
-//! the end ([`crate::dispute::Fighter`]). The verifier ([`verify_one`]) recomputes committed
+//! the end ([`crate::dispute::Fighter`]). The verifier ([`verify_one`]) checks committed
 //! tasks and challenges a wrong one.
 //!
 //! Its promises survive crashes: every state hash goes to the task's [`Journal`] and a
@@ -11,8 +11,9 @@
 //! solver first looks for a task it holds on chain ([`my_task`]): a claimed one is resumed
 //! from its last checkpoint, a committed one is defended with the journal's trace.
 //!
-//! Not yet: serving checkpoints over libp2p, sampling transitions instead of recomputing
-//! whole tasks.
+//! The verifier ([`verify_one`]) samples transitions at random from the solver's trace and
+//! states, fetched over libp2p ([`sample`]), and recomputes the whole task only when one is
+//! wrong or not served.
 
 use std::{collections::HashMap, path::Path, time::Duration};
 
@@ -38,7 +39,7 @@ use crate::{
 	metrics::{metrics, Speed},
 	model::{Mlp, ModelError},
 	p2p::{decode_trace, Key, P2p},
-	train::{TrainError, Training},
+	train::{memory_needed, Cheat, TrainError, Training},
 };
 
 /// A task as the runtime stores it.
@@ -140,16 +141,23 @@ pub async fn chain_task(chain: &Chain, id: u64) -> Result<Option<ChainTask>, Sol
 	Option::<ChainTask>::decode(&mut &bytes[..]).map_err(|e| SolveError::Decode(e.to_string()))
 }
 
-/// The first open task whose dataset is in `store`, or (given a peer-to-peer node) can be
-/// fetched from a peer.
+/// The first open task this worker can run: training it takes at most `max_memory` bytes
+/// (see [`memory_needed`]), and its dataset is in `store` or (given a peer-to-peer node) can
+/// be fetched from a peer.
 pub async fn find_task(
 	chain: &Chain,
 	store: &DatasetStore,
 	p2p: Option<&P2p>,
+	max_memory: Option<u64>,
 ) -> Result<Option<(u64, ChainTask)>, SolveError> {
 	for id in 0..next_task_id(chain).await? {
 		let Some(task) = chain_task(chain, id).await? else { continue };
 		if !matches!(task.state, TaskState::Open { .. }) {
+			continue;
+		}
+		let needed = memory_needed(&task.spec)?;
+		if let Some(max) = max_memory.filter(|max| needed > *max) {
+			tracing::debug!(task = id, needed, max, "skipping: it needs more memory than allowed");
 			continue;
 		}
 		let root = task.spec.dataset.root;
@@ -238,7 +246,7 @@ pub fn train_task(
 	local: &Local,
 	id: u64,
 	spec: &TrainingSpec,
-	fault: Option<Fault>,
+	cheat: Option<Cheat>,
 	resume: bool,
 	mut progress: impl FnMut(u32, f32),
 ) -> Result<Vec<H256>, SolveError> {
@@ -265,7 +273,7 @@ pub fn train_task(
 			run
 		}
 	}
-	.with_fault(fault);
+	.with_cheat(cheat);
 	let mut speed = Speed::default();
 	while run.steps_done() < steps {
 		let r = run.step()?;
@@ -292,7 +300,7 @@ pub async fn solve(
 	local: &Local,
 	id: u64,
 	task: &ChainTask,
-	fault: Option<Fault>,
+	cheat: Option<Cheat>,
 	progress: impl FnMut(u32, f32),
 ) -> Result<Solved, SolveError> {
 	let me = AccountId::from(signer.public_key().0);
@@ -325,7 +333,7 @@ pub async fn solve(
 		}
 		_ => return Err(not_mine("held by another solver")),
 	};
-	let states = train_task(local, id, &task.spec, fault, resume, progress)?;
+	let states = train_task(local, id, &task.spec, cheat, resume, progress)?;
 	let steps = task.spec.steps;
 	let final_state = *states.last().unwrap_or(&H256::zero());
 	let Model::Mlp { widths, .. } = &task.spec.model;
@@ -353,7 +361,7 @@ pub async fn solve(
 	})
 }
 
-/// Defends committed task `id` (whose trace is `solved.states`, from a run with `fault`):
+/// Defends committed task `id` (whose trace is `solved.states`, from a run with `cheat`):
 /// fights every dispute against it until the task ends.
 pub async fn defend(
 	chain: &Chain,
@@ -361,8 +369,11 @@ pub async fn defend(
 	local: &Local,
 	task: &ChainTask,
 	solved: &Solved,
-	fault: Option<Fault>,
+	cheat: Option<Cheat>,
 ) -> Result<Outcome, SolveError> {
+	// A skipping cheat has no run of its own to answer from: it answers with the honest one
+	// (and loses where its claimed state differs from what honest outputs assemble).
+	let fault = Cheat::fault(cheat);
 	let data = local.datasets.get(&task.spec.dataset.root)?;
 	let mut fighters = HashMap::new();
 	loop {

@@ -61,6 +61,25 @@ pub struct StepReport {
 	pub state_hash: H256,
 }
 
+/// A deliberate cheat, for tests and demonstrations of the dispute game.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cheat {
+	/// Alter one operation of one step ([`Fault::alter`]).
+	Alter(Fault),
+	/// Skip the work from this step on: every later state is claimed to be the one before.
+	SkipFrom(u32),
+}
+
+impl Cheat {
+	/// The altered operation, if that is the cheat.
+	pub fn fault(cheat: Option<Cheat>) -> Option<Fault> {
+		match cheat {
+			Some(Cheat::Alter(f)) => Some(f),
+			_ => None,
+		}
+	}
+}
+
 /// A training run of one task.
 #[derive(Clone, Debug)]
 pub struct Training {
@@ -71,6 +90,7 @@ pub struct Training {
 	step: u32,
 	loss_op: usize,
 	fault: Option<Fault>,
+	skip_from: Option<u32>,
 }
 
 impl Training {
@@ -83,7 +103,7 @@ impl Training {
 		}
 		let state = initial_state(&spec, &program)?;
 		let loss_op = program.ops.iter().position(|op| op.kind == OpKind::Mean).unwrap_or(0);
-		Ok(Self { spec, program, data, state, step: 0, loss_op, fault: None })
+		Ok(Self { spec, program, data, state, step: 0, loss_op, fault: None, skip_from: None })
 	}
 
 	/// A run of `spec` on `data` resumed at step `step` from `state` (a checkpoint of
@@ -119,6 +139,16 @@ impl Training {
 		self
 	}
 
+	/// Makes this run cheat on purpose with `cheat` (see [`Cheat`]).
+	pub fn with_cheat(mut self, cheat: Option<Cheat>) -> Self {
+		self.fault = Cheat::fault(cheat);
+		self.skip_from = match cheat {
+			Some(Cheat::SkipFrom(t)) => Some(t),
+			_ => None,
+		};
+		self
+	}
+
 	/// The steps done so far.
 	pub fn steps_done(&self) -> u32 {
 		self.step
@@ -145,6 +175,11 @@ impl Training {
 			return Err(TrainError::Finished(self.spec.steps));
 		}
 		let t = self.step;
+		if self.skip_from.is_some_and(|s| t >= s) {
+			// The cheat: no work, the state stays as it was.
+			self.step = t.saturating_add(1);
+			return Ok(StepReport { step: t, loss: f32::NAN, state_hash: self.state_hash() });
+		}
 		let (batch, labels) = self.batch(t)?;
 		let fault = self.fault.filter(|f| f.step == t).map(|f| f.op);
 		let mut n = 0u32;
@@ -218,4 +253,54 @@ pub fn accuracy(spec: &TrainingSpec, state: &[Matrix], data: &Dataset) -> Result
 		})
 		.count();
 	Ok(correct as f32 / n as f32)
+}
+
+/// The memory, in bytes, training `spec` takes: the dataset, the state, and every output of
+/// one step (the engine keeps a step's outputs until the step ends), all `f32`.
+pub fn memory_needed(spec: &TrainingSpec) -> Result<u64, TrainError> {
+	let program = step_program(spec).map_err(TrainError::Spec)?;
+	let values = |(r, c): (u32, u32)| u64::from(r).saturating_mul(u64::from(c));
+	let data = values((spec.dataset.samples, spec.dataset.features));
+	let state = program.state_shapes.iter().map(|s| values(*s)).fold(0u64, u64::saturating_add);
+	let outputs =
+		program.ops.iter().map(|op| values((op.rows, op.cols))).fold(0u64, u64::saturating_add);
+	Ok(data.saturating_add(state).saturating_add(outputs).saturating_mul(4))
+}
+
+/// The memory this machine has, from `/proc/meminfo` (Linux), if known.
+pub fn machine_memory() -> Option<u64> {
+	let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+	let kib: u64 = text
+		.lines()
+		.find_map(|l| l.strip_prefix("MemTotal:"))?
+		.trim()
+		.strip_suffix("kB")?
+		.trim()
+		.parse()
+		.ok()?;
+	kib.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use trainet_primitives::task::{F32Bits, Optimizer};
+
+	#[test]
+	fn the_memory_a_task_needs_grows_with_its_model_and_batch() {
+		let sgd = Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.1),
+			momentum: F32Bits::from_f32(0.9),
+		};
+		let digits = Dataset::digits().unwrap();
+		let small = TrainingSpec::example_mlp(&[64, 32, 10], sgd, 32).on_dataset(&digits.samples);
+		let n = memory_needed(&small).unwrap();
+		// The dataset alone is 1 797 x 64 f32; the whole stays well under a MiB.
+		assert!(n > 1797 * 64 * 4 && n < 1 << 20, "{n}");
+		let wide = TrainingSpec::example_mlp(&[64, 4096, 10], sgd, 32).on_dataset(&digits.samples);
+		let batch = TrainingSpec::example_mlp(&[64, 32, 10], sgd, 512).on_dataset(&digits.samples);
+		assert!(memory_needed(&wide).unwrap() > 4 * n);
+		assert!(memory_needed(&batch).unwrap() > n);
+		assert!(machine_memory().is_some_and(|m| m > 1 << 20));
+	}
 }

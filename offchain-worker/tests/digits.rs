@@ -223,6 +223,28 @@ fn bad_input_gets_a_clear_error_and_a_failing_exit_code() {
 		&["dataset", "synthetic", "--samples", "10", "--features", "2", "--classes", "5"],
 	);
 	assert_eq!(out.status.code(), Some(1));
+
+	// A stored dataset whose bytes were replaced by another's: refused, never trained on.
+	let store = trainet_worker::dataset::DatasetStore::open(&data).unwrap();
+	let real = Dataset::synthetic(1, 12, 4, 3);
+	let root = store.put(&real).unwrap();
+	let other = store.put(&Dataset::synthetic(2, 12, 4, 3)).unwrap();
+	std::fs::copy(store.path(&other), store.path(&root)).unwrap();
+	std::fs::write(
+		&spec,
+		format!(
+			"[model]\nwidths = [4, 3]\n[optimizer]\nkind = \"sgd\"\nlearning_rate = 0.1\nmomentum \
+			 = 0.9\n[training]\nbatch_size = 4\nsteps = 2\nseed = 1\n[dataset]\nroot = \"{root:?}\"\n"
+		),
+	)
+	.unwrap();
+	let out = worker(&data, &["train", spec.to_str().unwrap()]);
+	assert_eq!(out.status.code(), Some(1));
+	let err = String::from_utf8_lossy(&out.stderr);
+	assert!(
+		err.contains(&format!("should hold dataset {root:?} but its contents hash to")),
+		"{err}"
+	);
 }
 
 #[test]

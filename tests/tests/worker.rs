@@ -9,6 +9,8 @@
 //!   verify --once --register 100`: Eve recomputes the task, challenges, and both workers play
 //!   the dispute game on their own until the runtime rules: Dave loses his stake, the task is
 //!   reopened.
+//! - Dave skips the work from step 2 on (`--skip-from 2`: his states stop changing); Eve's
+//!   verifier challenges and Dave loses at the step's next-state assembly.
 //! - Eve challenges an honest Dave on purpose (`verify --fault 2:3`): Dave's worker defends
 //!   the task on its own and wins; Eve loses half her bond and Dave is paid.
 //! - The node is restarted under Dave's worker while it trains: the worker waits for the node,
@@ -249,6 +251,23 @@ async fn a_verifier_catches_a_cheating_worker() -> Result<()> {
 	ensure!(l.active == 100 * UNIT && l.locked == 0, "eve's bond: {l:?}");
 	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task["state"]["status"] == "open", "the task was not reopened: {task}");
+	Ok(())
+}
+
+#[tokio::test]
+async fn a_verifier_catches_a_worker_that_skips_work() -> Result<()> {
+	let m = Market::start(4, 60).await?;
+	let dave = m.worker("//Dave", &["solve", "--once", "--register", "200", "--skip-from", "2"])?;
+	let eve = m.worker("//Eve", &["verify", "--once", "--register", "100"])?;
+	let (dave_out, eve_out) = both(dave, eve).await?;
+	ensure!(dave_out.contains("task 0 lost in a dispute"), "dave: {dave_out}");
+	ensure!(
+		eve_out.contains("task 0 was wrong: challenged, and the solver lost"),
+		"eve: {eve_out}"
+	);
+	m.settle().await?;
+	let l = ledger(&m.api, &dev::dave()).await?;
+	ensure!(l.active == 100 * UNIT && l.locked == 0, "dave was not slashed: {l:?}");
 	Ok(())
 }
 

@@ -33,7 +33,7 @@ use trainet_worker::{
 	p2p::{self, Key, P2p, P2pConfig},
 	solver,
 	spec_file::SpecFile,
-	train::Training,
+	train::{Cheat, Training},
 };
 
 #[derive(Parser)]
@@ -87,6 +87,7 @@ struct Settings {
 	network: Network,
 	metrics: Option<String>,
 	sample: Option<u32>,
+	max_memory: Option<u64>,
 }
 
 impl Settings {
@@ -109,6 +110,13 @@ impl Settings {
 			Command::Verify { sample, .. } => sample.or(file.verify.sample),
 			_ => None,
 		};
+		let max_memory = match &cli.command {
+			Command::Solve { max_memory_mib, .. } => max_memory_mib
+				.or(file.solve.max_memory_mib)
+				.map(|mib| mib.saturating_mul(1 << 20))
+				.or_else(trainet_worker::train::machine_memory),
+			_ => None,
+		};
 		Ok(Self {
 			node: cli.node.clone().or(file.node.clone()).unwrap_or("ws://127.0.0.1:9944".into()),
 			suri: match &cli.suri {
@@ -125,6 +133,7 @@ impl Settings {
 			},
 			metrics: cli.metrics.clone().or(file.metrics.listen.clone()),
 			sample,
+			max_memory,
 			data_dir,
 		})
 	}
@@ -204,8 +213,16 @@ enum Command {
 		register: Option<u64>,
 		/// Cheat on purpose (for tests and demonstrations of the dispute game): alter
 		/// operation OP of step STEP, written `STEP:OP`.
-		#[arg(long, value_parser = parse_fault)]
+		#[arg(long, value_parser = parse_fault, conflicts_with = "skip_from")]
 		fault: Option<trainet_primitives::referee::Fault>,
+		/// Cheat on purpose by skipping the work from step STEP on (the state claimed after
+		/// every later step is the one before it).
+		#[arg(long, value_name = "STEP")]
+		skip_from: Option<u32>,
+		/// Claim only tasks whose training needs at most this many MiB [default: the
+		/// machine's memory].
+		#[arg(long)]
+		max_memory_mib: Option<u64>,
 	},
 	/// Verifies committed tasks: recomputes each, and challenges (then fights the dispute)
 	/// when its final state is wrong.
@@ -525,7 +542,12 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				}
 			}
 		}
-		Command::Solve { once, register, fault } => {
+		Command::Solve { once, register, fault, skip_from, .. } => {
+			let cheat = match (fault, skip_from) {
+				(Some(f), _) => Some(Cheat::Alter(f)),
+				(None, Some(t)) => Some(Cheat::SkipFrom(t)),
+				(None, None) => None,
+			};
 			if let Some(bond) = register {
 				register_as(&chain, &signer, (true, false), bond).await?;
 			}
@@ -534,7 +556,9 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				// A task this account already holds (a restart) comes first.
 				let found = match solver::my_task(&chain, &me).await? {
 					Some(held) => Some(held),
-					None => solver::find_task(&chain, store, peer.as_ref()).await?,
+					None => {
+						solver::find_task(&chain, store, peer.as_ref(), settings.max_memory).await?
+					}
 				};
 				let Some((id, task)) = found else {
 					tokio::time::sleep(Duration::from_secs(3)).await;
@@ -546,7 +570,7 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 						.unwrap_or_else(|_| ProgressStyle::default_bar()),
 				);
 				bar.set_message(id.to_string());
-				let solved = solver::solve(&chain, &signer, &local, id, &task, fault, |t, _| {
+				let solved = solver::solve(&chain, &signer, &local, id, &task, cheat, |t, _| {
 					bar.set_position(u64::from(t) + 1)
 				})
 				.await?;
@@ -559,7 +583,7 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				if let Some(file) = &solved.model {
 					out!("task {id} model saved as a burn record: {}", file.display());
 				}
-				match solver::defend(&chain, &signer, &local, &task, &solved, fault).await? {
+				match solver::defend(&chain, &signer, &local, &task, &solved, cheat).await? {
 					solver::Outcome::Ended => out!("task {id} ended"),
 					solver::Outcome::Lost => out!("task {id} lost in a dispute"),
 				}
