@@ -9,8 +9,8 @@
 //!   made durable before every checkpoint, so that a restarted solver resumes from its last
 //!   checkpoint and never commits, or defends, a trace it no longer has.
 //!
-//! Writes go to a temporary file and are renamed into place (a crash never leaves a
-//! half-written checkpoint under a valid name); a torn last record of a journal is ignored.
+//! Writes go through [`crate::files::write_atomically`] (a crash never leaves a half-written
+//! checkpoint under a valid name); a torn last record of a journal is ignored.
 
 use std::{
 	fs,
@@ -22,6 +22,8 @@ use codec::{Decode, Encode};
 use sp_core::H256;
 use thiserror::Error;
 use trainet_primitives::{commit::state_hash, repops::Matrix, task::TrainingSpec};
+
+use crate::files::{read_if_present, write_atomically, FileError};
 
 /// What can go wrong with checkpoints and journals.
 #[derive(Debug, Error)]
@@ -83,13 +85,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
 	move |source| CheckpointError::Io { path: path.into(), source }
 }
 
-/// Writes `bytes` to `path` durably: a temporary file, synced, renamed into place.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-	let tmp = path.with_extension("partial");
-	let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-	f.write_all(bytes).map_err(io(&tmp))?;
-	f.sync_all().map_err(io(&tmp))?;
-	fs::rename(&tmp, path).map_err(io(path))
+impl From<FileError> for CheckpointError {
+	fn from(FileError { path, source }: FileError) -> Self {
+		Self::Io { path, source }
+	}
 }
 
 /// Training states, each in a file named by its state hash.
@@ -128,12 +127,7 @@ impl CheckpointStore {
 
 	/// The stored bytes of state `h` (for serving to peers), `None` if not stored.
 	pub fn bytes(&self, h: &H256) -> Result<Option<Vec<u8>>, CheckpointError> {
-		let path = self.path(h);
-		match fs::read(&path) {
-			Ok(b) => Ok(Some(b)),
-			Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-			Err(e) => Err(io(&path)(e)),
-		}
+		Ok(read_if_present(&self.path(h))?)
 	}
 
 	/// Checks that `bytes` are the state `h` and stores them (what a fetched checkpoint goes
@@ -199,11 +193,7 @@ impl Journal {
 	pub fn open(dir: &Path, task: u64) -> Result<Self, CheckpointError> {
 		fs::create_dir_all(dir).map_err(io(dir))?;
 		let path = dir.join(format!("task-{task}.trace"));
-		let bytes = match fs::read(&path) {
-			Ok(b) => b,
-			Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-			Err(e) => return Err(io(&path)(e)),
-		};
+		let bytes = read_if_present(&path)?.unwrap_or_default();
 		let states: Vec<H256> = bytes.chunks_exact(32).map(H256::from_slice).collect();
 		let file =
 			fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
@@ -233,7 +223,7 @@ impl Journal {
 	/// of its states on demand).
 	pub fn save_spec(dir: &Path, task: u64, spec: &TrainingSpec) -> Result<(), CheckpointError> {
 		fs::create_dir_all(dir).map_err(io(dir))?;
-		write_atomically(&dir.join(format!("task-{task}.spec")), &spec.encode())
+		Ok(write_atomically(&dir.join(format!("task-{task}.spec")), &spec.encode())?)
 	}
 
 	/// The spec recorded for task `task`, if any.

@@ -9,7 +9,7 @@
 
 use std::{
 	fs,
-	io::{Read, Write},
+	io::Read,
 	path::{Path, PathBuf},
 };
 
@@ -17,6 +17,8 @@ use codec::{Decode, Encode};
 use sp_core::H256;
 use thiserror::Error;
 use trainet_primitives::{commit::dataset_root, task::synthetic_dataset};
+
+use crate::files::{read_if_present, write_atomically, FileError};
 
 /// Samples as `(features, label)`.
 pub type Samples = Vec<(Vec<f32>, u32)>;
@@ -180,6 +182,12 @@ impl Dataset {
 	}
 }
 
+impl From<FileError> for DatasetError {
+	fn from(FileError { path, source }: FileError) -> Self {
+		Self::Io { path, source }
+	}
+}
+
 /// A directory of datasets, each in a file named by its root.
 #[derive(Clone, Debug)]
 pub struct DatasetStore {
@@ -203,25 +211,13 @@ impl DatasetStore {
 	/// Stores `dataset`; returns its root.
 	pub fn put(&self, dataset: &Dataset) -> Result<H256, DatasetError> {
 		let root = dataset.root();
-		let path = self.path(&root);
-		let tmp = path.with_extension("partial");
-		let io = |source| DatasetError::Io { path: tmp.clone(), source };
-		let mut f = fs::File::create(&tmp).map_err(io)?;
-		f.write_all(&dataset.encode()).map_err(io)?;
-		f.sync_all().map_err(io)?;
-		fs::rename(&tmp, &path)
-			.map_err(|source| DatasetError::Io { path: path.clone(), source })?;
+		write_atomically(&self.path(&root), &dataset.encode())?;
 		Ok(root)
 	}
 
 	/// The stored bytes of dataset `root` (for serving to peers), `None` if not stored.
 	pub fn bytes(&self, root: &H256) -> Result<Option<Vec<u8>>, DatasetError> {
-		let path = self.path(root);
-		match fs::read(&path) {
-			Ok(b) => Ok(Some(b)),
-			Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-			Err(source) => Err(DatasetError::Io { path, source }),
-		}
+		Ok(read_if_present(&self.path(root))?)
 	}
 
 	/// Checks that `bytes` (fetched from a peer) are dataset `root` and stores it.
@@ -253,12 +249,8 @@ impl DatasetStore {
 	/// Dataset `root`, checked against its root.
 	pub fn get(&self, root: &H256) -> Result<Dataset, DatasetError> {
 		let path = self.path(root);
-		let bytes = match fs::read(&path) {
-			Ok(b) => b,
-			Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-				return Err(DatasetError::NotFound { root: *root, dir: self.dir.clone() })
-			}
-			Err(source) => return Err(DatasetError::Io { path, source }),
+		let Some(bytes) = self.bytes(root)? else {
+			return Err(DatasetError::NotFound { root: *root, dir: self.dir.clone() });
 		};
 		let dataset = Dataset::decode(&bytes, &path)?;
 		let actual = dataset.root();

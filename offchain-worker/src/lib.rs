@@ -24,6 +24,7 @@ pub mod config;
 pub mod dataset;
 pub mod dispute;
 pub mod engine;
+pub mod files;
 pub mod metrics;
 pub mod model;
 pub mod p2p;

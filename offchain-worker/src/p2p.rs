@@ -403,17 +403,16 @@ pub fn peer_of(address: &Multiaddr) -> Option<PeerId> {
 pub fn identity(dir: &Path) -> Result<identity::Keypair, P2pError> {
 	let path = dir.join("p2p.key");
 	let fail = |e: String| P2pError::Setup(format!("{}: {e}", path.display()));
-	match std::fs::read(&path) {
-		Ok(bytes) => {
+	match crate::files::read_if_present(&path).map_err(|e| fail(e.to_string()))? {
+		Some(bytes) => {
 			identity::Keypair::from_protobuf_encoding(&bytes).map_err(|e| fail(e.to_string()))
 		}
-		Err(e) if e.kind() == io::ErrorKind::NotFound => {
+		None => {
 			let key = identity::Keypair::generate_ed25519();
 			let bytes = key.to_protobuf_encoding().map_err(|e| fail(e.to_string()))?;
-			crate::checkpoint::write_atomically(&path, &bytes).map_err(|e| fail(e.to_string()))?;
+			crate::files::write_atomically(&path, &bytes).map_err(|e| fail(e.to_string()))?;
 			Ok(key)
 		}
-		Err(e) => Err(fail(e.to_string())),
 	}
 }
 

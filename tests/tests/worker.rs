@@ -136,6 +136,31 @@ impl Market {
 		Ok(SpecFile::parse(&self.spec_text)?.dataset_root()?)
 	}
 
+	/// Waits until `worker`, solving task 0 in this market's data directory, has recorded
+	/// `states` state hashes in its journal (so it has claimed and is training); returns how
+	/// many it had recorded then.
+	async fn wait_for_training(
+		&self,
+		worker: &mut std::process::Child,
+		states: u64,
+	) -> Result<u64> {
+		let journal = self.data_dir.join("tasks").join("task-0.trace");
+		let recorded = || std::fs::metadata(&journal).map(|m| m.len() / 32).unwrap_or(0);
+		let start = std::time::Instant::now();
+		loop {
+			let n = recorded();
+			if n >= states {
+				return Ok(n);
+			}
+			ensure!(worker.try_wait()?.is_none(), "the worker stopped on its own");
+			ensure!(
+				start.elapsed() < Duration::from_secs(300),
+				"no training progress in 5 minutes"
+			);
+			tokio::time::sleep(Duration::from_millis(10)).await;
+		}
+	}
+
 	/// The trace root an independent run of the task gives.
 	fn true_trace_root(&self) -> Result<sp_core::H256> {
 		let data = Dataset::digits()?;
@@ -297,23 +322,17 @@ async fn an_honest_worker_beats_a_false_challenge() -> Result<()> {
 async fn a_worker_killed_mid_task_resumes_and_finishes_it() -> Result<()> {
 	const STEPS: u64 = 8000;
 	let m = Market::start(STEPS as u32, 10).await?;
-	let journal = m.data_dir.join("tasks").join("task-0.trace");
 	let mut first = m
 		.worker("//Dave", &["solve", "--once", "--register", "200", "--checkpoint-every", "500"])?
 		.stdout(std::process::Stdio::null())
 		.stderr(std::process::Stdio::null())
 		.spawn()?;
 	// Kill it once it has trained a quarter of the task (and so left checkpoints behind).
-	let deadline = std::time::Instant::now() + Duration::from_secs(300);
-	let recorded = || std::fs::metadata(&journal).map(|m| m.len() / 32).unwrap_or(0);
-	while recorded() < STEPS / 4 {
-		ensure!(first.try_wait()?.is_none(), "the first worker stopped on its own");
-		ensure!(std::time::Instant::now() < deadline, "no training progress in 5 minutes");
-		std::thread::sleep(Duration::from_millis(10));
-	}
+	m.wait_for_training(&mut first, STEPS / 4).await?;
 	first.kill()?;
 	first.wait()?;
-	let at_kill = recorded();
+	let journal = m.data_dir.join("tasks").join("task-0.trace");
+	let at_kill = std::fs::metadata(&journal)?.len() / 32;
 	ensure!(at_kill < STEPS + 1, "killed too late: the task was already trained");
 	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task["state"]["status"] == "claimed", "not mid-task when killed: {task}");
@@ -340,18 +359,13 @@ async fn a_worker_killed_mid_task_resumes_and_finishes_it() -> Result<()> {
 #[tokio::test]
 async fn a_worker_rides_out_a_node_restart() -> Result<()> {
 	let mut m = Market::start(6000, 10).await?;
-	let journal = m.data_dir.join("tasks").join("task-0.trace");
-	let dave = m
+	let mut dave = m
 		.worker("//Dave", &["solve", "--once", "--register", "200", "--wait-for-node", "180"])?
 		.stdout(std::process::Stdio::piped())
 		.stderr(std::process::Stdio::piped())
 		.spawn()?;
 	// Training has begun (so the claim is in): restart the node under it.
-	let start = std::time::Instant::now();
-	while std::fs::metadata(&journal).map(|m| m.len() / 32).unwrap_or(0) < 100 {
-		ensure!(start.elapsed() < Duration::from_secs(300), "no training in 5 minutes");
-		tokio::time::sleep(Duration::from_millis(10)).await;
-	}
+	m.wait_for_training(&mut dave, 100).await?;
 	m.node.restart().await?;
 	let out = tokio::time::timeout(
 		Duration::from_secs(600),
