@@ -3,6 +3,7 @@
 //! The solver and verifier daemon: it trains tasks bit-exactly, commits their traces, keeps
 //! its promises across crashes, checks other solvers' work and fights disputes.
 //!
+//! - [`backend`]: RepOps as a burn backend extension (training's arithmetic in burn);
 //! - [`engine`]: the fast, multi-threaded CPU implementation of the RepOps step program,
 //!   bit-identical to the reference in `trainet-primitives` for any number of threads;
 //! - [`dataset`]: the shipped digits, a synthetic generator, a content-addressed store;
@@ -18,6 +19,7 @@
 //! - [`config`]: the TOML configuration file;
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod backend;
 pub mod chain;
 pub mod checkpoint;
 pub mod config;

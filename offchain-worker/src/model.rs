@@ -2,20 +2,25 @@
 //! training state, saved as a burn record (`NamedMpkFileRecorder`, full precision) that any
 //! burn user loads into the same module on any backend, and read back into the RepOps form.
 //!
-//! Training itself runs on the RepOps engine's own tensors (bit-exact, see [`crate::engine`]);
-//! this module is the bridge at both ends: the weights a burn user gets are bit for bit the
-//! parameters whose hash the chain holds (`model_hash`).
+//! Training runs this module on `Autodiff<NdArray>` with every operation a RepOps kernel
+//! ([`Mlp::forward_repops`], [`crate::backend`], the loop in [`crate::train`]); the weights a
+//! burn user gets are bit for bit the parameters whose hash the chain holds (`model_hash`).
 
-use std::path::{Path, PathBuf};
+use std::{
+	path::{Path, PathBuf},
+	sync::Arc,
+};
 
 use burn::{
 	module::{Module, Param},
 	nn::{Linear, LinearConfig},
 	record::{FullPrecisionSettings, NamedMpkFileRecorder},
-	tensor::{activation, backend::Backend, Tensor, TensorData},
+	tensor::{activation, backend::Backend, Tensor, TensorData, TensorPrimitive},
 };
 use thiserror::Error;
 use trainet_primitives::repops::Matrix;
+
+use crate::backend::{RepOpsBackend, StepContext};
 
 /// Why a model could not be built, saved or loaded.
 #[derive(Debug, Error)]
@@ -130,6 +135,24 @@ impl<B: Backend> Mlp<B> {
 		Self::new(widths, device)
 			.load_file(path.to_path_buf(), &Recorder::new(), device)
 			.map_err(|e| ModelError::Record { path: path.into(), reason: e.to_string() })
+	}
+}
+
+impl<B: RepOpsBackend> Mlp<B> {
+	/// Logits for a batch `[n, widths[0]]`, every operation a RepOps kernel (see
+	/// [`crate::backend`]): on `Autodiff<B>`, `backward()` on the loss then gives the step
+	/// program's gradients bit for bit.
+	pub fn forward_repops(&self, x: Tensor<B, 2>, ctx: &Arc<StepContext>) -> Tensor<B, 2> {
+		let last = self.layers.len().saturating_sub(1);
+		let mut a = x.into_primitive().tensor();
+		for (l, layer) in self.layers.iter().enumerate() {
+			let mut z = B::repops_matmul(a, layer.weight.val().into_primitive().tensor(), ctx);
+			if let Some(b) = &layer.bias {
+				z = B::repops_bias_add(z, b.val().into_primitive().tensor(), ctx);
+			}
+			a = if l < last { B::repops_relu(z, ctx) } else { z };
+		}
+		Tensor::from_primitive(TensorPrimitive::Float(a))
 	}
 }
 

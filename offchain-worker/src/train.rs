@@ -9,10 +9,35 @@ use trainet_primitives::{
 	program::{self, initial_state, step_program, OpKind, StepProgram},
 	referee::Fault,
 	repops::{self, batch_indices, Matrix, ShapeError},
-	task::{Model, SpecError, TrainingSpec},
+	task::{Model, Optimizer, SpecError, TrainingSpec},
 };
 
-use crate::{dataset::Dataset, engine};
+use burn::{
+	backend::{Autodiff, NdArray},
+	tensor::{Tensor, TensorPrimitive},
+};
+
+use crate::{
+	backend::{from_matrix, Kernel, RepOpsBackend, StepContext},
+	dataset::Dataset,
+	engine,
+	model::Mlp,
+};
+
+/// The backend training runs on: burn's autodiff over its CPU backend, RepOps kernels inside.
+pub type TrainBackend = Autodiff<NdArray<f32>>;
+type Inner = NdArray<f32>;
+
+/// Which implementation runs a step. Both give the same bits (tested); the program is what
+/// disputes and the deliberate operation-level cheat need, burn what a model author uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+	/// The model as a burn `Module` on [`TrainBackend`]: forward, `backward()`, update.
+	#[default]
+	Burn,
+	/// The step program, operation by operation ([`engine::run_step`]).
+	Program,
+}
 
 /// Why training cannot go on.
 #[derive(Debug, Error)]
@@ -91,6 +116,7 @@ pub struct Training {
 	loss_op: usize,
 	fault: Option<Fault>,
 	skip_from: Option<u32>,
+	engine: Engine,
 }
 
 impl Training {
@@ -103,7 +129,17 @@ impl Training {
 		}
 		let state = initial_state(&spec, &program)?;
 		let loss_op = program.ops.iter().position(|op| op.kind == OpKind::Mean).unwrap_or(0);
-		Ok(Self { spec, program, data, state, step: 0, loss_op, fault: None, skip_from: None })
+		Ok(Self {
+			spec,
+			program,
+			data,
+			state,
+			step: 0,
+			loss_op,
+			fault: None,
+			skip_from: None,
+			engine: Engine::default(),
+		})
 	}
 
 	/// A run of `spec` on `data` resumed at step `step` from `state` (a checkpoint of
@@ -136,6 +172,12 @@ impl Training {
 	/// the end-to-end tests of the dispute game).
 	pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
 		self.fault = fault;
+		self
+	}
+
+	/// Runs the steps with `engine` (burn by default).
+	pub fn with_engine(mut self, engine: Engine) -> Self {
+		self.engine = engine;
 		self
 	}
 
@@ -182,6 +224,13 @@ impl Training {
 		}
 		let (batch, labels) = self.batch(t)?;
 		let fault = self.fault.filter(|f| f.step == t).map(|f| f.op);
+		if fault.is_none() && self.engine == Engine::Burn {
+			let (loss, next) = burn_step(&self.spec, &self.state, batch, labels, t)?;
+			self.state = next;
+			self.step = t.saturating_add(1);
+			return Ok(StepReport { step: t, loss, state_hash: self.state_hash() });
+		}
+		// The step program, operation by operation (the only way to alter one operation).
 		let mut n = 0u32;
 		let (outputs, next) =
 			program::run_step_with(&self.program, &self.state, &batch, |op, inputs| {
@@ -217,6 +266,86 @@ impl Training {
 	pub fn accuracy(&self, samples: &Dataset) -> Result<f32, TrainError> {
 		accuracy(&self.spec, &self.state, samples)
 	}
+}
+
+/// One training step of `spec` in burn: the state's parameters become an [`Mlp`] on
+/// [`TrainBackend`], its RepOps forward pass and loss run, burn's autodiff computes the
+/// gradients (RepOps kernels, see [`crate::backend`]), and the optimizer's RepOps updates give
+/// the next state. Returns the batch's mean loss and the next state, in state order.
+pub fn burn_step(
+	spec: &TrainingSpec,
+	state: &[Matrix],
+	batch: Matrix,
+	labels: Vec<u32>,
+	step: u32,
+) -> Result<(f32, Vec<Matrix>), TrainError> {
+	let Model::Mlp { widths, .. } = &spec.model;
+	let params = widths.len().saturating_sub(1).saturating_mul(2);
+	let bad = |reason: String| TrainError::BadResume { step, reason };
+	let (Some(param_state), Some(moments)) = (state.get(..params), state.get(params..)) else {
+		return Err(bad(format!("the state has {} tensors", state.len())));
+	};
+	let device = Default::default();
+	let model = Mlp::<TrainBackend>::from_state(widths, param_state, &device)
+		.map_err(|e| bad(e.to_string()))?;
+	let ctx = StepContext::new(spec.clone(), labels, step);
+	let x = Tensor::<TrainBackend, 2>::from_primitive(TensorPrimitive::Float(from_matrix::<
+		TrainBackend,
+	>(batch, &device)));
+	let logits = model.forward_repops(x, &ctx).into_primitive().tensor();
+	let loss = TrainBackend::repops_xent_mean(logits, &ctx);
+	let grads = loss.clone().backward();
+	let loss = TrainBackend::repops_read(loss)?.data.first().copied().unwrap_or(f32::NAN);
+
+	// Each parameter and its gradient, in state order, on the inner backend.
+	let mut pairs = Vec::with_capacity(params);
+	for layer in &model.layers {
+		let w = layer.weight.val();
+		pairs.push((
+			w.grad(&grads).map(|g| g.into_primitive().tensor()),
+			w.inner().into_primitive().tensor(),
+		));
+		if let Some(b) = &layer.bias {
+			let b = b.val();
+			pairs.push((
+				b.grad(&grads).map(|g| g.into_primitive().tensor()),
+				b.inner().into_primitive().tensor(),
+			));
+		}
+	}
+	let moments: Vec<_> =
+		moments.iter().map(|m| from_matrix::<Inner>(m.clone(), &device)).collect();
+	let run = |kind: OpKind, inputs| Inner::repops(Kernel::new(kind, &ctx), inputs);
+	let (mut next, mut first, mut second) = (Vec::new(), Vec::new(), Vec::new());
+	for (i, (g, p)) in pairs.into_iter().enumerate() {
+		let g = g.ok_or_else(|| bad(format!("burn gave no gradient for parameter {i}")))?;
+		let moment =
+			|j: usize| moments.get(j).cloned().ok_or_else(|| bad("no optimizer state".into()));
+		match spec.optimizer {
+			Optimizer::Sgd { .. } => {
+				let v = run(OpKind::Momentum, vec![moment(i)?, g]);
+				next.push(run(OpKind::SgdStep, vec![p, v.clone()]));
+				first.push(v);
+			}
+			Optimizer::Adam { .. } => {
+				let m = run(OpKind::AdamM, vec![moment(i)?, g.clone()]);
+				let v = run(OpKind::AdamV, vec![moment(params.saturating_add(i))?, g]);
+				next.push(run(OpKind::AdamStep, vec![p, m.clone(), v.clone()]));
+				first.push(m);
+				second.push(v);
+			}
+		}
+	}
+	if let Some(e) = ctx.failure() {
+		return Err(e.into());
+	}
+	let next = next
+		.into_iter()
+		.chain(first)
+		.chain(second)
+		.map(Inner::repops_read)
+		.collect::<Result<Vec<_>, _>>()?;
+	Ok((loss, next))
 }
 
 /// The share of `data` that the MLP with parameters `state` (in state order) classifies
@@ -284,7 +413,7 @@ pub fn machine_memory() -> Option<u64> {
 #[cfg(test)]
 mod tests {
 	use super::*;
-	use trainet_primitives::task::{F32Bits, Optimizer};
+	use trainet_primitives::task::F32Bits;
 
 	#[test]
 	fn the_memory_a_task_needs_grows_with_its_model_and_batch() {
@@ -302,5 +431,66 @@ mod tests {
 		assert!(memory_needed(&wide).unwrap() > 4 * n);
 		assert!(memory_needed(&batch).unwrap() > n);
 		assert!(machine_memory().is_some_and(|m| m > 1 << 20));
+	}
+
+	/// Every step run through burn (module, autodiff, RepOps kernels) against the same step run
+	/// through the step program: the same loss and the same state, bit for bit, every step, for
+	/// both optimizers, two and three layers, and a synthetic dataset whose batches repeat
+	/// samples.
+	#[test]
+	fn burn_training_gives_the_step_programs_bits_at_every_step() {
+		let sgd = Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.1),
+			momentum: F32Bits::from_f32(0.9),
+		};
+		let adam = Optimizer::Adam {
+			learning_rate: F32Bits::from_f32(0.01),
+			beta1: F32Bits::from_f32(0.9),
+			beta2: F32Bits::from_f32(0.999),
+			epsilon: F32Bits::from_f32(1e-7),
+		};
+		let digits = Dataset::digits().unwrap();
+		let synthetic = Dataset::synthetic(7, 40, 12, 3);
+		let cases: [(&Dataset, &[u32], Optimizer, u32); 4] = [
+			(&digits, &[64, 32, 10], sgd, 32),
+			(&digits, &[64, 24, 16, 10], adam, 16),
+			(&synthetic, &[12, 8, 3], adam, 64),
+			(&synthetic, &[12, 5, 6, 3], sgd, 7),
+		];
+		for (data, widths, optimizer, batch) in cases {
+			let mut spec =
+				TrainingSpec::example_mlp(widths, optimizer, batch).on_dataset(&data.samples);
+			spec.steps = 25;
+			let run =
+				|engine| Training::new(spec.clone(), data.clone()).unwrap().with_engine(engine);
+			let (mut burn, mut program) = (run(Engine::Burn), run(Engine::Program));
+			assert_eq!(burn.state_hash(), program.state_hash());
+			for t in 0..spec.steps {
+				let (a, b) = (burn.step().unwrap(), program.step().unwrap());
+				assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{widths:?} step {t}");
+				assert_eq!(a.state_hash, b.state_hash, "{widths:?} {optimizer:?} step {t}");
+			}
+			assert!(burn.step().is_err());
+		}
+	}
+
+	/// A state that does not fit the spec is an error from the burn step, not a panic.
+	#[test]
+	fn a_burn_step_on_a_wrong_state_is_an_error() {
+		let sgd = Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.1),
+			momentum: F32Bits::from_f32(0.9),
+		};
+		let data = Dataset::synthetic(1, 10, 4, 2);
+		let spec = TrainingSpec::example_mlp(&[4, 3, 2], sgd, 5).on_dataset(&data.samples);
+		let batch = Matrix::new(5, 4, vec![0.5; 20]).unwrap();
+		let labels = vec![0, 1, 0, 1, 1];
+		let short = vec![Matrix::zeros(4, 3).unwrap()];
+		assert!(burn_step(&spec, &short, batch.clone(), labels.clone(), 0).is_err());
+		let program = step_program(&spec).unwrap();
+		let mut state = initial_state(&spec, &program).unwrap();
+		state[5] = Matrix::zeros(1, 4).unwrap(); // the first bias's velocity: 1x3, not 1x4
+		let err = burn_step(&spec, &state, batch, labels, 0).unwrap_err();
+		assert!(matches!(err, TrainError::Shape(_)), "{err}");
 	}
 }

@@ -144,7 +144,7 @@ fn worker(data: &Path, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn two_processes_with_different_thread_counts_write_the_same_hashes() {
+fn processes_with_different_thread_counts_and_engines_write_the_same_hashes() {
 	let dir = tempfile::tempdir().unwrap();
 	let data = dir.path().join("data");
 	let out = worker(&data, &["dataset", "digits", "--held-out", "5"]);
@@ -162,9 +162,11 @@ fn two_processes_with_different_thread_counts_write_the_same_hashes() {
 		),
 	)
 	.unwrap();
-	let traces: Vec<String> = ["1", "2"]
+	// Two processes through burn (the default engine) with 1 and 2 threads, and a third
+	// through the step program with 4.
+	let traces: Vec<String> = [("1", "burn"), ("2", "burn"), ("4", "program")]
 		.iter()
-		.map(|threads| {
+		.map(|(threads, engine)| {
 			let trace = dir.path().join(format!("trace-{threads}.txt"));
 			let out = worker(
 				&data,
@@ -177,16 +179,20 @@ fn two_processes_with_different_thread_counts_write_the_same_hashes() {
 					trace.to_str().unwrap(),
 					"--evaluate",
 					&held,
+					"--engine",
+					engine,
 				],
 			);
 			assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 			let stdout = String::from_utf8(out.stdout).unwrap();
 			assert!(stdout.contains("held-out accuracy"), "{stdout}");
+			assert!(stdout.contains(&format!("engine: {}", engine.replace("program", "RepOps"))));
 			std::fs::read_to_string(trace).unwrap()
 		})
 		.collect();
 	assert_eq!(traces[0].lines().count(), 121);
 	assert_eq!(traces[0], traces[1]);
+	assert_eq!(traces[0], traces[2]);
 }
 
 #[test]

@@ -33,7 +33,7 @@ use trainet_worker::{
 	p2p::{self, Key, P2p, P2pConfig},
 	solver,
 	spec_file::SpecFile,
-	train::{Cheat, Training},
+	train::{Cheat, Engine, Training},
 };
 
 #[derive(Parser)]
@@ -162,6 +162,10 @@ enum Command {
 		/// Saves the trained model as a burn record at this path (`.mpk`).
 		#[arg(long)]
 		save: Option<PathBuf>,
+		/// What runs the steps: the model as a burn module with RepOps kernels, or the step
+		/// program operation by operation (the same bits either way).
+		#[arg(long, value_enum, default_value_t = EngineArg::Burn)]
+		engine: EngineArg,
 	},
 	/// Posts a task from a TOML spec file, holding `--reward` TNET from the account.
 	Submit {
@@ -391,7 +395,7 @@ fn run(cli: Cli) -> Result<()> {
 			}
 			Ok(())
 		}
-		Command::Train { spec, threads, trace, evaluate, save } => {
+		Command::Train { spec, threads, trace, evaluate, save, engine } => {
 			if let Some(n) = threads {
 				rayon::ThreadPoolBuilder::new()
 					.num_threads(n.max(1))
@@ -406,7 +410,25 @@ fn run(cli: Cli) -> Result<()> {
 				file.to_spec(&data).with_context(|| format!("in {}", spec.display()))?;
 			let evaluate = evaluate.map(|r| parse_root(&r).and_then(|r| Ok(store.get(&r)?)));
 			let evaluate = evaluate.transpose()?;
-			train(spec_value, data, trace, evaluate, save)
+			train(spec_value, data, trace, evaluate, save, engine.into())
+		}
+	}
+}
+
+/// `--engine`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum EngineArg {
+	/// burn: an `Mlp` module on `Autodiff<NdArray>`, every operation a RepOps kernel.
+	Burn,
+	/// The RepOps step program, operation by operation.
+	Program,
+}
+
+impl From<EngineArg> for Engine {
+	fn from(e: EngineArg) -> Self {
+		match e {
+			EngineArg::Burn => Engine::Burn,
+			EngineArg::Program => Engine::Program,
 		}
 	}
 }
@@ -657,9 +679,17 @@ fn train(
 	trace: Option<PathBuf>,
 	evaluate: Option<Dataset>,
 	save: Option<PathBuf>,
+	engine: Engine,
 ) -> Result<()> {
 	let steps = spec.steps;
-	let mut run = Training::new(spec, data)?;
+	let mut run = Training::new(spec, data)?.with_engine(engine);
+	out!(
+		"engine: {}",
+		match engine {
+			Engine::Burn => "burn (Mlp on Autodiff<NdArray>, RepOps kernels)",
+			Engine::Program => "RepOps step program",
+		}
+	);
 	let mut out = match &trace {
 		Some(path) => Some(std::io::BufWriter::new(
 			fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,

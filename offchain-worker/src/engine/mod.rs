@@ -36,6 +36,9 @@ pub enum Product {
 	Nt,
 }
 
+/// Products of fewer multiply-adds than this run on one thread.
+const SEQUENTIAL_BELOW: usize = 1 << 16;
+
 /// A matrix product with the RepOps rounding, parallel over output rows.
 pub fn matmul(a: &Matrix, b: &Matrix, product: Product) -> Result<Matrix, ShapeError> {
 	// Bring both operands to the `M x K` times `K x N` layout (a transpose only moves values).
@@ -54,7 +57,7 @@ pub fn matmul(a: &Matrix, b: &Matrix, product: Product) -> Result<Matrix, ShapeE
 	let mut out = vec![0.0f32; m * n];
 	if n > 0 {
 		let fma = has_hardware_fma();
-		out.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+		let one_row = |(i, row): (usize, &mut [f32])| {
 			let a_row = &a.data[i * k..(i + 1) * k];
 			if fma {
 				// SAFETY: the CPU was checked to have FMA and AVX2 (`has_hardware_fma`).
@@ -68,7 +71,15 @@ pub fn matmul(a: &Matrix, b: &Matrix, product: Product) -> Result<Matrix, ShapeE
 			for v in row.iter_mut() {
 				*v = canon(*v);
 			}
-		});
+		};
+		// Rows are independent and each is computed the same way wherever it runs, so this
+		// choice changes no bit: a product too small to repay waking the thread pool (a small
+		// model's whole step is dozens of them) runs on the calling thread.
+		if m.saturating_mul(k).saturating_mul(n) < SEQUENTIAL_BELOW {
+			out.chunks_mut(n).enumerate().for_each(one_row);
+		} else {
+			out.par_chunks_mut(n).enumerate().for_each(one_row);
+		}
 	}
 	Matrix::new(m as u32, n as u32, out)
 }

@@ -1,0 +1,410 @@
+//! RepOps as a burn backend extension: burn tensors, modules and autodiff, with every
+//! arithmetic operation of training done by a RepOps kernel.
+//!
+//! [`RepOpsBackend`] extends burn's `Backend` with the operations an MLP's training step is
+//! made of: the three matrix products, bias addition, ReLU and its backward, column sums,
+//! softmax cross-entropy and its batch-mean gradient, and the optimizers' per-value updates.
+//! On a plain backend each runs as the RepOps kernel of the step program
+//! ([`crate::engine::execute`], the very function the program path and the dispute game use);
+//! on `Autodiff<B>` the differentiable ones ([`RepOpsBackend::repops_matmul`],
+//! [`RepOpsBackend::repops_bias_add`], [`RepOpsBackend::repops_relu`],
+//! [`RepOpsBackend::repops_xent_mean`]) record a backward step whose gradients are again
+//! RepOps kernels, the ones the step program lists: `dW = Aᵀ·dZ`, `db = colsum(dZ)`,
+//! `dA = dZ·Wᵀ`, `relu_backward(Z, dA)`, and the softmax cross-entropy gradient. So a burn
+//! training loop over these ops ([`crate::train`]) computes bit for bit the states the step
+//! program computes, which is what the chain's commitments and disputes are about.
+//!
+//! burn's own float ops (`matmul`, `+`, `relu`, burn's optimizers) are not used in training:
+//! their rounding is the backend's choice (blocked sums, vendor BLAS), which is exactly what
+//! bit-exact training cannot allow. Only value-preserving burn ops (creation from data,
+//! reshapes, reading back) touch the values outside the kernels.
+//!
+//! A kernel cannot fail in burn's op signatures; a shape error (a bug: shapes come from a
+//! validated spec) is recorded in the [`StepContext`] and an empty tensor returned, and the
+//! training loop turns the record into an error after the step ([`StepContext::failure`]).
+//!
+//! The plain-backend implementation here moves the tensors to host memory around each kernel,
+//! which is free for `NdArray` (already host memory). A GPU backend implements
+//! [`RepOpsBackend::repops`] with device kernels (issue 6/7, CUDA).
+
+use std::sync::{Arc, Mutex};
+
+use burn::{
+	backend::{
+		autodiff::{
+			checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+			grads::Gradients,
+			ops::{binary, unary, Backward, Ops, OpsKind},
+			Autodiff, NodeId,
+		},
+		ndarray::{NdArray, NdArrayTensor},
+	},
+	tensor::{
+		backend::Backend, ops::FloatTensor, try_read_sync, DType, Shape, TensorData, TensorMetadata,
+	},
+};
+use trainet_primitives::{
+	program::{Op, OpKind, Source},
+	repops::{canon, Matrix, ShapeError},
+	task::TrainingSpec,
+};
+
+use crate::engine;
+
+/// What the kernels of one training step need besides their tensors: the spec (the
+/// optimizer's hyperparameters), the batch's labels (for the loss) and the step's index (for
+/// Adam's bias corrections); and where a failed kernel leaves its error.
+#[derive(Debug)]
+pub struct StepContext {
+	spec: TrainingSpec,
+	labels: Vec<u32>,
+	step: u32,
+	failure: Mutex<Option<ShapeError>>,
+}
+
+impl StepContext {
+	/// The context of step `step` of `spec`, whose batch has these labels.
+	pub fn new(spec: TrainingSpec, labels: Vec<u32>, step: u32) -> Arc<Self> {
+		Arc::new(Self { spec, labels, step, failure: Mutex::new(None) })
+	}
+
+	/// The first error a kernel of this step met, if any.
+	pub fn failure(&self) -> Option<ShapeError> {
+		self.failure.lock().map(|f| *f).unwrap_or(Some(ShapeError::Mismatch))
+	}
+
+	fn fail(&self, e: ShapeError) {
+		if let Ok(mut f) = self.failure.lock() {
+			f.get_or_insert(e);
+		}
+	}
+}
+
+/// One RepOps operation of a step.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+	/// Which operation.
+	pub kind: OpKind,
+	/// The step it belongs to.
+	pub ctx: Arc<StepContext>,
+}
+
+impl Kernel {
+	/// Operation `kind` of the step `ctx`.
+	pub fn new(kind: OpKind, ctx: &Arc<StepContext>) -> Self {
+		Self { kind, ctx: ctx.clone() }
+	}
+}
+
+/// A burn backend whose training arithmetic is RepOps (see the module's documentation).
+///
+/// Tensors are `f32`, of rank 2, or of rank 1 for a row (`[n]` is read as `1 x n`, as a
+/// `Linear` layer's bias).
+pub trait RepOpsBackend: Backend {
+	/// Runs `kernel` on `inputs` (in the operator's order, as the step program lists them).
+	/// No gradient is tracked: this is how the backward pass and the optimizer run kernels.
+	fn repops(kernel: Kernel, inputs: Vec<FloatTensor<Self>>) -> FloatTensor<Self>;
+
+	/// Reads a tensor into a RepOps matrix ([`to_matrix`], or a faster way the backend has).
+	fn repops_read(tensor: FloatTensor<Self>) -> Result<Matrix, ShapeError> {
+		to_matrix::<Self>(tensor)
+	}
+
+	/// `A · W`, differentiable with respect to both.
+	fn repops_matmul(
+		a: FloatTensor<Self>,
+		w: FloatTensor<Self>,
+		ctx: &Arc<StepContext>,
+	) -> FloatTensor<Self> {
+		Self::repops(Kernel::new(OpKind::MatMul, ctx), vec![a, w])
+	}
+
+	/// `Z + b`, `b` added to every row; differentiable with respect to both.
+	fn repops_bias_add(
+		z: FloatTensor<Self>,
+		b: FloatTensor<Self>,
+		ctx: &Arc<StepContext>,
+	) -> FloatTensor<Self> {
+		Self::repops(Kernel::new(OpKind::BiasAdd, ctx), vec![z, b])
+	}
+
+	/// `relu(Z)`, differentiable.
+	fn repops_relu(z: FloatTensor<Self>, ctx: &Arc<StepContext>) -> FloatTensor<Self> {
+		Self::repops(Kernel::new(OpKind::Relu, ctx), vec![z])
+	}
+
+	/// The batch's mean softmax cross-entropy against the context's labels (`1 x 1`),
+	/// differentiable with respect to the logits.
+	fn repops_xent_mean(logits: FloatTensor<Self>, ctx: &Arc<StepContext>) -> FloatTensor<Self> {
+		let losses = Self::repops(Kernel::new(OpKind::SoftmaxXent, ctx), vec![logits]);
+		Self::repops(Kernel::new(OpKind::Mean, ctx), vec![losses])
+	}
+}
+
+/// Reads a rank-1 or rank-2 `f32` tensor into a RepOps matrix (a copy).
+pub fn to_matrix<B: Backend>(tensor: FloatTensor<B>) -> Result<Matrix, ShapeError> {
+	if tensor.dtype() != DType::F32 {
+		return Err(ShapeError::Mismatch);
+	}
+	let shape = tensor.shape();
+	let (rows, cols) = match shape.as_slice()[..] {
+		[n] => (1, n),
+		[r, c] => (r, c),
+		_ => return Err(ShapeError::Mismatch),
+	};
+	let data = try_read_sync(B::float_into_data(tensor))
+		.and_then(Result::ok)
+		.ok_or(ShapeError::Mismatch)?;
+	let values = data.into_vec::<f32>().map_err(|_| ShapeError::Mismatch)?;
+	let dim = |n: usize| u32::try_from(n).map_err(|_| ShapeError::Overflow);
+	Matrix::new(dim(rows)?, dim(cols)?, values)
+}
+
+/// A RepOps matrix as a `rows x cols` tensor on `device` (a copy; no value changes).
+pub fn from_matrix<B: Backend>(m: Matrix, device: &B::Device) -> FloatTensor<B> {
+	let shape = [m.rows as usize, m.cols as usize];
+	B::float_from_data(TensorData::new(m.data, shape), device)
+}
+
+/// The output shape of `kind` on these inputs (the step program's shapes).
+fn output_shape(kind: OpKind, inputs: &[Matrix]) -> Result<(u32, u32), ShapeError> {
+	let dims = |i: usize| inputs.get(i).map(|m| (m.rows, m.cols)).ok_or(ShapeError::Mismatch);
+	Ok(match kind {
+		OpKind::MatMul => (dims(0)?.0, dims(1)?.1),
+		OpKind::MatMulTn => (dims(0)?.1, dims(1)?.1),
+		OpKind::MatMulNt => (dims(0)?.0, dims(1)?.0),
+		OpKind::SoftmaxXent => (dims(0)?.0, 1),
+		OpKind::Mean => (1, 1),
+		OpKind::ColSum => (1, dims(0)?.1),
+		OpKind::ReluBackward => dims(1)?,
+		OpKind::BiasAdd
+		| OpKind::Relu
+		| OpKind::SoftmaxXentBackward
+		| OpKind::Momentum
+		| OpKind::SgdStep
+		| OpKind::AdamM
+		| OpKind::AdamV
+		| OpKind::AdamStep => dims(0)?,
+	})
+}
+
+/// Runs `kernel` in host memory through [`engine::execute`] and puts the result back on
+/// the inputs' device; any backend can use it (it is `NdArray`'s implementation).
+pub fn host_kernel<B: RepOpsBackend>(
+	kernel: &Kernel,
+	inputs: Vec<FloatTensor<B>>,
+) -> FloatTensor<B> {
+	let Some(device) = inputs.first().map(B::float_device) else {
+		kernel.ctx.fail(ShapeError::Mismatch);
+		return B::float_from_data(TensorData::new(Vec::<f32>::new(), [0, 0]), &Default::default());
+	};
+	let run = || -> Result<Matrix, ShapeError> {
+		let matrices = inputs.into_iter().map(B::repops_read).collect::<Result<Vec<_>, _>>()?;
+		let (rows, cols) = output_shape(kernel.kind, &matrices)?;
+		let op = Op { kind: kernel.kind, inputs: vec![Source::Batch; matrices.len()], rows, cols };
+		let refs: Vec<&Matrix> = matrices.iter().collect();
+		let ctx = &kernel.ctx;
+		engine::execute(&ctx.spec, &op, &refs, &ctx.labels, ctx.step)
+	};
+	let out = run().unwrap_or_else(|e| {
+		kernel.ctx.fail(e);
+		Matrix { rows: 0, cols: 0, data: Vec::new() }
+	});
+	from_matrix::<B>(out, &device)
+}
+
+/// burn's CPU backend, `f32` (the only element type RepOps has).
+impl RepOpsBackend for NdArray<f32> {
+	fn repops(kernel: Kernel, inputs: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
+		host_kernel::<Self>(&kernel, inputs)
+	}
+
+	/// A copy of the array's memory when it is in standard layout (as kernel outputs and
+	/// reshapes of them are). burn's generic read collects element by element whenever the
+	/// array is shared, which autodiff's saved tensors always are: that made it the largest
+	/// cost of a small model's step.
+	fn repops_read(tensor: FloatTensor<Self>) -> Result<Matrix, ShapeError> {
+		let NdArrayTensor::F32(storage) = &tensor else { return Err(ShapeError::Mismatch) };
+		let view = storage.view();
+		let (rows, cols) = match view.shape() {
+			[n] => (1, *n),
+			[r, c] => (*r, *c),
+			_ => return Err(ShapeError::Mismatch),
+		};
+		let data = match view.as_slice() {
+			Some(values) => values.to_vec(),
+			None => view.iter().copied().collect(),
+		};
+		let dim = |n: usize| u32::try_from(n).map_err(|_| ShapeError::Overflow);
+		Matrix::new(dim(rows)?, dim(cols)?, data)
+	}
+}
+
+/// `A · W`: `dA = dZ · Wᵀ`, `dW = Aᵀ · dZ`.
+#[derive(Debug)]
+struct MatMulBackward;
+
+impl<B: RepOpsBackend> Backward<B, 2> for MatMulBackward {
+	type State = (NodeId, NodeId, Arc<StepContext>);
+
+	fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, ckpt: &mut Checkpointer) {
+		let (a, w, ctx) = ops.state;
+		let a: FloatTensor<B> = ckpt.retrieve_node_output(a);
+		let w: FloatTensor<B> = ckpt.retrieve_node_output(w);
+		let nt = Kernel::new(OpKind::MatMulNt, &ctx);
+		let tn = Kernel::new(OpKind::MatMulTn, &ctx);
+		binary::<B, _, _>(
+			ops.parents,
+			ops.node,
+			grads,
+			|dz| B::repops(nt, vec![dz, w]),
+			|dz| B::repops(tn, vec![a, dz]),
+		);
+	}
+}
+
+/// `Z + b`: `dZ` passes through, `db = colsum(dZ)` (in `b`'s shape).
+#[derive(Debug)]
+struct BiasAddBackward;
+
+impl<B: RepOpsBackend> Backward<B, 2> for BiasAddBackward {
+	type State = (Shape, Arc<StepContext>);
+
+	fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+		let (b_shape, ctx) = ops.state;
+		let sum = Kernel::new(OpKind::ColSum, &ctx);
+		binary::<B, _, _>(
+			ops.parents,
+			ops.node,
+			grads,
+			|dz| dz,
+			|dz| B::float_reshape(B::repops(sum, vec![dz]), b_shape),
+		);
+	}
+}
+
+/// `relu(Z)`: `relu_backward(Z, dA)`.
+#[derive(Debug)]
+struct ReluBackward;
+
+impl<B: RepOpsBackend> Backward<B, 1> for ReluBackward {
+	type State = (NodeId, Arc<StepContext>);
+
+	fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, ckpt: &mut Checkpointer) {
+		let (z, ctx) = ops.state;
+		let z: FloatTensor<B> = ckpt.retrieve_node_output(z);
+		let kernel = Kernel::new(OpKind::ReluBackward, &ctx);
+		unary::<B, _>(ops.parents, ops.node, grads, |da| B::repops(kernel, vec![z, da]));
+	}
+}
+
+/// The mean softmax cross-entropy: the RepOps batch-mean gradient with respect to the logits
+/// (scaled by the incoming gradient when that is not exactly 1, which training never does).
+#[derive(Debug)]
+struct XentMeanBackward;
+
+impl<B: RepOpsBackend> Backward<B, 1> for XentMeanBackward {
+	type State = (NodeId, Arc<StepContext>);
+
+	fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, ckpt: &mut Checkpointer) {
+		let (logits, ctx) = ops.state;
+		let logits: FloatTensor<B> = ckpt.retrieve_node_output(logits);
+		let kernel = Kernel::new(OpKind::SoftmaxXentBackward, &ctx);
+		unary::<B, _>(ops.parents, ops.node, grads, |g| {
+			let dz = B::repops(kernel, vec![logits]);
+			let device = B::float_device(&dz);
+			let scale = B::repops_read(g).ok().and_then(|m| m.data.first().copied());
+			match scale {
+				Some(s) if s.to_bits() == 1.0f32.to_bits() => dz,
+				Some(s) => match B::repops_read(dz) {
+					Ok(mut m) => {
+						m.data.iter_mut().for_each(|v| *v = canon(*v * s));
+						from_matrix::<B>(m, &device)
+					}
+					Err(e) => {
+						ctx.fail(e);
+						from_matrix::<B>(Matrix { rows: 0, cols: 0, data: Vec::new() }, &device)
+					}
+				},
+				None => {
+					ctx.fail(ShapeError::Mismatch);
+					dz
+				}
+			}
+		});
+	}
+}
+
+impl<B: RepOpsBackend, C: CheckpointStrategy> RepOpsBackend for Autodiff<B, C> {
+	fn repops(kernel: Kernel, inputs: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
+		let inner = inputs.into_iter().map(|t| t.primitive).collect();
+		FloatTensor::<Self>::new(B::repops(kernel, inner))
+	}
+
+	fn repops_read(tensor: FloatTensor<Self>) -> Result<Matrix, ShapeError> {
+		B::repops_read(tensor.primitive)
+	}
+
+	fn repops_matmul(
+		a: FloatTensor<Self>,
+		w: FloatTensor<Self>,
+		ctx: &Arc<StepContext>,
+	) -> FloatTensor<Self> {
+		let kernel = Kernel::new(OpKind::MatMul, ctx);
+		match MatMulBackward
+			.prepare::<C>([a.node.clone(), w.node.clone()])
+			.compute_bound()
+			.stateful()
+		{
+			OpsKind::Tracked(mut prep) => {
+				let state = (prep.checkpoint(&a), prep.checkpoint(&w), ctx.clone());
+				prep.finish(state, B::repops(kernel, vec![a.primitive, w.primitive]))
+			}
+			OpsKind::UnTracked(prep) => {
+				prep.finish(B::repops(kernel, vec![a.primitive, w.primitive]))
+			}
+		}
+	}
+
+	fn repops_bias_add(
+		z: FloatTensor<Self>,
+		b: FloatTensor<Self>,
+		ctx: &Arc<StepContext>,
+	) -> FloatTensor<Self> {
+		let kernel = Kernel::new(OpKind::BiasAdd, ctx);
+		let b_shape = b.primitive.shape();
+		match BiasAddBackward
+			.prepare::<C>([z.node.clone(), b.node.clone()])
+			.compute_bound()
+			.stateful()
+		{
+			OpsKind::Tracked(prep) => prep
+				.finish((b_shape, ctx.clone()), B::repops(kernel, vec![z.primitive, b.primitive])),
+			OpsKind::UnTracked(prep) => {
+				prep.finish(B::repops(kernel, vec![z.primitive, b.primitive]))
+			}
+		}
+	}
+
+	fn repops_relu(z: FloatTensor<Self>, ctx: &Arc<StepContext>) -> FloatTensor<Self> {
+		let kernel = Kernel::new(OpKind::Relu, ctx);
+		match ReluBackward.prepare::<C>([z.node.clone()]).compute_bound().stateful() {
+			OpsKind::Tracked(mut prep) => {
+				let state = (prep.checkpoint(&z), ctx.clone());
+				prep.finish(state, B::repops(kernel, vec![z.primitive]))
+			}
+			OpsKind::UnTracked(prep) => prep.finish(B::repops(kernel, vec![z.primitive])),
+		}
+	}
+
+	fn repops_xent_mean(logits: FloatTensor<Self>, ctx: &Arc<StepContext>) -> FloatTensor<Self> {
+		let forward = |logits| B::repops_xent_mean(logits, ctx);
+		match XentMeanBackward.prepare::<C>([logits.node.clone()]).compute_bound().stateful() {
+			OpsKind::Tracked(mut prep) => {
+				let state = (prep.checkpoint(&logits), ctx.clone());
+				prep.finish(state, forward(logits.primitive))
+			}
+			OpsKind::UnTracked(prep) => prep.finish(forward(logits.primitive)),
+		}
+	}
+}
