@@ -52,6 +52,42 @@ pub enum ChainError {
 	BadSecret(String),
 }
 
+/// An account's money, in planck.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Money {
+	/// Spendable.
+	pub free: u128,
+	/// Held: solver and verifier stakes, challenge bonds, escrowed rewards.
+	pub held: u128,
+	/// Bonded as a solver or verifier (the staking ledger's `active`; part of `held`).
+	pub staked: u128,
+	/// The part of the stake locked by claimed tasks and open disputes.
+	pub locked: u128,
+}
+
+/// `frame_system::AccountInfo`, the part read here.
+#[derive(Debug, subxt::ext::scale_decode::DecodeAsType)]
+#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
+struct AccountInfo {
+	data: AccountData,
+}
+
+/// `pallet_balances::AccountData`, the part read here.
+#[derive(Debug, subxt::ext::scale_decode::DecodeAsType)]
+#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
+struct AccountData {
+	free: u128,
+	reserved: u128,
+}
+
+/// `pallet_compute_staking::Ledger`, the part read here.
+#[derive(Debug, subxt::ext::scale_decode::DecodeAsType)]
+#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
+struct Ledger {
+	active: u128,
+	locked: u128,
+}
+
 /// Call arguments already SCALE-encoded, in the call's field order: subxt appends them after
 /// the pallet and call indices, which is exactly a call's encoding.
 pub struct Args(pub Vec<u8>);
@@ -186,6 +222,33 @@ impl Chain {
 				Err(e) => return Err(fail(e.to_string())),
 			}
 		}
+	}
+
+	/// `who`'s money at the best block: free and held balance, and the staking ledger.
+	pub async fn money(&self, who: [u8; 32]) -> Result<Money, ChainError> {
+		let fail = |e: String| ChainError::Rpc { method: "state_getStorage".into(), reason: e };
+		let api = self.api().await;
+		let at = api.at_current_block().await.map_err(|e| fail(e.to_string()))?;
+		let account = subxt::dynamic::storage::<([u8; 32],), AccountInfo>("System", "Account");
+		let info = at
+			.storage()
+			.fetch(account, (who,))
+			.await
+			.map_err(|e| fail(e.to_string()))?
+			.decode()
+			.map_err(|e| fail(e.to_string()))?;
+		let ledgers = subxt::dynamic::storage::<([u8; 32],), Ledger>("ComputeStaking", "Ledgers");
+		let ledger = match at.storage().try_fetch(ledgers, (who,)).await {
+			Ok(Some(v)) => v.decode().map_err(|e| fail(e.to_string()))?,
+			Ok(None) => Ledger { active: 0, locked: 0 },
+			Err(e) => return Err(fail(e.to_string())),
+		};
+		Ok(Money {
+			free: info.data.free,
+			held: info.data.reserved,
+			staked: ledger.active,
+			locked: ledger.locked,
+		})
 	}
 
 	/// A task as the node's `trainet_task` gives it (JSON), or `None` once it has ended.

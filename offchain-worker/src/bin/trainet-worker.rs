@@ -22,7 +22,7 @@ use std::{
 	time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sp_core::H256;
@@ -206,6 +206,11 @@ enum Command {
 		/// The task.
 		task: Option<u64>,
 	},
+	/// Prints accounts' money: free, held, staked and locked (TNET), one line each.
+	Balance {
+		/// Secret URIs (`//Dave`) or SS58 addresses; none: the worker's own account.
+		accounts: Vec<String>,
+	},
 	/// Solves tasks: claims an open task whose dataset is in the store, trains it, commits
 	/// its trace, and waits until it ends.
 	Solve {
@@ -357,6 +362,7 @@ fn run(cli: Cli) -> Result<()> {
 		}
 		Command::Submit { .. }
 		| Command::Status { .. }
+		| Command::Balance { .. }
 		| Command::Solve { .. }
 		| Command::Verify { .. } => {
 			let local = local()?;
@@ -413,6 +419,12 @@ fn run(cli: Cli) -> Result<()> {
 			train(spec_value, data, trace, evaluate, save, engine.into())
 		}
 	}
+}
+
+/// `planck` as TNET with four decimals (truncated, exact).
+fn tnet(planck: u128) -> String {
+	let unit = trainet_primitives::UNIT;
+	format!("{}.{:04}", planck / unit, planck % unit / (unit / 10_000))
 }
 
 /// `--engine`.
@@ -548,6 +560,41 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			let id = solver::next_task_id(&chain).await?;
 			chain.submit(&signer, "TaskEscrow", "submit", (&spec, reward, timeouts)).await?;
 			out!("task {id} submitted by {}", chain::address(&signer));
+		}
+		Command::Balance { accounts } => {
+			let accounts = if accounts.is_empty() { vec![settings.suri.clone()] } else { accounts };
+			out!(
+				"{:<20} {:<49} {:>16} {:>12} {:>12} {:>12}",
+				"account",
+				"address",
+				"free",
+				"held",
+				"staked",
+				"locked"
+			);
+			use sp_core::crypto::Ss58Codec;
+			for name in accounts {
+				let who: [u8; 32] = if name.starts_with("//") || name.contains(' ') {
+					chain::signer(&name)?.public_key().0
+				} else {
+					let id = sp_core::crypto::AccountId32::from_ss58check(&name).map_err(|e| {
+						anyhow!("{name:?} is neither a secret URI nor an SS58 address: {e:?}")
+					})?;
+					id.into()
+				};
+				let m = chain.money(who).await?;
+				let address =
+					sp_core::crypto::AccountId32::from(who).to_ss58check_with_version(42u16.into());
+				out!(
+					"{:<20} {:<49} {:>16} {:>12} {:>12} {:>12}",
+					name,
+					address,
+					tnet(m.free),
+					tnet(m.held),
+					tnet(m.staked),
+					tnet(m.locked)
+				);
+			}
 		}
 		Command::Status { task } => {
 			let ids = match task {
