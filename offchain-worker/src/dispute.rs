@@ -153,11 +153,15 @@ impl Fighter {
 		}
 		let result = self.answer(chain, signer, id, phase).await;
 		match result {
-			Ok(()) => {
+			Ok(done) => {
+				tracing::info!(dispute = id, party = ?self.party, "{done}");
 				self.answered.insert(key);
 			}
-			// The other side may have settled first, or this side's evidence is refused (a
-			// lying run's): both show in the next tick.
+			// The other side settled first: the next tick finds the dispute closed.
+			Err(e) if e.to_string().contains("DisputeNotFound") => {
+				tracing::debug!(dispute = id, party = ?self.party, "already settled: {e}")
+			}
+			// This side's evidence is refused (a lying run's): shows in the next tick.
 			Err(e) => {
 				tracing::warn!(dispute = id, party = ?self.party, error = %e, "answer refused")
 			}
@@ -171,13 +175,16 @@ impl Fighter {
 		signer: &Keypair,
 		id: u64,
 		phase: &Value,
-	) -> Result<(), FightError> {
+	) -> Result<String, FightError> {
 		if let Some(position) = phase["bisecting"]["position"].as_u64() {
 			let position = position as u32;
 			let proof = trace_proof(&self.states, position.saturating_sub(1))
 				.ok_or_else(|| FightError::Unexpected(format!("no state at {position}")))?;
 			chain.submit(signer, "Challenge", "reveal", (id, position, proof)).await?;
-			return Ok(());
+			return Ok(format!(
+				"step bisection, round {}: revealed its state after step {position}",
+				phase["bisecting"]["round"]
+			));
 		}
 		let game = field(phase, "operations")?;
 		let step = number(game, "step")?;
@@ -188,25 +195,37 @@ impl Fighter {
 			run.outputs.get(j).cloned().ok_or_else(|| FightError::Unexpected(format!("no op {j}")))
 		};
 		let descend = |answer: DescentAnswer| (id, answer);
+		let done;
 		if stage == "committing" {
 			chain.submit(signer, "Challenge", "commit_ops", (id, run.op_trace().root)).await?;
+			done = format!(
+				"the parties disagree on step {step}: committed its {} operations' outputs",
+				run.outputs.len()
+			);
 		} else if let Some(position) = stage["revealing"]["position"].as_u64() {
 			let proof = run
 				.op_trace()
 				.proof(position as u32 - 1)
 				.ok_or_else(|| FightError::Unexpected(format!("no op leaf {position}")))?;
 			chain.submit(signer, "Challenge", "reveal_op", (id, position as u32, proof)).await?;
+			done = format!("operation bisection in step {step}: revealed operation {position}");
 		} else if let Some(j) = stage["operation"].as_u64() {
 			let evidence = run
 				.evidence(j as u32)
 				.ok_or_else(|| FightError::Unexpected(format!("no evidence for op {j}")))?;
 			chain.submit(signer, "Challenge", "settle_op", (id, evidence)).await?;
+			done = format!(
+				"operation {j} of step {step} is the first they disagree on: gave the chain its \
+				 inputs to re-execute it"
+			);
 		} else if stage == "assembly" {
 			let evidence = OpEvidence { outputs: run.output_hashes(), ..Default::default() };
 			chain.submit(signer, "Challenge", "settle_op", (id, evidence)).await?;
+			done = format!("gave the chain step {step}'s output hashes to check the next state");
 		} else if let Some(o) = stage.get("opening") {
 			let answer = DescentAnswer::Opening(TensorOpening::of(&output(o)?));
 			chain.submit(signer, "Challenge", "descend", descend(answer)).await?;
+			done = "element descent: opened the disputed output".to_string();
 		} else if let Some(o) = stage.get("descending") {
 			let axis = if game["descentAxis"] == "columns" { Axis::Columns } else { Axis::Rows };
 			let cursor = Cursor { level: number(o, "level")?, index: number(o, "index")? };
@@ -216,6 +235,7 @@ impl Fighter {
 			chain
 				.submit(signer, "Challenge", "descend", descend(DescentAnswer::Children(l, r)))
 				.await?;
+			done = format!("element descent: revealed the children at level {}", cursor.level);
 		} else if let Some(o) = stage.get("line") {
 			let axis = if o["axis"] == "columns" { Axis::Columns } else { Axis::Rows };
 			let values = line(&output(o)?, axis, number(o, "index")?)
@@ -224,14 +244,19 @@ impl Fighter {
 			chain
 				.submit(signer, "Challenge", "descend", descend(DescentAnswer::Line(values)))
 				.await?;
+			done = "element descent: revealed the disputed line".to_string();
 		} else if let Some(o) = stage.get("element") {
 			let (j, row, col) = (number(o, "operation")?, number(o, "row")?, number(o, "col")?);
 			let evidence = element_evidence(&run, &self.spec, j, (row, col))
 				.ok_or_else(|| FightError::Unexpected(format!("no evidence for ({row}, {col})")))?;
 			chain.submit(signer, "Challenge", "settle_element", (id, evidence)).await?;
+			done = format!(
+				"element ({row}, {col}) of operation {j} is disputed: gave the chain what \
+				 computing it takes"
+			);
 		} else {
 			return Err(FightError::Unexpected(format!("stage {stage}")));
 		}
-		Ok(())
+		Ok(done)
 	}
 }

@@ -772,7 +772,7 @@ impl Node {
 				match Announce::decode(&mut &message.data[..]) {
 					Ok(a) => {
 						if self.announced.get(&source) != Some(&a) {
-							tracing::info!(
+							tracing::debug!(
 								peer = %source, cpus = a.cpus, device = %a.device,
 								serves = a.serves.len(), tasks = ?a.tasks, "announced"
 							);

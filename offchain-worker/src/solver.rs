@@ -72,6 +72,9 @@ pub enum SolveError {
 	/// Saving the trained model.
 	#[error(transparent)]
 	Model(#[from] ModelError),
+	/// Another solver claimed the task first (a race every solver can lose; try another).
+	#[error("task {0} was claimed by another solver first")]
+	Taken(u64),
 	/// A task this worker cannot take or go on with.
 	#[error("task {task}: {reason}")]
 	Task {
@@ -308,7 +311,12 @@ pub async fn solve(
 	let resume = match &task.state {
 		TaskState::Open { .. } => {
 			local.datasets.get(&task.spec.dataset.root)?;
-			chain.submit(signer, "TaskEscrow", "claim", (id,)).await?;
+			match chain.submit(signer, "TaskEscrow", "claim", (id,)).await {
+				Err(ChainError::Transaction { reason, .. }) if reason.contains("NotOpen") => {
+					return Err(SolveError::Taken(id))
+				}
+				r => r?,
+			};
 			tracing::info!(task = id, steps = task.spec.steps, "claimed; training");
 			false
 		}
@@ -477,11 +485,12 @@ pub async fn sample(
 	Ok(Sample::Passed(chosen.len() as u32))
 }
 
-/// Recomputes the first committed task (whose dataset is in `store`) not in `skip`, and
-/// challenges it if its final state is wrong, fighting the dispute to its end.
+/// Recomputes the first committed task (whose dataset is in `store`, or fetched from `peers`)
+/// not in `skip`, and challenges it if its final state is wrong, fighting the dispute to its
+/// end.
 ///
-/// With `sampling`, it first checks only a few transitions, chosen at random (unpredictably to
-/// the solver), from the solver's trace and states fetched over libp2p: the whole task is
+/// With `peers` and `transitions` (N), it first checks only N transitions, chosen at random
+/// (unpredictably to the solver), from the solver's trace and states fetched over libp2p: the whole task is
 /// recomputed only if one of them is wrong, or the solver does not serve what it committed.
 ///
 /// `fault` makes the recomputation wrong on purpose (a false challenge, for tests and
@@ -492,8 +501,10 @@ pub async fn verify_one(
 	store: &DatasetStore,
 	skip: &[u64],
 	fault: Option<Fault>,
-	sampling: Option<(&P2p, u32)>,
+	peers: Option<&P2p>,
+	transitions: Option<u32>,
 ) -> Result<Option<Verdict>, SolveError> {
+	let sampling = peers.zip(transitions);
 	for id in 0..next_task_id(chain).await? {
 		if skip.contains(&id) {
 			continue;
@@ -501,12 +512,15 @@ pub async fn verify_one(
 		let Some(task) = chain_task(chain, id).await? else { continue };
 		let TaskState::Committed { commitment, .. } = &task.state else { continue };
 		let root = task.spec.dataset.root;
-		let data = match (store.get(&root), sampling) {
+		let data = match (store.get(&root), peers) {
 			(Ok(d), _) => d,
 			// Not here: a peer may have it (every chunk and the root checked).
-			(Err(DatasetError::NotFound { .. }), Some((p2p, _))) => {
+			(Err(DatasetError::NotFound { .. }), Some(p2p)) => {
 				match p2p.fetch(Key::Dataset(root), &[], |_, _| {}).await {
-					Ok(_) => store.get(&root)?,
+					Ok(_) => {
+						tracing::info!(task = id, "fetched its dataset from a peer");
+						store.get(&root)?
+					}
 					Err(e) => {
 						tracing::debug!(task = id, "its dataset is not here: {e}");
 						continue;

@@ -15,7 +15,11 @@ const WORKER: &str = env!("CARGO_BIN_EXE_trainet-worker");
 
 fn worker(dir: &Path, args: &[&str]) -> Command {
 	let mut c = Command::new(WORKER);
-	c.arg("--data-dir").arg(dir).args(["--no-mdns"]).args(args).env("RUST_LOG", "info");
+	c.arg("--data-dir")
+		.arg(dir)
+		.args(["--no-mdns"])
+		.args(args)
+		.env("RUST_LOG", "info,trainet_worker::p2p=debug");
 	c
 }
 

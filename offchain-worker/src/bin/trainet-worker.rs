@@ -639,10 +639,32 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 						.unwrap_or_else(|_| ProgressStyle::default_bar()),
 				);
 				bar.set_message(id.to_string());
-				let solved = solver::solve(&chain, &signer, &local, id, &task, cheat, |t, _| {
-					bar.set_position(u64::from(t) + 1)
-				})
-				.await?;
+				// Without a terminal (the bar hidden) the progress goes to the log, by quarters.
+				let quarter = (task.spec.steps / 4).max(1);
+				let progress = |t: u32, loss: f32| {
+					bar.set_position(u64::from(t) + 1);
+					if bar.is_hidden() && (t + 1).is_multiple_of(quarter) {
+						tracing::info!(
+							task = id,
+							step = t + 1,
+							steps = task.spec.steps,
+							loss,
+							"training"
+						);
+					}
+				};
+				let solved = match solver::solve(
+					&chain, &signer, &local, id, &task, cheat, progress,
+				)
+				.await
+				{
+					Err(solver::SolveError::Taken(id)) => {
+						bar.finish_and_clear();
+						tracing::info!(task = id, "another solver claimed it first");
+						continue;
+					}
+					r => r?,
+				};
 				bar.finish_and_clear();
 				out!(
 					"task {id} committed: h_N {:?}, trace root {:?}",
@@ -662,17 +684,25 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			}
 		}
 		Command::Verify { once, register, fault, .. } => {
-			let sampling = match (settings.sample, &peer) {
-				(Some(n), Some(p2p)) => Some((p2p, n)),
-				(Some(_), None) => bail!("--sample fetches from peers: give --peer (or --listen)"),
-				(None, _) => None,
-			};
+			if settings.sample.is_some() && peer.is_none() {
+				bail!("--sample fetches from peers: give --peer (or --listen)");
+			}
 			if let Some(bond) = register {
 				register_as(&chain, &signer, (false, true), bond).await?;
 			}
 			let mut done = Vec::new();
 			loop {
-				match solver::verify_one(&chain, &signer, store, &done, fault, sampling).await? {
+				match solver::verify_one(
+					&chain,
+					&signer,
+					store,
+					&done,
+					fault,
+					peer.as_ref(),
+					settings.sample,
+				)
+				.await?
+				{
 					None => tokio::time::sleep(Duration::from_secs(3)).await,
 					Some(verdict) => {
 						let id = match verdict {
