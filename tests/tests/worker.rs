@@ -161,6 +161,38 @@ impl Market {
 		}
 	}
 
+	/// Checks, once final, that Dave lost task 0 in a dispute to Eve: half his 200 TNET stake
+	/// slashed, Eve's 100 bonded and unlocked, the task open again.
+	async fn solver_lost(&self, api: &OnlineClient<PolkadotConfig>) -> Result<()> {
+		self.settle().await?;
+		let l = ledger(api, &dev::dave()).await?;
+		ensure!(l.active == 100 * UNIT && l.locked == 0, "dave was not slashed: {l:?}");
+		let l = ledger(api, &dev::eve()).await?;
+		ensure!(l.active == 100 * UNIT && l.locked == 0, "eve's bond: {l:?}");
+		let task: serde_json::Value = self.node.rpc("trainet_task", vec![0.into()]).await?;
+		ensure!(task["state"]["status"] == "open", "the task was not reopened: {task}");
+		Ok(())
+	}
+
+	/// Waits until a dispute is open on chain (at most `patience`), while `worker` runs.
+	async fn wait_for_dispute(
+		&self,
+		worker: &mut std::process::Child,
+		patience: Duration,
+	) -> Result<serde_json::Value> {
+		let start = std::time::Instant::now();
+		loop {
+			let open: Vec<serde_json::Value> =
+				self.node.rpc("trainet_openDisputes", Vec::new()).await?;
+			if let Some(d) = open.into_iter().next() {
+				return Ok(d);
+			}
+			ensure!(worker.try_wait()?.is_none(), "the worker stopped before any dispute");
+			ensure!(start.elapsed() < patience, "no dispute opened in {patience:?}");
+			tokio::time::sleep(Duration::from_millis(500)).await;
+		}
+	}
+
 	/// The trace root an independent run of the task gives.
 	fn true_trace_root(&self) -> Result<sp_core::H256> {
 		let data = Dataset::digits()?;
@@ -269,14 +301,7 @@ async fn a_verifier_catches_a_cheating_worker() -> Result<()> {
 		"eve: {eve_out}"
 	);
 
-	m.settle().await?;
-	let l = ledger(&m.api, &dev::dave()).await?;
-	ensure!(l.active == 100 * UNIT && l.locked == 0, "dave was not slashed: {l:?}");
-	let l = ledger(&m.api, &dev::eve()).await?;
-	ensure!(l.active == 100 * UNIT && l.locked == 0, "eve's bond: {l:?}");
-	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
-	ensure!(task["state"]["status"] == "open", "the task was not reopened: {task}");
-	Ok(())
+	m.solver_lost(&m.api).await
 }
 
 #[tokio::test]
@@ -386,4 +411,87 @@ async fn a_worker_rides_out_a_node_restart() -> Result<()> {
 		"another trace: {stdout}"
 	);
 	Ok(())
+}
+
+/// Runs `child` (spawned with piped output) to its end, at most `patience`; its stdout and
+/// stderr together, or an error if it failed.
+async fn finish(child: std::process::Child, patience: Duration) -> Result<String> {
+	let out = tokio::time::timeout(
+		patience,
+		tokio::task::spawn_blocking(move || child.wait_with_output()),
+	)
+	.await
+	.with_context(|| format!("the worker did not finish in {patience:?}"))???;
+	let text = format!(
+		"{}\n{}",
+		String::from_utf8_lossy(&out.stdout),
+		String::from_utf8_lossy(&out.stderr)
+	);
+	ensure!(out.status.success(), "the worker failed: {text}");
+	Ok(text)
+}
+
+/// A worker command with its output piped, started.
+fn spawn(mut c: Command) -> Result<std::process::Child> {
+	Ok(c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn()?)
+}
+
+#[tokio::test]
+async fn a_solver_that_goes_offline_mid_dispute_loses_by_timeout() -> Result<()> {
+	// Dave is honest; Eve challenges him falsely. Once the dispute is open Dave's worker is
+	// killed and never comes back: he stops answering, and the round's deadline (the
+	// runtime's RoundTimeout, 100 blocks) decides against him although his work was right.
+	let m = Market::start(4, 12).await?;
+	let mut dave = spawn(m.worker("//Dave", &["solve", "--once", "--register", "200"])?)?;
+	let eve =
+		spawn(m.worker("//Eve", &["verify", "--once", "--register", "100", "--fault", "2:3"])?)?;
+	m.wait_for_dispute(&mut dave, Duration::from_secs(180)).await?;
+	dave.kill()?;
+	dave.wait()?;
+	let eve_out = finish(eve, Duration::from_secs(1200)).await?;
+	ensure!(
+		eve_out.contains("task 0 was wrong: challenged, and the solver lost"),
+		"eve: {eve_out}"
+	);
+	m.solver_lost(&m.api).await
+}
+
+#[tokio::test]
+async fn a_dispute_survives_a_validator_restart() -> Result<()> {
+	// Dave cheats in step 9 of 16; Eve catches him. In the middle of their dispute the chain's
+	// validator (the dev chain's only one, and both workers' node) is stopped and restarted on
+	// its database: both workers wait for it, reconnect, and the dispute goes on to the
+	// right ruling. Deadlines are counted in blocks, so the outage costs neither side a round.
+	let mut m = Market::start(16, 60).await?;
+	let patience = ["--wait-for-node", "180"];
+	let mut dave = spawn(m.worker(
+		"//Dave",
+		&["solve", "--once", "--register", "200", "--fault", "9:3", patience[0], patience[1]],
+	)?)?;
+	let eve = spawn(
+		m.worker("//Eve", &["verify", "--once", "--register", "100", patience[0], patience[1]])?,
+	)?;
+	m.wait_for_dispute(&mut dave, Duration::from_secs(180)).await?;
+	// Let a round or two be played first.
+	m.node.wait_for_finalized(m.node.best_number().await? + 2, Duration::from_secs(60)).await?;
+	let before: Vec<serde_json::Value> = m.node.rpc("trainet_openDisputes", Vec::new()).await?;
+	m.node.restart().await?;
+	let (dave_out, eve_out) = (
+		finish(dave, Duration::from_secs(900)).await?,
+		finish(eve, Duration::from_secs(900)).await?,
+	);
+	let noticed =
+		|out: &str| out.contains("the node cannot be reached") || out.contains("lost the node");
+	ensure!(
+		noticed(&dave_out) && noticed(&eve_out),
+		"a worker never noticed the restart: dave: {dave_out}\neve: {eve_out}"
+	);
+	ensure!(dave_out.contains("task 0 lost in a dispute"), "dave: {dave_out}\nbefore: {before:?}");
+	ensure!(
+		eve_out.contains("task 0 was wrong: challenged, and the solver lost"),
+		"eve: {eve_out}"
+	);
+	// The client made before the restart lost its connection: a new one.
+	let api = OnlineClient::<PolkadotConfig>::from_url(m.node.ws_url()).await?;
+	m.solver_lost(&api).await
 }

@@ -1,16 +1,76 @@
-//! Throughput of the CPU engine on the step program: prints a table of GFLOP/s per model size
-//! and thread count, and the reference implementation's for comparison.
+//! Throughput of training steps: prints a table of ms per step and GFLOP/s per model size and
+//! thread count for
+//!
+//! - `reference`: the step program with the reference operators (`trainet-primitives`);
+//! - `engine`: the step program with the multi-threaded CPU engine;
+//! - `burn + RepOps`: what the worker trains with, an `Mlp` on `Autodiff<NdArray>` whose every
+//!   operation is a RepOps kernel (`train::burn_step`, the optimizer included);
+//! - `burn f32 (not bit-exact)`: the same model trained the usual way in burn, its own float
+//!   matmul, autodiff and a momentum-SGD update, for what determinism costs against it.
 //!
 //!     cargo run --release -p trainet-worker --bin engine-bench [-- --quick]
 
 use std::time::Instant;
 
+use burn::{
+	backend::{Autodiff, NdArray},
+	tensor::{activation, loss::cross_entropy_with_logits, Int, Tensor, TensorData},
+};
 use trainet_primitives::{
 	program::{self, initial_state, step_program},
 	repops::{Matrix, SplitMix64},
 	task::{F32Bits, Optimizer, TrainingSpec},
 };
-use trainet_worker::engine;
+use trainet_worker::{engine, train};
+
+type Float = Autodiff<NdArray<f32>>;
+
+/// One step of the plain float burn baseline: forward, loss, backward, momentum SGD.
+struct FloatRun {
+	params: Vec<Tensor<Float, 2>>,
+	velocity: Vec<Tensor<NdArray<f32>, 2>>,
+	x: Tensor<Float, 2>,
+	targets: Tensor<Float, 2>,
+}
+
+impl FloatRun {
+	fn new(state: &[Matrix], layers: usize, x: &Matrix, labels: &[u32], classes: u32) -> Self {
+		let device = Default::default();
+		let tensor = |m: &Matrix| {
+			Tensor::<Float, 2>::from_data(
+				TensorData::new(m.data.clone(), [m.rows as usize, m.cols as usize]),
+				&device,
+			)
+		};
+		let params: Vec<_> =
+			state.iter().take(2 * layers).map(|m| tensor(m).require_grad()).collect();
+		let velocity = params.iter().map(|p| p.clone().inner().zeros_like()).collect();
+		let labels = Tensor::<Float, 1, Int>::from_data(
+			TensorData::new(
+				labels.iter().map(|l| i64::from(*l)).collect::<Vec<_>>(),
+				[labels.len()],
+			),
+			&device,
+		);
+		let targets = labels.one_hot(classes as usize).float();
+		Self { params, velocity, x: tensor(x), targets }
+	}
+
+	fn step(&mut self) {
+		let layers = self.params.len() / 2;
+		let mut a = self.x.clone();
+		for l in 0..layers {
+			let z = a.matmul(self.params[2 * l].clone()) + self.params[2 * l + 1].clone();
+			a = if l + 1 < layers { activation::relu(z) } else { z };
+		}
+		let grads = cross_entropy_with_logits(a, self.targets.clone()).backward();
+		for (p, v) in self.params.iter_mut().zip(self.velocity.iter_mut()) {
+			let g = p.grad(&grads).expect("a gradient");
+			*v = v.clone().mul_scalar(0.9) + g;
+			*p = Tensor::from_inner(p.clone().inner() - v.clone().mul_scalar(0.05)).require_grad();
+		}
+	}
+}
 
 fn main() {
 	let quick = std::env::args().any(|a| a == "--quick");
@@ -73,5 +133,28 @@ fn main() {
 			});
 			println!("| {name} | engine | {n} | {:.2} | {:.2} |", t * 1e3, flops / t / 1e9);
 		}
+		for n in &threads {
+			let pool = rayon::ThreadPoolBuilder::new().num_threads(*n).build().expect("pool");
+			let t = time(&|| {
+				pool.install(|| {
+					train::burn_step(&s, &state, x.clone(), labels.clone(), 0).expect("step")
+				});
+			});
+			println!("| {name} | burn + RepOps | {n} | {:.2} | {:.2} |", t * 1e3, flops / t / 1e9);
+		}
+		let classes = *widths.last().unwrap_or(&2);
+		let mut float = FloatRun::new(&state, widths.len() - 1, &x, &labels, classes);
+		float.step();
+		let reps = 3;
+		let start = Instant::now();
+		for _ in 0..reps {
+			float.step();
+		}
+		let t = start.elapsed().as_secs_f64() / reps as f64;
+		println!(
+			"| {name} | burn f32 (not bit-exact) | burn's | {:.2} | {:.2} |",
+			t * 1e3,
+			flops / t / 1e9
+		);
 	}
 }
