@@ -17,6 +17,7 @@ use burn::{
 	tensor::{activation, loss::cross_entropy_with_logits, Int, Tensor, TensorData},
 };
 use trainet_primitives::{
+	commit,
 	program::{self, initial_state, step_program},
 	repops::{Matrix, SplitMix64},
 	task::{F32Bits, Optimizer, TrainingSpec},
@@ -93,6 +94,7 @@ fn main() {
 	if threads.is_empty() {
 		threads.push(1);
 	}
+	let mut proving = Vec::new();
 	println!("| model | implementation | threads | ms/step | GFLOP/s |");
 	println!("|---|---|---|---|---|");
 	for (name, widths, batch) in sizes {
@@ -142,6 +144,15 @@ fn main() {
 			});
 			println!("| {name} | burn + RepOps | {n} | {:.2} | {:.2} |", t * 1e3, flops / t / 1e9);
 		}
+		// The cost of proving: hashing the state after every step (`h_t`, what the trace
+		// commits to; the journal append and the one commitment per task are negligible).
+		let step = time(&|| {
+			engine::run_step(&s, &p, &state, &x, &labels, 0).expect("step");
+		});
+		let hash = time(&|| {
+			std::hint::black_box(commit::state_hash(&state));
+		});
+		proving.push((name.to_string(), hash * 1e3, step * 1e3));
 		let classes = *widths.last().unwrap_or(&2);
 		let mut float = FloatRun::new(&state, widths.len() - 1, &x, &labels, classes);
 		float.step();
@@ -156,5 +167,14 @@ fn main() {
 			t * 1e3,
 			flops / t / 1e9
 		);
+	}
+	println!(
+		"\nThe cost of proving: hashing every step's state (BLAKE2-256 tensor by tensor, then"
+	);
+	println!("their Merkle root) against the engine's step on all threads:\n");
+	println!("| model | hash ms | step ms | overhead |");
+	println!("|---|---|---|---|");
+	for (name, hash, step) in proving {
+		println!("| {name} | {hash:.3} | {step:.2} | {:.1}% |", 100.0 * hash / step);
 	}
 }

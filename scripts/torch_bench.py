@@ -1,0 +1,76 @@
+"""PyTorch on CPU, for scripts/bench: ms per training step of the MLPs engine-bench measures.
+
+The same widths, batch, f32, ReLU, mean softmax cross-entropy and momentum SGD (lr 0.05,
+momentum 0.9) as the worker's step; random inputs and labels; the mean of a few repetitions after a
+warm-up, as engine-bench times its rows. Run twice: PyTorch's defaults, and with `torch.use_deterministic_algorithms
+(True)`. Prints the rows of engine-bench's table (markdown).
+
+    python torch_bench.py [--quick] [--threads N]
+"""
+
+import argparse
+import time
+
+import torch
+
+SIZES = [
+    ("digits 64-32-10, batch 32", [64, 32, 10], 32),
+    ("256-256-10, batch 64", [256, 256, 10], 64),
+    ("784-512-512-10, batch 128", [784, 512, 512, 10], 128),
+    ("1024-1024-1024-10, batch 256", [1024, 1024, 1024, 10], 256),
+]
+
+
+def step_flops(widths, batch):
+    """The matrix products' FLOPs of one step, counted as engine::step_flops counts them."""
+    total = 0
+    for layer, (fan_in, fan_out) in enumerate(zip(widths, widths[1:])):
+        products = 2 if layer == 0 else 3
+        total += 2 * batch * fan_in * fan_out * products
+    return total
+
+
+def bench(widths, batch, reps):
+    torch.manual_seed(1)
+    layers = []
+    for fan_in, fan_out in zip(widths, widths[1:]):
+        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x = torch.rand(batch, widths[0])
+    y = torch.randint(0, widths[-1], (batch,))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    start = time.perf_counter()
+    for _ in range(reps):
+        step()
+    return (time.perf_counter() - start) / reps
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = SIZES[:2] if args.quick else SIZES
+    threads = torch.get_num_threads()
+    for deterministic in (False, True):
+        torch.use_deterministic_algorithms(deterministic)
+        label = f"PyTorch {torch.__version__} f32" + (" deterministic" if deterministic else "")
+        for name, widths, batch in sizes:
+            seconds = bench(widths, batch, reps=3)
+            gflops = step_flops(widths, batch) / seconds / 1e9
+            print(f"| {name} | {label} | {threads} | {seconds * 1e3:.2f} | {gflops:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
