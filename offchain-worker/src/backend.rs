@@ -147,15 +147,20 @@ pub fn to_matrix<B: Backend>(tensor: FloatTensor<B>) -> Result<Matrix, ShapeErro
 		return Err(ShapeError::Mismatch);
 	}
 	let shape = tensor.shape();
-	let (rows, cols) = match shape.as_slice()[..] {
-		[n] => (1, n),
-		[r, c] => (r, c),
-		_ => return Err(ShapeError::Mismatch),
-	};
 	let data = try_read_sync(B::float_into_data(tensor))
 		.and_then(Result::ok)
 		.ok_or(ShapeError::Mismatch)?;
 	let values = data.into_vec::<f32>().map_err(|_| ShapeError::Mismatch)?;
+	matrix(shape.as_slice(), values)
+}
+
+/// The matrix of a rank-1 (`[n]`, read as `1 x n`) or rank-2 tensor's shape and values.
+fn matrix(dims: &[usize], values: Vec<f32>) -> Result<Matrix, ShapeError> {
+	let (rows, cols) = match dims {
+		[n] => (1, *n),
+		[r, c] => (*r, *c),
+		_ => return Err(ShapeError::Mismatch),
+	};
 	let dim = |n: usize| u32::try_from(n).map_err(|_| ShapeError::Overflow);
 	Matrix::new(dim(rows)?, dim(cols)?, values)
 }
@@ -226,17 +231,11 @@ impl RepOpsBackend for NdArray<f32> {
 	fn repops_read(tensor: FloatTensor<Self>) -> Result<Matrix, ShapeError> {
 		let NdArrayTensor::F32(storage) = &tensor else { return Err(ShapeError::Mismatch) };
 		let view = storage.view();
-		let (rows, cols) = match view.shape() {
-			[n] => (1, *n),
-			[r, c] => (*r, *c),
-			_ => return Err(ShapeError::Mismatch),
-		};
 		let data = match view.as_slice() {
 			Some(values) => values.to_vec(),
 			None => view.iter().copied().collect(),
 		};
-		let dim = |n: usize| u32::try_from(n).map_err(|_| ShapeError::Overflow);
-		Matrix::new(dim(rows)?, dim(cols)?, data)
+		matrix(view.shape(), data)
 	}
 }
 
