@@ -1,8 +1,13 @@
 //! Each pallet's configuration, with the chain's constants.
 
 use frame_support::{
-	derive_impl, parameter_types,
-	traits::{ConstBool, ConstU128, ConstU32, ConstU64, ConstU8, VariantCountOf},
+	derive_impl,
+	dynamic_params::{dynamic_pallet_params, dynamic_params},
+	parameter_types,
+	traits::{
+		AsEnsureOriginWithArg, ConstBool, ConstU128, ConstU32, ConstU64, ConstU8, Get,
+		VariantCountOf,
+	},
 	weights::{
 		constants::{RocksDbWeight, WEIGHT_REF_TIME_PER_SECOND},
 		IdentityFee, Weight,
@@ -196,14 +201,82 @@ impl pallet_task_escrow::Config for Runtime {
 	type WeightInfo = pallet_task_escrow::weights::SubstrateWeight<Runtime>;
 }
 
+/// The chain's parameters that governance (root: sudo on this chain) may change without a
+/// runtime upgrade, through `pallet-parameters`' `set_parameter`. Each has its default here;
+/// the runtime holds each inside bounds whatever is set (see [`RoundTimeout`]).
+#[dynamic_params(RuntimeParameters, pallet_parameters::Parameters::<Runtime>)]
+pub mod dynamic_params {
+	use super::*;
+
+	/// The dispute game's deadlines.
+	#[dynamic_pallet_params]
+	#[codec(index = 0)]
+	pub mod disputes {
+		/// Blocks each side has to answer in a bisection round (and in each stage of the
+		/// operator-level game). Ten minutes by default: a task of the largest size (10^7
+		/// steps) needs 24 rounds, four hours at most.
+		#[codec(index = 0)]
+		pub static RoundTimeout: BlockNumber = 10 * MINUTES;
+
+		/// Blocks the leaf stage may last: two hours by default.
+		#[codec(index = 1)]
+		pub static LeafTimeout: BlockNumber = 2 * HOURS;
+	}
+}
+
+/// The shortest deadline a dispute's round or leaf can have, whatever governance sets: a
+/// party must be able to see the round open and get its answer into a block.
+pub const MIN_DISPUTE_DEADLINE: BlockNumber = 5;
+/// The longest round deadline: an hour. A dispute of 64 rounds (24 over the steps of the
+/// longest trace, the rest over one step's operations) and the longest leaf stage end within
+/// 76 hours, so a task's whole life (three stages of at most a day each, then its disputes)
+/// stays inside the seven-day unbonding period: no staker can unbond ahead of a slash.
+pub const MAX_ROUND_TIMEOUT: BlockNumber = HOURS;
+/// The longest leaf stage: twelve hours.
+pub const MAX_LEAF_TIMEOUT: BlockNumber = 12 * HOURS;
+
+/// A governance parameter `P` held inside `[MIN, MAX]`.
+pub struct Clamped<P, const MIN: BlockNumber, const MAX: BlockNumber>(core::marker::PhantomData<P>);
+
+impl<P: Get<BlockNumber>, const MIN: BlockNumber, const MAX: BlockNumber> Get<BlockNumber>
+	for Clamped<P, MIN, MAX>
+{
+	fn get() -> BlockNumber {
+		P::get().clamp(MIN, MAX)
+	}
+}
+
+#[cfg(feature = "runtime-benchmarks")]
+impl Default for RuntimeParameters {
+	fn default() -> Self {
+		RuntimeParameters::Disputes(dynamic_params::disputes::Parameters::RoundTimeout(
+			dynamic_params::disputes::RoundTimeout,
+			Some(10 * MINUTES),
+		))
+	}
+}
+
+impl pallet_parameters::Config for Runtime {
+	type RuntimeEvent = RuntimeEvent;
+	type RuntimeParameters = RuntimeParameters;
+	type AdminOrigin = AsEnsureOriginWithArg<frame_system::EnsureRoot<AccountId>>;
+	// pallet-parameters keeps its `SubstrateWeight` private; `()` carries the same benchmarked
+	// figures priced with RocksDB's read and write weights, which this chain uses too.
+	type WeightInfo = ();
+}
+
+/// Each side's deadline in a dispute round: a governance parameter (see [`dynamic_params`]),
+/// ten minutes by default, between [`MIN_DISPUTE_DEADLINE`] and [`MAX_ROUND_TIMEOUT`].
+pub type RoundTimeout =
+	Clamped<dynamic_params::disputes::RoundTimeout, MIN_DISPUTE_DEADLINE, MAX_ROUND_TIMEOUT>;
+/// The leaf stage's deadline: a governance parameter (see [`dynamic_params`]), two hours by
+/// default, between [`MIN_DISPUTE_DEADLINE`] and [`MAX_LEAF_TIMEOUT`].
+pub type LeafTimeout =
+	Clamped<dynamic_params::disputes::LeafTimeout, MIN_DISPUTE_DEADLINE, MAX_LEAF_TIMEOUT>;
+
 parameter_types! {
 	/// A challenger's bond per dispute: the minimum verifier bond backs one dispute at a time.
 	pub const ChallengeBond: Balance = 50 * UNIT;
-	/// Each side has ten minutes to reveal its hash in a bisection round. A task of the
-	/// largest size (10^7 steps) needs 24 rounds: four hours at most.
-	pub const RoundTimeout: BlockNumber = 10 * MINUTES;
-	/// The leaf stage may last two hours.
-	pub const LeafTimeout: BlockNumber = 2 * HOURS;
 	/// Disputes open against one task at once (one per challenger).
 	pub const MaxDisputesPerTask: u32 = 8;
 	/// The whole-operation leaf at the most the chain executes (and benchmarks).

@@ -31,6 +31,7 @@ include!(concat!(env!("OUT_DIR"), "/wasm_binary.rs"));
 
 pub mod apis;
 pub mod configs;
+pub use configs::{dynamic_params, RuntimeParameters};
 pub mod genesis_config_presets;
 #[cfg(test)]
 mod tests;
@@ -212,6 +213,9 @@ mod runtime {
 	#[runtime::pallet_index(6)]
 	pub type Sudo = pallet_sudo;
 
+	#[runtime::pallet_index(7)]
+	pub type Parameters = pallet_parameters;
+
 	// The protocol pallets.
 	#[runtime::pallet_index(10)]
 	pub type ComputeStaking = pallet_compute_staking;
@@ -235,6 +239,7 @@ mod benches {
 		[pallet_balances, Balances]
 		[pallet_timestamp, Timestamp]
 		[pallet_sudo, Sudo]
+		[pallet_parameters, Parameters]
 		[pallet_compute_staking, ComputeStaking]
 		[pallet_task_escrow, TaskEscrow]
 		[pallet_challenge, Challenge]

@@ -112,3 +112,47 @@ fn every_dispute_call_fits_one_extrinsic_at_its_worst() {
 	});
 	assert!(call.get_dispatch_info().call_weight.all_lte(max));
 }
+
+#[test]
+fn dispute_deadlines_are_governance_parameters_within_bounds() {
+	use crate::{
+		configs::{dynamic_params::disputes, MAX_ROUND_TIMEOUT, MIN_DISPUTE_DEADLINE},
+		Parameters, RuntimeOrigin, RuntimeParameters, MINUTES,
+	};
+	use frame_support::{assert_noop, assert_ok, traits::Get};
+	type Round = <Runtime as pallet_challenge::Config>::RoundTimeout;
+	type Leaf = <Runtime as pallet_challenge::Config>::LeafTimeout;
+	let set = |origin, blocks| {
+		Parameters::set_parameter(
+			origin,
+			RuntimeParameters::Disputes(disputes::Parameters::RoundTimeout(
+				disputes::RoundTimeout,
+				Some(blocks),
+			)),
+		)
+	};
+	genesis_ext("development").execute_with(|| {
+		assert_eq!(Round::get(), 10 * MINUTES);
+		assert_eq!(Leaf::get(), 2 * crate::HOURS);
+		// Only root (sudo here) may change a deadline.
+		let alice = Sr25519Keyring::Alice.to_account_id();
+		assert_noop!(set(RuntimeOrigin::signed(alice), 10), sp_runtime::DispatchError::BadOrigin);
+		assert_ok!(set(RuntimeOrigin::root(), 12));
+		assert_eq!(Round::get(), 12);
+		// A deadline below the floor is raised to it: a party always has blocks to answer in.
+		assert_ok!(set(RuntimeOrigin::root(), 0));
+		assert_eq!(Round::get(), MIN_DISPUTE_DEADLINE);
+		// One above the ceiling is lowered to it: disputes end inside the unbonding period.
+		assert_ok!(set(RuntimeOrigin::root(), 10 * MAX_ROUND_TIMEOUT));
+		assert_eq!(Round::get(), MAX_ROUND_TIMEOUT);
+		assert_eq!(Leaf::get(), 2 * crate::HOURS);
+	});
+}
+
+#[test]
+fn the_longest_task_life_with_the_longest_deadlines_ends_before_unbonding() {
+	use crate::configs::{MaxTaskTimeout, UnbondingPeriod, MAX_LEAF_TIMEOUT, MAX_ROUND_TIMEOUT};
+	let stages = 3 * MaxTaskTimeout::get();
+	let dispute = 64 * MAX_ROUND_TIMEOUT + MAX_LEAF_TIMEOUT;
+	assert!(stages + dispute < UnbondingPeriod::get());
+}

@@ -13,7 +13,7 @@ use std::{
 	time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use jsonrpsee::{
 	core::{client::ClientT, params::ArrayParams},
 	http_client::{HttpClient, HttpClientBuilder},
@@ -367,4 +367,53 @@ pub async fn ledger(
 		.await?
 		.decode()
 		.map_err(anyhow::Error::from)
+}
+
+/// Bytes already SCALE-encoded, written as they are.
+struct Encoded(Vec<u8>);
+
+impl codec::Encode for Encoded {
+	fn size_hint(&self) -> usize {
+		self.0.len()
+	}
+	fn encode_to<O: codec::Output + ?Sized>(&self, dest: &mut O) {
+		dest.write(&self.0)
+	}
+}
+
+/// Root (sudo: Alice on the dev chain) sets the dispute game's round deadline to `blocks`
+/// through `pallet-parameters`, as governance would on a live chain. Rounds opened afterwards
+/// use it; tests of timeouts use it so as not to wait the default ten minutes.
+pub async fn set_round_timeout(
+	node: &Node,
+	api: &subxt::OnlineClient<subxt::PolkadotConfig>,
+	blocks: u32,
+) -> Result<()> {
+	use subxt::dynamic::Value as V;
+	use subxt::ext::scale_encode::EncodeAsType;
+	let parameter = V::unnamed_variant(
+		"RoundTimeout",
+		[V::unnamed_composite([]), V::unnamed_variant("Some", [V::u128(blocks.into())])],
+	);
+	let call = V::unnamed_variant(
+		"Parameters",
+		[V::named_variant(
+			"set_parameter",
+			[("key_value", V::unnamed_variant("Disputes", [parameter]))],
+		)],
+	);
+	let at = api.at_current_block().await?;
+	let metadata = at.metadata();
+	let call = call.encode_as_type(metadata.outer_enums().call_enum_ty(), metadata.types())?;
+	let alice = subxt_signer::sr25519::dev::alice();
+	let events = submit_in_block(node, api, &alice, "Sudo", "sudo", Encoded(call)).await?;
+	let sudid = events
+		.iter()
+		.filter_map(|e| e.ok())
+		.find(|e| e.pallet_name() == "Sudo" && e.event_name() == "Sudid")
+		.context("no Sudid event")?;
+	let result =
+		sudid.decode_fields_unchecked_as::<subxt::ext::scale_value::Composite<()>>()?.to_string();
+	ensure!(result.contains("Ok"), "root could not set the round timeout: {result}");
+	Ok(())
 }

@@ -28,7 +28,7 @@ use std::{
 use anyhow::{ensure, Context, Result};
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
-use trainet_e2e::{free_port, ledger, worker_binary, Node, NodeConfig};
+use trainet_e2e::{free_port, ledger, set_round_timeout, worker_binary, Node, NodeConfig};
 use trainet_primitives::{trace::trace_root, UNIT};
 use trainet_worker::{dataset::Dataset, spec_file::SpecFile, train::Training};
 
@@ -439,16 +439,18 @@ fn spawn(mut c: Command) -> Result<std::process::Child> {
 #[tokio::test]
 async fn a_solver_that_goes_offline_mid_dispute_loses_by_timeout() -> Result<()> {
 	// Dave is honest; Eve challenges him falsely. Once the dispute is open Dave's worker is
-	// killed and never comes back: he stops answering, and the round's deadline (the
-	// runtime's RoundTimeout, 100 blocks) decides against him although his work was right.
+	// killed and never comes back: he stops answering, and the round's deadline decides
+	// against him although his work was right. Root first shortens the round deadline (a
+	// governance parameter, ten minutes by default) to 10 blocks.
 	let m = Market::start(4, 12).await?;
+	set_round_timeout(&m.node, &m.api, 10).await?;
 	let mut dave = spawn(m.worker("//Dave", &["solve", "--once", "--register", "200"])?)?;
 	let eve =
 		spawn(m.worker("//Eve", &["verify", "--once", "--register", "100", "--fault", "2:3"])?)?;
 	m.wait_for_dispute(&mut dave, Duration::from_secs(180)).await?;
 	dave.kill()?;
 	dave.wait()?;
-	let eve_out = finish(eve, Duration::from_secs(1200)).await?;
+	let eve_out = finish(eve, Duration::from_secs(600)).await?;
 	ensure!(
 		eve_out.contains("task 0 was wrong: challenged, and the solver lost"),
 		"eve: {eve_out}"
