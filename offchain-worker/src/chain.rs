@@ -291,8 +291,9 @@ impl Chain {
 	}
 }
 
-/// Bytes already SCALE-encoded, encoded as themselves.
-struct Raw<'a>(&'a [u8]);
+/// Bytes already SCALE-encoded, encoded as themselves (a call's arguments, or a whole call
+/// for `Sudo.sudo`).
+pub struct Raw<'a>(pub &'a [u8]);
 
 impl Encode for Raw<'_> {
 	fn size_hint(&self) -> usize {

@@ -18,10 +18,11 @@ use std::{
 	path::{Path, PathBuf},
 };
 
+use crate::commit::state_hash;
 use codec::{Decode, Encode};
 use sp_core::H256;
 use thiserror::Error;
-use trainet_primitives::{commit::state_hash, repops::Matrix, task::TrainingSpec};
+use trainet_primitives::{repops::Matrix, task::TrainingSpec};
 
 use crate::files::{read_if_present, write_atomically, FileError};
 

@@ -9,6 +9,7 @@
 //! - [`dataset`]: the shipped digits, a synthetic generator, a content-addressed store;
 //! - [`spec_file`]: task specs as TOML files;
 //! - [`train`]: a task's training run, step by step, with state hashes and accuracy;
+//! - [`commit`]: state hashes, the chain's definition computed in parallel;
 //! - [`checkpoint`]: checkpoints named by their state hash, and each task's journal;
 //! - [`chain`]: JSON-RPC and signed transactions to a node;
 //! - [`solver`]: find, claim, train (resuming after a crash) and commit a task; defend it;
@@ -22,6 +23,7 @@
 pub mod backend;
 pub mod chain;
 pub mod checkpoint;
+pub mod commit;
 pub mod config;
 pub mod dataset;
 pub mod dispute;

@@ -23,7 +23,6 @@ use sp_core::{bytes::to_hex, H256};
 use subxt_signer::sr25519::Keypair;
 use thiserror::Error;
 use trainet_primitives::{
-	commit::state_hash,
 	market::{Party, Task, TaskState, TraceCommitment},
 	referee::Fault,
 	task::{Model, TrainingSpec},
@@ -353,7 +352,7 @@ pub async fn solve(
 		trace_root: trace_root(&states),
 		steps,
 		final_state,
-		model_hash: state_hash(last.get(..params).unwrap_or_default()),
+		model_hash: crate::commit::state_hash(last.get(..params).unwrap_or_default()),
 	};
 	let proof = trace_proof(&states, steps).ok_or(SolveError::NoProof(steps))?;
 	chain.submit(signer, "TaskEscrow", "commit", (id, commitment, proof)).await?;

@@ -5,7 +5,6 @@
 use sp_core::H256;
 use thiserror::Error;
 use trainet_primitives::{
-	commit::state_hash,
 	program::{self, initial_state, step_program, OpKind, StepProgram},
 	referee::Fault,
 	repops::{self, batch_indices, Matrix, ShapeError},
@@ -208,7 +207,7 @@ impl Training {
 
 	/// The current state's hash.
 	pub fn state_hash(&self) -> H256 {
-		state_hash(&self.state)
+		crate::commit::state_hash(&self.state)
 	}
 
 	/// Runs the next step.

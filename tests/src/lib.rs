@@ -24,7 +24,27 @@ use serde_json::Value;
 /// How long to wait for a node to open its RPC port.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The path of the `trainet-node` binary under test.
+/// A binary of this workspace's build, next to the running executable: a test executable lives
+/// in `<target>/<profile>/deps/`, a binary (`chain-bench`) in `<target>/<profile>/`, and the
+/// workspace's binaries in `<target>/<profile>/`.
+fn built_binary(name: &str) -> Result<PathBuf> {
+	let exe = std::env::current_exe().context("locating the running executable")?;
+	let dir =
+		exe.parent().ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
+	let candidates = [Some(dir), dir.parent()];
+	for candidate in candidates.into_iter().flatten().map(|d| d.join(name)) {
+		if candidate.is_file() {
+			return Ok(candidate);
+		}
+	}
+	bail!(
+		"{name} not found next to {}: build it first (`cargo build -p {name}`, which \
+		 `scripts/test` does)",
+		exe.display()
+	)
+}
+
+/// The path of the `trainet-node` binary under test: `TRAINET_NODE` if set, else the build's.
 pub fn node_binary() -> Result<PathBuf> {
 	if let Ok(path) = std::env::var("TRAINET_NODE") {
 		let path = PathBuf::from(path);
@@ -33,39 +53,12 @@ pub fn node_binary() -> Result<PathBuf> {
 		}
 		bail!("TRAINET_NODE={} is not a file", path.display());
 	}
-	// The test executable lives in <target>/<profile>/deps/; the node in <target>/<profile>/.
-	let exe = std::env::current_exe().context("locating the test executable")?;
-	let profile_dir = exe
-		.parent()
-		.and_then(Path::parent)
-		.ok_or_else(|| anyhow!("unexpected test executable path {}", exe.display()))?;
-	let candidate = profile_dir.join("trainet-node");
-	if candidate.is_file() {
-		return Ok(candidate);
-	}
-	bail!(
-		"trainet-node not found at {}: build it first (`cargo build -p trainet-node`, which \
-		 `scripts/test` does) or point TRAINET_NODE at it",
-		candidate.display()
-	)
+	built_binary("trainet-node")
 }
 
 /// The path of the `trainet-worker` binary, next to the node's.
 pub fn worker_binary() -> Result<PathBuf> {
-	let exe = std::env::current_exe().context("locating the test executable")?;
-	let candidate = exe
-		.parent()
-		.and_then(Path::parent)
-		.ok_or_else(|| anyhow!("unexpected test executable path {}", exe.display()))?
-		.join("trainet-worker");
-	if candidate.is_file() {
-		return Ok(candidate);
-	}
-	bail!(
-		"trainet-worker not found at {}: build it first (`cargo build -p trainet-worker`, which \
-		 `scripts/test` does)",
-		candidate.display()
-	)
+	built_binary("trainet-worker")
 }
 
 /// A free TCP port on the loopback interface.
@@ -268,7 +261,14 @@ impl Node {
 	/// Stops the node (SIGINT) and starts it again on the same database and ports, as an
 	/// operator restarting it would.
 	pub async fn restart(&mut self) -> Result<()> {
+		self.restart_after(Duration::ZERO).await
+	}
+
+	/// Stops the node (SIGINT), leaves it down for `down`, then starts it again on the same
+	/// database and ports.
+	pub async fn restart_after(&mut self, down: Duration) -> Result<()> {
 		self.halt()?;
+		tokio::time::sleep(down).await;
 		*self = Node::start(self.config.clone()).await?;
 		Ok(())
 	}
@@ -369,18 +369,6 @@ pub async fn ledger(
 		.map_err(anyhow::Error::from)
 }
 
-/// Bytes already SCALE-encoded, written as they are.
-struct Encoded(Vec<u8>);
-
-impl codec::Encode for Encoded {
-	fn size_hint(&self) -> usize {
-		self.0.len()
-	}
-	fn encode_to<O: codec::Output + ?Sized>(&self, dest: &mut O) {
-		dest.write(&self.0)
-	}
-}
-
 /// Root (sudo: Alice on the dev chain) sets the dispute game's round deadline to `blocks`
 /// through `pallet-parameters`, as governance would on a live chain. Rounds opened afterwards
 /// use it; tests of timeouts use it so as not to wait the default ten minutes.
@@ -406,7 +394,9 @@ pub async fn set_round_timeout(
 	let metadata = at.metadata();
 	let call = call.encode_as_type(metadata.outer_enums().call_enum_ty(), metadata.types())?;
 	let alice = subxt_signer::sr25519::dev::alice();
-	let events = submit_in_block(node, api, &alice, "Sudo", "sudo", Encoded(call)).await?;
+	let events =
+		submit_in_block(node, api, &alice, "Sudo", "sudo", trainet_worker::chain::Raw(&call))
+			.await?;
 	let sudid = events
 		.iter()
 		.filter_map(|e| e.ok())
@@ -416,4 +406,38 @@ pub async fn set_round_timeout(
 		sudid.decode_fields_unchecked_as::<subxt::ext::scale_value::Composite<()>>()?.to_string();
 	ensure!(result.contains("Ok"), "root could not set the round timeout: {result}");
 	Ok(())
+}
+
+/// Three validators (Alice, Bob, Charlie) of the `local` chain spec under `dir`, connected over
+/// libp2p on loopback (Bob and Charlie boot from Alice), in that order. Each keeps its node key
+/// and ports across restarts, and boots from Alice again.
+pub async fn local_network(dir: &Path) -> Result<Vec<Node>> {
+	let validator = |name: &str, key: u8, bootnode: Option<String>| {
+		let mut args = vec![
+			"--chain".to_string(),
+			"local".to_string(),
+			"--validator".to_string(),
+			format!("--{}", name.to_lowercase()),
+			"--node-key".to_string(),
+			format!("{key:064x}"),
+		];
+		if let Some(addr) = bootnode {
+			args.extend(["--bootnodes".to_string(), addr]);
+		}
+		NodeConfig {
+			name: name.to_string(),
+			args,
+			base_path: dir.join(name),
+			rpc_port: None,
+			p2p_port: None,
+		}
+	};
+	let alice_port = free_port()?;
+	let mut alice_config = validator("Alice", 1, None);
+	alice_config.p2p_port = Some(alice_port);
+	let alice = Node::start(alice_config).await?;
+	let bootnode = format!("/ip4/127.0.0.1/tcp/{alice_port}/p2p/{}", peer_id(&alice).await?);
+	let bob = Node::start(validator("Bob", 2, Some(bootnode.clone()))).await?;
+	let charlie = Node::start(validator("Charlie", 3, Some(bootnode))).await?;
+	Ok(vec![alice, bob, charlie])
 }

@@ -5,40 +5,14 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
-use trainet_e2e::{free_port, peer_id, Node, NodeConfig};
+use trainet_e2e::local_network;
 
 #[tokio::test]
 async fn three_validators_finalize_the_same_blocks() -> Result<()> {
 	let dir = tempfile::tempdir()?;
-	let validator = |name: &str, key: &str, bootnode: Option<String>| {
-		let mut args = vec![
-			"--chain".to_string(),
-			"local".to_string(),
-			"--validator".to_string(),
-			format!("--{}", name.to_lowercase()),
-			"--node-key".to_string(),
-			key.to_string(),
-		];
-		if let Some(addr) = bootnode {
-			args.extend(["--bootnodes".to_string(), addr]);
-		}
-		NodeConfig {
-			name: name.to_string(),
-			args,
-			base_path: dir.path().join(name),
-			rpc_port: None,
-			p2p_port: None,
-		}
-	};
-
-	let alice_port = free_port()?;
-	let mut alice_config = validator("Alice", &format!("{:064x}", 1), None);
-	alice_config.p2p_port = Some(alice_port);
-	let alice = Node::start(alice_config).await?;
-	let bootnode = format!("/ip4/127.0.0.1/tcp/{alice_port}/p2p/{}", peer_id(&alice).await?);
-	let bob = Node::start(validator("Bob", &format!("{:064x}", 2), Some(bootnode.clone()))).await?;
-	let charlie = Node::start(validator("Charlie", &format!("{:064x}", 3), Some(bootnode))).await?;
-	let nodes = [&alice, &bob, &charlie];
+	let network = local_network(dir.path()).await?;
+	let [alice, bob, charlie] = &network[..] else { anyhow::bail!("three validators") };
+	let nodes = [alice, bob, charlie];
 
 	// GRANDPA needs two of three votes, so finality proves the network, not one node.
 	let target = 3;

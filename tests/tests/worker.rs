@@ -1,4 +1,4 @@
-//! The worker against a real dev chain, as its users run it.
+//! The worker against a real chain (a dev node, or three validators), as its users run it.
 //!
 //! - Alice imports the shipped digits and posts a training task with `trainet-worker submit`;
 //!   Dave runs `trainet-worker solve --once --register 200`, which registers, claims the task,
@@ -18,6 +18,10 @@
 //! - Dave's worker is killed (SIGKILL) in the middle of a long task and started again: it
 //!   finds the task it holds on chain, resumes from its last checkpoint and commits the trace
 //!   an uninterrupted run gives.
+//! - Eve challenges an honest Dave whose worker then dies for good: the round deadline (set
+//!   short by root, a governance parameter) decides against him.
+//! - A dispute goes on to the right ruling while the workers' node restarts: the dev chain's
+//!   only validator, and Bob's of three validators (the others keep making blocks).
 
 use std::{
 	path::{Path, PathBuf},
@@ -75,20 +79,42 @@ async fn free(api: &OnlineClient<PolkadotConfig>, who: [u8; 32]) -> Result<u128>
 	Ok(info.data.free)
 }
 
-/// A dev node, Alice's digits in a data directory, and task 0 posted by Alice with `steps`
-/// steps and a challenge window of `challenge` blocks.
+/// A chain (a dev node, or three validators), Alice's digits in a data directory, and task 0
+/// posted by Alice with `steps` steps and a challenge window of `challenge` blocks.
 struct Market {
 	_dir: tempfile::TempDir,
+	/// The node the workers talk to.
 	node: Node,
+	/// The network's other validators, if any.
+	others: Vec<Node>,
 	api: OnlineClient<PolkadotConfig>,
 	data_dir: PathBuf,
 	spec_text: String,
 }
 
 impl Market {
+	/// On a dev chain (one validator, the workers' node).
 	async fn start(steps: u32, challenge: u32) -> Result<Self> {
 		let dir = tempfile::tempdir()?;
 		let node = Node::start(NodeConfig::dev(&dir.path().join("node"))).await?;
+		Self::open(dir, node, Vec::new(), steps, challenge).await
+	}
+
+	/// On the local chain's three validators; the workers talk to Bob's node.
+	async fn start_on_three_validators(steps: u32, challenge: u32) -> Result<Self> {
+		let dir = tempfile::tempdir()?;
+		let mut nodes = trainet_e2e::local_network(dir.path()).await?;
+		let bob = nodes.remove(1);
+		Self::open(dir, bob, nodes, steps, challenge).await
+	}
+
+	async fn open(
+		dir: tempfile::TempDir,
+		node: Node,
+		others: Vec<Node>,
+		steps: u32,
+		challenge: u32,
+	) -> Result<Self> {
 		node.wait_for_finalized(1, Duration::from_secs(90)).await?;
 		let api = OnlineClient::<PolkadotConfig>::from_url(node.ws_url()).await?;
 		let data_dir = dir.path().join("data");
@@ -107,7 +133,7 @@ impl Market {
 		let args = ["submit", spec, "--reward", "10", "--challenge-timeout", &challenge];
 		let posted = run(worker_command(&data_dir, &node.ws_url(), "//Alice", &args)?)?;
 		ensure!(posted.starts_with("task 0 submitted"), "{posted}");
-		Ok(Self { _dir: dir, node, api, data_dir, spec_text })
+		Ok(Self { _dir: dir, node, others, api, data_dir, spec_text })
 	}
 
 	/// `trainet-worker` as `suri` on this market.
@@ -494,6 +520,48 @@ async fn a_dispute_survives_a_validator_restart() -> Result<()> {
 		"eve: {eve_out}"
 	);
 	// The client made before the restart lost its connection: a new one.
+	let api = OnlineClient::<PolkadotConfig>::from_url(m.node.ws_url()).await?;
+	m.solver_lost(&api).await
+}
+
+#[tokio::test]
+async fn a_dispute_goes_on_while_one_of_three_validators_restarts() -> Result<()> {
+	// Three validators (the local chain: Alice, Bob, Charlie); both workers talk to Bob's node.
+	// Dave cheats in step 9 of 16; Eve catches him. In the middle of their dispute Bob's node
+	// is stopped for 20 seconds: Alice and Charlie keep making blocks (the round deadlines keep
+	// running), Bob's node comes back on its database and catches up, both workers reconnect
+	// to it and the dispute goes on to the right ruling.
+	let mut m = Market::start_on_three_validators(16, 60).await?;
+	let patience = ["--wait-for-node", "180"];
+	let mut dave = spawn(m.worker(
+		"//Dave",
+		&["solve", "--once", "--register", "200", "--fault", "9:3", patience[0], patience[1]],
+	)?)?;
+	let eve = spawn(
+		m.worker("//Eve", &["verify", "--once", "--register", "100", patience[0], patience[1]])?,
+	)?;
+	m.wait_for_dispute(&mut dave, Duration::from_secs(240)).await?;
+	m.node.wait_for_finalized(m.node.best_number().await? + 2, Duration::from_secs(90)).await?;
+	let alice = m.others.first().context("alice")?;
+	let before = alice.best_number().await?;
+	m.node.restart_after(Duration::from_secs(20)).await?;
+	let during = alice.best_number().await?;
+	ensure!(during > before, "no block while Bob was down: #{before} then #{during}");
+	let (dave_out, eve_out) = (
+		finish(dave, Duration::from_secs(900)).await?,
+		finish(eve, Duration::from_secs(900)).await?,
+	);
+	let noticed =
+		|out: &str| out.contains("the node cannot be reached") || out.contains("lost the node");
+	ensure!(
+		noticed(&dave_out) && noticed(&eve_out),
+		"a worker never noticed the restart: dave: {dave_out}\neve: {eve_out}"
+	);
+	ensure!(dave_out.contains("task 0 lost in a dispute"), "dave: {dave_out}");
+	ensure!(
+		eve_out.contains("task 0 was wrong: challenged, and the solver lost"),
+		"eve: {eve_out}"
+	);
 	let api = OnlineClient::<PolkadotConfig>::from_url(m.node.ws_url()).await?;
 	m.solver_lost(&api).await
 }
