@@ -48,6 +48,9 @@ type Api = OnlineClient<PolkadotConfig>;
 
 /// Seconds per block on this chain (`MILLI_SECS_PER_BLOCK`).
 const BLOCK_SECONDS: f64 = 6.0;
+/// The block weight normal extrinsics may fill, in ms of ref time (75% of two seconds:
+/// `runtime/src/configs.rs`).
+const NORMAL_MS: u32 = 1500;
 
 /// The endowed dev accounts other than Alice (the submitter): solvers and verifiers.
 fn accounts() -> Result<Vec<(String, Keypair)>> {
@@ -412,13 +415,14 @@ async fn disputes(node: &Node, api: &Api, accounts: &[(String, Keypair)]) -> Res
 }
 
 /// Sends every call of `calls` (signer, pallet, call, encoded arguments) without waiting, then
-/// counts per block the events named `event` until `calls.len()` have been seen.
+/// counts per block the events named `event` until `calls.len()` have been seen. Returns, per
+/// block from the first that carried any, that count and the block's extrinsics' weight.
 async fn flood(
 	node: &Node,
 	api: &Api,
 	calls: Vec<(&Keypair, &str, &str, Vec<u8>)>,
 	event: (&str, &str),
-) -> Result<Vec<u32>> {
+) -> Result<Vec<(u32, u128)>> {
 	let mut nonces: BTreeMap<[u8; 32], u64> = BTreeMap::new();
 	let mut signed = Vec::with_capacity(calls.len());
 	let at = api.at_current_block().await?;
@@ -435,18 +439,22 @@ async fn flood(
 		nonces.insert(key, nonce + 1);
 		let tx =
 			subxt::dynamic::transaction(*pallet, *call, trainet_worker::chain::Args(args.clone()));
+		// Immortal: signing thousands of calls in a debug build outlasts subxt's default
+		// mortality (32 blocks), and a call signed dead would never be counted.
 		let params = subxt::config::DefaultExtrinsicParamsBuilder::<PolkadotConfig>::new()
 			.nonce(nonce)
+			.immortal()
 			.build();
 		let tx = transactions.create_signed(&tx, *signer, params).await?;
 		signed.push(format!("0x{}", hex(tx.encoded())));
 	}
 	let first = node.best_number().await? + 1;
-	for chunk in signed.chunks(64) {
-		futures::future::try_join_all(chunk.iter().map(|tx| async move {
-			node.rpc::<Value>("author_submitExtrinsic", vec![json!(tx)])
+	let total = calls.len();
+	for (c, chunk) in signed.chunks(64).enumerate() {
+		futures::future::try_join_all(chunk.iter().enumerate().map(|(i, tx)| async move {
+			node.rpc_raw("author_submitExtrinsic", vec![json!(tx)])
 				.await
-				.with_context(|| "the pool refused an extrinsic")
+				.map_err(|e| anyhow!("the pool refused extrinsic {} of {total}: {e}", c * 64 + i))
 		}))
 		.await?;
 	}
@@ -458,7 +466,8 @@ async fn flood(
 		}
 		let block = block_events(api, number).await?;
 		let n = block.events.iter().filter(|(p, e, _)| p == event.0 && e == event.1).count();
-		per_block.push(n as u32);
+		let weight: u128 = block.extrinsics.values().map(|(_, c)| c.ref_time).sum();
+		per_block.push((n as u32, weight));
 		seen += n;
 		idle = if n == 0 { idle + 1 } else { 0 };
 		ensure!(
@@ -471,7 +480,7 @@ async fn flood(
 		number += 1;
 	}
 	// Blocks before the first and after the last that carried any do not count.
-	while per_block.first() == Some(&0) {
+	while per_block.first().is_some_and(|(n, _)| *n == 0) {
 		per_block.remove(0);
 	}
 	Ok(per_block)
@@ -545,16 +554,24 @@ async fn throughput(
 	));
 
 	println!("\n### Chain throughput on a dev node ({tasks} of each call, sent at once)\n");
-	println!("| call | blocks | most in a block | mean per block | per second |");
-	println!("|---|---|---|---|---|");
+	println!(
+		"Weight: the extrinsics' ref time in the fullest block, against the {NORMAL_MS} ms that \
+		 normal extrinsics may fill.\n"
+	);
+	println!(
+		"| call | blocks | most in a block | weight of that block | mean per block | per second \
+		 (fullest block) |"
+	);
+	println!("|---|---|---|---|---|---|");
 	for (call, per_block) in rows {
-		let total: u32 = per_block.iter().sum();
+		let total: u32 = per_block.iter().map(|(n, _)| n).sum();
 		let blocks = per_block.len().max(1);
+		let (most, weight) = per_block.iter().max().copied().unwrap_or_default();
 		println!(
-			"| {call} | {blocks} | {} | {:.0} | {:.1} |",
-			per_block.iter().max().copied().unwrap_or(0),
+			"| {call} | {blocks} | {most} | {:.0} ms | {:.0} | {:.1} |",
+			weight as f64 / 1e9,
 			f64::from(total) / blocks as f64,
-			f64::from(total) / (blocks as f64 * BLOCK_SECONDS)
+			f64::from(most) / BLOCK_SECONDS
 		);
 	}
 	Ok(())
