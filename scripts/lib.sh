@@ -6,6 +6,11 @@ export TRAINET_ROOT
 
 # Build outside the checkout so CI runs on fresh clones and later sessions reuse the build.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/trainet/target}"
+# No incremental caches: they are keyed by the checkout's path, so every fresh clone (each CI
+# run) would leave several GB of them in the shared target folder until the disk fills (seen:
+# 39 GB after a few clones). Dependencies are never incremental, so this costs only the
+# workspace's own crates, which a fresh clone recompiles anyway.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # Cargo's own progress bars are noise in logs; keep its messages.
 export CARGO_TERM_PROGRESS_WHEN="${CARGO_TERM_PROGRESS_WHEN:-never}"
 
