@@ -20,25 +20,16 @@ use serde_json::{json, Value};
 use sp_core::H256;
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
-use trainet_e2e::{ledger, ss58, submit_in_block, Node, NodeConfig};
+use trainet_e2e::{adam, ledger, ss58, submit_in_block, Node, NodeConfig};
 use trainet_primitives::{
 	market::{Party, Timeouts, TraceCommitment},
 	program::OpKind,
 	referee::{Fault, TraceRun},
-	task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+	task::{synthetic_dataset, TrainingSpec},
 	trace::{trace_proof, trace_root},
 	UNIT,
 };
 use trainet_worker::{chain::Chain, dataset::Dataset, dispute::Fighter};
-
-fn adam() -> Optimizer {
-	Optimizer::Adam {
-		learning_rate: F32Bits::from_f32(0.01),
-		beta1: F32Bits::from_f32(0.9),
-		beta2: F32Bits::from_f32(0.999),
-		epsilon: F32Bits::from_f32(1e-7),
-	}
-}
 
 #[tokio::test]
 async fn the_runtime_re_executes_the_one_altered_operation_of_a_training_step() -> Result<()> {

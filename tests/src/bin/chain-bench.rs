@@ -34,11 +34,11 @@ use serde_json::{json, Value};
 use sp_core::H256;
 use subxt::{dynamic::At, ext::scale_value::Composite, OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::Keypair;
-use trainet_e2e::{node_binary, submit_in_block, Node, NodeConfig};
+use trainet_e2e::{adam, node_binary, submit_in_block, Node, NodeConfig};
 use trainet_primitives::{
 	market::{Party, Timeouts, TraceCommitment},
 	referee::{Fault, TraceRun},
-	task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+	task::{synthetic_dataset, TrainingSpec},
 	trace::{trace_proof, trace_root},
 	UNIT,
 };
@@ -72,15 +72,6 @@ fn accounts() -> Result<Vec<(String, Keypair)>> {
 	.into_iter()
 	.map(|name| Ok((name.to_string(), trainet_worker::chain::signer(&format!("//{name}"))?)))
 	.collect()
-}
-
-fn adam() -> Optimizer {
-	Optimizer::Adam {
-		learning_rate: F32Bits::from_f32(0.01),
-		beta1: F32Bits::from_f32(0.9),
-		beta2: F32Bits::from_f32(0.999),
-		epsilon: F32Bits::from_f32(1e-7),
-	}
 }
 
 /// What one extrinsic cost, read from its block's events.
