@@ -53,7 +53,7 @@ const BLOCK_SECONDS: f64 = 6.0;
 const NORMAL_MS: u32 = 1500;
 
 /// The endowed dev accounts other than Alice (the submitter): solvers and verifiers.
-fn accounts() -> Result<Vec<(String, Keypair)>> {
+fn accounts() -> Result<Vec<Keypair>> {
 	[
 		"Bob",
 		"Charlie",
@@ -70,7 +70,7 @@ fn accounts() -> Result<Vec<(String, Keypair)>> {
 		"Two",
 	]
 	.into_iter()
-	.map(|name| Ok((name.to_string(), trainet_worker::chain::signer(&format!("//{name}"))?)))
+	.map(|name| Ok(trainet_worker::chain::signer(&format!("//{name}"))?))
 	.collect()
 }
 
@@ -143,8 +143,8 @@ struct DisputeCase {
 	data: Vec<(Vec<f32>, u32)>,
 	fault: Fault,
 	steps: u32,
-	solver: (String, Keypair),
-	verifier: (String, Keypair),
+	solver: Keypair,
+	verifier: Keypair,
 }
 
 /// One dispute's measured row.
@@ -183,7 +183,7 @@ async fn play(node: &Node, api: &Api, task: u64, case: DisputeCase) -> Result<Di
 	let (honest, liar) =
 		(padded(&honest, case.steps, b"honest"), padded(&liar, case.steps, b"liar"));
 	let steps = case.steps;
-	let (solver, verifier) = (&case.solver.1, &case.verifier.1);
+	let (solver, verifier) = (&case.solver, &case.verifier);
 	submit_in_block(node, api, solver, "TaskEscrow", "claim", (task,)).await?;
 	let commitment = TraceCommitment {
 		trace_root: trace_root(&liar),
@@ -302,7 +302,7 @@ async fn play(node: &Node, api: &Api, task: u64, case: DisputeCase) -> Result<Di
 	Ok(row)
 }
 
-async fn disputes(node: &Node, api: &Api, accounts: &[(String, Keypair)]) -> Result<()> {
+async fn disputes(node: &Node, api: &Api, accounts: &[Keypair]) -> Result<()> {
 	let small = synthetic_dataset(7, 40, 6, 3);
 	let large = synthetic_dataset(5, 300, 512, 2);
 	let models = [
@@ -355,7 +355,7 @@ async fn disputes(node: &Node, api: &Api, accounts: &[(String, Keypair)]) -> Res
 			submit_in_block(
 				node,
 				api,
-				&c.solver.1,
+				&c.solver,
 				"ComputeStaking",
 				"register",
 				((true, false), 200 * UNIT),
@@ -363,7 +363,7 @@ async fn disputes(node: &Node, api: &Api, accounts: &[(String, Keypair)]) -> Res
 			submit_in_block(
 				node,
 				api,
-				&c.verifier.1,
+				&c.verifier,
 				"ComputeStaking",
 				"register",
 				((false, true), 100 * UNIT),
@@ -481,12 +481,7 @@ fn hex(bytes: &[u8]) -> String {
 	bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn throughput(
-	node: &Node,
-	api: &Api,
-	accounts: &[(String, Keypair)],
-	tasks: u32,
-) -> Result<()> {
+async fn throughput(node: &Node, api: &Api, accounts: &[Keypair], tasks: u32) -> Result<()> {
 	let alice = subxt_signer::sr25519::dev::alice();
 	let spec = TrainingSpec::example_mlp(&[6, 5, 4, 3], adam(), 8)
 		.on_dataset(&synthetic_dataset(7, 40, 6, 3));
@@ -508,12 +503,12 @@ async fn throughput(
 
 	let registers = accounts
 		.iter()
-		.map(|(_, k)| (k, "ComputeStaking", "register", ((true, false), bond).encode()))
+		.map(|k| (k, "ComputeStaking", "register", ((true, false), bond).encode()))
 		.collect();
 	flood(node, api, registers, ("ComputeStaking", "Registered")).await?;
 
 	eprintln!("throughput: the tasks claimed by {} solvers", accounts.len());
-	let owner = |t: u32| &accounts[t as usize % accounts.len()].1;
+	let owner = |t: u32| &accounts[t as usize % accounts.len()];
 	let claims = (0..tasks)
 		.map(|t| (owner(t), "TaskEscrow", "claim", (first_task + u64::from(t),).encode()))
 		.collect();
