@@ -6,7 +6,8 @@
 //! rayon's pool (the engine's, whose size `--threads` sets):
 //!
 //! - the rows of each tensor and blocks of its columns are hashed in parallel, tensors too;
-//! - each leaf's bytes are written into one reused buffer, never a fresh vector;
+//! - each leaf's bytes are written into reused buffers, never a fresh vector, and leaves are
+//!   hashed eight at a time with blake2b_simd's `hash_many` (one leaf per SIMD lane);
 //! - columns are gathered a block of [`COL_BLOCK`] at a time, reading the tensor row by row
 //!   (cache lines, not a stride per element);
 //! - the leaf hashes go into `binary_merkle_tree::merkle_root_raw`, the same tree that
@@ -30,15 +31,13 @@ const COL_BLOCK: usize = 64;
 const ROW: u8 = b'r';
 const COL: u8 = b'c';
 
-/// The hash of leaf `(tag, index, bits)`: the SCALE encoding of the definition's tuple, whose
-/// last field (the values' bit patterns) is a compact length and then each pattern as
-/// little-endian `u32`.
-fn leaf_hash(
-	buf: &mut Vec<u8>,
-	tag: u8,
-	index: u32,
-	values: impl ExactSizeIterator<Item = f32>,
-) -> H256 {
+/// Leaves hashed together by [`leaf_hashes`]: a multiple of `hash_many`'s width (4 on AVX2).
+const LEAF_GROUP: usize = 8;
+
+/// Writes leaf `(tag, index, bits)` into `buf`: the SCALE encoding of the definition's
+/// tuple, whose last field (the values' bit patterns) is a compact length and then each
+/// pattern as little-endian `u32`.
+fn encode_leaf(buf: &mut Vec<u8>, tag: u8, index: u32, values: &[f32]) {
 	buf.clear();
 	buf.push(tag);
 	buf.extend_from_slice(&index.to_le_bytes());
@@ -46,7 +45,33 @@ fn leaf_hash(
 	for v in values {
 		buf.extend_from_slice(&v.to_bits().to_le_bytes());
 	}
-	H256(sp_crypto_hashing::blake2_256(buf))
+}
+
+/// The BLAKE2-256 hashes of leaves `(tag, first + i, leaves[i])`, the digests `blake2_256`
+/// gives one by one, but computed several at a time: blake2b_simd's `hash_many` runs one
+/// input per SIMD lane, about twice the throughput of hashing them in turn on AVX2 (it is
+/// the implementation behind `sp_crypto_hashing::blake2_256`). `bufs` are reused buffers.
+fn leaf_hashes<'a>(
+	bufs: &mut Vec<Vec<u8>>,
+	tag: u8,
+	first: usize,
+	leaves: impl ExactSizeIterator<Item = &'a [f32]>,
+) -> Vec<H256> {
+	let count = leaves.len();
+	if bufs.len() < count {
+		bufs.resize_with(count, Vec::new);
+	}
+	for ((i, values), buf) in leaves.enumerate().zip(bufs.iter_mut()) {
+		encode_leaf(buf, tag, (first + i) as u32, values);
+	}
+	let mut params = blake2b_simd::Params::new();
+	params.hash_length(32);
+	let mut jobs: Vec<blake2b_simd::many::HashManyJob> = bufs[..count]
+		.iter()
+		.map(|buf| blake2b_simd::many::HashManyJob::new(&params, buf))
+		.collect();
+	blake2b_simd::many::hash_many(jobs.iter_mut());
+	jobs.iter().map(|job| H256::from_slice(job.to_hash().as_bytes())).collect()
 }
 
 fn merkle_root(leaves: Vec<H256>) -> H256 {
@@ -65,11 +90,12 @@ pub fn tensor_hash(m: &Matrix) -> H256 {
 	let (row_leaves, col_leaves) = rayon::join(
 		|| {
 			m.data
-				.par_chunks(cols)
+				.par_chunks(cols * LEAF_GROUP)
 				.enumerate()
-				.map_init(Vec::new, |buf, (i, row)| {
-					leaf_hash(buf, ROW, i as u32, row.iter().copied())
+				.map_init(Vec::new, |bufs, (g, group)| {
+					leaf_hashes(bufs, ROW, g * LEAF_GROUP, group.chunks_exact(cols))
 				})
+				.flatten()
 				.collect::<Vec<H256>>()
 		},
 		|| {
@@ -77,7 +103,7 @@ pub fn tensor_hash(m: &Matrix) -> H256 {
 				.into_par_iter()
 				.map_init(
 					|| (Vec::new(), Vec::new()),
-					|(buf, block), b| {
+					|(bufs, block), b| {
 						let first = b * COL_BLOCK;
 						let width = COL_BLOCK.min(cols - first);
 						// The block transposed: column `first + c` is block[c * rows ..][.. rows].
@@ -88,13 +114,7 @@ pub fn tensor_hash(m: &Matrix) -> H256 {
 								block[c * rows + i] = *v;
 							}
 						}
-						block
-							.chunks_exact(rows)
-							.enumerate()
-							.map(|(c, col)| {
-								leaf_hash(buf, COL, (first + c) as u32, col.iter().copied())
-							})
-							.collect::<Vec<H256>>()
+						leaf_hashes(bufs, COL, first, block.chunks_exact(rows))
 					},
 				)
 				.flatten()

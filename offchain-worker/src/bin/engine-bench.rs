@@ -74,6 +74,8 @@ impl FloatRun {
 }
 
 fn main() {
+	// As the worker does (trainet-worker's `main`).
+	engine::keep_freed_memory();
 	let quick = std::env::args().any(|a| a == "--quick");
 	let sizes: &[(&str, &[u32], u32)] = if quick {
 		&[

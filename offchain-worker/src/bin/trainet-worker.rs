@@ -291,6 +291,7 @@ enum DatasetSource {
 }
 
 fn main() -> std::process::ExitCode {
+	trainet_worker::engine::keep_freed_memory();
 	tracing_subscriber::fmt()
 		.with_env_filter(
 			tracing_subscriber::EnvFilter::try_from_default_env()

@@ -3,25 +3,29 @@
 //!
 //! How it stays bit-exact while being fast:
 //!
-//! - **Parallel only across independent outputs.** Work is split by output rows (rayon); no
-//!   output element's computation is ever split, so the thread count cannot change a bit.
+//! - **Parallel only across independent outputs.** Work is split by output elements (rayon);
+//!   no output element's computation is ever split, so the thread count cannot change a bit.
 //! - **The same rounding sequence per element.** A matmul keeps one accumulator per output
 //!   element and walks `k` in ascending order with a fused multiply-add, exactly the reference
-//!   `dot`. It is blocked across output *columns* (a row of `B` at a time, contiguous in
-//!   memory, so the compiler vectorizes the fmas across `j`), never across `k`.
+//!   `dot`. [`gemm`] blocks it for registers and caches across output rows and columns (and
+//!   stores and reloads accumulators between blocks of `k`), never splitting the sum over `k`.
 //! - **NaN canonicalization at the end.** The reference canonicalizes after every fma; once an
 //!   accumulator is NaN every later fma leaves it NaN, so canonicalizing only the final value
 //!   gives the same bits.
-//! - `f32::mul_add` is IEEE fusedMultiplyAdd, correctly rounded on every platform (a single
-//!   instruction where the CPU has FMA), like the reference's `libm::fmaf`.
+//! - `f32::mul_add` and AVX2's `vfmaddps` are IEEE fusedMultiplyAdd, correctly rounded, like
+//!   the reference's `libm::fmaf`.
 //!
-//! Everything other than the three matrix products is elementwise or per-row and cheap; it
-//! runs through the reference operators.
+//! The elementwise operations (bias, ReLU and its backward, the optimizer's updates) run in
+//! parallel with the reference's own per-value functions; the per-row and reduction
+//! operations (softmax, column sums, the mean) are small and run through the reference.
 
+mod gemm;
+
+use gemm::{gemm, View};
 use rayon::prelude::*;
 use trainet_primitives::{
-	program::{self, Op, OpKind, StepProgram},
-	repops::{canon, Matrix, ShapeError},
+	program::{self, Op, OpKind, Pointwise, StepProgram},
+	repops::{self, Matrix, ShapeError},
 	task::TrainingSpec,
 };
 
@@ -39,105 +43,249 @@ pub enum Product {
 /// Products of fewer multiply-adds than this run on one thread.
 const SEQUENTIAL_BELOW: usize = 1 << 16;
 
-/// A matrix product with the RepOps rounding, parallel over output rows.
+/// Elementwise operations on fewer values than this run on one thread.
+const ELEMENTWISE_SEQUENTIAL_BELOW: usize = 1 << 15;
+
+/// A matrix product with the RepOps rounding ([`gemm`]), on rayon's threads when it is large.
 pub fn matmul(a: &Matrix, b: &Matrix, product: Product) -> Result<Matrix, ShapeError> {
-	// Bring both operands to the `M x K` times `K x N` layout (a transpose only moves values).
-	let (a, b) = match product {
-		Product::Nn => (std::borrow::Cow::Borrowed(a), std::borrow::Cow::Borrowed(b)),
-		Product::Tn => (std::borrow::Cow::Owned(transpose(a)?), std::borrow::Cow::Borrowed(b)),
-		Product::Nt => (std::borrow::Cow::Borrowed(a), std::borrow::Cow::Owned(transpose(b)?)),
-	};
-	if a.cols != b.rows
-		|| a.data.len() != (a.rows * a.cols) as usize
-		|| b.data.len() != (b.rows * b.cols) as usize
+	if a.data.len() != (a.rows as usize) * (a.cols as usize)
+		|| b.data.len() != (b.rows as usize) * (b.cols as usize)
 	{
-		return Err(ShapeError::Mismatch);
-	}
-	let (m, k, n) = (a.rows as usize, a.cols as usize, b.cols as usize);
-	let mut out = vec![0.0f32; m * n];
-	if n > 0 {
-		let fma = has_hardware_fma();
-		let one_row = |(i, row): (usize, &mut [f32])| {
-			let a_row = &a.data[i * k..(i + 1) * k];
-			if fma {
-				// SAFETY: the CPU was checked to have FMA and AVX2 (`has_hardware_fma`).
-				#[cfg(target_arch = "x86_64")]
-				unsafe {
-					row_kernel_fma(a_row, &b.data, n, row)
-				}
-			} else {
-				row_kernel(a_row, &b.data, n, row)
-			}
-			for v in row.iter_mut() {
-				*v = canon(*v);
-			}
-		};
-		// Rows are independent and each is computed the same way wherever it runs, so this
-		// choice changes no bit: a product too small to repay waking the thread pool (a small
-		// model's whole step is dozens of them) runs on the calling thread.
-		if m.saturating_mul(k).saturating_mul(n) < SEQUENTIAL_BELOW {
-			out.chunks_mut(n).enumerate().for_each(one_row);
-		} else {
-			out.par_chunks_mut(n).enumerate().for_each(one_row);
-		}
-	}
-	Matrix::new(m as u32, n as u32, out)
-}
-
-/// One output row of `A · B`: one accumulator per element, `k` ascending for all of them, a
-/// fused multiply-add each time. Written so the inner loop runs across `j` (contiguous in `B`
-/// and in the output), which the compiler vectorizes without touching the order over `k`.
-#[inline(always)]
-fn row_kernel_body(a_row: &[f32], b: &[f32], n: usize, row: &mut [f32]) {
-	row.fill(0.0);
-	for (kk, &aik) in a_row.iter().enumerate() {
-		let b_row = &b[kk * n..(kk + 1) * n];
-		for (acc, &bkj) in row.iter_mut().zip(b_row) {
-			*acc = aik.mul_add(bkj, *acc);
-		}
-	}
-}
-
-/// [`row_kernel_body`] for any CPU (`mul_add` may be a software fma: slow, same bits).
-fn row_kernel(a_row: &[f32], b: &[f32], n: usize, row: &mut [f32]) {
-	row_kernel_body(a_row, b, n, row)
-}
-
-/// [`row_kernel_body`] compiled for CPUs with FMA and AVX2: `mul_add` becomes `vfmadd`,
-/// the same correctly rounded operation in hardware, eight lanes at a time.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma,avx2")]
-unsafe fn row_kernel_fma(a_row: &[f32], b: &[f32], n: usize, row: &mut [f32]) {
-	row_kernel_body(a_row, b, n, row)
-}
-
-/// Whether [`row_kernel_fma`] can run here.
-fn has_hardware_fma() -> bool {
-	#[cfg(target_arch = "x86_64")]
-	{
-		std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("avx2")
-	}
-	#[cfg(not(target_arch = "x86_64"))]
-	{
-		false
-	}
-}
-
-/// `Xᵀ` (parallel over output rows).
-pub fn transpose(x: &Matrix) -> Result<Matrix, ShapeError> {
-	let (r, c) = (x.rows as usize, x.cols as usize);
-	if x.data.len() != r * c {
 		return Err(ShapeError::BadLength);
 	}
-	let mut out = vec![0.0f32; r * c];
-	if r > 0 {
-		out.par_chunks_mut(r).enumerate().for_each(|(j, row)| {
-			for (i, v) in row.iter_mut().enumerate() {
-				*v = canon(x.data[i * c + j]);
-			}
-		});
+	let (ar, ac, br, bc) = (a.rows as usize, a.cols as usize, b.rows as usize, b.cols as usize);
+	// The three layouts are only different strides over the stored values.
+	let (va, vb) = match product {
+		Product::Nn => (
+			View { data: &a.data, rows: ar, cols: ac, rs: ac, cs: 1 },
+			View { data: &b.data, rows: br, cols: bc, rs: bc, cs: 1 },
+		),
+		Product::Tn => (
+			View { data: &a.data, rows: ac, cols: ar, rs: 1, cs: ac },
+			View { data: &b.data, rows: br, cols: bc, rs: bc, cs: 1 },
+		),
+		Product::Nt => (
+			View { data: &a.data, rows: ar, cols: ac, rs: ac, cs: 1 },
+			View { data: &b.data, rows: bc, cols: br, rs: 1, cs: bc },
+		),
+	};
+	if va.cols != vb.rows {
+		return Err(ShapeError::Mismatch);
 	}
-	Matrix::new(x.cols, x.rows, out)
+	// Rows are independent and each is computed the same way wherever it runs, so this
+	// choice changes no bit: a product too small to repay waking the thread pool (a small
+	// model's whole step is dozens of them) runs on the calling thread.
+	let parallel = va.rows.saturating_mul(va.cols).saturating_mul(vb.cols) >= SEQUENTIAL_BELOW;
+	let out = gemm(va, vb, parallel);
+	Matrix::new(va.rows as u32, vb.cols as u32, out)
+}
+
+/// A new vector of `len` values, filled by `fill(first, chunk)` on consecutive chunks of
+/// `chunk` values (`first` the index of the chunk's first value): in parallel when there are
+/// many. Each value is computed alone, so where it runs changes no bit.
+fn filled(len: usize, chunk: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+	let mut out = vec![0.0f32; len];
+	let chunk = chunk.max(1);
+	let run = |(i, o): (usize, &mut [f32])| fill(i * chunk, o);
+	if len < ELEMENTWISE_SEQUENTIAL_BELOW {
+		out.chunks_mut(chunk).enumerate().for_each(run);
+	} else {
+		out.par_chunks_mut(chunk).enumerate().for_each(run);
+	}
+	out
+}
+
+/// Values per chunk of an elementwise operation.
+const CHUNK: usize = 1 << 13;
+
+/// The reference's `relu` (`x` if `x > 0`, canonical NaN for NaN, `+0.0` otherwise) as a
+/// branch the compiler turns into selects.
+#[inline(always)]
+fn relu(x: f32) -> f32 {
+	if x > 0.0 {
+		x
+	} else {
+		repops::canon(if x.is_nan() { x } else { 0.0 })
+	}
+}
+
+/// The elementwise and column operations of the step program, in parallel, computing what
+/// the reference's per-value functions do (tested against them); `None` for the per-row
+/// operations and the mean (small: the reference runs them).
+fn execute_elementwise(
+	spec: &TrainingSpec,
+	op: &Op,
+	inputs: &[&Matrix],
+	step: u32,
+) -> Result<Option<Matrix>, ShapeError> {
+	for m in inputs {
+		if m.data.len() != (m.rows as usize) * (m.cols as usize) {
+			return Err(ShapeError::BadLength);
+		}
+	}
+	let same_shape = |x: &Matrix, y: &Matrix| (x.rows, x.cols) == (y.rows, y.cols);
+	let data = match (op.kind, inputs) {
+		(OpKind::Relu, [x]) => filled(x.data.len(), CHUNK, |first, out| {
+			for (o, x) in out.iter_mut().zip(&x.data[first..]) {
+				*o = relu(*x);
+			}
+		}),
+		(OpKind::ReluBackward, [x, dy]) if same_shape(x, dy) => {
+			filled(x.data.len(), CHUNK, |first, out| {
+				for ((o, x), dy) in out.iter_mut().zip(&x.data[first..]).zip(&dy.data[first..]) {
+					// The reference's `relu_backward`.
+					*o = if *x > 0.0 { repops::canon(*dy) } else { 0.0 };
+				}
+			})
+		}
+		(OpKind::BiasAdd, [x, b]) if b.rows == 1 && b.cols == x.cols && x.cols > 0 => {
+			let width = x.cols as usize;
+			// Whole rows per chunk, each plus the bias row: `add`, canonicalized.
+			filled(x.data.len(), width * (CHUNK / width).max(1), |first, out| {
+				for (o_row, x_row) in out.chunks_mut(width).zip(x.data[first..].chunks(width)) {
+					for ((o, x), b) in o_row.iter_mut().zip(x_row).zip(&b.data) {
+						*o = repops::canon(x + b);
+					}
+				}
+			})
+		}
+		(OpKind::ColSum, [x]) if x.rows > 0 && x.cols > 0 => {
+			// Each column's `sum` (`+0.0`, then `+` each row's value top to bottom), walking
+			// the rows in order so that all columns' sums advance together; a NaN sum stays
+			// NaN, so canonicalizing at the end gives the reference's bits.
+			let width = x.cols as usize;
+			let sums = filled(width, 512, |first, out| {
+				for row in x.data.chunks_exact(width) {
+					for (acc, v) in out.iter_mut().zip(&row[first..]) {
+						*acc += v;
+					}
+				}
+				for acc in out.iter_mut() {
+					*acc = repops::canon(*acc);
+				}
+			});
+			return Matrix::new(1, x.cols, sums).map(Some);
+		}
+		(
+			OpKind::Momentum | OpKind::SgdStep | OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep,
+			[first, others @ ..],
+		) => {
+			// The reference's checks and errors (a kind the spec's optimizer lacks).
+			Pointwise::new(spec, op.kind, step)?;
+			let update = Update::new(spec, op.kind, step).ok_or(ShapeError::Mismatch)?;
+			if others.len() + 1 != update.arity() || !others.iter().all(|m| same_shape(first, m)) {
+				// Not what a step program builds: the reference decides.
+				return Ok(None);
+			}
+			let inputs: Vec<&[f32]> = inputs.iter().map(|m| m.data.as_slice()).collect();
+			update.run(&inputs)
+		}
+		_ => return Ok(None),
+	};
+	let x = inputs.first().ok_or(ShapeError::Mismatch)?;
+	Matrix::new(x.rows, x.cols, data).map(Some)
+}
+
+/// The optimizer's elementwise updates over whole tensors, the same bits as the reference's
+/// per-value functions ([`Pointwise`]) but written as plain loops the compiler vectorizes.
+///
+/// The reference canonicalizes NaNs after each arithmetic operation; here only the result is.
+/// That is the same bits: IEEE `+ - * / sqrt` give a NaN whenever an operand is one (whatever
+/// its payload), so a NaN anywhere in the expression leaves the result NaN, and canonical at
+/// the end; without NaNs the two compute the same operations in the same order. Rust never
+/// contracts `a * b + c` into a fused multiply-add, so each product is rounded on its own as
+/// in the reference. Tested against the reference on special values
+/// (`elementwise_and_column_operations_match_the_reference_on_special_values`).
+#[derive(Clone, Copy)]
+enum Update {
+	/// `mu * v + g` over `(v, g)`.
+	Momentum { mu: f32 },
+	/// `w - lr * v` over `(w, v)`.
+	SgdStep { lr: f32 },
+	/// `b1 * m + (1 - b1) * g` over `(m, g)`.
+	AdamM { b1: f32, one_minus_b1: f32 },
+	/// `b2 * v + (1 - b2) * (g * g)` over `(v, g)`.
+	AdamV { b2: f32, one_minus_b2: f32 },
+	/// `w - (lr * (m / c1)) / (sqrt(v / c2) + eps)` over `(w, m, v)`.
+	AdamStep { lr: f32, eps: f32, c1: f32, c2: f32 },
+}
+
+impl Update {
+	/// The update `kind` of step `step` with the spec's hyperparameters; `None` where the
+	/// spec's optimizer has no such update.
+	fn new(spec: &TrainingSpec, kind: OpKind, step: u32) -> Option<Self> {
+		use trainet_primitives::task::Optimizer;
+		Some(match (spec.optimizer, kind) {
+			(Optimizer::Sgd { momentum, .. }, OpKind::Momentum) => {
+				Self::Momentum { mu: momentum.to_f32() }
+			}
+			(Optimizer::Sgd { learning_rate, .. }, OpKind::SgdStep) => {
+				Self::SgdStep { lr: learning_rate.to_f32() }
+			}
+			(Optimizer::Adam { beta1, .. }, OpKind::AdamM) => {
+				let b1 = beta1.to_f32();
+				Self::AdamM { b1, one_minus_b1: repops::sub(1.0, b1) }
+			}
+			(Optimizer::Adam { beta2, .. }, OpKind::AdamV) => {
+				let b2 = beta2.to_f32();
+				Self::AdamV { b2, one_minus_b2: repops::sub(1.0, b2) }
+			}
+			(Optimizer::Adam { learning_rate, beta1, beta2, epsilon }, OpKind::AdamStep) => {
+				let (c1, c2) = repops::adam_corrections(
+					beta1.to_f32(),
+					beta2.to_f32(),
+					step.saturating_add(1),
+				);
+				Self::AdamStep { lr: learning_rate.to_f32(), eps: epsilon.to_f32(), c1, c2 }
+			}
+			_ => return None,
+		})
+	}
+
+	/// How many input tensors it reads.
+	fn arity(self) -> usize {
+		match self {
+			Self::AdamStep { .. } => 3,
+			_ => 2,
+		}
+	}
+
+	/// The update at every position of its inputs (as many as [`Self::arity`], all of the
+	/// same length).
+	fn run(self, inputs: &[&[f32]]) -> Vec<f32> {
+		let len = inputs.first().map_or(0, |a| a.len());
+		filled(len, CHUNK, |first, o| {
+			let at = |n: usize| inputs.get(n).map_or(&[][..], |x| &x[first..first + o.len()]);
+			let (a, b, c) = (at(0), at(1), at(2));
+			match self {
+				Self::Momentum { mu } => {
+					for ((o, v), g) in o.iter_mut().zip(a).zip(b) {
+						*o = repops::canon(mu * v + g);
+					}
+				}
+				Self::SgdStep { lr } => {
+					for ((o, w), v) in o.iter_mut().zip(a).zip(b) {
+						*o = repops::canon(w - lr * v);
+					}
+				}
+				Self::AdamM { b1, one_minus_b1 } => {
+					for ((o, m), g) in o.iter_mut().zip(a).zip(b) {
+						*o = repops::canon(b1 * m + one_minus_b1 * g);
+					}
+				}
+				Self::AdamV { b2, one_minus_b2 } => {
+					for ((o, v), g) in o.iter_mut().zip(a).zip(b) {
+						*o = repops::canon(b2 * v + one_minus_b2 * (g * g));
+					}
+				}
+				Self::AdamStep { lr, eps, c1, c2 } => {
+					for (((o, w), m), v) in o.iter_mut().zip(a).zip(b).zip(c) {
+						*o = repops::canon(w - (lr * (m / c1)) / ((v / c2).sqrt() + eps));
+					}
+				}
+			}
+		})
+	}
 }
 
 /// Runs one operation: the products here, everything else through the reference.
@@ -163,7 +311,11 @@ pub fn execute(
 			Ok(out)
 		}
 		(Some(_), _) => Err(ShapeError::Mismatch),
-		(None, _) => program::execute(spec, op, inputs, labels, step),
+		(None, _) => match execute_elementwise(spec, op, inputs, step)? {
+			Some(out) if (out.rows, out.cols) == (op.rows, op.cols) => Ok(out),
+			Some(_) => Err(ShapeError::Mismatch),
+			None => program::execute(spec, op, inputs, labels, step),
+		},
 	}
 }
 
@@ -180,6 +332,28 @@ pub fn run_step(
 	program::run_step_with(program, state, batch, |op, inputs| {
 		execute(spec, op, inputs, labels, step)
 	})
+}
+
+/// Keeps glibc's malloc from returning freed memory to the kernel between training steps.
+///
+/// A step allocates every operation's output afresh (megabytes each on the larger models)
+/// and frees the previous step's. By default glibc serves such blocks with `mmap` and
+/// `munmap`s them on free, or trims the heap, so every step page-faults its memory in again
+/// and the kernel zeroes it: 35-40% of a step of the 784-512-512-10 and 1024-1024-1024-10
+/// models on the benchmark machine (docs/BENCHMARKS.md). With this, blocks up to 32 MiB
+/// (glibc's maximum) come from the heap and up to 1 GiB of free heap is kept. A process-wide
+/// setting, so the binaries call it first thing; elsewhere than Linux with glibc it does
+/// nothing.
+pub fn keep_freed_memory() {
+	#[cfg(all(target_os = "linux", target_env = "gnu"))]
+	{
+		// SAFETY: `mallopt` only sets two of malloc's parameters (under malloc's own lock);
+		// no memory is touched.
+		unsafe {
+			libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+			libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+		}
+	}
 }
 
 /// Multiply-add operations of the matrix products of one step, times two (the usual FLOP

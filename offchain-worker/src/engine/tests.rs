@@ -48,8 +48,13 @@ fn pool(threads: usize) -> rayon::ThreadPool {
 #[test]
 fn products_match_the_reference_with_any_thread_count() {
 	let mut rng = SplitMix64::new(5);
-	for _ in 0..40 {
-		let (m, k, n) = (1 + rng.next_below(70), rng.next_below(90), 1 + rng.next_below(70));
+	// Random small shapes, then shapes that cross the engine's blocks: `k` past one pass of
+	// the micro-kernel (256), rows past one task (48), columns past one task (64).
+	let mut shapes: Vec<(u32, u32, u32)> = (0..40)
+		.map(|_| (1 + rng.next_below(70), rng.next_below(90), 1 + rng.next_below(70)))
+		.collect();
+	shapes.extend([(100, 600, 90), (7, 513, 200), (130, 257, 33), (49, 256, 65)]);
+	for (m, k, n) in shapes {
 		let specials = rng.next_below(2) == 0;
 		let a = matrix(&mut rng, m, k, specials);
 		let b = matrix(&mut rng, k, n, specials);
@@ -126,4 +131,64 @@ fn flops_count_the_products() {
 	);
 	// Layer 1: forward + weight gradient; layer 2: forward + weight + input gradient.
 	assert_eq!(step_flops(&s), 2 * 32 * (64 * 32 * 2 + 32 * 10 * 3));
+}
+
+#[test]
+fn elementwise_and_column_operations_match_the_reference_on_special_values() {
+	use trainet_primitives::program::{Op, OpKind, Source};
+	let mut rng = SplitMix64::new(11);
+	let f = F32Bits::from_f32;
+	let optimizers = [
+		Optimizer::Sgd { learning_rate: f(0.05), momentum: f(0.9) },
+		Optimizer::Sgd { learning_rate: f(3.0e38), momentum: f(-2.5) },
+		Optimizer::Adam {
+			learning_rate: f(0.001),
+			beta1: f(0.9),
+			beta2: f(0.999),
+			epsilon: f(1e-8),
+		},
+		Optimizer::Adam { learning_rate: f(7.0), beta1: f(0.5), beta2: f(1.5), epsilon: f(0.0) },
+	];
+	// Above and below the size at which the engine goes parallel.
+	for (rows, cols) in [(3, 7), (150, 300)] {
+		let x = [
+			matrix(&mut rng, rows, cols, true),
+			matrix(&mut rng, rows, cols, true),
+			matrix(&mut rng, rows, cols, true),
+		];
+		let bias = matrix(&mut rng, 1, cols, true);
+		let op = |kind, inputs: usize| Op {
+			kind,
+			inputs: (0..inputs).map(|_| Source::Batch).collect(),
+			rows,
+			cols,
+		};
+		let mut cases: Vec<(TrainingSpec, Op, Vec<&Matrix>)> = Vec::new();
+		for opt in optimizers {
+			let s = TrainingSpec::example_mlp(&[4, 2], opt, 8);
+			let kinds: &[(OpKind, usize)] = match opt {
+				Optimizer::Sgd { .. } => &[(OpKind::Momentum, 2), (OpKind::SgdStep, 2)],
+				Optimizer::Adam { .. } => {
+					&[(OpKind::AdamM, 2), (OpKind::AdamV, 2), (OpKind::AdamStep, 3)]
+				}
+			};
+			for &(kind, n) in kinds {
+				cases.push((s.clone(), op(kind, n), x.iter().take(n).collect()));
+			}
+			cases.push((s.clone(), op(OpKind::Relu, 1), vec![&x[0]]));
+			cases.push((s.clone(), Op { rows: 1, ..op(OpKind::ColSum, 1) }, vec![&x[0]]));
+			cases.push((s.clone(), op(OpKind::ReluBackward, 2), vec![&x[0], &x[1]]));
+			cases.push((s, op(OpKind::BiasAdd, 2), vec![&x[0], &bias]));
+		}
+		for (s, op, inputs) in cases {
+			for step in [0, 1, 999] {
+				let want = program::execute(&s, &op, &inputs, &[], step).unwrap();
+				for threads in [1, 3] {
+					let got =
+						pool(threads).install(|| execute(&s, &op, &inputs, &[], step)).unwrap();
+					assert_eq!(bits(&got), bits(&want), "{:?} step {step}", op.kind);
+				}
+			}
+		}
+	}
 }

@@ -1,0 +1,308 @@
+//! The engine's matrix product: register-blocked and cache-blocked like a BLAS `sgemm`, but
+//! with the RepOps rounding, so every output element has exactly the bits of the reference
+//! `dot` (`acc = +0.0`, then `acc = fma(a_ik, b_kj, acc)` for `k` ascending).
+//!
+//! Why a hand-written kernel rather than a BLAS crate: a BLAS (and `matrixmultiply`, and
+//! burn's NdArray backend through it) splits and reorders the sum over `k` as it sees fit
+//! (several partial accumulators, a different split per CPU), which changes the low bits.
+//! The blocking here never does: it only chooses *which* output elements are computed
+//! together, and when.
+//!
+//! - A **micro-tile** of `MR x NR` outputs (6 x 16: twelve AVX2 registers) is accumulated in
+//!   registers while `k` runs ascending: per `k`, one value of `A` per row is broadcast and
+//!   multiplied into one row of `B` with one fused multiply-add per output element.
+//! - **`k` in blocks of `KC`**: after a block the micro-tile is stored and the next block
+//!   loads it and goes on. Storing and loading an `f32` changes no bit, so this is still one
+//!   fma per `k` in ascending order; it keeps the `KC x NR` slice of `B` in L1.
+//! - **Packing**: `A` is copied into blocks of `MR` rows (`k`-major) and `B` into panels of
+//!   `NR` columns, so the kernel reads both contiguously whatever the product's layout (`A·B`,
+//!   `Aᵀ·B`, `A·Bᵀ` are only different strides here; nothing is transposed first). The
+//!   padding of the last block and panel is zero and its results are dropped.
+//! - **Threads**: the output is cut into tasks of whole micro-tiles; a task computes each of
+//!   its elements entirely, so no thread count changes a bit.
+//! - **NaN canonicalization** at the end, as the engine's module documentation explains.
+
+use rayon::prelude::*;
+use trainet_primitives::repops::canon;
+
+/// Rows of a micro-tile.
+const MR: usize = 6;
+/// Columns of a micro-tile: two AVX2 vectors.
+const NR: usize = 16;
+/// Values of a micro-tile.
+const TILE: usize = MR * NR;
+/// `k` per pass over a micro-tile: the `KC x NR` slice of packed `B` (16 KiB) stays in L1.
+const KC: usize = 256;
+/// Micro-tile rows per task: the task's `MR·TASK_ROW_BLOCKS x KC` block of `A` (48 KiB)
+/// stays in L2 while it meets each of the task's panels of `B`.
+const TASK_ROW_BLOCKS: usize = 8;
+/// Micro-tile columns per task.
+const TASK_PANELS: usize = 4;
+
+std::thread_local! {
+	/// Packed `A` and `B` of the last product computed on this thread, kept for their memory.
+	static PACKED: std::cell::Cell<(Vec<f32>, Vec<f32>)> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// A read-only matrix: element `(r, c)` is `data[r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+	pub data: &'a [f32],
+	pub rows: usize,
+	pub cols: usize,
+	/// Distance between rows.
+	pub rs: usize,
+	/// Distance between columns.
+	pub cs: usize,
+}
+
+impl View<'_> {
+	#[inline(always)]
+	fn at(&self, r: usize, c: usize) -> f32 {
+		self.data[r * self.rs + c * self.cs]
+	}
+}
+
+/// `A` (`m x k`) in blocks of `MR` rows: block, then `k`, then the row within the block.
+fn pack_a(a: View, parallel: bool, out: &mut Vec<f32>) {
+	let (m, k) = (a.rows, a.cols);
+	out.clear();
+	out.resize(m.div_ceil(MR) * k * MR, 0.0);
+	let pack = |(ib, block): (usize, &mut [f32])| {
+		let rows = MR.min(m - ib * MR);
+		if a.cs == 1 {
+			for r in 0..rows {
+				for kk in 0..k {
+					block[kk * MR + r] = a.at(ib * MR + r, kk);
+				}
+			}
+		} else {
+			for kk in 0..k {
+				for r in 0..rows {
+					block[kk * MR + r] = a.at(ib * MR + r, kk);
+				}
+			}
+		}
+	};
+	if parallel {
+		out.par_chunks_mut(k * MR).enumerate().for_each(pack);
+	} else {
+		out.chunks_mut(k * MR).enumerate().for_each(pack);
+	}
+}
+
+/// `B` (`k x n`) in panels of `NR` columns: panel, then `k`, then the column in the panel.
+fn pack_b(b: View, parallel: bool, out: &mut Vec<f32>) {
+	let (k, n) = (b.rows, b.cols);
+	out.clear();
+	out.resize(n.div_ceil(NR) * k * NR, 0.0);
+	let pack = |(jb, panel): (usize, &mut [f32])| {
+		let cols = NR.min(n - jb * NR);
+		if b.cs == 1 {
+			for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+				let from = kk * b.rs + jb * NR;
+				dst[..cols].copy_from_slice(&b.data[from..from + cols]);
+			}
+		} else {
+			for c in 0..cols {
+				for kk in 0..k {
+					panel[kk * NR + c] = b.at(kk, jb * NR + c);
+				}
+			}
+		}
+	};
+	if parallel {
+		out.par_chunks_mut(k * NR).enumerate().for_each(pack);
+	} else {
+		out.chunks_mut(k * NR).enumerate().for_each(pack);
+	}
+}
+
+/// `tile += a · b` over the `k` of this pass (`a.len() / MR` of them), ascending, one fused
+/// multiply-add per element per `k`; from `+0.0` instead of the tile when `first`.
+#[inline(always)]
+fn kernel_body(a: &[f32], b: &[f32], tile: &mut [f32; TILE], first: bool) {
+	let mut acc = if first { [0.0f32; TILE] } else { *tile };
+	for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+		for (r, &ar) in ak.iter().enumerate() {
+			for (c, &bc) in bk.iter().enumerate() {
+				acc[r * NR + c] = ar.mul_add(bc, acc[r * NR + c]);
+			}
+		}
+	}
+	*tile = acc;
+}
+
+/// [`kernel_body`] for any CPU (`mul_add` may be a software fma: slow, the same bits).
+fn kernel_portable(a: &[f32], b: &[f32], tile: &mut [f32; TILE], first: bool) {
+	kernel_body(a, b, tile, first)
+}
+
+/// [`kernel_body`] with AVX2 registers: the twelve accumulators never leave them during a
+/// pass. `vfmaddps` is IEEE fusedMultiplyAdd per lane, the same operation as `mul_add`.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA ([`has_avx2_fma`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma,avx2")]
+unsafe fn kernel_avx2(a: &[f32], b: &[f32], tile: &mut [f32; TILE], first: bool) {
+	use std::arch::x86_64::{
+		_mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+	};
+	let mut acc = [_mm256_setzero_ps(); TILE / 8];
+	if !first {
+		for (v, chunk) in acc.iter_mut().zip(tile.chunks_exact(8)) {
+			// SAFETY: `chunk` holds 8 values.
+			*v = unsafe { _mm256_loadu_ps(chunk.as_ptr()) };
+		}
+	}
+	for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+		// SAFETY: `bk` holds `NR` = 16 values: two vectors.
+		let (b0, b1) =
+			unsafe { (_mm256_loadu_ps(bk.as_ptr()), _mm256_loadu_ps(bk.as_ptr().add(8))) };
+		for (r, ar) in ak.iter().enumerate() {
+			let ar = _mm256_broadcast_ss(ar);
+			acc[2 * r] = _mm256_fmadd_ps(ar, b0, acc[2 * r]);
+			acc[2 * r + 1] = _mm256_fmadd_ps(ar, b1, acc[2 * r + 1]);
+		}
+	}
+	for (v, chunk) in acc.iter().zip(tile.chunks_exact_mut(8)) {
+		// SAFETY: `chunk` holds 8 values.
+		unsafe { _mm256_storeu_ps(chunk.as_mut_ptr(), *v) };
+	}
+}
+
+/// Whether [`kernel_avx2`] can run here.
+fn has_avx2_fma() -> bool {
+	#[cfg(target_arch = "x86_64")]
+	{
+		std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("avx2")
+	}
+	#[cfg(not(target_arch = "x86_64"))]
+	{
+		false
+	}
+}
+
+/// `A · B` (`m x k` times `k x n`) as a row-major `m x n` vector with the RepOps rounding;
+/// on rayon's threads when `parallel` (the bits are the same either way).
+pub(crate) fn gemm(a: View, b: View, parallel: bool) -> Vec<f32> {
+	let (m, k, n) = (a.rows, a.cols, b.cols);
+	debug_assert_eq!(k, b.rows);
+	let mut out = vec![0.0f32; m * n];
+	if m == 0 || n == 0 || k == 0 {
+		// Every element is the empty sum, `+0.0`.
+		return out;
+	}
+	// The packing buffers of the last product on this thread, reused: a fresh allocation of
+	// megabytes costs a page fault per 4 KiB on first write.
+	let (mut ap, mut bp) = PACKED.with(|p| p.take());
+	if parallel {
+		rayon::join(|| pack_a(a, true, &mut ap), || pack_b(b, true, &mut bp));
+	} else {
+		pack_a(a, false, &mut ap);
+		pack_b(b, false, &mut bp);
+	}
+	let row_blocks = m.div_ceil(MR);
+	let panels = n.div_ceil(NR);
+	let task_cols = panels.div_ceil(TASK_PANELS);
+	let tasks = row_blocks.div_ceil(TASK_ROW_BLOCKS) * task_cols;
+	// The micro-tiles `[ib0, ib1) x [jb0, jb1)` of task `t`.
+	let extent = |t: usize| {
+		let ib0 = (t / task_cols) * TASK_ROW_BLOCKS;
+		let jb0 = (t % task_cols) * TASK_PANELS;
+		(ib0, (ib0 + TASK_ROW_BLOCKS).min(row_blocks), jb0, (jb0 + TASK_PANELS).min(panels))
+	};
+	let avx2 = has_avx2_fma();
+	let run = |t: usize| -> Vec<[f32; TILE]> {
+		let (ib0, ib1, jb0, jb1) = extent(t);
+		let width = jb1 - jb0;
+		let mut tiles = vec![[0.0f32; TILE]; (ib1 - ib0) * width];
+		for k0 in (0..k).step_by(KC) {
+			let k1 = (k0 + KC).min(k);
+			for jb in jb0..jb1 {
+				let b_slice = &bp[(jb * k + k0) * NR..(jb * k + k1) * NR];
+				for ib in ib0..ib1 {
+					let a_slice = &ap[(ib * k + k0) * MR..(ib * k + k1) * MR];
+					let tile = &mut tiles[(ib - ib0) * width + (jb - jb0)];
+					#[cfg(target_arch = "x86_64")]
+					if avx2 {
+						// SAFETY: the CPU has AVX2 and FMA (checked above).
+						unsafe { kernel_avx2(a_slice, b_slice, tile, k0 == 0) };
+						continue;
+					}
+					kernel_portable(a_slice, b_slice, tile, k0 == 0);
+				}
+			}
+		}
+		tiles
+	};
+	let results: Vec<Vec<[f32; TILE]>> = if parallel {
+		(0..tasks).into_par_iter().map(run).collect()
+	} else {
+		(0..tasks).map(run).collect()
+	};
+	// Micro-tiles back into rows, canonicalizing NaNs: row block `ib` at a time.
+	let unpack = |(ib, rows): (usize, &mut [f32])| {
+		for tc in 0..task_cols {
+			let t = (ib / TASK_ROW_BLOCKS) * task_cols + tc;
+			let (ib0, _, jb0, jb1) = extent(t);
+			for jb in jb0..jb1 {
+				let tile = &results[t][(ib - ib0) * (jb1 - jb0) + (jb - jb0)];
+				let (j0, w) = (jb * NR, NR.min(n - jb * NR));
+				for (r, row) in rows.chunks_exact_mut(n).enumerate() {
+					for (o, v) in row[j0..j0 + w].iter_mut().zip(&tile[r * NR..r * NR + w]) {
+						*o = canon(*v);
+					}
+				}
+			}
+		}
+	};
+	if parallel {
+		out.par_chunks_mut(MR * n).enumerate().for_each(unpack);
+	} else {
+		out.chunks_mut(MR * n).enumerate().for_each(unpack);
+	}
+	PACKED.with(|p| p.set((ap, bp)));
+	out
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	/// The reference `dot`, element by element, on views.
+	fn naive(a: View, b: View) -> Vec<u32> {
+		let mut out = Vec::new();
+		for i in 0..a.rows {
+			for j in 0..b.cols {
+				let mut acc = 0.0f32;
+				for kk in 0..a.cols {
+					acc = trainet_primitives::repops::fma(a.at(i, kk), b.at(kk, j), acc);
+				}
+				out.push(acc.to_bits());
+			}
+		}
+		out
+	}
+
+	#[test]
+	fn the_portable_kernel_gives_the_bits_of_the_avx2_one() {
+		// Everything else is tested through `engine::matmul` against the reference; this pins
+		// the fallback that CPUs without AVX2 run, which those tests do not reach here.
+		let mut rng = trainet_primitives::repops::SplitMix64::new(9);
+		let a: Vec<f32> = (0..MR * 300).map(|_| rng.next_unit() - 0.5).collect();
+		let b: Vec<f32> = (0..NR * 300).map(|_| rng.next_unit() * 3.0).collect();
+		let mut portable = [0.0f32; TILE];
+		kernel_portable(&a, &b, &mut portable, true);
+		let view_a = View { data: &a, rows: MR, cols: 300, rs: 1, cs: MR };
+		let view_b = View { data: &b, rows: 300, cols: NR, rs: NR, cs: 1 };
+		let want = naive(view_a, view_b);
+		assert_eq!(portable.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+		// In two passes, as with `k` blocking.
+		let mut split = [0.0f32; TILE];
+		kernel_portable(&a[..MR * 100], &b[..NR * 100], &mut split, true);
+		kernel_portable(&a[MR * 100..], &b[NR * 100..], &mut split, false);
+		assert_eq!(split.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+	}
+}
