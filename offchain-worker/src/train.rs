@@ -231,8 +231,8 @@ impl Training {
 		}
 		// The step program, operation by operation (the only way to alter one operation).
 		let mut n = 0u32;
-		let (outputs, next) =
-			program::run_step_with(&self.program, &self.state, &batch, |op, inputs| {
+		let mut outputs =
+			program::run_ops_with(&self.program, &self.state, &batch, |op, inputs| {
 				let mut out = engine::execute(&self.spec, op, inputs, &labels, t)?;
 				if fault == Some(n) {
 					Fault::alter(&mut out);
@@ -241,7 +241,7 @@ impl Training {
 				Ok(out)
 			})?;
 		let loss = outputs.get(self.loss_op).and_then(|m| m.data.first()).copied().unwrap_or(0.0);
-		self.state = next;
+		self.state = self.program.take_next_state(&mut outputs)?;
 		self.step = t.saturating_add(1);
 		Ok(StepReport { step: t, loss, state_hash: self.state_hash() })
 	}

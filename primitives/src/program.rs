@@ -403,8 +403,26 @@ pub fn run_step_with(
 	program: &StepProgram,
 	state: &[Matrix],
 	batch: &Matrix,
-	mut execute: impl FnMut(&Op, &[&Matrix]) -> Result<Matrix, ShapeError>,
+	execute: impl FnMut(&Op, &[&Matrix]) -> Result<Matrix, ShapeError>,
 ) -> Result<(Vec<Matrix>, Vec<Matrix>), ShapeError> {
+	let outputs = run_ops_with(program, state, batch, execute)?;
+	let next = program
+		.next_state
+		.iter()
+		.map(|j| outputs.get(*j as usize).cloned())
+		.collect::<Option<Vec<Matrix>>>()
+		.ok_or(ShapeError::Mismatch)?;
+	Ok((outputs, next))
+}
+
+/// Every operation's output of one training step, `execute` running each operation (the
+/// state after the step is among them: [`StepProgram::take_next_state`]).
+pub fn run_ops_with(
+	program: &StepProgram,
+	state: &[Matrix],
+	batch: &Matrix,
+	mut execute: impl FnMut(&Op, &[&Matrix]) -> Result<Matrix, ShapeError>,
+) -> Result<Vec<Matrix>, ShapeError> {
 	let mut outputs: Vec<Matrix> = Vec::with_capacity(program.ops.len());
 	for op in &program.ops {
 		let inputs = op
@@ -420,13 +438,27 @@ pub fn run_step_with(
 		let out = execute(op, &inputs)?;
 		outputs.push(out);
 	}
-	let next = program
-		.next_state
-		.iter()
-		.map(|j| outputs.get(*j as usize).cloned())
-		.collect::<Option<Vec<Matrix>>>()
-		.ok_or(ShapeError::Mismatch)?;
-	Ok((outputs, next))
+	Ok(outputs)
+}
+
+impl StepProgram {
+	/// The state after the step, moved out of the step's `outputs` ([`run_ops_with`]) instead
+	/// of copied: a trainer that keeps only the state saves a copy of it per step. The moved
+	/// outputs are left empty (`0 x 0`).
+	pub fn take_next_state(&self, outputs: &mut [Matrix]) -> Result<Vec<Matrix>, ShapeError> {
+		let empty = || Matrix { rows: 0, cols: 0, data: Vec::new() };
+		let mut next = Vec::with_capacity(self.next_state.len());
+		for (n, j) in self.next_state.iter().enumerate() {
+			// A tensor produced by an operation that an earlier one already took is copied.
+			let earlier = self.next_state.get(..n).and_then(|e| e.iter().position(|k| k == j));
+			let m = match earlier {
+				Some(e) => next.get(e).cloned(),
+				None => outputs.get_mut(*j as usize).map(|o| core::mem::replace(o, empty())),
+			};
+			next.push(m.ok_or(ShapeError::Mismatch)?);
+		}
+		Ok(next)
+	}
 }
 
 #[cfg(test)]
@@ -632,5 +664,23 @@ mod tests {
 		// Adam's step index matters.
 		let c = run_step(&s, &p, &state, &x, &y, 4).unwrap();
 		assert_ne!(bits(&a.1), bits(&c.1));
+	}
+
+	#[test]
+	fn the_next_state_moved_out_of_the_outputs_is_the_copied_one() {
+		for opt in [sgd(), adam()] {
+			let s = TrainingSpec::example_mlp(&[8, 16, 4], opt, 16);
+			let p = step_program(&s).unwrap();
+			let state = initial_state(&s, &p).unwrap();
+			let (x, y) = batch(9, 16, 8, 4);
+			let (_, want) = run_step(&s, &p, &state, &x, &y, 2).unwrap();
+			let mut outputs =
+				run_ops_with(&p, &state, &x, |op, inputs| execute(&s, op, inputs, &y, 2)).unwrap();
+			assert_eq!(p.take_next_state(&mut outputs).unwrap(), want);
+			// Taken, not copied.
+			for j in &p.next_state {
+				assert!(outputs[*j as usize].data.is_empty());
+			}
+		}
 	}
 }

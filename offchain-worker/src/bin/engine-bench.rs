@@ -133,7 +133,7 @@ fn main() {
 		for n in &threads {
 			let pool = rayon::ThreadPoolBuilder::new().num_threads(*n).build().expect("pool");
 			let t = time(&|| {
-				pool.install(|| engine::run_step(&s, &p, &state, &x, &labels, 0).expect("step"));
+				pool.install(|| engine::step(&s, &p, &state, &x, &labels, 0).expect("step"));
 			});
 			println!("| {name} | engine | {n} | {:.2} | {:.2} |", t * 1e3, flops / t / 1e9);
 		}
@@ -149,7 +149,7 @@ fn main() {
 		// The cost of proving: hashing the state after every step (`h_t`, what the trace
 		// commits to; the journal append and the one commitment per task are negligible).
 		let step = time(&|| {
-			engine::run_step(&s, &p, &state, &x, &labels, 0).expect("step");
+			engine::step(&s, &p, &state, &x, &labels, 0).expect("step");
 		});
 		let definition = time(&|| {
 			std::hint::black_box(commit::state_hash(&state));

@@ -17,7 +17,8 @@
 //! - **Packing**: `A` is copied into blocks of `MR` rows (`k`-major) and `B` into panels of
 //!   `NR` columns, so the kernel reads both contiguously whatever the product's layout (`A·B`,
 //!   `Aᵀ·B`, `A·Bᵀ` are only different strides here; nothing is transposed first). The
-//!   padding of the last block and panel is zero and its results are dropped.
+//!   padding of the last block and panel is zero and its results are dropped. The buffers
+//!   are kept per thread and reused.
 //! - **Threads**: the output is cut into tasks of whole micro-tiles; a task computes each of
 //!   its elements entirely, so no thread count changes a bit.
 //! - **NaN canonicalization** at the end, as the engine's module documentation explains.
@@ -66,10 +67,16 @@ impl View<'_> {
 /// `A` (`m x k`) in blocks of `MR` rows: block, then `k`, then the row within the block.
 fn pack_a(a: View, parallel: bool, out: &mut Vec<f32>) {
 	let (m, k) = (a.rows, a.cols);
-	out.clear();
+	// Every value is written below, so a reused buffer needs no clearing.
 	out.resize(m.div_ceil(MR) * k * MR, 0.0);
 	let pack = |(ib, block): (usize, &mut [f32])| {
 		let rows = MR.min(m - ib * MR);
+		if rows < MR {
+			// The last block's padding rows: zero (their results are dropped).
+			for lanes in block.chunks_exact_mut(MR) {
+				lanes[rows..].fill(0.0);
+			}
+		}
 		if a.cs == 1 {
 			for r in 0..rows {
 				for kk in 0..k {
@@ -94,10 +101,16 @@ fn pack_a(a: View, parallel: bool, out: &mut Vec<f32>) {
 /// `B` (`k x n`) in panels of `NR` columns: panel, then `k`, then the column in the panel.
 fn pack_b(b: View, parallel: bool, out: &mut Vec<f32>) {
 	let (k, n) = (b.rows, b.cols);
-	out.clear();
+	// Every value is written below, so a reused buffer needs no clearing.
 	out.resize(n.div_ceil(NR) * k * NR, 0.0);
 	let pack = |(jb, panel): (usize, &mut [f32])| {
 		let cols = NR.min(n - jb * NR);
+		if cols < NR {
+			// The last panel's padding columns: zero (their results are dropped).
+			for lanes in panel.chunks_exact_mut(NR) {
+				lanes[cols..].fill(0.0);
+			}
+		}
 		if b.cs == 1 {
 			for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
 				let from = kk * b.rs + jb * NR;

@@ -334,6 +334,22 @@ pub fn run_step(
 	})
 }
 
+/// One training step with the engine keeping only what a trainer keeps: the state after it
+/// (moved out of the operations' outputs, not copied; the worker's training loop does this).
+pub fn step(
+	spec: &TrainingSpec,
+	program: &StepProgram,
+	state: &[Matrix],
+	batch: &Matrix,
+	labels: &[u32],
+	step: u32,
+) -> Result<Vec<Matrix>, ShapeError> {
+	let mut outputs = program::run_ops_with(program, state, batch, |op, inputs| {
+		execute(spec, op, inputs, labels, step)
+	})?;
+	program.take_next_state(&mut outputs)
+}
+
 /// Keeps glibc's malloc from returning freed memory to the kernel between training steps.
 ///
 /// A step allocates every operation's output afresh (megabytes each on the larger models)
