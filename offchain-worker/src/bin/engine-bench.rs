@@ -18,7 +18,7 @@ use burn::{
 };
 use trainet_primitives::{
 	commit,
-	program::{self, initial_state, step_program},
+	program::{self, initial_state, step_program, OpKind},
 	repops::{Matrix, SplitMix64},
 	task::{F32Bits, Optimizer, TrainingSpec},
 };
@@ -97,6 +97,7 @@ fn main() {
 		threads.push(1);
 	}
 	let mut proving = Vec::new();
+	let mut breakdown = Vec::new();
 	println!("| model | implementation | threads | ms/step | GFLOP/s |");
 	println!("|---|---|---|---|---|");
 	for (name, widths, batch) in sizes {
@@ -158,6 +159,23 @@ fn main() {
 			std::hint::black_box(trainet_worker::commit::state_hash(&state));
 		});
 		proving.push((name.to_string(), definition * 1e3, hash * 1e3, step * 1e3));
+		// Where the engine's step goes: its matrix products against everything else.
+		let (mut products, mut others) = (0.0f64, 0.0f64);
+		let reps = 3;
+		for _ in 0..reps {
+			program::run_ops_with(&p, &state, &x, |op, inputs| {
+				let start = Instant::now();
+				let out = engine::execute(&s, op, inputs, &labels, 0);
+				let t = start.elapsed().as_secs_f64() * 1e3 / f64::from(reps);
+				match op.kind {
+					OpKind::MatMul | OpKind::MatMulTn | OpKind::MatMulNt => products += t,
+					_ => others += t,
+				}
+				out
+			})
+			.expect("step");
+		}
+		breakdown.push((name.to_string(), products, others, flops));
 		let classes = *widths.last().unwrap_or(&2);
 		let mut float = FloatRun::new(&state, widths.len() - 1, &x, &labels, classes);
 		float.step();
@@ -186,6 +204,19 @@ fn main() {
 		println!(
 			"| {name} | {definition:.3} | {hash:.3} | {step:.2} | {:.1}% |",
 			100.0 * hash / step
+		);
+	}
+	println!(
+		"\nWhere the engine's step goes (all threads): the matrix products, and the other operations"
+	);
+	println!("(bias, ReLU, softmax, column sums, the optimizer's update), each timed alone:\n");
+	println!("| model | products ms | products GFLOP/s | other operations ms | other share |");
+	println!("|---|---|---|---|---|");
+	for (name, products, others, flops) in breakdown {
+		println!(
+			"| {name} | {products:.2} | {:.1} | {others:.2} | {:.1}% |",
+			flops / products / 1e6,
+			100.0 * others / (products + others)
 		);
 	}
 }
