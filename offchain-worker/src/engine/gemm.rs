@@ -64,70 +64,47 @@ impl View<'_> {
 	}
 }
 
-/// `A` (`m x k`) in blocks of `MR` rows: block, then `k`, then the row within the block.
-fn pack_a(a: View, parallel: bool, out: &mut Vec<f32>) {
-	let (m, k) = (a.rows, a.cols);
-	// Every value is written below, so a reused buffer needs no clearing.
-	out.resize(m.div_ceil(MR) * k * MR, 0.0);
-	let pack = |(ib, block): (usize, &mut [f32])| {
-		let rows = MR.min(m - ib * MR);
-		if rows < MR {
-			// The last block's padding rows: zero (their results are dropped).
-			for lanes in block.chunks_exact_mut(MR) {
-				lanes[rows..].fill(0.0);
-			}
-		}
-		if a.cs == 1 {
-			for r in 0..rows {
-				for kk in 0..k {
-					block[kk * MR + r] = a.at(ib * MR + r, kk);
-				}
-			}
-		} else {
-			for kk in 0..k {
-				for r in 0..rows {
-					block[kk * MR + r] = a.at(ib * MR + r, kk);
-				}
-			}
-		}
-	};
-	if parallel {
-		out.par_chunks_mut(k * MR).enumerate().for_each(pack);
-	} else {
-		out.chunks_mut(k * MR).enumerate().for_each(pack);
+impl View<'_> {
+	/// The transpose: the same values, rows and columns swapped.
+	fn t(self) -> Self {
+		View { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
 	}
 }
 
-/// `B` (`k x n`) in panels of `NR` columns: panel, then `k`, then the column in the panel.
-fn pack_b(b: View, parallel: bool, out: &mut Vec<f32>) {
-	let (k, n) = (b.rows, b.cols);
+/// Packs `x` (`r x k`) in blocks of `W` rows, `k`-major: value `(ib·W + lane, kk)` goes to
+/// `out[(ib·k + kk)·W + lane]`; the lanes past the last row are zero. `A` is packed so with
+/// `W = MR`, and `B` as `Bᵀ` with `W = NR` (its panels of `NR` columns).
+fn pack<const W: usize>(x: View, parallel: bool, out: &mut Vec<f32>) {
+	let (r, k) = (x.rows, x.cols);
 	// Every value is written below, so a reused buffer needs no clearing.
-	out.resize(n.div_ceil(NR) * k * NR, 0.0);
-	let pack = |(jb, panel): (usize, &mut [f32])| {
-		let cols = NR.min(n - jb * NR);
-		if cols < NR {
-			// The last panel's padding columns: zero (their results are dropped).
-			for lanes in panel.chunks_exact_mut(NR) {
-				lanes[cols..].fill(0.0);
+	out.resize(r.div_ceil(W) * k * W, 0.0);
+	let pack = |(ib, block): (usize, &mut [f32])| {
+		let lanes = W.min(r - ib * W);
+		if lanes < W {
+			// The last block's padding: zero (its results are dropped).
+			for values in block.chunks_exact_mut(W) {
+				values[lanes..].fill(0.0);
 			}
 		}
-		if b.cs == 1 {
-			for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
-				let from = kk * b.rs + jb * NR;
-				dst[..cols].copy_from_slice(&b.data[from..from + cols]);
+		if x.rs == 1 {
+			// The block's rows are adjacent in memory: one copy per `kk`.
+			for (kk, values) in block.chunks_exact_mut(W).enumerate() {
+				let from = kk * x.cs + ib * W;
+				values[..lanes].copy_from_slice(&x.data[from..from + lanes]);
 			}
 		} else {
-			for c in 0..cols {
+			// Along each row, in memory order when the rows are contiguous.
+			for lane in 0..lanes {
 				for kk in 0..k {
-					panel[kk * NR + c] = b.at(kk, jb * NR + c);
+					block[kk * W + lane] = x.at(ib * W + lane, kk);
 				}
 			}
 		}
 	};
 	if parallel {
-		out.par_chunks_mut(k * NR).enumerate().for_each(pack);
+		out.par_chunks_mut(k * W).enumerate().for_each(pack);
 	} else {
-		out.chunks_mut(k * NR).enumerate().for_each(pack);
+		out.chunks_mut(k * W).enumerate().for_each(pack);
 	}
 }
 
@@ -211,10 +188,10 @@ pub(crate) fn gemm(a: View, b: View, parallel: bool) -> Vec<f32> {
 	// megabytes costs a page fault per 4 KiB on first write.
 	let (mut ap, mut bp) = PACKED.with(|p| p.take());
 	if parallel {
-		rayon::join(|| pack_a(a, true, &mut ap), || pack_b(b, true, &mut bp));
+		rayon::join(|| pack::<MR>(a, true, &mut ap), || pack::<NR>(b.t(), true, &mut bp));
 	} else {
-		pack_a(a, false, &mut ap);
-		pack_b(b, false, &mut bp);
+		pack::<MR>(a, false, &mut ap);
+		pack::<NR>(b.t(), false, &mut bp);
 	}
 	let row_blocks = m.div_ceil(MR);
 	let panels = n.div_ceil(NR);
