@@ -63,13 +63,18 @@ def main():
         torch.set_num_threads(args.threads)
     sizes = SIZES[:2] if args.quick else SIZES
     threads = torch.get_num_threads()
+    print("| model | implementation | threads | ms/step | steps/s | samples/s | GFLOP/s |")
+    print("|---|---|---|---|---|---|---|")
     for deterministic in (False, True):
         torch.use_deterministic_algorithms(deterministic)
         label = f"PyTorch {torch.__version__} f32" + (" deterministic" if deterministic else "")
         for name, widths, batch in sizes:
             seconds = bench(widths, batch, reps=3)
             gflops = step_flops(widths, batch) / seconds / 1e9
-            print(f"| {name} | {label} | {threads} | {seconds * 1e3:.2f} | {gflops:.2f} |")
+            print(
+                f"| {name} | {label} | {threads} | {seconds * 1e3:.2f} | {1 / seconds:.1f} "
+                f"| {batch / seconds:.0f} | {gflops:.2f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -73,6 +73,17 @@ impl FloatRun {
 	}
 }
 
+/// One row of the training table: a step of `seconds`, on `batch` samples, of `flops`.
+fn row(model: &str, implementation: &str, threads: &str, seconds: f64, batch: u32, flops: f64) {
+	println!(
+		"| {model} | {implementation} | {threads} | {:.2} | {:.1} | {:.0} | {:.2} |",
+		seconds * 1e3,
+		1.0 / seconds,
+		f64::from(batch) / seconds,
+		flops / seconds / 1e9
+	);
+}
+
 fn main() {
 	// As the worker does (trainet-worker's `main`).
 	engine::keep_freed_memory();
@@ -98,8 +109,8 @@ fn main() {
 	}
 	let mut proving = Vec::new();
 	let mut breakdown = Vec::new();
-	println!("| model | implementation | threads | ms/step | GFLOP/s |");
-	println!("|---|---|---|---|---|");
+	println!("| model | implementation | threads | ms/step | steps/s | samples/s | GFLOP/s |");
+	println!("|---|---|---|---|---|---|---|");
 	for (name, widths, batch) in sizes {
 		let sgd = Optimizer::Sgd {
 			learning_rate: F32Bits::from_f32(0.05),
@@ -130,13 +141,13 @@ fn main() {
 		let t = time(&|| {
 			program::run_step(&s, &p, &state, &x, &labels, 0).expect("step");
 		});
-		println!("| {name} | reference | 1 | {:.2} | {:.2} |", t * 1e3, flops / t / 1e9);
+		row(name, "reference", "1", t, *batch, flops);
 		for n in &threads {
 			let pool = rayon::ThreadPoolBuilder::new().num_threads(*n).build().expect("pool");
 			let t = time(&|| {
 				pool.install(|| engine::step(&s, &p, &state, &x, &labels, 0).expect("step"));
 			});
-			println!("| {name} | engine | {n} | {:.2} | {:.2} |", t * 1e3, flops / t / 1e9);
+			row(name, "engine", &n.to_string(), t, *batch, flops);
 		}
 		for n in &threads {
 			let pool = rayon::ThreadPoolBuilder::new().num_threads(*n).build().expect("pool");
@@ -145,7 +156,7 @@ fn main() {
 					train::burn_step(&s, &state, x.clone(), labels.clone(), 0).expect("step")
 				});
 			});
-			println!("| {name} | burn + RepOps | {n} | {:.2} | {:.2} |", t * 1e3, flops / t / 1e9);
+			row(name, "burn + RepOps", &n.to_string(), t, *batch, flops);
 		}
 		// The cost of proving: hashing the state after every step (`h_t`, what the trace
 		// commits to; the journal append and the one commitment per task are negligible).
@@ -185,11 +196,7 @@ fn main() {
 			float.step();
 		}
 		let t = start.elapsed().as_secs_f64() / reps as f64;
-		println!(
-			"| {name} | burn f32 (not bit-exact) | burn's | {:.2} | {:.2} |",
-			t * 1e3,
-			flops / t / 1e9
-		);
+		row(name, "burn f32 (not bit-exact)", "burn's", t, *batch, flops);
 	}
 	println!(
 		"\nThe cost of proving: hashing every step's state (BLAKE2-256 over each tensor's rows and"
