@@ -129,14 +129,18 @@ fn main() {
 		let labels: Vec<u32> =
 			(0..*batch).map(|_| rng.next_below(*widths.last().unwrap_or(&2))).collect();
 		let flops = engine::step_flops(&s) as f64;
+		// The mean of at least 3 runs and of about a second's worth (at most 50) after a
+		// warm-up run: single runs of a few milliseconds vary by 2x on a shared VM.
 		let time = |f: &dyn Fn()| {
+			let start = Instant::now();
 			f();
-			let reps = 3;
+			let once = start.elapsed().as_secs_f64();
+			let reps = (1.0 / once.max(1e-6)).clamp(3.0, 50.0) as u32;
 			let start = Instant::now();
 			for _ in 0..reps {
 				f();
 			}
-			start.elapsed().as_secs_f64() / reps as f64
+			start.elapsed().as_secs_f64() / f64::from(reps)
 		};
 		let t = time(&|| {
 			program::run_step(&s, &p, &state, &x, &labels, 0).expect("step");
