@@ -48,11 +48,8 @@ const ELEMENTWISE_SEQUENTIAL_BELOW: usize = 1 << 15;
 
 /// A matrix product with the RepOps rounding ([`gemm`]), on rayon's threads when it is large.
 pub fn matmul(a: &Matrix, b: &Matrix, product: Product) -> Result<Matrix, ShapeError> {
-	if a.data.len() != (a.rows as usize) * (a.cols as usize)
-		|| b.data.len() != (b.rows as usize) * (b.cols as usize)
-	{
-		return Err(ShapeError::BadLength);
-	}
+	a.check()?;
+	b.check()?;
 	let (ar, ac, br, bc) = (a.rows as usize, a.cols as usize, b.rows as usize, b.cols as usize);
 	// The three layouts are only different strides over the stored values.
 	let (va, vb) = match product {
@@ -98,20 +95,9 @@ fn filled(len: usize, chunk: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> 
 /// Values per chunk of an elementwise operation.
 const CHUNK: usize = 1 << 13;
 
-/// The reference's `relu` (`x` if `x > 0`, canonical NaN for NaN, `+0.0` otherwise) as a
-/// branch the compiler turns into selects.
-#[inline(always)]
-fn relu(x: f32) -> f32 {
-	if x > 0.0 {
-		x
-	} else {
-		repops::canon(if x.is_nan() { x } else { 0.0 })
-	}
-}
-
-/// The elementwise and column operations of the step program, in parallel, computing what
-/// the reference's per-value functions do (tested against them); `None` for the per-row
-/// operations and the mean (small: the reference runs them).
+/// The elementwise and column operations of the step program, in parallel, with the
+/// reference's per-value functions (the optimizer's updates through [`Update`]); `None` for
+/// the per-row operations and the mean (small: the reference runs them).
 fn execute_elementwise(
 	spec: &TrainingSpec,
 	op: &Op,
@@ -119,49 +105,42 @@ fn execute_elementwise(
 	step: u32,
 ) -> Result<Option<Matrix>, ShapeError> {
 	for m in inputs {
-		if m.data.len() != (m.rows as usize) * (m.cols as usize) {
-			return Err(ShapeError::BadLength);
-		}
+		m.check()?;
 	}
 	let same_shape = |x: &Matrix, y: &Matrix| (x.rows, x.cols) == (y.rows, y.cols);
 	let data = match (op.kind, inputs) {
 		(OpKind::Relu, [x]) => filled(x.data.len(), CHUNK, |first, out| {
 			for (o, x) in out.iter_mut().zip(&x.data[first..]) {
-				*o = relu(*x);
+				*o = repops::relu(*x);
 			}
 		}),
 		(OpKind::ReluBackward, [x, dy]) if same_shape(x, dy) => {
 			filled(x.data.len(), CHUNK, |first, out| {
 				for ((o, x), dy) in out.iter_mut().zip(&x.data[first..]).zip(&dy.data[first..]) {
-					// The reference's `relu_backward`.
-					*o = if *x > 0.0 { repops::canon(*dy) } else { 0.0 };
+					*o = repops::relu_backward(*x, *dy);
 				}
 			})
 		}
 		(OpKind::BiasAdd, [x, b]) if b.rows == 1 && b.cols == x.cols && x.cols > 0 => {
 			let width = x.cols as usize;
-			// Whole rows per chunk, each plus the bias row: `add`, canonicalized.
+			// Whole rows per chunk, each plus the bias row.
 			filled(x.data.len(), width * (CHUNK / width).max(1), |first, out| {
 				for (o_row, x_row) in out.chunks_mut(width).zip(x.data[first..].chunks(width)) {
 					for ((o, x), b) in o_row.iter_mut().zip(x_row).zip(&b.data) {
-						*o = repops::canon(x + b);
+						*o = repops::add(*x, *b);
 					}
 				}
 			})
 		}
 		(OpKind::ColSum, [x]) if x.rows > 0 && x.cols > 0 => {
-			// Each column's `sum` (`+0.0`, then `+` each row's value top to bottom), walking
-			// the rows in order so that all columns' sums advance together; a NaN sum stays
-			// NaN, so canonicalizing at the end gives the reference's bits.
+			// Each column's `sum` (`+0.0`, then `add` each row's value top to bottom), walking
+			// the rows in order so that all columns' sums advance together.
 			let width = x.cols as usize;
 			let sums = filled(width, 512, |first, out| {
 				for row in x.data.chunks_exact(width) {
 					for (acc, v) in out.iter_mut().zip(&row[first..]) {
-						*acc += v;
+						*acc = repops::add(*acc, *v);
 					}
-				}
-				for acc in out.iter_mut() {
-					*acc = repops::canon(*acc);
 				}
 			});
 			return Matrix::new(1, x.cols, sums).map(Some);

@@ -271,7 +271,8 @@ impl Matrix {
 		self.data.iter().skip(j as usize).step_by(step).copied().take(self.rows as usize)
 	}
 
-	fn check(&self) -> Result<(), ShapeError> {
+	/// Whether `data` holds exactly `rows * cols` values (`BadLength` if not).
+	pub fn check(&self) -> Result<(), ShapeError> {
 		let len =
 			(self.rows as usize).checked_mul(self.cols as usize).ok_or(ShapeError::Overflow)?;
 		if self.data.len() == len {
@@ -378,6 +379,7 @@ pub fn bias_add(x: &Matrix, b: &Matrix) -> Result<Matrix, ShapeError> {
 
 /// ReLU of one value: `x` if `x > 0`, `+0.0` otherwise (so `-0.0` gives `+0.0`); NaN stays
 /// (canonical) NaN.
+#[inline]
 pub fn relu(x: f32) -> f32 {
 	if x.is_nan() {
 		canon(x)
@@ -390,6 +392,7 @@ pub fn relu(x: f32) -> f32 {
 
 /// ReLU's backward for one value: `dy` where the forward input `x > 0`, `+0.0` elsewhere
 /// (a NaN `x` counts as not positive); `dy` is canonicalized.
+#[inline]
 pub fn relu_backward(x: f32, dy: f32) -> f32 {
 	if x > 0.0 {
 		canon(dy)
