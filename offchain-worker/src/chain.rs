@@ -224,7 +224,8 @@ impl Chain {
 		}
 	}
 
-	/// `who`'s money at the best block: free and held balance, and the staking ledger.
+	/// `who`'s money at the latest finalized block: free and held balance, and the staking
+	/// ledger.
 	pub async fn money(&self, who: [u8; 32]) -> Result<Money, ChainError> {
 		let fail = |e: String| ChainError::Rpc { method: "state_getStorage".into(), reason: e };
 		let api = self.api().await;

@@ -351,6 +351,28 @@ pub struct Ledger {
 	pub locked: u128,
 }
 
+/// Waits until what is in `node`'s best block now is final, to the node and to `api`, so
+/// that `api`'s reads (at the finalized block it knows) see it. subxt learns of finality from
+/// its own `chainHead` subscription, which can trail the node's `chain_getFinalizedHead` on a
+/// loaded machine: a read made as soon as the node called a block final once saw an older
+/// block (a test read a stake from before the ruling that slashed it).
+pub async fn settle(node: &Node, api: &subxt::OnlineClient<subxt::PolkadotConfig>) -> Result<()> {
+	let best = node.best_number().await?;
+	node.wait_for_finalized(best, Duration::from_secs(90)).await?;
+	let start = Instant::now();
+	loop {
+		let seen = api.at_current_block().await?.block_number();
+		if seen >= u64::from(best) {
+			return Ok(());
+		}
+		ensure!(
+			start.elapsed() < Duration::from_secs(30),
+			"the client still reads at #{seen}, 30 s after the node finalized #{best}"
+		);
+		tokio::time::sleep(Duration::from_millis(200)).await;
+	}
+}
+
 /// `who`'s staking ledger at the finalized block (subxt reads there: wait for finality
 /// first when the outcome to check is recent).
 pub async fn ledger(

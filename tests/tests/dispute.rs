@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sp_core::H256;
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::{dev, Keypair};
-use trainet_e2e::{ledger, ss58, submit_in_block, Node, NodeConfig};
+use trainet_e2e::{ledger, settle, ss58, submit_in_block, Node, NodeConfig};
 use trainet_primitives::{
 	market::{Timeouts, TraceCommitment},
 	program::initial_state_hash,
@@ -174,8 +174,7 @@ async fn the_runtime_referee_decides_initialization_disputes() -> Result<()> {
 	ensure!(task1["state"]["status"] == "committed", "task 1: {task1}");
 
 	// subxt reads storage at the finalized block: wait until the outcome is final.
-	let best = node.best_number().await?;
-	node.wait_for_finalized(best, Duration::from_secs(90)).await?;
+	settle(&node, &api).await?;
 
 	let l = ledger(&api, &liar_solver).await?;
 	ensure!(l.active == 100 * UNIT && l.locked == 0, "liar solver: {l:?}");

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use sp_core::H256;
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
-use trainet_e2e::{adam, ledger, ss58, submit_in_block, Node, NodeConfig};
+use trainet_e2e::{adam, ledger, settle, ss58, submit_in_block, Node, NodeConfig};
 use trainet_primitives::{
 	market::{Party, Timeouts, TraceCommitment},
 	program::OpKind,
@@ -173,8 +173,7 @@ async fn play(
 	ensure!(task["lastFailedSolver"] == ss58(&solver), "task: {task}");
 
 	// Its stake was slashed; the verifier's bond is free again.
-	let best = node.best_number().await?;
-	node.wait_for_finalized(best, Duration::from_secs(90)).await?;
+	settle(&node, &api).await?;
 	let l = ledger(&api, &solver).await?;
 	ensure!(l.active == 100 * UNIT && l.locked == 0, "solver: {l:?}");
 	let l = ledger(&api, &verifier).await?;

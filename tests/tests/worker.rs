@@ -190,7 +190,7 @@ impl Market {
 	/// Checks, once final, that Dave lost task 0 in a dispute to Eve: half his 200 TNET stake
 	/// slashed, Eve's 100 bonded and unlocked, the task open again.
 	async fn solver_lost(&self, api: &OnlineClient<PolkadotConfig>) -> Result<()> {
-		self.settle().await?;
+		self.settle(api).await?;
 		let l = ledger(api, &dev::dave()).await?;
 		ensure!(l.active == 100 * UNIT && l.locked == 0, "dave was not slashed: {l:?}");
 		let l = ledger(api, &dev::eve()).await?;
@@ -232,11 +232,10 @@ impl Market {
 		Ok(trace_root(&states))
 	}
 
-	/// Waits until what is in the best block now is final (subxt reads there).
-	async fn settle(&self) -> Result<()> {
-		let best = self.node.best_number().await?;
-		self.node.wait_for_finalized(best, Duration::from_secs(90)).await?;
-		Ok(())
+	/// Waits until what is in the best block now is final, to the node and to `api` (subxt
+	/// reads at the finalized block it has heard of).
+	async fn settle(&self, api: &OnlineClient<PolkadotConfig>) -> Result<()> {
+		trainet_e2e::settle(&self.node, api).await
 	}
 }
 
@@ -295,7 +294,7 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 	);
 
 	// Paid: the reward (less fees) on top of what registering bonded, stake unlocked.
-	m.settle().await?;
+	m.settle(&m.api).await?;
 	let after = free(&m.api, dave.public_key().0).await?;
 	let l = ledger(&m.api, &dave).await?;
 	ensure!(l.active == 200 * UNIT && l.locked == 0, "dave's stake: {l:?}");
@@ -341,7 +340,7 @@ async fn a_verifier_catches_a_worker_that_skips_work() -> Result<()> {
 		eve_out.contains("task 0 was wrong: challenged, and the solver lost"),
 		"eve: {eve_out}"
 	);
-	m.settle().await?;
+	m.settle(&m.api).await?;
 	let l = ledger(&m.api, &dev::dave()).await?;
 	ensure!(l.active == 100 * UNIT && l.locked == 0, "dave was not slashed: {l:?}");
 	Ok(())
@@ -357,7 +356,7 @@ async fn an_honest_worker_beats_a_false_challenge() -> Result<()> {
 	ensure!(dave_out.contains("task 0 ended"), "dave: {dave_out}");
 	ensure!(eve_out.contains("task 0 was wrong, but the challenge did not win"), "eve: {eve_out}");
 
-	m.settle().await?;
+	m.settle(&m.api).await?;
 	let l = ledger(&m.api, &dev::dave()).await?;
 	ensure!(l.active == 200 * UNIT && l.locked == 0, "dave's stake: {l:?}");
 	let after = free(&m.api, dev::dave().public_key().0).await?;
@@ -401,7 +400,7 @@ async fn a_worker_killed_mid_task_resumes_and_finishes_it() -> Result<()> {
 		stdout.contains(&format!("trace root {:?}", m.true_trace_root()?)),
 		"the resumed run committed another trace: {stdout}"
 	);
-	m.settle().await?;
+	m.settle(&m.api).await?;
 	let l = ledger(&m.api, &dev::dave()).await?;
 	ensure!(l.active == 200 * UNIT && l.locked == 0, "dave's stake: {l:?}");
 	Ok(())

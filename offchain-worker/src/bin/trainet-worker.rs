@@ -206,7 +206,8 @@ enum Command {
 		/// The task.
 		task: Option<u64>,
 	},
-	/// Prints accounts' money: free, held, staked and locked (TNET), one line each.
+	/// Prints accounts' money at the latest finalized block: free, held, staked and locked
+	/// (TNET), one line each.
 	Balance {
 		/// Secret URIs (`//Dave`) or SS58 addresses; none: the worker's own account.
 		accounts: Vec<String>,
