@@ -49,7 +49,7 @@ use trainet_primitives::{
 	task::TrainingSpec,
 };
 
-use crate::engine;
+use crate::engine::{self, MatRef};
 
 /// What the kernels of one training step need besides their tensors: the spec (the
 /// optimizer's hyperparameters), the batch's labels (for the loss) and the step's index (for
@@ -110,6 +110,12 @@ pub trait RepOpsBackend: Backend {
 		to_matrix::<Self>(tensor)
 	}
 
+	/// [`RepOpsBackend::repops_read`] for a tensor nothing else will read: a backend may hand
+	/// over its memory rather than copy it.
+	fn repops_take(tensor: FloatTensor<Self>) -> Result<Matrix, ShapeError> {
+		Self::repops_read(tensor)
+	}
+
 	/// `A · W`, differentiable with respect to both.
 	fn repops_matmul(
 		a: FloatTensor<Self>,
@@ -151,18 +157,19 @@ pub fn to_matrix<B: Backend>(tensor: FloatTensor<B>) -> Result<Matrix, ShapeErro
 		.and_then(Result::ok)
 		.ok_or(ShapeError::Mismatch)?;
 	let values = data.into_vec::<f32>().map_err(|_| ShapeError::Mismatch)?;
-	matrix(shape.as_slice(), values)
+	let (rows, cols) = matrix_shape(shape.as_slice())?;
+	Matrix::new(rows, cols, values)
 }
 
-/// The matrix of a rank-1 (`[n]`, read as `1 x n`) or rank-2 tensor's shape and values.
-fn matrix(dims: &[usize], values: Vec<f32>) -> Result<Matrix, ShapeError> {
+/// The matrix shape of a rank-1 (`[n]`, read as `1 x n`) or rank-2 tensor.
+fn matrix_shape(dims: &[usize]) -> Result<(u32, u32), ShapeError> {
 	let (rows, cols) = match dims {
 		[n] => (1, *n),
 		[r, c] => (*r, *c),
 		_ => return Err(ShapeError::Mismatch),
 	};
 	let dim = |n: usize| u32::try_from(n).map_err(|_| ShapeError::Overflow);
-	Matrix::new(dim(rows)?, dim(cols)?, values)
+	Ok((dim(rows)?, dim(cols)?))
 }
 
 /// A RepOps matrix as a `rows x cols` tensor on `device` (a copy; no value changes).
@@ -172,7 +179,7 @@ pub fn from_matrix<B: Backend>(m: Matrix, device: &B::Device) -> FloatTensor<B> 
 }
 
 /// The output shape of `kind` on these inputs (the step program's shapes).
-fn output_shape(kind: OpKind, inputs: &[Matrix]) -> Result<(u32, u32), ShapeError> {
+fn output_shape(kind: OpKind, inputs: &[MatRef]) -> Result<(u32, u32), ShapeError> {
 	let dims = |i: usize| inputs.get(i).map(|m| (m.rows, m.cols)).ok_or(ShapeError::Mismatch);
 	Ok(match kind {
 		OpKind::MatMul => (dims(0)?.0, dims(1)?.1),
@@ -193,8 +200,31 @@ fn output_shape(kind: OpKind, inputs: &[Matrix]) -> Result<(u32, u32), ShapeErro
 	})
 }
 
-/// Runs `kernel` in host memory through [`engine::execute`] and puts the result back on
-/// the inputs' device; any backend can use it (it is `NdArray`'s implementation).
+/// Runs `kernel` on `inputs` in host memory through [`engine::execute_refs`] (the step
+/// program's kernel).
+fn run_kernel(kernel: &Kernel, inputs: &[MatRef]) -> Result<Matrix, ShapeError> {
+	let (rows, cols) = output_shape(kernel.kind, inputs)?;
+	let op = Op { kind: kernel.kind, inputs: vec![Source::Batch; inputs.len()], rows, cols };
+	let ctx = &kernel.ctx;
+	engine::execute_refs(&ctx.spec, &op, inputs, &ctx.labels, ctx.step)
+}
+
+/// A kernel's output as a tensor on `device`; a failure is recorded in the step's context
+/// and an empty tensor returned (see the module's documentation).
+fn kernel_output<B: Backend>(
+	kernel: &Kernel,
+	out: Result<Matrix, ShapeError>,
+	device: &B::Device,
+) -> FloatTensor<B> {
+	let out = out.unwrap_or_else(|e| {
+		kernel.ctx.fail(e);
+		Matrix { rows: 0, cols: 0, data: Vec::new() }
+	});
+	from_matrix::<B>(out, device)
+}
+
+/// Runs `kernel` in host memory, its inputs read with [`RepOpsBackend::repops_read`], and
+/// puts the result back on the inputs' device; any backend can use it.
 pub fn host_kernel<B: RepOpsBackend>(
 	kernel: &Kernel,
 	inputs: Vec<FloatTensor<B>>,
@@ -205,23 +235,47 @@ pub fn host_kernel<B: RepOpsBackend>(
 	};
 	let run = || -> Result<Matrix, ShapeError> {
 		let matrices = inputs.into_iter().map(B::repops_read).collect::<Result<Vec<_>, _>>()?;
-		let (rows, cols) = output_shape(kernel.kind, &matrices)?;
-		let op = Op { kind: kernel.kind, inputs: vec![Source::Batch; matrices.len()], rows, cols };
-		let refs: Vec<&Matrix> = matrices.iter().collect();
-		let ctx = &kernel.ctx;
-		engine::execute(&ctx.spec, &op, &refs, &ctx.labels, ctx.step)
+		let refs: Vec<MatRef> = matrices.iter().map(MatRef::from).collect();
+		run_kernel(kernel, &refs)
 	};
-	let out = run().unwrap_or_else(|e| {
-		kernel.ctx.fail(e);
-		Matrix { rows: 0, cols: 0, data: Vec::new() }
-	});
-	from_matrix::<B>(out, &device)
+	kernel_output::<B>(kernel, run(), &device)
 }
 
 /// burn's CPU backend, `f32` (the only element type RepOps has).
 impl RepOpsBackend for NdArray<f32> {
+	/// The kernel reads the tensors' memory where it lies (kernel outputs, parameters and
+	/// reshapes of them are in standard layout); only an array in another layout is copied
+	/// first. Copying every input, as [`host_kernel`] does, cost a third of a large model's
+	/// step.
 	fn repops(kernel: Kernel, inputs: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
-		host_kernel::<Self>(&kernel, inputs)
+		let run = || -> Result<Matrix, ShapeError> {
+			let views = inputs
+				.iter()
+				.map(|t| match t {
+					NdArrayTensor::F32(storage) => Ok(storage.view()),
+					_ => Err(ShapeError::Mismatch),
+				})
+				.collect::<Result<Vec<_>, _>>()?;
+			let copies: Vec<Option<Vec<f32>>> = views
+				.iter()
+				.map(|v| v.as_slice().is_none().then(|| v.iter().copied().collect()))
+				.collect();
+			let refs = views
+				.iter()
+				.zip(&copies)
+				.map(|(view, copy)| {
+					let (rows, cols) = matrix_shape(view.shape())?;
+					let data = match (copy, view.as_slice()) {
+						(Some(copy), _) => copy.as_slice(),
+						(None, Some(values)) => values,
+						(None, None) => return Err(ShapeError::Mismatch),
+					};
+					Ok(MatRef { rows, cols, data })
+				})
+				.collect::<Result<Vec<_>, ShapeError>>()?;
+			run_kernel(&kernel, &refs)
+		};
+		kernel_output::<Self>(&kernel, run(), &Default::default())
 	}
 
 	/// A copy of the array's memory when it is in standard layout (as kernel outputs and
@@ -231,11 +285,35 @@ impl RepOpsBackend for NdArray<f32> {
 	fn repops_read(tensor: FloatTensor<Self>) -> Result<Matrix, ShapeError> {
 		let NdArrayTensor::F32(storage) = &tensor else { return Err(ShapeError::Mismatch) };
 		let view = storage.view();
+		let (rows, cols) = matrix_shape(view.shape())?;
 		let data = match view.as_slice() {
 			Some(values) => values.to_vec(),
 			None => view.iter().copied().collect(),
 		};
-		matrix(view.shape(), data)
+		Matrix::new(rows, cols, data)
+	}
+
+	/// The array's own memory, without a copy, when nothing else holds it and it is in
+	/// standard layout (a kernel's output the caller kept alone); otherwise a copy.
+	fn repops_take(tensor: FloatTensor<Self>) -> Result<Matrix, ShapeError> {
+		let NdArrayTensor::F32(storage) = tensor else { return Err(ShapeError::Mismatch) };
+		if !(storage.is_owned() && storage.is_unique()) {
+			return Self::repops_read(NdArrayTensor::F32(storage));
+		}
+		let array = storage.into_owned().into_owned();
+		let (rows, cols) = matrix_shape(array.shape())?;
+		if !array.is_standard_layout() {
+			return Matrix::new(rows, cols, array.iter().copied().collect());
+		}
+		let len = array.len();
+		let (data, offset) = array.into_raw_vec_and_offset();
+		let start = offset.unwrap_or(0);
+		if start == 0 && data.len() == len {
+			return Matrix::new(rows, cols, data);
+		}
+		// A window of a larger buffer (no kernel output is one): copy the window.
+		let window = data.get(start..start.saturating_add(len)).ok_or(ShapeError::Mismatch)?;
+		Matrix::new(rows, cols, window.to_vec())
 	}
 }
 
@@ -344,6 +422,10 @@ impl<B: RepOpsBackend, C: CheckpointStrategy> RepOpsBackend for Autodiff<B, C> {
 		B::repops_read(tensor.primitive)
 	}
 
+	fn repops_take(tensor: FloatTensor<Self>) -> Result<Matrix, ShapeError> {
+		B::repops_take(tensor.primitive)
+	}
+
 	fn repops_matmul(
 		a: FloatTensor<Self>,
 		w: FloatTensor<Self>,
@@ -405,5 +487,72 @@ impl<B: RepOpsBackend, C: CheckpointStrategy> RepOpsBackend for Autodiff<B, C> {
 			}
 			OpsKind::UnTracked(prep) => prep.finish(forward(logits.primitive)),
 		}
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use burn::tensor::ops::FloatTensorOps;
+	use trainet_primitives::{
+		repops,
+		task::{F32Bits, Optimizer},
+	};
+
+	use super::*;
+
+	type B = NdArray<f32>;
+
+	/// The `rows x cols` matrix of `f(i, j)`.
+	fn matrix(rows: u32, cols: u32, f: impl Fn(u32, u32) -> f32) -> Matrix {
+		let data = (0..rows).flat_map(|i| (0..cols).map(move |j| (i, j))).map(|(i, j)| f(i, j));
+		Matrix::new(rows, cols, data.collect()).unwrap()
+	}
+
+	fn ctx() -> Arc<StepContext> {
+		let sgd = Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.1),
+			momentum: F32Bits::from_f32(0.9),
+		};
+		StepContext::new(TrainingSpec::example_mlp(&[4, 3, 2], sgd, 3), vec![0, 1, 0], 0)
+	}
+
+	fn bits(m: &Matrix) -> (u32, u32, Vec<u32>) {
+		(m.rows, m.cols, m.data.iter().map(|v| v.to_bits()).collect())
+	}
+
+	/// The NdArray kernels read tensors where they lie; one not in row-major layout (a
+	/// transpose) is read as the same values, and gives the bits the reference gives.
+	#[test]
+	fn kernels_read_tensors_in_any_layout() {
+		let ctx = ctx();
+		let a = matrix(3, 4, |i, j| (i as f32 - 1.0) * 0.75 + j as f32 * -0.5);
+		let b = matrix(4, 5, |i, j| (i * 5 + j) as f32 * 0.125 - 1.0);
+		let at = matrix(4, 3, |i, j| a.data[j as usize * 4 + i as usize]);
+		let device = Default::default();
+		// `a` itself, and `a` as the transpose of its transpose (a strided view).
+		let plain = || from_matrix::<B>(a.clone(), &device);
+		let strided = || B::float_transpose(from_matrix::<B>(at.clone(), &device));
+		assert!(matches!(&strided(), NdArrayTensor::F32(s) if s.view().as_slice().is_none()));
+		let want_relu = repops::relu_matrix(&a).unwrap();
+		let want_product = repops::matmul(&a, &b).unwrap();
+		for input in [plain(), strided()] {
+			let relu = B::repops(Kernel::new(OpKind::Relu, &ctx), vec![input.clone()]);
+			assert_eq!(bits(&B::repops_read(relu).unwrap()), bits(&want_relu));
+			let b = from_matrix::<B>(b.clone(), &device);
+			let product = B::repops(Kernel::new(OpKind::MatMul, &ctx), vec![input, b]);
+			assert_eq!(bits(&B::repops_take(product).unwrap()), bits(&want_product));
+		}
+		assert_eq!(ctx.failure(), None);
+	}
+
+	/// Taking a tensor another handle still holds copies it: the other handle's values stay.
+	#[test]
+	fn taking_a_shared_tensor_leaves_the_other_holder_its_values() {
+		let m = matrix(2, 3, |i, j| (i * 3 + j) as f32);
+		let t = from_matrix::<B>(m.clone(), &Default::default());
+		let kept = t.clone();
+		let mut taken = B::repops_take(t).unwrap();
+		taken.data.iter_mut().for_each(|v| *v = -1.0);
+		assert_eq!(bits(&B::repops_take(kept).unwrap()), bits(&m));
 	}
 }

@@ -342,7 +342,7 @@ pub fn burn_step(
 		.into_iter()
 		.chain(first)
 		.chain(second)
-		.map(Inner::repops_read)
+		.map(Inner::repops_take)
 		.collect::<Result<Vec<_>, _>>()?;
 	Ok((loss, next))
 }

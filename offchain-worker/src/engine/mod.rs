@@ -40,6 +40,48 @@ pub enum Product {
 	Nt,
 }
 
+/// A borrowed `rows x cols` matrix, row after row: what the engine's operations read, so that
+/// values held elsewhere (a burn tensor's memory) need not be copied into a [`Matrix`] first.
+/// `Matrix` owns its values and lives in the no_std primitives the runtime shares; this is
+/// its borrowed form on the worker's side.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+	/// Rows.
+	pub rows: u32,
+	/// Columns.
+	pub cols: u32,
+	/// `rows * cols` values, row after row.
+	pub data: &'a [f32],
+}
+
+impl<'a> From<&'a Matrix> for MatRef<'a> {
+	fn from(m: &'a Matrix) -> Self {
+		Self { rows: m.rows, cols: m.cols, data: &m.data }
+	}
+}
+
+impl MatRef<'_> {
+	/// Whether `data` holds exactly `rows * cols` values (as [`Matrix::check`]).
+	pub fn check(&self) -> Result<(), ShapeError> {
+		let len =
+			(self.rows as usize).checked_mul(self.cols as usize).ok_or(ShapeError::Overflow)?;
+		if self.data.len() == len {
+			Ok(())
+		} else {
+			Err(ShapeError::BadLength)
+		}
+	}
+
+	/// A copy that owns its values.
+	pub fn to_matrix(&self) -> Matrix {
+		Matrix { rows: self.rows, cols: self.cols, data: self.data.to_vec() }
+	}
+
+	fn same_shape(&self, other: &MatRef) -> bool {
+		(self.rows, self.cols) == (other.rows, other.cols)
+	}
+}
+
 /// Products of fewer multiply-adds than this run on one thread.
 const SEQUENTIAL_BELOW: usize = 1 << 16;
 
@@ -47,23 +89,28 @@ const SEQUENTIAL_BELOW: usize = 1 << 16;
 const ELEMENTWISE_SEQUENTIAL_BELOW: usize = 1 << 15;
 
 /// A matrix product with the RepOps rounding ([`gemm`]), on rayon's threads when it is large.
-pub fn matmul(a: &Matrix, b: &Matrix, product: Product) -> Result<Matrix, ShapeError> {
+pub fn matmul<'a>(
+	a: impl Into<MatRef<'a>>,
+	b: impl Into<MatRef<'a>>,
+	product: Product,
+) -> Result<Matrix, ShapeError> {
+	let (a, b) = (a.into(), b.into());
 	a.check()?;
 	b.check()?;
 	let (ar, ac, br, bc) = (a.rows as usize, a.cols as usize, b.rows as usize, b.cols as usize);
 	// The three layouts are only different strides over the stored values.
 	let (va, vb) = match product {
 		Product::Nn => (
-			View { data: &a.data, rows: ar, cols: ac, rs: ac, cs: 1 },
-			View { data: &b.data, rows: br, cols: bc, rs: bc, cs: 1 },
+			View { data: a.data, rows: ar, cols: ac, rs: ac, cs: 1 },
+			View { data: b.data, rows: br, cols: bc, rs: bc, cs: 1 },
 		),
 		Product::Tn => (
-			View { data: &a.data, rows: ac, cols: ar, rs: 1, cs: ac },
-			View { data: &b.data, rows: br, cols: bc, rs: bc, cs: 1 },
+			View { data: a.data, rows: ac, cols: ar, rs: 1, cs: ac },
+			View { data: b.data, rows: br, cols: bc, rs: bc, cs: 1 },
 		),
 		Product::Nt => (
-			View { data: &a.data, rows: ar, cols: ac, rs: ac, cs: 1 },
-			View { data: &b.data, rows: bc, cols: br, rs: 1, cs: bc },
+			View { data: a.data, rows: ar, cols: ac, rs: ac, cs: 1 },
+			View { data: b.data, rows: bc, cols: br, rs: 1, cs: bc },
 		),
 	};
 	if va.cols != vb.rows {
@@ -101,20 +148,19 @@ const CHUNK: usize = 1 << 13;
 fn execute_elementwise(
 	spec: &TrainingSpec,
 	op: &Op,
-	inputs: &[&Matrix],
+	inputs: &[MatRef],
 	step: u32,
 ) -> Result<Option<Matrix>, ShapeError> {
 	for m in inputs {
 		m.check()?;
 	}
-	let same_shape = |x: &Matrix, y: &Matrix| (x.rows, x.cols) == (y.rows, y.cols);
 	let data = match (op.kind, inputs) {
 		(OpKind::Relu, [x]) => filled(x.data.len(), CHUNK, |first, out| {
 			for (o, x) in out.iter_mut().zip(&x.data[first..]) {
 				*o = repops::relu(*x);
 			}
 		}),
-		(OpKind::ReluBackward, [x, dy]) if same_shape(x, dy) => {
+		(OpKind::ReluBackward, [x, dy]) if x.same_shape(dy) => {
 			filled(x.data.len(), CHUNK, |first, out| {
 				for ((o, x), dy) in out.iter_mut().zip(&x.data[first..]).zip(&dy.data[first..]) {
 					*o = repops::relu_backward(*x, *dy);
@@ -126,7 +172,7 @@ fn execute_elementwise(
 			// Whole rows per chunk, each plus the bias row.
 			filled(x.data.len(), width * (CHUNK / width).max(1), |first, out| {
 				for (o_row, x_row) in out.chunks_mut(width).zip(x.data[first..].chunks(width)) {
-					for ((o, x), b) in o_row.iter_mut().zip(x_row).zip(&b.data) {
+					for ((o, x), b) in o_row.iter_mut().zip(x_row).zip(b.data) {
 						*o = repops::add(*x, *b);
 					}
 				}
@@ -152,11 +198,11 @@ fn execute_elementwise(
 			// The reference's checks and errors (a kind the spec's optimizer lacks).
 			Pointwise::new(spec, op.kind, step)?;
 			let update = Update::new(spec, op.kind, step).ok_or(ShapeError::Mismatch)?;
-			if others.len() + 1 != update.arity() || !others.iter().all(|m| same_shape(first, m)) {
+			if others.len() + 1 != update.arity() || !others.iter().all(|m| first.same_shape(m)) {
 				// Not what a step program builds: the reference decides.
 				return Ok(None);
 			}
-			let inputs: Vec<&[f32]> = inputs.iter().map(|m| m.data.as_slice()).collect();
+			let inputs: Vec<&[f32]> = inputs.iter().map(|m| m.data).collect();
 			update.run(&inputs)
 		}
 		_ => return Ok(None),
@@ -267,7 +313,37 @@ impl Update {
 	}
 }
 
-/// Runs one operation: the products here, everything else through the reference.
+/// Runs one operation if the engine has its own implementation (the products, the
+/// elementwise and column operations), checking the output's shape against `op`; `None` for
+/// the rest, which the reference runs.
+fn execute_own(
+	spec: &TrainingSpec,
+	op: &Op,
+	inputs: &[MatRef],
+	step: u32,
+) -> Result<Option<Matrix>, ShapeError> {
+	let product = match op.kind {
+		OpKind::MatMul => Some(Product::Nn),
+		OpKind::MatMulTn => Some(Product::Tn),
+		OpKind::MatMulNt => Some(Product::Nt),
+		_ => None,
+	};
+	let out = match (product, inputs) {
+		(Some(p), [a, b]) => matmul(*a, *b, p)?,
+		(Some(_), _) => return Err(ShapeError::Mismatch),
+		(None, _) => match execute_elementwise(spec, op, inputs, step)? {
+			Some(out) => out,
+			None => return Ok(None),
+		},
+	};
+	if (out.rows, out.cols) != (op.rows, op.cols) {
+		return Err(ShapeError::Mismatch);
+	}
+	Ok(Some(out))
+}
+
+/// Runs one operation: the products and elementwise operations here, everything else
+/// through the reference.
 pub fn execute(
 	spec: &TrainingSpec,
 	op: &Op,
@@ -275,26 +351,29 @@ pub fn execute(
 	labels: &[u32],
 	step: u32,
 ) -> Result<Matrix, ShapeError> {
-	let product = match op.kind {
-		OpKind::MatMul => Some(Product::Nn),
-		OpKind::MatMulTn => Some(Product::Tn),
-		OpKind::MatMulNt => Some(Product::Nt),
-		_ => None,
-	};
-	match (product, inputs) {
-		(Some(p), [a, b]) => {
-			let out = matmul(a, b, p)?;
-			if (out.rows, out.cols) != (op.rows, op.cols) {
-				return Err(ShapeError::Mismatch);
-			}
-			Ok(out)
+	let views: Vec<MatRef> = inputs.iter().map(|m| MatRef::from(*m)).collect();
+	match execute_own(spec, op, &views, step)? {
+		Some(out) => Ok(out),
+		None => program::execute(spec, op, inputs, labels, step),
+	}
+}
+
+/// [`execute`] on borrowed inputs. The operations the reference runs (softmax and its
+/// gradient, the mean: one value per sample or less) get copies of their inputs.
+pub fn execute_refs(
+	spec: &TrainingSpec,
+	op: &Op,
+	inputs: &[MatRef],
+	labels: &[u32],
+	step: u32,
+) -> Result<Matrix, ShapeError> {
+	match execute_own(spec, op, inputs, step)? {
+		Some(out) => Ok(out),
+		None => {
+			let owned: Vec<Matrix> = inputs.iter().map(MatRef::to_matrix).collect();
+			let refs: Vec<&Matrix> = owned.iter().collect();
+			program::execute(spec, op, &refs, labels, step)
 		}
-		(Some(_), _) => Err(ShapeError::Mismatch),
-		(None, _) => match execute_elementwise(spec, op, inputs, step)? {
-			Some(out) if (out.rows, out.cols) == (op.rows, op.cols) => Ok(out),
-			Some(_) => Err(ShapeError::Mismatch),
-			None => program::execute(spec, op, inputs, labels, step),
-		},
 	}
 }
 
