@@ -23,9 +23,10 @@
 //! validated spec) is recorded in the [`StepContext`] and an empty tensor returned, and the
 //! training loop turns the record into an error after the step ([`StepContext::failure`]).
 //!
-//! The plain-backend implementation here moves the tensors to host memory around each kernel,
-//! which is free for `NdArray` (already host memory). A GPU backend implements
-//! [`RepOpsBackend::repops`] with device kernels (issue 6/7, CUDA).
+//! `NdArray`'s kernels read their input tensors' memory in place and hand their outputs to
+//! burn without a copy. [`host_kernel`] is the generic way, for any backend: it reads the
+//! tensors into host memory around each kernel. A GPU backend implements
+//! [`RepOpsBackend::repops`] with device kernels (issue 7, CUDA).
 
 use std::sync::{Arc, Mutex};
 
