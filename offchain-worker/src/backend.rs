@@ -28,7 +28,10 @@
 //! tensors into host memory around each kernel. A GPU backend implements
 //! [`RepOpsBackend::repops`] with device kernels (issue 7, CUDA).
 
-use std::sync::{Arc, Mutex};
+use std::{
+	borrow::Cow,
+	sync::{Arc, Mutex},
+};
 
 use burn::{
 	backend::{
@@ -242,6 +245,19 @@ pub fn host_kernel<B: RepOpsBackend>(
 	kernel_output::<B>(kernel, run(), &device)
 }
 
+/// An `NdArray` tensor's matrix shape and values: its memory itself when it is in standard
+/// layout (kernel outputs, parameters and reshapes of them are), else a row-major copy.
+fn ndarray_values(tensor: &NdArrayTensor) -> Result<(u32, u32, Cow<'_, [f32]>), ShapeError> {
+	let NdArrayTensor::F32(storage) = tensor else { return Err(ShapeError::Mismatch) };
+	let view = storage.view();
+	let (rows, cols) = matrix_shape(view.shape())?;
+	let values = match view.to_slice() {
+		Some(values) => Cow::Borrowed(values),
+		None => Cow::Owned(view.iter().copied().collect()),
+	};
+	Ok((rows, cols, values))
+}
+
 /// burn's CPU backend, `f32` (the only element type RepOps has).
 impl RepOpsBackend for NdArray<f32> {
 	/// The kernel reads the tensors' memory where it lies (kernel outputs, parameters and
@@ -250,30 +266,11 @@ impl RepOpsBackend for NdArray<f32> {
 	/// step.
 	fn repops(kernel: Kernel, inputs: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
 		let run = || -> Result<Matrix, ShapeError> {
-			let views = inputs
+			let values = inputs.iter().map(ndarray_values).collect::<Result<Vec<_>, _>>()?;
+			let refs: Vec<MatRef> = values
 				.iter()
-				.map(|t| match t {
-					NdArrayTensor::F32(storage) => Ok(storage.view()),
-					_ => Err(ShapeError::Mismatch),
-				})
-				.collect::<Result<Vec<_>, _>>()?;
-			let copies: Vec<Option<Vec<f32>>> = views
-				.iter()
-				.map(|v| v.as_slice().is_none().then(|| v.iter().copied().collect()))
+				.map(|(rows, cols, data)| MatRef { rows: *rows, cols: *cols, data })
 				.collect();
-			let refs = views
-				.iter()
-				.zip(&copies)
-				.map(|(view, copy)| {
-					let (rows, cols) = matrix_shape(view.shape())?;
-					let data = match (copy, view.as_slice()) {
-						(Some(copy), _) => copy.as_slice(),
-						(None, Some(values)) => values,
-						(None, None) => return Err(ShapeError::Mismatch),
-					};
-					Ok(MatRef { rows, cols, data })
-				})
-				.collect::<Result<Vec<_>, ShapeError>>()?;
 			run_kernel(&kernel, &refs)
 		};
 		kernel_output::<Self>(&kernel, run(), &Default::default())
@@ -284,14 +281,8 @@ impl RepOpsBackend for NdArray<f32> {
 	/// array is shared, which autodiff's saved tensors always are: that made it the largest
 	/// cost of a small model's step.
 	fn repops_read(tensor: FloatTensor<Self>) -> Result<Matrix, ShapeError> {
-		let NdArrayTensor::F32(storage) = &tensor else { return Err(ShapeError::Mismatch) };
-		let view = storage.view();
-		let (rows, cols) = matrix_shape(view.shape())?;
-		let data = match view.as_slice() {
-			Some(values) => values.to_vec(),
-			None => view.iter().copied().collect(),
-		};
-		Matrix::new(rows, cols, data)
+		let (rows, cols, data) = ndarray_values(&tensor)?;
+		Matrix::new(rows, cols, data.into_owned())
 	}
 
 	/// The array's own memory, without a copy, when nothing else holds it and it is in
