@@ -158,7 +158,8 @@ impl CheckpointStore {
 		Ok(Some(state))
 	}
 
-	/// The latest state of `states[..=upto]` that is stored and intact: `(t, state)`.
+	/// The latest state of `states[..=upto]` that is stored and intact: `(k, state)`, `k` its
+	/// index in `states` (a trace's entry: the step is `TracePoints::step(k)`).
 	/// A damaged checkpoint is skipped (with a warning), never trusted.
 	pub fn latest(
 		&self,
@@ -180,7 +181,8 @@ impl CheckpointStore {
 	}
 }
 
-/// One task's journal: the state hashes trained so far, one 32-byte record each.
+/// One task's journal: the trace entries trained so far (the hashes of the states the spec's
+/// checkpoint interval names), one 32-byte record each.
 #[derive(Debug)]
 pub struct Journal {
 	path: PathBuf,

@@ -1,12 +1,14 @@
 //! Fighting a dispute: whichever side this worker is on, it answers every stage of the game
-//! (step bisection, op-trace commitment, operator bisection, element descent) from its own
-//! run of the task, and hands the chain the leaf's evidence. An honest worker that keeps
+//! (step bisection, the segment between two checkpoints, op-trace commitment, operator
+//! bisection, element descent) from its own run of the task, and hands the chain the leaf's
+//! evidence. An honest worker that keeps
 //! calling [`Fighter::tick`] before each deadline never loses.
 //!
-//! The disputed step is recomputed when needed: training (with the engine) up to the step's
-//! pre-state, from the latest checkpoint at or before it when this worker kept one (see
-//! [`crate::checkpoint`]), then that step with the reference operators ([`StepRun`]), which also builds
-//! every piece of evidence.
+//! The disputed segment and step are recomputed when needed: training (with the engine) up to
+//! the pre-state, from the latest checkpoint at or before it when this worker kept one (see
+//! [`crate::checkpoint`]); a segment's per-step states are hashed as they come, the disputed
+//! step is run with the reference operators ([`StepRun`]), which also builds every piece of
+//! evidence.
 
 use std::collections::HashSet;
 
@@ -19,7 +21,7 @@ use trainet_primitives::{
 	market::Party,
 	referee::{Fault, OpEvidence, StepRun},
 	task::TrainingSpec,
-	trace::trace_proof,
+	trace::{trace_proof, trace_root, TracePoints},
 };
 
 use crate::{
@@ -48,8 +50,13 @@ pub struct Fighter {
 	party: Party,
 	spec: TrainingSpec,
 	data: Dataset,
-	/// This side's trace `h_0 ..= h_N`.
+	/// This side's trace: its entries `h_0, h_C, ..., h_N` (checkpoint interval `C`).
 	states: Vec<H256>,
+	/// Which steps those entries are after.
+	points: TracePoints,
+	/// This side's per-step states of the disputed segment, from its first step on, once
+	/// recomputed.
+	segment: Option<(u32, Vec<H256>)>,
 	/// A deliberate fault this side's run had (the cheat switch), so its answers stay those
 	/// of the run it committed.
 	fault: Option<Fault>,
@@ -82,8 +89,11 @@ impl Fighter {
 		fault: Option<Fault>,
 	) -> Self {
 		crate::metrics::metrics().disputes.inc();
+		let points = spec.trace_points().unwrap_or(TracePoints { steps: spec.steps, interval: 1 });
 		Self {
 			party,
+			points,
+			segment: None,
 			spec,
 			data,
 			states,
@@ -101,26 +111,54 @@ impl Fighter {
 		self
 	}
 
+	/// A run of this side's at step `t`: from the latest of its checkpoints at or before it
+	/// (else from `h_0`), trained up to `t` without its fault (both sides agreed on the state
+	/// at `t`, so the run this side committed had no fault before it).
+	fn run_to(&self, t: u32) -> Result<Training, FightError> {
+		// The last entry at or before step `t`.
+		let upto = (t / self.points.interval.max(1)).min(self.points.len().saturating_sub(1));
+		let start = match &self.checkpoints {
+			Some(store) => store.latest(&self.states, upto as usize).map_err(|e| {
+				FightError::Unexpected(format!("reading a checkpoint before step {t}: {e}"))
+			})?,
+			None => None,
+		};
+		let from = start.as_ref().and_then(|(k, _)| self.points.step(*k));
+		let mut run = match (start, from) {
+			(Some((_, state)), Some(c)) => {
+				tracing::debug!(from = c, to = t, "recomputing from a checkpoint");
+				Training::resume(self.spec.clone(), self.data.clone(), c, state)?
+			}
+			_ => Training::new(self.spec.clone(), self.data.clone())?,
+		};
+		while run.steps_done() < t {
+			run.step()?;
+		}
+		Ok(run)
+	}
+
+	/// This side's per-step states `h_first ..= h_{first+len}` of a disputed segment
+	/// (recomputed once, with this side's fault if it had one there).
+	fn segment_states(&mut self, first: u32, len: u32) -> Result<&[H256], FightError> {
+		if self.segment.as_ref().is_none_or(|(f, _)| *f != first) {
+			let mut run = self.run_to(first)?.with_fault(self.fault);
+			let mut states = vec![run.state_hash()];
+			for _ in 0..len {
+				run.step()?;
+				states.push(run.state_hash());
+			}
+			self.segment = Some((first, states));
+		}
+		self.segment
+			.as_ref()
+			.map(|(_, s)| s.as_slice())
+			.ok_or_else(|| FightError::Unexpected("no segment".into()))
+	}
+
 	/// This side's run of step `t` (recomputed once).
 	fn step_run(&mut self, t: u32) -> Result<&StepRun, FightError> {
 		if self.step.as_ref().is_none() {
-			let start = match &self.checkpoints {
-				Some(store) => store.latest(&self.states, t as usize).map_err(|e| {
-					FightError::Unexpected(format!("reading a checkpoint before step {t}: {e}"))
-				})?,
-				None => None,
-			};
-			let mut run = match start {
-				Some((c, state)) => {
-					tracing::debug!(from = c, to = t, "recomputing from a checkpoint");
-					Training::resume(self.spec.clone(), self.data.clone(), c, state)?
-				}
-				None => Training::new(self.spec.clone(), self.data.clone())?,
-			};
-			// Both sides agreed on `h_t`, so this side's run had no fault before step `t`.
-			while run.steps_done() < t {
-				run.step()?;
-			}
+			let run = self.run_to(t)?;
 			let fault = self.fault.filter(|f| f.step == t).map(|f| f.op);
 			let state = run.state().to_vec();
 			let r = StepRun::with_fault(&self.spec, t, state, &self.data.samples, fault)
@@ -142,9 +180,11 @@ impl Fighter {
 		let Some(d) = open.iter().find(|d| d["id"].as_u64() == Some(id)) else { return Ok(false) };
 		let phase = field(d, "phase")?;
 		let key = format!(
-			"{}/{}/{}/{}",
+			"{}/{}/{}/{}/{}/{}",
 			phase["bisecting"]["round"],
 			phase["bisecting"]["position"],
+			phase["segment"]["round"],
+			phase["segment"]["stage"],
 			phase["operations"]["round"],
 			phase["operations"]["stage"]
 		);
@@ -182,8 +222,32 @@ impl Fighter {
 				.ok_or_else(|| FightError::Unexpected(format!("no state at {position}")))?;
 			chain.submit(signer, "Challenge", "reveal", (id, position, proof)).await?;
 			return Ok(format!(
-				"step bisection, round {}: revealed its state after step {position}",
-				phase["bisecting"]["round"]
+				"step bisection, round {}: revealed its trace entry {}",
+				phase["bisecting"]["round"],
+				position.saturating_sub(1)
+			));
+		}
+		if let Some(game) = phase.get("segment") {
+			let (first, len) = (number(game, "first")?, number(game, "steps")?);
+			let states = self.segment_states(first, len)?.to_vec();
+			if game["stage"] == "committing" {
+				chain
+					.submit(signer, "Challenge", "commit_segment", (id, trace_root(&states)))
+					.await?;
+				return Ok(format!(
+					"the parties disagree between steps {first} and {}: committed its {len} \
+					 steps' states",
+					first.saturating_add(len)
+				));
+			}
+			let position = number(&game["stage"]["revealing"], "position")?;
+			let proof = trace_proof(&states, position)
+				.ok_or_else(|| FightError::Unexpected(format!("no segment state {position}")))?;
+			chain.submit(signer, "Challenge", "reveal_segment", (id, position, proof)).await?;
+			return Ok(format!(
+				"segment bisection, round {}: revealed its state after step {}",
+				game["round"],
+				first.saturating_add(position)
 			));
 		}
 		let game = field(phase, "operations")?;

@@ -194,19 +194,23 @@ impl Library {
 	}
 
 	/// State `h` of one of this worker's traces, recomputed from the nearest checkpoint
-	/// before it (any step on demand, though checkpoints are kept every K steps only).
+	/// before it (any entry of the trace on demand, though checkpoints are kept every K steps
+	/// only).
 	fn recompute(&self, h: &H256) -> Option<Vec<trainet_primitives::repops::Matrix>> {
 		let dir = &self.local.journals;
 		for task in Journal::tasks(dir) {
 			let Ok(journal) = Journal::open(dir, task) else { continue };
 			let states = journal.states();
-			let Some(t) = states.iter().position(|s| s == h) else { continue };
+			let Some(k) = states.iter().position(|s| s == h) else { continue };
 			let spec = Journal::spec(dir, task)?;
+			let points = spec.trace_points()?;
+			let t = points.step(k as u32)?;
 			let data = self.local.datasets.get(&spec.dataset.root).ok()?;
-			let (c, state) = self.local.checkpoints.latest(states, t).ok()??;
+			let (from, state) = self.local.checkpoints.latest(states, k).ok()??;
+			let c = points.step(from)?;
 			tracing::debug!(task, from = c, to = t, "recomputing a state asked for");
 			let mut run = Training::resume(spec, data, c, state).ok()?;
-			while (run.steps_done() as usize) < t {
+			while run.steps_done() < t {
 				run.step().ok()?;
 			}
 			// Only ever serve the state asked for (a run that cheated on purpose cannot be

@@ -194,7 +194,7 @@ pub struct Solved {
 	pub final_state: H256,
 	/// The trace root committed.
 	pub trace_root: H256,
-	/// The whole trace `h_0 ..= h_N`.
+	/// The trace's entries: `h_0, h_C, h_2C, ..., h_N` for checkpoint interval `C`.
 	pub states: Vec<H256>,
 	/// The trained model, saved as a burn record (when this run trained it).
 	pub model: Option<std::path::PathBuf>,
@@ -242,8 +242,9 @@ pub async fn my_task(
 }
 
 /// Trains task `id` with the journal and checkpoints of `local`: from its last intact
-/// checkpoint when `resume` (a restarted solver), else from `h_0`. Returns the trace
-/// `h_0 ..= h_N`.
+/// checkpoint when `resume` (a restarted solver), else from `h_0`. Returns the trace: the
+/// hashes of the states the spec's checkpoint interval names (every step's when it is 1),
+/// the only states hashed.
 pub fn train_task(
 	local: &Local,
 	id: u64,
@@ -254,6 +255,8 @@ pub fn train_task(
 ) -> Result<Vec<H256>, SolveError> {
 	let data = local.datasets.get(&spec.dataset.root)?;
 	let steps = spec.steps;
+	let bad = |reason: String| SolveError::Task { task: id, reason };
+	let points = spec.trace_points().ok_or_else(|| bad("a checkpoint interval of 0".into()))?;
 	let mut journal = Journal::open(&local.journals, id)?;
 	Journal::save_spec(&local.journals, id, spec)?;
 	let start = match resume {
@@ -261,9 +264,10 @@ pub fn train_task(
 		false => None,
 	};
 	let mut run = match start {
-		Some((c, state)) => {
+		Some((k, state)) => {
+			let c = points.step(k).ok_or_else(|| bad(format!("no trace entry {k}")))?;
 			tracing::info!(task = id, step = c, "resuming from the checkpoint of h_{c}");
-			journal.truncate((c as usize).saturating_add(1))?;
+			journal.truncate((k as usize).saturating_add(1))?;
 			Training::resume(spec.clone(), data, c, state)?
 		}
 		None => {
@@ -277,15 +281,21 @@ pub fn train_task(
 	}
 	.with_cheat(cheat);
 	let mut speed = Speed::default();
+	let mut saved = run.steps_done();
 	while run.steps_done() < steps {
 		let r = run.step()?;
 		speed.step();
-		journal.push(r.state_hash)?;
 		let done = r.step.saturating_add(1);
-		if done % local.checkpoint_every == 0 || done == steps {
-			// The journal first: a checkpoint is only ever found through it.
-			journal.sync()?;
-			local.checkpoints.put(run.state())?;
+		if run.at_trace_point() {
+			journal.push(run.state_hash())?;
+			// Checkpoints go at trace entries (a state is found by its hash there), once
+			// `checkpoint_every` steps have passed since the last one, and at the end.
+			if done.saturating_sub(saved) >= local.checkpoint_every || done == steps {
+				// The journal first: a checkpoint is only ever found through it.
+				journal.sync()?;
+				local.checkpoints.put(run.state())?;
+				saved = done;
+			}
 		}
 		progress(r.step, r.loss);
 	}
@@ -354,7 +364,8 @@ pub async fn solve(
 		final_state,
 		model_hash: crate::commit::state_hash(last.get(..params).unwrap_or_default()),
 	};
-	let proof = trace_proof(&states, steps).ok_or(SolveError::NoProof(steps))?;
+	let last_entry = states.len().saturating_sub(1) as u32;
+	let proof = trace_proof(&states, last_entry).ok_or(SolveError::NoProof(steps))?;
 	chain.submit(signer, "TaskEscrow", "commit", (id, commitment, proof)).await?;
 	metrics().tasks_committed.inc();
 	tracing::info!(task = id, final_state = ?final_state, "committed");
@@ -426,15 +437,17 @@ pub enum Verdict {
 pub enum Sample {
 	/// This many transitions were checked, all right.
 	Passed(u32),
-	/// The transition from `h_t` is not the committed `h_{t+1}`.
+	/// The steps from entry `h_t` do not reach the committed next entry (`t` is the first).
 	Wrong(u32),
 	/// The trace or a state could not be fetched intact.
 	Unserved(String),
 }
 
 /// Checks `transitions` transitions of `commitment`'s trace chosen at random (all of them if
-/// the task has no more): fetches the trace by its root and each chosen `h_t`'s state by its
-/// hash from peers, runs step `t` and compares with `h_{t+1}`.
+/// the task has no more): fetches the trace by its root and each chosen entry's state by its
+/// hash from peers, runs the steps to the next entry (one step, or a segment of up to the
+/// checkpoint interval) and compares with that entry. [`Sample::Wrong`] names the first
+/// step of the wrong transition.
 pub async fn sample(
 	p2p: &P2p,
 	spec: &TrainingSpec,
@@ -444,7 +457,10 @@ pub async fn sample(
 	fault: Option<Fault>,
 ) -> Result<Sample, SolveError> {
 	use rand::seq::index::sample as choose;
-	let steps = spec.steps;
+	let points = spec
+		.trace_points()
+		.ok_or_else(|| SolveError::Decode("a spec with a checkpoint interval of 0".into()))?;
+	let transitions_in_trace = points.len().saturating_sub(1);
 	let states = match p2p.fetch(Key::Trace(commitment.trace_root), &[], |_, _| {}).await {
 		Ok((bytes, _)) => match decode_trace(&bytes) {
 			Ok(states) => states,
@@ -452,18 +468,20 @@ pub async fn sample(
 		},
 		Err(e) => return Ok(Sample::Unserved(e.to_string())),
 	};
-	if states.len() != steps as usize + 1 || states.last() != Some(&commitment.final_state) {
+	if states.len() != points.len() as usize || states.last() != Some(&commitment.final_state) {
 		return Ok(Sample::Unserved("a trace that does not end in the committed state".into()));
 	}
 	// Chosen here, from the operating system's randomness: the solver cannot know which.
+	let count = transitions_in_trace as usize;
 	let mut chosen: Vec<u32> =
-		choose(&mut rand::rngs::OsRng, steps as usize, (transitions as usize).min(steps as usize))
+		choose(&mut rand::rngs::OsRng, count, (transitions as usize).min(count))
 			.into_iter()
-			.map(|t| t as u32)
+			.map(|k| k as u32)
 			.collect();
 	chosen.sort_unstable();
-	for &t in &chosen {
-		let (Some(before), Some(after)) = (states.get(t as usize), states.get(t as usize + 1))
+	for &k in &chosen {
+		let (Some(before), Some(after), Some((t, len))) =
+			(states.get(k as usize), states.get(k as usize + 1), points.segment(k))
 		else {
 			continue;
 		};
@@ -475,8 +493,11 @@ pub async fn sample(
 			Err(e) => return Ok(Sample::Unserved(e.to_string())),
 		};
 		let mut run = Training::resume(spec.clone(), data.clone(), t, state)?.with_fault(fault);
-		let got = run.step()?.state_hash;
-		tracing::debug!(step = t, right = got == *after, "sampled");
+		for _ in 0..len {
+			run.step()?;
+		}
+		let got = run.state_hash();
+		tracing::debug!(step = t, steps = len, right = got == *after, "sampled");
 		if got != *after {
 			return Ok(Sample::Wrong(t));
 		}
@@ -547,18 +568,15 @@ pub async fn verify_one(
 		}
 		tracing::info!(task = id, steps = task.spec.steps, "recomputing");
 		let mut run = Training::new(task.spec.clone(), data.clone())?.with_fault(fault);
-		let mut states = vec![run.state_hash()];
 		let mut speed = Speed::default();
-		while run.steps_done() < task.spec.steps {
-			states.push(run.step()?.state_hash);
-			speed.step();
-		}
+		let states = run.trace(|_| speed.step())?;
 		let steps = task.spec.steps;
 		if states.last() == Some(&commitment.final_state) {
 			return Ok(Some(Verdict::Honest(id)));
 		}
 		tracing::warn!(task = id, "the committed final state is wrong: challenging");
-		let proof = trace_proof(&states, steps).ok_or(SolveError::NoProof(steps))?;
+		let last_entry = states.len().saturating_sub(1) as u32;
+		let proof = trace_proof(&states, last_entry).ok_or(SolveError::NoProof(steps))?;
 		chain.submit(signer, "Challenge", "open", (id, trace_root(&states), proof)).await?;
 		metrics().challenges_opened.inc();
 		let me = crate::chain::address(signer);
@@ -637,5 +655,41 @@ mod tests {
 		// Not resuming starts over, whatever the journal held.
 		let again = train_task(&local, 2, &spec, None, false, |_, _| {}).unwrap();
 		assert_eq!(again, whole);
+	}
+
+	/// With a checkpoint interval, the journal holds only the trace's entries, checkpoints go
+	/// at entries, and a resumed run still ends with the uninterrupted trace.
+	#[test]
+	fn a_checkpointed_trace_holds_every_third_state_and_resumes() {
+		let data = Dataset::synthetic(3, 64, 16, 4);
+		let spec = TrainingSpec { checkpoint_interval: 3, ..spec(&data, 25) };
+		let dir = tempfile::tempdir().unwrap();
+		let local = Local::open(dir.path(), 7).unwrap();
+		local.datasets.put(&data).unwrap();
+		let whole = train_task(&local, 1, &spec, None, false, |_, _| {}).unwrap();
+		// h_0, h_3, ..., h_24, h_25: the states of a run of every step at those points.
+		let every = TrainingSpec { checkpoint_interval: 1, ..spec.clone() };
+		let per_step = Training::new(every, data.clone()).unwrap().trace(|_| {}).unwrap();
+		let expected: Vec<H256> =
+			(0..=25).filter(|t| t % 3 == 0 || *t == 25).map(|t| per_step[t]).collect();
+		assert_eq!(whole, expected);
+
+		// A run dying after step 17: checkpoints at steps 9 (the first entry 7 steps on) and
+		// 17 (its end); forget the last, tear the journal.
+		let short = TrainingSpec { steps: 17, ..spec.clone() };
+		let first = train_task(&local, 2, &short, None, false, |_, _| {}).unwrap();
+		assert_eq!(&first[..6], &whole[..6]);
+		std::fs::remove_file(local.checkpoints.path(first.last().unwrap())).unwrap();
+		let journal = local.journals.join("task-2.trace");
+		let mut f = std::fs::OpenOptions::new().append(true).open(&journal).unwrap();
+		std::io::Write::write_all(&mut f, &[1u8; 20]).unwrap();
+		drop(f);
+		let mut resumed_from = None;
+		let rest = train_task(&local, 2, &spec, None, true, |t, _| {
+			resumed_from.get_or_insert(t);
+		})
+		.unwrap();
+		assert_eq!(resumed_from, Some(9), "resumes after the checkpoint of h_9");
+		assert_eq!(rest, whole);
 	}
 }

@@ -13,6 +13,7 @@
 //! batch_size = 32
 //! steps = 300
 //! seed = 7
+//! checkpoint_interval = 10       # optional (default 1): commit the state every 10 steps
 //!
 //! [dataset]
 //! root = "0x…"                   # the dataset's root, as `trainet-worker dataset` prints it
@@ -70,6 +71,10 @@ pub struct SpecFile {
 	pub dataset: DatasetSection,
 }
 
+fn every_step() -> u32 {
+	1
+}
+
 /// `[model]`: an MLP.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +117,10 @@ pub struct TrainingSection {
 	pub steps: u32,
 	/// Seed of initialization and batch sampling.
 	pub seed: u64,
+	/// The checkpoint interval `C`: the trace commits to every `C`-th state (and the last).
+	/// 1 (every step) when left out.
+	#[serde(default = "every_step")]
+	pub checkpoint_interval: u32,
 }
 
 /// `[dataset]`.
@@ -165,6 +174,7 @@ impl SpecFile {
 			optimizer,
 			batch_size: self.training.batch_size,
 			steps: self.training.steps,
+			checkpoint_interval: self.training.checkpoint_interval,
 			seed: self.training.seed,
 			dataset: DatasetCommitment {
 				root: actual,

@@ -8,7 +8,9 @@
 //! - position `p >= 1` is the state hash `h_{p-1}`.
 //!
 //! The transition into position `p` is therefore initialization for `p = 1` and training step
-//! `p - 1` (from `h_{p-2}` to `h_{p-1}`) for `p >= 2`. A dispute starts with the interval
+//! `p - 1` (from `h_{p-2}` to `h_{p-1}`) for `p >= 2`. That is a trace of every step (checkpoint
+//! interval 1); with a larger interval the positions are the trace's entries, and
+//! [`crate::trace::TracePoints::narrowed`] says what the transition into one spans. A dispute starts with the interval
 //! `(agreed = 0, disputed = N + 1)`: the challenger claims a different final hash. Each round
 //! both sides reveal the hash at the midpoint; if they reveal the same hash it becomes the new
 //! agreed end, otherwise the new disputed end. When `disputed == agreed + 1`, the single

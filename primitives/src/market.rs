@@ -8,6 +8,7 @@ use crate::{
 	commit::OpLeaf,
 	descent::{Axis, Cursor, TensorOpening},
 	task::TrainingSpec,
+	trace::TracePoints,
 };
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
@@ -186,6 +187,78 @@ pub enum DisputePhase {
 	},
 	/// Narrowed to one training step: the operator-level game inside it.
 	Operations(OpGame),
+	/// Narrowed to a segment of several steps between two checkpoints of the trace: both
+	/// sides commit a root over its per-step state hashes and bisect inside it.
+	Segment(SegmentGame),
+}
+
+/// The step bisection inside one segment of the trace (PROTOCOL.md, "Granularity"), when the
+/// spec's checkpoint interval is above 1 and the dispute narrowed to two consecutive entries
+/// `first` and `first + len` of the trace.
+///
+/// Both sides first commit a root over the segment's `len + 1` state hashes
+/// `h_first ..= h_{first+len}` (a [`crate::trace::trace_root`], entry `i` the state after step
+/// `first + i`), recomputed from the agreed state. Then bisection runs over segment positions
+/// `0 ..= len` (position `i` is entry `i`; the ends are the trace's entries the sides already
+/// revealed, so only inner positions are ever revealed). It ends at the one step
+/// `first + disputed - 1` they dispute after an agreed state.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub struct SegmentGame {
+	/// The step after which both sides agree on the state.
+	pub first: u32,
+	/// Steps in the segment, at least 2.
+	pub len: u32,
+	/// The solver's segment root, once committed.
+	pub solver_root: Option<H256>,
+	/// The challenger's segment root, once committed.
+	pub challenger_root: Option<H256>,
+	/// The interval over segment positions.
+	pub bisection: Bisection,
+	/// Rounds completed so far.
+	pub round: u32,
+	/// The solver's state hash revealed this round, if any.
+	pub solver_reveal: Option<H256>,
+	/// The challenger's state hash revealed this round, if any.
+	pub challenger_reveal: Option<H256>,
+}
+
+impl SegmentGame {
+	/// The game over the `len >= 2` steps after step `first`.
+	pub fn new(first: u32, len: u32) -> Option<Self> {
+		if len < 2 {
+			return None;
+		}
+		Some(Self {
+			first,
+			len,
+			solver_root: None,
+			challenger_root: None,
+			bisection: Bisection::from_ends(0, len)?,
+			round: 0,
+			solver_reveal: None,
+			challenger_reveal: None,
+		})
+	}
+
+	/// The segment position both sides must reveal next; `None` while a root is missing or
+	/// once resolved.
+	pub fn position(&self) -> Option<u32> {
+		if self.solver_root.is_none() || self.challenger_root.is_none() {
+			return None;
+		}
+		self.bisection.midpoint()
+	}
+
+	/// The disputed training step, once the interval is one step wide.
+	pub fn transition(&self) -> Option<Transition> {
+		if !self.bisection.is_resolved() {
+			return None;
+		}
+		let offset = self.bisection.disputed.checked_sub(1)?;
+		Some(Transition::Step(self.first.checked_add(offset)?))
+	}
 }
 
 /// The operator-level game inside disputed training step `step` (PROTOCOL.md, "Dispute game",
@@ -400,15 +473,16 @@ pub struct Dispute<AccountId, Balance, BlockNumber> {
 	pub solver_root: H256,
 	/// The challenger's trace root.
 	pub challenger_root: H256,
-	/// Entries in each trace: `steps + 1`.
-	pub trace_len: u32,
+	/// Which states the traces commit to (steps and checkpoint interval).
+	pub points: TracePoints,
 	/// The interval still disputed, over trace positions (see [`crate::bisection`]).
 	pub bisection: Bisection,
-	/// The state hash both agree on at `bisection.agreed` (`None`: position 0, the spec).
+	/// The state hash both agree on at `bisection.agreed` (`None`: position 0, the spec), or
+	/// at the segment game's agreed position.
 	pub agreed_state: Option<H256>,
-	/// The solver's state hash at `bisection.disputed`.
+	/// The solver's state hash at `bisection.disputed` (or the segment's disputed position).
 	pub solver_disputed: H256,
-	/// The challenger's state hash at `bisection.disputed`.
+	/// The challenger's state hash at `bisection.disputed` (or the segment's).
 	pub challenger_disputed: H256,
 	/// The stage.
 	pub phase: DisputePhase,
@@ -436,11 +510,30 @@ pub struct LeafCase {
 }
 
 impl<AccountId, Balance, BlockNumber> Dispute<AccountId, Balance, BlockNumber> {
+	/// The transition the dispute has narrowed to, if it has: from the phase once at the
+	/// leaf, from the segment game inside a segment, else from the step bisection.
+	pub fn transition(&self) -> Option<Transition> {
+		match &self.phase {
+			DisputePhase::Leaf { transition } => Some(*transition),
+			DisputePhase::Operations(game) => Some(Transition::Step(game.step)),
+			DisputePhase::Segment(game) => game.transition(),
+			DisputePhase::Bisecting { .. } => {
+				if !self.bisection.is_resolved() {
+					return None;
+				}
+				match self.points.narrowed(self.bisection.disputed)? {
+					crate::trace::Narrowed::Transition(t) => Some(t),
+					crate::trace::Narrowed::Segment { .. } => None,
+				}
+			}
+		}
+	}
+
 	/// The case for the leaf referee, once bisection has narrowed to one transition.
 	pub fn leaf_case(&self) -> Option<LeafCase> {
 		Some(LeafCase {
 			task: self.task,
-			transition: self.bisection.transition()?,
+			transition: self.transition()?,
 			pre_state: self.agreed_state,
 			solver_post: self.solver_disputed,
 			challenger_post: self.challenger_disputed,

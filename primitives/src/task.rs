@@ -186,8 +186,13 @@ pub struct TrainingSpec {
 	pub optimizer: Optimizer,
 	/// Samples per step.
 	pub batch_size: u32,
-	/// Training steps `N`; the trace holds `N + 1` state hashes.
+	/// Training steps `N`.
 	pub steps: u32,
+	/// The checkpoint interval `C` (at least 1): the trace commits to the state hashes after
+	/// steps `0, C, 2C, ...` and `N` ([`crate::trace::TracePoints`]). `1` commits every step;
+	/// a larger `C` cuts the solver's hashing `C`-fold, and a dispute recomputes the one
+	/// segment of `C` steps it narrows to.
+	pub checkpoint_interval: u32,
 	/// Seed of parameter initialization and batch sampling.
 	pub seed: u64,
 	/// The training data.
@@ -240,6 +245,8 @@ pub enum SpecError {
 	BadHyperparameter,
 	/// A classification needs at least two classes.
 	TooFewClasses,
+	/// The checkpoint interval is zero or above [`MAX_STEPS`].
+	BadCheckpointInterval,
 }
 
 impl TrainingSpec {
@@ -269,6 +276,9 @@ impl TrainingSpec {
 		}
 		if self.steps == 0 || self.steps > MAX_STEPS {
 			return Err(SpecError::BadSteps);
+		}
+		if self.checkpoint_interval == 0 || self.checkpoint_interval > MAX_STEPS {
+			return Err(SpecError::BadCheckpointInterval);
 		}
 		let ok = match self.optimizer {
 			Optimizer::Sgd { learning_rate, momentum } => {
@@ -302,6 +312,7 @@ impl TrainingSpec {
 			},
 			batch_size: 32,
 			steps: 100,
+			checkpoint_interval: 1,
 			seed: 7,
 			dataset: DatasetCommitment {
 				root: dataset_root,
@@ -335,9 +346,10 @@ impl TrainingSpec {
 		self
 	}
 
-	/// The number of entries of this task's trace: `steps + 1` state hashes.
-	pub fn trace_len(&self) -> Option<u32> {
-		self.steps.checked_add(1)
+	/// Which state hashes this task's trace commits to, or `None` for a checkpoint interval
+	/// of zero.
+	pub fn trace_points(&self) -> Option<crate::trace::TracePoints> {
+		crate::trace::TracePoints::new(self.steps, self.checkpoint_interval)
 	}
 }
 
@@ -359,7 +371,7 @@ pub(crate) mod tests {
 	#[test]
 	fn a_sound_spec_validates() {
 		assert_eq!(digits_spec().validate(), Ok(()));
-		assert_eq!(digits_spec().trace_len(), Some(101));
+		assert_eq!(digits_spec().trace_points().map(|p| p.len()), Some(101));
 	}
 
 	#[test]
@@ -389,6 +401,12 @@ pub(crate) mod tests {
 		let mut s = digits_spec();
 		s.steps = MAX_STEPS + 1;
 		assert_eq!(s.validate(), Err(SpecError::BadSteps));
+
+		for bad in [0, MAX_STEPS + 1] {
+			let mut s = digits_spec();
+			s.checkpoint_interval = bad;
+			assert_eq!(s.validate(), Err(SpecError::BadCheckpointInterval));
+		}
 
 		let mut s = digits_spec();
 		s.dataset.samples = 0;

@@ -51,6 +51,7 @@ async function main() {
 		optimizer: { Sgd: { learningRate: f32Bits(0.05), momentum: f32Bits(0.9) } },
 		batchSize: 8,
 		steps: 20,
+		checkpointInterval: 4,
 		seed: 42,
 		dataset: { root: `0x${'ab'.repeat(32)}`, samples: 200, features: 16, classes: 4 },
 	};
@@ -92,8 +93,8 @@ async function main() {
 	const stored = await api.query.taskEscrow.tasks(id);
 	check(stored.isSome, `taskEscrow.tasks(${id}) holds the task`);
 	const task = stored.unwrap().toJSON();
-	check(task.spec.steps === 20 && task.spec.batchSize === 8 && task.spec.seed === 42,
-		'the stored spec is the one submitted');
+	check(task.spec.steps === 20 && task.spec.batchSize === 8 && task.spec.seed === 42
+		&& task.spec.checkpointInterval === 4, 'the stored spec is the one submitted');
 	check(task.spec.optimizer.sgd.learningRate === f32Bits(0.05),
 		'the learning rate kept its exact bits');
 	check(BigInt(task.reward) === reward, 'the reward is held in full');
@@ -102,7 +103,8 @@ async function main() {
 	// And through the node's custom RPC (JSON for dapps that do not decode SCALE).
 	const viaRpc = await provider.send('trainet_task', [id]);
 	check(viaRpc !== null && viaRpc.state.status === 'open', 'trainet_task shows it open');
-	check(JSON.stringify(viaRpc).includes('"steps":20'), 'trainet_task shows its spec');
+	check(viaRpc.spec.steps === 20 && viaRpc.spec.checkpointInterval === 4,
+		'trainet_task shows its spec');
 
 	// The reward is held from Alice's balance (a hold, shown as reserved).
 	const account = await api.query.system.account(alice.address);

@@ -97,7 +97,14 @@ impl Market {
 	async fn start(steps: u32, challenge: u32) -> Result<Self> {
 		let dir = tempfile::tempdir()?;
 		let node = Node::start(NodeConfig::dev(&dir.path().join("node"))).await?;
-		Self::open(dir, node, Vec::new(), steps, challenge).await
+		Self::open(dir, node, Vec::new(), steps, challenge, 1).await
+	}
+
+	/// On a dev chain, the task's trace committing to every `interval`-th state.
+	async fn start_checkpointed(steps: u32, challenge: u32, interval: u32) -> Result<Self> {
+		let dir = tempfile::tempdir()?;
+		let node = Node::start(NodeConfig::dev(&dir.path().join("node"))).await?;
+		Self::open(dir, node, Vec::new(), steps, challenge, interval).await
 	}
 
 	/// On the local chain's three validators; the workers talk to Bob's node.
@@ -105,7 +112,7 @@ impl Market {
 		let dir = tempfile::tempdir()?;
 		let mut nodes = trainet_e2e::local_network(dir.path()).await?;
 		let bob = nodes.remove(1);
-		Self::open(dir, bob, nodes, steps, challenge).await
+		Self::open(dir, bob, nodes, steps, challenge, 1).await
 	}
 
 	async fn open(
@@ -114,6 +121,7 @@ impl Market {
 		others: Vec<Node>,
 		steps: u32,
 		challenge: u32,
+		interval: u32,
 	) -> Result<Self> {
 		node.wait_for_finalized(1, Duration::from_secs(90)).await?;
 		let api = OnlineClient::<PolkadotConfig>::from_url(node.ws_url()).await?;
@@ -123,8 +131,8 @@ impl Market {
 		let root = imported.split_whitespace().nth(1).context("a root")?.to_string();
 		let spec_text = format!(
 			"[model]\nwidths = [64, 32, 10]\n\n[optimizer]\nkind = \"sgd\"\nlearning_rate = \
-			 0.05\nmomentum = 0.9\n\n[training]\nbatch_size = 32\nsteps = {steps}\nseed = 5\n\n\
-			 [dataset]\nroot = \"{root}\"\n"
+			 0.05\nmomentum = 0.9\n\n[training]\nbatch_size = 32\nsteps = {steps}\nseed = 5\n\
+			 checkpoint_interval = {interval}\n\n[dataset]\nroot = \"{root}\"\n"
 		);
 		let spec_path = dir.path().join("task.toml");
 		std::fs::write(&spec_path, &spec_text)?;
@@ -223,12 +231,7 @@ impl Market {
 	fn true_trace_root(&self) -> Result<sp_core::H256> {
 		let data = Dataset::digits()?;
 		let spec = SpecFile::parse(&self.spec_text)?.to_spec(&data)?;
-		let steps = spec.steps;
-		let mut run = Training::new(spec, data)?;
-		let mut states = vec![run.state_hash()];
-		while run.steps_done() < steps {
-			states.push(run.step()?.state_hash);
-		}
+		let states = Training::new(spec, data)?.trace(|_| {})?;
 		Ok(trace_root(&states))
 	}
 
@@ -326,6 +329,40 @@ async fn a_verifier_catches_a_cheating_worker() -> Result<()> {
 		"eve: {eve_out}"
 	);
 
+	m.solver_lost(&m.api).await
+}
+
+/// With a checkpoint interval of 4, Dave's trace commits to the states after steps 0, 4, 8
+/// and 12 only. He cheats in step 5; Eve samples every segment over libp2p, finds the one from
+/// step 4 wrong, recomputes, challenges: the dispute narrows to that segment, both commit its
+/// per-step states, bisect inside it to step 5, and the chain re-executes one operation.
+#[tokio::test]
+async fn a_cheat_between_checkpoints_is_caught_inside_its_segment() -> Result<()> {
+	let m = Market::start_checkpointed(12, 60, 4).await?;
+	let args = ["solve", "--once", "--register", "200", "--fault", "5:3"];
+	let (dave, dave_address) = m.peer("//Dave", &args)?;
+	std::fs::copy(
+		m.data_dir.join(format!("{:x}.dataset", m.root()?)),
+		m.data_dir.with_file_name("Dave").join(format!("{:x}.dataset", m.root()?)),
+	)?;
+	let (eve, _) = m.peer(
+		"//Eve",
+		&["verify", "--once", "--register", "100", "--sample", "3", "--peer", &dave_address],
+	)?;
+	let (dave_out, eve_out) = both(dave, eve).await?;
+	ensure!(eve_out.contains("a sampled transition is wrong task=0 step=4"), "eve: {eve_out}");
+	for out in [&dave_out, &eve_out] {
+		ensure!(
+			out.contains("the parties disagree between steps 4 and 8"),
+			"no segment game: {out}"
+		);
+		ensure!(out.contains("the parties disagree on step 5"), "not step 5: {out}");
+	}
+	ensure!(dave_out.contains("task 0 lost in a dispute"), "dave: {dave_out}");
+	ensure!(
+		eve_out.contains("task 0 was wrong: challenged, and the solver lost"),
+		"eve: {eve_out}"
+	);
 	m.solver_lost(&m.api).await
 }
 

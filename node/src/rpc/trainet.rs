@@ -114,6 +114,7 @@ fn spec_json(s: &TrainingSpec) -> Value {
 		"optimizer": optimizer,
 		"batchSize": s.batch_size,
 		"steps": s.steps,
+		"checkpointInterval": s.checkpoint_interval,
 		"seed": s.seed,
 		"dataset": {
 			"root": hash(&s.dataset.root),
@@ -169,6 +170,24 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 				"challengerReveal": challenger_reveal.as_ref().map(hash),
 			}
 		}),
+		DisputePhase::Segment(g) => {
+			let stage = match g.position() {
+				Some(position) => json!({ "revealing": { "position": position } }),
+				None => json!("committing"),
+			};
+			json!({ "segment": {
+				"first": g.first,
+				"steps": g.len,
+				"stage": stage,
+				"round": g.round,
+				"agreed": g.bisection.agreed,
+				"disputed": g.bisection.disputed,
+				"solverRoot": g.solver_root.as_ref().map(hash),
+				"challengerRoot": g.challenger_root.as_ref().map(hash),
+				"solverReveal": g.solver_reveal.as_ref().map(hash),
+				"challengerReveal": g.challenger_reveal.as_ref().map(hash),
+			} })
+		}
 		DisputePhase::Leaf { transition } => {
 			let transition = match transition {
 				Transition::Initialization => json!("initialization"),
@@ -225,7 +244,8 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 		"solverStake": balance(d.solver_stake),
 		"solverRoot": hash(&d.solver_root),
 		"challengerRoot": hash(&d.challenger_root),
-		"traceLen": d.trace_len,
+		"traceLen": d.points.len(),
+		"checkpointInterval": d.points.interval,
 		"agreed": d.bisection.agreed,
 		"disputed": d.bisection.disputed,
 		"agreedState": d.agreed_state.as_ref().map(hash),

@@ -108,6 +108,7 @@ fn main() {
 		threads.push(1);
 	}
 	let mut proving = Vec::new();
+	let mut runs = Vec::new();
 	let mut breakdown = Vec::new();
 	println!("| model | implementation | threads | ms/step | steps/s | samples/s | GFLOP/s |");
 	println!("|---|---|---|---|---|---|---|");
@@ -174,6 +175,43 @@ fn main() {
 			std::hint::black_box(trainet_worker::commit::state_hash(&state));
 		});
 		proving.push((name.to_string(), definition * 1e3, hash * 1e3, step * 1e3));
+		// And as a solver runs it: 32 steps of `Training` (burn, the worker's default) without
+		// hashing, then producing the trace with C = 1 and with C = 32, timed whole.
+		let data = trainet_worker::dataset::Dataset::synthetic(
+			3,
+			batch * 4,
+			widths[0],
+			*widths.last().unwrap_or(&2),
+		);
+		let mut spec = s.clone().on_dataset(&data.samples);
+		spec.steps = 32;
+		let timed = |interval: Option<u32>| {
+			let mut spec = spec.clone();
+			spec.checkpoint_interval = interval.unwrap_or(1);
+			let mut run = train::Training::new(spec, data.clone()).expect("run");
+			let start = Instant::now();
+			match interval {
+				Some(_) => {
+					run.trace(|_| {}).expect("trace");
+				}
+				None => while run.step().is_ok() {},
+			}
+			start.elapsed().as_secs_f64()
+		};
+		// The fastest of three rounds, each round running the three in turn (single runs on
+		// this kind of VM vary by more than the differences measured).
+		let (mut plain, mut every, mut sparse) = (f64::MAX, f64::MAX, f64::MAX);
+		for _ in 0..3 {
+			plain = plain.min(timed(None));
+			every = every.min(timed(Some(1)));
+			sparse = sparse.min(timed(Some(32)));
+		}
+		runs.push((
+			name.to_string(),
+			plain * 1e3 / 32.0,
+			every / plain - 1.0,
+			sparse / plain - 1.0,
+		));
 		// Where the engine's step goes: its matrix products against everything else.
 		let (mut products, mut others) = (0.0f64, 0.0f64);
 		let reps = 3;
@@ -208,14 +246,34 @@ fn main() {
 	println!(
 		"columns, then Merkle roots) against the engine's step, both on all threads; the chain's"
 	);
-	println!("definition (one thread, leaf by leaf) for comparison, the same hash:\n");
-	println!("| model | definition's hash ms | worker's hash ms | step ms | overhead |");
-	println!("|---|---|---|---|---|");
+	println!(
+		"definition (one thread, leaf by leaf) for comparison, the same hash. With a checkpoint"
+	);
+	println!(
+		"interval C in the spec, a solver hashes every C-th state only: the overhead per step is"
+	);
+	println!("the hash over C steps (C = 1 commits every step):\n");
+	println!(
+		"| model | definition's hash ms | worker's hash ms | step ms | overhead C = 1 | C = 8 | C = 32 |"
+	);
+	println!("|---|---|---|---|---|---|---|");
 	for (name, definition, hash, step) in proving {
+		let overhead = |c: f64| 100.0 * hash / (c * step);
 		println!(
-			"| {name} | {definition:.3} | {hash:.3} | {step:.2} | {:.1}% |",
-			100.0 * hash / step
+			"| {name} | {definition:.3} | {hash:.3} | {step:.2} | {:.1}% | {:.1}% | {:.1}% |",
+			overhead(1.0),
+			overhead(8.0),
+			overhead(32.0)
 		);
+	}
+	println!(
+		"\nMeasured as a solver runs: 32 training steps (burn) without hashing, then the same"
+	);
+	println!("32 steps producing the trace with C = 1 and C = 32, each timed whole (the fastest of 3):\n");
+	println!("| model | ms/step, no hashing | overhead C = 1 | overhead C = 32 |");
+	println!("|---|---|---|---|");
+	for (name, step, every, sparse) in runs {
+		println!("| {name} | {step:.2} | {:.1}% | {:.1}% |", 100.0 * every, 100.0 * sparse);
 	}
 	println!(
 		"\nWhere the engine's step goes (all threads): the matrix products, and the other operations"

@@ -153,7 +153,8 @@ enum Command {
 		/// Worker threads (the hashes never depend on it).
 		#[arg(long)]
 		threads: Option<usize>,
-		/// Writes `t h_t` for every state to this file.
+		/// Writes `t h_t` for every state the trace commits to (every step's with a checkpoint
+		/// interval of 1) to this file.
 		#[arg(long)]
 		trace: Option<PathBuf>,
 		/// A stored dataset to report accuracy on at the end.
@@ -791,7 +792,11 @@ fn train(
 	let mut last = None;
 	while run.steps_done() < steps {
 		let r = run.step()?;
-		write(&mut out, r.step + 1, &r.state_hash)?;
+		// The trace's entries only: with a checkpoint interval above 1, the other states are
+		// not hashed (what a solver commits to, at what it costs).
+		if run.at_trace_point() {
+			write(&mut out, r.step + 1, &run.state_hash())?;
+		}
 		bar.inc(1);
 		bar.set_message(format!("loss {:.4}", r.loss));
 		if (r.step + 1) % 100 == 0 {

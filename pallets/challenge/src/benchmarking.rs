@@ -8,7 +8,7 @@ use trainet_primitives::{
 	commit::{chain, op_trace},
 	market::TraceCommitment,
 	referee::OpEvidence,
-	trace::{trace_proof, trace_root},
+	trace::{trace_proof, trace_root, TracePoints},
 };
 
 /// Steps of the benchmarked traces for `open`: a proof of 12 levels (proof checks cost one
@@ -88,6 +88,24 @@ fn into_operations<T: Config>(
 	d.bisection = Bisection::from_ends(1, 2).ok_or(BenchmarkError::Stop("no interval"))?;
 	d.agreed_state = Some(pre);
 	d.phase = DisputePhase::Operations(game);
+	Disputes::<T>::insert(id, d);
+	Ok(())
+}
+
+/// Puts dispute `id` (over a one-step trace) into a segment game over the `len` steps after
+/// step 0, with `game` adjusted by `f`.
+fn into_segment<T: Config>(
+	id: DisputeId,
+	len: u32,
+	f: impl FnOnce(&mut SegmentGame),
+) -> Result<(), BenchmarkError> {
+	let mut d = Disputes::<T>::get(id).ok_or(BenchmarkError::Stop("no dispute"))?;
+	let mut game = SegmentGame::new(0, len).ok_or(BenchmarkError::Stop("no game"))?;
+	f(&mut game);
+	d.points = TracePoints::new(len, len).ok_or(BenchmarkError::Stop("no points"))?;
+	d.bisection = Bisection::from_ends(1, 2).ok_or(BenchmarkError::Stop("no interval"))?;
+	d.agreed_state = Some(H256::repeat_byte(1));
+	d.phase = DisputePhase::Segment(game);
 	Disputes::<T>::insert(id, d);
 	Ok(())
 }
@@ -269,6 +287,48 @@ mod benchmarks {
 		})?;
 		#[extrinsic_call]
 		_(RawOrigin::Signed(solver), id, H256::repeat_byte(3));
+		Ok(())
+	}
+
+	/// The second segment root: the first round inside the segment is scheduled.
+	#[benchmark]
+	fn commit_segment() -> Result<(), BenchmarkError> {
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = committed::<T>(&solver, 1);
+		let id = open_dispute::<T>(task, 1, 0)?;
+		into_segment::<T>(id, 1024, |g| g.challenger_root = Some(H256::repeat_byte(2)))?;
+		#[extrinsic_call]
+		_(RawOrigin::Signed(solver), id, H256::repeat_byte(3));
+		Ok(())
+	}
+
+	/// The last reveal inside a segment of 1 024 steps, against a 10-level proof: the sides
+	/// disagree on the state after its first step, so that step goes to the leaf referee
+	/// (with `v` other disputes on the task, voided should the solver lose there).
+	#[benchmark]
+	fn reveal_segment(
+		v: Linear<0, { T::MaxDisputesPerTask::get().saturating_sub(1) }>,
+	) -> Result<(), BenchmarkError> {
+		const LEN: u32 = 1024;
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = committed::<T>(&solver, 1);
+		let id = open_dispute::<T>(task, 1, 0)?;
+		for i in 1..=v {
+			open_dispute::<T>(task, 1, i)?;
+		}
+		let (honest, liar) = (states(LEN, 1), states(LEN, 2));
+		into_segment::<T>(id, LEN, |g| {
+			g.solver_root = Some(trace_root(&liar));
+			g.challenger_root = Some(trace_root(&honest));
+			g.bisection = Bisection { agreed: 0, disputed: 2 };
+		})?;
+		let challenger: T::AccountId = account("challenger", 0, 0);
+		let proof = trace_proof(&honest, 1).ok_or(BenchmarkError::Stop("no proof"))?;
+		Pallet::<T>::reveal_segment(RawOrigin::Signed(challenger).into(), id, 1, proof)?;
+		let proof = trace_proof(&liar, 1).ok_or(BenchmarkError::Stop("no proof"))?;
+		#[extrinsic_call]
+		_(RawOrigin::Signed(solver), id, 1, proof);
+		assert!(!matches!(Disputes::<T>::get(id).map(|d| d.phase), Some(DisputePhase::Segment(_))));
 		Ok(())
 	}
 

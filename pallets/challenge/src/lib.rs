@@ -14,6 +14,16 @@
 //! That single transition goes to the leaf referee ([`LeafAdjudicator`]), which re-executes
 //! it on chain and names the winner.
 //!
+//! ## Segments
+//!
+//! With a checkpoint interval `C > 1` in the spec, a trace commits only to the states after
+//! steps `0, C, 2C, ...` and `N` ([`trainet_primitives::trace::TracePoints`]), so the step
+//! bisection can narrow to a segment of up to `C` steps rather than one. Then both sides
+//! commit a root over the segment's per-step state hashes, recomputed from the agreed one
+//! ([`Pallet::commit_segment`]), and bisect inside it ([`Pallet::reveal_segment`]) to the one
+//! disputed step, which goes to the leaf referee as above ([`SegmentGame`]). The rounds add
+//! up to what per-step commitments would take, plus the commitment round.
+//!
 //! ## Operator-level game
 //!
 //! When the disputed transition is a training step, the runtime's referee answers
@@ -82,11 +92,11 @@ use trainet_primitives::{
 	},
 	market::{
 		Descent, Dispute, DisputeId, DisputePhase, Element, LeafCase, OpGame, OpStage, Party,
-		TaskId, Walk,
+		SegmentGame, TaskId, Walk,
 	},
 	program::step_program,
 	referee::{self, LeafBound, OpEvidence, RefereeError},
-	trace::{verify_trace_proof, TraceProof},
+	trace::{verify_trace_proof, Narrowed, TraceProof},
 };
 
 /// A balance of the staking currency.
@@ -263,6 +273,24 @@ pub mod pallet {
 			position: u32,
 			deadline: BlockNumberFor<T>,
 		},
+		/// The step bisection narrowed to the `steps` steps after step `first`, between two
+		/// checkpoints of the traces: both sides must commit a root over their per-step state
+		/// hashes of it before `deadline` ([`Pallet::commit_segment`]).
+		SegmentStarted { dispute: DisputeId, first: u32, steps: u32, deadline: BlockNumberFor<T> },
+		/// A side committed the root of its per-step hashes of the disputed segment.
+		SegmentCommitted { dispute: DisputeId, party: Party, root: H256 },
+		/// A side revealed its state hash at segment position `position` (the state after
+		/// step `first + position`).
+		SegmentRevealed { dispute: DisputeId, party: Party, position: u32, state: H256 },
+		/// A round inside the segment began: the interval over segment positions is
+		/// `(agreed, disputed)`; both must reveal at `position` before `deadline`.
+		SegmentRound {
+			dispute: DisputeId,
+			agreed: u32,
+			disputed: u32,
+			position: u32,
+			deadline: BlockNumberFor<T>,
+		},
 		/// Bisection found the one disputed transition; the leaf referee has until `deadline`.
 		LeafReached { dispute: DisputeId, transition: Transition, deadline: BlockNumberFor<T> },
 		/// The disputed transition is training step `step` of `ops` operations: both sides
@@ -339,6 +367,8 @@ pub mod pallet {
 		Overflow,
 		/// The dispute is not in the operator-level game.
 		NotInOperations,
+		/// The dispute is not bisecting inside a segment of the trace.
+		NotInSegment,
 		/// The operator-level game is not at the stage this call is for.
 		WrongStage,
 		/// This side already committed its op-trace root.
@@ -406,14 +436,14 @@ pub mod pallet {
 			);
 			let count = DisputeCount::<T>::get(task);
 			ensure!(count < T::MaxDisputesPerTask::get(), Error::<T>::TooManyDisputes);
-			let steps = target.commitment.steps;
-			let trace_len = steps.checked_add(1).ok_or(Error::<T>::Overflow)?;
+			let points = target.points;
+			let last = points.len().checked_sub(1).ok_or(Error::<T>::Overflow)?;
 			ensure!(
-				verify_trace_proof(&root, trace_len, steps, &final_proof),
+				verify_trace_proof(&root, points.len(), last, &final_proof),
 				Error::<T>::BadProof
 			);
 			ensure!(final_proof.state != target.commitment.final_state, Error::<T>::NoDisagreement);
-			let bisection = Bisection::new(steps).ok_or(Error::<T>::Overflow)?;
+			let bisection = Bisection::new(last).ok_or(Error::<T>::Overflow)?;
 			let position = bisection.midpoint().ok_or(Error::<T>::Overflow)?;
 			let id = NextDisputeId::<T>::get();
 			let next = id.checked_add(1).ok_or(Error::<T>::Overflow)?;
@@ -437,7 +467,7 @@ pub mod pallet {
 					solver_stake: target.solver_stake,
 					solver_root: target.commitment.trace_root,
 					challenger_root: root,
-					trace_len,
+					points,
 					bisection,
 					agreed_state: None,
 					solver_disputed: target.commitment.final_state,
@@ -462,7 +492,8 @@ pub mod pallet {
 
 		/// Reveals the caller's state hash at this round's `position`, with its proof against
 		/// the caller's root. Once both sides have revealed, the interval narrows; when it is
-		/// one transition wide, the leaf referee takes over.
+		/// one transition wide, the leaf referee takes over, or, when that transition spans
+		/// several steps between two checkpoints, the segment game ([`Pallet::commit_segment`]).
 		#[pallet::call_index(1)]
 		#[pallet::weight(T::WeightInfo::reveal(T::MaxDisputesPerTask::get()))]
 		pub fn reveal(
@@ -486,7 +517,7 @@ pub mod pallet {
 				Party::Challenger => (d.challenger_root, challenger_reveal.is_some()),
 			};
 			ensure!(!already, Error::<T>::AlreadyRevealed);
-			ensure!(verify_trace_proof(&root, d.trace_len, index, &proof), Error::<T>::BadProof);
+			ensure!(verify_trace_proof(&root, d.points.len(), index, &proof), Error::<T>::BadProof);
 			Self::deposit_event(Event::Revealed { dispute, party, position, state: proof.state });
 
 			let (solver_reveal, challenger_reveal) = match party {
@@ -504,9 +535,6 @@ pub mod pallet {
 			let agree = s == c;
 			let narrowed = d.bisection.narrow(agree);
 			let now = frame_system::Pallet::<T>::block_number();
-			let stage =
-				if narrowed.is_resolved() { T::LeafTimeout::get() } else { T::RoundTimeout::get() };
-			let next_deadline = Self::slot(now.saturating_add(stage))?;
 			if agree {
 				d.agreed_state = Some(s);
 			} else {
@@ -514,11 +542,11 @@ pub mod pallet {
 				d.challenger_disputed = c;
 			}
 			d.bisection = narrowed;
-			let old_deadline = d.deadline;
 			if let Some(next) = d.bisection.midpoint() {
-				Self::unschedule(dispute, old_deadline);
-				Self::enqueue(dispute, next_deadline);
-				d.deadline = next_deadline;
+				let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
+				Self::unschedule(dispute, d.deadline);
+				Self::enqueue(dispute, deadline);
+				d.deadline = deadline;
 				d.phase = DisputePhase::Bisecting {
 					round: round.saturating_add(1),
 					solver_reveal: None,
@@ -529,56 +557,154 @@ pub mod pallet {
 					agreed: d.bisection.agreed,
 					disputed: d.bisection.disputed,
 					position: next,
-					deadline: d.deadline,
+					deadline,
 				});
 				Disputes::<T>::insert(dispute, d);
 				return Ok(());
 			}
-
-			// One transition left: the leaf. The referee only reads; what it decides is
-			// worked out (the op game's program and deadline included) before any write.
-			let case = d.leaf_case().ok_or(Error::<T>::Overflow)?;
-			let verdict = T::Adjudicator::adjudicate(dispute, &case);
-			let game = match verdict {
-				Verdict::Operations => Self::op_game(&d, &case),
-				_ => None,
-			};
-			let game_deadline = match game {
-				Some(_) => Some(Self::slot(now.saturating_add(T::RoundTimeout::get()))?),
-				None => None,
-			};
-			Self::unschedule(dispute, old_deadline);
-			d.phase = DisputePhase::Leaf { transition: case.transition };
-			match (verdict, game, game_deadline) {
-				(Verdict::Winner(winner), _, _) => {
-					// Stored first so that `conclude` finds it where it expects it.
-					Disputes::<T>::insert(dispute, d);
-					Self::conclude(dispute, winner, Resolution::Ruling);
-				}
-				(_, Some(game), Some(deadline)) => {
+			match d.points.narrowed(d.bisection.disputed).ok_or(Error::<T>::Overflow)? {
+				Narrowed::Transition(_) => Self::reach_leaf(dispute, d, now),
+				Narrowed::Segment { first, len } => {
+					let game = SegmentGame::new(first, len).ok_or(Error::<T>::Overflow)?;
+					let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
+					Self::unschedule(dispute, d.deadline);
 					Self::enqueue(dispute, deadline);
 					d.deadline = deadline;
-					Self::deposit_event(Event::OperationsStarted {
+					d.phase = DisputePhase::Segment(game);
+					Self::deposit_event(Event::SegmentStarted {
 						dispute,
-						step: game.step,
-						ops: game.ops,
+						first,
+						steps: len,
 						deadline,
 					});
-					d.phase = DisputePhase::Operations(game);
 					Disputes::<T>::insert(dispute, d);
-				}
-				_ => {
-					Self::enqueue(dispute, next_deadline);
-					d.deadline = next_deadline;
-					Self::deposit_event(Event::LeafReached {
-						dispute,
-						transition: case.transition,
-						deadline: d.deadline,
-					});
-					Disputes::<T>::insert(dispute, d);
+					Ok(())
 				}
 			}
+		}
+
+		/// Commits the root of the caller's per-step state hashes of the disputed segment: a
+		/// [`trainet_primitives::trace::trace_root`] over the `steps + 1` states from the
+		/// agreed one at its start (entry `i` the state after step `first + i`), recomputed
+		/// from that state. Once both sides have, bisection inside the segment begins.
+		#[pallet::call_index(9)]
+		#[pallet::weight(T::WeightInfo::commit_segment())]
+		pub fn commit_segment(
+			origin: OriginFor<T>,
+			dispute: DisputeId,
+			root: H256,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let party = Self::party(&d, &who)?;
+			let DisputePhase::Segment(mut game) = d.phase.clone() else {
+				return Err(Error::<T>::NotInSegment.into());
+			};
+			let own = match party {
+				Party::Solver => &mut game.solver_root,
+				Party::Challenger => &mut game.challenger_root,
+			};
+			ensure!(own.is_none(), Error::<T>::AlreadyCommitted);
+			*own = Some(root);
+			let first_round = match game.position() {
+				Some(position) => {
+					let now = frame_system::Pallet::<T>::block_number();
+					Some((position, Self::slot(now.saturating_add(T::RoundTimeout::get()))?))
+				}
+				None => None,
+			};
+			Self::deposit_event(Event::SegmentCommitted { dispute, party, root });
+			if let Some((position, deadline)) = first_round {
+				Self::unschedule(dispute, d.deadline);
+				Self::enqueue(dispute, deadline);
+				d.deadline = deadline;
+				Self::deposit_event(Event::SegmentRound {
+					dispute,
+					agreed: game.bisection.agreed,
+					disputed: game.bisection.disputed,
+					position,
+					deadline,
+				});
+			}
+			d.phase = DisputePhase::Segment(game);
+			Disputes::<T>::insert(dispute, d);
 			Ok(())
+		}
+
+		/// Reveals the caller's state hash at this round's segment `position` (the state after
+		/// step `first + position`), with its proof against the caller's segment root. Once
+		/// both sides have, the interval narrows; at one step, the leaf referee takes over.
+		#[pallet::call_index(10)]
+		#[pallet::weight(T::WeightInfo::reveal_segment(T::MaxDisputesPerTask::get()))]
+		pub fn reveal_segment(
+			origin: OriginFor<T>,
+			dispute: DisputeId,
+			position: u32,
+			proof: TraceProof,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let party = Self::party(&d, &who)?;
+			let DisputePhase::Segment(mut game) = d.phase.clone() else {
+				return Err(Error::<T>::NotInSegment.into());
+			};
+			let mid = game.position().ok_or(Error::<T>::WrongStage)?;
+			ensure!(position == mid, Error::<T>::WrongPosition);
+			let (root, already) = match party {
+				Party::Solver => (game.solver_root, game.solver_reveal.is_some()),
+				Party::Challenger => (game.challenger_root, game.challenger_reveal.is_some()),
+			};
+			let root = root.ok_or(Error::<T>::WrongStage)?;
+			ensure!(!already, Error::<T>::AlreadyRevealed);
+			let entries = game.len.checked_add(1).ok_or(Error::<T>::Overflow)?;
+			ensure!(verify_trace_proof(&root, entries, position, &proof), Error::<T>::BadProof);
+			Self::deposit_event(Event::SegmentRevealed {
+				dispute,
+				party,
+				position,
+				state: proof.state,
+			});
+			match party {
+				Party::Solver => game.solver_reveal = Some(proof.state),
+				Party::Challenger => game.challenger_reveal = Some(proof.state),
+			}
+			let (Some(s), Some(c)) = (game.solver_reveal, game.challenger_reveal) else {
+				d.phase = DisputePhase::Segment(game);
+				Disputes::<T>::insert(dispute, d);
+				return Ok(());
+			};
+
+			// Both revealed: narrow, as the step bisection does.
+			let agree = s == c;
+			game.bisection = game.bisection.narrow(agree);
+			game.round = game.round.saturating_add(1);
+			game.solver_reveal = None;
+			game.challenger_reveal = None;
+			if agree {
+				d.agreed_state = Some(s);
+			} else {
+				d.solver_disputed = s;
+				d.challenger_disputed = c;
+			}
+			let now = frame_system::Pallet::<T>::block_number();
+			if let Some(next) = game.bisection.midpoint() {
+				let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
+				Self::unschedule(dispute, d.deadline);
+				Self::enqueue(dispute, deadline);
+				d.deadline = deadline;
+				Self::deposit_event(Event::SegmentRound {
+					dispute,
+					agreed: game.bisection.agreed,
+					disputed: game.bisection.disputed,
+					position: next,
+					deadline,
+				});
+				d.phase = DisputePhase::Segment(game);
+				Disputes::<T>::insert(dispute, d);
+				return Ok(());
+			}
+			d.phase = DisputePhase::Segment(game);
+			Self::reach_leaf(dispute, d, now)
 		}
 
 		/// Commits the root of the caller's op trace of the disputed training step: a Merkle
@@ -1037,6 +1163,60 @@ pub mod pallet {
 			}
 		}
 
+		/// The step bisection (or the segment game) of `d` has narrowed to one transition: asks
+		/// the leaf referee, then concludes the dispute, starts the operator-level game, or
+		/// waits at the leaf. The referee only reads; what it decides is worked out (the op
+		/// game's program and deadline included) before any write.
+		fn reach_leaf(
+			dispute: DisputeId,
+			mut d: DisputeOf<T>,
+			now: BlockNumberFor<T>,
+		) -> DispatchResult {
+			let case = d.leaf_case().ok_or(Error::<T>::Overflow)?;
+			let leaf_deadline = Self::slot(now.saturating_add(T::LeafTimeout::get()))?;
+			let verdict = T::Adjudicator::adjudicate(dispute, &case);
+			let game = match verdict {
+				Verdict::Operations => Self::op_game(&d, &case),
+				_ => None,
+			};
+			let game_deadline = match game {
+				Some(_) => Some(Self::slot(now.saturating_add(T::RoundTimeout::get()))?),
+				None => None,
+			};
+			Self::unschedule(dispute, d.deadline);
+			d.phase = DisputePhase::Leaf { transition: case.transition };
+			match (verdict, game, game_deadline) {
+				(Verdict::Winner(winner), _, _) => {
+					// Stored first so that `conclude` finds it where it expects it.
+					Disputes::<T>::insert(dispute, d);
+					Self::conclude(dispute, winner, Resolution::Ruling);
+				}
+				(_, Some(game), Some(deadline)) => {
+					Self::enqueue(dispute, deadline);
+					d.deadline = deadline;
+					Self::deposit_event(Event::OperationsStarted {
+						dispute,
+						step: game.step,
+						ops: game.ops,
+						deadline,
+					});
+					d.phase = DisputePhase::Operations(game);
+					Disputes::<T>::insert(dispute, d);
+				}
+				_ => {
+					Self::enqueue(dispute, leaf_deadline);
+					d.deadline = leaf_deadline;
+					Self::deposit_event(Event::LeafReached {
+						dispute,
+						transition: case.transition,
+						deadline: leaf_deadline,
+					});
+					Disputes::<T>::insert(dispute, d);
+				}
+			}
+			Ok(())
+		}
+
 		/// The operator-level game over the disputed step of `case`, if it is a training
 		/// step whose pre-state both sides agreed on and whose task still has its spec.
 		fn op_game(d: &DisputeOf<T>, case: &LeafCase) -> Option<OpGame> {
@@ -1112,6 +1292,16 @@ pub mod pallet {
 						(None, Some(_)) => Party::Challenger,
 						_ => Party::Solver,
 					};
+					Self::conclude(dispute, winner, Resolution::Timeout);
+				}
+				DisputePhase::Segment(ref game) => {
+					// Whoever has not committed (or, once both have, revealed) loses; the
+					// challenger if neither has.
+					let (s, c) = match game.position() {
+						None => (game.solver_root.is_some(), game.challenger_root.is_some()),
+						Some(_) => (game.solver_reveal.is_some(), game.challenger_reveal.is_some()),
+					};
+					let winner = if !s && c { Party::Challenger } else { Party::Solver };
 					Self::conclude(dispute, winner, Resolution::Timeout);
 				}
 				DisputePhase::Leaf { .. } => {
@@ -1235,19 +1425,40 @@ pub mod pallet {
 					"a dispute missing from its task's book"
 				);
 				ensure!(d.bisection.agreed < d.bisection.disputed, "an empty interval");
-				ensure!(d.bisection.disputed <= d.trace_len, "an interval beyond the trace");
-				let at_leaf = d.bisection.is_resolved();
+				ensure!(d.bisection.disputed <= d.points.len(), "an interval beyond the trace");
+				let resolved = d.bisection.is_resolved();
 				ensure!(
-					at_leaf
+					resolved
 						== matches!(
 							d.phase,
-							DisputePhase::Leaf { .. } | DisputePhase::Operations(_)
+							DisputePhase::Leaf { .. }
+								| DisputePhase::Operations(_)
+								| DisputePhase::Segment(_)
 						),
 					"the phase does not match the interval"
 				);
-				if let DisputePhase::Operations(game) = &d.phase {
+				let narrowed = resolved.then(|| d.points.narrowed(d.bisection.disputed)).flatten();
+				if let DisputePhase::Segment(game) = &d.phase {
 					ensure!(
-						d.bisection.transition() == Some(Transition::Step(game.step)),
+						narrowed == Some(Narrowed::Segment { first: game.first, len: game.len }),
+						"a segment game over another segment than the disputed one"
+					);
+					ensure!(
+						game.bisection.agreed < game.bisection.disputed
+							&& game.bisection.disputed <= game.len,
+						"a segment interval beyond the segment"
+					);
+				}
+				if let DisputePhase::Operations(game) = &d.phase {
+					let within = match narrowed {
+						Some(Narrowed::Transition(t)) => t == Transition::Step(game.step),
+						Some(Narrowed::Segment { first, len }) => {
+							game.step.checked_sub(first).is_some_and(|i| i < len)
+						}
+						None => false,
+					};
+					ensure!(
+						within,
 						"an operator-level game over another transition than the disputed one"
 					);
 					ensure!(

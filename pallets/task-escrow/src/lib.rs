@@ -59,7 +59,7 @@ use sp_runtime::traits::{Saturating, Zero};
 use trainet_primitives::{
 	market::{Task, TaskId, TaskState, Timeouts, TraceCommitment},
 	task::{SpecError, TrainingSpec},
-	trace::{verify_trace_proof, TraceProof},
+	trace::{verify_trace_proof, TracePoints, TraceProof},
 };
 
 /// A balance of the escrow currency.
@@ -80,6 +80,8 @@ pub struct ChallengeTarget<AccountId, Balance> {
 	pub commitment: TraceCommitment,
 	/// The solver's stake locked behind the task.
 	pub solver_stake: Balance,
+	/// Which states the trace commits to (the spec's steps and checkpoint interval).
+	pub points: TracePoints,
 }
 
 /// What the dispute pallets need of tasks.
@@ -303,6 +305,8 @@ pub mod pallet {
 		SpecBadHyperparameter,
 		/// A classification needs at least two classes.
 		SpecTooFewClasses,
+		/// The checkpoint interval is zero or above the most steps a task may have.
+		SpecBadCheckpointInterval,
 		/// Only the task's submitter may do this.
 		NotSubmitter,
 		/// Only the task's solver may do this.
@@ -468,15 +472,11 @@ pub mod pallet {
 			};
 			ensure!(solver == who, Error::<T>::NotSolver);
 			ensure!(commitment.steps == t.spec.steps, Error::<T>::StepsMismatch);
-			let len = commitment.steps.checked_add(1).ok_or(Error::<T>::Overflow)?;
+			let points = t.spec.trace_points().ok_or(Error::<T>::SpecBadCheckpointInterval)?;
+			let last = points.len().checked_sub(1).ok_or(Error::<T>::Overflow)?;
 			ensure!(
 				final_proof.state == commitment.final_state
-					&& verify_trace_proof(
-						&commitment.trace_root,
-						len,
-						commitment.steps,
-						&final_proof
-					),
+					&& verify_trace_proof(&commitment.trace_root, points.len(), last, &final_proof),
 				Error::<T>::BadFinalStateProof
 			);
 			let now = frame_system::Pallet::<T>::block_number();
@@ -512,6 +512,7 @@ pub mod pallet {
 				SpecError::BadSteps => Error::SpecBadSteps,
 				SpecError::BadHyperparameter => Error::SpecBadHyperparameter,
 				SpecError::TooFewClasses => Error::SpecTooFewClasses,
+				SpecError::BadCheckpointInterval => Error::SpecBadCheckpointInterval,
 			}
 		}
 	}
@@ -648,7 +649,8 @@ pub mod pallet {
 			};
 			let now = frame_system::Pallet::<T>::block_number();
 			ensure!(now < challenge_until, Error::<T>::ChallengeWindowClosed);
-			Ok(ChallengeTarget { solver, commitment, solver_stake: t.solver_stake })
+			let points = t.spec.trace_points().ok_or(Error::<T>::SpecBadCheckpointInterval)?;
+			Ok(ChallengeTarget { solver, commitment, solver_stake: t.solver_stake, points })
 		}
 
 		fn spec(task: TaskId) -> Option<TrainingSpec> {
