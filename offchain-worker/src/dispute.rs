@@ -21,14 +21,14 @@ use trainet_primitives::{
 	market::Party,
 	referee::{Fault, OpEvidence, StepRun},
 	task::TrainingSpec,
-	trace::{trace_proof, trace_root, TracePoints},
+	trace::{trace_proof, trace_root},
 };
 
 use crate::{
 	chain::{Chain, ChainError},
 	checkpoint::CheckpointStore,
 	dataset::Dataset,
-	train::{TrainError, Training},
+	train::{trace_points, TrainError, Training},
 };
 
 /// Why a dispute could not be answered.
@@ -52,8 +52,6 @@ pub struct Fighter {
 	data: Dataset,
 	/// This side's trace: its entries `h_0, h_C, ..., h_N` (checkpoint interval `C`).
 	states: Vec<H256>,
-	/// Which steps those entries are after.
-	points: TracePoints,
 	/// This side's per-step states of the disputed segment, from its first step on, once
 	/// recomputed.
 	segment: Option<(u32, Vec<H256>)>,
@@ -89,10 +87,8 @@ impl Fighter {
 		fault: Option<Fault>,
 	) -> Self {
 		crate::metrics::metrics().disputes.inc();
-		let points = spec.trace_points().unwrap_or(TracePoints { steps: spec.steps, interval: 1 });
 		Self {
 			party,
-			points,
 			segment: None,
 			spec,
 			data,
@@ -115,15 +111,16 @@ impl Fighter {
 	/// (else from `h_0`), trained up to `t` without its fault (both sides agreed on the state
 	/// at `t`, so the run this side committed had no fault before it).
 	fn run_to(&self, t: u32) -> Result<Training, FightError> {
+		let points = trace_points(&self.spec);
 		// The last entry at or before step `t`.
-		let upto = (t / self.points.interval.max(1)).min(self.points.len().saturating_sub(1));
+		let upto = (t / points.interval.max(1)).min(points.len().saturating_sub(1));
 		let start = match &self.checkpoints {
 			Some(store) => store.latest(&self.states, upto as usize).map_err(|e| {
 				FightError::Unexpected(format!("reading a checkpoint before step {t}: {e}"))
 			})?,
 			None => None,
 		};
-		let from = start.as_ref().and_then(|(k, _)| self.points.step(*k));
+		let from = start.as_ref().and_then(|(k, _)| points.step(*k));
 		let mut run = match (start, from) {
 			(Some((_, state)), Some(c)) => {
 				tracing::debug!(from = c, to = t, "recomputing from a checkpoint");
@@ -229,10 +226,10 @@ impl Fighter {
 		}
 		if let Some(game) = phase.get("segment") {
 			let (first, len) = (number(game, "first")?, number(game, "steps")?);
-			let states = self.segment_states(first, len)?.to_vec();
+			let states = self.segment_states(first, len)?;
 			if game["stage"] == "committing" {
 				chain
-					.submit(signer, "Challenge", "commit_segment", (id, trace_root(&states)))
+					.submit(signer, "Challenge", "commit_segment", (id, trace_root(states)))
 					.await?;
 				return Ok(format!(
 					"the parties disagree between steps {first} and {}: committed its {len} \
@@ -241,7 +238,7 @@ impl Fighter {
 				));
 			}
 			let position = number(&game["stage"]["revealing"], "position")?;
-			let proof = trace_proof(&states, position)
+			let proof = trace_proof(states, position)
 				.ok_or_else(|| FightError::Unexpected(format!("no segment state {position}")))?;
 			chain.submit(signer, "Challenge", "reveal_segment", (id, position, proof)).await?;
 			return Ok(format!(

@@ -460,7 +460,6 @@ pub async fn sample(
 	let points = spec
 		.trace_points()
 		.ok_or_else(|| SolveError::Decode("a spec with a checkpoint interval of 0".into()))?;
-	let transitions_in_trace = points.len().saturating_sub(1);
 	let states = match p2p.fetch(Key::Trace(commitment.trace_root), &[], |_, _| {}).await {
 		Ok((bytes, _)) => match decode_trace(&bytes) {
 			Ok(states) => states,
@@ -472,7 +471,8 @@ pub async fn sample(
 		return Ok(Sample::Unserved("a trace that does not end in the committed state".into()));
 	}
 	// Chosen here, from the operating system's randomness: the solver cannot know which.
-	let count = transitions_in_trace as usize;
+	// Transitions between consecutive entries.
+	let count = points.len().saturating_sub(1) as usize;
 	let mut chosen: Vec<u32> =
 		choose(&mut rand::rngs::OsRng, count, (transitions as usize).min(count))
 			.into_iter()

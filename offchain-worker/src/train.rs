@@ -24,6 +24,13 @@ use crate::{
 	model::Mlp,
 };
 
+/// Which states the trace of `spec` commits to. For a spec that validates (every spec the
+/// worker trains or disputes: `Training::new` refuses the others); the fallback for an
+/// interval of zero, every step, is never taken for those.
+pub fn trace_points(spec: &TrainingSpec) -> TracePoints {
+	spec.trace_points().unwrap_or(TracePoints { steps: spec.steps, interval: 1 })
+}
+
 /// The backend training runs on: burn's autodiff over its CPU backend, RepOps kernels inside.
 pub type TrainBackend = Autodiff<NdArray<f32>>;
 type Inner = NdArray<f32>;
@@ -213,9 +220,7 @@ impl Training {
 
 	/// Which states the task's trace commits to.
 	pub fn trace_points(&self) -> TracePoints {
-		// `validate` (in `new`, through `step_program`) refused an interval of zero; the
-		// fallback is never taken.
-		self.spec.trace_points().unwrap_or(TracePoints { steps: self.spec.steps, interval: 1 })
+		trace_points(&self.spec)
 	}
 
 	/// Whether the current state is an entry of the trace.

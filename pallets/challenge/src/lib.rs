@@ -532,21 +532,13 @@ pub mod pallet {
 
 			// Both revealed: narrow. Every check comes before the first write, the deadline
 			// queue's room included.
-			let agree = s == c;
+			let agree = Self::take_reveals(&mut d, s, c);
 			let narrowed = d.bisection.narrow(agree);
 			let now = frame_system::Pallet::<T>::block_number();
-			if agree {
-				d.agreed_state = Some(s);
-			} else {
-				d.solver_disputed = s;
-				d.challenger_disputed = c;
-			}
 			d.bisection = narrowed;
 			if let Some(next) = d.bisection.midpoint() {
 				let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
-				Self::unschedule(dispute, d.deadline);
-				Self::enqueue(dispute, deadline);
-				d.deadline = deadline;
+				Self::reschedule(dispute, &mut d, deadline);
 				d.phase = DisputePhase::Bisecting {
 					round: round.saturating_add(1),
 					solver_reveal: None,
@@ -567,9 +559,7 @@ pub mod pallet {
 				Narrowed::Segment { first, len } => {
 					let game = SegmentGame::new(first, len).ok_or(Error::<T>::Overflow)?;
 					let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
-					Self::unschedule(dispute, d.deadline);
-					Self::enqueue(dispute, deadline);
-					d.deadline = deadline;
+					Self::reschedule(dispute, &mut d, deadline);
 					d.phase = DisputePhase::Segment(game);
 					Self::deposit_event(Event::SegmentStarted {
 						dispute,
@@ -615,9 +605,7 @@ pub mod pallet {
 			};
 			Self::deposit_event(Event::SegmentCommitted { dispute, party, root });
 			if let Some((position, deadline)) = first_round {
-				Self::unschedule(dispute, d.deadline);
-				Self::enqueue(dispute, deadline);
-				d.deadline = deadline;
+				Self::reschedule(dispute, &mut d, deadline);
 				Self::deposit_event(Event::SegmentRound {
 					dispute,
 					agreed: game.bisection.agreed,
@@ -675,23 +663,15 @@ pub mod pallet {
 			};
 
 			// Both revealed: narrow, as the step bisection does.
-			let agree = s == c;
+			let agree = Self::take_reveals(&mut d, s, c);
 			game.bisection = game.bisection.narrow(agree);
 			game.round = game.round.saturating_add(1);
 			game.solver_reveal = None;
 			game.challenger_reveal = None;
-			if agree {
-				d.agreed_state = Some(s);
-			} else {
-				d.solver_disputed = s;
-				d.challenger_disputed = c;
-			}
 			let now = frame_system::Pallet::<T>::block_number();
 			if let Some(next) = game.bisection.midpoint() {
 				let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
-				Self::unschedule(dispute, d.deadline);
-				Self::enqueue(dispute, deadline);
-				d.deadline = deadline;
+				Self::reschedule(dispute, &mut d, deadline);
 				Self::deposit_event(Event::SegmentRound {
 					dispute,
 					agreed: game.bisection.agreed,
@@ -736,9 +716,7 @@ pub mod pallet {
 			};
 			Self::deposit_event(Event::OpsCommitted { dispute, party, root });
 			if let Some((position, deadline)) = first_round {
-				Self::unschedule(dispute, d.deadline);
-				Self::enqueue(dispute, deadline);
-				d.deadline = deadline;
+				Self::reschedule(dispute, &mut d, deadline);
 				Self::deposit_event(Event::OpRound {
 					dispute,
 					agreed: game.bisection.agreed,
@@ -852,9 +830,7 @@ pub mod pallet {
 				Self::conclude(dispute, winner, Resolution::Ruling);
 				return Ok(());
 			}
-			Self::unschedule(dispute, d.deadline);
-			Self::enqueue(dispute, deadline);
-			d.deadline = deadline;
+			Self::reschedule(dispute, &mut d, deadline);
 			Self::deposit_event(match stage {
 				OpStage::Revealing(position) => Event::OpRound {
 					dispute,
@@ -1068,9 +1044,7 @@ pub mod pallet {
 			}
 			if let Some(timeout) = next_stage {
 				let deadline = Self::slot(now.saturating_add(timeout))?;
-				Self::unschedule(dispute, d.deadline);
-				Self::enqueue(dispute, deadline);
-				d.deadline = deadline;
+				Self::reschedule(dispute, &mut d, deadline);
 				Self::deposit_event(Event::DescentMoved { dispute, deadline });
 			}
 			Disputes::<T>::insert(dispute, d);
@@ -1275,6 +1249,28 @@ pub mod pallet {
 		fn enqueue(dispute: DisputeId, block: BlockNumberFor<T>) {
 			// `slot` found room, and each call queues one dispute once: this cannot fail.
 			let _ = deadline_queue::insert::<Deadlines<T>, _, _, _>(dispute, block);
+		}
+
+		/// Moves dispute `dispute`'s deadline to `at`, in `d` and in the deadline queue.
+		fn reschedule(dispute: DisputeId, d: &mut DisputeOf<T>, at: BlockNumberFor<T>) {
+			Self::unschedule(dispute, d.deadline);
+			Self::enqueue(dispute, at);
+			d.deadline = at;
+		}
+
+		/// Both sides revealed a state at the midpoint of a state bisection (over the trace's
+		/// entries or inside a segment), the solver `s` and the challenger `c`: equal, it is
+		/// the new agreed state; different, they are the new disputed ones. Returns whether
+		/// they agree.
+		fn take_reveals(d: &mut DisputeOf<T>, s: H256, c: H256) -> bool {
+			let agree = s == c;
+			if agree {
+				d.agreed_state = Some(s);
+			} else {
+				d.solver_disputed = s;
+				d.challenger_disputed = c;
+			}
+			agree
 		}
 
 		fn unschedule(dispute: DisputeId, at: BlockNumberFor<T>) {
