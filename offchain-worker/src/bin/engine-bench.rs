@@ -210,7 +210,7 @@ fn main() {
 		}
 		runs.push((
 			name.to_string(),
-			plain * 1e3 / 32.0,
+			plain * 1e3 / f64::from(STEPS),
 			every / plain - 1.0,
 			sparse / plain - 1.0,
 		));

@@ -24,7 +24,7 @@
 //! - **NaN canonicalization** at the end, as the engine's module documentation explains.
 
 use rayon::prelude::*;
-use trainet_primitives::repops::canon;
+use trainet_primitives::repops::{canon, CANONICAL_NAN_BITS};
 
 /// Rows of a micro-tile.
 const MR: usize = 6;
@@ -73,11 +73,15 @@ impl View<'_> {
 
 /// Packs `x` (`r x k`) in blocks of `W` rows, `k`-major: value `(ib·W + lane, kk)` goes to
 /// `out[(ib·k + kk)·W + lane]`; the lanes past the last row are zero. `A` is packed so with
-/// `W = MR`, and `B` as `Bᵀ` with `W = NR` (its panels of `NR` columns).
+/// `W = MR`, and `B` as `Bᵀ` with `W = NR` (its panels of `NR` columns). `out` is only ever
+/// grown (and zeroed once, when it is): every value of its first `r.div_ceil(W)·k·W` is
+/// written here, so a reused buffer needs no clearing.
 fn pack<const W: usize>(x: View, parallel: bool, out: &mut Vec<f32>) {
 	let (r, k) = (x.rows, x.cols);
-	// Every value is written below, so a reused buffer needs no clearing.
-	out.resize(r.div_ceil(W) * k * W, 0.0);
+	let len = r.div_ceil(W) * k * W;
+	if out.len() < len {
+		out.resize(len, 0.0);
+	}
 	let pack = |(ib, block): (usize, &mut [f32])| {
 		let lanes = W.min(r - ib * W);
 		if lanes < W {
@@ -87,13 +91,33 @@ fn pack<const W: usize>(x: View, parallel: bool, out: &mut Vec<f32>) {
 			}
 		}
 		if x.rs == 1 {
-			// The block's rows are adjacent in memory: one copy per `kk`.
+			// The block's rows are adjacent in memory: `W` values per `kk`, copied as one
+			// fixed-size array (no call to `memcpy` for 64 bytes).
 			for (kk, values) in block.chunks_exact_mut(W).enumerate() {
 				let from = kk * x.cs + ib * W;
-				values[..lanes].copy_from_slice(&x.data[from..from + lanes]);
+				let src = &x.data[from..from + lanes];
+				if lanes == W {
+					// A length the compiler knows: inlined vector moves.
+					values.copy_from_slice(&src[..W]);
+				} else {
+					values[..lanes].copy_from_slice(src);
+				}
+			}
+		} else if x.cs == 1 {
+			// Each row is contiguous (`A` of `A·B`, `B` of `A·Bᵀ`): the block's rows side by
+			// side, read in step, `W` values written together per `kk`.
+			let rows: Vec<&[f32]> = (0..lanes)
+				.map(|lane| {
+					let from = (ib * W + lane) * x.rs;
+					&x.data[from..from + k]
+				})
+				.collect();
+			for (kk, values) in block.chunks_exact_mut(W).enumerate() {
+				for (v, row) in values.iter_mut().zip(&rows) {
+					*v = row[kk];
+				}
 			}
 		} else {
-			// Along each row, in memory order when the rows are contiguous.
 			for lane in 0..lanes {
 				for kk in 0..k {
 					block[kk * W + lane] = x.at(ib * W + lane, kk);
@@ -101,11 +125,20 @@ fn pack<const W: usize>(x: View, parallel: bool, out: &mut Vec<f32>) {
 			}
 		}
 	};
+	let out = &mut out[..len];
 	if parallel {
 		out.par_chunks_mut(k * W).enumerate().for_each(pack);
 	} else {
 		out.chunks_mut(k * W).enumerate().for_each(pack);
 	}
+}
+
+/// Where a kernel reads and writes its `MR x NR` micro-tile: row `r` is the `NR` values from
+/// `ptr + r·ld` (the output matrix itself, `ld` its width, or a local tile, `ld = NR`).
+#[derive(Clone, Copy)]
+struct TileRef {
+	ptr: *mut f32,
+	ld: usize,
 }
 
 /// `tile += a · b` over the `k` of this pass (`a.len() / MR` of them), ascending, one fused
@@ -123,27 +156,52 @@ fn kernel_body(a: &[f32], b: &[f32], tile: &mut [f32; TILE], first: bool) {
 	*tile = acc;
 }
 
-/// [`kernel_body`] for any CPU (`mul_add` may be a software fma: slow, the same bits).
-fn kernel_portable(a: &[f32], b: &[f32], tile: &mut [f32; TILE], first: bool) {
-	kernel_body(a, b, tile, first)
-}
-
-/// [`kernel_body`] with AVX2 registers: the twelve accumulators never leave them during a
-/// pass. `vfmaddps` is IEEE fusedMultiplyAdd per lane, the same operation as `mul_add`.
+/// [`kernel_body`] for any CPU (`mul_add` may be a software fma: slow, the same bits), on the
+/// micro-tile at `c`, stored with NaNs canonicalized (a NaN accumulator stays NaN through the
+/// later passes over `k`, so canonicalizing it early changes no bit of the result).
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA ([`has_avx2_fma`]).
+/// `c` is `MR` rows of `NR` values, valid for reads (when not `first`) and writes.
+unsafe fn kernel_portable(a: &[f32], b: &[f32], c: TileRef, first: bool) {
+	let mut tile = [0.0f32; TILE];
+	for (r, row) in tile.chunks_exact_mut(NR).enumerate() {
+		if !first {
+			// SAFETY: the caller's contract.
+			row.copy_from_slice(unsafe { std::slice::from_raw_parts(c.ptr.add(r * c.ld), NR) });
+		}
+	}
+	kernel_body(a, b, &mut tile, first);
+	for (r, row) in tile.chunks_exact(NR).enumerate() {
+		// SAFETY: the caller's contract.
+		let to = unsafe { std::slice::from_raw_parts_mut(c.ptr.add(r * c.ld), NR) };
+		for (o, v) in to.iter_mut().zip(row) {
+			*o = canon(*v);
+		}
+	}
+}
+
+/// [`kernel_portable`] with AVX2 registers: the twelve accumulators never leave them during a
+/// pass, and are loaded from and stored to the micro-tile where it lies, NaNs canonicalized
+/// by a compare and a blend. `vfmaddps` is IEEE fusedMultiplyAdd per lane, the same
+/// operation as `mul_add`.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA ([`has_avx2_fma`]); `c` as for [`kernel_portable`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma,avx2")]
-unsafe fn kernel_avx2(a: &[f32], b: &[f32], tile: &mut [f32; TILE], first: bool) {
+unsafe fn kernel_avx2(a: &[f32], b: &[f32], c: TileRef, first: bool) {
 	use std::arch::x86_64::{
-		_mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+		_mm256_blendv_ps, _mm256_broadcast_ss, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_fmadd_ps,
+		_mm256_loadu_ps, _mm256_set1_epi32, _mm256_setzero_ps, _mm256_storeu_ps, _CMP_UNORD_Q,
 	};
+	// Vector `v` of the tile: row `v / 2`, its first or second half.
+	// SAFETY (of each use): inside the tile (the caller's contract).
+	let at = |v: usize| unsafe { c.ptr.add((v / 2) * c.ld + (v % 2) * 8) };
 	let mut acc = [_mm256_setzero_ps(); TILE / 8];
 	if !first {
-		for (v, chunk) in acc.iter_mut().zip(tile.chunks_exact(8)) {
-			// SAFETY: `chunk` holds 8 values.
-			*v = unsafe { _mm256_loadu_ps(chunk.as_ptr()) };
+		for (v, slot) in acc.iter_mut().enumerate() {
+			// SAFETY: 8 values of the tile, readable (the caller's contract).
+			*slot = unsafe { _mm256_loadu_ps(at(v)) };
 		}
 	}
 	for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
@@ -156,9 +214,11 @@ unsafe fn kernel_avx2(a: &[f32], b: &[f32], tile: &mut [f32; TILE], first: bool)
 			acc[2 * r + 1] = _mm256_fmadd_ps(ar, b1, acc[2 * r + 1]);
 		}
 	}
-	for (v, chunk) in acc.iter().zip(tile.chunks_exact_mut(8)) {
-		// SAFETY: `chunk` holds 8 values.
-		unsafe { _mm256_storeu_ps(chunk.as_mut_ptr(), *v) };
+	let nan = _mm256_castsi256_ps(_mm256_set1_epi32(CANONICAL_NAN_BITS as i32));
+	for (v, value) in acc.into_iter().enumerate() {
+		let canonical = _mm256_blendv_ps(value, nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(value, value));
+		// SAFETY: 8 values of the tile, writable (the caller's contract).
+		unsafe { _mm256_storeu_ps(at(v), canonical) };
 	}
 }
 
@@ -174,15 +234,63 @@ fn has_avx2_fma() -> bool {
 	}
 }
 
+/// Where the tasks of one product write their micro-tiles: the output vector's memory, which
+/// every task writes a rectangle of its own (the tasks' rectangles do not overlap).
+#[derive(Clone, Copy)]
+struct Output {
+	data: *mut f32,
+	/// Columns (the distance between rows).
+	n: usize,
+}
+
+// SAFETY: the tasks sharing an `Output` write disjoint rectangles of it (see `gemm`), and the
+// vector it points into outlives them and is not otherwise touched while they run.
+unsafe impl Send for Output {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Output {}
+
+impl Output {
+	/// The micro-tile whose first value is `(i0, j0)`, where it lies.
+	fn tile(self, i0: usize, j0: usize) -> TileRef {
+		// `wrapping_add`: only an address; it is dereferenced under `gemm`'s contract.
+		TileRef { ptr: self.data.wrapping_add(i0 * self.n + j0), ld: self.n }
+	}
+
+	/// Copies the `rows x w` values at `(i0, j0)` into the local tile `tile`, or back.
+	///
+	/// # Safety
+	/// The rectangle lies inside the output and belongs to the calling task; when reading it,
+	/// the task wrote it before.
+	unsafe fn copy(
+		self,
+		tile: &mut [f32; TILE],
+		i0: usize,
+		j0: usize,
+		rows: usize,
+		w: usize,
+		into_tile: bool,
+	) {
+		for (r, values) in tile.chunks_exact_mut(NR).take(rows).enumerate() {
+			let at = self.data.wrapping_add((i0 + r) * self.n + j0);
+			if into_tile {
+				// SAFETY: inside the output, written before (the caller's contract).
+				values[..w].copy_from_slice(unsafe { std::slice::from_raw_parts(at, w) });
+			} else {
+				// SAFETY: inside the output, and no other task reads or writes it.
+				unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), at, w) };
+			}
+		}
+	}
+}
+
 /// `A · B` (`m x k` times `k x n`) as a row-major `m x n` vector with the RepOps rounding;
 /// on rayon's threads when `parallel` (the bits are the same either way).
 pub(crate) fn gemm(a: View, b: View, parallel: bool) -> Vec<f32> {
 	let (m, k, n) = (a.rows, a.cols, b.cols);
 	debug_assert_eq!(k, b.rows);
-	let mut out = vec![0.0f32; m * n];
 	if m == 0 || n == 0 || k == 0 {
 		// Every element is the empty sum, `+0.0`.
-		return out;
+		return vec![0.0f32; m * n];
 	}
 	// The packing buffers of the last product on this thread, reused: a fresh allocation of
 	// megabytes costs a page fault per 4 KiB on first write.
@@ -197,62 +305,67 @@ pub(crate) fn gemm(a: View, b: View, parallel: bool) -> Vec<f32> {
 	let panels = n.div_ceil(NR);
 	let task_cols = panels.div_ceil(TASK_PANELS);
 	let tasks = row_blocks.div_ceil(TASK_ROW_BLOCKS) * task_cols;
-	// The micro-tiles `[ib0, ib1) x [jb0, jb1)` of task `t`.
-	let extent = |t: usize| {
+	// The output is written by the tasks, each its own rectangle, without being zeroed first
+	// (that would be another pass over megabytes).
+	let mut out: Vec<f32> = Vec::with_capacity(m * n);
+	let output = Output { data: out.as_mut_ptr(), n };
+	#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+	let avx2 = has_avx2_fma();
+	// Task `t`: the micro-tiles `[ib0, ib1) x [jb0, jb1)`, each computed whole by it.
+	let run = |t: usize| {
 		let ib0 = (t / task_cols) * TASK_ROW_BLOCKS;
 		let jb0 = (t % task_cols) * TASK_PANELS;
-		(ib0, (ib0 + TASK_ROW_BLOCKS).min(row_blocks), jb0, (jb0 + TASK_PANELS).min(panels))
-	};
-	let avx2 = has_avx2_fma();
-	let run = |t: usize| -> Vec<[f32; TILE]> {
-		let (ib0, ib1, jb0, jb1) = extent(t);
-		let width = jb1 - jb0;
-		let mut tiles = vec![[0.0f32; TILE]; (ib1 - ib0) * width];
+		let (ib1, jb1) = ((ib0 + TASK_ROW_BLOCKS).min(row_blocks), (jb0 + TASK_PANELS).min(panels));
+		let mut edge = [0.0f32; TILE];
 		for k0 in (0..k).step_by(KC) {
 			let k1 = (k0 + KC).min(k);
 			for jb in jb0..jb1 {
 				let b_slice = &bp[(jb * k + k0) * NR..(jb * k + k1) * NR];
+				let (j0, w) = (jb * NR, NR.min(n - jb * NR));
 				for ib in ib0..ib1 {
 					let a_slice = &ap[(ib * k + k0) * MR..(ib * k + k1) * MR];
-					let tile = &mut tiles[(ib - ib0) * width + (jb - jb0)];
-					#[cfg(target_arch = "x86_64")]
-					if avx2 {
-						// SAFETY: the CPU has AVX2 and FMA (checked above).
-						unsafe { kernel_avx2(a_slice, b_slice, tile, k0 == 0) };
-						continue;
-					}
-					kernel_portable(a_slice, b_slice, tile, k0 == 0);
-				}
-			}
-		}
-		tiles
-	};
-	let results: Vec<Vec<[f32; TILE]>> = if parallel {
-		(0..tasks).into_par_iter().map(run).collect()
-	} else {
-		(0..tasks).map(run).collect()
-	};
-	// Micro-tiles back into rows, canonicalizing NaNs: row block `ib` at a time.
-	let unpack = |(ib, rows): (usize, &mut [f32])| {
-		for tc in 0..task_cols {
-			let t = (ib / TASK_ROW_BLOCKS) * task_cols + tc;
-			let (ib0, _, jb0, jb1) = extent(t);
-			for jb in jb0..jb1 {
-				let tile = &results[t][(ib - ib0) * (jb1 - jb0) + (jb - jb0)];
-				let (j0, w) = (jb * NR, NR.min(n - jb * NR));
-				for (r, row) in rows.chunks_exact_mut(n).enumerate() {
-					for (o, v) in row[j0..j0 + w].iter_mut().zip(&tile[r * NR..r * NR + w]) {
-						*o = canon(*v);
+					let (i0, rows) = (ib * MR, MR.min(m - ib * MR));
+					let first = k0 == 0;
+					let kernel = |c: TileRef| {
+						#[cfg(target_arch = "x86_64")]
+						if avx2 {
+							// SAFETY: the CPU has AVX2 and FMA (checked above); `c` as the
+							// caller of `kernel` says.
+							unsafe { kernel_avx2(a_slice, b_slice, c, first) };
+							return;
+						}
+						// SAFETY: as the caller of `kernel` says.
+						unsafe { kernel_portable(a_slice, b_slice, c, first) };
+					};
+					if rows == MR && w == NR {
+						// SAFETY (of `kernel`): this task's micro-tile, inside the output (rows
+						// `i0..i0 + MR <= m`, columns `j0..j0 + NR <= n`), no other task's;
+						// written by the pass before unless `first`.
+						kernel(output.tile(i0, j0));
+					} else {
+						// A tile at the bottom or right edge: computed in `edge`, and only its
+						// values inside the output copied.
+						if !first {
+							// SAFETY: as above, for the `rows x w` inside the output.
+							unsafe { output.copy(&mut edge, i0, j0, rows, w, true) };
+						}
+						kernel(TileRef { ptr: edge.as_mut_ptr(), ld: NR });
+						// SAFETY: as above.
+						unsafe { output.copy(&mut edge, i0, j0, rows, w, false) };
 					}
 				}
 			}
 		}
 	};
 	if parallel {
-		out.par_chunks_mut(MR * n).enumerate().for_each(unpack);
+		(0..tasks).into_par_iter().for_each(run);
 	} else {
-		out.chunks_mut(MR * n).enumerate().for_each(unpack);
+		(0..tasks).for_each(run);
 	}
+	// SAFETY: the tasks cover every micro-tile of the output once (rows `[0, m)` by row blocks
+	// and columns `[0, n)` by panels), and each wrote all of its tiles' values in its first
+	// pass over `k` (`k > 0`); `m · n` is the capacity reserved above.
+	unsafe { out.set_len(m * n) };
 	PACKED.with(|p| p.set((ap, bp)));
 	out
 }
@@ -284,15 +397,20 @@ mod tests {
 		let a: Vec<f32> = (0..MR * 300).map(|_| rng.next_unit() - 0.5).collect();
 		let b: Vec<f32> = (0..NR * 300).map(|_| rng.next_unit() * 3.0).collect();
 		let mut portable = [0.0f32; TILE];
-		kernel_portable(&a, &b, &mut portable, true);
+		let tile = |t: &mut [f32; TILE]| TileRef { ptr: t.as_mut_ptr(), ld: NR };
+		// SAFETY: the tiles are local arrays of `MR x NR` values.
+		unsafe { kernel_portable(&a, &b, tile(&mut portable), true) };
 		let view_a = View { data: &a, rows: MR, cols: 300, rs: 1, cs: MR };
 		let view_b = View { data: &b, rows: 300, cols: NR, rs: NR, cs: 1 };
 		let want = naive(view_a, view_b);
 		assert_eq!(portable.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
 		// In two passes, as with `k` blocking.
 		let mut split = [0.0f32; TILE];
-		kernel_portable(&a[..MR * 100], &b[..NR * 100], &mut split, true);
-		kernel_portable(&a[MR * 100..], &b[NR * 100..], &mut split, false);
+		// SAFETY: as above.
+		unsafe {
+			kernel_portable(&a[..MR * 100], &b[..NR * 100], tile(&mut split), true);
+			kernel_portable(&a[MR * 100..], &b[NR * 100..], tile(&mut split), false);
+		}
 		assert_eq!(split.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
 	}
 }

@@ -139,6 +139,39 @@ fn filled(len: usize, chunk: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> 
 	out
 }
 
+/// A new vector of `len` values, the values of `values(first, count)` for consecutive chunks of
+/// `chunk` positions (`first` the chunk's first position, `count` its length): in parallel
+/// when there are many. Unlike [`filled`] the vector is not zeroed first (on the larger models
+/// that was another pass over megabytes for every optimizer update); each value is computed
+/// alone, so where it runs changes no bit.
+///
+/// # Panics
+/// If `values` gives fewer than `count` values: a bug in the caller.
+fn mapped<I>(len: usize, chunk: usize, values: impl Fn(usize, usize) -> I + Sync) -> Vec<f32>
+where
+	I: ExactSizeIterator<Item = f32>,
+{
+	let mut out: Vec<f32> = Vec::with_capacity(len);
+	let chunk = chunk.max(1);
+	let run = |(i, o): (usize, &mut [std::mem::MaybeUninit<f32>])| {
+		let values = values(i * chunk, o.len());
+		assert!(values.len() >= o.len(), "a chunk's values cover it");
+		for (o, v) in o.iter_mut().zip(values) {
+			o.write(v);
+		}
+	};
+	let spare = &mut out.spare_capacity_mut()[..len];
+	if len < ELEMENTWISE_SEQUENTIAL_BELOW {
+		spare.chunks_mut(chunk).enumerate().for_each(run);
+	} else {
+		spare.par_chunks_mut(chunk).enumerate().for_each(run);
+	}
+	// SAFETY: every chunk of the first `len` positions was written above (the assertion makes
+	// a short iterator panic before this point); `len` is the capacity reserved.
+	unsafe { out.set_len(len) };
+	out
+}
+
 /// Values per chunk of an elementwise operation.
 const CHUNK: usize = 1 << 13;
 
@@ -155,16 +188,16 @@ fn execute_elementwise(
 		m.check()?;
 	}
 	let data = match (op.kind, inputs) {
-		(OpKind::Relu, [x]) => filled(x.data.len(), CHUNK, |first, out| {
-			for (o, x) in out.iter_mut().zip(&x.data[first..]) {
-				*o = repops::relu(*x);
-			}
+		(OpKind::Relu, [x]) => mapped(x.data.len(), CHUNK, |first, count| {
+			x.data[first..first + count].iter().map(|x| repops::relu(*x))
 		}),
 		(OpKind::ReluBackward, [x, dy]) if x.same_shape(dy) => {
-			filled(x.data.len(), CHUNK, |first, out| {
-				for ((o, x), dy) in out.iter_mut().zip(&x.data[first..]).zip(&dy.data[first..]) {
-					*o = repops::relu_backward(*x, *dy);
-				}
+			mapped(x.data.len(), CHUNK, |first, count| {
+				let range = first..first + count;
+				x.data[range.clone()]
+					.iter()
+					.zip(&dy.data[range])
+					.map(|(x, dy)| repops::relu_backward(*x, *dy))
 			})
 		}
 		(OpKind::BiasAdd, [x, b]) if b.rows == 1 && b.cols == x.cols && x.cols > 0 => {
@@ -279,37 +312,34 @@ impl Update {
 	/// same length).
 	fn run(self, inputs: &[&[f32]]) -> Vec<f32> {
 		let len = inputs.first().map_or(0, |a| a.len());
-		filled(len, CHUNK, |first, o| {
-			let at = |n: usize| inputs.get(n).map_or(&[][..], |x| &x[first..first + o.len()]);
-			let (a, b, c) = (at(0), at(1), at(2));
-			match self {
-				Self::Momentum { mu } => {
-					for ((o, v), g) in o.iter_mut().zip(a).zip(b) {
-						*o = repops::canon(mu * v + g);
-					}
-				}
-				Self::SgdStep { lr } => {
-					for ((o, w), v) in o.iter_mut().zip(a).zip(b) {
-						*o = repops::canon(w - lr * v);
-					}
-				}
-				Self::AdamM { b1, one_minus_b1 } => {
-					for ((o, m), g) in o.iter_mut().zip(a).zip(b) {
-						*o = repops::canon(b1 * m + one_minus_b1 * g);
-					}
-				}
-				Self::AdamV { b2, one_minus_b2 } => {
-					for ((o, v), g) in o.iter_mut().zip(a).zip(b) {
-						*o = repops::canon(b2 * v + one_minus_b2 * (g * g));
-					}
-				}
-				Self::AdamStep { lr, eps, c1, c2 } => {
-					for (((o, w), m), v) in o.iter_mut().zip(a).zip(b).zip(c) {
-						*o = repops::canon(w - (lr * (m / c1)) / ((v / c2).sqrt() + eps));
-					}
-				}
-			}
-		})
+		// Input `n`'s values at positions `first..first + count`.
+		let at = |n: usize, first: usize, count: usize| {
+			inputs.get(n).map_or(&[][..], |x| &x[first..first + count])
+		};
+		match self {
+			Self::Momentum { mu } => mapped(len, CHUNK, |first, count| {
+				let (v, g) = (at(0, first, count), at(1, first, count));
+				v.iter().zip(g).map(move |(v, g)| repops::canon(mu * v + g))
+			}),
+			Self::SgdStep { lr } => mapped(len, CHUNK, |first, count| {
+				let (w, v) = (at(0, first, count), at(1, first, count));
+				w.iter().zip(v).map(move |(w, v)| repops::canon(w - lr * v))
+			}),
+			Self::AdamM { b1, one_minus_b1 } => mapped(len, CHUNK, |first, count| {
+				let (m, g) = (at(0, first, count), at(1, first, count));
+				m.iter().zip(g).map(move |(m, g)| repops::canon(b1 * m + one_minus_b1 * g))
+			}),
+			Self::AdamV { b2, one_minus_b2 } => mapped(len, CHUNK, |first, count| {
+				let (v, g) = (at(0, first, count), at(1, first, count));
+				v.iter().zip(g).map(move |(v, g)| repops::canon(b2 * v + one_minus_b2 * (g * g)))
+			}),
+			Self::AdamStep { lr, eps, c1, c2 } => mapped(len, CHUNK, |first, count| {
+				let (w, m, v) = (at(0, first, count), at(1, first, count), at(2, first, count));
+				w.iter().zip(m).zip(v).map(move |((w, m), v)| {
+					repops::canon(w - (lr * (m / c1)) / ((v / c2).sqrt() + eps))
+				})
+			}),
+		}
 	}
 }
 
