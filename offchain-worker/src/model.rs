@@ -71,10 +71,29 @@ impl<B: Backend> Mlp<B> {
 		state: &[Matrix],
 		device: &B::Device,
 	) -> Result<Self, ModelError> {
+		let params = widths.len().saturating_sub(1).saturating_mul(2);
+		Self::from_owned_state(widths, state.iter().take(params).cloned().collect(), device)
+	}
+
+	/// [`Self::from_state`] taking the parameters' values instead of copying them: `params`
+	/// is exactly the `2 x layers` parameter tensors.
+	pub fn from_owned_state(
+		widths: &[u32],
+		params: Vec<Matrix>,
+		device: &B::Device,
+	) -> Result<Self, ModelError> {
 		let bad = |reason: String| ModelError::Shape { widths: widths.to_vec(), reason };
+		let layers_wanted = widths.len().saturating_sub(1);
+		if params.len() != layers_wanted.saturating_mul(2) {
+			return Err(bad(format!(
+				"{} parameter tensors for {layers_wanted} layers",
+				params.len()
+			)));
+		}
+		let mut params = params.into_iter();
 		let mut layers = Vec::new();
 		for (l, w) in widths.windows(2).enumerate() {
-			let (Some(weight), Some(bias)) = (state.get(2 * l), state.get(2 * l + 1)) else {
+			let (Some(weight), Some(bias)) = (params.next(), params.next()) else {
 				return Err(bad(format!("no parameters for layer {l}")));
 			};
 			if (weight.rows, weight.cols, bias.rows, bias.cols) != (w[0], w[1], 1, w[1]) {
@@ -84,8 +103,8 @@ impl<B: Backend> Mlp<B> {
 				)));
 			}
 			let (i, o) = (w[0] as usize, w[1] as usize);
-			let weight = Tensor::from_data(TensorData::new(weight.data.clone(), [i, o]), device);
-			let bias = Tensor::from_data(TensorData::new(bias.data.clone(), [o]), device);
+			let weight = Tensor::from_data(TensorData::new(weight.data, [i, o]), device);
+			let bias = Tensor::from_data(TensorData::new(bias.data, [o]), device);
 			layers.push(Linear {
 				weight: Param::from_tensor(weight),
 				bias: Some(Param::from_tensor(bias)),

@@ -257,7 +257,11 @@ impl Training {
 		let (batch, labels) = self.batch(t)?;
 		let fault = self.fault.filter(|f| f.step == t).map(|f| f.op);
 		if fault.is_none() && self.engine == Engine::Burn {
-			let (loss, next) = burn_step(&self.spec, &self.state, batch, labels, t)?;
+			// The state moves into the step (no copy of it into burn's tensors). A step of
+			// a state that fits the spec and a checked dataset does not fail; if one did, a
+			// bug, the run has no state left and its later steps fail too.
+			let state = std::mem::take(&mut self.state);
+			let (loss, next) = burn_step(&self.spec, state, batch, labels, t)?;
 			self.state = next;
 			self.step = t.saturating_add(1);
 			return Ok(StepReport { step: t, loss });
@@ -306,7 +310,7 @@ impl Training {
 /// the next state. Returns the batch's mean loss and the next state, in state order.
 pub fn burn_step(
 	spec: &TrainingSpec,
-	state: &[Matrix],
+	state: Vec<Matrix>,
 	batch: Matrix,
 	labels: Vec<u32>,
 	step: u32,
@@ -314,11 +318,14 @@ pub fn burn_step(
 	let Model::Mlp { widths, .. } = &spec.model;
 	let params = widths.len().saturating_sub(1).saturating_mul(2);
 	let bad = |reason: String| TrainError::BadResume { step, reason };
-	let (Some(param_state), Some(moments)) = (state.get(..params), state.get(params..)) else {
+	if state.len() < params {
 		return Err(bad(format!("the state has {} tensors", state.len())));
-	};
+	}
+	// The parameters and the optimizer's moments, moved (megabytes each on large models).
+	let mut param_state = state;
+	let moments = param_state.split_off(params);
 	let device = Default::default();
-	let model = Mlp::<TrainBackend>::from_state(widths, param_state, &device)
+	let model = Mlp::<TrainBackend>::from_owned_state(widths, param_state, &device)
 		.map_err(|e| bad(e.to_string()))?;
 	let ctx = StepContext::new(spec.clone(), labels, step);
 	let x = Tensor::<TrainBackend, 2>::from_primitive(TensorPrimitive::Float(from_matrix::<
@@ -345,14 +352,18 @@ pub fn burn_step(
 			));
 		}
 	}
-	let moments: Vec<_> =
-		moments.iter().map(|m| from_matrix::<Inner>(m.clone(), &device)).collect();
+	let mut moments: Vec<_> =
+		moments.into_iter().map(|m| Some(from_matrix::<Inner>(m, &device))).collect();
 	let run = |kind: OpKind, inputs| Inner::repops(Kernel::new(kind, &ctx), inputs);
 	let (mut next, mut first, mut second) = (Vec::new(), Vec::new(), Vec::new());
 	for (i, (g, p)) in pairs.into_iter().enumerate() {
 		let g = g.ok_or_else(|| bad(format!("burn gave no gradient for parameter {i}")))?;
-		let moment =
-			|j: usize| moments.get(j).cloned().ok_or_else(|| bad("no optimizer state".into()));
+		let mut moment = |j: usize| {
+			moments
+				.get_mut(j)
+				.and_then(Option::take)
+				.ok_or_else(|| bad("no optimizer state".into()))
+		};
 		match spec.optimizer {
 			Optimizer::Sgd { .. } => {
 				let v = run(OpKind::Momentum, vec![moment(i)?, g]);
@@ -519,11 +530,11 @@ mod tests {
 		let batch = Matrix::new(5, 4, vec![0.5; 20]).unwrap();
 		let labels = vec![0, 1, 0, 1, 1];
 		let short = vec![Matrix::zeros(4, 3).unwrap()];
-		assert!(burn_step(&spec, &short, batch.clone(), labels.clone(), 0).is_err());
+		assert!(burn_step(&spec, short, batch.clone(), labels.clone(), 0).is_err());
 		let program = step_program(&spec).unwrap();
 		let mut state = initial_state(&spec, &program).unwrap();
 		state[5] = Matrix::zeros(1, 4).unwrap(); // the first bias's velocity: 1x3, not 1x4
-		let err = burn_step(&spec, &state, batch, labels, 0).unwrap_err();
+		let err = burn_step(&spec, state, batch, labels, 0).unwrap_err();
 		assert!(matches!(err, TrainError::Shape(_)), "{err}");
 	}
 }

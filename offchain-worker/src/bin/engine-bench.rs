@@ -156,9 +156,16 @@ fn main() {
 		}
 		for n in &threads {
 			let pool = rayon::ThreadPoolBuilder::new().num_threads(*n).build().expect("pool");
+			// Step after step, each taking the state the one before gave, as the worker does
+			// (the state moves into the step; a copy per step would be timed too).
+			let current = std::sync::Mutex::new(state.clone());
 			let t = time(&|| {
 				pool.install(|| {
-					train::burn_step(&s, &state, x.clone(), labels.clone(), 0).expect("step")
+					let mut current = current.lock().expect("one user");
+					let state = std::mem::take(&mut *current);
+					let (_, next) =
+						train::burn_step(&s, state, x.clone(), labels.clone(), 0).expect("step");
+					*current = next;
 				});
 			});
 			row(name, "burn + RepOps", &n.to_string(), t, *batch, flops);
