@@ -1,8 +1,8 @@
 """PyTorch on CPU, for scripts/bench: ms per training step of the MLPs engine-bench measures.
 
 The same widths, batch, f32, ReLU, mean softmax cross-entropy and momentum SGD (lr 0.05,
-momentum 0.9) as the worker's step; random inputs and labels; the mean of a few repetitions after a
-warm-up, as engine-bench times its rows. Run twice: PyTorch's defaults, and with `torch.use_deterministic_algorithms
+momentum 0.9) as the worker's step; random inputs and labels; after two warm-up steps, the mean of
+about a second's worth of steps (3 to 50), as engine-bench times its rows. Run twice: PyTorch's defaults, and with `torch.use_deterministic_algorithms
 (True)`. Prints the rows of engine-bench's table (markdown).
 
     python torch_bench.py [--quick] [--threads N]
@@ -30,7 +30,7 @@ def step_flops(widths, batch):
     return total
 
 
-def bench(widths, batch, reps):
+def bench(widths, batch):
     torch.manual_seed(1)
     layers = []
     for fan_in, fan_out in zip(widths, widths[1:]):
@@ -48,6 +48,12 @@ def bench(widths, batch, reps):
 
     for _ in range(2):
         step()
+    # As engine-bench times its rows: one timed step, then the mean of about a second's worth
+    # (at least 3, at most 50): a few steps of tens of milliseconds vary by 2x on a shared VM.
+    start = time.perf_counter()
+    step()
+    once = time.perf_counter() - start
+    reps = int(min(max(1.0 / max(once, 1e-6), 3), 50))
     start = time.perf_counter()
     for _ in range(reps):
         step()
@@ -69,7 +75,7 @@ def main():
         torch.use_deterministic_algorithms(deterministic)
         label = f"PyTorch {torch.__version__} f32" + (" deterministic" if deterministic else "")
         for name, widths, batch in sizes:
-            seconds = bench(widths, batch, reps=3)
+            seconds = bench(widths, batch)
             gflops = step_flops(widths, batch) / seconds / 1e9
             print(
                 f"| {name} | {label} | {threads} | {seconds * 1e3:.2f} | {1 / seconds:.1f} "
