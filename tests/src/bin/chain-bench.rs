@@ -9,14 +9,21 @@
 //!    (`trainet_worker::dispute::Fighter`); the disputes run side by side. From the blocks'
 //!    events: the rounds of each stage, the extrinsics both sides sent (the challenge
 //!    included), their weight and fees, and the blocks from the challenge to the ruling.
-//!    Only the first three steps are trained: no one trains 10^6 steps for a benchmark, so the
-//!    trace's later hashes are stand-ins (each side's own, so the sides disagree on all of
-//!    them). The chain plays the same game over them: it only ever sees hashes, until the leaf.
+//!    Only the first steps are trained (up to step 3, or to the first checkpoint past the
+//!    altered step): no one trains 10^6 steps for a benchmark, so the trace's later hashes are
+//!    stand-ins (each side's own, so the sides disagree on all of them). The chain plays the
+//!    same game over them: it only ever sees hashes, until the leaf. With
+//!    `--checkpoint-interval C` the tasks' traces commit to every `C`-th state (PROTOCOL.md,
+//!    "Granularity"): the step bisection runs over those entries and a segment game over the
+//!    `C` steps of the first wrong one, which both sides really recompute.
 //! 2. **Throughput**: `--tasks` tasks posted by one submitter as fast as the node takes them,
 //!    then claimed by thirteen solvers, then committed; per stage, how many extrinsics each
 //!    block carried and how many per second.
 //!
-//!     cargo run -p trainet-e2e --bin chain-bench [-- --tasks 1000] [-- --skip-disputes]
+//! ```text
+//! cargo run -p trainet-e2e --bin chain-bench -- [--tasks 1000] [--skip-disputes]
+//! cargo run -p trainet-e2e --bin chain-bench -- --skip-throughput --checkpoint-interval 32
+//! ```
 //!
 //! `TRAINET_NODE` picks the node binary (by default the build's, next to this one); the table
 //! says which. A debug node verifies signatures and runs its transaction pool unoptimized,
@@ -37,12 +44,12 @@ use subxt_signer::sr25519::Keypair;
 use trainet_e2e::{adam, node_binary, submit_in_block, Node, NodeConfig};
 use trainet_primitives::{
 	market::{Party, Timeouts, TraceCommitment},
-	referee::{Fault, TraceRun},
+	referee::Fault,
 	task::{synthetic_dataset, TrainingSpec},
-	trace::{trace_proof, trace_root},
+	trace::{trace_proof, trace_root, TracePoints},
 	UNIT,
 };
-use trainet_worker::{chain::Chain, dataset::Dataset, dispute::Fighter};
+use trainet_worker::{chain::Chain, dataset::Dataset, dispute::Fighter, train::Training};
 
 type Api = OnlineClient<PolkadotConfig>;
 
@@ -139,10 +146,13 @@ async fn block_events(api: &Api, number: u32) -> Result<BlockEvents> {
 /// One dispute of the table.
 struct DisputeCase {
 	model: &'static str,
+	/// The spec trained for real: as far as the trace's first wrong entry.
 	spec: TrainingSpec,
 	data: Vec<(Vec<f32>, u32)>,
 	fault: Fault,
 	steps: u32,
+	/// The tasks' checkpoint interval `C`.
+	interval: u32,
 	solver: Keypair,
 	verifier: Keypair,
 }
@@ -151,7 +161,9 @@ struct DisputeCase {
 struct DisputeRow {
 	model: &'static str,
 	steps: u32,
+	interval: u32,
 	step_rounds: u32,
+	segment_rounds: u32,
 	op_rounds: u32,
 	descent_rounds: u32,
 	extrinsics: u32,
@@ -164,36 +176,54 @@ struct DisputeRow {
 	settled_on: String,
 }
 
-/// `run`'s trace of `steps` steps: its real states as far as it was trained, then stand-ins
-/// that only this side has (`side` tells them apart).
-fn padded(run: &TraceRun, steps: u32, side: &[u8]) -> Vec<H256> {
-	let mut states = run.states.clone();
-	let mut i = states.len() as u32;
-	while i <= steps {
-		states.push(<sp_core::Blake2Hasher as sp_core::Hasher>::hash(&(side, i).encode()));
-		i += 1;
+/// The state hashes `h_0 ..= h_T` of `spec`'s first `T = spec.steps` steps, trained by the
+/// worker (with `fault`, if given).
+fn prefix(spec: &TrainingSpec, data: &Dataset, fault: Option<Fault>) -> Result<Vec<H256>> {
+	let mut run = Training::new(spec.clone(), data.clone())?.with_fault(fault);
+	let mut states = vec![run.state_hash()];
+	while run.steps_done() < spec.steps {
+		run.step()?;
+		states.push(run.state_hash());
 	}
-	states
+	Ok(states)
+}
+
+/// The trace entries of `points` (the states `h_0, h_C, ..., h_N` it commits to): the real
+/// states as far as `prefix` goes, then stand-ins that only this side has (`side` tells them
+/// apart).
+fn padded(prefix: &[H256], points: TracePoints, side: &[u8]) -> Vec<H256> {
+	(0..points.len())
+		.map(|k| {
+			let real = points.step(k).and_then(|s| prefix.get(s as usize));
+			real.copied().unwrap_or_else(|| {
+				<sp_core::Blake2Hasher as sp_core::Hasher>::hash(&(side, k).encode())
+			})
+		})
+		.collect()
 }
 
 async fn play(node: &Node, api: &Api, task: u64, case: DisputeCase) -> Result<DisputeRow> {
-	let honest = TraceRun::new(&case.spec, &case.data, None).map_err(|e| anyhow!("{e:?}"))?;
-	let liar =
-		TraceRun::new(&case.spec, &case.data, Some(case.fault)).map_err(|e| anyhow!("{e:?}"))?;
-	let (honest, liar) =
-		(padded(&honest, case.steps, b"honest"), padded(&liar, case.steps, b"liar"));
+	let dataset = Dataset {
+		features: case.spec.dataset.features,
+		classes: case.spec.dataset.classes,
+		samples: case.data,
+	};
 	let steps = case.steps;
+	let points = TracePoints::new(steps, case.interval).context("a checkpoint interval")?;
+	let honest = padded(&prefix(&case.spec, &dataset, None)?, points, b"honest");
+	let liar = padded(&prefix(&case.spec, &dataset, Some(case.fault))?, points, b"liar");
+	let last = points.len() - 1;
 	let (solver, verifier) = (&case.solver, &case.verifier);
 	submit_in_block(node, api, solver, "TaskEscrow", "claim", (task,)).await?;
 	let commitment = TraceCommitment {
 		trace_root: trace_root(&liar),
 		steps,
-		final_state: liar[steps as usize],
+		final_state: liar[last as usize],
 		model_hash: H256::zero(),
 	};
-	let proof = trace_proof(&liar, steps).context("proof")?;
+	let proof = trace_proof(&liar, last).context("proof")?;
 	submit_in_block(node, api, solver, "TaskEscrow", "commit", (task, commitment, proof)).await?;
-	let proof = trace_proof(&honest, steps).context("proof")?;
+	let proof = trace_proof(&honest, last).context("proof")?;
 	submit_in_block(node, api, verifier, "Challenge", "open", (task, trace_root(&honest), proof))
 		.await?;
 	let start = Instant::now();
@@ -201,11 +231,7 @@ async fn play(node: &Node, api: &Api, task: u64, case: DisputeCase) -> Result<Di
 	let chain = Chain::connect(&node.ws_url(), Duration::from_secs(30)).await?;
 	let mut spec = case.spec.clone();
 	spec.steps = steps;
-	let dataset = Dataset {
-		features: spec.dataset.features,
-		classes: spec.dataset.classes,
-		samples: case.data,
-	};
+	spec.checkpoint_interval = case.interval;
 	let mut solver_side =
 		Fighter::new(Party::Solver, spec.clone(), dataset.clone(), liar, Some(case.fault));
 	let mut verifier_side = Fighter::new(Party::Challenger, spec, dataset, honest, None);
@@ -246,7 +272,9 @@ async fn play(node: &Node, api: &Api, task: u64, case: DisputeCase) -> Result<Di
 	let mut row = DisputeRow {
 		model: case.model,
 		steps,
+		interval: case.interval,
 		step_rounds: 0,
+		segment_rounds: 0,
 		op_rounds: 0,
 		descent_rounds: 0,
 		extrinsics: 0,
@@ -280,6 +308,7 @@ async fn play(node: &Node, api: &Api, task: u64, case: DisputeCase) -> Result<Di
 			}
 			match name.as_str() {
 				"Narrowed" => row.step_rounds += 1,
+				"SegmentRound" => row.segment_rounds += 1,
 				"OpRound" => row.op_rounds += 1,
 				"DescentMoved" => row.descent_rounds += 1,
 				"OperationSettled" => row.settled_on = "operation re-executed".into(),
@@ -302,7 +331,7 @@ async fn play(node: &Node, api: &Api, task: u64, case: DisputeCase) -> Result<Di
 	Ok(row)
 }
 
-async fn disputes(node: &Node, api: &Api, accounts: &[Keypair]) -> Result<()> {
+async fn disputes(node: &Node, api: &Api, accounts: &[Keypair], interval: u32) -> Result<()> {
 	let small = synthetic_dataset(7, 40, 6, 3);
 	let large = synthetic_dataset(5, 300, 512, 2);
 	let models = [
@@ -327,15 +356,18 @@ async fn disputes(node: &Node, api: &Api, accounts: &[Keypair]) -> Result<()> {
 		for steps in [100u32, 10_000, 1_000_000] {
 			let pair = pairs.next().context("two accounts per dispute")?;
 			let [solver, verifier] = pair else { anyhow::bail!("an odd account out") };
-			// Train only as far as the disputed step and one beyond.
+			// Train only as far as the disputed step and one beyond, and at least to the
+			// first checkpoint after it (the trace's first wrong entry).
 			let mut trained = spec.clone();
-			trained.steps = fault.step + 2;
+			trained.steps =
+				(fault.step + 2).max(interval.saturating_mul(fault.step / interval + 1));
 			cases.push(DisputeCase {
 				model,
 				spec: trained,
 				data: data.clone(),
 				fault,
 				steps,
+				interval,
 				solver: solver.clone(),
 				verifier: verifier.clone(),
 			});
@@ -347,6 +379,7 @@ async fn disputes(node: &Node, api: &Api, accounts: &[Keypair]) -> Result<()> {
 	for case in &cases {
 		let mut posted = case.spec.clone();
 		posted.steps = case.steps;
+		posted.checkpoint_interval = case.interval;
 		submit_in_block(node, api, &alice, "TaskEscrow", "submit", (posted, 10 * UNIT, timeouts))
 			.await?;
 	}
@@ -377,19 +410,25 @@ async fn disputes(node: &Node, api: &Api, accounts: &[Keypair]) -> Result<()> {
 	)
 	.await?;
 
-	println!("\n### Disputes on a dev chain (one wrong operation in step 2; the cheat loses)\n");
 	println!(
-		"| model | steps N | step rounds | op rounds | descent rounds | extrinsics (refused) | \
-		 weight: ref time | proof size | fees | blocks | wall time | settled by |"
+		"\n### Disputes on a dev chain (one wrong operation in step 2; the cheat loses), \
+		 checkpoint interval C = {interval}\n"
 	);
-	println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+	println!(
+		"| model | steps N | C | step rounds | segment rounds | op rounds | descent rounds | \
+		 extrinsics (refused) | weight: ref time | proof size | fees | blocks | wall time | \
+		 settled by |"
+	);
+	println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 	for r in rows {
 		println!(
-			"| {} | {} | {} | {} | {} | {} ({}) | {:.2} ms | {:.1} KiB | {:.4} TNET | {} | {:.0} s \
-			 | {} |",
+			"| {} | {} | {} | {} | {} | {} | {} | {} ({}) | {:.2} ms | {:.1} KiB | {:.4} TNET | \
+			 {} | {:.0} s | {} |",
 			r.model,
 			r.steps,
+			r.interval,
 			r.step_rounds,
+			r.segment_rounds,
 			r.op_rounds,
 			r.descent_rounds,
 			r.extrinsics,
@@ -581,11 +620,18 @@ async fn main() -> Result<()> {
 		let api = Api::from_url(node.ws_url()).await?;
 		anyhow::Ok((dir, node, api))
 	};
+	let interval: u32 = match flag("--checkpoint-interval") {
+		Some(i) => args.get(i + 1).context("--checkpoint-interval C")?.parse()?,
+		None => 1,
+	};
+	ensure!(interval >= 1, "--checkpoint-interval must be at least 1");
 	if flag("--skip-disputes").is_none() {
 		let (_dir, node, api) = fresh().await?;
-		disputes(&node, &api, accounts.get(..12).context("twelve accounts")?).await?;
+		disputes(&node, &api, accounts.get(..12).context("twelve accounts")?, interval).await?;
 	}
-	let (_dir, node, api) = fresh().await?;
-	throughput(&node, &api, &accounts, tasks).await?;
+	if flag("--skip-throughput").is_none() {
+		let (_dir, node, api) = fresh().await?;
+		throughput(&node, &api, &accounts, tasks).await?;
+	}
 	Ok(())
 }
