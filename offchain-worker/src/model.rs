@@ -76,20 +76,13 @@ impl<B: Backend> Mlp<B> {
 	}
 
 	/// [`Self::from_state`] taking the parameters' values instead of copying them: `params`
-	/// is exactly the `2 x layers` parameter tensors.
+	/// holds the `2 x layers` parameter tensors (in state order).
 	pub fn from_owned_state(
 		widths: &[u32],
 		params: Vec<Matrix>,
 		device: &B::Device,
 	) -> Result<Self, ModelError> {
 		let bad = |reason: String| ModelError::Shape { widths: widths.to_vec(), reason };
-		let layers_wanted = widths.len().saturating_sub(1);
-		if params.len() != layers_wanted.saturating_mul(2) {
-			return Err(bad(format!(
-				"{} parameter tensors for {layers_wanted} layers",
-				params.len()
-			)));
-		}
 		let mut params = params.into_iter();
 		let mut layers = Vec::new();
 		for (l, w) in widths.windows(2).enumerate() {

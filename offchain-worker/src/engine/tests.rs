@@ -109,7 +109,8 @@ fn training_steps_match_the_reference_bit_for_bit_with_any_thread_count() {
 				for (j, (o, r)) in outs.iter().zip(&ref_outs).enumerate() {
 					assert_eq!(bits(o), bits(r), "step {step} op {j} with {threads} threads");
 				}
-				// The trainer's step (outputs dropped after their last use) ends in this state.
+				// The trainer's step (the next state moved out of the outputs) ends in this
+				// state.
 				let kept =
 					pool(threads).install(|| super::step(&s, &p, e, &x, &labels, step)).unwrap();
 				assert_eq!(

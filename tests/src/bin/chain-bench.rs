@@ -177,15 +177,11 @@ struct DisputeRow {
 }
 
 /// The state hashes `h_0 ..= h_T` of `spec`'s first `T = spec.steps` steps, trained by the
-/// worker (with `fault`, if given).
+/// worker (with `fault`, if given): the trace of every state.
 fn prefix(spec: &TrainingSpec, data: &Dataset, fault: Option<Fault>) -> Result<Vec<H256>> {
-	let mut run = Training::new(spec.clone(), data.clone())?.with_fault(fault);
-	let mut states = vec![run.state_hash()];
-	while run.steps_done() < spec.steps {
-		run.step()?;
-		states.push(run.state_hash());
-	}
-	Ok(states)
+	let mut every = spec.clone();
+	every.checkpoint_interval = 1;
+	Ok(Training::new(every, data.clone())?.with_fault(fault).trace(|_| {})?)
 }
 
 /// The trace entries of `points` (the states `h_0, h_C, ..., h_N` it commits to): the real
