@@ -26,7 +26,7 @@
 //! `NdArray`'s kernels read their input tensors' memory in place and hand their outputs to
 //! burn without a copy. [`host_kernel`] is the generic way, for any backend: it reads the
 //! tensors into host memory around each kernel. A GPU backend implements
-//! [`RepOpsBackend::repops`] with device kernels (issue 7, CUDA).
+//! [`RepOpsBackend::repops`] with device kernels (`crate::cuda`, feature `cuda`).
 
 use std::{
 	borrow::Cow,
@@ -60,9 +60,9 @@ use crate::engine::{self, MatRef};
 /// Adam's bias corrections); and where a failed kernel leaves its error.
 #[derive(Debug)]
 pub struct StepContext {
-	spec: TrainingSpec,
-	labels: Vec<u32>,
-	step: u32,
+	pub(crate) spec: TrainingSpec,
+	pub(crate) labels: Vec<u32>,
+	pub(crate) step: u32,
 	failure: Mutex<Option<ShapeError>>,
 }
 
@@ -77,7 +77,8 @@ impl StepContext {
 		self.failure.lock().map(|f| *f).unwrap_or(Some(ShapeError::Mismatch))
 	}
 
-	fn fail(&self, e: ShapeError) {
+	/// Records `e` as the step's failure (the first one is kept).
+	pub(crate) fn fail(&self, e: ShapeError) {
 		if let Ok(mut f) = self.failure.lock() {
 			f.get_or_insert(e);
 		}

@@ -4,6 +4,8 @@
 //! its promises across crashes, checks other solvers' work and fights disputes.
 //!
 //! - [`backend`]: RepOps as a burn backend extension (training's arithmetic in burn);
+//! - `cuda` (feature `cuda`): the RepOps kernels on NVIDIA GPUs through burn-cuda, the same
+//!   bits as the CPU's;
 //! - [`engine`]: the fast, multi-threaded CPU implementation of the RepOps step program,
 //!   bit-identical to the reference in `trainet-primitives` for any number of threads;
 //! - [`dataset`]: the shipped digits, a synthetic generator, a content-addressed store;
@@ -25,6 +27,8 @@ pub mod chain;
 pub mod checkpoint;
 pub mod commit;
 pub mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod dataset;
 pub mod dispute;
 pub mod engine;

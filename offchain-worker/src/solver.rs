@@ -38,7 +38,7 @@ use crate::{
 	metrics::{metrics, Speed},
 	model::{Mlp, ModelError},
 	p2p::{decode_trace, Key, P2p},
-	train::{memory_needed, Cheat, TrainError, Training},
+	train::{memory_needed, Cheat, Engine, TrainError, Training},
 };
 
 /// A task as the runtime stores it.
@@ -244,12 +244,14 @@ pub async fn my_task(
 /// Trains task `id` with the journal and checkpoints of `local`: from its last intact
 /// checkpoint when `resume` (a restarted solver), else from `h_0`. Returns the trace: the
 /// hashes of the states the spec's checkpoint interval names (every step's when it is 1),
-/// the only states hashed.
+/// the only states hashed. `engine` runs the steps (the CPU's burn, or a GPU's).
+#[allow(clippy::too_many_arguments)]
 pub fn train_task(
 	local: &Local,
 	id: u64,
 	spec: &TrainingSpec,
 	cheat: Option<Cheat>,
+	engine: Engine,
 	resume: bool,
 	mut progress: impl FnMut(u32, f32),
 ) -> Result<Vec<H256>, SolveError> {
@@ -279,6 +281,7 @@ pub fn train_task(
 			run
 		}
 	}
+	.with_engine(engine)
 	.with_cheat(cheat);
 	let mut speed = Speed::default();
 	let mut saved = run.steps_done();
@@ -305,7 +308,8 @@ pub fn train_task(
 /// Takes task `id` to a commitment: claims it if it is open (or resumes it if this worker
 /// already holds the claim), trains it (calling `progress` after every step), and commits its
 /// trace. A task this worker has already committed comes back with the journal's trace.
-/// Returns once the commitment is in a block.
+/// Returns once the commitment is in a block. `engine` runs the steps.
+#[allow(clippy::too_many_arguments)]
 pub async fn solve(
 	chain: &Chain,
 	signer: &Keypair,
@@ -313,6 +317,7 @@ pub async fn solve(
 	id: u64,
 	task: &ChainTask,
 	cheat: Option<Cheat>,
+	engine: Engine,
 	progress: impl FnMut(u32, f32),
 ) -> Result<Solved, SolveError> {
 	let me = AccountId::from(signer.public_key().0);
@@ -350,7 +355,7 @@ pub async fn solve(
 		}
 		_ => return Err(not_mine("held by another solver")),
 	};
-	let states = train_task(local, id, &task.spec, cheat, resume, progress)?;
+	let states = train_task(local, id, &task.spec, cheat, engine, resume, progress)?;
 	let steps = task.spec.steps;
 	let final_state = *states.last().unwrap_or(&H256::zero());
 	let Model::Mlp { widths, .. } = &task.spec.model;
@@ -627,14 +632,15 @@ mod tests {
 		let dir = tempfile::tempdir().unwrap();
 		let local = Local::open(dir.path(), 7).unwrap();
 		local.datasets.put(&data).unwrap();
-		let whole = train_task(&local, 1, &spec, None, false, |_, _| {}).unwrap();
+		let whole = train_task(&local, 1, &spec, None, Engine::Burn, false, |_, _| {}).unwrap();
 		assert_eq!(whole.len(), 26);
 
 		// A run of task 2 that dies after step 17: checkpoints at 0, 7, 14; 3 states past the
 		// last one are in the journal, then half a record.
 		let mut seen = 0;
 		let short = TrainingSpec { steps: 17, ..spec.clone() };
-		let first = train_task(&local, 2, &short, None, false, |_, _| seen += 1).unwrap();
+		let first =
+			train_task(&local, 2, &short, None, Engine::Burn, false, |_, _| seen += 1).unwrap();
 		assert_eq!((seen, &first[..]), (17, &whole[..18]));
 		let journal = local.journals.join("task-2.trace");
 		let mut f = std::fs::OpenOptions::new().append(true).open(&journal).unwrap();
@@ -645,7 +651,7 @@ mod tests {
 		std::fs::remove_file(local.checkpoints.path(&whole[17])).unwrap();
 
 		let mut resumed_from = None;
-		let rest = train_task(&local, 2, &spec, None, true, |t, _| {
+		let rest = train_task(&local, 2, &spec, None, Engine::Burn, true, |t, _| {
 			resumed_from.get_or_insert(t);
 		})
 		.unwrap();
@@ -653,7 +659,7 @@ mod tests {
 		assert_eq!(rest, whole);
 
 		// Not resuming starts over, whatever the journal held.
-		let again = train_task(&local, 2, &spec, None, false, |_, _| {}).unwrap();
+		let again = train_task(&local, 2, &spec, None, Engine::Burn, false, |_, _| {}).unwrap();
 		assert_eq!(again, whole);
 	}
 
@@ -666,7 +672,7 @@ mod tests {
 		let dir = tempfile::tempdir().unwrap();
 		let local = Local::open(dir.path(), 7).unwrap();
 		local.datasets.put(&data).unwrap();
-		let whole = train_task(&local, 1, &spec, None, false, |_, _| {}).unwrap();
+		let whole = train_task(&local, 1, &spec, None, Engine::Burn, false, |_, _| {}).unwrap();
 		// h_0, h_3, ..., h_24, h_25: the states of a run of every step at those points.
 		let every = TrainingSpec { checkpoint_interval: 1, ..spec.clone() };
 		let per_step = Training::new(every, data.clone()).unwrap().trace(|_| {}).unwrap();
@@ -677,7 +683,7 @@ mod tests {
 		// A run dying after step 17: checkpoints at steps 9 (the first entry 7 steps on) and
 		// 17 (its end); forget the last, tear the journal.
 		let short = TrainingSpec { steps: 17, ..spec.clone() };
-		let first = train_task(&local, 2, &short, None, false, |_, _| {}).unwrap();
+		let first = train_task(&local, 2, &short, None, Engine::Burn, false, |_, _| {}).unwrap();
 		assert_eq!(&first[..6], &whole[..6]);
 		std::fs::remove_file(local.checkpoints.path(first.last().unwrap())).unwrap();
 		let journal = local.journals.join("task-2.trace");
@@ -685,7 +691,7 @@ mod tests {
 		std::io::Write::write_all(&mut f, &[1u8; 20]).unwrap();
 		drop(f);
 		let mut resumed_from = None;
-		let rest = train_task(&local, 2, &spec, None, true, |t, _| {
+		let rest = train_task(&local, 2, &spec, None, Engine::Burn, true, |t, _| {
 			resumed_from.get_or_insert(t);
 		})
 		.unwrap();

@@ -44,6 +44,10 @@ pub enum Engine {
 	Burn,
 	/// The step program, operation by operation ([`engine::run_step`]).
 	Program,
+	/// The burn model on the first NVIDIA GPU (`Autodiff<crate::cuda::Cuda>`), RepOps CUDA
+	/// kernels inside: the same bits as [`Engine::Burn`].
+	#[cfg(feature = "cuda")]
+	Cuda,
 }
 
 /// Why training cannot go on.
@@ -256,12 +260,23 @@ impl Training {
 		}
 		let (batch, labels) = self.batch(t)?;
 		let fault = self.fault.filter(|f| f.step == t).map(|f| f.op);
-		if fault.is_none() && self.engine == Engine::Burn {
+		if fault.is_none() && self.engine != Engine::Program {
 			// The state moves into the step (no copy of it into burn's tensors). A step of
 			// a state that fits the spec and a checked dataset does not fail; if one did, a
 			// bug, the run has no state left and its later steps fail too.
 			let state = std::mem::take(&mut self.state);
-			let (loss, next) = burn_step(&self.spec, state, batch, labels, t)?;
+			let (loss, next) = match self.engine {
+				#[cfg(feature = "cuda")]
+				Engine::Cuda => burn_step_on::<crate::cuda::Cuda>(
+					&Default::default(),
+					&self.spec,
+					state,
+					batch,
+					labels,
+					t,
+				)?,
+				_ => burn_step(&self.spec, state, batch, labels, t)?,
+			};
 			self.state = next;
 			self.step = t.saturating_add(1);
 			return Ok(StepReport { step: t, loss });
@@ -315,6 +330,20 @@ pub fn burn_step(
 	labels: Vec<u32>,
 	step: u32,
 ) -> Result<(f32, Vec<Matrix>), TrainError> {
+	burn_step_on::<Inner>(&Default::default(), spec, state, batch, labels, step)
+}
+
+/// [`burn_step`] on any RepOps backend `B` (its autodiff, `Autodiff<B>`, runs the model) and
+/// device: the CPU's `NdArray`, or `crate::cuda::Cuda` on a GPU. The state comes from and goes
+/// back to host memory (where it is hashed and checkpointed).
+pub fn burn_step_on<B: RepOpsBackend>(
+	device: &B::Device,
+	spec: &TrainingSpec,
+	state: Vec<Matrix>,
+	batch: Matrix,
+	labels: Vec<u32>,
+	step: u32,
+) -> Result<(f32, Vec<Matrix>), TrainError> {
 	let Model::Mlp { widths, .. } = &spec.model;
 	let params = widths.len().saturating_sub(1).saturating_mul(2);
 	let bad = |reason: String| TrainError::BadResume { step, reason };
@@ -324,17 +353,16 @@ pub fn burn_step(
 	// The parameters and the optimizer's moments, moved (megabytes each on large models).
 	let mut param_state = state;
 	let moments = param_state.split_off(params);
-	let device = Default::default();
-	let model = Mlp::<TrainBackend>::from_owned_state(widths, param_state, &device)
+	let model = Mlp::<Autodiff<B>>::from_owned_state(widths, param_state, device)
 		.map_err(|e| bad(e.to_string()))?;
 	let ctx = StepContext::new(spec.clone(), labels, step);
-	let x = Tensor::<TrainBackend, 2>::from_primitive(TensorPrimitive::Float(from_matrix::<
-		TrainBackend,
-	>(batch, &device)));
+	let x = Tensor::<Autodiff<B>, 2>::from_primitive(TensorPrimitive::Float(from_matrix::<
+		Autodiff<B>,
+	>(batch, device)));
 	let logits = model.forward_repops(x, &ctx).into_primitive().tensor();
-	let loss = TrainBackend::repops_xent_mean(logits, &ctx);
+	let loss = Autodiff::<B>::repops_xent_mean(logits, &ctx);
 	let grads = loss.clone().backward();
-	let loss = TrainBackend::repops_read(loss)?.data.first().copied().unwrap_or(f32::NAN);
+	let loss = Autodiff::<B>::repops_read(loss)?.data.first().copied().unwrap_or(f32::NAN);
 
 	// Each parameter and its gradient, in state order, on the inner backend.
 	let mut pairs = Vec::with_capacity(params);
@@ -353,8 +381,8 @@ pub fn burn_step(
 		}
 	}
 	let mut moments: Vec<_> =
-		moments.into_iter().map(|m| Some(from_matrix::<Inner>(m, &device))).collect();
-	let run = |kind: OpKind, inputs| Inner::repops(Kernel::new(kind, &ctx), inputs);
+		moments.into_iter().map(|m| Some(from_matrix::<B>(m, device))).collect();
+	let run = |kind: OpKind, inputs| B::repops(Kernel::new(kind, &ctx), inputs);
 	let (mut next, mut first, mut second) = (Vec::new(), Vec::new(), Vec::new());
 	for (i, (g, p)) in pairs.into_iter().enumerate() {
 		let g = g.ok_or_else(|| bad(format!("burn gave no gradient for parameter {i}")))?;
@@ -386,7 +414,7 @@ pub fn burn_step(
 		.into_iter()
 		.chain(first)
 		.chain(second)
-		.map(Inner::repops_take)
+		.map(B::repops_take)
 		.collect::<Result<Vec<_>, _>>()?;
 	Ok((loss, next))
 }

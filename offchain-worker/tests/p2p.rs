@@ -87,8 +87,16 @@ fn workers_fetch_content_by_hash_and_reject_a_corrupting_peer() {
 	.unwrap()
 	.to_spec(&data)
 	.unwrap();
-	let states =
-		trainet_worker::solver::train_task(&local, 0, &spec, None, false, |_, _| {}).unwrap();
+	let states = trainet_worker::solver::train_task(
+		&local,
+		0,
+		&spec,
+		None,
+		trainet_worker::train::Engine::Burn,
+		false,
+		|_, _| {},
+	)
+	.unwrap();
 
 	let metrics = {
 		let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -352,6 +352,14 @@ impl Pointwise {
 		Ok(f)
 	}
 
+	/// The constants the update uses, `[lr, mu, b1, b2, eps, c1, c2]` (`c1`, `c2`: Adam's bias
+	/// corrections of the step; zeros for what the optimizer lacks): for a device kernel that
+	/// applies the same update.
+	pub fn constants(&self) -> [f32; 7] {
+		let (c1, c2) = self.corrections;
+		[self.lr, self.mu, self.b1, self.b2, self.eps, c1, c2]
+	}
+
 	/// The updated value from the operation's inputs at one position, in input order.
 	pub fn apply(&self, args: &[f32; 3]) -> f32 {
 		let [a, b, c] = *args;

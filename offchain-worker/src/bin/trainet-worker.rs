@@ -167,6 +167,10 @@ enum Command {
 		/// program operation by operation (the same bits either way).
 		#[arg(long, value_enum, default_value_t = EngineArg::Burn)]
 		engine: EngineArg,
+		/// Where burn runs the model: the CPU, or the first NVIDIA GPU (a worker built with
+		/// the `cuda` feature; the same bits either way).
+		#[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+		device: DeviceArg,
 	},
 	/// Posts a task from a TOML spec file, holding `--reward` TNET from the account.
 	Submit {
@@ -234,6 +238,10 @@ enum Command {
 		/// machine's memory].
 		#[arg(long)]
 		max_memory_mib: Option<u64>,
+		/// Where to train: the CPU, or the first NVIDIA GPU (a worker built with the `cuda`
+		/// feature; the same hashes either way).
+		#[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+		device: DeviceArg,
 	},
 	/// Verifies committed tasks: recomputes each, and challenges (then fights the dispute)
 	/// when its final state is wrong.
@@ -404,7 +412,8 @@ fn run(cli: Cli) -> Result<()> {
 			}
 			Ok(())
 		}
-		Command::Train { spec, threads, trace, evaluate, save, engine } => {
+		Command::Train { spec, threads, trace, evaluate, save, engine, device } => {
+			let engine = device.engine(engine)?;
 			if let Some(n) = threads {
 				rayon::ThreadPoolBuilder::new()
 					.num_threads(n.max(1))
@@ -419,7 +428,7 @@ fn run(cli: Cli) -> Result<()> {
 				file.to_spec(&data).with_context(|| format!("in {}", spec.display()))?;
 			let evaluate = evaluate.map(|r| parse_root(&r).and_then(|r| Ok(store.get(&r)?)));
 			let evaluate = evaluate.transpose()?;
-			train(spec_value, data, trace, evaluate, save, engine.into())
+			train(spec_value, data, trace, evaluate, save, engine)
 		}
 	}
 }
@@ -437,6 +446,39 @@ enum EngineArg {
 	Burn,
 	/// The RepOps step program, operation by operation.
 	Program,
+}
+
+/// `--device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DeviceArg {
+	/// The CPU (burn's NdArray backend, or the step program).
+	Cpu,
+	/// The first NVIDIA GPU (burn-cuda with RepOps CUDA kernels).
+	Cuda,
+}
+
+impl DeviceArg {
+	/// The engine that runs `engine`'s steps on this device.
+	fn engine(self, engine: EngineArg) -> Result<Engine> {
+		match (self, engine) {
+			(DeviceArg::Cpu, engine) => Ok(engine.into()),
+			(DeviceArg::Cuda, EngineArg::Program) => {
+				bail!("--device cuda runs the burn model; the step program runs on the CPU only")
+			}
+			#[cfg(feature = "cuda")]
+			(DeviceArg::Cuda, EngineArg::Burn) => {
+				if !trainet_worker::cuda::check::driver_present() {
+					bail!("--device cuda: no CUDA driver (libcuda.so.1) on this machine");
+				}
+				Ok(Engine::Cuda)
+			}
+			#[cfg(not(feature = "cuda"))]
+			(DeviceArg::Cuda, EngineArg::Burn) => bail!(
+				"--device cuda: this trainet-worker was built without the `cuda` feature \
+				 (cargo build --release -p trainet-worker --features cuda)"
+			),
+		}
+	}
 }
 
 impl From<EngineArg> for Engine {
@@ -614,7 +656,8 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				}
 			}
 		}
-		Command::Solve { once, register, fault, skip_from, .. } => {
+		Command::Solve { once, register, fault, skip_from, device, .. } => {
+			let engine = device.engine(EngineArg::Burn)?;
 			let cheat = match (fault, skip_from) {
 				(Some(f), _) => Some(Cheat::Alter(f)),
 				(None, Some(t)) => Some(Cheat::SkipFrom(t)),
@@ -657,7 +700,7 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 					}
 				};
 				let solved = match solver::solve(
-					&chain, &signer, &local, id, &task, cheat, progress,
+					&chain, &signer, &local, id, &task, cheat, engine, progress,
 				)
 				.await
 				{
@@ -768,6 +811,8 @@ fn train(
 		match engine {
 			Engine::Burn => "burn (Mlp on Autodiff<NdArray>, RepOps kernels)",
 			Engine::Program => "RepOps step program",
+			#[cfg(feature = "cuda")]
+			Engine::Cuda => "burn (Mlp on Autodiff<Cuda>, RepOps CUDA kernels) on the GPU",
 		}
 	);
 	let mut out = match &trace {

@@ -77,17 +77,26 @@ pub fn div(a: f32, b: f32) -> f32 {
 
 /// `1.5 * 2^23`: adding and subtracting it rounds an `f32` of magnitude below `2^22` to the
 /// nearest integer, ties to even, with basic operations only.
-const ROUND_MAGIC: f32 = 12_582_912.0;
+pub const ROUND_MAGIC: f32 = 12_582_912.0;
 /// `log2(e)` rounded to `f32`.
-const LOG2_E: f32 = f32::from_bits(0x3fb8_aa3b);
+pub const LOG2_E: f32 = f32::from_bits(0x3fb8_aa3b);
 /// `ln(2)` split in a high part with 12 trailing zero bits (so `k * LN2_HI` is exact for
 /// `|k| < 2^12`) and the rounded rest.
-const LN2_HI: f32 = f32::from_bits(0x3f31_7000);
-const LN2_LO: f32 = f32::from_bits(0x3805_fdf4);
+pub const LN2_HI: f32 = f32::from_bits(0x3f31_7000);
+pub const LN2_LO: f32 = f32::from_bits(0x3805_fdf4);
 /// `e^x` overflows above this (the largest `x` with a finite `f32` result is ~88.7228).
-const EXP_MAX: f32 = 88.722_84;
+pub const EXP_MAX: f32 = 88.722_84;
 /// `e^x` is below half the smallest subnormal under this.
-const EXP_MIN: f32 = -103.972_08;
+pub const EXP_MIN: f32 = -103.972_08;
+
+/// The coefficients of [`exp`]'s polynomial, `1/i!` for `i = 0..=7` rounded to `f32`, lowest
+/// degree first.
+pub const EXP_COEFFS: [f32; 8] =
+	[1.0, 1.0, 0.5, 0.166_666_67, 0.041_666_668, 0.008_333_334, 0.001_388_888_9, 0.000_198_412_7];
+/// The coefficients of [`ln`]'s series in `s^2` after `2s`: `2/(2i+3)` for `i = 0..=6`, rounded
+/// to `f32`, lowest degree first.
+pub const LN_COEFFS: [f32; 7] =
+	[0.666_666_7, 0.4, 0.285_714_3, 0.222_222_22, 0.181_818_18, 0.153_846_15, 0.133_333_33];
 
 /// `2^k` as an `f32`, for `-126 <= k <= 127`.
 fn pow2(k: i32) -> f32 {
@@ -112,18 +121,9 @@ pub fn exp(x: f32) -> f32 {
 	let kf = sub(add(mul(x, LOG2_E), ROUND_MAGIC), ROUND_MAGIC);
 	let r = sub(sub(x, mul(kf, LN2_HI)), mul(kf, LN2_LO));
 	// e^r = 1 + r + r^2/2! + ... + r^7/7!, |r| <= ln(2)/2 (a little more after rounding).
-	const C: [f32; 8] = [
-		1.0,
-		1.0,
-		0.5,
-		0.166_666_67,
-		0.041_666_668,
-		0.008_333_334,
-		0.001_388_888_9,
-		0.000_198_412_7,
-	];
-	let mut p = C[7];
-	for c in C[..7].iter().rev() {
+	let [c @ .., c7] = EXP_COEFFS;
+	let mut p = c7;
+	for c in c.iter().rev() {
 		p = add(mul(p, r), *c);
 	}
 	// k is an integer in [-150, 128]; scale in two steps so neither factor leaves the normal
@@ -165,10 +165,9 @@ pub fn ln(x: f32) -> f32 {
 	let s = div(f, add(2.0, f));
 	let z = mul(s, s);
 	// 2*atanh(s) = 2s + 2s^3/3 + 2s^5/5 + ... ; |s| < 0.1716, so eight terms reach f32 precision.
-	const C: [f32; 7] =
-		[0.666_666_7, 0.4, 0.285_714_3, 0.222_222_22, 0.181_818_18, 0.153_846_15, 0.133_333_33];
-	let mut p = C[6];
-	for c in C[..6].iter().rev() {
+	let [c @ .., c6] = LN_COEFFS;
+	let mut p = c6;
+	for c in c.iter().rev() {
 		p = add(mul(p, z), *c);
 	}
 	let ln_m = add(add(s, s), mul(mul(s, z), p));

@@ -1,0 +1,309 @@
+// RepOps kernels for NVIDIA GPUs: each output element is the reference's (primitives/src/repops)
+// sequence of IEEE-754 binary32 operations, bit for bit.
+//
+// Every rounding is explicit: `__fadd_rn`, `__fsub_rn`, `__fmul_rn`, `__fdiv_rn`, `__fsqrt_rn`
+// and `__fmaf_rn` are never contracted or reassociated by the compiler, whatever its `--fmad`
+// setting (CubeCL compiles with NVRTC's default, which lets a plain `a * b + c` become one fused
+// multiply-add and round once where the reference rounds twice). Subnormals are kept (NVRTC's
+// default `-ftz=false`). A NaN is made the canonical `0x7fc00000` by inline PTX (`testp`/`selp`),
+// which the compiler cannot fold away as it may an `isnan` test (and the GPU's own NaN is
+// `0x7fffffff`). No split-k, no tensor cores, no atomics: each output is computed by one thread
+// in the reference's order.
+//
+// The constants (`EXP_*`, `LN_*`, ...) are defined ahead of this file from the reference's own
+// (src/cuda/mod.rs), so they cannot drift from it. Scalars arrive in a `u32` buffer `p`.
+
+typedef unsigned int u32;
+
+__device__ __forceinline__ float canon(float x) {
+    float r;
+    asm("{\n\t.reg .pred nan;\n\ttestp.notanumber.f32 nan, %1;\n\tselp.f32 %0, 0f7FC00000, %1, nan;\n\t}"
+        : "=f"(r)
+        : "f"(x));
+    return r;
+}
+__device__ __forceinline__ bool is_nan(float x) {
+    return (__float_as_uint(x) & 0x7fffffffu) > 0x7f800000u;
+}
+__device__ __forceinline__ float r_add(float a, float b) { return canon(__fadd_rn(a, b)); }
+__device__ __forceinline__ float r_sub(float a, float b) { return canon(__fsub_rn(a, b)); }
+__device__ __forceinline__ float r_mul(float a, float b) { return canon(__fmul_rn(a, b)); }
+__device__ __forceinline__ float r_div(float a, float b) { return canon(__fdiv_rn(a, b)); }
+__device__ __forceinline__ float r_sqrt(float x) { return canon(__fsqrt_rn(x)); }
+__device__ __forceinline__ float param(const u32* p, int i) { return __uint_as_float(p[i]); }
+
+// 2^k for -126 <= k <= 127 (k clamped like the reference's `pow2`).
+__device__ __forceinline__ float pow2(int k) {
+    int b = k + 127;
+    b = b < 1 ? 1 : (b > 254 ? 254 : b);
+    return __uint_as_float(((u32)b) << 23);
+}
+
+// The reference's `exp`.
+__device__ float r_exp(float x) {
+    if (is_nan(x)) return CANONICAL_NAN;
+    if (x > EXP_MAX) return __uint_as_float(0x7f800000u);
+    if (x < EXP_MIN) return 0.0f;
+    float kf = r_sub(r_add(r_mul(x, LOG2_E), ROUND_MAGIC), ROUND_MAGIC);
+    float r = r_sub(r_sub(x, r_mul(kf, LN2_HI)), r_mul(kf, LN2_LO));
+    float p = EXP_C7;
+    p = r_add(r_mul(p, r), EXP_C6);
+    p = r_add(r_mul(p, r), EXP_C5);
+    p = r_add(r_mul(p, r), EXP_C4);
+    p = r_add(r_mul(p, r), EXP_C3);
+    p = r_add(r_mul(p, r), EXP_C2);
+    p = r_add(r_mul(p, r), EXP_C1);
+    p = r_add(r_mul(p, r), EXP_C0);
+    int k = (int)kf;
+    int k1 = k / 2;
+    int k2 = k - k1;
+    return r_mul(r_mul(p, pow2(k1)), pow2(k2));
+}
+
+// The reference's `ln`.
+__device__ float r_ln(float x) {
+    if (is_nan(x) || x < 0.0f) return CANONICAL_NAN;
+    if (x == 0.0f) return __uint_as_float(0xff800000u);
+    if (x == __uint_as_float(0x7f800000u)) return x;
+    u32 bits = __float_as_uint(x);
+    int e = 0;
+    if (bits < 0x00800000u) {
+        bits = __float_as_uint(r_mul(x, pow2(25)));
+        e = -25;
+    }
+    e = e + ((int)(bits >> 23) - 127);
+    float m = __uint_as_float((bits & 0x007fffffu) | 0x3f800000u);
+    if (m > SQRT_2) {
+        m = r_mul(m, 0.5f);
+        e = e + 1;
+    }
+    float f = r_sub(m, 1.0f);
+    float s = r_div(f, r_add(2.0f, f));
+    float z = r_mul(s, s);
+    float p = LN_C6;
+    p = r_add(r_mul(p, z), LN_C5);
+    p = r_add(r_mul(p, z), LN_C4);
+    p = r_add(r_mul(p, z), LN_C3);
+    p = r_add(r_mul(p, z), LN_C2);
+    p = r_add(r_mul(p, z), LN_C1);
+    p = r_add(r_mul(p, z), LN_C0);
+    float ln_m = r_add(r_add(s, s), r_mul(r_mul(s, z), p));
+    float ef = (float)e;
+    return r_add(r_mul(ef, LN2_HI), r_add(ln_m, r_mul(ef, LN2_LO)));
+}
+
+// ---- Matrix products -------------------------------------------------------------------------
+//
+// C (M x N) = op(A) . op(B); each C[i][j] = fma over k ascending from +0.0, in one thread's
+// registers. A block computes a 64 x 64 tile of C with 256 threads (4 x 4 each), staging 16-deep
+// slices of A and B in shared memory. Only the k < K of the last slice enter the chain (an extra
+// fma(0, 0, acc) would turn an accumulated -0.0 into +0.0).
+
+#define BM 64
+#define BN 64
+#define BK 16
+
+// LAYOUT 0: A is M x K, B is K x N (A . B)
+// LAYOUT 1: A is K x M, B is K x N (A^T . B)
+// LAYOUT 2: A is M x K, B is N x K (A . B^T)
+template <int LAYOUT>
+__device__ void gemm(const float* __restrict__ A, const float* __restrict__ B,
+                     float* __restrict__ C, const u32* __restrict__ p) {
+    const u32 M = p[0], N = p[1], K = p[2];
+    __shared__ float As[BK][BM + 1];
+    __shared__ float Bs[BK][BN + 1];
+    const u32 tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const u32 m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    float acc[4][4];
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) acc[r][c] = 0.0f;
+
+    for (u32 k0 = 0; k0 < K; k0 += BK) {
+        for (u32 idx = threadIdx.x; idx < BM * BK; idx += 256) {
+            u32 i, kk;
+            if (LAYOUT == 1) { kk = idx / BM; i = idx % BM; }
+            else { i = idx / BK; kk = idx % BK; }
+            u32 gi = m0 + i, gk = k0 + kk;
+            float v = 0.0f;
+            if (gi < M && gk < K) v = LAYOUT == 1 ? A[(size_t)gk * M + gi] : A[(size_t)gi * K + gk];
+            As[kk][i] = v;
+        }
+        for (u32 idx = threadIdx.x; idx < BN * BK; idx += 256) {
+            u32 j, kk;
+            if (LAYOUT == 2) { j = idx / BK; kk = idx % BK; }
+            else { kk = idx / BN; j = idx % BN; }
+            u32 gj = n0 + j, gk = k0 + kk;
+            float v = 0.0f;
+            if (gj < N && gk < K) v = LAYOUT == 2 ? B[(size_t)gj * K + gk] : B[(size_t)gk * N + gj];
+            Bs[kk][j] = v;
+        }
+        __syncthreads();
+        const u32 depth = (K - k0) < BK ? (K - k0) : BK;
+        if (depth == BK) {
+#pragma unroll
+            for (u32 kk = 0; kk < BK; kk++) {
+                float a[4], b[4];
+#pragma unroll
+                for (int r = 0; r < 4; r++) a[r] = As[kk][ty + 16 * r];
+#pragma unroll
+                for (int c = 0; c < 4; c++) b[c] = Bs[kk][tx + 16 * c];
+#pragma unroll
+                for (int r = 0; r < 4; r++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) acc[r][c] = __fmaf_rn(a[r], b[c], acc[r][c]);
+            }
+        } else {
+            for (u32 kk = 0; kk < depth; kk++) {
+                float a[4], b[4];
+#pragma unroll
+                for (int r = 0; r < 4; r++) a[r] = As[kk][ty + 16 * r];
+#pragma unroll
+                for (int c = 0; c < 4; c++) b[c] = Bs[kk][tx + 16 * c];
+#pragma unroll
+                for (int r = 0; r < 4; r++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) acc[r][c] = __fmaf_rn(a[r], b[c], acc[r][c]);
+            }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+        u32 i = m0 + ty + 16 * r;
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            u32 j = n0 + tx + 16 * c;
+            if (i < M && j < N) C[(size_t)i * N + j] = canon(acc[r][c]);
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+repops_matmul(const float* a, const float* b, float* out, const u32* p) { gemm<0>(a, b, out, p); }
+extern "C" __global__ void __launch_bounds__(256)
+repops_matmul_tn(const float* a, const float* b, float* out, const u32* p) { gemm<1>(a, b, out, p); }
+extern "C" __global__ void __launch_bounds__(256)
+repops_matmul_nt(const float* a, const float* b, float* out, const u32* p) { gemm<2>(a, b, out, p); }
+
+// ---- Elementwise (one thread per value; p[0] is the number of values) ------------------------
+
+#define ELEMENTWISE_INDEX                                    \
+    const u32 n = blockIdx.x * blockDim.x + threadIdx.x;   \
+    if (n >= p[0]) return;
+
+// X + b, b (1 x cols) added to every row; p[1] = cols.
+extern "C" __global__ void repops_bias_add(const float* x, const float* b, float* out, const u32* p) {
+    ELEMENTWISE_INDEX
+    out[n] = r_add(x[n], b[n % p[1]]);
+}
+
+extern "C" __global__ void repops_relu(const float* x, float* out, const u32* p) {
+    ELEMENTWISE_INDEX
+    float v = x[n];
+    out[n] = is_nan(v) ? CANONICAL_NAN : (v > 0.0f ? v : 0.0f);
+}
+
+extern "C" __global__ void repops_relu_backward(const float* x, const float* dy, float* out,
+                                                const u32* p) {
+    ELEMENTWISE_INDEX
+    out[n] = x[n] > 0.0f ? canon(dy[n]) : 0.0f;
+}
+
+// The optimizers' updates; p[1..8] = lr, mu, b1, b2, eps, c1, c2 (as bits).
+extern "C" __global__ void repops_momentum(const float* v, const float* g, float* out, const u32* p) {
+    ELEMENTWISE_INDEX
+    out[n] = r_add(r_mul(param(p, 2), v[n]), g[n]);
+}
+
+extern "C" __global__ void repops_sgd_step(const float* w, const float* v, float* out, const u32* p) {
+    ELEMENTWISE_INDEX
+    out[n] = r_sub(w[n], r_mul(param(p, 1), v[n]));
+}
+
+extern "C" __global__ void repops_adam_m(const float* m, const float* g, float* out, const u32* p) {
+    ELEMENTWISE_INDEX
+    const float b1 = param(p, 3);
+    out[n] = r_add(r_mul(b1, m[n]), r_mul(r_sub(1.0f, b1), g[n]));
+}
+
+extern "C" __global__ void repops_adam_v(const float* v, const float* g, float* out, const u32* p) {
+    ELEMENTWISE_INDEX
+    const float b2 = param(p, 4);
+    const float gn = g[n];
+    out[n] = r_add(r_mul(b2, v[n]), r_mul(r_sub(1.0f, b2), r_mul(gn, gn)));
+}
+
+extern "C" __global__ void repops_adam_step(const float* w, const float* m, const float* v,
+                                            float* out, const u32* p) {
+    ELEMENTWISE_INDEX
+    const float lr = param(p, 1), eps = param(p, 5), c1 = param(p, 6), c2 = param(p, 7);
+    const float step = r_div(r_mul(lr, r_div(m[n], c1)), r_add(r_sqrt(r_div(v[n], c2)), eps));
+    out[n] = r_sub(w[n], step);
+}
+
+// ---- Reductions (one thread per sum, in the reference's order) -------------------------------
+
+// Column sums of a rows x cols matrix, top to bottom; p[0] = rows, p[1] = cols.
+extern "C" __global__ void repops_col_sum(const float* x, float* out, const u32* p) {
+    const u32 j = blockIdx.x * blockDim.x + threadIdx.x;
+    const u32 rows = p[0], cols = p[1];
+    if (j >= cols) return;
+    float acc = 0.0f;
+    for (u32 i = 0; i < rows; i++) acc = r_add(acc, x[(size_t)i * cols + j]);
+    out[j] = acc;
+}
+
+// The mean of p[0] values, left to right, by one thread.
+extern "C" __global__ void repops_mean(const float* x, float* out, const u32* p) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    const u32 len = p[0];
+    float acc = 0.0f;
+    for (u32 i = 0; i < len; i++) acc = r_add(acc, x[i]);
+    out[0] = r_div(acc, (float)len);
+}
+
+// The reference's running row maximum: from the first value (canonical), NaN if any is NaN.
+__device__ float row_max(const float* row, u32 cols) {
+    float m = cols > 0 ? canon(row[0]) : 0.0f;
+    for (u32 j = 1; j < cols; j++) {
+        float v = row[j];
+        if (is_nan(m) || is_nan(v)) m = CANONICAL_NAN;
+        else if (v > m) m = v;
+    }
+    return m;
+}
+
+// Per-row softmax cross-entropy of rows x cols logits; one thread per row; p[0] = rows,
+// p[1] = cols; labels were checked (< cols) before the launch.
+extern "C" __global__ void repops_softmax_xent(const float* logits, const u32* labels, float* out,
+                                               const u32* p) {
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    const u32 rows = p[0], cols = p[1];
+    if (i >= rows) return;
+    const float* row = logits + (size_t)i * cols;
+    const float m = row_max(row, cols);
+    float total = 0.0f;
+    for (u32 j = 0; j < cols; j++) total = r_add(total, r_exp(r_sub(row[j], m)));
+    out[i] = r_sub(r_ln(total), r_sub(row[labels[i]], m));
+}
+
+// Its batch-mean gradient: (e^(z_j - max) / sum - [j == y]) / rows.
+extern "C" __global__ void repops_softmax_xent_backward(const float* logits, const u32* labels,
+                                                        float* out, const u32* p) {
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    const u32 rows = p[0], cols = p[1];
+    if (i >= rows) return;
+    const float* row = logits + (size_t)i * cols;
+    const float m = row_max(row, cols);
+    float total = 0.0f;
+    for (u32 j = 0; j < cols; j++) total = r_add(total, r_exp(r_sub(row[j], m)));
+    const float b = (float)rows;
+    const u32 y = labels[i];
+    for (u32 j = 0; j < cols; j++) {
+        const float prob = r_div(r_exp(r_sub(row[j], m)), total);
+        const float g = j == y ? r_sub(prob, 1.0f) : prob;
+        out[(size_t)i * cols + j] = r_div(g, b);
+    }
+}
