@@ -121,6 +121,12 @@ pub trait RepOpsBackend: Backend {
 		Self::repops_read(tensor)
 	}
 
+	/// [`RepOpsBackend::repops_take`] of several tensors, in order. A GPU backend reads them
+	/// in one transaction, waiting for the device once rather than once per tensor.
+	fn repops_take_all(tensors: Vec<FloatTensor<Self>>) -> Result<Vec<Matrix>, ShapeError> {
+		tensors.into_iter().map(Self::repops_take).collect()
+	}
+
 	/// `A · W`, differentiable with respect to both.
 	fn repops_matmul(
 		a: FloatTensor<Self>,
@@ -417,6 +423,10 @@ impl<B: RepOpsBackend, C: CheckpointStrategy> RepOpsBackend for Autodiff<B, C> {
 
 	fn repops_take(tensor: FloatTensor<Self>) -> Result<Matrix, ShapeError> {
 		B::repops_take(tensor.primitive)
+	}
+
+	fn repops_take_all(tensors: Vec<FloatTensor<Self>>) -> Result<Vec<Matrix>, ShapeError> {
+		B::repops_take_all(tensors.into_iter().map(|t| t.primitive).collect())
 	}
 
 	fn repops_matmul(

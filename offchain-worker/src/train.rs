@@ -362,7 +362,6 @@ pub fn burn_step_on<B: RepOpsBackend>(
 	let logits = model.forward_repops(x, &ctx).into_primitive().tensor();
 	let loss = Autodiff::<B>::repops_xent_mean(logits, &ctx);
 	let grads = loss.clone().backward();
-	let loss = Autodiff::<B>::repops_read(loss)?.data.first().copied().unwrap_or(f32::NAN);
 
 	// Each parameter and its gradient, in state order, on the inner backend.
 	let mut pairs = Vec::with_capacity(params);
@@ -410,12 +409,11 @@ pub fn burn_step_on<B: RepOpsBackend>(
 	if let Some(e) = ctx.failure() {
 		return Err(e.into());
 	}
-	let next = next
-		.into_iter()
-		.chain(first)
-		.chain(second)
-		.map(B::repops_take)
-		.collect::<Result<Vec<_>, _>>()?;
+	// The next state and the loss, read together (one wait for a GPU).
+	let mut next: Vec<_> = next.into_iter().chain(first).chain(second).collect();
+	next.push(loss.primitive);
+	let mut next = B::repops_take_all(next)?;
+	let loss = next.pop().and_then(|m| m.data.first().copied()).unwrap_or(f32::NAN);
 	Ok((loss, next))
 }
 

@@ -332,6 +332,80 @@ pub fn run_spec(
 	(spec, data)
 }
 
+/// Where the time of one GPU training step goes, in seconds (the mean of `reps` steps after a
+/// warm-up): the whole step as the worker runs it (`burn_step_on::<Cuda>`: the state to the
+/// GPU, the kernels, the state back), and, timed apart, moving the state to the GPU and reading
+/// it back, and hashing it on the CPU (which the worker does after the step, as on the CPU).
+#[derive(Debug)]
+pub struct StepBreakdown {
+	/// The whole step.
+	pub step: f64,
+	/// The state (parameters and optimizer moments) to the GPU.
+	pub upload: f64,
+	/// The state back to host memory, in one transaction.
+	pub read: f64,
+	/// The state hash on the CPU.
+	pub hash: f64,
+}
+
+/// Measures [`StepBreakdown`] for `spec` (one batch of `data`).
+pub fn step_breakdown(
+	device: &CudaDevice,
+	spec: &TrainingSpec,
+	data: &Dataset,
+	reps: u32,
+) -> Result<StepBreakdown, String> {
+	let program = program::step_program(spec).map_err(|e| format!("{e:?}"))?;
+	let state = program::initial_state(spec, &program).map_err(|e| format!("{e:?}"))?;
+	let features = data.features as usize;
+	let batch: Vec<f32> = data
+		.samples
+		.iter()
+		.take(spec.batch_size as usize)
+		.flat_map(|(x, _)| x.iter().copied())
+		.collect();
+	let labels: Vec<u32> =
+		data.samples.iter().take(spec.batch_size as usize).map(|s| s.1).collect();
+	let batch =
+		Matrix::new(labels.len() as u32, features as u32, batch).map_err(|e| format!("{e:?}"))?;
+	let mean = |f: &mut dyn FnMut() -> Result<(), String>| -> Result<f64, String> {
+		f()?;
+		let start = Instant::now();
+		for _ in 0..reps.max(1) {
+			f()?;
+		}
+		Ok(start.elapsed().as_secs_f64() / f64::from(reps.max(1)))
+	};
+	let step = mean(&mut || {
+		crate::train::burn_step_on::<Cuda>(
+			device,
+			spec,
+			state.clone(),
+			batch.clone(),
+			labels.clone(),
+			0,
+		)
+		.map(|_| ())
+		.map_err(|e| e.to_string())
+	})?;
+	let upload = mean(&mut || {
+		let tensors: Vec<_> =
+			state.iter().map(|m| from_matrix::<Cuda>(m.clone(), device)).collect();
+		sync(device);
+		std::hint::black_box(tensors);
+		Ok(())
+	})?;
+	let tensors: Vec<_> = state.iter().map(|m| from_matrix::<Cuda>(m.clone(), device)).collect();
+	let read = mean(&mut || {
+		Cuda::repops_take_all(tensors.clone()).map(|_| ()).map_err(|e| format!("{e:?}"))
+	})?;
+	let hash = mean(&mut || {
+		std::hint::black_box(crate::commit::state_hash(&state));
+		Ok(())
+	})?;
+	Ok(StepBreakdown { step, upload, read, hash })
+}
+
 /// Waits for the device's queued work (for timing).
 pub fn sync(device: &CudaDevice) {
 	Cuda::sync(device).ok();

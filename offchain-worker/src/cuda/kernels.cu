@@ -11,9 +11,24 @@
 // in the reference's order.
 //
 // The constants (`EXP_*`, `LN_*`, ...) are defined ahead of this file from the reference's own
-// (src/cuda/mod.rs), so they cannot drift from it. Scalars arrive in a `u32` buffer `p`.
+// (src/cuda/mod.rs), so they cannot drift from it, with `PARAMS_BY_VALUE`. Scalars (sizes,
+// hyperparameters as bits) arrive as the last kernel parameter, CubeCL's "info" argument: a
+// 16-word struct passed by value where the GPU supports it (as CubeCL passes its own), else a
+// pointer to it in device memory. `P(i)` reads word `i`, `PF(i)` reads it as a float.
 
 typedef unsigned int u32;
+
+struct Params {
+    u32 v[16];
+};
+#if PARAMS_BY_VALUE
+#define PARAMS const Params params
+#define P(i) (params.v[i])
+#else
+#define PARAMS const Params* __restrict__ params_ptr
+#define P(i) (params_ptr->v[i])
+#endif
+#define PF(i) __uint_as_float(P(i))
 
 __device__ __forceinline__ float canon(float x) {
     float r;
@@ -30,7 +45,6 @@ __device__ __forceinline__ float r_sub(float a, float b) { return canon(__fsub_r
 __device__ __forceinline__ float r_mul(float a, float b) { return canon(__fmul_rn(a, b)); }
 __device__ __forceinline__ float r_div(float a, float b) { return canon(__fdiv_rn(a, b)); }
 __device__ __forceinline__ float r_sqrt(float x) { return canon(__fsqrt_rn(x)); }
-__device__ __forceinline__ float param(const u32* p, int i) { return __uint_as_float(p[i]); }
 
 // 2^k for -126 <= k <= 127 (k clamped like the reference's `pow2`).
 __device__ __forceinline__ float pow2(int k) {
@@ -108,8 +122,7 @@ __device__ float r_ln(float x) {
 // LAYOUT 2: A is M x K, B is N x K (A . B^T)
 template <int LAYOUT>
 __device__ void gemm(const float* __restrict__ A, const float* __restrict__ B,
-                     float* __restrict__ C, const u32* __restrict__ p) {
-    const u32 M = p[0], N = p[1], K = p[2];
+                     float* __restrict__ C, const u32 M, const u32 N, const u32 K) {
     __shared__ float As[BK][BM + 1];
     __shared__ float Bs[BK][BN + 1];
     const u32 tx = threadIdx.x % 16, ty = threadIdx.x / 16;
@@ -181,84 +194,84 @@ __device__ void gemm(const float* __restrict__ A, const float* __restrict__ B,
 }
 
 extern "C" __global__ void __launch_bounds__(256)
-repops_matmul(const float* a, const float* b, float* out, const u32* p) { gemm<0>(a, b, out, p); }
+repops_matmul(const float* a, const float* b, float* out, PARAMS) { gemm<0>(a, b, out, P(0), P(1), P(2)); }
 extern "C" __global__ void __launch_bounds__(256)
-repops_matmul_tn(const float* a, const float* b, float* out, const u32* p) { gemm<1>(a, b, out, p); }
+repops_matmul_tn(const float* a, const float* b, float* out, PARAMS) { gemm<1>(a, b, out, P(0), P(1), P(2)); }
 extern "C" __global__ void __launch_bounds__(256)
-repops_matmul_nt(const float* a, const float* b, float* out, const u32* p) { gemm<2>(a, b, out, p); }
+repops_matmul_nt(const float* a, const float* b, float* out, PARAMS) { gemm<2>(a, b, out, P(0), P(1), P(2)); }
 
-// ---- Elementwise (one thread per value; p[0] is the number of values) ------------------------
+// ---- Elementwise (one thread per value; P(0) is the number of values) ------------------------
 
 #define ELEMENTWISE_INDEX                                    \
     const u32 n = blockIdx.x * blockDim.x + threadIdx.x;   \
-    if (n >= p[0]) return;
+    if (n >= P(0)) return;
 
-// X + b, b (1 x cols) added to every row; p[1] = cols.
-extern "C" __global__ void repops_bias_add(const float* x, const float* b, float* out, const u32* p) {
+// X + b, b (1 x cols) added to every row; P(1) = cols.
+extern "C" __global__ void repops_bias_add(const float* x, const float* b, float* out, PARAMS) {
     ELEMENTWISE_INDEX
-    out[n] = r_add(x[n], b[n % p[1]]);
+    out[n] = r_add(x[n], b[n % P(1)]);
 }
 
-extern "C" __global__ void repops_relu(const float* x, float* out, const u32* p) {
+extern "C" __global__ void repops_relu(const float* x, float* out, PARAMS) {
     ELEMENTWISE_INDEX
     float v = x[n];
     out[n] = is_nan(v) ? CANONICAL_NAN : (v > 0.0f ? v : 0.0f);
 }
 
 extern "C" __global__ void repops_relu_backward(const float* x, const float* dy, float* out,
-                                                const u32* p) {
+                                                PARAMS) {
     ELEMENTWISE_INDEX
     out[n] = x[n] > 0.0f ? canon(dy[n]) : 0.0f;
 }
 
-// The optimizers' updates; p[1..8] = lr, mu, b1, b2, eps, c1, c2 (as bits).
-extern "C" __global__ void repops_momentum(const float* v, const float* g, float* out, const u32* p) {
+// The optimizers' updates; P(1..8) = lr, mu, b1, b2, eps, c1, c2 (as bits).
+extern "C" __global__ void repops_momentum(const float* v, const float* g, float* out, PARAMS) {
     ELEMENTWISE_INDEX
-    out[n] = r_add(r_mul(param(p, 2), v[n]), g[n]);
+    out[n] = r_add(r_mul(PF(2), v[n]), g[n]);
 }
 
-extern "C" __global__ void repops_sgd_step(const float* w, const float* v, float* out, const u32* p) {
+extern "C" __global__ void repops_sgd_step(const float* w, const float* v, float* out, PARAMS) {
     ELEMENTWISE_INDEX
-    out[n] = r_sub(w[n], r_mul(param(p, 1), v[n]));
+    out[n] = r_sub(w[n], r_mul(PF(1), v[n]));
 }
 
-extern "C" __global__ void repops_adam_m(const float* m, const float* g, float* out, const u32* p) {
+extern "C" __global__ void repops_adam_m(const float* m, const float* g, float* out, PARAMS) {
     ELEMENTWISE_INDEX
-    const float b1 = param(p, 3);
+    const float b1 = PF(3);
     out[n] = r_add(r_mul(b1, m[n]), r_mul(r_sub(1.0f, b1), g[n]));
 }
 
-extern "C" __global__ void repops_adam_v(const float* v, const float* g, float* out, const u32* p) {
+extern "C" __global__ void repops_adam_v(const float* v, const float* g, float* out, PARAMS) {
     ELEMENTWISE_INDEX
-    const float b2 = param(p, 4);
+    const float b2 = PF(4);
     const float gn = g[n];
     out[n] = r_add(r_mul(b2, v[n]), r_mul(r_sub(1.0f, b2), r_mul(gn, gn)));
 }
 
 extern "C" __global__ void repops_adam_step(const float* w, const float* m, const float* v,
-                                            float* out, const u32* p) {
+                                            float* out, PARAMS) {
     ELEMENTWISE_INDEX
-    const float lr = param(p, 1), eps = param(p, 5), c1 = param(p, 6), c2 = param(p, 7);
+    const float lr = PF(1), eps = PF(5), c1 = PF(6), c2 = PF(7);
     const float step = r_div(r_mul(lr, r_div(m[n], c1)), r_add(r_sqrt(r_div(v[n], c2)), eps));
     out[n] = r_sub(w[n], step);
 }
 
 // ---- Reductions (one thread per sum, in the reference's order) -------------------------------
 
-// Column sums of a rows x cols matrix, top to bottom; p[0] = rows, p[1] = cols.
-extern "C" __global__ void repops_col_sum(const float* x, float* out, const u32* p) {
+// Column sums of a rows x cols matrix, top to bottom; P(0) = rows, P(1) = cols.
+extern "C" __global__ void repops_col_sum(const float* x, float* out, PARAMS) {
     const u32 j = blockIdx.x * blockDim.x + threadIdx.x;
-    const u32 rows = p[0], cols = p[1];
+    const u32 rows = P(0), cols = P(1);
     if (j >= cols) return;
     float acc = 0.0f;
     for (u32 i = 0; i < rows; i++) acc = r_add(acc, x[(size_t)i * cols + j]);
     out[j] = acc;
 }
 
-// The mean of p[0] values, left to right, by one thread.
-extern "C" __global__ void repops_mean(const float* x, float* out, const u32* p) {
+// The mean of P(0) values, left to right, by one thread.
+extern "C" __global__ void repops_mean(const float* x, float* out, PARAMS) {
     if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    const u32 len = p[0];
+    const u32 len = P(0);
     float acc = 0.0f;
     for (u32 i = 0; i < len; i++) acc = r_add(acc, x[i]);
     out[0] = r_div(acc, (float)len);
@@ -275,12 +288,12 @@ __device__ float row_max(const float* row, u32 cols) {
     return m;
 }
 
-// Per-row softmax cross-entropy of rows x cols logits; one thread per row; p[0] = rows,
-// p[1] = cols; labels were checked (< cols) before the launch.
+// Per-row softmax cross-entropy of rows x cols logits; one thread per row; P(0) = rows,
+// P(1) = cols; labels were checked (< cols) before the launch.
 extern "C" __global__ void repops_softmax_xent(const float* logits, const u32* labels, float* out,
-                                               const u32* p) {
+                                               PARAMS) {
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
-    const u32 rows = p[0], cols = p[1];
+    const u32 rows = P(0), cols = P(1);
     if (i >= rows) return;
     const float* row = logits + (size_t)i * cols;
     const float m = row_max(row, cols);
@@ -291,9 +304,9 @@ extern "C" __global__ void repops_softmax_xent(const float* logits, const u32* l
 
 // Its batch-mean gradient: (e^(z_j - max) / sum - [j == y]) / rows.
 extern "C" __global__ void repops_softmax_xent_backward(const float* logits, const u32* labels,
-                                                        float* out, const u32* p) {
+                                                        float* out, PARAMS) {
     const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
-    const u32 rows = p[0], cols = p[1];
+    const u32 rows = P(0), cols = P(1);
     if (i >= rows) return;
     const float* row = logits + (size_t)i * cols;
     const float m = row_max(row, cols);

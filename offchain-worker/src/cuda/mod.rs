@@ -16,6 +16,7 @@
 //! [`CubeTask`] whose compiled source is `kernels.cu` (the launch, caching, memory and streams
 //! stay CubeCL's); the kernel representation CubeCL wants beside the source is that of an empty
 //! kernel (no shared memory declared through CubeCL: the kernels' shared memory is static).
+//! Scalars travel as CubeCL's "info" argument, the kernels' last parameter.
 //!
 //! Nothing here needs a GPU to build: CubeCL loads the CUDA driver and NVRTC when a device is
 //! first used.
@@ -27,7 +28,10 @@ use std::{
 
 use burn::{
 	backend::Autodiff,
-	tensor::{ops::FloatTensorOps, DType, Shape, TensorData, TensorMetadata},
+	tensor::{
+		ops::{FloatTensorOps, TransactionOps, TransactionPrimitive},
+		try_read_sync, DType, Shape, TensorData, TensorMetadata,
+	},
 };
 use burn_cubecl::{
 	kernel::into_contiguous, ops::numeric::empty_device_contiguous_dtype, tensor::CubeTensor,
@@ -44,7 +48,7 @@ use cubecl::{
 };
 use trainet_primitives::{
 	program::{OpKind, Pointwise},
-	repops::{self, ShapeError},
+	repops::{self, Matrix, ShapeError},
 };
 
 use crate::backend::{Kernel, RepOpsBackend};
@@ -142,10 +146,12 @@ impl CubeTask<CudaCompiler> for RepOpsKernel {
 		// reads beside the source (its dynamic shared memory: none).
 		let empty = KernelBuilder::new().build(KernelSettings { cube_dim, ..Default::default() });
 		let repr = compiler.compile(empty, options, mode, address_type)?;
+		// How CubeCL passes the "info" argument (the kernels' scalars) on this GPU.
+		let by_value = u8::from(options.supports_features.grid_constants);
 		Ok(CompiledKernel {
 			entrypoint_name: self.name.to_string(),
 			debug_name: Some(self.name),
-			source: source().to_string(),
+			source: format!("#define PARAMS_BY_VALUE {by_value}\n{}", source()),
 			repr: Some(repr),
 			cube_dim,
 			debug_info: None,
@@ -153,27 +159,49 @@ impl CubeTask<CudaCompiler> for RepOpsKernel {
 	}
 }
 
-/// A buffer of `u32`s on the device (kernel scalars, labels).
+/// A buffer of `u32`s on the device (the labels).
 fn words(client: &ComputeClient<CudaRuntime>, values: &[u32]) -> Binding {
 	let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
 	client.create_from_slice(&bytes).binding()
 }
 
-/// Launches `name` on `buffers` (in the kernel's parameter order).
+/// The kernels' `Params`: 16 words.
+const PARAM_WORDS: usize = 16;
+
+/// Launches `name` on `buffers` (in the kernel's parameter order) with `scalars` (at most
+/// [`PARAM_WORDS`]) as its last parameter: CubeCL's "info" argument, which it passes by value
+/// (or, on GPUs without grid constants, in a buffer it makes), with no allocation of ours.
 fn launch(
 	client: &ComputeClient<CudaRuntime>,
 	name: &'static str,
 	threads: u32,
 	blocks: (u32, u32),
 	buffers: Vec<Binding>,
-) {
+	scalars: &[u32],
+) -> Result<(), ShapeError> {
+	if scalars.len() > PARAM_WORDS {
+		return Err(ShapeError::Mismatch);
+	}
+	let mut words = [0u32; PARAM_WORDS];
+	words.iter_mut().zip(scalars).for_each(|(w, s)| *w = *s);
+	// Little-endian pairs: the struct's words in order.
+	let info: Vec<u64> = words
+		.chunks_exact(2)
+		.map(|pair| match pair {
+			[lo, hi] => u64::from(*lo) | (u64::from(*hi) << 32),
+			_ => 0,
+		})
+		.collect();
 	let kernel = RepOpsKernel { name, threads };
+	let static_len = info.len();
 	let args = KernelArguments {
 		buffers,
-		info: MetadataBindingInfo::custom(Vec::new()),
+		// All of it static (no dynamic metadata, which CubeCL would copy to a buffer).
+		info: MetadataBindingInfo::new(info, static_len),
 		tensor_maps: Vec::new(),
 	};
 	client.launch(Box::new(kernel), CubeCount::Static(blocks.0, blocks.1, 1), args);
+	Ok(())
 }
 
 /// Blocks of `threads` covering `n` threads.
@@ -234,8 +262,8 @@ fn run(kernel: &Kernel, inputs: Vec<Tensor>) -> Result<Tensor, ShapeError> {
 		Ok(words(&client, &ctx.labels))
 	};
 
-	// The output's shape, the kernel, its blocks, and the buffers between the inputs and the
-	// output (labels) and after it (scalars).
+	// The output's shape, the kernel, its blocks, a buffer between the inputs and the output
+	// (labels), and the scalars.
 	let (a, b) = (shape(0)?, shape(1).unwrap_or((0, 0)));
 	let (out, name, threads, grid, extra, scalars): (
 		_,
@@ -317,8 +345,7 @@ fn run(kernel: &Kernel, inputs: Vec<Tensor>) -> Result<Tensor, ShapeError> {
 	let mut buffers: Vec<Binding> = inputs.iter().map(|t| t.handle.clone().binding()).collect();
 	buffers.extend(extra);
 	buffers.push(output.handle.clone().binding());
-	buffers.push(words(&client, &scalars));
-	launch(&client, name, threads, grid, buffers);
+	launch(&client, name, threads, grid, buffers, &scalars)?;
 	Ok(output)
 }
 
@@ -343,6 +370,26 @@ impl RepOpsBackend for Cuda {
 			kernel.ctx.fail(e);
 			zeros((0, 0), &device)
 		})
+	}
+
+	/// One transaction for all of them (burn-cubecl batches the copies and waits once).
+	fn repops_take_all(tensors: Vec<Tensor>) -> Result<Vec<Matrix>, ShapeError> {
+		let shapes = tensors.iter().map(dims).collect::<Result<Vec<_>, _>>()?;
+		let transaction = TransactionPrimitive::new(tensors, Vec::new(), Vec::new(), Vec::new());
+		let data = try_read_sync(Cuda::tr_execute(transaction))
+			.and_then(Result::ok)
+			.ok_or(ShapeError::Mismatch)?;
+		if data.read_floats.len() != shapes.len() {
+			return Err(ShapeError::Mismatch);
+		}
+		data.read_floats
+			.into_iter()
+			.zip(shapes)
+			.map(|(d, (rows, cols))| {
+				let values = d.into_vec::<f32>().map_err(|_| ShapeError::Mismatch)?;
+				Matrix::new(rows, cols, values)
+			})
+			.collect()
 	}
 }
 
@@ -392,6 +439,15 @@ mod tests {
 			assert_eq!(compiled.repr.expect("a representation").shared_memory_size(), 0);
 			assert_eq!(compiled.cube_dim, CubeDim::new_1d(256));
 		}
+		let default = RepOpsKernel { name: NAMES[0], threads: 256 }
+			.compile(
+				&mut CudaCompiler::default(),
+				&Default::default(),
+				ExecutionMode::Checked,
+				AddressType::U32.unsigned_type(),
+			)
+			.expect("compiles");
+		assert!(default.source.starts_with("#define PARAMS_BY_VALUE 0\n"));
 		let source = source();
 		assert!(source.contains(&format!(
 			"#define LOG2_E __uint_as_float({:#010x}u)",
