@@ -3,7 +3,6 @@
 //! where there is no CUDA driver the test says so on stderr and checks nothing else (CI has
 //! no GPU: there this proves the feature builds and links).
 
-use trainet_primitives::task::{F32Bits, Optimizer};
 use trainet_worker::cuda::{check, CudaDevice};
 
 #[test]
@@ -19,9 +18,7 @@ fn cuda_kernels_and_training_give_the_cpu_bits() {
 	let differing: Vec<_> =
 		check::conformance(&device).into_iter().filter(|c| c.mismatches != 0).collect();
 	assert!(differing.is_empty(), "GPU bits differ from the reference: {differing:#?}");
-	let sgd =
-		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) };
-	let (spec, data) = check::run_spec(&[64, 32, 10], sgd, 32, 20);
+	let (spec, data) = check::run_spec(&[64, 32, 10], check::sgd(), 32, 20);
 	let run = check::training_run("64-32-10", spec, data).expect("both runs");
 	assert_eq!(run.mismatches, 0, "{run:?}");
 	assert_eq!(run.gpu_final, run.cpu_final);

@@ -18,7 +18,7 @@ use burn::tensor::ops::FloatTensorOps;
 use trainet_primitives::{
 	program::OpKind,
 	repops::{Matrix, SplitMix64},
-	task::{F32Bits, Optimizer, TrainingSpec},
+	task::TrainingSpec,
 };
 use trainet_worker::{
 	backend::{from_matrix, Kernel, RepOpsBackend, StepContext},
@@ -62,14 +62,7 @@ fn main() {
 	println!("## Training runs: the state hash after every step, GPU against CPU\n");
 	println!("| model | optimizer | steps | steps differing | final h_N (GPU) | final h_N (CPU) | GPU ms/step | CPU ms/step |");
 	println!("|---|---|---|---|---|---|---|---|");
-	let sgd =
-		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) };
-	let adam = Optimizer::Adam {
-		learning_rate: F32Bits::from_f32(0.001),
-		beta1: F32Bits::from_f32(0.9),
-		beta2: F32Bits::from_f32(0.999),
-		epsilon: F32Bits::from_f32(1e-8),
-	};
+	let (sgd, adam) = (check::sgd(), check::adam());
 	let runs: &[(&str, &[u32], u32, u32)] = if quick {
 		&[("64-32-10", &[64, 32, 10], 32, 20)]
 	} else {

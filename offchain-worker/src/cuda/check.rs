@@ -158,19 +158,26 @@ fn reference(
 	program::execute(spec, &op, inputs, labels, step).ok()
 }
 
-/// Every operation of the RepOps set on random inputs of awkward shapes (not multiples of the
-/// kernels' tiles), with special values among them.
-pub fn conformance(device: &CudaDevice) -> Vec<OpCheck> {
-	let sgd =
-		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) };
-	let adam = Optimizer::Adam {
+/// The SGD the checks train with: learning rate 0.05, momentum 0.9.
+pub fn sgd() -> Optimizer {
+	Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) }
+}
+
+/// The Adam the checks train with: learning rate 0.001, betas 0.9 and 0.999, epsilon 1e-8.
+pub fn adam() -> Optimizer {
+	Optimizer::Adam {
 		learning_rate: F32Bits::from_f32(0.001),
 		beta1: F32Bits::from_f32(0.9),
 		beta2: F32Bits::from_f32(0.999),
 		epsilon: F32Bits::from_f32(1e-8),
-	};
-	let sgd_spec = TrainingSpec::example_mlp(&[8, 4, 3], sgd, 4);
-	let adam_spec = TrainingSpec::example_mlp(&[8, 4, 3], adam, 4);
+	}
+}
+
+/// Every operation of the RepOps set on random inputs of awkward shapes (not multiples of the
+/// kernels' tiles), with special values among them.
+pub fn conformance(device: &CudaDevice) -> Vec<OpCheck> {
+	let sgd_spec = TrainingSpec::example_mlp(&[8, 4, 3], sgd(), 4);
+	let adam_spec = TrainingSpec::example_mlp(&[8, 4, 3], adam(), 4);
 	let mut rng = SplitMix64::new(7);
 	let mut out = Vec::new();
 	for special in [false, true] {

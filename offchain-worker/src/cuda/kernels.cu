@@ -53,6 +53,16 @@ __device__ __forceinline__ float pow2(int k) {
     return __uint_as_float(((u32)b) << 23);
 }
 
+// Horner's rule as the reference writes it: p = c[N-1], then p = p * x + c[i] (two roundings)
+// for i = N-2 down to 0.
+template <int N>
+__device__ __forceinline__ float horner(const float (&c)[N], float x) {
+    float p = c[N - 1];
+#pragma unroll
+    for (int i = N - 2; i >= 0; i--) p = r_add(r_mul(p, x), c[i]);
+    return p;
+}
+
 // The reference's `exp`.
 __device__ float r_exp(float x) {
     if (is_nan(x)) return CANONICAL_NAN;
@@ -60,14 +70,8 @@ __device__ float r_exp(float x) {
     if (x < EXP_MIN) return 0.0f;
     float kf = r_sub(r_add(r_mul(x, LOG2_E), ROUND_MAGIC), ROUND_MAGIC);
     float r = r_sub(r_sub(x, r_mul(kf, LN2_HI)), r_mul(kf, LN2_LO));
-    float p = EXP_C7;
-    p = r_add(r_mul(p, r), EXP_C6);
-    p = r_add(r_mul(p, r), EXP_C5);
-    p = r_add(r_mul(p, r), EXP_C4);
-    p = r_add(r_mul(p, r), EXP_C3);
-    p = r_add(r_mul(p, r), EXP_C2);
-    p = r_add(r_mul(p, r), EXP_C1);
-    p = r_add(r_mul(p, r), EXP_C0);
+    const float c[8] = {EXP_C0, EXP_C1, EXP_C2, EXP_C3, EXP_C4, EXP_C5, EXP_C6, EXP_C7};
+    const float p = horner(c, r);
     int k = (int)kf;
     int k1 = k / 2;
     int k2 = k - k1;
@@ -94,13 +98,8 @@ __device__ float r_ln(float x) {
     float f = r_sub(m, 1.0f);
     float s = r_div(f, r_add(2.0f, f));
     float z = r_mul(s, s);
-    float p = LN_C6;
-    p = r_add(r_mul(p, z), LN_C5);
-    p = r_add(r_mul(p, z), LN_C4);
-    p = r_add(r_mul(p, z), LN_C3);
-    p = r_add(r_mul(p, z), LN_C2);
-    p = r_add(r_mul(p, z), LN_C1);
-    p = r_add(r_mul(p, z), LN_C0);
+    const float c[7] = {LN_C0, LN_C1, LN_C2, LN_C3, LN_C4, LN_C5, LN_C6};
+    const float p = horner(c, z);
     float ln_m = r_add(r_add(s, s), r_mul(r_mul(s, z), p));
     float ef = (float)e;
     return r_add(r_mul(ef, LN2_HI), r_add(ln_m, r_mul(ef, LN2_LO)));
@@ -117,6 +116,38 @@ __device__ float r_ln(float x) {
 #define BN 64
 #define BK 16
 
+// One k of a thread's 4 x 4 outputs: acc[r][c] = fma(A[row r][k], B[k][col c], acc[r][c]).
+__device__ __forceinline__ void fma_step(float (&acc)[4][4], const float* a_k, const float* b_k,
+                                         u32 tx, u32 ty) {
+    float a[4], b[4];
+#pragma unroll
+    for (int r = 0; r < 4; r++) a[r] = a_k[ty + 16 * r];
+#pragma unroll
+    for (int c = 0; c < 4; c++) b[c] = b_k[tx + 16 * c];
+#pragma unroll
+    for (int r = 0; r < 4; r++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) acc[r][c] = __fmaf_rn(a[r], b[c], acc[r][c]);
+}
+
+// Stages a BK-deep slice (k0 ..) of an operand in shared memory as tile[kk][x], x < 64 being the
+// tile's rows (of A) or columns (of B) from x0: element (x, k) of the operand is
+// src[k * ld + x] when K_MAJOR, else src[x * ld + k]. Outside the matrix (x >= extent or
+// k >= K) it stores 0, which no chain reads.
+template <bool K_MAJOR>
+__device__ __forceinline__ void stage(const float* __restrict__ src, float (*tile)[BM + 1],
+                                      u32 x0, u32 extent, u32 k0, u32 K, u32 ld) {
+    for (u32 idx = threadIdx.x; idx < BM * BK; idx += 256) {
+        u32 x, kk;
+        if (K_MAJOR) { kk = idx / BM; x = idx % BM; }
+        else { x = idx / BK; kk = idx % BK; }
+        const u32 gx = x0 + x, gk = k0 + kk;
+        float v = 0.0f;
+        if (gx < extent && gk < K) v = K_MAJOR ? src[(size_t)gk * ld + gx] : src[(size_t)gx * ld + gk];
+        tile[kk][x] = v;
+    }
+}
+
 // LAYOUT 0: A is M x K, B is K x N (A . B)
 // LAYOUT 1: A is K x M, B is K x N (A^T . B)
 // LAYOUT 2: A is M x K, B is N x K (A . B^T)
@@ -124,7 +155,7 @@ template <int LAYOUT>
 __device__ void gemm(const float* __restrict__ A, const float* __restrict__ B,
                      float* __restrict__ C, const u32 M, const u32 N, const u32 K) {
     __shared__ float As[BK][BM + 1];
-    __shared__ float Bs[BK][BN + 1];
+    __shared__ float Bs[BK][BM + 1];  // BN == BM
     const u32 tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     const u32 m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     float acc[4][4];
@@ -134,51 +165,16 @@ __device__ void gemm(const float* __restrict__ A, const float* __restrict__ B,
         for (int c = 0; c < 4; c++) acc[r][c] = 0.0f;
 
     for (u32 k0 = 0; k0 < K; k0 += BK) {
-        for (u32 idx = threadIdx.x; idx < BM * BK; idx += 256) {
-            u32 i, kk;
-            if (LAYOUT == 1) { kk = idx / BM; i = idx % BM; }
-            else { i = idx / BK; kk = idx % BK; }
-            u32 gi = m0 + i, gk = k0 + kk;
-            float v = 0.0f;
-            if (gi < M && gk < K) v = LAYOUT == 1 ? A[(size_t)gk * M + gi] : A[(size_t)gi * K + gk];
-            As[kk][i] = v;
-        }
-        for (u32 idx = threadIdx.x; idx < BN * BK; idx += 256) {
-            u32 j, kk;
-            if (LAYOUT == 2) { j = idx / BK; kk = idx % BK; }
-            else { kk = idx / BN; j = idx % BN; }
-            u32 gj = n0 + j, gk = k0 + kk;
-            float v = 0.0f;
-            if (gj < N && gk < K) v = LAYOUT == 2 ? B[(size_t)gj * K + gk] : B[(size_t)gk * N + gj];
-            Bs[kk][j] = v;
-        }
+        stage<LAYOUT == 1>(A, As, m0, M, k0, K, LAYOUT == 1 ? M : K);
+        stage<LAYOUT != 2>(B, Bs, n0, N, k0, K, LAYOUT == 2 ? K : N);
         __syncthreads();
         const u32 depth = (K - k0) < BK ? (K - k0) : BK;
         if (depth == BK) {
+            // A whole slice: a constant trip count, unrolled.
 #pragma unroll
-            for (u32 kk = 0; kk < BK; kk++) {
-                float a[4], b[4];
-#pragma unroll
-                for (int r = 0; r < 4; r++) a[r] = As[kk][ty + 16 * r];
-#pragma unroll
-                for (int c = 0; c < 4; c++) b[c] = Bs[kk][tx + 16 * c];
-#pragma unroll
-                for (int r = 0; r < 4; r++)
-#pragma unroll
-                    for (int c = 0; c < 4; c++) acc[r][c] = __fmaf_rn(a[r], b[c], acc[r][c]);
-            }
+            for (u32 kk = 0; kk < BK; kk++) fma_step(acc, As[kk], Bs[kk], tx, ty);
         } else {
-            for (u32 kk = 0; kk < depth; kk++) {
-                float a[4], b[4];
-#pragma unroll
-                for (int r = 0; r < 4; r++) a[r] = As[kk][ty + 16 * r];
-#pragma unroll
-                for (int c = 0; c < 4; c++) b[c] = Bs[kk][tx + 16 * c];
-#pragma unroll
-                for (int r = 0; r < 4; r++)
-#pragma unroll
-                    for (int c = 0; c < 4; c++) acc[r][c] = __fmaf_rn(a[r], b[c], acc[r][c]);
-            }
+            for (u32 kk = 0; kk < depth; kk++) fma_step(acc, As[kk], Bs[kk], tx, ty);
         }
         __syncthreads();
     }
@@ -288,6 +284,14 @@ __device__ float row_max(const float* row, u32 cols) {
     return m;
 }
 
+// A row's maximum and sum of e^(z_j - max), left to right.
+__device__ __forceinline__ void softmax_sums(const float* row, u32 cols, float* m, float* total) {
+    *m = row_max(row, cols);
+    float sum = 0.0f;
+    for (u32 j = 0; j < cols; j++) sum = r_add(sum, r_exp(r_sub(row[j], *m)));
+    *total = sum;
+}
+
 // Per-row softmax cross-entropy of rows x cols logits; one thread per row; P(0) = rows,
 // P(1) = cols; labels were checked (< cols) before the launch.
 extern "C" __global__ void repops_softmax_xent(const float* logits, const u32* labels, float* out,
@@ -296,9 +300,8 @@ extern "C" __global__ void repops_softmax_xent(const float* logits, const u32* l
     const u32 rows = P(0), cols = P(1);
     if (i >= rows) return;
     const float* row = logits + (size_t)i * cols;
-    const float m = row_max(row, cols);
-    float total = 0.0f;
-    for (u32 j = 0; j < cols; j++) total = r_add(total, r_exp(r_sub(row[j], m)));
+    float m, total;
+    softmax_sums(row, cols, &m, &total);
     out[i] = r_sub(r_ln(total), r_sub(row[labels[i]], m));
 }
 
@@ -309,9 +312,8 @@ extern "C" __global__ void repops_softmax_xent_backward(const float* logits, con
     const u32 rows = P(0), cols = P(1);
     if (i >= rows) return;
     const float* row = logits + (size_t)i * cols;
-    const float m = row_max(row, cols);
-    float total = 0.0f;
-    for (u32 j = 0; j < cols; j++) total = r_add(total, r_exp(r_sub(row[j], m)));
+    float m, total;
+    softmax_sums(row, cols, &m, &total);
     const float b = (float)rows;
     const u32 y = labels[i];
     for (u32 j = 0; j < cols; j++) {
