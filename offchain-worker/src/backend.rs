@@ -173,7 +173,7 @@ pub fn to_matrix<B: Backend>(tensor: FloatTensor<B>) -> Result<Matrix, ShapeErro
 }
 
 /// The matrix shape of a rank-1 (`[n]`, read as `1 x n`) or rank-2 tensor.
-fn matrix_shape(dims: &[usize]) -> Result<(u32, u32), ShapeError> {
+pub(crate) fn matrix_shape(dims: &[usize]) -> Result<(u32, u32), ShapeError> {
 	let (rows, cols) = match dims {
 		[n] => (1, *n),
 		[r, c] => (*r, *c),
@@ -190,7 +190,7 @@ pub fn from_matrix<B: Backend>(m: Matrix, device: &B::Device) -> FloatTensor<B> 
 }
 
 /// The output shape of `kind` on these inputs (the step program's shapes).
-fn output_shape(kind: OpKind, inputs: &[MatRef]) -> Result<(u32, u32), ShapeError> {
+pub(crate) fn output_shape(kind: OpKind, inputs: &[MatRef]) -> Result<(u32, u32), ShapeError> {
 	let dims = |i: usize| inputs.get(i).map(|m| (m.rows, m.cols)).ok_or(ShapeError::Mismatch);
 	Ok(match kind {
 		OpKind::MatMul => (dims(0)?.0, dims(1)?.1),

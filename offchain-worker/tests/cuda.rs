@@ -7,7 +7,7 @@ use trainet_worker::cuda::{check, CudaDevice};
 
 #[test]
 fn cuda_kernels_and_training_give_the_cpu_bits() {
-	if !check::driver_present() {
+	if !trainet_worker::cuda::driver_present() {
 		eprintln!(
 			"SKIPPED cuda_kernels_and_training_give_the_cpu_bits: no CUDA driver (libcuda.so.1) \
 			 on this machine; run `cuda-check` on a GPU machine (docs/cuda.md)"

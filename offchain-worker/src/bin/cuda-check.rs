@@ -28,7 +28,7 @@ use trainet_worker::{
 fn main() {
 	let quick = std::env::args().any(|a| a == "--quick");
 	let list = std::env::args().any(|a| a == "--list");
-	if !check::driver_present() {
+	if !trainet_worker::cuda::driver_present() {
 		eprintln!("cuda-check: no CUDA driver (libcuda.so.1) on this machine: nothing to check");
 		std::process::exit(2);
 	}

@@ -467,7 +467,7 @@ impl DeviceArg {
 			}
 			#[cfg(feature = "cuda")]
 			(DeviceArg::Cuda, EngineArg::Burn) => {
-				if !trainet_worker::cuda::check::driver_present() {
+				if !trainet_worker::cuda::driver_present() {
 					bail!("--device cuda: no CUDA driver (libcuda.so.1) on this machine");
 				}
 				Ok(Engine::Cuda)

@@ -15,25 +15,11 @@ use trainet_primitives::{
 
 use super::{Cuda, CudaDevice};
 use crate::{
-	backend::{from_matrix, Kernel, RepOpsBackend, StepContext},
+	backend::{from_matrix, output_shape, Kernel, RepOpsBackend, StepContext},
 	dataset::Dataset,
+	engine::MatRef,
 	train::{Engine, Training},
 };
-
-/// Whether this machine has a CUDA driver (`libcuda.so.1`) to load. Whether it has a GPU is
-/// known only by using it.
-pub fn driver_present() -> bool {
-	let name = c"libcuda.so.1";
-	// SAFETY: `dlopen` of a library by name, closed again at once; no symbol is used.
-	unsafe {
-		let handle = libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
-		if handle.is_null() {
-			return false;
-		}
-		libc::dlclose(handle);
-	}
-	true
-}
 
 /// The outcome of one operation's comparison.
 #[derive(Debug)]
@@ -136,7 +122,7 @@ fn compare(
 	}
 }
 
-/// The reference's output of `op` on `inputs` (its shape taken from the reference itself).
+/// The reference's output of `op` on `inputs` (its shape the step program's for them).
 fn reference(
 	spec: &TrainingSpec,
 	op: &Op,
@@ -144,16 +130,8 @@ fn reference(
 	labels: &[u32],
 	step: u32,
 ) -> Option<Matrix> {
-	let (a, b) = (inputs.first()?, inputs.get(1));
-	let (rows, cols) = match op.kind {
-		OpKind::MatMul => (a.rows, b?.cols),
-		OpKind::MatMulTn => (a.cols, b?.cols),
-		OpKind::MatMulNt => (a.rows, b?.rows),
-		OpKind::SoftmaxXent => (a.rows, 1),
-		OpKind::Mean => (1, 1),
-		OpKind::ColSum => (1, a.cols),
-		_ => (a.rows, a.cols),
-	};
+	let refs: Vec<MatRef> = inputs.iter().map(|m| MatRef::from(*m)).collect();
+	let (rows, cols) = output_shape(op.kind, &refs).ok()?;
 	let op = Op { rows, cols, ..op.clone() };
 	program::execute(spec, &op, inputs, labels, step).ok()
 }
@@ -298,16 +276,15 @@ pub struct RunCheck {
 /// Trains `spec` on `data` with [`Engine::Cuda`] and [`Engine::Burn`], comparing the state
 /// hash after every step.
 pub fn training_run(model: &str, spec: TrainingSpec, data: Dataset) -> Result<RunCheck, String> {
+	// Every state an entry of the trace, so `Training::trace` hashes them all: h_0 .. h_N.
+	let mut spec = spec;
+	spec.checkpoint_interval = 1;
 	let trace = |engine: Engine| -> Result<(Vec<H256>, f64), String> {
 		let mut run = Training::new(spec.clone(), data.clone())
 			.map_err(|e| e.to_string())?
 			.with_engine(engine);
-		let mut hashes = vec![run.state_hash()];
 		let start = Instant::now();
-		while run.steps_done() < spec.steps {
-			run.step().map_err(|e| e.to_string())?;
-			hashes.push(run.state_hash());
-		}
+		let hashes = run.trace(|_| {}).map_err(|e| e.to_string())?;
 		Ok((hashes, start.elapsed().as_secs_f64() / f64::from(spec.steps.max(1))))
 	};
 	let (gpu, gpu_time) = trace(Engine::Cuda)?;

@@ -29,8 +29,8 @@ use std::{
 use burn::{
 	backend::Autodiff,
 	tensor::{
-		ops::{FloatTensorOps, TransactionOps, TransactionPrimitive},
-		try_read_sync, DType, Shape, TensorData, TensorMetadata,
+		ops::{TransactionOps, TransactionPrimitive},
+		try_read_sync, DType, Shape, TensorMetadata,
 	},
 };
 use burn_cubecl::{
@@ -51,7 +51,7 @@ use trainet_primitives::{
 	repops::{self, Matrix, ShapeError},
 };
 
-use crate::backend::{Kernel, RepOpsBackend};
+use crate::backend::{from_matrix, matrix_shape, Kernel, RepOpsBackend};
 
 pub mod check;
 
@@ -63,6 +63,21 @@ pub type CudaTrain = Autodiff<Cuda>;
 pub use burn_cuda::CudaDevice;
 
 type Tensor = CubeTensor<CudaRuntime>;
+
+/// Whether this machine has a CUDA driver (`libcuda.so.1`) to load. Whether it has a GPU is
+/// known only by using it.
+pub fn driver_present() -> bool {
+	let name = c"libcuda.so.1";
+	// SAFETY: `dlopen` of a library by name, closed again at once; no symbol is used.
+	unsafe {
+		let handle = libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
+		if handle.is_null() {
+			return false;
+		}
+		libc::dlclose(handle);
+	}
+	true
+}
 
 /// The kernels' source: `kernels.cu` after the reference's constants.
 pub fn source() -> &'static str {
@@ -211,14 +226,7 @@ fn blocks(n: usize, threads: u32) -> Result<u32, ShapeError> {
 
 /// The `(rows, cols)` of a rank-1 (`1 x n`) or rank-2 tensor.
 fn dims(t: &Tensor) -> Result<(u32, u32), ShapeError> {
-	let shape = t.shape();
-	let (rows, cols) = match shape.as_slice() {
-		[n] => (1, *n),
-		[r, c] => (*r, *c),
-		_ => return Err(ShapeError::Mismatch),
-	};
-	let dim = |n: usize| u32::try_from(n).map_err(|_| ShapeError::Overflow);
-	Ok((dim(rows)?, dim(cols)?))
+	matrix_shape(t.shape().as_slice())
 }
 
 /// The number of values of a `rows x cols` matrix.
@@ -356,9 +364,8 @@ fn len(shape: (u32, u32)) -> Result<u32, ShapeError> {
 
 /// A `rows x cols` tensor of zeros (for the empty outputs no kernel computes).
 fn zeros((rows, cols): (u32, u32), device: &CudaDevice) -> Tensor {
-	let shape = [rows as usize, cols as usize];
-	Cuda::float_from_data(
-		TensorData::new(vec![0.0f32; rows as usize * cols as usize], shape),
+	from_matrix::<Cuda>(
+		Matrix { rows, cols, data: vec![0.0; rows as usize * cols as usize] },
 		device,
 	)
 }
