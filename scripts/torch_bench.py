@@ -6,9 +6,16 @@ about a second's worth of steps (3 to 50), as engine-bench times its rows. Run t
 (True)`. Prints the rows of engine-bench's table (markdown).
 
     python torch_bench.py [--quick] [--threads N]
+
+With `--serve` it prints no table: it reads requests from standard input, one per line,
+`WIDTHS BATCH STEPS DETERMINISTIC` (widths comma-separated, deterministic 0 or 1), runs that
+many steps of that model (built and warmed up on first use) and answers each with one line,
+the mean seconds per step. engine-bench's head-to-head table (`--torch`) drives it, so that
+PyTorch's steps and ours take turns on the same machine within seconds of each other.
 """
 
 import argparse
+import sys
 import time
 
 import torch
@@ -30,7 +37,8 @@ def step_flops(widths, batch):
     return total
 
 
-def bench(widths, batch):
+def make_step(widths, batch):
+    """A training step of the MLP `widths` on a random batch of `batch`, as a function."""
     torch.manual_seed(1)
     layers = []
     for fan_in, fan_out in zip(widths, widths[1:]):
@@ -46,6 +54,11 @@ def bench(widths, batch):
         loss_fn(model(x), y).backward()
         optimizer.step()
 
+    return step
+
+
+def bench(widths, batch):
+    step = make_step(widths, batch)
     for _ in range(2):
         step()
     # As engine-bench times its rows: one timed step, then the mean of about a second's worth
@@ -60,13 +73,37 @@ def bench(widths, batch):
     return (time.perf_counter() - start) / reps
 
 
+def serve():
+    """Answers `WIDTHS BATCH STEPS DETERMINISTIC` lines with the mean seconds per step."""
+    steps_by_model = {}
+    for line in sys.stdin:
+        widths, batch, steps, deterministic = line.split()
+        widths = [int(w) for w in widths.split(",")]
+        batch, steps = int(batch), int(steps)
+        torch.use_deterministic_algorithms(deterministic == "1")
+        key = (tuple(widths), batch, deterministic)
+        if key not in steps_by_model:
+            steps_by_model[key] = make_step(widths, batch)
+            for _ in range(2):
+                steps_by_model[key]()
+        step = steps_by_model[key]
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        print(repr((time.perf_counter() - start) / steps), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--serve", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.serve:
+        serve()
+        return
     sizes = SIZES[:2] if args.quick else SIZES
     threads = torch.get_num_threads()
     print("| model | implementation | threads | ms/step | steps/s | samples/s | GFLOP/s |")

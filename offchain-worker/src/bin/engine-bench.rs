@@ -8,9 +8,20 @@
 //! - `burn f32 (not bit-exact)`: the same model trained the usual way in burn, its own float
 //!   matmul, autodiff and a momentum-SGD update, for what determinism costs against it.
 //!
-//!     cargo run --release -p trainet-worker --bin engine-bench [-- --quick]
+//! With `--torch PYTHON SCRIPT` (scripts/bench passes its virtualenv's python and
+//! `scripts/torch_bench.py`) it adds a head-to-head table: PyTorch's steps (the script in
+//! `--serve` mode, one process kept running) and ours take turns, round after round, so that
+//! each ratio compares steps run within seconds of each other. On a shared VM the speed drifts
+//! by 20% or more over minutes, which made ratios of tables run minutes apart swing widely.
+//!
+//!     cargo run --release -p trainet-worker --bin engine-bench [-- --quick] [--torch PYTHON SCRIPT]
+//!         [--head-to-head]   # only the head-to-head table
 
-use std::time::Instant;
+use std::{
+	io::{BufRead, BufReader, Write},
+	process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+	time::Instant,
+};
 
 use burn::{
 	backend::{Autodiff, NdArray},
@@ -84,10 +95,194 @@ fn row(model: &str, implementation: &str, threads: &str, seconds: f64, batch: u3
 	);
 }
 
+/// PyTorch's side of the head-to-head: `torch_bench.py --serve`, kept running.
+struct Torch {
+	child: Child,
+	requests: ChildStdin,
+	answers: BufReader<ChildStdout>,
+}
+
+impl Torch {
+	/// Starts `python script --serve --threads threads`.
+	fn start(python: &str, script: &str, threads: usize) -> Self {
+		let mut child = Command::new(python)
+			.args([script, "--serve", "--threads", &threads.to_string()])
+			.stdin(Stdio::piped())
+			.stdout(Stdio::piped())
+			.spawn()
+			.unwrap_or_else(|e| panic!("cannot start {python} {script}: {e}"));
+		let requests = child.stdin.take().expect("piped");
+		let answers = BufReader::new(child.stdout.take().expect("piped"));
+		Self { child, requests, answers }
+	}
+
+	/// Seconds per step of `steps` PyTorch steps of the MLP `widths` on a batch of `batch`,
+	/// with `torch.use_deterministic_algorithms(deterministic)`.
+	fn step_seconds(&mut self, widths: &[u32], batch: u32, steps: u32, deterministic: bool) -> f64 {
+		let widths: Vec<String> = widths.iter().map(u32::to_string).collect();
+		writeln!(self.requests, "{} {batch} {steps} {}", widths.join(","), u8::from(deterministic))
+			.and_then(|()| self.requests.flush())
+			.expect("PyTorch's process takes requests");
+		let mut answer = String::new();
+		self.answers.read_line(&mut answer).expect("PyTorch's process answers");
+		answer.trim().parse().unwrap_or_else(|_| {
+			panic!("PyTorch's process answered {answer:?} (see its errors above)")
+		})
+	}
+}
+
+impl Drop for Torch {
+	fn drop(&mut self) {
+		let _ = self.child.kill();
+		let _ = self.child.wait();
+	}
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> f64 {
+	let mut sorted = values.to_vec();
+	sorted.sort_by(f64::total_cmp);
+	let n = sorted.len();
+	if n == 0 {
+		f64::NAN
+	} else if n % 2 == 1 {
+		sorted[n / 2]
+	} else {
+		(sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+	}
+}
+
+/// The head-to-head table: per model, `ROUNDS` rounds of PyTorch (defaults, then
+/// deterministic), the engine and burn + RepOps, each about half a second of steps; each
+/// round's ratio is PyTorch deterministic's ms per step over ours (above 1: faster than
+/// PyTorch). Prints the medians over the rounds and the lowest and highest round's ratio.
+fn head_to_head(torch: &mut Torch, sizes: &[(&str, &[u32], u32)], threads: usize) {
+	const ROUNDS: usize = 9;
+	println!(
+		"\nHead to head with PyTorch on CPU ({threads} threads): {ROUNDS} rounds per model, each round"
+	);
+	println!(
+		"running about half a second of steps of PyTorch's defaults, PyTorch deterministic, the"
+	);
+	println!(
+		"engine and burn + RepOps in turn; ms per step are the medians over the rounds; a ratio is"
+	);
+	println!(
+		"PyTorch deterministic's ms over ours in the same round (above 1: faster than PyTorch),"
+	);
+	println!("its median and the lowest and highest round's:\n");
+	println!(
+		"| model | PyTorch ms | PyTorch deterministic ms | engine ms | burn + RepOps ms | engine ratio (min-max) | burn ratio (min-max) |"
+	);
+	println!("|---|---|---|---|---|---|---|");
+	let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+	for (name, widths, batch) in sizes {
+		let Bench { spec, program: p, state, x, labels } = Bench::new(widths, *batch);
+		// Steps per turn: about half a second of the engine's (at least 3).
+		let start = Instant::now();
+		pool.install(|| engine::step(&spec, &p, &state, &x, &labels, 0).expect("step"));
+		let steps = (0.5 / start.elapsed().as_secs_f64().max(1e-6)).clamp(3.0, 200.0) as u32;
+		let mut current = Some(state.clone());
+		let mut burn = |steps: u32| {
+			pool.install(|| {
+				let start = Instant::now();
+				for _ in 0..steps {
+					let state = current.take().expect("the state");
+					let (_, next) =
+						train::burn_step(&spec, state, x.clone(), labels.clone(), 0).expect("step");
+					current = Some(next);
+				}
+				start.elapsed().as_secs_f64() / f64::from(steps)
+			})
+		};
+		let engine = |steps: u32| {
+			pool.install(|| {
+				let start = Instant::now();
+				for _ in 0..steps {
+					engine::step(&spec, &p, &state, &x, &labels, 0).expect("step");
+				}
+				start.elapsed().as_secs_f64() / f64::from(steps)
+			})
+		};
+		// A warm-up turn of each, untimed.
+		torch.step_seconds(widths, *batch, 1, false);
+		torch.step_seconds(widths, *batch, 1, true);
+		engine(1);
+		burn(1);
+		let mut rounds: [Vec<f64>; 4] = Default::default();
+		// Between turns a pause, so that neither side's idle threads (OpenMP's and rayon's
+		// spin a little before sleeping) run during the other's turn.
+		let pause = || std::thread::sleep(std::time::Duration::from_millis(100));
+		for _ in 0..ROUNDS {
+			rounds[0].push(torch.step_seconds(widths, *batch, steps, false));
+			pause();
+			rounds[1].push(torch.step_seconds(widths, *batch, steps, true));
+			pause();
+			rounds[2].push(engine(steps));
+			pause();
+			rounds[3].push(burn(steps));
+			pause();
+		}
+		let ratios = |ours: &[f64]| {
+			let r: Vec<f64> = rounds[1].iter().zip(ours).map(|(t, o)| t / o).collect();
+			let (lo, hi) =
+				r.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+			format!("{:.2}x ({lo:.2}-{hi:.2})", median(&r))
+		};
+		println!(
+			"| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+			median(&rounds[0]) * 1e3,
+			median(&rounds[1]) * 1e3,
+			median(&rounds[2]) * 1e3,
+			median(&rounds[3]) * 1e3,
+			ratios(&rounds[2]),
+			ratios(&rounds[3]),
+		);
+	}
+}
+
+/// A model's step to time: the spec (momentum SGD), its step program, the initial state, a
+/// random batch and labels.
+struct Bench {
+	spec: TrainingSpec,
+	program: program::StepProgram,
+	state: Vec<Matrix>,
+	x: Matrix,
+	labels: Vec<u32>,
+}
+
+impl Bench {
+	fn new(widths: &[u32], batch: u32) -> Self {
+		let sgd = Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.05),
+			momentum: F32Bits::from_f32(0.9),
+		};
+		let spec = TrainingSpec::example_mlp(widths, sgd, batch);
+		let program = step_program(&spec).expect("valid spec");
+		let state = initial_state(&spec, &program).expect("state");
+		let mut rng = SplitMix64::new(1);
+		let x = Matrix::new(
+			batch,
+			widths[0],
+			(0..batch * widths[0]).map(|_| rng.next_unit()).collect(),
+		)
+		.expect("batch");
+		let labels: Vec<u32> =
+			(0..batch).map(|_| rng.next_below(*widths.last().unwrap_or(&2))).collect();
+		Self { spec, program, state, x, labels }
+	}
+}
+
 fn main() {
 	// As the worker does (trainet-worker's `main`).
 	engine::keep_freed_memory();
-	let quick = std::env::args().any(|a| a == "--quick");
+	let args: Vec<String> = std::env::args().collect();
+	let quick = args.iter().any(|a| a == "--quick");
+	let torch = args.iter().position(|a| a == "--torch").map(|i| {
+		let python = args.get(i + 1).expect("--torch PYTHON SCRIPT");
+		let script = args.get(i + 2).expect("--torch PYTHON SCRIPT");
+		(python.clone(), script.clone())
+	});
 	let sizes: &[(&str, &[u32], u32)] = if quick {
 		&[
 			("digits 64-32-10, batch 32", &[64, 32, 10], 32),
@@ -102,6 +297,12 @@ fn main() {
 		]
 	};
 	let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+	if args.iter().any(|a| a == "--head-to-head") {
+		// Only that table.
+		let (python, script) = torch.expect("--head-to-head needs --torch PYTHON SCRIPT");
+		head_to_head(&mut Torch::start(&python, &script, cpus), sizes, cpus);
+		return;
+	}
 	let mut threads: Vec<usize> =
 		vec![1, 2, 4, 8, 16].into_iter().filter(|t| *t <= cpus.max(1)).collect();
 	if threads.is_empty() {
@@ -113,22 +314,7 @@ fn main() {
 	println!("| model | implementation | threads | ms/step | steps/s | samples/s | GFLOP/s |");
 	println!("|---|---|---|---|---|---|---|");
 	for (name, widths, batch) in sizes {
-		let sgd = Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.05),
-			momentum: F32Bits::from_f32(0.9),
-		};
-		let s = TrainingSpec::example_mlp(widths, sgd, *batch);
-		let p = step_program(&s).expect("valid spec");
-		let state = initial_state(&s, &p).expect("state");
-		let mut rng = SplitMix64::new(1);
-		let x = Matrix::new(
-			*batch,
-			widths[0],
-			(0..batch * widths[0]).map(|_| rng.next_unit()).collect(),
-		)
-		.expect("batch");
-		let labels: Vec<u32> =
-			(0..*batch).map(|_| rng.next_below(*widths.last().unwrap_or(&2))).collect();
+		let Bench { spec: s, program: p, state, x, labels } = Bench::new(widths, *batch);
 		let flops = engine::step_flops(&s) as f64;
 		// The mean of at least 3 runs and of about a second's worth (at most 50) after a
 		// warm-up run: single runs of a few milliseconds vary by 2x on a shared VM.
@@ -297,5 +483,9 @@ fn main() {
 			flops / products / 1e6,
 			100.0 * others / (products + others)
 		);
+	}
+	if let Some((python, script)) = torch {
+		let mut torch = Torch::start(&python, &script, cpus);
+		head_to_head(&mut torch, sizes, cpus);
 	}
 }
