@@ -39,8 +39,9 @@ const KC: usize = 256;
 const TASK_ROW_BLOCKS: usize = 8;
 /// Micro-tile columns per task.
 const TASK_PANELS: usize = 4;
-/// How many values of `k` ahead packing prefetches a column-contiguous operand.
-const PREFETCH_ROWS: usize = 16;
+/// Values of `k` per piece of work when packing an operand whose rows are adjacent in memory
+/// ([`pack_in_memory_order`]).
+const PACK_ROWS: usize = 32;
 
 std::thread_local! {
 	/// Packed `A` and `B` of the last product computed on this thread, kept for their memory.
@@ -86,6 +87,11 @@ fn pack<const W: usize>(x: View, parallel: bool, out: &mut Vec<f32>) {
 	if out.len() < len {
 		out.resize(len, 0.0);
 	}
+	let out = &mut out[..len];
+	if x.rs == 1 {
+		pack_in_memory_order::<W>(x, parallel, out);
+		return;
+	}
 	let pack = |(ib, block): (usize, &mut [f32])| {
 		let lanes = W.min(r - ib * W);
 		if lanes < W {
@@ -94,29 +100,7 @@ fn pack<const W: usize>(x: View, parallel: bool, out: &mut Vec<f32>) {
 				values[lanes..].fill(0.0);
 			}
 		}
-		if x.rs == 1 {
-			// The block's rows are adjacent in memory: `W` values per `kk`, copied as one
-			// fixed-size array (no call to `memcpy` for 64 bytes).
-			for (kk, values) in block.chunks_exact_mut(W).enumerate() {
-				let from = kk * x.cs + ib * W;
-				// Consecutive `kk` are a row of `x` apart, a page or more on the large
-				// models, where the hardware prefetchers stop: ask for the values
-				// `PREFETCH_ROWS` ahead now.
-				#[cfg(target_arch = "x86_64")]
-				if let Some(ahead) = x.data.get(from + PREFETCH_ROWS * x.cs) {
-					use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-					// SAFETY: a prefetch only hints the cache; the address is inside `x`.
-					unsafe { _mm_prefetch::<_MM_HINT_T0>((ahead as *const f32).cast()) };
-				}
-				let src = &x.data[from..from + lanes];
-				if lanes == W {
-					// A length the compiler knows: inlined vector moves.
-					values.copy_from_slice(&src[..W]);
-				} else {
-					values[..lanes].copy_from_slice(src);
-				}
-			}
-		} else if x.cs == 1 {
+		if x.cs == 1 {
 			// Each row is contiguous (`A` of `A·B`, `B` of `A·Bᵀ`): the block's rows side by
 			// side, read in step, `W` values written together per `kk`.
 			let rows: Vec<&[f32]> = (0..lanes)
@@ -147,11 +131,53 @@ fn pack<const W: usize>(x: View, parallel: bool, out: &mut Vec<f32>) {
 			}
 		}
 	};
-	let out = &mut out[..len];
 	if parallel {
 		out.par_chunks_mut(k * W).enumerate().for_each(pack);
 	} else {
 		out.chunks_mut(k * W).enumerate().for_each(pack);
+	}
+}
+
+/// [`pack`] of an `x` whose rows are adjacent in memory (`x.rs == 1`: `B` of `A·B` and
+/// `Aᵀ·B`, `A` of `Aᵀ·B`), reading `x`'s memory in order: for each `kk`, the `W` values of
+/// every block in turn. Each block needs `W` values of each `kk`, and `kk` to `kk + 1` is a
+/// whole row of memory apart (4 KiB on the large models): block by block, every read was on a
+/// new page, where the hardware prefetchers stop, and this packing took twice as long as
+/// [`transpose_pack`]'s. Work is split by ranges of `kk` (`PACK_ROWS` of them), each writing
+/// its part of every block.
+fn pack_in_memory_order<const W: usize>(x: View, parallel: bool, out: &mut [f32]) {
+	let (r, k) = (x.rows, x.cols);
+	// Range `p` of `kk` (`p·PACK_ROWS..`) of every block, block by block.
+	let mut ranges: Vec<Vec<&mut [f32]>> =
+		(0..k.div_ceil(PACK_ROWS)).map(|_| Vec::with_capacity(r.div_ceil(W))).collect();
+	for block in out.chunks_mut(k * W) {
+		for (range, part) in ranges.iter_mut().zip(block.chunks_mut(PACK_ROWS * W)) {
+			range.push(part);
+		}
+	}
+	let fill = |(p, mut parts): (usize, Vec<&mut [f32]>)| {
+		let rows = PACK_ROWS.min(k - p * PACK_ROWS);
+		for j in 0..rows {
+			// Memory row `kk`: the values `(0..r, kk)`, `W` to each block.
+			let from = (p * PACK_ROWS + j) * x.cs;
+			let row = &x.data[from..from + r];
+			for (part, src) in parts.iter_mut().zip(row.chunks(W)) {
+				let values = &mut part[j * W..(j + 1) * W];
+				if src.len() == W {
+					// A length the compiler knows: inlined vector moves.
+					values.copy_from_slice(&src[..W]);
+				} else {
+					// The last block's padding: zero (its results are dropped).
+					values[..src.len()].copy_from_slice(src);
+					values[src.len()..].fill(0.0);
+				}
+			}
+		}
+	};
+	if parallel {
+		ranges.into_par_iter().enumerate().for_each(fill);
+	} else {
+		ranges.into_iter().enumerate().for_each(fill);
 	}
 }
 
