@@ -189,7 +189,7 @@ fn execute_elementwise(
 	}
 	let data = match (op.kind, inputs) {
 		(OpKind::Relu, [x]) => mapped(x.data.len(), CHUNK, |first, count| {
-			x.data[first..first + count].iter().map(|x| repops::relu(*x))
+			x.data[first..first + count].iter().map(|x| relu(*x))
 		}),
 		(OpKind::ReluBackward, [x, dy]) if x.same_shape(dy) => {
 			mapped(x.data.len(), CHUNK, |first, count| {
@@ -197,7 +197,7 @@ fn execute_elementwise(
 				x.data[range.clone()]
 					.iter()
 					.zip(&dy.data[range])
-					.map(|(x, dy)| repops::relu_backward(*x, *dy))
+					.map(|(x, dy)| relu_backward(*x, *dy))
 			})
 		}
 		(OpKind::BiasAdd, [x, b]) if b.rows == 1 && b.cols == x.cols && x.cols > 0 => {
@@ -242,6 +242,31 @@ fn execute_elementwise(
 	};
 	let x = inputs.first().ok_or(ShapeError::Mismatch)?;
 	Matrix::new(x.rows, x.cols, data).map(Some)
+}
+
+/// `repops::relu` as selects rather than branches, which the compiler vectorizes (the
+/// reference's branches kept it one value at a time): the same bits, a NaN canonical, a
+/// positive value itself, anything else (`-0.0` included) `+0.0`.
+#[inline(always)]
+fn relu(x: f32) -> f32 {
+	let y = if x > 0.0 { x } else { 0.0 };
+	if x.is_nan() {
+		f32::from_bits(repops::CANONICAL_NAN_BITS)
+	} else {
+		y
+	}
+}
+
+/// `repops::relu_backward` as selects, like [`relu`]: `dy` (a NaN canonical) where the
+/// forward input was positive, else `+0.0`.
+#[inline(always)]
+fn relu_backward(x: f32, dy: f32) -> f32 {
+	let dy = if dy.is_nan() { f32::from_bits(repops::CANONICAL_NAN_BITS) } else { dy };
+	if x > 0.0 {
+		dy
+	} else {
+		0.0
+	}
 }
 
 /// The optimizer's elementwise updates over whole tensors, the same bits as the reference's
