@@ -110,6 +110,21 @@ pub trait RepOpsBackend: Backend {
 	/// No gradient is tracked: this is how the backward pass and the optimizer run kernels.
 	fn repops(kernel: Kernel, inputs: Vec<FloatTensor<Self>>) -> FloatTensor<Self>;
 
+	/// Momentum SGD's update of one parameter `p` with gradient `g` and velocity `v`: the new
+	/// velocity (`Momentum` of `v`, `g`) and the new parameter (`SgdStep` of `p` and the new
+	/// velocity), in that order. A backend may merge the two passes over memory (the bits
+	/// are those of the two kernels); by default it runs them.
+	fn repops_momentum_sgd(
+		ctx: &Arc<StepContext>,
+		v: FloatTensor<Self>,
+		g: FloatTensor<Self>,
+		p: FloatTensor<Self>,
+	) -> (FloatTensor<Self>, FloatTensor<Self>) {
+		let v = Self::repops(Kernel::new(OpKind::Momentum, ctx), vec![v, g]);
+		let p = Self::repops(Kernel::new(OpKind::SgdStep, ctx), vec![p, v.clone()]);
+		(v, p)
+	}
+
 	/// Reads a tensor into a RepOps matrix ([`to_matrix`], or a faster way the backend has).
 	fn repops_read(tensor: FloatTensor<Self>) -> Result<Matrix, ShapeError> {
 		to_matrix::<Self>(tensor)
@@ -265,6 +280,11 @@ fn ndarray_values(tensor: &NdArrayTensor) -> Result<(u32, u32, Cow<'_, [f32]>), 
 	Ok((rows, cols, values))
 }
 
+/// [`ndarray_values`]' result as the engine reads it.
+fn mat_ref<'a>((rows, cols, data): &'a (u32, u32, Cow<'_, [f32]>)) -> MatRef<'a> {
+	MatRef { rows: *rows, cols: *cols, data }
+}
+
 /// burn's CPU backend, `f32` (the only element type RepOps has).
 impl RepOpsBackend for NdArray<f32> {
 	/// The kernel reads the tensors' memory where it lies (kernel outputs, parameters and
@@ -274,13 +294,32 @@ impl RepOpsBackend for NdArray<f32> {
 	fn repops(kernel: Kernel, inputs: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
 		let run = || -> Result<Matrix, ShapeError> {
 			let values = inputs.iter().map(ndarray_values).collect::<Result<Vec<_>, _>>()?;
-			let refs: Vec<MatRef> = values
-				.iter()
-				.map(|(rows, cols, data)| MatRef { rows: *rows, cols: *cols, data })
-				.collect();
+			let refs: Vec<MatRef> = values.iter().map(mat_ref).collect();
 			run_kernel(&kernel, &refs)
 		};
 		kernel_output::<Self>(&kernel, run(), &Default::default())
+	}
+
+	/// One pass over memory instead of two ([`engine::momentum_sgd`]), a few percent of a
+	/// large model's step.
+	fn repops_momentum_sgd(
+		ctx: &Arc<StepContext>,
+		v: FloatTensor<Self>,
+		g: FloatTensor<Self>,
+		p: FloatTensor<Self>,
+	) -> (FloatTensor<Self>, FloatTensor<Self>) {
+		let run = || -> Result<(Matrix, Matrix), ShapeError> {
+			let [v, g, p] = [&v, &g, &p].map(ndarray_values);
+			let [v, g, p] = [v?, g?, p?];
+			engine::momentum_sgd(&ctx.spec, mat_ref(&v), mat_ref(&g), mat_ref(&p))
+		};
+		let (v, p) = run().unwrap_or_else(|e| {
+			ctx.fail(e);
+			let empty = || Matrix { rows: 0, cols: 0, data: Vec::new() };
+			(empty(), empty())
+		});
+		let device = Default::default();
+		(from_matrix::<Self>(v, &device), from_matrix::<Self>(p, &device))
 	}
 
 	/// A copy of the array's memory when it is in standard layout (as kernel outputs and

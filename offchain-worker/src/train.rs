@@ -393,8 +393,8 @@ pub fn burn_step_on<B: RepOpsBackend>(
 		};
 		match spec.optimizer {
 			Optimizer::Sgd { .. } => {
-				let v = run(OpKind::Momentum, vec![moment(i)?, g]);
-				next.push(run(OpKind::SgdStep, vec![p, v.clone()]));
+				let (v, p) = B::repops_momentum_sgd(&ctx, moment(i)?, g, p);
+				next.push(p);
 				first.push(v);
 			}
 			Optimizer::Adam { .. } => {

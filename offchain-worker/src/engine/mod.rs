@@ -344,11 +344,11 @@ impl Update {
 		match self {
 			Self::Momentum { mu } => mapped(len, CHUNK, |first, count| {
 				let (v, g) = (at(0, first, count), at(1, first, count));
-				v.iter().zip(g).map(move |(v, g)| repops::canon(mu * v + g))
+				v.iter().zip(g).map(move |(v, g)| momentum(mu, *v, *g))
 			}),
 			Self::SgdStep { lr } => mapped(len, CHUNK, |first, count| {
 				let (w, v) = (at(0, first, count), at(1, first, count));
-				w.iter().zip(v).map(move |(w, v)| repops::canon(w - lr * v))
+				w.iter().zip(v).map(move |(w, v)| sgd_step(lr, *w, *v))
 			}),
 			Self::AdamM { b1, one_minus_b1 } => mapped(len, CHUNK, |first, count| {
 				let (m, g) = (at(0, first, count), at(1, first, count));
@@ -366,6 +366,72 @@ impl Update {
 			}),
 		}
 	}
+}
+
+/// [`Update::Momentum`] of one value: `mu * v + g`.
+#[inline(always)]
+fn momentum(mu: f32, v: f32, g: f32) -> f32 {
+	repops::canon(mu * v + g)
+}
+
+/// [`Update::SgdStep`] of one value: `w - lr * v`.
+#[inline(always)]
+fn sgd_step(lr: f32, w: f32, v: f32) -> f32 {
+	repops::canon(w - lr * v)
+}
+
+/// Momentum SGD's two updates of one parameter in one pass over memory: the new velocity
+/// `v' = Momentum(v, g)` and the new parameter `SgdStep(w, v')`, the bits of the two
+/// operations run one after the other (each value's arithmetic is the same; only the passes
+/// are merged, which saves reading `v'` back and a third of the memory traffic). An error
+/// where the spec's optimizer is not momentum SGD or the shapes differ.
+pub fn momentum_sgd(
+	spec: &TrainingSpec,
+	v: MatRef,
+	g: MatRef,
+	w: MatRef,
+) -> Result<(Matrix, Matrix), ShapeError> {
+	for m in [&v, &g, &w] {
+		m.check()?;
+	}
+	if !v.same_shape(&g) || !v.same_shape(&w) {
+		return Err(ShapeError::Mismatch);
+	}
+	let (Some(Update::Momentum { mu }), Some(Update::SgdStep { lr })) =
+		(Update::new(spec, OpKind::Momentum, 0), Update::new(spec, OpKind::SgdStep, 0))
+	else {
+		return Err(ShapeError::Mismatch);
+	};
+	let len = v.data.len();
+	let (mut velocity, mut weights): (Vec<f32>, Vec<f32>) =
+		(Vec::with_capacity(len), Vec::with_capacity(len));
+	let run = |(i, (v_out, w_out)): (
+		usize,
+		(&mut [std::mem::MaybeUninit<f32>], &mut [std::mem::MaybeUninit<f32>]),
+	)| {
+		let range = i * CHUNK..i * CHUNK + v_out.len();
+		let inputs = v.data[range.clone()].iter().zip(&g.data[range.clone()]).zip(&w.data[range]);
+		for ((v_out, w_out), ((v, g), w)) in v_out.iter_mut().zip(w_out.iter_mut()).zip(inputs) {
+			let v = momentum(mu, *v, *g);
+			v_out.write(v);
+			w_out.write(sgd_step(lr, *w, v));
+		}
+	};
+	let (v_out, w_out) =
+		(&mut velocity.spare_capacity_mut()[..len], &mut weights.spare_capacity_mut()[..len]);
+	if len < ELEMENTWISE_SEQUENTIAL_BELOW {
+		v_out.chunks_mut(CHUNK).zip(w_out.chunks_mut(CHUNK)).enumerate().for_each(run);
+	} else {
+		v_out.par_chunks_mut(CHUNK).zip(w_out.par_chunks_mut(CHUNK)).enumerate().for_each(run);
+	}
+	// SAFETY: the chunks cover the first `len` positions of both vectors, and every position
+	// of a chunk is written (its inputs are slices of the same length: the shapes were
+	// checked equal); `len` is the capacity reserved.
+	unsafe {
+		velocity.set_len(len);
+		weights.set_len(len);
+	}
+	Ok((Matrix::new(v.rows, v.cols, velocity)?, Matrix::new(v.rows, v.cols, weights)?))
 }
 
 /// Runs one operation if the engine has its own implementation (the products, the

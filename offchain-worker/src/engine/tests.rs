@@ -200,3 +200,46 @@ fn elementwise_and_column_operations_match_the_reference_on_special_values() {
 		}
 	}
 }
+
+#[test]
+fn the_merged_momentum_sgd_update_gives_the_bits_of_its_two_operations() {
+	use trainet_primitives::program::{Op, OpKind, Source};
+	let mut rng = SplitMix64::new(12);
+	let f = F32Bits::from_f32;
+	for opt in [
+		Optimizer::Sgd { learning_rate: f(0.05), momentum: f(0.9) },
+		Optimizer::Sgd { learning_rate: f(3.0e38), momentum: f(-2.5) },
+	] {
+		let s = TrainingSpec::example_mlp(&[4, 2], opt, 8);
+		// Above and below the size at which the engine goes parallel.
+		for (rows, cols) in [(3, 7), (150, 300)] {
+			let [v, g, w] = [0, 1, 2].map(|_| matrix(&mut rng, rows, cols, true));
+			let op = |kind| Op { kind, inputs: vec![Source::Batch; 2], rows, cols };
+			let v_next = program::execute(&s, &op(OpKind::Momentum), &[&v, &g], &[], 0).unwrap();
+			let w_next =
+				program::execute(&s, &op(OpKind::SgdStep), &[&w, &v_next], &[], 0).unwrap();
+			for threads in [1, 3] {
+				let (v_got, w_got) = pool(threads)
+					.install(|| momentum_sgd(&s, (&v).into(), (&g).into(), (&w).into()))
+					.unwrap();
+				assert_eq!(bits(&v_got), bits(&v_next), "velocity, {rows}x{cols}");
+				assert_eq!(bits(&w_got), bits(&w_next), "weights, {rows}x{cols}");
+			}
+		}
+	}
+	// Not momentum SGD, or operands of different shapes: an error.
+	let adam = TrainingSpec::example_mlp(
+		&[4, 2],
+		Optimizer::Adam { learning_rate: f(0.1), beta1: f(0.9), beta2: f(0.99), epsilon: f(1e-8) },
+		8,
+	);
+	let m = matrix(&mut rng, 2, 3, false);
+	assert!(momentum_sgd(&adam, (&m).into(), (&m).into(), (&m).into()).is_err());
+	let sgd = TrainingSpec::example_mlp(
+		&[4, 2],
+		Optimizer::Sgd { learning_rate: f(0.05), momentum: f(0.9) },
+		8,
+	);
+	let other = matrix(&mut rng, 3, 2, false);
+	assert!(momentum_sgd(&sgd, (&m).into(), (&other).into(), (&m).into()).is_err());
+}
