@@ -405,10 +405,8 @@ pub fn momentum_sgd(
 	let len = v.data.len();
 	let (mut velocity, mut weights): (Vec<f32>, Vec<f32>) =
 		(Vec::with_capacity(len), Vec::with_capacity(len));
-	let run = |(i, (v_out, w_out)): (
-		usize,
-		(&mut [std::mem::MaybeUninit<f32>], &mut [std::mem::MaybeUninit<f32>]),
-	)| {
+	type Out<'a> = &'a mut [std::mem::MaybeUninit<f32>];
+	let run = |(i, (v_out, w_out)): (usize, (Out, Out))| {
 		let range = i * CHUNK..i * CHUNK + v_out.len();
 		let inputs = v.data[range.clone()].iter().zip(&g.data[range.clone()]).zip(&w.data[range]);
 		for ((v_out, w_out), ((v, g), w)) in v_out.iter_mut().zip(w_out.iter_mut()).zip(inputs) {
