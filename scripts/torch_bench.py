@@ -8,9 +8,9 @@ about a second's worth of steps (3 to 50), as engine-bench times its rows. Run t
     python torch_bench.py [--quick] [--threads N]
 
 With `--serve` it prints no table: it reads requests from standard input, one per line,
-`WIDTHS BATCH STEPS DETERMINISTIC` (widths comma-separated, deterministic 0 or 1), runs that
-many steps of that model (built and warmed up on first use) and answers each with one line,
-the mean seconds per step. engine-bench's head-to-head table (`--torch`) drives it, so that
+`WIDTHS BATCH STEPS DETERMINISTIC` (widths comma-separated, deterministic 0 or 1), runs one
+untimed step and then that many steps of that model (built and warmed up on first use) and
+answers each with one line, the mean seconds per step of the timed ones. engine-bench's head-to-head table (`--torch`) drives it, so that
 PyTorch's steps and ours take turns on the same machine within seconds of each other.
 """
 
@@ -87,6 +87,9 @@ def serve():
             for _ in range(2):
                 steps_by_model[key]()
         step = steps_by_model[key]
+        # One untimed step first: after the other side's turn, caches and threads are cold
+        # (engine-bench's turns do the same).
+        step()
         start = time.perf_counter()
         for _ in range(steps):
             step()
