@@ -10,8 +10,9 @@ about a second's worth of steps (3 to 50), as engine-bench times its rows. Run t
 With `--serve` it prints no table: it reads requests from standard input, one per line,
 `WIDTHS BATCH STEPS DETERMINISTIC` (widths comma-separated, deterministic 0 or 1), runs one
 untimed step and then that many steps of that model (built and warmed up on first use) and
-answers each with one line, the mean seconds per step of the timed ones. engine-bench's head-to-head table (`--torch`) drives it, so that
-PyTorch's steps and ours take turns on the same machine within seconds of each other.
+answers each with one line, the mean seconds per step of the timed ones. engine-bench's
+head-to-head table (`--torch`) drives it, so that PyTorch's steps and ours take turns on the
+same machine within seconds of each other.
 """
 
 import argparse

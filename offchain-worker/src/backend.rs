@@ -313,13 +313,15 @@ impl RepOpsBackend for NdArray<f32> {
 			let [v, g, p] = [v?, g?, p?];
 			engine::momentum_sgd(&ctx.spec, mat_ref(&v), mat_ref(&g), mat_ref(&p))
 		};
-		let (v, p) = run().unwrap_or_else(|e| {
-			ctx.fail(e);
-			let empty = || Matrix { rows: 0, cols: 0, data: Vec::new() };
-			(empty(), empty())
-		});
+		let (v, p) = match run() {
+			Ok((v, p)) => (Ok(v), Ok(p)),
+			Err(e) => (Err(e), Err(e)),
+		};
 		let device = Default::default();
-		(from_matrix::<Self>(v, &device), from_matrix::<Self>(p, &device))
+		(
+			kernel_output::<Self>(&Kernel::new(OpKind::Momentum, ctx), v, &device),
+			kernel_output::<Self>(&Kernel::new(OpKind::SgdStep, ctx), p, &device),
+		)
 	}
 
 	/// A copy of the array's memory when it is in standard layout (as kernel outputs and

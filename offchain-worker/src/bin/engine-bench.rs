@@ -152,6 +152,18 @@ fn median(values: &[f64]) -> f64 {
 	}
 }
 
+/// One of our turns in the head-to-head: one untimed `step` (after the other side's turn and
+/// the pause, caches and threads are cold), then the seconds per step of `steps` more;
+/// PyTorch's turns (`torch_bench.py --serve`) do the same.
+fn turn(steps: u32, mut step: impl FnMut()) -> f64 {
+	step();
+	let start = Instant::now();
+	for _ in 0..steps {
+		step();
+	}
+	start.elapsed().as_secs_f64() / f64::from(steps)
+}
+
 /// The head-to-head table: per model, `ROUNDS` rounds of PyTorch (defaults, then
 /// deterministic), the engine and burn + RepOps, each about half a second of steps; each
 /// round's ratio is PyTorch deterministic's ms per step over ours (above 1: faster than
@@ -183,33 +195,21 @@ fn head_to_head(torch: &mut Torch, sizes: &[(&str, &[u32], u32)], threads: usize
 		pool.install(|| engine::step(&spec, &p, &state, &x, &labels, 0).expect("step"));
 		let steps = (0.5 / start.elapsed().as_secs_f64().max(1e-6)).clamp(3.0, 200.0) as u32;
 		let mut current = Some(state.clone());
-		// A turn: one untimed step (after the other side's turn and the pause, caches and
-		// threads are cold), then `steps` timed; PyTorch's turns do the same.
 		let mut burn = |steps: u32| {
 			pool.install(|| {
-				let mut start = Instant::now();
-				for i in 0..=steps {
-					if i == 1 {
-						start = Instant::now();
-					}
+				turn(steps, || {
 					let state = current.take().expect("the state");
 					let (_, next) =
 						train::burn_step(&spec, state, x.clone(), labels.clone(), 0).expect("step");
 					current = Some(next);
-				}
-				start.elapsed().as_secs_f64() / f64::from(steps)
+				})
 			})
 		};
 		let engine = |steps: u32| {
 			pool.install(|| {
-				let mut start = Instant::now();
-				for i in 0..=steps {
-					if i == 1 {
-						start = Instant::now();
-					}
+				turn(steps, || {
 					engine::step(&spec, &p, &state, &x, &labels, 0).expect("step");
-				}
-				start.elapsed().as_secs_f64() / f64::from(steps)
+				})
 			})
 		};
 		// A warm-up turn of each, untimed.
