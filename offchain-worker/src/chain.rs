@@ -224,6 +224,18 @@ impl Chain {
 		}
 	}
 
+	/// The chain's block time (its Aura slot), from the runtime API.
+	pub async fn block_time(&self) -> Result<Duration, ChainError> {
+		let hex: String = self
+			.rpc("state_call", vec![Value::from("AuraApi_slot_duration"), Value::from("0x")])
+			.await?;
+		let fail = |reason: String| ChainError::Rpc { method: "state_call".into(), reason };
+		let bytes = sp_core::bytes::from_hex(&hex).map_err(|e| fail(format!("{e:?}")))?;
+		let millis =
+			<u64 as codec::Decode>::decode(&mut &bytes[..]).map_err(|e| fail(e.to_string()))?;
+		Ok(Duration::from_millis(millis))
+	}
+
 	/// `who`'s money at the latest finalized block: free and held balance, and the staking
 	/// ledger.
 	pub async fn money(&self, who: [u8; 32]) -> Result<Money, ChainError> {

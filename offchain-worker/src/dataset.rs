@@ -85,6 +85,18 @@ pub enum DatasetError {
 		/// Why.
 		reason: String,
 	},
+	/// A task's spec declares another shape than its dataset has: training it would fail (a
+	/// count above the real one) or no sample proof would verify on chain (a count below it,
+	/// or labels beyond the declared classes), so neither solving nor challenging it is safe.
+	#[error(
+		"the spec declares {declared:?} (samples, features, classes), its dataset has {actual:?}"
+	)]
+	ShapeMismatch {
+		/// What the spec declares.
+		declared: (u32, u32, u32),
+		/// What the dataset has.
+		actual: (u32, u32, u32),
+	},
 }
 
 /// The SCALE form of a dataset on disk: shape, then each sample's bits and label.
@@ -109,6 +121,23 @@ impl Dataset {
 			}
 		}
 		Ok(Self { features, classes, samples })
+	}
+
+	/// Checks that a spec's declared dataset shape (samples, features, classes) is this
+	/// dataset's. The root names the samples but the chain cannot see their count: a worker
+	/// checks before it claims or challenges a task.
+	pub fn matches(
+		&self,
+		declared: &trainet_primitives::task::DatasetCommitment,
+	) -> Result<(), DatasetError> {
+		let actual =
+			(u32::try_from(self.samples.len()).unwrap_or(u32::MAX), self.features, self.classes);
+		let declared = (declared.samples, declared.features, declared.classes);
+		if declared == actual {
+			Ok(())
+		} else {
+			Err(DatasetError::ShapeMismatch { declared, actual })
+		}
 	}
 
 	/// The 1 797 shipped 8x8 handwritten digits: 64 pixels scaled from `0..=16` to `[0, 1]`,

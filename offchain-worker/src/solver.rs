@@ -25,6 +25,7 @@ use thiserror::Error;
 use trainet_primitives::{
 	market::{Party, Task, TaskState, TraceCommitment},
 	referee::Fault,
+	settle,
 	task::{Model, TrainingSpec},
 	trace::{trace_proof, trace_root},
 	AccountId, Balance, BlockNumber,
@@ -151,7 +152,12 @@ pub async fn find_task(
 	store: &DatasetStore,
 	p2p: Option<&P2p>,
 	max_memory: Option<u64>,
+	speed: Option<&Throughput>,
 ) -> Result<Option<(u64, ChainTask)>, SolveError> {
+	let block_time = match speed {
+		Some(_) => chain.block_time().await?,
+		None => Duration::ZERO,
+	};
 	for id in 0..next_task_id(chain).await? {
 		let Some(task) = chain_task(chain, id).await? else { continue };
 		if !matches!(task.state, TaskState::Open { .. }) {
@@ -162,15 +168,39 @@ pub async fn find_task(
 			tracing::debug!(task = id, needed, max, "skipping: it needs more memory than allowed");
 			continue;
 		}
+		// A claim this worker could not commit in time would cost its stake.
+		if let Some(speed) = speed {
+			let window = block_time.saturating_mul(task.timeouts.commit);
+			let needed = speed.time_to_train(&task.spec);
+			if needed > window {
+				tracing::info!(
+					task = id,
+					?needed,
+					?window,
+					"skipping: this worker could not train it inside its commit window"
+				);
+				continue;
+			}
+		}
 		let root = task.spec.dataset.root;
+		// A spec whose declared shape is not its dataset's cannot be trained or settled.
+		let fits = |data: &Dataset| match data.matches(&task.spec.dataset) {
+			Ok(()) => true,
+			Err(e) => {
+				tracing::warn!(task = id, "skipping: {e}");
+				false
+			}
+		};
 		match (store.get(&root), p2p) {
-			(Ok(_), _) => return Ok(Some((id, task))),
+			(Ok(data), _) if fits(&data) => return Ok(Some((id, task))),
+			(Ok(_), _) => {}
 			(Err(DatasetError::NotFound { .. }), Some(p2p)) => {
 				match p2p.fetch(Key::Dataset(root), &[], |_, _| {}).await {
-					Ok(_) => {
+					Ok(_) if fits(&store.get(&root)?) => {
 						tracing::info!(task = id, "fetched its dataset from a peer");
 						return Ok(Some((id, task)));
 					}
+					Ok(_) => {}
 					Err(e) => {
 						tracing::debug!(task = id, "skipping: no dataset here or at peers: {e}")
 					}
@@ -183,6 +213,53 @@ pub async fn find_task(
 		}
 	}
 	Ok(None)
+}
+
+/// How fast this worker trains, in units of work ([`settle::step_work`]: values handled and
+/// multiply-adds) per second, measured on a real training run.
+#[derive(Clone, Copy, Debug)]
+pub struct Throughput {
+	/// Work per second.
+	pub per_second: f64,
+}
+
+impl Throughput {
+	/// The margin kept on a measured speed: a task is claimed only if it trains in under half
+	/// its commit window (hashing, checkpoints and a busy machine take their share).
+	pub const MARGIN: f64 = 2.0;
+
+	/// Measures this machine: eight steps of a 128-256-256-10 MLP, batch 64, with the
+	/// engine the worker trains with (a few tens of milliseconds).
+	pub fn measure() -> Result<Self, SolveError> {
+		let data = Dataset::synthetic(11, 256, 128, 10);
+		let mut spec = TrainingSpec::example_mlp(
+			&[128, 256, 256, 10],
+			trainet_primitives::task::Optimizer::Sgd {
+				learning_rate: trainet_primitives::task::F32Bits::from_f32(0.05),
+				momentum: trainet_primitives::task::F32Bits::from_f32(0.9),
+			},
+			64,
+		)
+		.on_dataset(&data.samples);
+		spec.steps = 8;
+		let work = Self::work(&spec);
+		let start = std::time::Instant::now();
+		Training::new(spec, data)?.trace(|_| {})?;
+		let seconds = start.elapsed().as_secs_f64().max(1e-6);
+		Ok(Self { per_second: work / seconds })
+	}
+
+	/// The work of training `spec` whole.
+	fn work(spec: &TrainingSpec) -> f64 {
+		let Ok(program) = trainet_primitives::program::step_program(spec) else { return f64::MAX };
+		settle::step_work(spec, &program) as f64 * f64::from(spec.steps)
+	}
+
+	/// How long training `spec` would take here, with [`Self::MARGIN`].
+	pub fn time_to_train(&self, spec: &TrainingSpec) -> Duration {
+		let seconds = Self::work(spec) / self.per_second.max(1.0) * Self::MARGIN;
+		Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+	}
 }
 
 /// What a solved task left behind.
@@ -435,6 +512,9 @@ pub enum Verdict {
 	CaughtCheating(u64),
 	/// It was not, but the dispute ended without the solver losing.
 	ChallengeFailed(u64),
+	/// It could not be checked (its spec misstates its dataset, or checking it failed): the
+	/// verifier leaves it and goes on with the others.
+	Skipped(u64),
 }
 
 /// What sampling a committed task's transitions found.
@@ -529,83 +609,125 @@ pub async fn verify_one(
 	peers: Option<&P2p>,
 	transitions: Option<u32>,
 ) -> Result<Option<Verdict>, SolveError> {
-	let sampling = peers.zip(transitions);
 	for id in 0..next_task_id(chain).await? {
 		if skip.contains(&id) {
 			continue;
 		}
 		let Some(task) = chain_task(chain, id).await? else { continue };
-		let TaskState::Committed { commitment, .. } = &task.state else { continue };
-		let root = task.spec.dataset.root;
-		let data = match (store.get(&root), peers) {
-			(Ok(d), _) => d,
-			// Not here: a peer may have it (every chunk and the root checked).
-			(Err(DatasetError::NotFound { .. }), Some(p2p)) => {
-				match p2p.fetch(Key::Dataset(root), &[], |_, _| {}).await {
-					Ok(_) => {
-						tracing::info!(task = id, "fetched its dataset from a peer");
-						store.get(&root)?
-					}
-					Err(e) => {
-						tracing::debug!(task = id, "its dataset is not here: {e}");
-						continue;
-					}
-				}
-			}
-			(Err(DatasetError::NotFound { .. }), None) => continue,
-			(Err(e), _) => return Err(e.into()),
-		};
-		metrics().tasks_verified.inc();
-		if let Some((p2p, transitions)) = sampling {
-			match sample(p2p, &task.spec, &data, commitment, transitions, fault).await? {
-				Sample::Passed(n) => {
-					tracing::info!(task = id, transitions = n, "every sampled transition is right");
-					return Ok(Some(Verdict::Honest(id)));
-				}
-				Sample::Wrong(t) => {
-					tracing::warn!(task = id, step = t, "a sampled transition is wrong");
-				}
-				Sample::Unserved(why) => tracing::warn!(
-					task = id,
-					"the solver does not serve its trace or states ({why}): recomputing all"
-				),
+		if !matches!(task.state, TaskState::Committed { .. }) {
+			continue;
+		}
+		match check_task(chain, signer, store, id, &task, fault, peers, transitions).await {
+			Ok(None) => continue,
+			Ok(Some(verdict)) => return Ok(Some(verdict)),
+			// The node went away: the caller retries once it is back.
+			Err(SolveError::Chain(e)) => return Err(e.into()),
+			// Anything else belongs to this task (a malformed state a peer served, a dispute
+			// that cannot go on): leave it, keep checking the others.
+			Err(e) => {
+				tracing::warn!(task = id, "could not check it: {e}");
+				return Ok(Some(Verdict::Skipped(id)));
 			}
 		}
-		tracing::info!(task = id, steps = task.spec.steps, "recomputing");
-		let mut run = Training::new(task.spec.clone(), data.clone())?.with_fault(fault);
-		let mut speed = Speed::default();
-		let states = run.trace(|_| speed.step())?;
-		let steps = task.spec.steps;
-		if states.last() == Some(&commitment.final_state) {
-			return Ok(Some(Verdict::Honest(id)));
-		}
-		tracing::warn!(task = id, "the committed final state is wrong: challenging");
-		let last_entry = states.len().saturating_sub(1) as u32;
-		let proof = trace_proof(&states, last_entry).ok_or(SolveError::NoProof(steps))?;
-		chain.submit(signer, "Challenge", "open", (id, trace_root(&states), proof)).await?;
-		metrics().challenges_opened.inc();
-		let me = crate::chain::address(signer);
-		let open: Vec<Value> = chain.rpc("trainet_openDisputes", vec![Value::from(id)]).await?;
-		let dispute = open
-			.iter()
-			.find(|d| d["challenger"] == me.as_str())
-			.and_then(|d| d["id"].as_u64())
-			.ok_or_else(|| SolveError::Decode("the dispute just opened is not listed".into()))?;
-		let mut fighter = Fighter::new(Party::Challenger, task.spec.clone(), data, states, fault);
-		while fighter.tick(chain, signer, dispute).await? {
-			tokio::time::sleep(Duration::from_secs(2)).await;
-		}
-		let lost = match chain_task(chain, id).await? {
-			Some(t) => !matches!(t.state, TaskState::Committed { .. }),
-			None => false,
-		};
-		return Ok(Some(if lost {
-			Verdict::CaughtCheating(id)
-		} else {
-			Verdict::ChallengeFailed(id)
-		}));
 	}
 	Ok(None)
+}
+
+/// [`verify_one`] for committed task `id`: `None` when its dataset is nowhere to be had.
+#[allow(clippy::too_many_arguments)]
+async fn check_task(
+	chain: &Chain,
+	signer: &Keypair,
+	store: &DatasetStore,
+	id: u64,
+	task: &ChainTask,
+	fault: Option<Fault>,
+	peers: Option<&P2p>,
+	transitions: Option<u32>,
+) -> Result<Option<Verdict>, SolveError> {
+	let sampling = peers.zip(transitions);
+	let TaskState::Committed { commitment, .. } = &task.state else { return Ok(None) };
+	let root = task.spec.dataset.root;
+	let data = match (store.get(&root), peers) {
+		(Ok(d), _) => d,
+		// Not here: a peer may have it (every chunk and the root checked).
+		(Err(DatasetError::NotFound { .. }), Some(p2p)) => {
+			match p2p.fetch(Key::Dataset(root), &[], |_, _| {}).await {
+				Ok(_) => {
+					tracing::info!(task = id, "fetched its dataset from a peer");
+					store.get(&root)?
+				}
+				Err(e) => {
+					tracing::debug!(task = id, "its dataset is not here: {e}");
+					return Ok(None);
+				}
+			}
+		}
+		(Err(DatasetError::NotFound { .. }), None) => return Ok(None),
+		(Err(e), _) => return Err(e.into()),
+	};
+	// A challenge over a spec that misstates its dataset could not be settled.
+	if let Err(e) = data.matches(&task.spec.dataset) {
+		tracing::warn!(task = id, "not checking it: {e}");
+		return Ok(Some(Verdict::Skipped(id)));
+	}
+	// A dispute of this worker's own still open (it restarted mid-dispute): recompute, then
+	// fight it on instead of opening another.
+	let me = crate::chain::address(signer);
+	let mine = |open: &[Value]| {
+		open.iter().find(|d| d["challenger"] == me.as_str()).and_then(|d| d["id"].as_u64())
+	};
+	let open: Vec<Value> = chain.rpc("trainet_openDisputes", vec![Value::from(id)]).await?;
+	let resumed = mine(&open);
+	metrics().tasks_verified.inc();
+	if let (Some((p2p, transitions)), None) = (sampling, resumed) {
+		match sample(p2p, &task.spec, &data, commitment, transitions, fault).await? {
+			Sample::Passed(n) => {
+				tracing::info!(task = id, transitions = n, "every sampled transition is right");
+				return Ok(Some(Verdict::Honest(id)));
+			}
+			Sample::Wrong(t) => {
+				tracing::warn!(task = id, step = t, "a sampled transition is wrong");
+			}
+			Sample::Unserved(why) => tracing::warn!(
+				task = id,
+				"the solver does not serve its trace or states ({why}): recomputing all"
+			),
+		}
+	}
+	tracing::info!(task = id, steps = task.spec.steps, "recomputing");
+	let mut run = Training::new(task.spec.clone(), data.clone())?.with_fault(fault);
+	let mut speed = Speed::default();
+	let states = run.trace(|_| speed.step())?;
+	let steps = task.spec.steps;
+	if resumed.is_none() && states.last() == Some(&commitment.final_state) {
+		return Ok(Some(Verdict::Honest(id)));
+	}
+	let dispute = match resumed {
+		Some(dispute) => {
+			tracing::info!(task = id, dispute, "resuming this worker's open dispute");
+			dispute
+		}
+		None => {
+			tracing::warn!(task = id, "the committed final state is wrong: challenging");
+			let last_entry = states.len().saturating_sub(1) as u32;
+			let proof = trace_proof(&states, last_entry).ok_or(SolveError::NoProof(steps))?;
+			chain.submit(signer, "Challenge", "open", (id, trace_root(&states), proof)).await?;
+			metrics().challenges_opened.inc();
+			let open: Vec<Value> = chain.rpc("trainet_openDisputes", vec![Value::from(id)]).await?;
+			mine(&open)
+				.ok_or_else(|| SolveError::Decode("the dispute just opened is not listed".into()))?
+		}
+	};
+	let mut fighter = Fighter::new(Party::Challenger, task.spec.clone(), data, states, fault);
+	while fighter.tick(chain, signer, dispute).await? {
+		tokio::time::sleep(Duration::from_secs(2)).await;
+	}
+	let lost = match chain_task(chain, id).await? {
+		Some(t) => !matches!(t.state, TaskState::Committed { .. }),
+		None => false,
+	};
+	Ok(Some(if lost { Verdict::CaughtCheating(id) } else { Verdict::ChallengeFailed(id) }))
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@
 //! - [`program`]: the canonical step program, one training step as an ordered list of RepOps;
 //! - [`commit`]: hashes of tensors, states, datasets and a step's op trace;
 //! - [`referee`]: the on-chain check of one disputed operation;
-//! - [`descent`]: the element descent for operations too large for one leaf.
+//! - [`descent`]: the element descent for operations too large for one leaf;
+//! - [`settle`]: the settleability rule, every leaf of a spec's disputes against one leaf's budget.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -27,6 +28,7 @@ pub mod market;
 pub mod program;
 pub mod referee;
 pub mod repops;
+pub mod settle;
 pub mod task;
 pub mod trace;
 

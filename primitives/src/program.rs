@@ -373,8 +373,43 @@ impl Pointwise {
 	}
 }
 
-/// [`execute`] on tensors given as bits, refusing more than
-/// [`repops::MAX_CHAIN_ELEMENTS`] values in all: what the runtime API runs.
+/// What executing `op` on `inputs` costs, from the tensors themselves (never from the shapes
+/// `op` declares, which a caller may set to anything): the values read and written, and the
+/// multiply-adds of a product. Tensors whose bits do not match their shape are refused.
+pub fn execution_cost(
+	op: &Op,
+	inputs: &[repops::TensorBits],
+	labels: &[u32],
+) -> Result<(u64, u64), ShapeError> {
+	let mut values = labels.len() as u64;
+	let mut largest = u64::from(op.rows).saturating_mul(u64::from(op.cols));
+	for t in inputs {
+		let n = u64::from(t.rows).saturating_mul(u64::from(t.cols));
+		if n != t.bits.len() as u64 {
+			return Err(ShapeError::Mismatch);
+		}
+		values = values.saturating_add(n);
+		largest = largest.max(n);
+	}
+	let dims =
+		|i: usize| inputs.get(i).map(|t| (u64::from(t.rows), u64::from(t.cols))).unwrap_or((0, 0));
+	let (a, b) = (dims(0), dims(1));
+	// (output rows, contraction, output columns) of the products; elementwise operations,
+	// sums and the loss write at most as many values as their largest input.
+	let (m, k, n) = match op.kind {
+		OpKind::MatMul => (a.0, a.1, b.1),
+		OpKind::MatMulTn => (a.1, a.0, b.1),
+		OpKind::MatMulNt => (a.0, a.1, b.0),
+		_ => (0, 0, 0),
+	};
+	let out = largest.max(m.saturating_mul(n));
+	Ok((values.saturating_add(out), m.saturating_mul(n).saturating_mul(k)))
+}
+
+/// [`execute`] on tensors given as bits, refusing more than [`repops::MAX_CHAIN_ELEMENTS`]
+/// values or [`crate::referee::MAX_LEAF_MACS`] multiply-adds, counted from the tensors given
+/// ([`execution_cost`]): what the runtime API runs, so one request costs a node at most one
+/// leaf's work.
 pub fn execute_bits(
 	spec: &TrainingSpec,
 	op: &Op,
@@ -382,9 +417,8 @@ pub fn execute_bits(
 	labels: &[u32],
 	step: u32,
 ) -> Result<repops::TensorBits, ShapeError> {
-	let out = (op.rows as usize).checked_mul(op.cols as usize).ok_or(ShapeError::Overflow)?;
-	let total = inputs.iter().fold(out, |acc, t| acc.saturating_add(t.bits.len()));
-	if total > repops::MAX_CHAIN_ELEMENTS as usize {
+	let (values, macs) = execution_cost(op, inputs, labels)?;
+	if values > u64::from(repops::MAX_CHAIN_ELEMENTS) || macs > crate::referee::MAX_LEAF_MACS {
 		return Err(ShapeError::TooLarge);
 	}
 	let matrices = inputs.iter().map(Matrix::try_from).collect::<Result<Vec<Matrix>, _>>()?;
@@ -493,6 +527,35 @@ mod tests {
 			beta2: F32Bits::from_f32(0.999),
 			epsilon: F32Bits::from_f32(1e-7),
 		}
+	}
+
+	/// Attack: the runtime API counted the output by the shape the caller declared, so an
+	/// operation declared `0 x 0` over two 512 x 1024 inputs (a quarter of a giga
+	/// multiply-add) passed the size check and took a node's CPU for seconds per request.
+	#[test]
+	fn execute_bits_counts_the_work_of_the_tensors_given_not_the_declared_shape() {
+		let t = |rows: u32, cols: u32| repops::TensorBits {
+			rows,
+			cols,
+			bits: alloc::vec![0; (rows * cols) as usize],
+		};
+		let spec = TrainingSpec::example_mlp(&[4, 2], sgd(), 4);
+		let lie = Op { kind: OpKind::MatMul, inputs: alloc::vec![], rows: 0, cols: 0 };
+		let (a, b) = (t(512, 1024), t(1024, 512));
+		assert_eq!(
+			execution_cost(&lie, &[a.clone(), b.clone()], &[]),
+			Ok((2 * 512 * 1024 + 512 * 1024, 512 * 1024 * 512))
+		);
+		assert_eq!(execute_bits(&spec, &lie, &[a, b], &[], 0), Err(ShapeError::TooLarge));
+		// Bits that do not match the shape are refused before anything runs.
+		let bad = repops::TensorBits { rows: 1000, cols: 1000, bits: alloc::vec![0; 4] };
+		assert_eq!(
+			execute_bits(&spec, &lie, &[bad.clone(), bad], &[], 0),
+			Err(ShapeError::Mismatch)
+		);
+		// A product within one leaf runs.
+		let ok = Op { kind: OpKind::MatMul, inputs: alloc::vec![], rows: 64, cols: 32 };
+		assert!(execute_bits(&spec, &ok, &[t(64, 128), t(128, 32)], &[], 0).is_ok());
 	}
 
 	/// A separable toy task: the label is the index of the largest of the first `classes`

@@ -160,15 +160,32 @@ impl_runtime_apis! {
 			pallet_task_escrow::Tasks::<Runtime>::get(id)
 		}
 
-		fn open_disputes(task: Option<TaskId>) -> Vec<(DisputeId, Dispute<AccountId, Balance, BlockNumber>)> {
-			let mut disputes: Vec<_> = match task {
-				Some(task) => pallet_challenge::TaskDisputes::<Runtime>::iter_prefix_values(task)
-					.filter_map(|id| pallet_challenge::Disputes::<Runtime>::get(id).map(|d| (id, d)))
+		fn open_disputes(
+			task: Option<TaskId>,
+			after: Option<DisputeId>,
+			limit: u32,
+		) -> Vec<(DisputeId, Dispute<AccountId, Balance, BlockNumber>)> {
+			use pallet_challenge::Disputes;
+			let page = limit.min(trainet_primitives::api::MAX_DISPUTE_PAGE) as usize;
+			match task {
+				// At most `MaxDisputesPerTask`.
+				Some(task) => {
+					let mut disputes: Vec<_> =
+						pallet_challenge::TaskDisputes::<Runtime>::iter_prefix_values(task)
+							.filter_map(|id| Disputes::<Runtime>::get(id).map(|d| (id, d)))
+							.collect();
+					disputes.sort_by_key(|(id, _)| *id);
+					disputes.into_iter().take(page).collect()
+				}
+				None => match after {
+					Some(after) => Disputes::<Runtime>::iter_from(
+						Disputes::<Runtime>::hashed_key_for(after),
+					)
+					.take(page)
 					.collect(),
-				None => pallet_challenge::Disputes::<Runtime>::iter().collect(),
-			};
-			disputes.sort_by_key(|(id, _)| *id);
-			disputes
+					None => Disputes::<Runtime>::iter().take(page).collect(),
+				},
+			}
 		}
 
 		fn execute_op(

@@ -14,9 +14,9 @@ use frame_support::{
 	},
 };
 use frame_system::limits::{BlockLength, BlockWeights};
-use pallet_transaction_payment::{ConstFeeMultiplier, FungibleAdapter, Multiplier};
+use pallet_transaction_payment::{FungibleAdapter, Multiplier};
 use sp_consensus_aura::sr25519::AuthorityId as AuraId;
-use sp_runtime::{traits::One, Perbill};
+use sp_runtime::{traits::One, FixedPointNumber, Perbill, Perquintill};
 use sp_version::RuntimeVersion;
 
 use super::{
@@ -127,16 +127,40 @@ impl pallet_balances::Config for Runtime {
 }
 
 parameter_types! {
-	pub FeeMultiplier: Multiplier = Multiplier::one();
+	/// The fee per byte of an extrinsic: 0.4 micro-TNET, so that filling a block's ordinary
+	/// length (3.75 MiB, about 1.6 TNET) costs about what filling its ordinary weight (1.5 s,
+	/// 1.5 TNET) does. Stuffing blocks to make someone miss a deadline is then no cheaper by
+	/// bytes than by weight.
+	pub const TransactionByteFee: Balance = 400_000;
+	/// The block fullness the fee multiplier steers to: above it fees rise, below it they
+	/// fall back (never under the base fee).
+	pub const TargetBlockFullness: Perquintill = Perquintill::from_percent(25);
+	/// How fast the multiplier moves: polkadot's value, about 2.5x a day of full blocks.
+	pub AdjustmentVariable: Multiplier = Multiplier::saturating_from_rational(75, 1_000_000);
+	/// Fees never fall below the base fee.
+	pub MinimumMultiplier: Multiplier = Multiplier::one();
+	/// And rise without a set cap.
+	pub MaximumMultiplier: Multiplier = sp_runtime::traits::Bounded::max_value();
 }
+
+/// The fee multiplier: sustained blocks above [`TargetBlockFullness`] raise every fee, so
+/// keeping blocks full (to crowd out someone's answer before a deadline) gets dearer the
+/// longer it lasts.
+pub type FeeMultiplierUpdate = pallet_transaction_payment::TargetedFeeAdjustment<
+	Runtime,
+	TargetBlockFullness,
+	AdjustmentVariable,
+	MinimumMultiplier,
+	MaximumMultiplier,
+>;
 
 impl pallet_transaction_payment::Config for Runtime {
 	type RuntimeEvent = RuntimeEvent;
 	type OnChargeTransaction = FungibleAdapter<Balances, ()>;
 	type OperationalFeeMultiplier = ConstU8<5>;
 	type WeightToFee = IdentityFee<Balance>;
-	type LengthToFee = IdentityFee<Balance>;
-	type FeeMultiplierUpdate = ConstFeeMultiplier<FeeMultiplier>;
+	type LengthToFee = frame_support::weights::ConstantMultiplier<Balance, TransactionByteFee>;
+	type FeeMultiplierUpdate = FeeMultiplierUpdate;
 	type WeightInfo = pallet_transaction_payment::weights::SubstrateWeight<Runtime>;
 }
 
@@ -172,8 +196,12 @@ impl pallet_compute_staking::Config for Runtime {
 parameter_types! {
 	/// The least reward a task may offer.
 	pub const MinReward: Balance = UNIT;
-	/// Solver stake locked per claimed task: the minimum solver bond backs one task at a time.
+	/// The least solver stake locked per claimed task: the minimum solver bond backs one task
+	/// at a time.
 	pub const SolverStake: Balance = 100 * UNIT;
+	/// Above the floor, the stake is twice the reward: with the winner share of one half, a
+	/// caught cheat burns at least the reward, however its slash is shared.
+	pub const SolverStakeMultiple: u32 = 2;
 	/// The shortest stage (claim, commit, challenge window) a submitter may ask for: a minute.
 	pub const MinTaskTimeout: BlockNumber = MINUTES;
 	/// The longest stage: a day. Three stages plus the longest dispute stay well inside the
@@ -194,6 +222,8 @@ impl pallet_task_escrow::Config for Runtime {
 	type Discipline = Slashing;
 	type MinReward = MinReward;
 	type SolverStake = SolverStake;
+	type SolverStakeMultiple = SolverStakeMultiple;
+	type LeafBudget = ChainLeafBudget;
 	type MinTimeout = MinTaskTimeout;
 	type MaxTimeout = MaxTaskTimeout;
 	type MaxReopens = MaxReopens;
@@ -279,9 +309,11 @@ parameter_types! {
 	pub const ChallengeBond: Balance = 50 * UNIT;
 	/// Disputes open against one task at once (one per challenger).
 	pub const MaxDisputesPerTask: u32 = 8;
-	/// The whole-operation leaf at the most the chain executes (and benchmarks).
-	pub const ChainLeafBound: trainet_primitives::referee::LeafBound =
-		trainet_primitives::referee::LeafBound::CHAIN;
+	/// One leaf of a dispute: a whole operation at the most the chain executes (and
+	/// benchmarks), and 1.5 MiB of evidence, two fifths of what an ordinary extrinsic may
+	/// fill of a block. Task escrow accepts only specs whose every leaf fits it.
+	pub const ChainLeafBudget: trainet_primitives::settle::LeafBudget =
+		trainet_primitives::settle::LeafBudget::CHAIN;
 	/// Half of a slash goes to the winner; the rest is burned.
 	pub const WinnerShare: Perbill = Perbill::from_percent(50);
 	/// Three offences bar a solver from claiming until governance pardons it.
@@ -343,7 +375,7 @@ impl pallet_challenge::Config for Runtime {
 	type ChallengeBond = ChallengeBond;
 	type RoundTimeout = RoundTimeout;
 	type LeafTimeout = LeafTimeout;
-	type LeafBound = ChainLeafBound;
+	type LeafBudget = ChainLeafBudget;
 	type MaxDisputesPerTask = MaxDisputesPerTask;
 	type MaxDeadlinesPerBlock = MaxDeadlinesPerBlock;
 	type WeightInfo = pallet_challenge::weights::SubstrateWeight<Runtime>;

@@ -156,3 +156,38 @@ fn the_longest_task_life_with_the_longest_deadlines_ends_before_unbonding() {
 	let dispute = 64 * MAX_ROUND_TIMEOUT + MAX_LEAF_TIMEOUT;
 	assert!(stages + dispute < UnbondingPeriod::get());
 }
+
+/// Attack: with a length fee of one planck a byte, a block filled with remarks cost almost
+/// nothing, so making someone miss a deadline by stuffing blocks was cheap. Filling a block by
+/// length now costs about what filling it by weight does, and full blocks raise every fee.
+#[test]
+fn stuffing_blocks_costs_what_filling_them_by_weight_does_and_raises_fees() {
+	use frame_support::dispatch::{DispatchClass, DispatchInfo};
+	use sp_runtime::traits::Convert;
+	genesis_ext("development").execute_with(|| {
+		let weights = crate::configs::RuntimeBlockWeights::get();
+		let max_weight = weights.get(DispatchClass::Normal).max_total.unwrap();
+		let max_len = *crate::configs::RuntimeBlockLength::get().max.get(DispatchClass::Normal);
+		type Payment = pallet_transaction_payment::Pallet<Runtime>;
+		let by_weight = Payment::compute_fee(
+			0,
+			&DispatchInfo { call_weight: max_weight, ..Default::default() },
+			0,
+		);
+		let by_length = Payment::compute_fee(max_len, &DispatchInfo::default(), 0);
+		assert!(
+			by_length * 2 >= by_weight,
+			"{by_length} for the length, {by_weight} for the weight"
+		);
+		assert!(
+			by_length <= by_weight * 2,
+			"{by_length} for the length, {by_weight} for the weight"
+		);
+		// A full block raises the multiplier; an empty one never takes it below one.
+		System::set_block_consumed_resources(max_weight, max_len as usize);
+		let one = <pallet_transaction_payment::Multiplier as sp_runtime::traits::One>::one();
+		assert!(crate::configs::FeeMultiplierUpdate::convert(one) > one);
+		System::set_block_consumed_resources(frame_support::weights::Weight::zero(), 0);
+		assert_eq!(crate::configs::FeeMultiplierUpdate::convert(one), one);
+	});
+}

@@ -104,6 +104,16 @@ async fn a_task_is_posted_claimed_committed_and_disputed_on_a_dev_chain() -> Res
 	ensure!(d["phase"]["bisecting"]["position"] == mid, "{d}");
 	ensure!(node.rpc::<Vec<Value>>("trainet_openDisputes", vec![json!(0)]).await?.len() == 1);
 	ensure!(node.rpc::<Vec<Value>>("trainet_openDisputes", vec![json!(5)]).await?.is_empty());
+	// Pages: `limit` caps one answer; after the last id of a page comes the next (none here).
+	let page = |after: Value, limit: u32| {
+		node.rpc::<Vec<Value>>(
+			"trainet_openDisputes",
+			vec![Value::Null, Value::Null, after, json!(limit)],
+		)
+	};
+	ensure!(page(Value::Null, 0).await?.is_empty());
+	ensure!(page(Value::Null, 1).await?.len() == 1);
+	ensure!(page(d["id"].clone(), 256).await?.is_empty());
 
 	// A second dispute by the same verifier is refused with a named error.
 	let err = submit_in_block(&node, &api, &verifier, "Challenge", "open", open_args)

@@ -6,7 +6,9 @@
 //!
 //! - `trainet_task(id, at?)`: the task, or `null` once it has ended (paid, refunded or
 //!   cancelled: the chain's events tell how).
-//! - `trainet_openDisputes(task?, at?)`: the open disputes, all or against one task, by id.
+//! - `trainet_openDisputes(task?, at?, after?, limit?)`: the open disputes against one task, by
+//!   id; or, without a task, one page of at most `limit` (at most 256, the default) in storage
+//!   order after dispute `after` (pass the last id of a page to get the next).
 
 use std::sync::Arc;
 
@@ -40,9 +42,16 @@ pub trait TrainetRpc<BlockHash> {
 	#[method(name = "task")]
 	fn task(&self, id: TaskId, at: Option<BlockHash>) -> RpcResult<Option<Value>>;
 
-	/// The open disputes, all of them or those against `task`, in order of id.
+	/// The open disputes against `task`, in order of id; without a task, one page of at most
+	/// `limit` (256 at most and by default) in storage order, after dispute `after`.
 	#[method(name = "openDisputes")]
-	fn open_disputes(&self, task: Option<TaskId>, at: Option<BlockHash>) -> RpcResult<Vec<Value>>;
+	fn open_disputes(
+		&self,
+		task: Option<TaskId>,
+		at: Option<BlockHash>,
+		after: Option<DisputeId>,
+		limit: Option<u32>,
+	) -> RpcResult<Vec<Value>>;
 }
 
 /// Serves the `trainet_*` methods from a client's runtime API.
@@ -74,9 +83,20 @@ where
 		Ok(task.map(|t| task_json(id, &t)))
 	}
 
-	fn open_disputes(&self, task: Option<TaskId>, at: Option<B::Hash>) -> RpcResult<Vec<Value>> {
+	fn open_disputes(
+		&self,
+		task: Option<TaskId>,
+		at: Option<B::Hash>,
+		after: Option<DisputeId>,
+		limit: Option<u32>,
+	) -> RpcResult<Vec<Value>> {
 		let at = at.unwrap_or_else(|| self.client.info().best_hash);
-		let disputes = self.client.runtime_api().open_disputes(at, task).map_err(runtime_error)?;
+		let limit = limit.unwrap_or(trainet_primitives::api::MAX_DISPUTE_PAGE);
+		let disputes = self
+			.client
+			.runtime_api()
+			.open_disputes(at, task, after, limit)
+			.map_err(runtime_error)?;
 		Ok(disputes.iter().map(|(id, d)| dispute_json(*id, d)).collect())
 	}
 }

@@ -667,12 +667,22 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				register_as(&chain, &signer, (true, false), bond).await?;
 			}
 			let me = trainet_primitives::AccountId::from(signer.public_key().0);
+			// Claims only what this machine can train inside a task's commit window.
+			let speed = solver::Throughput::measure()?;
+			tracing::info!(work_per_second = speed.per_second, "measured this machine's speed");
 			loop {
 				// A task this account already holds (a restart) comes first.
 				let found = match solver::my_task(&chain, &me).await? {
 					Some(held) => Some(held),
 					None => {
-						solver::find_task(&chain, store, peer.as_ref(), settings.max_memory).await?
+						solver::find_task(
+							&chain,
+							store,
+							peer.as_ref(),
+							settings.max_memory,
+							Some(&speed),
+						)
+						.await?
 					}
 				};
 				let Some((id, task)) = found else {
@@ -738,7 +748,7 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			}
 			let mut done = Vec::new();
 			loop {
-				match solver::verify_one(
+				let checked = solver::verify_one(
 					&chain,
 					&signer,
 					store,
@@ -747,10 +757,15 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 					peer.as_ref(),
 					settings.sample,
 				)
-				.await?
-				{
-					None => tokio::time::sleep(Duration::from_secs(3)).await,
-					Some(verdict) => {
+				.await;
+				match checked {
+					// The node is unreachable: wait for it (a task's own errors never end here).
+					Err(e) => {
+						tracing::warn!("checking tasks: {e}; trying again shortly");
+						tokio::time::sleep(Duration::from_secs(3)).await;
+					}
+					Ok(None) => tokio::time::sleep(Duration::from_secs(3)).await,
+					Ok(Some(verdict)) => {
 						let id = match verdict {
 							solver::Verdict::Honest(id) => {
 								out!("task {id} verified: its final state is right");
@@ -762,6 +777,10 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 							}
 							solver::Verdict::ChallengeFailed(id) => {
 								out!("task {id} was wrong, but the challenge did not win");
+								id
+							}
+							solver::Verdict::Skipped(id) => {
+								out!("task {id} could not be checked: left (see the log)");
 								id
 							}
 						};

@@ -82,7 +82,7 @@ use pallet_compute_staking::{Role, StakeInterface};
 use pallet_slashing::{DisputeOutcome, SettleDispute};
 use pallet_task_escrow::{deadline_queue, TaskMarket};
 use sp_core::H256;
-use sp_runtime::traits::Saturating;
+use sp_runtime::traits::{Saturating, Zero};
 use trainet_primitives::{
 	bisection::{Bisection, Transition},
 	commit::{verify_op_proof, OpLeaf, OpProof},
@@ -95,7 +95,8 @@ use trainet_primitives::{
 		SegmentGame, TaskId, Walk,
 	},
 	program::step_program,
-	referee::{self, LeafBound, OpEvidence, RefereeError},
+	referee::{self, OpEvidence, RefereeError},
+	settle::{self, LeafBudget, Plan},
 	trace::{verify_trace_proof, Narrowed, TraceProof},
 };
 
@@ -195,10 +196,12 @@ pub mod pallet {
 		#[pallet::constant]
 		type LeafTimeout: Get<BlockNumberFor<Self>>;
 
-		/// The largest operation re-executed whole in one leaf (at most
-		/// [`LeafBound::CHAIN`], at which `settle_op` is benchmarked); larger ones go through
-		/// the element descent.
-		type LeafBound: Get<LeafBound>;
+		/// What one leaf may cost: the largest operation re-executed whole (at most
+		/// [`LeafBound::CHAIN`], at which `settle_op` is benchmarked; larger ones, and those
+		/// whose evidence would not fit its byte budget, go through the element descent), and
+		/// the bytes one leaf's extrinsic may take. The task market must accept only specs
+		/// that [`trainet_primitives::settle::check`] passes under the same budget.
+		type LeafBudget: Get<LeafBudget>;
 
 		/// The most disputes open against one task at once.
 		#[pallet::constant]
@@ -388,6 +391,9 @@ pub mod pallet {
 		OperationTooLarge,
 		/// The reference operator refused the inputs (a label out of range).
 		ExecutionFailed,
+		/// A revealed line of the element descent is not as long as the shape both sides
+		/// opened fixes (a row has `cols` values, a column `rows`).
+		WrongLineLength,
 	}
 
 	#[pallet::hooks]
@@ -558,7 +564,9 @@ pub mod pallet {
 				Narrowed::Transition(_) => Self::reach_leaf(dispute, d, now),
 				Narrowed::Segment { first, len } => {
 					let game = SegmentGame::new(first, len).ok_or(Error::<T>::Overflow)?;
-					let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
+					// Committing the segment's root means recomputing its steps.
+					let time = T::RoundTimeout::get().saturating_add(Self::recompute(d.task, len));
+					let deadline = Self::slot(now.saturating_add(time))?;
 					Self::reschedule(dispute, &mut d, deadline);
 					d.phase = DisputePhase::Segment(game);
 					Self::deposit_event(Event::SegmentStarted {
@@ -997,6 +1005,18 @@ pub mod pallet {
 						Party::Challenger => w.challenger_node,
 					};
 					ensure!(!Lines::<T>::contains_key(dispute, party), Error::<T>::AlreadyRevealed);
+					// Both openings have the program's shape (checked when both were in), so
+					// this is the length the program fixes. A shorter line (a liar's tree may
+					// hold any leaves) would leave nothing to compare the other side's against.
+					let opening = match party {
+						Party::Solver => descent.solver_opening,
+						Party::Challenger => descent.challenger_opening,
+					}
+					.ok_or(Error::<T>::WrongStage)?;
+					ensure!(
+						u32::try_from(values.len()).ok() == Some(opening.lines(axis).1),
+						Error::<T>::WrongLineLength
+					);
 					let leaf = line_leaf(axis, index, &values);
 					ensure!(
 						<sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(&leaf)
@@ -1116,13 +1136,14 @@ pub mod pallet {
 			Ok(())
 		}
 
-		/// The weight of [`Pallet::settle_op`]: the costlier of the two largest leaves (the
-		/// most multiply-adds, the most values), plus voiding every other dispute on the task.
+		/// The weight of [`Pallet::settle_op`]: the largest product leaf (the most
+		/// multiply-adds) and the largest elementwise leaf (the most values) together, since
+		/// one leaf may be at both bounds at once, plus ending every other dispute on the task.
 		pub fn settle_op_weight() -> Weight {
 			let voids = T::WeightInfo::timeout(T::MaxDisputesPerTask::get())
 				.saturating_sub(T::WeightInfo::timeout(0));
 			T::WeightInfo::settle_op_matmul()
-				.max(T::WeightInfo::settle_op_elementwise())
+				.saturating_add(T::WeightInfo::settle_op_elementwise())
 				.saturating_add(voids)
 		}
 
@@ -1153,8 +1174,12 @@ pub mod pallet {
 				Verdict::Operations => Self::op_game(&d, &case),
 				_ => None,
 			};
+			// Committing the step's op trace means recomputing the step.
 			let game_deadline = match game {
-				Some(_) => Some(Self::slot(now.saturating_add(T::RoundTimeout::get()))?),
+				Some(_) => {
+					let time = T::RoundTimeout::get().saturating_add(Self::recompute(d.task, 1));
+					Some(Self::slot(now.saturating_add(time))?)
+				}
 				None => None,
 			};
 			Self::unschedule(dispute, d.deadline);
@@ -1200,14 +1225,24 @@ pub mod pallet {
 			OpGame::new(step, ops, d.agreed_state?)
 		}
 
-		/// Whether the chain executes operation `j` of the task's step whole, in one leaf.
+		/// The blocks, on top of a round, that recomputing `steps` steps of `task` is given at
+		/// the budget's reference speed ([`settle::recompute_blocks`]).
+		fn recompute(task: TaskId, steps: u32) -> BlockNumberFor<T> {
+			use sp_runtime::traits::UniqueSaturatedInto;
+			let Some(spec) = T::Tasks::spec(task) else { return Zero::zero() };
+			let Ok(program) = step_program(&spec) else { return Zero::zero() };
+			let budget = T::LeafBudget::get();
+			settle::recompute_blocks(&spec, &program, steps, &budget)
+				.min(budget.max_recompute_blocks)
+				.unique_saturated_into()
+		}
+
+		/// Whether the chain executes operation `j` of the task's step whole, in one leaf (its
+		/// values, multiply-adds and evidence bytes inside the budget).
 		fn settleable(task: TaskId, j: u32) -> bool {
 			let Some(spec) = T::Tasks::spec(task) else { return false };
 			let Ok(program) = step_program(&spec) else { return false };
-			program
-				.ops
-				.get(j as usize)
-				.is_some_and(|op| T::LeafBound::get().admits(referee::op_cost(&spec, &program, op)))
+			settle::plan(&spec, &program, j, &T::LeafBudget::get()) == Ok(Plan::Whole)
 		}
 
 		/// Whether the chain can compute element `(row, col)` of operation `j` in one leaf.
@@ -1374,6 +1409,10 @@ pub mod pallet {
 		fn conclude(dispute: DisputeId, winner: Party, resolution: Resolution) {
 			let Some(d) = Disputes::<T>::get(dispute) else { return };
 			Self::remove(dispute, &d);
+			// When the solver lost, every other dispute on the task still stood (a dispute
+			// that was lost is already gone): each ends here, its bond unlocked, and its
+			// challenger shares the winner's reward.
+			let mut standing = alloc::vec::Vec::new();
 			if winner == Party::Challenger {
 				// At most `MaxDisputesPerTask - 1` others.
 				let others: alloc::vec::Vec<DisputeId> =
@@ -1383,6 +1422,7 @@ pub mod pallet {
 						Self::remove(other, &o);
 						T::Stake::unlock(&o.challenger, o.bond);
 						Self::deposit_event(Event::DisputeVoided { dispute: other, task: o.task });
+						standing.push(o.challenger);
 					}
 				}
 			}
@@ -1400,6 +1440,7 @@ pub mod pallet {
 				solver_stake: d.solver_stake,
 				bond: d.bond,
 				winner,
+				standing,
 			});
 		}
 

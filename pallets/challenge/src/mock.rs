@@ -26,6 +26,7 @@ use trainet_primitives::{
 	bisection::Transition,
 	market::{DisputeId, LeafCase, Party, TaskId, Timeouts},
 	referee::LeafBound,
+	settle::LeafBudget,
 	task::TrainingSpec,
 };
 
@@ -94,6 +95,8 @@ pub const WINNER_SHARE: Perbill = Perbill::from_percent(50);
 pub const BAR_AFTER: u32 = 3;
 
 parameter_types! {
+	pub const LeafBudgetChain: trainet_primitives::settle::LeafBudget =
+		trainet_primitives::settle::LeafBudget::CHAIN;
 	pub const MinSolverBond: Balance = 100;
 	pub const MinVerifierBond: Balance = 50;
 	pub const UnbondingPeriod: u64 = 1_000;
@@ -132,6 +135,8 @@ impl pallet_task_escrow::Config for Test {
 	type Discipline = Slashing;
 	type MinReward = MinReward;
 	type SolverStake = SolverStake;
+	type SolverStakeMultiple = frame_support::traits::ConstU32<0>;
+	type LeafBudget = LeafBudgetChain;
 	type MinTimeout = MinTimeout;
 	type MaxTimeout = MaxTimeout;
 	type MaxReopens = MaxReopens;
@@ -160,7 +165,7 @@ impl pallet_challenge::Config for Test {
 	type ChallengeBond = ChallengeBond;
 	type RoundTimeout = RoundTimeout;
 	type LeafTimeout = LeafTimeout;
-	type LeafBound = MockLeafBound;
+	type LeafBudget = MockLeafBudget;
 	type MaxDisputesPerTask = MaxDisputesPerTask;
 	type MaxDeadlinesPerBlock = MaxDeadlinesPerBlock;
 	type WeightInfo = ();
@@ -179,6 +184,8 @@ thread_local! {
 	/// The whole-operation leaf bound (tests lower it to send small models' operations
 	/// through the element descent).
 	static LEAF_BOUND: RefCell<LeafBound> = const { RefCell::new(LeafBound::CHAIN) };
+	/// The reference speed of recomputations (tests lower it to make them take blocks).
+	static WORK_PER_BLOCK: RefCell<u64> = const { RefCell::new(LeafBudget::CHAIN.work_per_block) };
 	/// The cases the referee saw.
 	static CASES: RefCell<Vec<(DisputeId, LeafCase)>> = const { RefCell::new(Vec::new()) };
 }
@@ -199,12 +206,21 @@ pub fn set_leaf_bound(bound: LeafBound) {
 	LEAF_BOUND.with(|b| *b.borrow_mut() = bound);
 }
 
-/// The leaf bound [`set_leaf_bound`] set.
-pub struct MockLeafBound;
+/// Sets the reference speed: the work an honest party does per block.
+pub fn set_work_per_block(work: u64) {
+	WORK_PER_BLOCK.with(|w| *w.borrow_mut() = work);
+}
 
-impl frame_support::traits::Get<LeafBound> for MockLeafBound {
-	fn get() -> LeafBound {
-		LEAF_BOUND.with(|b| *b.borrow())
+/// The chain's leaf budget with the whole-operation bound [`set_leaf_bound`] set.
+pub struct MockLeafBudget;
+
+impl frame_support::traits::Get<LeafBudget> for MockLeafBudget {
+	fn get() -> LeafBudget {
+		LeafBudget {
+			whole: LEAF_BOUND.with(|b| *b.borrow()),
+			work_per_block: WORK_PER_BLOCK.with(|w| *w.borrow()),
+			..LeafBudget::CHAIN
+		}
 	}
 }
 

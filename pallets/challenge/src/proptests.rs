@@ -135,9 +135,22 @@ fn traced(task: u64, steps: u32, lie_at: Option<u32>, salt: u64) -> Vec<H256> {
 	states
 }
 
+/// Calls dispatched by the property tests of this process (`scripts/fuzz` reports them).
+pub static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// With `TRAINET_FUZZ` set, prints the calls dispatched so far (every one of them followed by
+/// every invariant check, none of which failed, or the test would have stopped).
+pub fn report(test: &str) {
+	if std::env::var_os("TRAINET_FUZZ").is_some() {
+		let calls = CALLS.load(std::sync::atomic::Ordering::Relaxed);
+		eprintln!("fuzz: {test}: {calls} calls so far, every invariant held");
+	}
+}
+
 fn dispatch(call: impl Into<RuntimeCall>, who: AccountId) {
 	// Errors are expected for many random calls; panics are not. A failed call changes
 	// nothing, as on chain.
+	CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 	let _ = call.into().dispatch(RuntimeOrigin::signed(who));
 }
 
@@ -239,6 +252,7 @@ proptest! {
 			check_money(initial);
 			prop_assert_eq!(crate::Disputes::<Test>::iter().count(), 0);
 			prop_assert_eq!(pallet_task_escrow::Tasks::<Test>::iter().filter(|(_, t)| !matches!(t.state, trainet_primitives::market::TaskState::Open { .. })).count(), 0);
+			report("market");
 			Ok(())
 		})?;
 	}

@@ -428,8 +428,65 @@ fn a_deferred_leaf_that_expires_is_void_or_goes_to_the_default_winner() {
 	});
 }
 
+/// Attack: the solver's own second account opens a dispute too, and the solver loses that
+/// one on purpose (it never answers) before the honest challenger's dispute ends. The
+/// solver's loss used to void the honest dispute unpaid and hand the sybil the whole winner's
+/// share: the solver's net penalty halved and the challenger who did the work got nothing.
 #[test]
-fn when_the_solver_loses_other_disputes_on_the_task_are_void() {
+fn a_sybil_challenger_cannot_take_the_honest_challengers_reward() {
+	new_test_ext().execute_with(|| {
+		let issuance = Balances::total_issuance();
+		let truth = honest(16);
+		let lies = lie_from(&truth, 9);
+		let task = committed_task(10, &lies);
+		let (solver_before, sybil_before, honest_before) =
+			(Balances::balance(&10), Balances::balance(&21), Balances::balance(&20));
+		// The sybil opens first, so its deadline comes first.
+		let sybil = open(task, 21, &truth);
+		run_to_block(System::block_number() + 1);
+		let d20 = open(task, 20, &truth);
+		let deadline = Disputes::<Test>::get(sybil).unwrap().deadline;
+		assert!(deadline < Disputes::<Test>::get(d20).unwrap().deadline);
+		// The solver lets the sybil win by default.
+		play(sybil, &lies, &truth, Some((Party::Solver, 0)));
+		assert_eq!(resolved(sybil), Some((Party::Challenger, Resolution::Timeout)));
+		assert!(Disputes::<Test>::get(d20).is_none());
+		// The honest challenger's bond is free and it has half the winners' share; the
+		// sybil the other half; the rest of the stake is burned.
+		let share = WINNER_SHARE.mul_floor(SOLVER_STAKE);
+		assert_eq!((locked(20), active(20)), (0, 1_000));
+		assert_eq!(Balances::balance(&20), honest_before + share / 2);
+		assert_eq!(Balances::balance(&21), sybil_before + share / 2);
+		System::assert_has_event(
+			pallet_slashing::Event::ChallengerRewarded {
+				challenger: 20,
+				offender: 10,
+				amount: share / 2,
+			}
+			.into(),
+		);
+		// The solver and its sybil together lose at least the burned part of the stake.
+		let together_before = solver_before + sybil_before;
+		let together_after = Balances::balance(&10) + Balances::balance(&21);
+		assert!(together_before + share / 2 <= together_after + SOLVER_STAKE);
+		assert_eq!(Balances::total_issuance(), issuance - (SOLVER_STAKE - share));
+		check_invariants(System::block_number());
+	});
+}
+
+/// Attack: one leaf can be at the product bound and the elementwise bound at once; weighing
+/// `settle_op` as the larger of the two let such a call run past what it paid for.
+#[test]
+fn settle_op_is_weighed_for_both_of_its_bounds_at_once() {
+	use crate::WeightInfo;
+	type W = <Test as crate::Config>::WeightInfo;
+	let both = W::settle_op_matmul().saturating_add(W::settle_op_elementwise());
+	assert!(both.all_gt(W::settle_op_matmul().max(W::settle_op_elementwise())));
+	assert!(Challenge::settle_op_weight().all_gte(both));
+}
+
+#[test]
+fn when_the_solver_loses_every_standing_challenger_shares_the_reward() {
 	new_test_ext().execute_with(|| {
 		let issuance = Balances::total_issuance();
 		let truth = honest(16);
@@ -445,12 +502,25 @@ fn when_the_solver_loses_other_disputes_on_the_task_are_void() {
 		assert_eq!(resolved(d21), Some((Party::Solver, Resolution::Ruling)));
 		assert_eq!(active(21), 1_000 - BOND);
 		assert!(Tasks::<Test>::get(task).is_some());
-		// 20 wins: 22's dispute is void, its bond unlocked, nobody else slashed.
+		// 20 wins: 22's dispute, still standing, ends with it: its bond unlocked, nobody
+		// else slashed, and 22 shares the winners' part of the solver's slash with 20.
+		let (free20, free22) = (Balances::balance(&20), Balances::balance(&22));
 		play(d20, &lies, &truth, None);
 		assert_eq!(resolved(d20), Some((Party::Challenger, Resolution::Ruling)));
 		System::assert_has_event(Event::DisputeVoided { dispute: d22, task }.into());
 		assert!(Disputes::<Test>::get(d22).is_none());
 		assert_eq!((locked(22), active(22)), (0, 1_000));
+		let part = WINNER_SHARE.mul_floor(SOLVER_STAKE) / 2;
+		assert_eq!(Balances::balance(&20), free20 + part);
+		assert_eq!(Balances::balance(&22), free22 + part);
+		// 21, whose dispute was lost, shares nothing.
+		assert!(!System::events().iter().any(|r| matches!(
+			r.event,
+			RuntimeEvent::Slashing(pallet_slashing::Event::ChallengerRewarded {
+				challenger: 21,
+				..
+			})
+		)));
 		assert_eq!(DisputeCount::<Test>::get(task), 0);
 		assert!(matches!(Tasks::<Test>::get(task).unwrap().state, TaskState::Open { .. }));
 		let burned_total = (BOND - WINNER_SHARE.mul_floor(BOND))
@@ -766,6 +836,44 @@ fn inside_a_segment_whoever_stops_answering_loses() {
 		assert!(matches!(Disputes::<Test>::get(id).unwrap().phase, DisputePhase::Segment(_)));
 		run_to_block(Disputes::<Test>::get(id).unwrap().deadline);
 		assert_eq!(resolved(id), Some((Party::Solver, Resolution::Timeout)));
+	});
+}
+
+/// Attack: the segment's root is due within one round whatever the segment's length, so a
+/// challenger with an honest checkpoint and garbage after it won by timeout against an honest
+/// solver whose recomputation of the segment takes longer than a round. The deadline now
+/// grows with the segment's work at the reference speed.
+#[test]
+fn a_long_segment_gives_the_honest_side_time_to_recompute_it() {
+	new_test_ext().execute_with(|| {
+		let s = spec(16);
+		let program = trainet_primitives::program::step_program(&s).unwrap();
+		// One step's work per block: the 8-step segment is given 8 blocks more than a round.
+		set_work_per_block(trainet_primitives::settle::step_work(&s, &program));
+		let truth = honest(16);
+		let lies = lie_from(&truth, 3);
+		let task = checkpointed_task(10, &truth, 8);
+		let id = open(task, 20, &checkpoints(&lies, 8));
+		play(id, &checkpoints(&truth, 8), &checkpoints(&lies, 8), None);
+		let d = Disputes::<Test>::get(id).unwrap();
+		assert!(matches!(d.phase, DisputePhase::Segment(_)));
+		let now = System::block_number();
+		assert_eq!(d.deadline, now + ROUND_TIMEOUT + 8);
+		// The liar commits at once; the honest solver is still recomputing after a round.
+		assert_ok!(Challenge::commit_segment(
+			RuntimeOrigin::signed(20),
+			id,
+			trace_root(&lies[..=8])
+		));
+		run_to_block(now + ROUND_TIMEOUT + 4);
+		assert!(resolved(id).is_none(), "the honest solver lost while recomputing");
+		assert_ok!(Challenge::commit_segment(
+			RuntimeOrigin::signed(10),
+			id,
+			trace_root(&truth[..=8])
+		));
+		play_segments(id, 8, &truth, &lies, None);
+		assert_eq!(resolved(id), Some((Party::Solver, Resolution::Ruling)));
 	});
 }
 

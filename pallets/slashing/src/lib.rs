@@ -20,6 +20,8 @@
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
+extern crate alloc;
+
 pub use pallet::*;
 pub use weights::WeightInfo;
 
@@ -31,6 +33,7 @@ mod mock;
 mod tests;
 pub mod weights;
 
+use alloc::vec::Vec;
 use frame_support::{
 	pallet_prelude::*,
 	traits::{
@@ -68,6 +71,11 @@ pub struct DisputeOutcome<AccountId, Balance> {
 	pub bond: Balance,
 	/// Who won.
 	pub winner: Party,
+	/// When the solver lost: the challengers of the task's other disputes, which still stood
+	/// (none had lost) and end with this one. They share the winner's part of the slash with
+	/// `challenger`, so that a challenger of the solver's own that wins first (the solver
+	/// losing to it on purpose) cannot take an honest challenger's reward.
+	pub standing: Vec<AccountId>,
 }
 
 /// Applies a dispute's outcome.
@@ -197,6 +205,14 @@ pub mod pallet {
 		Barred { who: T::AccountId },
 		/// `who`'s record was cleared.
 		Pardoned { who: T::AccountId },
+		/// `challenger`, whose dispute against `offender` still stood when another challenger
+		/// won, was paid `amount` of the slash just announced (its share of the winners' part,
+		/// which is `paid` plus these).
+		ChallengerRewarded {
+			challenger: T::AccountId,
+			offender: T::AccountId,
+			amount: BalanceOf<T>,
+		},
 	}
 
 	#[pallet::error]
@@ -234,12 +250,15 @@ pub mod pallet {
 		}
 
 		/// Slashes `amount` of `offender`'s locked stake (unlocking whatever of it cannot be
-		/// taken), pays the winner's share to `beneficiary`, burns the rest and records the
-		/// offence.
+		/// taken), pays the winners' share (`WinnerShare` of it) in equal parts to
+		/// `beneficiary` and each of `others`, burns the rest (the rounding included) and
+		/// records the offence. The burned part is never less than `1 - WinnerShare` of the
+		/// slash, however many share the rest.
 		fn punish(
 			offender: &T::AccountId,
 			amount: BalanceOf<T>,
 			beneficiary: &T::AccountId,
+			others: &[T::AccountId],
 			offence: Offence,
 		) {
 			let credit = T::Stake::slash_locked(offender, amount);
@@ -248,17 +267,30 @@ pub mod pallet {
 				T::Stake::unlock(offender, amount.saturating_sub(taken));
 			}
 			let share = T::WinnerShare::get().mul_floor(taken);
-			let (to_winner, to_burn) = credit.split(share);
-			let paid = match T::Currency::resolve(beneficiary, to_winner) {
-				Ok(()) => share,
-				// The beneficiary cannot receive it (it would not reach the existential
-				// deposit): that part is burned too.
-				Err(back) => {
-					drop(back);
-					Zero::zero()
+			let (to_winners, to_burn) = credit.split(share);
+			let mut to_winners = Some(to_winners);
+			let winners = u32::try_from(others.len()).unwrap_or(u32::MAX).saturating_add(1);
+			let part = share.checked_div(&winners.into()).unwrap_or_default();
+			// Pays `part` of the winners' credit to `who`: what it received, zero when it
+			// cannot receive it (it would not reach the existential deposit; burned too).
+			let mut pay = |who: &T::AccountId| {
+				let Some(left) = to_winners.take() else { return Zero::zero() };
+				let (one, rest) = left.split(part);
+				to_winners = Some(rest);
+				match T::Currency::resolve(who, one) {
+					Ok(()) => part,
+					Err(back) => {
+						drop(back);
+						Zero::zero()
+					}
 				}
 			};
-			let burned = taken.saturating_sub(paid);
+			let paid = pay(beneficiary);
+			let rewards: Vec<_> = others.iter().map(|o| (o.clone(), pay(o))).collect();
+			drop(to_winners);
+			let rewarded =
+				rewards.iter().fold(paid, |sum, (_, amount)| sum.saturating_add(*amount));
+			let burned = taken.saturating_sub(rewarded);
 			drop(to_burn);
 			let now = frame_system::Pallet::<T>::block_number();
 			let count = Offences::<T>::mutate(offender, |r| {
@@ -274,6 +306,13 @@ pub mod pallet {
 				paid,
 				burned,
 			});
+			for (challenger, amount) in rewards {
+				Self::deposit_event(Event::ChallengerRewarded {
+					challenger,
+					offender: offender.clone(),
+					amount,
+				});
+			}
 			if count == T::BarAfter::get() {
 				Self::deposit_event(Event::Barred { who: offender.clone() });
 			}
@@ -294,12 +333,12 @@ pub mod pallet {
 				Offence::LostDispute { task: o.task, dispute: o.dispute, party: o.winner.other() };
 			match o.winner {
 				Party::Challenger => {
-					Self::punish(&o.solver, o.solver_stake, &o.challenger, offence);
+					Self::punish(&o.solver, o.solver_stake, &o.challenger, &o.standing, offence);
 					T::Stake::unlock(&o.challenger, o.bond);
 					T::Tasks::solver_lost(o.task);
 				}
 				Party::Solver => {
-					Self::punish(&o.challenger, o.bond, &o.solver, offence);
+					Self::punish(&o.challenger, o.bond, &o.solver, &[], offence);
 					T::Tasks::dispute_ended(o.task);
 				}
 			}
@@ -317,7 +356,7 @@ pub mod pallet {
 			submitter: &T::AccountId,
 			stake: BalanceOf<T>,
 		) {
-			Self::punish(solver, stake, submitter, Offence::MissedCommitment { task });
+			Self::punish(solver, stake, submitter, &[], Offence::MissedCommitment { task });
 		}
 	}
 }

@@ -78,6 +78,8 @@ pub const WINNER_SHARE: Perbill = Perbill::from_percent(50);
 pub const BAR_AFTER: u32 = 3;
 
 parameter_types! {
+	pub const LeafBudgetChain: trainet_primitives::settle::LeafBudget =
+		trainet_primitives::settle::LeafBudget::CHAIN;
 	pub const MinSolverBond: Balance = 100;
 	pub const MinVerifierBond: Balance = 50;
 	pub const UnbondingPeriod: u64 = 1_000;
@@ -112,6 +114,8 @@ impl pallet_task_escrow::Config for Test {
 	type Discipline = Slashing;
 	type MinReward = MinReward;
 	type SolverStake = SolverStake;
+	type SolverStakeMultiple = frame_support::traits::ConstU32<0>;
+	type LeafBudget = LeafBudgetChain;
 	type MinTimeout = MinTimeout;
 	type MaxTimeout = MaxTimeout;
 	type MaxReopens = MaxReopens;

@@ -53,6 +53,7 @@ fn disputed() -> DisputeOutcome<AccountId, Balance> {
 		solver_stake: SOLVER_STAKE,
 		bond: BOND,
 		winner: Party::Challenger,
+		standing: vec![],
 	}
 }
 
@@ -160,6 +161,7 @@ fn a_slash_never_takes_more_than_is_locked() {
 			solver_stake: SOLVER_STAKE,
 			bond: BOND,
 			winner: Party::Challenger,
+			standing: vec![],
 		});
 		assert_eq!(ledger(11), (1_000, 0));
 		assert_eq!(Balances::total_issuance(), issuance);

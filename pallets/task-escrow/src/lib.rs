@@ -58,6 +58,7 @@ use pallet_compute_staking::{Role, StakeInterface};
 use sp_runtime::traits::{Saturating, Zero};
 use trainet_primitives::{
 	market::{Task, TaskId, TaskState, Timeouts, TraceCommitment},
+	settle::{self, LeafBudget, Unsettleable},
 	task::{SpecError, TrainingSpec},
 	trace::{verify_trace_proof, TracePoints, TraceProof},
 };
@@ -136,6 +137,26 @@ pub trait SolverDiscipline<AccountId, Balance> {
 	fn missed_commit(task: TaskId, solver: &AccountId, submitter: &AccountId, stake: Balance);
 }
 
+/// The two deadline queues: claim windows of open tasks, and the stages of claimed and
+/// committed ones (see [`Deadlines`], [`ClaimDeadlines`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Queue {
+	/// [`ClaimDeadlines`].
+	Claims,
+	/// [`Deadlines`].
+	Work,
+}
+
+impl Queue {
+	/// The queue of a task in `state`.
+	pub(crate) fn of<A, B>(state: &TaskState<A, B>) -> Self {
+		match state {
+			TaskState::Open { .. } => Self::Claims,
+			_ => Self::Work,
+		}
+	}
+}
+
 // FRAME's `#[pallet::*]` expansions call `expect` on paths that cannot fail (and clippy blames
 // the attributes for it); the other no-panic lints stay denied here, and nothing written in
 // this module by hand calls `expect`.
@@ -183,9 +204,23 @@ pub mod pallet {
 		#[pallet::constant]
 		type MinReward: Get<BalanceOf<Self>>;
 
-		/// The solver stake locked for each claimed task.
+		/// The least solver stake locked for a claimed task (the floor of
+		/// [`Pallet::solver_stake_for`]).
 		#[pallet::constant]
 		type SolverStake: Get<BalanceOf<Self>>;
+
+		/// The solver stake as a multiple of the reward, when that is above the floor: a
+		/// larger task is never more profitable to cheat. With `m` and the slashing pallet's
+		/// winner share `w`, a caught cheat loses at least `(1 - w) * m` times the reward,
+		/// whoever the winners are (its own second accounts included); `m >= 1 / (1 - w)`
+		/// makes that at least the reward.
+		#[pallet::constant]
+		type SolverStakeMultiple: Get<u32>;
+
+		/// What one leaf of a dispute may cost the chain: `submit` accepts a spec only if
+		/// every leaf its disputes may reach fits ([`trainet_primitives::settle::check`]), so
+		/// that every dispute over it can be decided. The challenge pallet must use the same.
+		type LeafBudget: Get<LeafBudget>;
 
 		/// The shortest stage a submitter may ask for, in blocks.
 		#[pallet::constant]
@@ -216,9 +251,23 @@ pub mod pallet {
 	#[pallet::storage]
 	pub type Tasks<T: Config> = StorageMap<_, Twox64Concat, TaskId, TaskOf<T>>;
 
-	/// The tasks whose current stage ends at the start of a block, by block.
+	/// The claimed and committed tasks whose current stage (committing, the challenge window)
+	/// ends at the start of a block, by block. Only a solver's claim (which locks its stake)
+	/// puts a task here, so filling a block's queue to make a solver's `commit` fail costs a
+	/// stake per slot.
 	#[pallet::storage]
 	pub type Deadlines<T: Config> = StorageMap<
+		_,
+		Twox64Concat,
+		BlockNumberFor<T>,
+		BoundedVec<TaskId, T::MaxDeadlinesPerBlock>,
+		ValueQuery,
+	>;
+
+	/// The open tasks whose claim window ends at the start of a block, by block: a queue of
+	/// their own, since anyone can post cheap tasks to fill it.
+	#[pallet::storage]
+	pub type ClaimDeadlines<T: Config> = StorageMap<
 		_,
 		Twox64Concat,
 		BlockNumberFor<T>,
@@ -335,19 +384,34 @@ pub mod pallet {
 		DeadlineQueueFull,
 		/// A block number or an id overflowed.
 		Overflow,
+		/// The chain could not decide a dispute over this spec's initialization: its initial
+		/// state has more values than one leaf recomputes
+		/// ([`trainet_primitives::settle::check`] says how many).
+		SpecUnsettleableInitialState,
+		/// The chain could not decide a dispute over one of this spec's operations: it is too
+		/// large to execute whole, and one element of it reads more values, or needs more
+		/// evidence bytes, than one leaf may take ([`trainet_primitives::settle::check`] names
+		/// the operation).
+		SpecUnsettleableOperation,
+		/// Recomputing one segment of the spec's trace (its checkpoint interval of steps)
+		/// would take an honest party longer than a dispute may give it at the reference
+		/// speed: a smaller checkpoint interval fits.
+		SpecUnsettleableRecomputation,
 	}
 
 	#[pallet::hooks]
 	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
 		fn on_initialize(now: BlockNumberFor<T>) -> Weight {
 			let due = Deadlines::<T>::take(now);
-			let count = due.len() as u32;
-			for task in due {
-				// Each queued task's deadline is `now` (the queue is kept exact), so this
+			let claims = ClaimDeadlines::<T>::take(now);
+			let (count, unclaimed) = (due.len() as u32, claims.len() as u32);
+			for task in due.into_iter().chain(claims) {
+				// Each queued task's deadline is `now` (the queues are kept exact), so this
 				// cannot fail; a failure would only leave the task for `expire`.
 				let _ = Self::do_expire(task, now);
 			}
 			T::WeightInfo::on_initialize(count)
+				.saturating_add(T::WeightInfo::on_initialize(unclaimed))
 		}
 
 		#[cfg(feature = "try-runtime")]
@@ -372,6 +436,7 @@ pub mod pallet {
 		) -> DispatchResult {
 			let submitter = ensure_signed(origin)?;
 			spec.validate().map_err(Error::<T>::from)?;
+			settle::check(&spec, &T::LeafBudget::get()).map_err(Error::<T>::from)?;
 			ensure!(reward >= T::MinReward::get(), Error::<T>::RewardTooLow);
 			for t in [timeouts.claim, timeouts.commit, timeouts.challenge] {
 				ensure!(
@@ -386,11 +451,11 @@ pub mod pallet {
 			let id = NextTaskId::<T>::get();
 			let next = id.checked_add(1).ok_or(Error::<T>::Overflow)?;
 			let now = frame_system::Pallet::<T>::block_number();
-			let claim_by = Self::slot(now.saturating_add(timeouts.claim))?;
+			let claim_by = Self::slot(Queue::Claims, now.saturating_add(timeouts.claim))?;
 			// The last check, and the first write: it fails before changing anything.
 			T::Currency::hold(&HoldReason::Reward.into(), &submitter, reward)
 				.map_err(|_| Error::<T>::InsufficientBalance)?;
-			Self::enqueue(id, claim_by);
+			Self::enqueue(Queue::Claims, id, claim_by);
 			NextTaskId::<T>::put(next);
 			Tasks::<T>::insert(
 				id,
@@ -398,7 +463,7 @@ pub mod pallet {
 					submitter: submitter.clone(),
 					spec,
 					reward,
-					solver_stake: T::SolverStake::get(),
+					solver_stake: Self::solver_stake_for(reward),
 					timeouts,
 					state: TaskState::Open { claim_by },
 					reopened: 0,
@@ -419,7 +484,7 @@ pub mod pallet {
 			let TaskState::Open { claim_by } = t.state else {
 				return Err(Error::<T>::NotOpen.into());
 			};
-			Self::unschedule(task, claim_by);
+			Self::unschedule(Queue::Claims, task, claim_by);
 			Self::refund(task, &t)?;
 			Self::deposit_event(Event::TaskCancelled { task });
 			Ok(())
@@ -442,12 +507,12 @@ pub mod pallet {
 				Error::<T>::SolverFailedThisTask
 			);
 			let now = frame_system::Pallet::<T>::block_number();
-			let commit_by = Self::slot(now.saturating_add(t.timeouts.commit))?;
+			let commit_by = Self::slot(Queue::Work, now.saturating_add(t.timeouts.commit))?;
 			// The last check, and the first write: locking checks the role and the free stake,
 			// names what is missing and fails before changing anything.
 			T::Stake::lock(&solver, Role::Solver, t.solver_stake)?;
-			Self::unschedule(task, claim_by);
-			Self::enqueue(task, commit_by);
+			Self::unschedule(Queue::Claims, task, claim_by);
+			Self::enqueue(Queue::Work, task, commit_by);
 			t.state = TaskState::Claimed { solver: solver.clone(), commit_by };
 			Tasks::<T>::insert(task, t);
 			Self::deposit_event(Event::TaskClaimed { task, solver, commit_by });
@@ -480,9 +545,10 @@ pub mod pallet {
 				Error::<T>::BadFinalStateProof
 			);
 			let now = frame_system::Pallet::<T>::block_number();
-			let challenge_until = Self::slot(now.saturating_add(t.timeouts.challenge))?;
-			Self::unschedule(task, commit_by);
-			Self::enqueue(task, challenge_until);
+			let challenge_until =
+				Self::slot(Queue::Work, now.saturating_add(t.timeouts.challenge))?;
+			Self::unschedule(Queue::Work, task, commit_by);
+			Self::enqueue(Queue::Work, task, challenge_until);
 			t.state = TaskState::Committed { solver: solver.clone(), commitment, challenge_until };
 			Tasks::<T>::insert(task, t);
 			Self::deposit_event(Event::TaskCommitted { task, solver, commitment, challenge_until });
@@ -498,6 +564,18 @@ pub mod pallet {
 			ensure_signed(origin)?;
 			let now = frame_system::Pallet::<T>::block_number();
 			Self::do_expire(task, now)
+		}
+	}
+
+	impl<T: Config> From<Unsettleable> for Error<T> {
+		fn from(e: Unsettleable) -> Self {
+			match e {
+				Unsettleable::InitialState { .. } => Error::SpecUnsettleableInitialState,
+				Unsettleable::Element { .. } => Error::SpecUnsettleableOperation,
+				Unsettleable::Recomputation { .. } => Error::SpecUnsettleableRecomputation,
+				// `validate` passed, so the spec has a program; named as its shape if not.
+				Unsettleable::BadSpec => Error::SpecBadWidth,
+			}
 		}
 	}
 
@@ -518,21 +596,50 @@ pub mod pallet {
 	}
 
 	impl<T: Config> Pallet<T> {
+		/// The stake a solver locks to claim a task paying `reward`: `SolverStakeMultiple`
+		/// times the reward, and at least `SolverStake`.
+		pub fn solver_stake_for(reward: BalanceOf<T>) -> BalanceOf<T> {
+			reward.saturating_mul(T::SolverStakeMultiple::get().into()).max(T::SolverStake::get())
+		}
+
 		/// The block `task`'s deadline due at `at` will be queued at (see
 		/// [`deadline_queue::slot`]); reads only.
-		pub(crate) fn slot(at: BlockNumberFor<T>) -> Result<BlockNumberFor<T>, Error<T>> {
-			deadline_queue::slot::<Deadlines<T>, _, _, _>(at).ok_or(Error::<T>::DeadlineQueueFull)
+		pub(crate) fn slot(
+			queue: Queue,
+			at: BlockNumberFor<T>,
+		) -> Result<BlockNumberFor<T>, Error<T>> {
+			match queue {
+				Queue::Work => deadline_queue::slot::<Deadlines<T>, _, _, _>(at),
+				Queue::Claims => deadline_queue::slot::<ClaimDeadlines<T>, _, _, _>(at),
+			}
+			.ok_or(Error::<T>::DeadlineQueueFull)
 		}
 
 		/// Queues `task` at `block`, a block [`Self::slot`] returned in the same call.
-		pub(crate) fn enqueue(task: TaskId, block: BlockNumberFor<T>) {
+		pub(crate) fn enqueue(queue: Queue, task: TaskId, block: BlockNumberFor<T>) {
 			// `slot` found room, and each call queues one task once: this cannot fail.
-			let _ = deadline_queue::insert::<Deadlines<T>, _, _, _>(task, block);
+			let _ = match queue {
+				Queue::Work => deadline_queue::insert::<Deadlines<T>, _, _, _>(task, block),
+				Queue::Claims => deadline_queue::insert::<ClaimDeadlines<T>, _, _, _>(task, block),
+			};
 		}
 
 		/// Removes `task` from the queue of block `at`.
-		pub(crate) fn unschedule(task: TaskId, at: BlockNumberFor<T>) {
-			deadline_queue::unschedule::<Deadlines<T>, _, _, _>(&task, at)
+		pub(crate) fn unschedule(queue: Queue, task: TaskId, at: BlockNumberFor<T>) {
+			match queue {
+				Queue::Work => deadline_queue::unschedule::<Deadlines<T>, _, _, _>(&task, at),
+				Queue::Claims => {
+					deadline_queue::unschedule::<ClaimDeadlines<T>, _, _, _>(&task, at)
+				}
+			}
+		}
+
+		/// Whether task `id`'s deadline is queued at `block`, in the queue of its stage.
+		pub(crate) fn queued(id: TaskId, t: &TaskOf<T>, block: BlockNumberFor<T>) -> bool {
+			match Queue::of(&t.state) {
+				Queue::Work => Deadlines::<T>::get(block).contains(&id),
+				Queue::Claims => ClaimDeadlines::<T>::get(block).contains(&id),
+			}
 		}
 
 		/// Releases the reward to the submitter and removes the task.
@@ -575,19 +682,19 @@ pub mod pallet {
 			ensure!(deadline <= now, Error::<T>::DeadlineNotReached);
 			match &t.state {
 				TaskState::Open { .. } => {
-					Self::unschedule(task, deadline);
+					Self::unschedule(Queue::Claims, task, deadline);
 					Self::refund(task, &t)?;
 					Self::deposit_event(Event::TaskExpired { task, stage: Expiry::Unclaimed });
 				}
 				TaskState::Claimed { solver, .. } => {
-					Self::unschedule(task, deadline);
+					Self::unschedule(Queue::Work, task, deadline);
 					T::Discipline::missed_commit(task, solver, &t.submitter, t.solver_stake);
 					Self::refund(task, &t)?;
 					Self::deposit_event(Event::TaskExpired { task, stage: Expiry::Uncommitted });
 				}
 				TaskState::Committed { solver, .. } => {
 					ensure!(T::Disputes::open_disputes(task) == 0, Error::<T>::DisputesOpen);
-					Self::unschedule(task, deadline);
+					Self::unschedule(Queue::Work, task, deadline);
 					Self::pay(task, &t, solver)?;
 				}
 			}
@@ -608,10 +715,7 @@ pub mod pallet {
 				ensure!(id < NextTaskId::<T>::get(), "a task id at or above NextTaskId");
 				let deadline = t.deadline();
 				if deadline > now {
-					ensure!(
-						Deadlines::<T>::get(deadline).contains(&id),
-						"a task's deadline is not queued"
-					);
+					ensure!(Self::queued(id, &t, deadline), "a task's deadline is not queued");
 				} else {
 					ensure!(
 						matches!(t.state, TaskState::Committed { .. })
@@ -626,12 +730,16 @@ pub mod pallet {
 					"reward hold differs from the submitter's tasks"
 				);
 			}
-			for (block, queue) in Deadlines::<T>::iter() {
+			let queues = Deadlines::<T>::iter()
+				.map(|(b, q)| (Queue::Work, b, q))
+				.chain(ClaimDeadlines::<T>::iter().map(|(b, q)| (Queue::Claims, b, q)));
+			for (kind, block, queue) in queues {
 				ensure!(block > now, "a deadline queue was left behind");
 				for id in queue {
 					ensure!(
-						Tasks::<T>::get(id).is_some_and(|t| t.deadline() == block),
-						"a queued deadline belongs to no task"
+						Tasks::<T>::get(id)
+							.is_some_and(|t| t.deadline() == block && Queue::of(&t.state) == kind),
+						"a queued deadline belongs to no task of that stage"
 					);
 				}
 			}
@@ -662,12 +770,14 @@ pub mod pallet {
 			let TaskState::Committed { solver, challenge_until, .. } = t.state.clone() else {
 				return;
 			};
-			Self::unschedule(task, challenge_until);
+			Self::unschedule(Queue::Work, task, challenge_until);
 			let now = frame_system::Pallet::<T>::block_number();
 			let reopen = t.reopened < T::MaxReopens::get();
 			if reopen {
-				if let Ok(claim_by) = Self::slot(now.saturating_add(t.timeouts.claim)) {
-					Self::enqueue(task, claim_by);
+				if let Ok(claim_by) =
+					Self::slot(Queue::Claims, now.saturating_add(t.timeouts.claim))
+				{
+					Self::enqueue(Queue::Claims, task, claim_by);
 					t.state = TaskState::Open { claim_by };
 					t.reopened = t.reopened.saturating_add(1);
 					t.last_failed_solver = Some(solver);
@@ -718,8 +828,8 @@ pub mod pallet {
 			spec.steps = commitment.steps;
 			let now = frame_system::Pallet::<T>::block_number();
 			let max = T::MaxTimeout::get();
-			let challenge_until = Self::slot(now.saturating_add(max)).unwrap_or(max);
-			Self::enqueue(id, challenge_until);
+			let challenge_until = Self::slot(Queue::Work, now.saturating_add(max)).unwrap_or(max);
+			Self::enqueue(Queue::Work, id, challenge_until);
 			NextTaskId::<T>::put(id.saturating_add(1));
 			Tasks::<T>::insert(
 				id,

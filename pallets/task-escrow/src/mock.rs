@@ -78,6 +78,8 @@ impl pallet_balances::Config for Test {
 }
 
 parameter_types! {
+	pub const LeafBudgetChain: trainet_primitives::settle::LeafBudget =
+		trainet_primitives::settle::LeafBudget::CHAIN;
 	pub const MinSolverBond: Balance = 100;
 	pub const MinVerifierBond: Balance = 50;
 	pub const UnbondingPeriod: u64 = 1_000;
@@ -105,6 +107,8 @@ pub const MAX_PER_BLOCK: u32 = 3;
 parameter_types! {
 	pub const MinReward: Balance = MIN_REWARD;
 	pub const SolverStake: Balance = SOLVER_STAKE;
+	/// Off unless a test sets it: most tests lock the floor.
+	pub static SolverStakeMultiple: u32 = 0;
 	pub const MinTimeout: u64 = MIN_TIMEOUT;
 	pub const MaxTimeout: u64 = MAX_TIMEOUT;
 	pub const MaxReopens: u32 = MAX_REOPENS;
@@ -169,6 +173,8 @@ impl pallet_task_escrow::Config for Test {
 	type Discipline = MockDiscipline;
 	type MinReward = MinReward;
 	type SolverStake = SolverStake;
+	type SolverStakeMultiple = SolverStakeMultiple;
+	type LeafBudget = LeafBudgetChain;
 	type MinTimeout = MinTimeout;
 	type MaxTimeout = MaxTimeout;
 	type MaxReopens = MaxReopens;

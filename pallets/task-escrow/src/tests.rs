@@ -7,7 +7,10 @@
 	clippy::indexing_slicing
 )]
 
-use crate::{mock::*, Deadlines, Error, Event, Expiry, HoldReason, NextTaskId, TaskMarket, Tasks};
+use crate::{
+	mock::*, ClaimDeadlines, Deadlines, Error, Event, Expiry, HoldReason, NextTaskId, TaskMarket,
+	Tasks,
+};
 use frame_support::{
 	assert_noop, assert_ok,
 	traits::fungible::{Inspect, InspectHold},
@@ -72,7 +75,7 @@ fn submit_holds_the_reward_and_queues_the_claim_deadline() {
 		assert_eq!(Balances::balance(&1), 9_900);
 		let t = Tasks::<Test>::get(id).unwrap();
 		assert_eq!(t.state, TaskState::Open { claim_by: 6 });
-		assert_eq!(Deadlines::<Test>::get(6).into_inner(), vec![id]);
+		assert_eq!(ClaimDeadlines::<Test>::get(6).into_inner(), vec![id]);
 		assert_eq!(
 			last_event(),
 			Event::TaskSubmitted { task: id, submitter: 1, reward: 100, claim_by: 6 }.into()
@@ -140,7 +143,7 @@ fn cancel_refunds_an_open_task_only_for_its_submitter() {
 		assert_eq!(reward_held(1), 0);
 		assert_eq!(Balances::balance(&1), 10_000);
 		assert!(Tasks::<Test>::get(id).is_none());
-		assert!(Deadlines::<Test>::get(6).is_empty());
+		assert!(ClaimDeadlines::<Test>::get(6).is_empty());
 		assert_eq!(last_event(), Event::TaskCancelled { task: id }.into());
 
 		let id = claimed(10);
@@ -157,7 +160,7 @@ fn claim_locks_the_solver_stake_and_moves_the_deadline() {
 			Tasks::<Test>::get(id).unwrap().state,
 			TaskState::Claimed { solver: 10, commit_by: 11 }
 		);
-		assert!(Deadlines::<Test>::get(6).is_empty());
+		assert!(ClaimDeadlines::<Test>::get(6).is_empty());
 		assert_eq!(Deadlines::<Test>::get(11).into_inner(), vec![id]);
 		assert_eq!(last_event(), Event::TaskClaimed { task: id, solver: 10, commit_by: 11 }.into());
 	});
@@ -384,8 +387,11 @@ fn a_losing_solver_reopens_the_task_until_the_limit_then_the_submitter_is_refund
 fn full_deadline_queues_slide_to_the_next_block() {
 	new_test_ext().execute_with(|| {
 		let ids: Vec<u64> = (0..MAX_PER_BLOCK + 2).map(|_| submit()).collect();
-		assert_eq!(Deadlines::<Test>::get(6).len() as u32, MAX_PER_BLOCK);
-		assert_eq!(Deadlines::<Test>::get(7).into_inner(), ids[MAX_PER_BLOCK as usize..].to_vec());
+		assert_eq!(ClaimDeadlines::<Test>::get(6).len() as u32, MAX_PER_BLOCK);
+		assert_eq!(
+			ClaimDeadlines::<Test>::get(7).into_inner(),
+			ids[MAX_PER_BLOCK as usize..].to_vec()
+		);
 		let last = ids[ids.len() - 1];
 		assert_eq!(Tasks::<Test>::get(last).unwrap().deadline(), 7);
 		run_to_block(7);
@@ -404,6 +410,32 @@ fn a_queue_full_for_every_block_in_reach_is_an_error() {
 			Escrow::submit(RuntimeOrigin::signed(1), spec(4), 100, timeouts()),
 			Error::<Test>::DeadlineQueueFull
 		);
+	});
+}
+
+/// Attack: a submitter filled every block in reach of a solver's commit with the claim
+/// deadlines of cheap tasks, so the solver's `commit` failed with `DeadlineQueueFull` and the
+/// submitter took half its stake at the commit deadline. Claim deadlines now have a queue of
+/// their own; only claims, each locking a solver's stake, reach the solver's.
+#[test]
+fn a_flood_of_cheap_tasks_cannot_make_a_commit_fail() {
+	new_test_ext().execute_with(|| {
+		let id = claimed(10);
+		let now = System::block_number();
+		let due = now + timeouts().challenge;
+		for block in due..=due + crate::MAX_DEADLINE_SLIDE as u64 {
+			for _ in 0..MAX_PER_BLOCK {
+				let t = Timeouts { claim: block - now, ..timeouts() };
+				assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec(4), MIN_REWARD, t));
+			}
+		}
+		let (c, p) = trace(4);
+		assert_ok!(Escrow::commit(RuntimeOrigin::signed(10), id, c, p));
+		assert!(matches!(
+			Tasks::<Test>::get(id).unwrap().state,
+			TaskState::Committed { challenge_until, .. } if challenge_until == due
+		));
+		run_to_block(due + 20);
 	});
 }
 
@@ -437,5 +469,24 @@ fn spec_is_readable_while_the_task_lives() {
 		assert_eq!(Escrow::challengeable(id).unwrap_err(), Error::<Test>::NotCommitted.into());
 		assert_eq!(Escrow::challengeable(9).unwrap_err(), Error::<Test>::TaskNotFound.into());
 		assert_eq!(<Staking as StakeInterface<_>>::free_stake(&10), 300);
+	});
+}
+
+/// Attack: with a flat stake, cheating on a task whose reward is above the stake pays even
+/// when caught. The stake now scales with the reward (above a floor).
+#[test]
+fn the_solver_stake_scales_with_the_reward() {
+	new_test_ext().execute_with(|| {
+		SolverStakeMultiple::set(2);
+		let small = NextTaskId::<Test>::get();
+		assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec(4), MIN_REWARD, timeouts()));
+		let large = NextTaskId::<Test>::get();
+		assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec(4), 140, timeouts()));
+		// The floor for a small reward, twice the reward above it.
+		assert_eq!(Tasks::<Test>::get(small).unwrap().solver_stake, SOLVER_STAKE);
+		assert_eq!(Tasks::<Test>::get(large).unwrap().solver_stake, 280);
+		assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), large));
+		assert_eq!(locked(10), 280);
+		SolverStakeMultiple::set(0);
 	});
 }

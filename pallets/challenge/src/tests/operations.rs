@@ -578,3 +578,117 @@ fn whoever_stops_answering_the_descent_loses() {
 		});
 	}
 }
+
+/// Attack: a liar builds its output's row tree over truncated rows (each leaf hashes a prefix
+/// of the true row, here `keep` values of it), so that every node it reveals checks out, and
+/// reveals its short row first. The lines used to be compared only over their shared length,
+/// so the honest side's full row was refused (`BadProof`) and it lost at the deadline.
+fn short_line_case(liar: Party, keep: usize) {
+	new_test_ext().execute_with(|| {
+		set_leaf_bound(LeafBound { values: 0, macs: 0 });
+		let (spec, data) = task_spec();
+		let j = 3u32;
+		let honest = side(&spec, &data, Lie::None);
+		let mut lying = side(&spec, &data, Lie::Operation(j));
+		let real = &lying.bad.outputs[j as usize];
+		let short = trainet_primitives::repops::Matrix {
+			rows: real.rows,
+			cols: keep as u32,
+			data: (0..real.rows as usize)
+				.flat_map(|r| real.data[r * real.cols as usize..][..keep].to_vec())
+				.collect(),
+		};
+		let short_tree = LineTree::new(&short, trainet_primitives::descent::Axis::Rows);
+		let fake = TensorOpening { row_root: short_tree.root(), ..TensorOpening::of(real) };
+		let mut outputs = lying.ops.outputs.clone();
+		outputs[j as usize] = fake.hash();
+		lying.ops = trainet_primitives::commit::op_trace(&state_hash(&lying.bad.state), outputs);
+
+		let (solver, challenger) = match liar {
+			Party::Solver => (&lying, &honest),
+			Party::Challenger => (&honest, &lying),
+		};
+		let id = to_operations(&spec, solver, challenger);
+		play_ops(id, solver, challenger);
+		assert_eq!(game(id).unwrap().stage(), OpStage::Opening(j));
+		let d = Disputes::<Test>::get(id).unwrap();
+		let (liar_account, honest_account) = match liar {
+			Party::Solver => (d.solver, d.challenger),
+			Party::Challenger => (d.challenger, d.solver),
+		};
+		let honest_out = &honest.bad.outputs[j as usize];
+		let honest_tree = LineTree::new(honest_out, trainet_primitives::descent::Axis::Rows);
+		// Both play the descent to the row, the liar always first.
+		loop {
+			let g = game(id).unwrap();
+			match g.stage() {
+				OpStage::Opening(_) => {
+					assert_ok!(Challenge::descend(
+						RuntimeOrigin::signed(liar_account),
+						id,
+						DescentAnswer::Opening(fake)
+					));
+					assert_ok!(Challenge::descend(
+						RuntimeOrigin::signed(honest_account),
+						id,
+						DescentAnswer::Opening(TensorOpening::of(honest_out))
+					));
+				}
+				OpStage::Descending { cursor, .. } => {
+					let (l, r) = short_tree.children(cursor).unwrap();
+					assert_ok!(Challenge::descend(
+						RuntimeOrigin::signed(liar_account),
+						id,
+						DescentAnswer::Children(l, r)
+					));
+					let (l, r) = honest_tree.children(cursor).unwrap();
+					assert_ok!(Challenge::descend(
+						RuntimeOrigin::signed(honest_account),
+						id,
+						DescentAnswer::Children(l, r)
+					));
+				}
+				OpStage::Line { axis, index, .. } => {
+					// The liar's short row matches its own tree, but not the shape both
+					// opened: refused, and nothing is stored.
+					assert_noop!(
+						Challenge::descend(
+							RuntimeOrigin::signed(liar_account),
+							id,
+							DescentAnswer::Line(line(&short, axis, index).try_into().unwrap())
+						),
+						Error::<Test>::WrongLineLength
+					);
+					// The honest side's full row is taken.
+					assert_ok!(Challenge::descend(
+						RuntimeOrigin::signed(honest_account),
+						id,
+						DescentAnswer::Line(line(honest_out, axis, index).try_into().unwrap())
+					));
+					break;
+				}
+				stage => panic!("liar {liar:?}: the descent stopped at {stage:?}"),
+			}
+		}
+		// The liar has no full row that matches its tree: it loses at the deadline.
+		run_to_block(Disputes::<Test>::get(id).unwrap().deadline);
+		assert_eq!(resolved(id), Some((liar.other(), Resolution::Timeout)), "liar {liar:?}");
+		check_invariants(System::block_number());
+	});
+}
+
+#[test]
+fn an_empty_line_cannot_stop_the_honest_side() {
+	for liar in [Party::Solver, Party::Challenger] {
+		short_line_case(liar, 0);
+	}
+}
+
+#[test]
+fn a_truncated_line_cannot_stop_the_honest_side() {
+	for liar in [Party::Solver, Party::Challenger] {
+		short_line_case(liar, 2);
+	}
+}
+
+mod adversaries;

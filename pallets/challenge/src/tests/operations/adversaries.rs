@@ -1,0 +1,347 @@
+//! The adversary library: for random specs the chain accepts (widths, optimizer, batch) and
+//! random lies (any operation of the disputed step, all of its output or one value), an
+//! honest solver and an honest challenger each win the operator-level game and the element
+//! descent against every strategy below, played by the other side at a random stage, with the
+//! two sides answering in a random order. Every answer of the honest side must be taken
+//! (`assert_ok!`): nothing the liar does may stop it. At the end the liar lost, its stake or
+//! bond was slashed (half burned), and every invariant holds.
+//!
+//! The number of cases is proptest's (`PROPTEST_CASES`, 128 by default); `scripts/fuzz` runs
+//! many more in release mode.
+
+use super::*;
+use crate::Lines;
+use proptest::prelude::*;
+use sp_runtime::traits::Dispatchable;
+use trainet_primitives::descent::element_evidence;
+
+/// What the liar does from its `k`-th answer on (its answers counted from 0).
+#[derive(Clone, Copy, Debug)]
+enum Adversary {
+	/// Answers every stage consistently with its own (lying) run.
+	Consistent,
+	/// Stops answering at answer `k`.
+	Silent(u32),
+	/// At answer `k`, first sends a malformed answer (a wrong root, a proof of another value,
+	/// children or a line that do not hash to its node), then its own.
+	Malformed(u32),
+	/// At answer `k`, a line shorter than the shape (a prefix of its own), then its own.
+	Truncated(u32),
+	/// At answer `k`, sends the honest side's answer as its own, then its own if refused.
+	CopyOnce(u32),
+	/// From answer `k` on, sends the honest side's answers as its own.
+	CopyFrom(u32),
+	/// Commits to its lying output of the disputed operation through a row tree built over
+	/// rows cut to `keep` values (a self-consistent commitment to lines of the wrong length),
+	/// and answers the descent from it.
+	ShortLines(u32),
+}
+
+fn adversary() -> impl Strategy<Value = Adversary> {
+	prop_oneof![
+		Just(Adversary::Consistent),
+		(0u32..40).prop_map(Adversary::Silent),
+		(0u32..40).prop_map(Adversary::Malformed),
+		(0u32..40).prop_map(Adversary::Truncated),
+		(0u32..40).prop_map(Adversary::CopyOnce),
+		(0u32..40).prop_map(Adversary::CopyFrom),
+		(0u32..4).prop_map(Adversary::ShortLines),
+	]
+}
+
+/// A random small spec the chain accepts, and its dataset.
+fn random_spec(
+	seed: u64,
+	hidden: Vec<u32>,
+	input: u32,
+	classes: u32,
+	optimizer: u8,
+	batch: u32,
+) -> (TrainingSpec, Dataset) {
+	let classes = classes.min(input);
+	let data = synthetic_dataset(seed, 40, input, classes);
+	let optimizer = match optimizer {
+		0 => Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.1),
+			momentum: F32Bits::from_f32(0.0),
+		},
+		1 => Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.05),
+			momentum: F32Bits::from_f32(0.9),
+		},
+		_ => Optimizer::Adam {
+			learning_rate: F32Bits::from_f32(0.01),
+			beta1: F32Bits::from_f32(0.9),
+			beta2: F32Bits::from_f32(0.999),
+			epsilon: F32Bits::from_f32(1e-7),
+		},
+	};
+	let mut widths = vec![input];
+	widths.extend(hidden);
+	widths.push(classes);
+	let mut spec = TrainingSpec::example_mlp(&widths, optimizer, batch).on_dataset(&data);
+	spec.steps = STEPS;
+	spec.seed = seed;
+	(spec, data)
+}
+
+/// A side's output of operation `.0` committed through a row tree over the rows of `.1` (cut
+/// short), opened as `.2`.
+type Short = (u32, trainet_primitives::repops::Matrix, TensorOpening);
+
+/// The answer `party`, playing `side`, owes dispute `id` at its current stage (none when it
+/// has answered, or the stage is a settlement and `settles` is false). With `short`, the
+/// side answers the descent over that operation from its short rows.
+fn answer(
+	id: u64,
+	party: Party,
+	side: &Side,
+	spec: &TrainingSpec,
+	settles: bool,
+	short: Option<&Short>,
+) -> Option<crate::Call<Test>> {
+	let short_of = |op: u32| short.filter(|s| s.0 == op);
+	let d = Disputes::<Test>::get(id)?;
+	let DisputePhase::Operations(g) = d.phase else { return None };
+	let mine = |s: bool, c: bool| if party == Party::Solver { s } else { c };
+	let descent = g.descent.clone().unwrap_or_default();
+	let walk = descent.walk.clone();
+	match g.stage() {
+		OpStage::Committing => (!mine(g.solver_root.is_some(), g.challenger_root.is_some()))
+			.then(|| crate::Call::commit_ops { dispute: id, root: side.ops.root }),
+		OpStage::Revealing(mid) => {
+			(!mine(g.solver_reveal.is_some(), g.challenger_reveal.is_some())).then(|| {
+				crate::Call::reveal_op {
+					dispute: id,
+					position: mid,
+					proof: side.ops.proof(mid - 1).unwrap(),
+				}
+			})
+		}
+		OpStage::Opening(j) => {
+			(!mine(descent.solver_opening.is_some(), descent.challenger_opening.is_some())).then(
+				|| crate::Call::descend {
+					dispute: id,
+					answer: DescentAnswer::Opening(match short_of(j) {
+						Some(s) => s.2,
+						None => TensorOpening::of(&side.bad.outputs[j as usize]),
+					}),
+				},
+			)
+		}
+		OpStage::Descending { op, cursor } => {
+			let w = walk?;
+			(!mine(w.solver_reveal.is_some(), w.challenger_reveal.is_some())).then(|| {
+				let m = short_of(op).map_or(&side.bad.outputs[op as usize], |s| &s.1);
+				let (l, r) = LineTree::new(m, w.axis).children(cursor).unwrap();
+				crate::Call::descend { dispute: id, answer: DescentAnswer::Children(l, r) }
+			})
+		}
+		OpStage::Line { op, axis, index } => {
+			(!Lines::<Test>::contains_key(id, party)).then(|| crate::Call::descend {
+				dispute: id,
+				answer: DescentAnswer::Line(
+					line(
+						short_of(op).map_or(&side.bad.outputs[op as usize], |s| &s.1),
+						axis,
+						index,
+					)
+					.try_into()
+					.unwrap(),
+				),
+			})
+		}
+		OpStage::Operation(j) if settles => {
+			Some(crate::Call::settle_op { dispute: id, evidence: side.bad.evidence(j).unwrap() })
+		}
+		OpStage::Assembly if settles => Some(crate::Call::settle_op {
+			dispute: id,
+			evidence: OpEvidence { outputs: side.bad.output_hashes(), ..Default::default() },
+		}),
+		OpStage::Element { op, row, col } if settles => Some(crate::Call::settle_element {
+			dispute: id,
+			evidence: element_evidence(&side.bad, spec, op, (row, col)).unwrap(),
+		}),
+		_ => None,
+	}
+}
+
+/// `call` made wrong in the way a malformed (`truncate`: a short line) answer is.
+fn malformed(call: &crate::Call<Test>, truncate: bool) -> Option<crate::Call<Test>> {
+	let mut call = call.clone();
+	match &mut call {
+		crate::Call::commit_ops { root, .. } if !truncate => *root = H256::repeat_byte(0xab),
+		crate::Call::reveal_op { proof, .. } if !truncate => {
+			proof.leaf.output = H256::repeat_byte(0xcd)
+		}
+		crate::Call::descend { answer, .. } => match answer {
+			DescentAnswer::Opening(o) if !truncate => o.row_root = H256::repeat_byte(0xef),
+			DescentAnswer::Children(l, _) if !truncate => *l = H256::repeat_byte(0x12),
+			DescentAnswer::Line(values) if truncate => {
+				let keep = values.len().saturating_sub(1) / 2;
+				values.truncate(keep);
+			}
+			DescentAnswer::Line(values) if !truncate => values[0] ^= 1,
+			_ => return None,
+		},
+		_ => return None,
+	}
+	Some(call)
+}
+
+fn dispatch(call: crate::Call<Test>, who: AccountId) -> bool {
+	crate::proptests::CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+	RuntimeCall::from(call).dispatch(RuntimeOrigin::signed(who)).is_ok()
+}
+
+/// Plays one dispute to its end with `liar` lying with `lie` and playing `adversary`; checks
+/// the honest side won and the books. `order` picks who answers first each round.
+fn adversary_case(
+	(spec, data): (TrainingSpec, Dataset),
+	lie: Lie,
+	liar: Party,
+	adversary: Adversary,
+	whole: bool,
+	order: u64,
+) -> Result<(), TestCaseError> {
+	let honest = side(&spec, &data, Lie::None);
+	let mut lying = side(&spec, &data, lie);
+	// A lie that reaches no state tensor changes nothing anyone commits to.
+	if lying.states == honest.states {
+		return Ok(());
+	}
+	let short = match (adversary, lie) {
+		(Adversary::ShortLines(keep), Lie::Operation(j) | Lie::LastValue(j)) => {
+			let real = &lying.bad.outputs[j as usize];
+			let keep = keep.min(real.cols - 1) as usize;
+			let rows = trainet_primitives::repops::Matrix {
+				rows: real.rows,
+				cols: keep as u32,
+				data: (0..real.rows as usize)
+					.flat_map(|r| real.data[r * real.cols as usize..][..keep].to_vec())
+					.collect(),
+			};
+			let tree = LineTree::new(&rows, trainet_primitives::descent::Axis::Rows);
+			let opening = TensorOpening { row_root: tree.root(), ..TensorOpening::of(real) };
+			let mut outputs = lying.ops.outputs.clone();
+			outputs[j as usize] = opening.hash();
+			lying.ops =
+				trainet_primitives::commit::op_trace(&state_hash(&lying.bad.state), outputs);
+			Some((j, rows, opening))
+		}
+		_ => None,
+	};
+	new_test_ext().execute_with(|| {
+		if !whole {
+			set_leaf_bound(LeafBound { values: 0, macs: 0 });
+		}
+		let issuance = Balances::total_issuance();
+		let (solver, challenger) = match liar {
+			Party::Solver => (&lying, &honest),
+			Party::Challenger => (&honest, &lying),
+		};
+		let id = to_operations(&spec, solver, challenger);
+		let d = Disputes::<Test>::get(id).unwrap();
+		let account = |p: Party| if p == Party::Solver { d.solver } else { d.challenger };
+		let ctx = format!("liar {liar:?} {lie:?} {adversary:?} whole {whole}");
+		let mut k = 0u32;
+		for round in 0..400u64 {
+			if Disputes::<Test>::get(id).is_none() {
+				break;
+			}
+			let parties = if (order >> (round % 64)) & 1 == 0 {
+				[liar, liar.other()]
+			} else {
+				[liar.other(), liar]
+			};
+			let mut moved = false;
+			for party in parties {
+				if Disputes::<Test>::get(id).is_none() {
+					break;
+				}
+				if party != liar {
+					// Anyone may settle: the honest side does as soon as it can.
+					if let Some(call) = answer(id, party, &honest, &spec, true, None) {
+						crate::proptests::CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+						let r = RuntimeCall::from(call.clone())
+							.dispatch(RuntimeOrigin::signed(account(party)));
+						prop_assert!(
+							r.is_ok(),
+							"{ctx}: the honest answer {call:?} was refused: {r:?}"
+						);
+						moved = true;
+					}
+					continue;
+				}
+				let Some(own) = answer(id, party, &lying, &spec, false, short.as_ref()) else {
+					continue;
+				};
+				let copy = answer(id, party, &honest, &spec, false, None);
+				let this = k;
+				k += 1;
+				let who = account(party);
+				let tried = match adversary {
+					Adversary::Silent(s) if this >= s => continue,
+					Adversary::Malformed(s) if this == s => malformed(&own, false),
+					Adversary::Truncated(s) if this >= s => malformed(&own, true),
+					Adversary::CopyOnce(s) if this == s => copy,
+					Adversary::CopyFrom(s) if this >= s => copy,
+					_ => None,
+				};
+				if let Some(bad) = tried {
+					if dispatch(bad, who) {
+						moved = true;
+						continue;
+					}
+				}
+				moved |= dispatch(own, who);
+			}
+			if !moved {
+				let Some(d) = Disputes::<Test>::get(id) else { break };
+				run_to_block(d.deadline.max(System::block_number() + 1));
+			}
+			check_invariants(System::block_number());
+		}
+		let resolved = resolved(id);
+		prop_assert!(resolved.is_some(), "{ctx}: unresolved");
+		prop_assert_eq!(resolved.unwrap().0, liar.other(), "{}", ctx);
+		let slashed = if liar == Party::Solver { SOLVER_STAKE } else { BOND };
+		prop_assert_eq!(
+			Balances::total_issuance(),
+			issuance - (slashed - WINNER_SHARE * slashed),
+			"{}",
+			ctx
+		);
+		check_invariants(System::block_number());
+		crate::proptests::report("adversaries");
+		Ok(())
+	})
+}
+
+proptest! {
+	#![proptest_config(ProptestConfig::with_cases(128))]
+
+	#[test]
+	fn an_honest_side_beats_every_adversary_on_random_specs(
+		seed in 0u64..1_000,
+		hidden in proptest::collection::vec(1u32..7, 1..3),
+		input in 2u32..8,
+		classes in 2u32..5,
+		optimizer in 0u8..3,
+		batch in 1u32..10,
+		op in 0u32..64,
+		one_value in any::<bool>(),
+		liar_solver in any::<bool>(),
+		adversary in adversary(),
+		whole in any::<bool>(),
+		order in any::<u64>(),
+	) {
+		let (spec, data) = random_spec(seed, hidden, input, classes, optimizer, batch);
+		prop_assert!(trainet_primitives::settle::check(&spec, &trainet_primitives::settle::LeafBudget::CHAIN).is_ok());
+		let ops = trainet_primitives::program::step_program(&spec).unwrap().ops.len() as u32;
+		let j = op % ops;
+		let lie = if one_value { Lie::LastValue(j) } else { Lie::Operation(j) };
+		let liar = if liar_solver { Party::Solver } else { Party::Challenger };
+		adversary_case((spec, data), lie, liar, adversary, whole, order)?;
+	}
+}

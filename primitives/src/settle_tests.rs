@@ -1,0 +1,201 @@
+#![allow(
+	clippy::unwrap_used,
+	clippy::expect_used,
+	clippy::arithmetic_side_effects,
+	clippy::indexing_slicing
+)]
+
+use super::*;
+use crate::{
+	descent::element_evidence,
+	program::initial_state,
+	referee::StepRun,
+	task::{synthetic_dataset, F32Bits, Optimizer},
+};
+use codec::Encode;
+
+fn sgd(momentum: f32) -> Optimizer {
+	Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(momentum) }
+}
+
+fn adam() -> Optimizer {
+	Optimizer::Adam {
+		learning_rate: F32Bits::from_f32(0.01),
+		beta1: F32Bits::from_f32(0.9),
+		beta2: F32Bits::from_f32(0.999),
+		epsilon: F32Bits::from_f32(1e-7),
+	}
+}
+
+/// A spec of these widths on a dataset of `samples` samples (the root is not needed here).
+fn spec(widths: &[u32], optimizer: Optimizer, batch: u32, samples: u32) -> TrainingSpec {
+	let mut s = TrainingSpec::example_mlp(widths, optimizer, batch);
+	s.dataset.samples = samples;
+	s
+}
+
+#[test]
+fn the_bounds_cover_the_evidence_an_honest_side_builds() {
+	for (widths, optimizer, batch) in [
+		(&[6u32, 5, 4, 3][..], adam(), 8u32),
+		(&[7, 9, 3][..], sgd(0.9), 5),
+		(&[4, 2][..], sgd(0.0), 3),
+	] {
+		let data = synthetic_dataset(3, 37, widths[0], *widths.last().unwrap());
+		let mut s = TrainingSpec::example_mlp(widths, optimizer, batch).on_dataset(&data);
+		s.steps = 2;
+		let program = step_program(&s).unwrap();
+		let state = initial_state(&s, &program).unwrap();
+		let run = StepRun::new(&s, 1, state, &data).unwrap();
+		for j in 0..program.ops.len() as u32 {
+			let op = &program.ops[j as usize];
+			let whole = run.evidence(j).unwrap().encode().len() as u64 + 2 * 8;
+			assert!(
+				whole + EXTRINSIC_OVERHEAD / 2 <= whole_bytes(&s, &program, j),
+				"{widths:?} op {j}"
+			);
+			for (r, c) in [(0, 0), (op.rows - 1, op.cols - 1), (op.rows / 2, op.cols / 2)] {
+				let ev = element_evidence(&run, &s, j, (r, c)).unwrap().encode().len() as u64;
+				assert!(
+					ev + 2 * 8 + EXTRINSIC_OVERHEAD / 2 <= element_bytes(&s, &program, j),
+					"{widths:?} op {j} ({r}, {c}): {ev} bytes"
+				);
+			}
+		}
+	}
+}
+
+#[test]
+fn a_small_spec_is_settled_whole() {
+	let data = synthetic_dataset(3, 1797, 64, 10);
+	let s = TrainingSpec::example_digits(crate::commit::dataset_root(&data));
+	let report = check(&s, &LeafBudget::CHAIN).unwrap();
+	assert_eq!(report.elements, 0);
+	assert!(report.whole > 0);
+}
+
+/// Issue item 3: widths 784-1000-1000-10, batch 16. `A1·W2` handles 1.0 M values, inside the
+/// whole-operation value bound, but its evidence is over 4 MB, more than an extrinsic may
+/// carry: it must go to the element descent, whose leaf is small.
+#[test]
+fn evidence_that_fits_the_value_bound_but_not_a_block_goes_element_by_element() {
+	let s = spec(&[784, 1000, 1000, 10], sgd(0.0), 16, 60_000);
+	let program = step_program(&s).unwrap();
+	let j = program
+		.ops
+		.iter()
+		.position(|o| {
+			o.kind == crate::program::OpKind::MatMul && (o.rows, o.cols) == (16, 1000) && {
+				let (v, _) = op_cost(&s, &program, o);
+				v > 1_000_000
+			}
+		})
+		.unwrap() as u32;
+	let op = &program.ops[j as usize];
+	assert!(LeafBound::CHAIN.admits(op_cost(&s, &program, op)));
+	assert!(whole_bytes(&s, &program, j) > 4_000_000);
+	assert_eq!(plan(&s, &program, j, &LeafBudget::CHAIN), Ok(Plan::Elements));
+	assert!(element_bytes(&s, &program, j) < 100_000);
+}
+
+/// Issue item 2: the chain recomputes the initial state whole, so a spec whose state is
+/// larger is refused instead of accepted and voided in every dispute over `h_0`.
+#[test]
+fn a_spec_whose_initial_state_the_chain_cannot_recompute_is_refused() {
+	// 784-512-512-10 with momentum: 1.34 M values of state.
+	let s = spec(&[784, 512, 512, 10], sgd(0.9), 64, 60_000);
+	assert_eq!(
+		check(&s, &LeafBudget::CHAIN),
+		Err(Unsettleable::InitialState { values: 1_339_412 })
+	);
+	// Without momentum too: the velocity is in the state whatever its coefficient.
+	let s = spec(&[784, 512, 512, 10], sgd(0.0), 64, 60_000);
+	assert!(check(&s, &LeafBudget::CHAIN).is_err());
+	// Half the width: settleable, its larger products element by element.
+	let s = spec(&[784, 256, 256, 10], sgd(0.9), 64, 60_000);
+	let report = check(&s, &LeafBudget::CHAIN).unwrap();
+	assert_eq!(report.initial_values, 2 * (784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10));
+	assert!(report.elements > 0);
+	assert!(report.element_worst.1 <= LeafBudget::CHAIN.bytes);
+}
+
+/// Issue item 4: the checkpoint interval makes one segment the whole run when it is as long;
+/// its recomputation must fit the time a dispute gives it.
+#[test]
+fn a_segment_too_long_to_recompute_in_time_is_refused() {
+	let mut s = spec(&[512, 512, 256, 10], sgd(0.0), 256, 60_000);
+	s.steps = 1_000_000;
+	let program = step_program(&s).unwrap();
+	let work = step_work(&s, &program);
+	// Two products of 256 x 512 x 512 multiply-adds (forward and weight gradient), and more.
+	assert!(work > 2 * 256 * 512 * 512);
+	s.checkpoint_interval = 1_000_000;
+	let Err(Unsettleable::Recomputation { steps: 1_000_000, blocks }) =
+		check(&s, &LeafBudget::CHAIN)
+	else {
+		panic!("accepted")
+	};
+	assert_eq!(blocks, work * 1_000_000 / LeafBudget::CHAIN.work_per_block);
+	s.checkpoint_interval = 64;
+	let report = check(&s, &LeafBudget::CHAIN).unwrap();
+	assert_eq!(report.segment_blocks, work * 64 / LeafBudget::CHAIN.work_per_block);
+}
+
+/// Issue item 2: an element of the first layer's weight gradient reads a column of the batch,
+/// every sample of it; with 1024 samples of 784 features that is 0.8 M values, more than one
+/// element leaf handles.
+#[test]
+fn a_spec_with_an_element_leaf_too_large_is_refused() {
+	let s = spec(&[784, 16, 10], sgd(0.0), 1024, 60_000);
+	let Err(Unsettleable::Element { values, .. }) = check(&s, &LeafBudget::CHAIN) else {
+		panic!("accepted")
+	};
+	assert!(values > MAX_ELEMENT_VALUES);
+	// With batch 256 it fits.
+	let s = spec(&[784, 16, 10], sgd(0.0), 256, 60_000);
+	assert!(check(&s, &LeafBudget::CHAIN).is_ok());
+}
+
+/// The table of docs/protocol.md: what the rule says of models of several sizes
+/// (`cargo test -p trainet-primitives settle::tests::leaf_table -- --nocapture`).
+#[test]
+fn leaf_table() {
+	let rows: [(&[u32], Optimizer, u32); 8] = [
+		(&[64, 32, 10], sgd(0.9), 32),
+		(&[784, 128, 10], sgd(0.9), 64),
+		(&[512, 512, 2], adam(), 256),
+		(&[784, 512, 512, 10], sgd(0.0), 64),
+		(&[784, 512, 512, 10], sgd(0.9), 64),
+		(&[784, 256, 256, 10], adam(), 256),
+		(&[1024, 1024, 1024, 10], sgd(0.0), 256),
+		(&[4096, 4096, 10], sgd(0.0), 1024),
+	];
+	println!("| model | optimizer | batch | state values | whole / element leaves | worst whole leaf (values, MACs, bytes) | worst element leaf (values, bytes) | C = 64 recompute blocks |");
+	println!("|---|---|---|---|---|---|---|---|");
+	for (widths, optimizer, batch) in rows {
+		let mut s = spec(widths, optimizer, batch, 60_000);
+		s.steps = 100_000;
+		s.checkpoint_interval = 64;
+		let name = widths.iter().map(u32::to_string).collect::<Vec<_>>().join("-");
+		let opt = match optimizer {
+			Optimizer::Sgd { momentum, .. } if momentum.to_f32() == 0.0 => "SGD",
+			Optimizer::Sgd { .. } => "SGD + momentum",
+			Optimizer::Adam { .. } => "Adam",
+		};
+		match check(&s, &LeafBudget::CHAIN) {
+			Ok(r) => println!(
+				"| {name} | {opt} | {batch} | {} | {} / {} | {}, {}, {} | {}, {} | {} |",
+				r.initial_values,
+				r.whole,
+				r.elements,
+				r.whole_worst.0,
+				r.whole_worst.1,
+				r.whole_worst.2,
+				r.element_worst.0,
+				r.element_worst.1,
+				r.segment_blocks
+			),
+			Err(e) => println!("| {name} | {opt} | {batch} | refused: {e:?} | | | | |"),
+		}
+	}
+}
