@@ -55,6 +55,14 @@ pub const CHUNK: usize = 64 * 1024;
 pub const MAX_CHUNKS: usize = 1 << 16;
 /// The largest message accepted on the wire (a full manifest, with room to spare).
 const MAX_MESSAGE: usize = 4 << 20;
+/// The longest one fetch may take, over every peer asked: a peer that serves slowly (or
+/// serves a cheat's trace slowly) cannot hold a verifier past a challenge window.
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(600);
+/// The most peers whose announcements are kept (more are ignored until some disconnect).
+const MAX_ANNOUNCED: usize = 1024;
+/// The most bytes of chunks kept to be served; past it the oldest manifests' are dropped
+/// (a peer asks for a manifest again).
+const MAX_SERVED_BYTES: usize = 256 << 20;
 
 /// A piece of content, named by the hash it is checked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
@@ -129,6 +137,14 @@ pub enum P2pError {
 	/// The node's task stopped (a bug).
 	#[error("the peer-to-peer node stopped")]
 	Stopped,
+	/// The peers asked did not serve the content within the fetch deadline.
+	#[error("{key} was not served within {deadline:?}")]
+	TooSlow {
+		/// The content.
+		key: Key,
+		/// The deadline.
+		deadline: Duration,
+	},
 	/// No peer connected in time.
 	#[error("no peer connected within {0:?} (check the --peer addresses)")]
 	NoPeers(Duration),
@@ -158,8 +174,38 @@ pub struct Library {
 	local: Local,
 	/// Serve corrupted chunks (for the tests that show they are rejected).
 	corrupt: bool,
-	/// Chunks of content whose manifest was asked for, by hash.
-	chunks: std::sync::Mutex<HashMap<H256, Vec<u8>>>,
+	/// Chunks of content whose manifest was asked for, by hash, with the order they came in
+	/// (bounded by [`MAX_SERVED_BYTES`]).
+	chunks: std::sync::Mutex<ChunkCache>,
+}
+
+/// The chunks a worker serves, oldest first out.
+#[derive(Default)]
+struct ChunkCache {
+	by_hash: HashMap<H256, Vec<u8>>,
+	order: std::collections::VecDeque<H256>,
+	bytes: usize,
+}
+
+impl ChunkCache {
+	fn insert(&mut self, h: H256, chunk: &[u8]) {
+		if self.by_hash.contains_key(&h) {
+			return;
+		}
+		while self.bytes.saturating_add(chunk.len()) > MAX_SERVED_BYTES {
+			let Some(old) = self.order.pop_front() else { break };
+			if let Some(c) = self.by_hash.remove(&old) {
+				self.bytes = self.bytes.saturating_sub(c.len());
+			}
+		}
+		self.bytes = self.bytes.saturating_add(chunk.len());
+		self.order.push_back(h);
+		self.by_hash.insert(h, chunk.to_vec());
+	}
+
+	fn get(&self, h: &H256) -> Option<&Vec<u8>> {
+		self.by_hash.get(h)
+	}
 }
 
 impl Library {
@@ -227,7 +273,7 @@ impl Library {
 		let mut cache = self.chunks.lock().ok()?;
 		for chunk in bytes.chunks(CHUNK) {
 			let h = H256(blake2_256(chunk));
-			cache.insert(h, chunk.to_vec());
+			cache.insert(h, chunk);
 			chunks.push(h);
 		}
 		Some(Manifest { len: bytes.len() as u64, chunks })
@@ -574,6 +620,18 @@ impl P2p {
 		&self,
 		key: Key,
 		prefer: &[PeerId],
+		progress: impl FnMut(u64, u64),
+	) -> Result<(Vec<u8>, PeerId), P2pError> {
+		tokio::time::timeout(FETCH_DEADLINE, self.fetch_within(key, prefer, progress))
+			.await
+			.map_err(|_| P2pError::TooSlow { key, deadline: FETCH_DEADLINE })?
+	}
+
+	/// [`Self::fetch`] without its deadline.
+	async fn fetch_within(
+		&self,
+		key: Key,
+		prefer: &[PeerId],
 		mut progress: impl FnMut(u64, u64),
 	) -> Result<(Vec<u8>, PeerId), P2pError> {
 		let mut candidates: Vec<PeerId> = prefer.to_vec();
@@ -781,7 +839,11 @@ impl Node {
 								serves = a.serves.len(), tasks = ?a.tasks, "announced"
 							);
 						}
-						self.announced.insert(source, a);
+						if self.announced.len() < MAX_ANNOUNCED
+							|| self.announced.contains_key(&source)
+						{
+							self.announced.insert(source, a);
+						}
 					}
 					Err(e) => tracing::debug!(peer = %source, "not an announcement: {e}"),
 				}

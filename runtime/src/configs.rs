@@ -309,6 +309,9 @@ parameter_types! {
 	pub const ChallengeBond: Balance = 50 * UNIT;
 	/// Disputes open against one task at once (one per challenger).
 	pub const MaxDisputesPerTask: u32 = 8;
+	/// Due disputes the challenge pallet ends per block: 32 timeouts, each ending up to seven
+	/// other disputes, weigh about a sixth of a block; more due at once are carried over.
+	pub const MaxTimeoutsPerBlock: u32 = 32;
 	/// One leaf of a dispute: a whole operation at the most the chain executes (and
 	/// benchmarks), and 1.5 MiB of evidence, two fifths of what an ordinary extrinsic may
 	/// fill of a block. Task escrow accepts only specs whose every leaf fits it.
@@ -378,6 +381,7 @@ impl pallet_challenge::Config for Runtime {
 	type LeafBudget = ChainLeafBudget;
 	type MaxDisputesPerTask = MaxDisputesPerTask;
 	type MaxDeadlinesPerBlock = MaxDeadlinesPerBlock;
+	type MaxTimeoutsPerBlock = MaxTimeoutsPerBlock;
 	type WeightInfo = pallet_challenge::weights::SubstrateWeight<Runtime>;
 }
 

@@ -251,10 +251,11 @@ mod benchmarks {
 		Ok(())
 	}
 
-	/// `n` disputes time out in one block, each with the solver losing.
+	/// `n` disputes time out in one block, each with the solver losing (at most
+	/// `MaxTimeoutsPerBlock`, what one block ends).
 	#[benchmark]
 	fn on_initialize(
-		n: Linear<0, { T::MaxDeadlinesPerBlock::get() }>,
+		n: Linear<0, { T::MaxTimeoutsPerBlock::get().min(T::MaxDeadlinesPerBlock::get()) }>,
 	) -> Result<(), BenchmarkError> {
 		for i in 0..n {
 			let solver: T::AccountId = account("solver", i, 0);

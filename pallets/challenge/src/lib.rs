@@ -82,7 +82,7 @@ use pallet_compute_staking::{Role, StakeInterface};
 use pallet_slashing::{DisputeOutcome, SettleDispute};
 use pallet_task_escrow::{deadline_queue, TaskMarket};
 use sp_core::H256;
-use sp_runtime::traits::{Saturating, Zero};
+use sp_runtime::traits::{One, Saturating, Zero};
 use trainet_primitives::{
 	bisection::{Bisection, Transition},
 	commit::{verify_op_proof, OpLeaf, OpProof},
@@ -207,9 +207,16 @@ pub mod pallet {
 		#[pallet::constant]
 		type MaxDisputesPerTask: Get<u32>;
 
-		/// Deadlines one block's queue holds (bounds `on_initialize`).
+		/// Deadlines one block's queue holds.
 		#[pallet::constant]
 		type MaxDeadlinesPerBlock: Get<u32>;
+
+		/// The most due disputes `on_initialize` ends in one block (each may end
+		/// `MaxDisputesPerTask - 1` others): its weight is bounded by this whatever is due.
+		/// The rest wait for the next blocks (their deadlines have passed: they take no more
+		/// answers) or for anyone's `timeout`.
+		#[pallet::constant]
+		type MaxTimeoutsPerBlock: Get<u32>;
 
 		/// Weights of this pallet's calls.
 		type WeightInfo: WeightInfo;
@@ -242,6 +249,11 @@ pub mod pallet {
 		Party,
 		BoundedVec<u32, ConstU32<MAX_LINE>>,
 	>;
+
+	/// The oldest block whose deadline queue may still hold due disputes that `on_initialize`
+	/// carried over (its per-block budget was spent); none when nothing is overdue.
+	#[pallet::storage]
+	pub type DueFrom<T: Config> = StorageValue<_, BlockNumberFor<T>, OptionQuery>;
 
 	/// The disputes whose current stage ends at the start of a block, by block.
 	#[pallet::storage]
@@ -391,6 +403,9 @@ pub mod pallet {
 		OperationTooLarge,
 		/// The reference operator refused the inputs (a label out of range).
 		ExecutionFailed,
+		/// The dispute's current deadline has passed: it takes no more answers and ends as
+		/// its deadline says (`timeout`).
+		DeadlinePassed,
 		/// A revealed line of the element descent is not as long as the shape both sides
 		/// opened fixes (a row has `cols` values, a column `rows`).
 		WrongLineLength,
@@ -399,17 +414,14 @@ pub mod pallet {
 	#[pallet::hooks]
 	impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
 		fn on_initialize(now: BlockNumberFor<T>) -> Weight {
-			let due = Deadlines::<T>::take(now);
-			let count = due.len() as u32;
-			for id in due {
-				// The queue is kept exact, so every queued dispute is due now.
-				let _ = Self::do_timeout(id, now);
-			}
-			// Each timeout may void up to `MaxDisputesPerTask - 1` other disputes; the
+			let (count, probes) = Self::end_due(now);
+			// Each timeout may end up to `MaxDisputesPerTask - 1` other disputes; the
 			// benchmark of `on_initialize` measures timeouts without any, so add their cost.
 			let max = T::MaxDisputesPerTask::get().saturating_sub(1);
 			let voids = T::WeightInfo::timeout(max).saturating_sub(T::WeightInfo::timeout(0));
-			T::WeightInfo::on_initialize(count).saturating_add(voids.saturating_mul(count.into()))
+			T::WeightInfo::on_initialize(count)
+				.saturating_add(voids.saturating_mul(count.into()))
+				.saturating_add(T::DbWeight::get().reads_writes(probes.into(), 1))
 		}
 
 		#[cfg(feature = "try-runtime")]
@@ -509,7 +521,7 @@ pub mod pallet {
 			proof: TraceProof,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let mut d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
 			let DisputePhase::Bisecting { round, solver_reveal, challenger_reveal } = d.phase
 			else {
@@ -593,7 +605,7 @@ pub mod pallet {
 			root: H256,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let mut d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
 			let DisputePhase::Segment(mut game) = d.phase.clone() else {
 				return Err(Error::<T>::NotInSegment.into());
@@ -639,7 +651,7 @@ pub mod pallet {
 			proof: TraceProof,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let mut d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
 			let DisputePhase::Segment(mut game) = d.phase.clone() else {
 				return Err(Error::<T>::NotInSegment.into());
@@ -703,7 +715,7 @@ pub mod pallet {
 		#[pallet::weight(T::WeightInfo::commit_ops())]
 		pub fn commit_ops(origin: OriginFor<T>, dispute: DisputeId, root: H256) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let mut d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
 			let DisputePhase::Operations(mut game) = d.phase.clone() else {
 				return Err(Error::<T>::NotInOperations.into());
@@ -752,7 +764,7 @@ pub mod pallet {
 			proof: OpProof,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let mut d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
 			let DisputePhase::Operations(mut game) = d.phase.clone() else {
 				return Err(Error::<T>::NotInOperations.into());
@@ -875,7 +887,7 @@ pub mod pallet {
 			evidence: OpEvidence,
 		) -> DispatchResult {
 			ensure_signed(origin)?;
-			let d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let d = Self::live(dispute)?;
 			let DisputePhase::Operations(game) = &d.phase else {
 				return Err(Error::<T>::NotInOperations.into());
 			};
@@ -925,7 +937,7 @@ pub mod pallet {
 			answer: DescentAnswer,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let mut d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
 			let DisputePhase::Operations(mut game) = d.phase.clone() else {
 				return Err(Error::<T>::NotInOperations.into());
@@ -1088,7 +1100,7 @@ pub mod pallet {
 			evidence: ElementEvidence,
 		) -> DispatchResult {
 			ensure_signed(origin)?;
-			let d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let d = Self::live(dispute)?;
 			let DisputePhase::Operations(game) = &d.phase else {
 				return Err(Error::<T>::NotInOperations.into());
 			};
@@ -1145,6 +1157,16 @@ pub mod pallet {
 			T::WeightInfo::settle_op_matmul()
 				.saturating_add(T::WeightInfo::settle_op_elementwise())
 				.saturating_add(voids)
+		}
+
+		/// Open dispute `dispute`, if its deadline has not passed: once it has, the dispute
+		/// only waits for `on_initialize` (or anyone's `timeout`) to end it, and takes no more
+		/// answers, even while the per-block budget carries its ending over.
+		fn live(dispute: DisputeId) -> Result<DisputeOf<T>, Error<T>> {
+			let d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
+			let now = frame_system::Pallet::<T>::block_number();
+			ensure!(now < d.deadline, Error::<T>::DeadlinePassed);
+			Ok(d)
 		}
 
 		/// Which side `who` is in dispute `d`.
@@ -1312,6 +1334,46 @@ pub mod pallet {
 			deadline_queue::unschedule::<Deadlines<T>, _, _, _>(&dispute, at)
 		}
 
+		/// Ends due disputes, oldest deadline first, at most `MaxTimeoutsPerBlock` of them,
+		/// carrying the rest over ([`DueFrom`]). Returns the disputes ended and the queues
+		/// read.
+		pub(crate) fn end_due(now: BlockNumberFor<T>) -> (u32, u32) {
+			let mut budget = T::MaxTimeoutsPerBlock::get();
+			// Empty blocks between a carried-over queue and now cost a read each: at most
+			// this many a block (the cursor catches up over the next blocks).
+			let mut probes_left = budget.saturating_add(16);
+			let mut block = DueFrom::<T>::get().unwrap_or(now).min(now);
+			let (mut ended, mut probes) = (0u32, 0u32);
+			while block <= now && probes_left > 0 {
+				probes = probes.saturating_add(1);
+				probes_left = probes_left.saturating_sub(1);
+				let queue = Deadlines::<T>::get(block);
+				if queue.is_empty() {
+					block = block.saturating_add(One::one());
+					continue;
+				}
+				if budget == 0 {
+					break;
+				}
+				for id in queue.into_iter().take(budget as usize) {
+					// Every queued dispute is due (the queue is kept exact). A dispute ended
+					// by an earlier one of the loop is already gone from its queue.
+					if Disputes::<T>::contains_key(id) && Self::do_timeout(id, now).is_err() {
+						// Cannot happen; never loop on it.
+						Self::unschedule(id, block);
+					}
+					budget = budget.saturating_sub(1);
+					ended = ended.saturating_add(1);
+				}
+			}
+			if block <= now {
+				DueFrom::<T>::put(block);
+			} else {
+				DueFrom::<T>::kill();
+			}
+			(ended, probes)
+		}
+
 		/// What happens when `dispute`'s deadline has come by `now`.
 		pub(crate) fn do_timeout(dispute: DisputeId, now: BlockNumberFor<T>) -> DispatchResult {
 			let d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
@@ -1452,7 +1514,10 @@ pub mod pallet {
 				Default::default();
 			for (id, d) in Disputes::<T>::iter() {
 				ensure!(id < NextDisputeId::<T>::get(), "a dispute id at or above NextDisputeId");
-				ensure!(d.deadline > now, "a dispute's deadline passed and nothing ended it");
+				ensure!(
+					d.deadline > now || DueFrom::<T>::get().is_some_and(|f| f <= d.deadline),
+					"a dispute's deadline passed and nothing ended it (nor carried it over)"
+				);
 				ensure!(
 					Deadlines::<T>::get(d.deadline).contains(&id),
 					"a dispute's deadline is not queued"
@@ -1515,7 +1580,10 @@ pub mod pallet {
 				"the task books hold other disputes than the open ones"
 			);
 			for (block, queue) in Deadlines::<T>::iter() {
-				ensure!(block > now, "a deadline queue was left behind");
+				ensure!(
+					block > now || DueFrom::<T>::get().is_some_and(|f| f <= block),
+					"a deadline queue was left behind"
+				);
 				for id in queue {
 					ensure!(
 						Disputes::<T>::get(id).is_some_and(|d| d.deadline == block),

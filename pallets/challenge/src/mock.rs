@@ -107,6 +107,8 @@ parameter_types! {
 	pub const MaxTimeout: u64 = 1_000;
 	pub const MaxReopens: u32 = 2;
 	pub const MaxDeadlinesPerBlock: u32 = 64;
+	/// As many as a queue holds unless a test lowers it.
+	pub static MaxTimeoutsPerBlock: u32 = 64;
 	pub const WinnerShare: Perbill = WINNER_SHARE;
 	pub const BarAfter: u32 = BAR_AFTER;
 	pub const ChallengeBond: Balance = BOND;
@@ -168,6 +170,7 @@ impl pallet_challenge::Config for Test {
 	type LeafBudget = MockLeafBudget;
 	type MaxDisputesPerTask = MaxDisputesPerTask;
 	type MaxDeadlinesPerBlock = MaxDeadlinesPerBlock;
+	type MaxTimeoutsPerBlock = MaxTimeoutsPerBlock;
 	type WeightInfo = ();
 }
 

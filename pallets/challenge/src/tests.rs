@@ -485,6 +485,51 @@ fn settle_op_is_weighed_for_both_of_its_bounds_at_once() {
 	assert!(Challenge::settle_op_weight().all_gte(both));
 }
 
+/// Attack: `on_initialize` ended every dispute due in its block, each ending others, so a
+/// block full of due disputes could weigh more than a block. It now ends at most
+/// `MaxTimeoutsPerBlock` a block and carries the rest over; a dispute past its deadline takes
+/// no more answers while it waits.
+#[test]
+fn due_disputes_beyond_the_per_block_budget_are_carried_over() {
+	new_test_ext().execute_with(|| {
+		MaxTimeoutsPerBlock::set(2);
+		let truth = honest(8);
+		let tasks: Vec<u64> = [10, 11, 12].map(|s| committed_task(s, &truth)).to_vec();
+		let ids: Vec<u64> = tasks
+			.iter()
+			.zip([20, 21, 22])
+			.map(|(t, c)| open(*t, c, &lie_from(&truth, 2)))
+			.collect();
+		let deadline = Disputes::<Test>::get(ids[0]).unwrap().deadline;
+		assert!(ids.iter().all(|id| Disputes::<Test>::get(id).unwrap().deadline == deadline));
+		// Nobody reveals. At the deadline two end (the challengers, who must pursue, lose).
+		run_to_block(deadline);
+		let ended = ids.iter().filter(|id| resolved(**id).is_some()).count();
+		assert_eq!(ended, 2);
+		let late = *ids.iter().find(|id| resolved(**id).is_none()).unwrap();
+		assert_eq!(crate::DueFrom::<Test>::get(), Some(deadline));
+		check_invariants(deadline);
+		// Past its deadline the third takes no answer, though it is still stored.
+		let d = Disputes::<Test>::get(late).unwrap();
+		let mid = d.bisection.midpoint().unwrap();
+		assert_noop!(
+			Challenge::reveal(
+				RuntimeOrigin::signed(d.challenger),
+				late,
+				mid,
+				trace_proof(&lie_from(&truth, 2), mid - 1).unwrap()
+			),
+			Error::<Test>::DeadlinePassed
+		);
+		// The next block ends it.
+		run_to_block(deadline + 1);
+		assert_eq!(resolved(late), Some((Party::Solver, Resolution::Timeout)));
+		assert_eq!(crate::DueFrom::<Test>::get(), None);
+		check_invariants(deadline + 1);
+		MaxTimeoutsPerBlock::set(64);
+	});
+}
+
 #[test]
 fn when_the_solver_loses_every_standing_challenger_shares_the_reward() {
 	new_test_ext().execute_with(|| {
