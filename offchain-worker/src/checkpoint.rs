@@ -70,6 +70,17 @@ pub fn encode_state(state: &[Matrix]) -> Vec<u8> {
 	stored.encode()
 }
 
+/// The most bytes [`encode_state`] gives for a state of tensors of these shapes (a fetch
+/// of one refuses a peer that announces more).
+pub fn encoded_state_len(shapes: &[(u32, u32)]) -> u64 {
+	// SCALE: a compact length (at most 5 bytes) before the list and before each tensor's bits.
+	shapes.iter().fold(5u64, |acc, (r, c)| {
+		acc.saturating_add(8 + 5).saturating_add(
+			u64::from(*r).saturating_mul(u64::from(*c)).saturating_mul(4),
+		)
+	})
+}
+
 /// Decodes a training state; `Err` says why the bytes are not one.
 pub fn decode_state(bytes: &[u8]) -> Result<Vec<Matrix>, String> {
 	let stored = Stored::decode(&mut &bytes[..]).map_err(|e| e.to_string())?;

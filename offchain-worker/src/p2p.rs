@@ -548,6 +548,11 @@ impl P2p {
 			pending: HashMap::new(),
 			announced: HashMap::new(),
 			listening: Vec::new(),
+			serving: HashMap::new(),
+			answers: {
+				let (tx, rx) = mpsc::channel(64);
+				(tx, Some(rx))
+			},
 		};
 		tokio::spawn(node.run(rx));
 		Ok(Self { commands, peer_id, library })
@@ -622,15 +627,29 @@ impl P2p {
 		prefer: &[PeerId],
 		progress: impl FnMut(u64, u64),
 	) -> Result<(Vec<u8>, PeerId), P2pError> {
-		tokio::time::timeout(FETCH_DEADLINE, self.fetch_within(key, prefer, progress))
+		self.fetch_bounded(key, u64::MAX, prefer, progress).await
+	}
+
+	/// [`Self::fetch`] of content known to be at most `max_len` bytes (a trace or a state,
+	/// whose size the spec implies): a peer whose manifest announces more is rejected before
+	/// any chunk is asked for.
+	pub async fn fetch_bounded(
+		&self,
+		key: Key,
+		max_len: u64,
+		prefer: &[PeerId],
+		progress: impl FnMut(u64, u64),
+	) -> Result<(Vec<u8>, PeerId), P2pError> {
+		tokio::time::timeout(FETCH_DEADLINE, self.fetch_within(key, max_len, prefer, progress))
 			.await
 			.map_err(|_| P2pError::TooSlow { key, deadline: FETCH_DEADLINE })?
 	}
 
-	/// [`Self::fetch`] without its deadline.
+	/// [`Self::fetch_bounded`] without its deadline.
 	async fn fetch_within(
 		&self,
 		key: Key,
+		max_len: u64,
 		prefer: &[PeerId],
 		mut progress: impl FnMut(u64, u64),
 	) -> Result<(Vec<u8>, PeerId), P2pError> {
@@ -658,6 +677,7 @@ impl P2p {
 			};
 			if manifest.chunks.len() > MAX_CHUNKS
 				|| manifest.len > (manifest.chunks.len() * CHUNK) as u64
+				|| manifest.len > max_len
 			{
 				tracing::warn!(peer = %source, %key, "an impossible manifest: peer rejected");
 				rejected.insert(source);
@@ -733,11 +753,23 @@ struct Node {
 	pending: HashMap<OutboundRequestId, oneshot::Sender<Result<Response, String>>>,
 	announced: HashMap<PeerId, Announce>,
 	listening: Vec<Multiaddr>,
+	/// Manifests being prepared off the network loop (a state may be recomputed), by peer.
+	serving: HashMap<PeerId, usize>,
+	/// Where those answers come back.
+	answers: (mpsc::Sender<Answer>, Option<mpsc::Receiver<Answer>>),
 }
+
+/// A manifest prepared off the network loop, for the peer that asked.
+type Answer = (PeerId, request_response::ResponseChannel<Response>, Response);
+
+/// The most manifests prepared for one peer at once; a peer asking for more is answered that
+/// the content is not here (it may ask again later).
+const MAX_SERVING_PER_PEER: usize = 2;
 
 impl Node {
 	async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
 		let mut tick = tokio::time::interval(self.announce_every);
+		let Some(mut answers) = self.answers.1.take() else { return };
 		loop {
 			tokio::select! {
 				command = commands.recv() => match command {
@@ -745,6 +777,15 @@ impl Node {
 					// Every handle is gone: stop.
 					None => return,
 				},
+				Some((peer, channel, response)) = answers.recv() => {
+					if let Some(n) = self.serving.get_mut(&peer) {
+						*n = n.saturating_sub(1);
+						if *n == 0 {
+							self.serving.remove(&peer);
+						}
+					}
+					let _ = self.swarm.behaviour_mut().fetch.send_response(channel, response);
+				}
 				event = self.swarm.select_next_some() => self.event(event),
 				_ = tick.tick() => {
 					self.redial();
@@ -861,8 +902,31 @@ impl Node {
 		match event {
 			Event::Message { message: Message::Request { request, channel, .. }, peer } => {
 				tracing::debug!(%peer, ?request, "serving");
-				let response = self.library.answer(request);
-				let _ = self.swarm.behaviour_mut().fetch.send_response(channel, response);
+				match request {
+					// A chunk is a lookup: answered here.
+					Request::Chunk(_) => {
+						let response = self.library.answer(request);
+						let _ = self.swarm.behaviour_mut().fetch.send_response(channel, response);
+					}
+					// A manifest may read a file or recompute a state: off the network loop,
+					// a bounded number per peer.
+					Request::Manifest(_) => {
+						let busy = self.serving.entry(peer).or_insert(0);
+						if *busy >= MAX_SERVING_PER_PEER {
+							tracing::debug!(%peer, "too many requests at once: refused");
+							let none = Response::Manifest(None);
+							let _ = self.swarm.behaviour_mut().fetch.send_response(channel, none);
+							return;
+						}
+						*busy = busy.saturating_add(1);
+						let library = self.library.clone();
+						let back = self.answers.0.clone();
+						tokio::task::spawn_blocking(move || {
+							let response = library.answer(request);
+							let _ = back.blocking_send((peer, channel, response));
+						});
+					}
+				}
 			}
 			Event::Message { message: Message::Response { request_id, response }, .. } => {
 				if let Some(reply) = self.pending.remove(&request_id) {

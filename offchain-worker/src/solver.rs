@@ -545,7 +545,13 @@ pub async fn sample(
 	let points = spec
 		.trace_points()
 		.ok_or_else(|| SolveError::Decode("a spec with a checkpoint interval of 0".into()))?;
-	let states = match p2p.fetch(Key::Trace(commitment.trace_root), &[], |_, _| {}).await {
+	// What the spec implies of the sizes: a hash per trace entry, the state's tensors.
+	let trace_len = u64::from(points.len()).saturating_mul(32);
+	let state_len = trainet_primitives::program::step_program(spec)
+		.map(|p| crate::checkpoint::encoded_state_len(&p.state_shapes))
+		.unwrap_or(0);
+	let trace_key = Key::Trace(commitment.trace_root);
+	let states = match p2p.fetch_bounded(trace_key, trace_len, &[], |_, _| {}).await {
 		Ok((bytes, _)) => match decode_trace(&bytes) {
 			Ok(states) => states,
 			Err(e) => return Ok(Sample::Unserved(e)),
@@ -570,7 +576,7 @@ pub async fn sample(
 		else {
 			continue;
 		};
-		let state = match p2p.fetch(Key::State(*before), &[], |_, _| {}).await {
+		let state = match p2p.fetch_bounded(Key::State(*before), state_len, &[], |_, _| {}).await {
 			Ok((bytes, _)) => match decode_state(&bytes) {
 				Ok(s) => s,
 				Err(e) => return Ok(Sample::Unserved(e)),

@@ -460,7 +460,16 @@ mod benchmarks {
 			let (s, c) = (H256::repeat_byte(6), H256::repeat_byte(7));
 			g.solver_disputed = Some(OpLeaf { output: s, link: chain(&pre, &s) });
 			g.challenger_disputed = Some(OpLeaf { output: c, link: chain(&pre, &c) });
+			// Both opened a one-row output of `MAX_LINE` columns: the line's length.
+			let opening = |root: H256| trainet_primitives::descent::TensorOpening {
+				rows: 1,
+				cols: MAX_LINE,
+				row_root: root,
+				col_root: H256::zero(),
+			};
 			g.descent = Some(Descent {
+				solver_opening: Some(opening(s_node)),
+				challenger_opening: Some(opening(c_node)),
 				walk: Some(Walk {
 					axis: Axis::Rows,
 					leaves: 1,

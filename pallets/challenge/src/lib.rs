@@ -239,6 +239,12 @@ pub mod pallet {
 	#[pallet::storage]
 	pub type DisputeCount<T: Config> = StorageMap<_, Twox64Concat, TaskId, u32, ValueQuery>;
 
+	/// The block since which every dispute slot of a task has been taken (`MaxDisputesPerTask`
+	/// open), for the tasks where it is so. When a slot frees, the task's challenge window is
+	/// extended by that long.
+	#[pallet::storage]
+	pub type FullSince<T: Config> = StorageMap<_, Twox64Concat, TaskId, BlockNumberFor<T>>;
+
 	/// A side's revealed line in an element descent, until the other side reveals its own.
 	#[pallet::storage]
 	pub type Lines<T: Config> = StorageDoubleMap<
@@ -475,6 +481,9 @@ pub mod pallet {
 			NextDisputeId::<T>::put(next);
 			TaskDisputes::<T>::insert(task, &challenger, id);
 			DisputeCount::<T>::insert(task, count.saturating_add(1));
+			if count.saturating_add(1) >= T::MaxDisputesPerTask::get() {
+				FullSince::<T>::insert(task, now);
+			}
 			Disputes::<T>::insert(
 				id,
 				Dispute {
@@ -1464,6 +1473,12 @@ pub mod pallet {
 				*c = (left > 0).then_some(left);
 			});
 			Self::unschedule(id, d.deadline);
+			// A slot is free again: the time every slot was taken goes back to the window.
+			if let Some(since) = FullSince::<T>::take(d.task) {
+				use sp_runtime::traits::UniqueSaturatedInto;
+				let now = frame_system::Pallet::<T>::block_number();
+				T::Tasks::extend_window(d.task, now.saturating_sub(since).unique_saturated_into());
+			}
 		}
 
 		/// Ends `dispute` with `winner`: removes it and, when the solver lost, voids every
@@ -1574,6 +1589,12 @@ pub mod pallet {
 			}
 			for (task, count) in DisputeCount::<T>::iter() {
 				ensure!(counted.get(&task) == Some(&count), "a task's dispute count is wrong");
+			}
+			for (task, _) in FullSince::<T>::iter() {
+				ensure!(
+					DisputeCount::<T>::get(task) >= T::MaxDisputesPerTask::get(),
+					"a task marked full has a free dispute slot"
+				);
 			}
 			ensure!(
 				TaskDisputes::<T>::iter().count() == Disputes::<T>::iter().count(),

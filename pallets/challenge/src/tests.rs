@@ -19,7 +19,7 @@ use pallet_task_escrow::{NextTaskId, Tasks};
 use sp_core::H256;
 use trainet_primitives::{
 	bisection::{Bisection, Transition},
-	market::{DisputePhase, Party, TaskState, TraceCommitment},
+	market::{DisputePhase, Party, TaskState, Timeouts, TraceCommitment},
 	trace::{trace_proof, trace_root, TracePoints},
 };
 
@@ -527,6 +527,85 @@ fn due_disputes_beyond_the_per_block_budget_are_carried_over() {
 		assert_eq!(crate::DueFrom::<Test>::get(), None);
 		check_invariants(deadline + 1);
 		MaxTimeoutsPerBlock::set(64);
+	});
+}
+
+/// Attack: a cheating solver's own accounts take every dispute slot of its task and keep
+/// their disputes going (both sides answering each round at the last block) past the end of
+/// the challenge window, then lose them: the honest challenger, refused with
+/// `TooManyDisputes` all along, found the window closed and the cheat was paid. The time
+/// every slot was taken now goes back to the window.
+#[test]
+fn sybils_that_fill_every_dispute_slot_give_the_window_back() {
+	new_test_ext().execute_with(|| {
+		let steps = 4096;
+		let truth = honest(steps);
+		let lies = lie_from(&truth, 100);
+		let task = NextTaskId::<Test>::get();
+		let short = Timeouts { claim: 10, commit: 20, challenge: 12 };
+		assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec(steps), 500, short));
+		set_truth(task, truth.clone());
+		assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), task));
+		assert_ok!(Escrow::commit(
+			RuntimeOrigin::signed(10),
+			task,
+			commitment(&lies),
+			trace_proof(&lies, steps).unwrap()
+		));
+		let window = match Tasks::<Test>::get(task).unwrap().state {
+			TaskState::Committed { challenge_until, .. } => challenge_until,
+			_ => unreachable!(),
+		};
+		// The sybils' trace: the solver's, but for its final state.
+		let mut sybil = lies.clone();
+		*sybil.last_mut().unwrap() = H256::repeat_byte(0x5b);
+		let ids: Vec<u64> = [21, 22, 23].map(|c| open(task, c, &sybil)).to_vec();
+		assert_noop!(
+			Challenge::open(
+				RuntimeOrigin::signed(20),
+				task,
+				trace_root(&truth),
+				trace_proof(&truth, steps).unwrap()
+			),
+			Error::<Test>::TooManyDisputes
+		);
+		// Round after round, each side answers in the block before the deadline.
+		while ids.iter().all(|id| Disputes::<Test>::get(id).is_some()) {
+			let d = Disputes::<Test>::get(ids[0]).unwrap();
+			let DisputePhase::Bisecting { .. } = d.phase else { break };
+			if System::block_number() > window + 4 {
+				break;
+			}
+			run_to_block(d.deadline - 1);
+			for id in &ids {
+				let d = Disputes::<Test>::get(id).unwrap();
+				let mid = d.bisection.midpoint().unwrap();
+				for (who, states) in [(d.solver, &lies), (d.challenger, &sybil)] {
+					assert_ok!(Challenge::reveal(
+						RuntimeOrigin::signed(who),
+						*id,
+						mid,
+						trace_proof(states, mid - 1).unwrap()
+					));
+				}
+			}
+		}
+		let full_until = System::block_number();
+		assert!(full_until > window, "the sybils held every slot past the window");
+		// Now the sybils stop answering and lose.
+		run_to_block(Disputes::<Test>::get(ids[0]).unwrap().deadline);
+		assert!(ids.iter().all(|id| resolved(*id) == Some((Party::Solver, Resolution::Timeout))));
+		// The task is not paid: its window got back the blocks every slot was taken.
+		let TaskState::Committed { challenge_until, .. } = Tasks::<Test>::get(task).unwrap().state
+		else {
+			panic!("the cheat was paid")
+		};
+		assert!(challenge_until > System::block_number());
+		// The honest challenger opens, and the cheat loses.
+		let d20 = open(task, 20, &truth);
+		play(d20, &lies, &truth, None);
+		assert_eq!(resolved(d20), Some((Party::Challenger, Resolution::Ruling)));
+		check_invariants(System::block_number());
 	});
 }
 

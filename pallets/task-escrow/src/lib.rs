@@ -102,6 +102,11 @@ pub trait TaskMarket<AccountId, Balance> {
 	/// the window has closed and no other dispute is open.
 	fn dispute_ended(task: TaskId);
 
+	/// The task's dispute slots were all taken for `blocks` blocks, which ended now: give
+	/// its challenge window those blocks back, so that challengers shut out meanwhile (by a
+	/// solver's own challengers filling the slots, say) still have the whole window.
+	fn extend_window(task: TaskId, blocks: u64);
+
 	/// Benchmarks only: a task of a funded submitter, claimed by `solver` (staked and locked)
 	/// and committed with `commitment`, open to challenges for the longest timeout. Its spec
 	/// is `spec` (its steps set to the commitment's), or by default the largest model whose
@@ -326,6 +331,9 @@ pub mod pallet {
 		/// The solver lost a dispute and the task reached its reopen limit: the reward went
 		/// back to the submitter.
 		TaskRefunded { task: TaskId },
+		/// Every dispute slot of the task was taken for a while: its challenge window now ends
+		/// at `until` instead.
+		ChallengeWindowExtended { task: TaskId, until: BlockNumberFor<T> },
 	}
 
 	#[pallet::error]
@@ -849,6 +857,29 @@ pub mod pallet {
 				},
 			);
 			id
+		}
+
+		fn extend_window(task: TaskId, blocks: u64) {
+			use sp_runtime::traits::UniqueSaturatedInto;
+			let Some(mut t) = Tasks::<T>::get(task) else { return };
+			let TaskState::Committed { solver, commitment, challenge_until } = t.state.clone()
+			else {
+				return;
+			};
+			let now = frame_system::Pallet::<T>::block_number();
+			let wanted = challenge_until.saturating_add(blocks.unique_saturated_into());
+			if wanted <= now || blocks == 0 {
+				return;
+			}
+			// A window already past (waiting for its disputes) is no longer queued.
+			let Ok(until) = Self::slot(Queue::Work, wanted) else { return };
+			if challenge_until > now {
+				Self::unschedule(Queue::Work, task, challenge_until);
+			}
+			Self::enqueue(Queue::Work, task, until);
+			t.state = TaskState::Committed { solver, commitment, challenge_until: until };
+			Tasks::<T>::insert(task, t);
+			Self::deposit_event(Event::ChallengeWindowExtended { task, until });
 		}
 
 		fn dispute_ended(task: TaskId) {
