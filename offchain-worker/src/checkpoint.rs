@@ -75,9 +75,8 @@ pub fn encode_state(state: &[Matrix]) -> Vec<u8> {
 pub fn encoded_state_len(shapes: &[(u32, u32)]) -> u64 {
 	// SCALE: a compact length (at most 5 bytes) before the list and before each tensor's bits.
 	shapes.iter().fold(5u64, |acc, (r, c)| {
-		acc.saturating_add(8 + 5).saturating_add(
-			u64::from(*r).saturating_mul(u64::from(*c)).saturating_mul(4),
-		)
+		acc.saturating_add(8 + 5)
+			.saturating_add(u64::from(*r).saturating_mul(u64::from(*c)).saturating_mul(4))
 	})
 }
 
