@@ -108,7 +108,7 @@ fn answer(
 	let walk = descent.walk.clone();
 	match g.stage() {
 		OpStage::Committing => (!mine(g.solver_root.is_some(), g.challenger_root.is_some()))
-			.then(|| crate::Call::commit_ops { dispute: id, root: side.ops.root }),
+			.then_some(crate::Call::commit_ops { dispute: id, root: side.ops.root }),
 		OpStage::Revealing(mid) => {
 			(!mine(g.solver_reveal.is_some(), g.challenger_reveal.is_some())).then(|| {
 				crate::Call::reveal_op {
