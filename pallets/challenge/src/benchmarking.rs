@@ -198,7 +198,7 @@ fn leaf_case<T: Config>(
 		let other = H256::repeat_byte(0xdd);
 		g.solver_root = Some(H256::repeat_byte(2));
 		g.challenger_root = Some(H256::repeat_byte(3));
-		g.bisection = Bisection { agreed: j as u32, disputed: j as u32 + 1 };
+		g.bisection = Bisection { agreed: j as u32, disputed: (j as u32).saturating_add(1) };
 		g.agreed_link = link;
 		g.solver_disputed = Some(OpLeaf { output: wrong, link: chain(&link, &wrong) });
 		g.challenger_disputed = Some(OpLeaf { output: other, link: chain(&link, &other) });
@@ -572,7 +572,7 @@ mod benchmarks {
 			let (s, c) = (H256::repeat_byte(6), H256::repeat_byte(7));
 			g.solver_root = Some(H256::repeat_byte(2));
 			g.challenger_root = Some(H256::repeat_byte(3));
-			g.bisection = Bisection { agreed: j as u32, disputed: j as u32 + 1 };
+			g.bisection = Bisection { agreed: j as u32, disputed: (j as u32).saturating_add(1) };
 			g.agreed_link = link;
 			g.solver_disputed = Some(OpLeaf { output: s, link: chain(&link, &s) });
 			g.challenger_disputed = Some(OpLeaf { output: c, link: chain(&link, &c) });
