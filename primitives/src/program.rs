@@ -253,11 +253,7 @@ pub fn initial_state(
 /// models give [`ShapeError::TooLarge`]).
 pub fn initial_state_hash(spec: &TrainingSpec) -> Result<sp_core::H256, ShapeError> {
 	let program = step_program(spec).map_err(|_| ShapeError::Mismatch)?;
-	let values = program
-		.state_shapes
-		.iter()
-		.fold(0u64, |acc, (r, c)| acc.saturating_add(u64::from(*r).saturating_mul(u64::from(*c))));
-	if values > u64::from(repops::MAX_CHAIN_ELEMENTS) {
+	if program.state_values() > u64::from(repops::MAX_CHAIN_ELEMENTS) {
 		return Err(ShapeError::TooLarge);
 	}
 	Ok(crate::commit::state_hash(&initial_state(spec, &program)?))
@@ -484,6 +480,13 @@ pub fn run_ops_with(
 }
 
 impl StepProgram {
+	/// The values of the state (every tensor's rows times columns).
+	pub fn state_values(&self) -> u64 {
+		self.state_shapes.iter().fold(0u64, |acc, (r, c)| {
+			acc.saturating_add(u64::from(*r).saturating_mul(u64::from(*c)))
+		})
+	}
+
 	/// The state after the step, moved out of the step's `outputs` ([`run_ops_with`]) instead
 	/// of copied: a trainer that keeps only the state saves a copy of it per step. The moved
 	/// outputs are left empty (`0 x 0`).

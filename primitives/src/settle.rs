@@ -236,10 +236,7 @@ pub fn recompute_blocks(
 /// reach, under `budget`; the worst leaves if so, the first that does not fit if not.
 pub fn check(spec: &TrainingSpec, budget: &LeafBudget) -> Result<Report, Unsettleable> {
 	let program = step_program(spec).map_err(|_| Unsettleable::BadSpec)?;
-	let initial_values = program
-		.state_shapes
-		.iter()
-		.fold(0u64, |acc, (r, c)| acc.saturating_add(u64::from(*r).saturating_mul(u64::from(*c))));
+	let initial_values = program.state_values();
 	if initial_values > u64::from(repops::MAX_CHAIN_ELEMENTS) {
 		return Err(Unsettleable::InitialState { values: initial_values });
 	}

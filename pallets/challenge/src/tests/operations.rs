@@ -579,6 +579,30 @@ fn whoever_stops_answering_the_descent_loses() {
 	}
 }
 
+/// Makes `side` commit to its output of operation `j` through a row tree over its rows cut
+/// to `keep` values (a self-consistent commitment to lines of the wrong length), its op trace
+/// re-chained over that output hash. Returns the short rows and their opening.
+fn commit_short_rows(
+	side: &mut Side,
+	j: u32,
+	keep: usize,
+) -> (trainet_primitives::repops::Matrix, TensorOpening) {
+	let real = &side.bad.outputs[j as usize];
+	let short = trainet_primitives::repops::Matrix {
+		rows: real.rows,
+		cols: keep as u32,
+		data: (0..real.rows as usize)
+			.flat_map(|r| real.data[r * real.cols as usize..][..keep].to_vec())
+			.collect(),
+	};
+	let tree = LineTree::new(&short, trainet_primitives::descent::Axis::Rows);
+	let opening = TensorOpening { row_root: tree.root(), ..TensorOpening::of(real) };
+	let mut outputs = side.ops.outputs.clone();
+	outputs[j as usize] = opening.hash();
+	side.ops = trainet_primitives::commit::op_trace(&state_hash(&side.bad.state), outputs);
+	(short, opening)
+}
+
 /// Attack: a liar builds its output's row tree over truncated rows (each leaf hashes a prefix
 /// of the true row, here `keep` values of it), so that every node it reveals checks out, and
 /// reveals its short row first. The lines used to be compared only over their shared length,
@@ -590,19 +614,8 @@ fn short_line_case(liar: Party, keep: usize) {
 		let j = 3u32;
 		let honest = side(&spec, &data, Lie::None);
 		let mut lying = side(&spec, &data, Lie::Operation(j));
-		let real = &lying.bad.outputs[j as usize];
-		let short = trainet_primitives::repops::Matrix {
-			rows: real.rows,
-			cols: keep as u32,
-			data: (0..real.rows as usize)
-				.flat_map(|r| real.data[r * real.cols as usize..][..keep].to_vec())
-				.collect(),
-		};
+		let (short, fake) = commit_short_rows(&mut lying, j, keep);
 		let short_tree = LineTree::new(&short, trainet_primitives::descent::Axis::Rows);
-		let fake = TensorOpening { row_root: short_tree.root(), ..TensorOpening::of(real) };
-		let mut outputs = lying.ops.outputs.clone();
-		outputs[j as usize] = fake.hash();
-		lying.ops = trainet_primitives::commit::op_trace(&state_hash(&lying.bad.state), outputs);
 
 		let (solver, challenger) = match liar {
 			Party::Solver => (&lying, &honest),

@@ -213,21 +213,8 @@ fn adversary_case(
 	}
 	let short = match (adversary, lie) {
 		(Adversary::ShortLines(keep), Lie::Operation(j) | Lie::LastValue(j)) => {
-			let real = &lying.bad.outputs[j as usize];
-			let keep = keep.min(real.cols - 1) as usize;
-			let rows = trainet_primitives::repops::Matrix {
-				rows: real.rows,
-				cols: keep as u32,
-				data: (0..real.rows as usize)
-					.flat_map(|r| real.data[r * real.cols as usize..][..keep].to_vec())
-					.collect(),
-			};
-			let tree = LineTree::new(&rows, trainet_primitives::descent::Axis::Rows);
-			let opening = TensorOpening { row_root: tree.root(), ..TensorOpening::of(real) };
-			let mut outputs = lying.ops.outputs.clone();
-			outputs[j as usize] = opening.hash();
-			lying.ops =
-				trainet_primitives::commit::op_trace(&state_hash(&lying.bad.state), outputs);
+			let keep = keep.min(lying.bad.outputs[j as usize].cols - 1) as usize;
+			let (rows, opening) = commit_short_rows(&mut lying, j, keep);
 			Some((j, rows, opening))
 		}
 		_ => None,
