@@ -280,6 +280,20 @@ impl Journal {
 mod tests {
 	use super::*;
 
+	/// The size a fetch of a state accepts covers the state's encoding.
+	#[test]
+	fn encoded_state_len_bounds_the_encoding() {
+		for shapes in [vec![(2u32, 3u32), (1, 3)], vec![(64, 32), (1, 32), (32, 10), (1, 10)]] {
+			let state: Vec<Matrix> = shapes
+				.iter()
+				.map(|(r, c)| Matrix::new(*r, *c, vec![0.5; (*r * *c) as usize]).unwrap())
+				.collect();
+			let len = encode_state(&state).len() as u64;
+			let bound = encoded_state_len(&shapes);
+			assert!(len <= bound && bound <= len + 5 * (shapes.len() as u64 + 1), "{len} {bound}");
+		}
+	}
+
 	fn state(v: f32) -> Vec<Matrix> {
 		vec![
 			Matrix::new(2, 3, vec![v, -0.0, 1.5, f32::MIN_POSITIVE, 7.0, -2.25]).unwrap(),

@@ -294,6 +294,32 @@ impl DatasetStore {
 mod tests {
 	use super::*;
 
+	/// A spec whose declared count, features or classes are not its dataset's is caught
+	/// before a worker claims or challenges it.
+	#[test]
+	fn a_spec_that_misstates_its_dataset_is_caught() {
+		let d = Dataset::synthetic(3, 40, 6, 3);
+		let right = trainet_primitives::task::DatasetCommitment {
+			root: d.root(),
+			samples: 40,
+			features: 6,
+			classes: 3,
+		};
+		assert!(d.matches(&right).is_ok());
+		for wrong in [
+			trainet_primitives::task::DatasetCommitment { samples: 41, ..right },
+			trainet_primitives::task::DatasetCommitment { samples: 39, ..right },
+			trainet_primitives::task::DatasetCommitment { features: 5, ..right },
+			trainet_primitives::task::DatasetCommitment { classes: 2, ..right },
+		] {
+			let Err(DatasetError::ShapeMismatch { declared, actual }) = d.matches(&wrong) else {
+				panic!("{wrong:?} accepted")
+			};
+			assert_eq!(actual, (40, 6, 3));
+			assert_eq!(declared, (wrong.samples, wrong.features, wrong.classes));
+		}
+	}
+
 	#[test]
 	fn the_shipped_digits_load() {
 		let d = Dataset::digits().unwrap();

@@ -751,6 +751,23 @@ mod tests {
 		SpecFile::parse(&text).unwrap().to_spec(data).unwrap()
 	}
 
+	/// The time a task is expected to take grows with its steps and its model, with the
+	/// margin kept; a measured speed is positive.
+	#[test]
+	fn the_time_to_train_scales_with_the_work() {
+		let data = Dataset::synthetic(3, 64, 16, 4);
+		let speed = Throughput { per_second: 1e9 };
+		let short = spec(&data, 10);
+		let long = spec(&data, 20);
+		let (a, b) = (speed.time_to_train(&short), speed.time_to_train(&long));
+		assert!(a > Duration::ZERO && b > a);
+		assert!((b.as_secs_f64() / a.as_secs_f64() - 2.0).abs() < 1e-6);
+		let program = trainet_primitives::program::step_program(&short).unwrap();
+		let work = settle::step_work(&short, &program) as f64 * 10.0;
+		assert!((a.as_secs_f64() - work / 1e9 * Throughput::MARGIN).abs() < 1e-9);
+		assert!(Throughput::measure().unwrap().per_second > 0.0);
+	}
+
 	/// A solver killed at any point (the journal a few steps past its last checkpoint, the
 	/// last record torn) resumes and ends with the trace of a run never interrupted.
 	#[test]
