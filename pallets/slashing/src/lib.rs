@@ -267,29 +267,30 @@ pub mod pallet {
 				T::Stake::unlock(offender, amount.saturating_sub(taken));
 			}
 			let share = T::WinnerShare::get().mul_floor(taken);
-			let (to_winners, to_burn) = credit.split(share);
-			let mut to_winners = Some(to_winners);
+			let (mut to_winners, to_burn) = credit.split(share);
 			let winners = u32::try_from(others.len()).unwrap_or(u32::MAX).saturating_add(1);
 			let part = share.checked_div(&winners.into()).unwrap_or_default();
-			// Pays `part` of the winners' credit to `who`: what it received, zero when it
-			// cannot receive it (it would not reach the existential deposit; burned too).
-			let mut pay = |who: &T::AccountId| {
-				let Some(left) = to_winners.take() else { return Zero::zero() };
-				let (one, rest) = left.split(part);
-				to_winners = Some(rest);
-				match T::Currency::resolve(who, one) {
+			// `part` of the winners' credit to each, `beneficiary` first. One that cannot
+			// receive it (it would not reach the existential deposit) gets nothing: burned too.
+			let mut paid_to = Vec::with_capacity(others.len().saturating_add(1));
+			for who in core::iter::once(beneficiary).chain(others) {
+				let (one, rest) = to_winners.split(part);
+				to_winners = rest;
+				let amount = match T::Currency::resolve(who, one) {
 					Ok(()) => part,
 					Err(back) => {
 						drop(back);
 						Zero::zero()
 					}
-				}
-			};
-			let paid = pay(beneficiary);
-			let rewards: Vec<_> = others.iter().map(|o| (o.clone(), pay(o))).collect();
+				};
+				paid_to.push((who.clone(), amount));
+			}
 			drop(to_winners);
-			let rewarded =
-				rewards.iter().fold(paid, |sum, (_, amount)| sum.saturating_add(*amount));
+			let rewarded = paid_to
+				.iter()
+				.fold(Zero::zero(), |sum: BalanceOf<T>, (_, amount)| sum.saturating_add(*amount));
+			let mut paid_to = paid_to.into_iter();
+			let paid = paid_to.next().map(|(_, amount)| amount).unwrap_or_default();
 			let burned = taken.saturating_sub(rewarded);
 			drop(to_burn);
 			let now = frame_system::Pallet::<T>::block_number();
@@ -306,7 +307,8 @@ pub mod pallet {
 				paid,
 				burned,
 			});
-			for (challenger, amount) in rewards {
+			// The others, after the slash is announced.
+			for (challenger, amount) in paid_to {
 				Self::deposit_event(Event::ChallengerRewarded {
 					challenger,
 					offender: offender.clone(),
