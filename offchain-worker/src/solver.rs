@@ -182,37 +182,46 @@ pub async fn find_task(
 				continue;
 			}
 		}
-		let root = task.spec.dataset.root;
-		// A spec whose declared shape is not its dataset's cannot be trained or settled.
-		let fits = |data: &Dataset| match data.matches(&task.spec.dataset) {
-			Ok(()) => true,
-			Err(e) => {
-				tracing::warn!(task = id, "skipping: {e}");
-				false
-			}
+		let Some(data) = task_dataset(store, p2p, id, task.spec.dataset.root).await? else {
+			continue;
 		};
-		match (store.get(&root), p2p) {
-			(Ok(data), _) if fits(&data) => return Ok(Some((id, task))),
-			(Ok(_), _) => {}
-			(Err(DatasetError::NotFound { .. }), Some(p2p)) => {
-				match p2p.fetch(Key::Dataset(root), &[], |_, _| {}).await {
-					Ok(_) if fits(&store.get(&root)?) => {
-						tracing::info!(task = id, "fetched its dataset from a peer");
-						return Ok(Some((id, task)));
-					}
-					Ok(_) => {}
-					Err(e) => {
-						tracing::debug!(task = id, "skipping: no dataset here or at peers: {e}")
-					}
-				}
-			}
-			(Err(DatasetError::NotFound { .. }), None) => {
-				tracing::debug!(task = id, "skipping: its dataset is not in the store");
-			}
-			(Err(e), _) => return Err(e.into()),
+		// A spec whose declared shape is not its dataset's cannot be trained or settled.
+		match data.matches(&task.spec.dataset) {
+			Ok(()) => return Ok(Some((id, task))),
+			Err(e) => tracing::warn!(task = id, "skipping: {e}"),
 		}
 	}
 	Ok(None)
+}
+
+/// Task `id`'s dataset, of root `root`: from the store, or fetched from a peer (every chunk and
+/// the root checked) and stored; `None` when neither has it.
+async fn task_dataset(
+	store: &DatasetStore,
+	p2p: Option<&P2p>,
+	id: u64,
+	root: H256,
+) -> Result<Option<Dataset>, SolveError> {
+	match (store.get(&root), p2p) {
+		(Ok(data), _) => Ok(Some(data)),
+		(Err(DatasetError::NotFound { .. }), Some(p2p)) => {
+			match p2p.fetch(Key::Dataset(root), &[], |_, _| {}).await {
+				Ok(_) => {
+					tracing::info!(task = id, "fetched its dataset from a peer");
+					Ok(Some(store.get(&root)?))
+				}
+				Err(e) => {
+					tracing::debug!(task = id, "its dataset is neither here nor at peers: {e}");
+					Ok(None)
+				}
+			}
+		}
+		(Err(DatasetError::NotFound { .. }), None) => {
+			tracing::debug!(task = id, "its dataset is not in the store");
+			Ok(None)
+		}
+		(Err(e), _) => Err(e.into()),
+	}
 }
 
 /// How fast this worker trains, in units of work ([`settle::step_work`]: values handled and
@@ -653,24 +662,8 @@ async fn check_task(
 ) -> Result<Option<Verdict>, SolveError> {
 	let sampling = peers.zip(transitions);
 	let TaskState::Committed { commitment, .. } = &task.state else { return Ok(None) };
-	let root = task.spec.dataset.root;
-	let data = match (store.get(&root), peers) {
-		(Ok(d), _) => d,
-		// Not here: a peer may have it (every chunk and the root checked).
-		(Err(DatasetError::NotFound { .. }), Some(p2p)) => {
-			match p2p.fetch(Key::Dataset(root), &[], |_, _| {}).await {
-				Ok(_) => {
-					tracing::info!(task = id, "fetched its dataset from a peer");
-					store.get(&root)?
-				}
-				Err(e) => {
-					tracing::debug!(task = id, "its dataset is not here: {e}");
-					return Ok(None);
-				}
-			}
-		}
-		(Err(DatasetError::NotFound { .. }), None) => return Ok(None),
-		(Err(e), _) => return Err(e.into()),
+	let Some(data) = task_dataset(store, peers, id, task.spec.dataset.root).await? else {
+		return Ok(None);
 	};
 	// A challenge over a spec that misstates its dataset could not be settled.
 	if let Err(e) = data.matches(&task.spec.dataset) {
