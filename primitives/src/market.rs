@@ -190,6 +190,101 @@ pub enum DisputePhase {
 	/// Narrowed to a segment of several steps between two checkpoints of the trace: both
 	/// sides commit a root over its per-step state hashes and bisect inside it.
 	Segment(SegmentGame),
+	/// Narrowed to the initialization, of a state too large for the chain to recompute
+	/// whole: decided element by element.
+	Initialization(InitGame),
+}
+
+/// The tensor hashes of a state, in the program's order (the preimage of its state hash,
+/// [`crate::commit::state_hash_of`]).
+pub type StateTensors =
+	sp_runtime::BoundedVec<H256, sp_core::ConstU32<{ crate::program::MAX_STATE_TENSORS }>>;
+
+/// The dispute over `h_0`, the state right after initialization, when the state is too large
+/// for the chain to recompute whole (PROTOCOL.md, "Settleability").
+///
+/// Every initial value is a function of the seed, the tensor, its row and its column
+/// ([`crate::program::initial_value`]), so one value decides the dispute. Both sides reveal
+/// the tensor hashes their `h_0` is made of; the first tensor on which they differ goes to
+/// the element descent ([`Descent`]), which ends at one value: the chain computes it and
+/// rules against the side whose value differs.
+#[derive(
+	Clone,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+	Default,
+)]
+pub struct InitGame {
+	/// The solver's tensor hashes, once revealed.
+	pub solver_tensors: Option<StateTensors>,
+	/// The challenger's tensor hashes, once revealed.
+	pub challenger_tensors: Option<StateTensors>,
+	/// The first tensor the sides differ on, once both revealed.
+	pub disputed: Option<DisputedTensor>,
+	/// The element descent inside that tensor.
+	pub descent: Descent,
+}
+
+/// The first tensor of a state the sides differ on, with each side's hash of it.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub struct DisputedTensor {
+	/// Its index in the state.
+	pub index: u32,
+	/// The solver's hash of it.
+	pub solver: H256,
+	/// The challenger's hash of it.
+	pub challenger: H256,
+}
+
+impl DisputedTensor {
+	/// `party`'s hash of it.
+	pub fn of(&self, party: Party) -> H256 {
+		match party {
+			Party::Solver => self.solver,
+			Party::Challenger => self.challenger,
+		}
+	}
+}
+
+/// Where the initialization game stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum InitStage {
+	/// Both must reveal the tensor hashes of their `h_0`.
+	Revealing,
+	/// The element descent inside state tensor `tensor`.
+	Descent {
+		/// The disputed tensor.
+		tensor: u32,
+		/// Where the descent stands.
+		stage: DescentStage,
+	},
+}
+
+impl InitGame {
+	/// Where the game stands.
+	pub fn stage(&self) -> InitStage {
+		match &self.disputed {
+			None => InitStage::Revealing,
+			Some(t) => InitStage::Descent { tensor: t.index, stage: self.descent.stage() },
+		}
+	}
 }
 
 /// The step bisection inside one segment of the trace (PROTOCOL.md, "Granularity"), when the
@@ -410,6 +505,43 @@ pub enum OpStage {
 	},
 }
 
+/// Where an element descent stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DescentStage {
+	/// Both must open their hash of the tensor.
+	Opening,
+	/// Both must reveal the children of the node at this cursor.
+	Descending(Cursor),
+	/// Both must reveal line `index` along `axis`.
+	Line {
+		/// Rows or columns.
+		axis: Axis,
+		/// The line.
+		index: u32,
+	},
+	/// The sides dispute element `(row, col)`.
+	Element {
+		/// The row.
+		row: u32,
+		/// The column.
+		col: u32,
+	},
+}
+
+impl Descent {
+	/// Where the descent stands.
+	pub fn stage(&self) -> DescentStage {
+		match (&self.element, &self.walk) {
+			(Some(e), _) => DescentStage::Element { row: e.row, col: e.col },
+			(None, None) => DescentStage::Opening,
+			(None, Some(w)) if w.cursor.is_leaf() => {
+				DescentStage::Line { axis: w.axis, index: w.cursor.index }
+			}
+			(None, Some(w)) => DescentStage::Descending(w.cursor),
+		}
+	}
+}
+
 impl OpGame {
 	/// A game over a step of `ops` operations starting from the agreed `h_t`.
 	pub fn new(step: u32, ops: u32, pre_state: H256) -> Option<Self> {
@@ -438,16 +570,12 @@ impl OpGame {
 			return OpStage::Revealing(mid);
 		}
 		match self.bisection.disputed.checked_sub(1) {
-			Some(j) if j < self.ops => match &self.descent {
+			Some(j) if j < self.ops => match self.descent.as_ref().map(Descent::stage) {
 				None => OpStage::Operation(j),
-				Some(d) => match (&d.element, &d.walk) {
-					(Some(e), _) => OpStage::Element { op: j, row: e.row, col: e.col },
-					(None, None) => OpStage::Opening(j),
-					(None, Some(w)) if w.cursor.is_leaf() => {
-						OpStage::Line { op: j, axis: w.axis, index: w.cursor.index }
-					}
-					(None, Some(w)) => OpStage::Descending { op: j, cursor: w.cursor },
-				},
+				Some(DescentStage::Element { row, col }) => OpStage::Element { op: j, row, col },
+				Some(DescentStage::Opening) => OpStage::Opening(j),
+				Some(DescentStage::Line { axis, index }) => OpStage::Line { op: j, axis, index },
+				Some(DescentStage::Descending(cursor)) => OpStage::Descending { op: j, cursor },
 			},
 			_ => OpStage::Assembly,
 		}
@@ -515,6 +643,7 @@ impl<AccountId, Balance, BlockNumber> Dispute<AccountId, Balance, BlockNumber> {
 	pub fn transition(&self) -> Option<Transition> {
 		match &self.phase {
 			DisputePhase::Leaf { transition } => Some(*transition),
+			DisputePhase::Initialization(_) => Some(Transition::Initialization),
 			DisputePhase::Operations(game) => Some(Transition::Step(game.step)),
 			DisputePhase::Segment(game) => game.transition(),
 			DisputePhase::Bisecting { .. } => {

@@ -235,17 +235,44 @@ pub fn initial_state(
 	program: &StepProgram,
 ) -> Result<Vec<Matrix>, ShapeError> {
 	let mut state = Vec::with_capacity(program.state_shapes.len());
-	let Model::Mlp { widths, .. } = &spec.model;
-	let layers = widths.len().saturating_sub(1);
 	for (i, (rows, cols)) in program.state_shapes.iter().enumerate() {
-		let is_weight = i < layers.saturating_mul(2) && i & 1 == 0;
-		state.push(if is_weight {
-			repops::init_weights(spec.seed, (i >> 1) as u32, *rows, *cols)?
-		} else {
-			Matrix::zeros(*rows, *cols)?
+		state.push(match weight_layer(spec, i) {
+			Some(layer) => repops::init_weights(spec.seed, layer, *rows, *cols)?,
+			None => Matrix::zeros(*rows, *cols)?,
 		});
 	}
 	Ok(state)
+}
+
+/// The most tensors a state has: a weight and a bias per layer, each with up to two
+/// optimizer tensors (Adam's).
+pub const MAX_STATE_TENSORS: u32 = (crate::task::MAX_LAYER_WIDTHS - 1) * 2 * 3;
+
+/// The layer whose weights state tensor `i` is, if it is a weight (the state starts with
+/// each layer's weight and bias in turn; every other tensor starts at zero).
+fn weight_layer(spec: &TrainingSpec, i: usize) -> Option<u32> {
+	let Model::Mlp { widths, .. } = &spec.model;
+	let layers = widths.len().saturating_sub(1);
+	(i < layers.saturating_mul(2) && i & 1 == 0).then_some((i >> 1) as u32)
+}
+
+/// Value `(r, c)` of state tensor `i` right after initialization, as bits, computed alone
+/// ([`repops::init_weight`]): what the chain checks to settle a dispute over `h_0` element
+/// by element. `None` outside the state.
+pub fn initial_value(
+	spec: &TrainingSpec,
+	program: &StepProgram,
+	i: u32,
+	(r, c): (u32, u32),
+) -> Option<u32> {
+	let (rows, cols) = *program.state_shapes.get(i as usize)?;
+	if r >= rows || c >= cols {
+		return None;
+	}
+	Some(match weight_layer(spec, i as usize) {
+		Some(layer) => repops::init_weight(spec.seed, layer, rows, cols, r, c).to_bits(),
+		None => 0.0f32.to_bits(),
+	})
 }
 
 /// The hash `h_0` of the state right after initialization, if the chain can afford to
@@ -559,6 +586,28 @@ mod tests {
 		// A product within one leaf runs.
 		let ok = Op { kind: OpKind::MatMul, inputs: alloc::vec![], rows: 64, cols: 32 };
 		assert!(execute_bits(&spec, &ok, &[t(64, 128), t(128, 32)], &[], 0).is_ok());
+	}
+
+	#[test]
+	fn every_initial_value_is_the_initial_states_own() {
+		for spec in [
+			TrainingSpec::example_mlp(&[6, 5, 3], sgd(), 4),
+			TrainingSpec::example_mlp(&[7, 4, 4, 2], adam(), 4),
+		] {
+			let program = step_program(&spec).unwrap();
+			let state = initial_state(&spec, &program).unwrap();
+			assert!(state.len() <= MAX_STATE_TENSORS as usize);
+			for (i, m) in state.iter().enumerate() {
+				for r in 0..m.rows {
+					for c in 0..m.cols {
+						let want = m.row(r).unwrap()[c as usize].to_bits();
+						assert_eq!(initial_value(&spec, &program, i as u32, (r, c)), Some(want));
+					}
+				}
+				assert_eq!(initial_value(&spec, &program, i as u32, (m.rows, 0)), None);
+			}
+			assert_eq!(initial_value(&spec, &program, state.len() as u32, (0, 0)), None);
+		}
 	}
 
 	/// A separable toy task: the label is the index of the largest of the first `classes`

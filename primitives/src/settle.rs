@@ -6,7 +6,10 @@
 //!
 //! The leaves of a dispute, and how each is bounded:
 //! - **initialization** (the disputed transition is the first): the runtime recomputes the
-//!   whole initial state's hash, at most [`repops::MAX_CHAIN_ELEMENTS`] values;
+//!   whole initial state's hash when it has at most [`repops::MAX_CHAIN_ELEMENTS`] values;
+//!   a larger state is decided element by element ([`crate::market::InitGame`]): the sides
+//!   reveal their state's tensor hashes (at most [`MAX_STATE_TENSORS`]), descend to one line
+//!   of one tensor (at most [`MAX_LINE`] values) and the chain computes one value;
 //! - **a whole operation** ([`crate::referee::operation_output`]): inputs, output and batch
 //!   within [`LeafBound`], and its [`OpEvidence`] within the byte budget;
 //! - **one element** of an operation too large to be a whole leaf
@@ -24,10 +27,9 @@
 //! [`OpEvidence`]: crate::referee::OpEvidence
 
 use crate::{
-	descent::{batch_rows, element_cost, element_lines, Axis, MAX_ELEMENT_VALUES},
-	program::{step_program, Op, Source, StepProgram},
+	descent::{batch_rows, element_cost, element_lines, Axis, MAX_ELEMENT_VALUES, MAX_LINE},
+	program::{step_program, Op, Source, StepProgram, MAX_STATE_TENSORS},
 	referee::{op_cost, reads_samples, source_shape, LeafBound},
-	repops,
 	task::TrainingSpec,
 };
 
@@ -84,9 +86,9 @@ pub enum Plan {
 pub enum Unsettleable {
 	/// The spec has no step program (see [`TrainingSpec::validate`]).
 	BadSpec,
-	/// The initial state has `values` values, more than the chain recomputes
-	/// ([`repops::MAX_CHAIN_ELEMENTS`]).
-	InitialState { values: u64 },
+	/// The initial state cannot be decided element by element: it has `tensors` tensors
+	/// (more than [`MAX_STATE_TENSORS`]) or a line longer than [`MAX_LINE`].
+	InitialState { tensors: u32 },
 	/// Operation `op` is too large to execute whole, and one of its elements reads `values`
 	/// values (more than [`MAX_ELEMENT_VALUES`]) or takes `bytes` bytes of evidence (more than
 	/// the budget).
@@ -237,8 +239,10 @@ pub fn recompute_blocks(
 pub fn check(spec: &TrainingSpec, budget: &LeafBudget) -> Result<Report, Unsettleable> {
 	let program = step_program(spec).map_err(|_| Unsettleable::BadSpec)?;
 	let initial_values = program.state_values();
-	if initial_values > u64::from(repops::MAX_CHAIN_ELEMENTS) {
-		return Err(Unsettleable::InitialState { values: initial_values });
+	let tensors = u32::try_from(program.state_shapes.len()).unwrap_or(u32::MAX);
+	let long_line = program.state_shapes.iter().any(|(r, c)| *r > MAX_LINE || *c > MAX_LINE);
+	if tensors > MAX_STATE_TENSORS || long_line {
+		return Err(Unsettleable::InitialState { tensors });
 	}
 	let steps = spec.checkpoint_interval.min(spec.steps);
 	let segment_blocks = recompute_blocks(spec, &program, steps, budget);

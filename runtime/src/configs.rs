@@ -327,8 +327,8 @@ parameter_types! {
 ///
 /// - **Initialization** (the dispute is over `h_0`): the runtime recomputes the initial state
 ///   from the spec with RepOps (`program::initial_state_hash`) and rules for the side whose
-///   `h_0` matches; models whose state exceeds `MAX_CHAIN_ELEMENTS` values are not recomputed
-///   (pending, then void).
+///   `h_0` matches; a state of more than `MAX_CHAIN_ELEMENTS` values is decided element by
+///   element instead (the initialization game, `pallet_challenge::Pallet::reveal_state`).
 /// - **A training step**: the operator-level game (`pallet_challenge::Pallet::commit_ops`,
 ///   `reveal_op`, `settle_op`): bisection over the step's op trace to one operation, which
 ///   the runtime re-executes from inputs checked against the agreed trace
@@ -348,9 +348,12 @@ impl pallet_challenge::LeafAdjudicator for Referee {
 				let spec = <TaskEscrow as pallet_task_escrow::TaskMarket<AccountId, Balance>>::spec(
 					case.task,
 				);
+				use trainet_primitives::repops::ShapeError;
 				match spec.map(|s| trainet_primitives::program::initial_state_hash(&s)) {
 					Some(Ok(h0)) if case.solver_post == h0 => Verdict::Winner(Party::Solver),
 					Some(Ok(_)) => Verdict::Winner(Party::Challenger),
+					// Too large to recompute in one leaf: decided element by element.
+					Some(Err(ShapeError::TooLarge)) => Verdict::Initialization,
 					_ => Verdict::Pending,
 				}
 			}

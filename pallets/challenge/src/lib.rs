@@ -64,6 +64,8 @@ pub use weights::WeightInfo;
 
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
+mod descent;
+mod initialization;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
@@ -91,8 +93,8 @@ use trainet_primitives::{
 		ElementEvidence, MAX_ELEMENT_VALUES, MAX_LINE,
 	},
 	market::{
-		Descent, Dispute, DisputeId, DisputePhase, Element, LeafCase, OpGame, OpStage, Party,
-		SegmentGame, TaskId, Walk,
+		Descent, DescentStage, Dispute, DisputeId, DisputePhase, InitGame, LeafCase, OpGame,
+		OpStage, Party, SegmentGame, StateTensors, TaskId,
 	},
 	program::step_program,
 	referee::{self, OpEvidence, RefereeError},
@@ -119,6 +121,9 @@ pub enum Verdict {
 	/// A training step: play the operator-level game inside it ([`OpGame`]), which this
 	/// pallet runs and settles by re-executing the one disputed operation.
 	Operations,
+	/// The initialization, of a state too large to recompute whole: play the initialization
+	/// game ([`InitGame`]), which this pallet runs and settles by computing one initial value.
+	Initialization,
 }
 
 /// The referee of the single disputed transition.
@@ -349,6 +354,18 @@ pub mod pallet {
 		DescentMoved { dispute: DisputeId, deadline: BlockNumberFor<T> },
 		/// The chain computed the disputed element `(row, col)`: its true bits are `truth`.
 		ElementSettled { dispute: DisputeId, row: u32, col: u32, truth: u32 },
+		/// The dispute is over `h_0`, a state too large to recompute whole: both sides must
+		/// reveal the tensor hashes it is made of before `deadline`
+		/// ([`Pallet::reveal_state`]).
+		InitializationStarted { dispute: DisputeId, tensors: u32, deadline: BlockNumberFor<T> },
+		/// A side revealed the tensor hashes of its `h_0`.
+		StateRevealed { dispute: DisputeId, party: Party },
+		/// The sides differ first on state tensor `tensor`: both must open their hash of it
+		/// before `deadline` ([`Pallet::descend`]).
+		TensorDisputed { dispute: DisputeId, tensor: u32, deadline: BlockNumberFor<T> },
+		/// The chain computed initial value `(row, col)` of state tensor `tensor`: its true
+		/// bits are `truth`.
+		InitialValueSettled { dispute: DisputeId, tensor: u32, row: u32, col: u32, truth: u32 },
 		/// A dispute ended: `winner` won, by the referee's ruling or the other's timeout.
 		DisputeResolved { dispute: DisputeId, task: TaskId, winner: Party, resolution: Resolution },
 		/// A dispute ended with no winner (its task's solver already lost, or the referee
@@ -415,6 +432,12 @@ pub mod pallet {
 		/// A revealed line of the element descent is not as long as the shape both sides
 		/// opened fixes (a row has `cols` values, a column `rows`).
 		WrongLineLength,
+		/// The dispute is not in the initialization game.
+		NotInInitialization,
+		/// The revealed tensor hashes are not as many as the spec's state has tensors.
+		WrongTensorCount,
+		/// The dispute is not in an element descent.
+		NotDescending,
 	}
 
 	#[pallet::hooks]
@@ -939,157 +962,16 @@ pub mod pallet {
 		/// [`Pallet::settle_element`] decides.
 		#[pallet::call_index(6)]
 		#[pallet::weight(T::WeightInfo::descend_opening(T::MaxDisputesPerTask::get())
-			.max(T::WeightInfo::descend_line()))]
+			.max(T::WeightInfo::descend_line().saturating_add(Pallet::<T>::ending_others())))]
 		pub fn descend(
 			origin: OriginFor<T>,
 			dispute: DisputeId,
 			answer: DescentAnswer,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Self::live(dispute)?;
+			let d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
-			let DisputePhase::Operations(mut game) = d.phase.clone() else {
-				return Err(Error::<T>::NotInOperations.into());
-			};
-			let stage = game.stage();
-			let own_leaf = match party {
-				Party::Solver => game.solver_disputed,
-				Party::Challenger => game.challenger_disputed,
-			}
-			.ok_or(Error::<T>::WrongStage)?;
-			let mut descent = game.descent.clone().ok_or(Error::<T>::WrongStage)?;
-			let now = frame_system::Pallet::<T>::block_number();
-			// What the answer completes: `Some(winner)` ends the dispute, `Some(timeout)`
-			// starts the next stage.
-			let mut winner = None;
-			let mut next_stage = None;
-			match (stage, answer) {
-				(OpStage::Opening(j), DescentAnswer::Opening(opening)) => {
-					ensure!(opening.hash() == own_leaf.output, Error::<T>::BadProof);
-					let own = match party {
-						Party::Solver => &mut descent.solver_opening,
-						Party::Challenger => &mut descent.challenger_opening,
-					};
-					ensure!(own.is_none(), Error::<T>::AlreadyRevealed);
-					*own = Some(opening);
-					if let (Some(s), Some(c)) = (descent.solver_opening, descent.challenger_opening)
-					{
-						let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
-						let program = step_program(&spec).map_err(|_| Error::<T>::WrongStage)?;
-						let op = program.ops.get(j as usize).ok_or(Error::<T>::WrongStage)?;
-						let shape = (op.rows, op.cols);
-						if (s.rows, s.cols) != shape {
-							winner = Some(Party::Challenger);
-						} else if (c.rows, c.cols) != shape {
-							winner = Some(Party::Solver);
-						} else {
-							let axis =
-								if s.row_root != c.row_root { Axis::Rows } else { Axis::Columns };
-							let leaves = s.lines(axis).0;
-							descent.walk = Some(Walk {
-								axis,
-								leaves,
-								cursor: Cursor::root(leaves),
-								solver_node: s.root(axis),
-								challenger_node: c.root(axis),
-								solver_reveal: None,
-								challenger_reveal: None,
-							});
-							next_stage = Some(T::RoundTimeout::get());
-						}
-					}
-				}
-				(OpStage::Descending { .. }, DescentAnswer::Children(left, right)) => {
-					let w = descent.walk.as_mut().ok_or(Error::<T>::WrongStage)?;
-					let (node, own) = match party {
-						Party::Solver => (w.solver_node, &mut w.solver_reveal),
-						Party::Challenger => (w.challenger_node, &mut w.challenger_reveal),
-					};
-					ensure!(own.is_none(), Error::<T>::AlreadyRevealed);
-					ensure!(inner_node(&left, &right) == node, Error::<T>::BadProof);
-					*own = Some((left, right));
-					if let (Some(s), Some(c)) = (w.solver_reveal, w.challenger_reveal) {
-						// The first child on which they differ.
-						let right = s.0 == c.0;
-						w.cursor = w.cursor.child(right, w.leaves);
-						(w.solver_node, w.challenger_node) =
-							if right { (s.1, c.1) } else { (s.0, c.0) };
-						w.solver_reveal = None;
-						w.challenger_reveal = None;
-						next_stage = Some(T::RoundTimeout::get());
-					}
-				}
-				(OpStage::Line { axis, index, .. }, DescentAnswer::Line(values)) => {
-					let w = descent.walk.as_ref().ok_or(Error::<T>::WrongStage)?;
-					let node = match party {
-						Party::Solver => w.solver_node,
-						Party::Challenger => w.challenger_node,
-					};
-					ensure!(!Lines::<T>::contains_key(dispute, party), Error::<T>::AlreadyRevealed);
-					// Both openings have the program's shape (checked when both were in), so
-					// this is the length the program fixes. A shorter line (a liar's tree may
-					// hold any leaves) would leave nothing to compare the other side's against.
-					let opening = match party {
-						Party::Solver => descent.solver_opening,
-						Party::Challenger => descent.challenger_opening,
-					}
-					.ok_or(Error::<T>::WrongStage)?;
-					ensure!(
-						u32::try_from(values.len()).ok() == Some(opening.lines(axis).1),
-						Error::<T>::WrongLineLength
-					);
-					let leaf = line_leaf(axis, index, &values);
-					ensure!(
-						<sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(&leaf)
-							== node,
-						Error::<T>::BadProof
-					);
-					match Lines::<T>::get(dispute, party.other()) {
-						None => Lines::<T>::insert(dispute, party, values),
-						Some(other) => {
-							let (s, c) = match party {
-								Party::Solver => (values, other),
-								Party::Challenger => (other, values),
-							};
-							// Equal leaf indices and lengths with different hashes: they differ.
-							let k = s
-								.iter()
-								.zip(c.iter())
-								.position(|(a, b)| a != b)
-								.ok_or(Error::<T>::BadProof)?;
-							let (sv, cv) = (
-								s.get(k).copied().unwrap_or_default(),
-								c.get(k).copied().unwrap_or_default(),
-							);
-							let k = k as u32;
-							let (row, col) = match axis {
-								Axis::Rows => (index, k),
-								Axis::Columns => (k, index),
-							};
-							descent.element =
-								Some(Element { row, col, solver: sv, challenger: cv });
-							Lines::<T>::remove(dispute, party.other());
-							next_stage = Some(T::LeafTimeout::get());
-						}
-					}
-				}
-				_ => return Err(Error::<T>::WrongStage.into()),
-			}
-			Self::deposit_event(Event::DescentAnswered { dispute, party });
-			game.descent = Some(descent);
-			d.phase = DisputePhase::Operations(game.clone());
-			if let Some(winner) = winner {
-				Disputes::<T>::insert(dispute, d);
-				Self::conclude(dispute, winner, Resolution::Ruling);
-				return Ok(());
-			}
-			if let Some(timeout) = next_stage {
-				let deadline = Self::slot(now.saturating_add(timeout))?;
-				Self::reschedule(dispute, &mut d, deadline);
-				Self::deposit_event(Event::DescentMoved { dispute, deadline });
-			}
-			Disputes::<T>::insert(dispute, d);
-			Ok(())
+			Self::do_descend(dispute, d, party, answer)
 		}
 
 		/// Settles the one disputed element of an operation's output that the element descent
@@ -1099,10 +981,7 @@ pub mod pallet {
 		/// the element with RepOps and rules against the side whose value differs (the solver,
 		/// should both). Anyone may call it.
 		#[pallet::call_index(7)]
-		#[pallet::weight(T::WeightInfo::settle_element().saturating_add(
-			T::WeightInfo::timeout(T::MaxDisputesPerTask::get())
-				.saturating_sub(T::WeightInfo::timeout(0))
-		))]
+		#[pallet::weight(T::WeightInfo::settle_element().saturating_add(Pallet::<T>::ending_others()))]
 		pub fn settle_element(
 			origin: OriginFor<T>,
 			dispute: DisputeId,
@@ -1146,6 +1025,24 @@ pub mod pallet {
 			let now = frame_system::Pallet::<T>::block_number();
 			Self::do_timeout(dispute, now)
 		}
+
+		/// Reveals the tensor hashes the caller's `h_0` is made of (in the program's order;
+		/// [`trainet_primitives::commit::state_hash_of`] of them must be its `h_0`), in the
+		/// initialization game. Once both sides have, the first tensor they differ on goes to
+		/// the element descent ([`Pallet::descend`]), which ends when the chain computes the
+		/// one initial value the sides' lines differ on.
+		#[pallet::call_index(11)]
+		#[pallet::weight(T::WeightInfo::reveal_state())]
+		pub fn reveal_state(
+			origin: OriginFor<T>,
+			dispute: DisputeId,
+			tensors: StateTensors,
+		) -> DispatchResult {
+			let who = ensure_signed(origin)?;
+			let d = Self::live(dispute)?;
+			let party = Self::party(&d, &who)?;
+			Self::do_reveal_state(dispute, d, party, tensors)
+		}
 	}
 
 	impl<T: Config> Pallet<T> {
@@ -1161,11 +1058,15 @@ pub mod pallet {
 		/// multiply-adds) and the largest elementwise leaf (the most values) together, since
 		/// one leaf may be at both bounds at once, plus ending every other dispute on the task.
 		pub fn settle_op_weight() -> Weight {
-			let voids = T::WeightInfo::timeout(T::MaxDisputesPerTask::get())
-				.saturating_sub(T::WeightInfo::timeout(0));
 			T::WeightInfo::settle_op_matmul()
 				.saturating_add(T::WeightInfo::settle_op_elementwise())
-				.saturating_add(voids)
+				.saturating_add(Self::ending_others())
+		}
+
+		/// What ending every other dispute on a task adds to a call that concludes one.
+		pub fn ending_others() -> Weight {
+			T::WeightInfo::timeout(T::MaxDisputesPerTask::get())
+				.saturating_sub(T::WeightInfo::timeout(0))
 		}
 
 		/// Open dispute `dispute`, if its deadline has not passed: once it has, the dispute
@@ -1213,8 +1114,28 @@ pub mod pallet {
 				}
 				None => None,
 			};
+			// Revealing the state's tensor hashes means computing the initial state.
+			let init = match (verdict, case.transition) {
+				(Verdict::Initialization, Transition::Initialization) => {
+					let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
+					let program = step_program(&spec).map_err(|_| Error::<T>::WrongStage)?;
+					let tensors = u32::try_from(program.state_shapes.len())
+						.map_err(|_| Error::<T>::Overflow)?;
+					let time = T::RoundTimeout::get().saturating_add(Self::recompute(d.task, 1));
+					Some((tensors, Self::slot(now.saturating_add(time))?))
+				}
+				_ => None,
+			};
 			Self::unschedule(dispute, d.deadline);
 			d.phase = DisputePhase::Leaf { transition: case.transition };
+			if let Some((tensors, deadline)) = init {
+				Self::enqueue(dispute, deadline);
+				d.deadline = deadline;
+				d.phase = DisputePhase::Initialization(InitGame::default());
+				Self::deposit_event(Event::InitializationStarted { dispute, tensors, deadline });
+				Disputes::<T>::insert(dispute, d);
+				return Ok(());
+			}
 			match (verdict, game, game_deadline) {
 				(Verdict::Winner(winner), _, _) => {
 					// Stored first so that `conclude` finds it where it expects it.
@@ -1307,7 +1228,7 @@ pub mod pallet {
 		}
 
 		/// The block a deadline due at `at` will be queued at; reads only.
-		fn slot(at: BlockNumberFor<T>) -> Result<BlockNumberFor<T>, Error<T>> {
+		pub(crate) fn slot(at: BlockNumberFor<T>) -> Result<BlockNumberFor<T>, Error<T>> {
 			deadline_queue::slot::<Deadlines<T>, _, _, _>(at).ok_or(Error::<T>::DeadlineQueueFull)
 		}
 
@@ -1318,7 +1239,7 @@ pub mod pallet {
 		}
 
 		/// Moves dispute `dispute`'s deadline to `at`, in `d` and in the deadline queue.
-		fn reschedule(dispute: DisputeId, d: &mut DisputeOf<T>, at: BlockNumberFor<T>) {
+		pub(crate) fn reschedule(dispute: DisputeId, d: &mut DisputeOf<T>, at: BlockNumberFor<T>) {
 			Self::unschedule(dispute, d.deadline);
 			Self::enqueue(dispute, at);
 			d.deadline = at;
@@ -1432,24 +1353,12 @@ pub mod pallet {
 							Self::settleable(d.task, j).then_some(Party::Solver)
 						}
 						OpStage::Assembly => Some(Party::Solver),
-						OpStage::Opening(_) => {
-							let o = game.descent.as_ref();
-							Some(missing(
-								o.is_some_and(|o| o.solver_opening.is_some()),
-								o.is_some_and(|o| o.challenger_opening.is_some()),
-							))
+						OpStage::Opening(_) | OpStage::Descending { .. } | OpStage::Line { .. } => {
+							game.descent.as_ref().map(|descent| {
+								let (s, c) = Self::answered(dispute, descent);
+								missing(s, c)
+							})
 						}
-						OpStage::Descending { .. } => {
-							let w = game.descent.as_ref().and_then(|o| o.walk.as_ref());
-							Some(missing(
-								w.is_some_and(|w| w.solver_reveal.is_some()),
-								w.is_some_and(|w| w.challenger_reveal.is_some()),
-							))
-						}
-						OpStage::Line { .. } => Some(missing(
-							Lines::<T>::contains_key(dispute, Party::Solver),
-							Lines::<T>::contains_key(dispute, Party::Challenger),
-						)),
 						OpStage::Element { op, row, col } => {
 							Self::element_settleable(d.task, op, row, col).then_some(Party::Solver)
 						}
@@ -1458,6 +1367,16 @@ pub mod pallet {
 						Some(winner) => Self::conclude(dispute, winner, Resolution::Timeout),
 						None => Self::void(dispute, &d),
 					}
+				}
+				DisputePhase::Initialization(ref game) => {
+					// Whoever has not revealed (or answered the descent) loses; the
+					// challenger if neither has.
+					let (s, c) = match game.disputed {
+						None => (game.solver_tensors.is_some(), game.challenger_tensors.is_some()),
+						Some(_) => Self::answered(dispute, &game.descent),
+					};
+					let winner = if !s && c { Party::Challenger } else { Party::Solver };
+					Self::conclude(dispute, winner, Resolution::Timeout);
 				}
 			}
 			Ok(())
@@ -1483,7 +1402,7 @@ pub mod pallet {
 
 		/// Ends `dispute` with `winner`: removes it and, when the solver lost, voids every
 		/// other dispute against the task first; then hands the outcome to the settlement.
-		fn conclude(dispute: DisputeId, winner: Party, resolution: Resolution) {
+		pub(crate) fn conclude(dispute: DisputeId, winner: Party, resolution: Resolution) {
 			let Some(d) = Disputes::<T>::get(dispute) else { return };
 			Self::remove(dispute, &d);
 			// When the solver lost, every other dispute on the task still stood (a dispute
@@ -1551,6 +1470,7 @@ pub mod pallet {
 							DisputePhase::Leaf { .. }
 								| DisputePhase::Operations(_)
 								| DisputePhase::Segment(_)
+								| DisputePhase::Initialization(_)
 						),
 					"the phase does not match the interval"
 				);
@@ -1564,6 +1484,12 @@ pub mod pallet {
 						game.bisection.agreed < game.bisection.disputed
 							&& game.bisection.disputed <= game.len,
 						"a segment interval beyond the segment"
+					);
+				}
+				if let DisputePhase::Initialization(_) = &d.phase {
+					ensure!(
+						narrowed == Some(Narrowed::Transition(Transition::Initialization)),
+						"an initialization game over another transition than the first"
 					);
 				}
 				if let DisputePhase::Operations(game) = &d.phase {

@@ -182,6 +182,7 @@ thread_local! {
 	/// Whether a disputed training step goes to the operator-level game (as the runtime's
 	/// referee does) instead of being looked up.
 	static OPERATIONS: RefCell<bool> = const { RefCell::new(false) };
+	static INITIALIZATION: RefCell<bool> = const { RefCell::new(false) };
 	/// Who wins when a deferred ruling never comes (`None`: void).
 	static ON_EXPIRY: RefCell<Option<Party>> = const { RefCell::new(None) };
 	/// The whole-operation leaf bound (tests lower it to send small models' operations
@@ -232,6 +233,12 @@ pub fn play_operations() {
 	OPERATIONS.with(|o| *o.borrow_mut() = true);
 }
 
+/// Makes the referee send a disputed initialization to the initialization game, as the
+/// runtime's does for a state too large to recompute whole.
+pub fn play_initialization() {
+	INITIALIZATION.with(|o| *o.borrow_mut() = true);
+}
+
 /// The cases the referee was given.
 pub fn cases() -> Vec<(DisputeId, LeafCase)> {
 	CASES.with(|c| c.borrow().clone())
@@ -245,6 +252,9 @@ impl LeafAdjudicator for MockReferee {
 		CASES.with(|c| c.borrow_mut().push((id, case.clone())));
 		if OPERATIONS.with(|o| *o.borrow()) && matches!(case.transition, Transition::Step(_)) {
 			return Verdict::Operations;
+		}
+		if INITIALIZATION.with(|o| *o.borrow()) && case.transition == Transition::Initialization {
+			return Verdict::Initialization;
 		}
 		if DEFER.with(|d| *d.borrow()) {
 			return Verdict::Pending;

@@ -801,6 +801,7 @@ fn frame_runs_every_pallets_try_state_hook_and_it_catches_a_broken_book() {
 	});
 }
 
+mod initialization;
 mod operations;
 
 /// The entries a trace with checkpoint interval `interval` commits to, of the per-step

@@ -392,8 +392,8 @@ pub mod pallet {
 		DeadlineQueueFull,
 		/// A block number or an id overflowed.
 		Overflow,
-		/// The chain could not decide a dispute over this spec's initialization: its initial
-		/// state has more values than one leaf recomputes
+		/// The chain could not decide a dispute over this spec's initialization: its state has
+		/// more tensors than one reveal carries, or a line longer than one descent answer
 		/// ([`trainet_primitives::settle::check`] says how many).
 		SpecUnsettleableInitialState,
 		/// The chain could not decide a dispute over one of this spec's operations: it is too

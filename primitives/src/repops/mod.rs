@@ -612,6 +612,13 @@ impl SplitMix64 {
 		Self::new(a ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 	}
 
+	/// Skips the next `n` draws: SplitMix64's state only counts up by its constant, so draw
+	/// `n` of a stream is computed without the ones before it (what lets the chain check one
+	/// initial weight alone).
+	pub fn skip(&mut self, n: u64) {
+		self.state = self.state.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+	}
+
 	/// The next 64 random bits.
 	pub fn next_u64(&mut self) -> u64 {
 		self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -649,6 +656,16 @@ pub fn init_weights(
 	let a = sqrt(div(6.0, fan_in as f32));
 	let mut rng = SplitMix64::derive(seed, DOMAIN_INIT, u64::from(layer));
 	Matrix::from_fn(fan_in, fan_out, |_, _| mul(sub(mul(2.0, rng.next_unit()), 1.0), a))
+}
+
+/// Weight `(r, c)` of [`init_weights`] alone: the `r * fan_out + c`-th draw of the layer's
+/// stream, with the same arithmetic. What the chain computes to settle one disputed initial
+/// value of a model too large to initialize whole.
+pub fn init_weight(seed: u64, layer: u32, fan_in: u32, fan_out: u32, r: u32, c: u32) -> f32 {
+	let a = sqrt(div(6.0, fan_in as f32));
+	let mut rng = SplitMix64::derive(seed, DOMAIN_INIT, u64::from(layer));
+	rng.skip(u64::from(r).saturating_mul(u64::from(fan_out)).saturating_add(u64::from(c)));
+	mul(sub(mul(2.0, rng.next_unit()), 1.0), a)
 }
 
 /// The sample indices of training step `step`'s batch: `batch` draws with replacement from

@@ -234,6 +234,19 @@ fn splitmix64_matches_the_published_stream() {
 }
 
 #[test]
+fn each_initial_weight_is_computed_alone_with_the_same_bits() {
+	for (seed, layer, fan_in, fan_out) in [(7, 0, 64, 32), (42, 3, 17, 9), (u64::MAX, 8, 1, 4096)] {
+		let w = init_weights(seed, layer, fan_in, fan_out).unwrap();
+		for r in 0..fan_in {
+			for c in 0..fan_out {
+				let one = init_weight(seed, layer, fan_in, fan_out, r, c);
+				assert_eq!(one.to_bits(), w.row(r).unwrap()[c as usize].to_bits(), "({r}, {c})");
+			}
+		}
+	}
+}
+
+#[test]
 fn initialization_and_batches_are_functions_of_the_seed() {
 	let w = init_weights(7, 0, 64, 32).unwrap();
 	assert_eq!(w, init_weights(7, 0, 64, 32).unwrap());

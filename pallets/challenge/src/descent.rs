@@ -1,0 +1,240 @@
+//! The element descent ([`trainet_primitives::descent`]) inside a tensor the sides dispute:
+//! the output of an operation too large for one leaf ([`OpGame`]), or a state tensor of a
+//! disputed initialization ([`InitGame`]). Both open their hash of the tensor, walk its row or
+//! column tree to the first line they differ on, and reveal that line: the first value on
+//! which the lines differ is the disputed element. An operation's element then waits for its
+//! evidence ([`Pallet::settle_element`]); an initial value the chain computes at once.
+
+use crate::*;
+use trainet_primitives::program::initial_value;
+
+/// The tensor a descent is inside.
+#[derive(Clone, Copy)]
+enum Target {
+	/// The output of operation `j` of the disputed step.
+	Operation(u32),
+	/// State tensor `i` of `h_0`.
+	Tensor(u32),
+}
+
+impl<T: Config> Pallet<T> {
+	/// Whether each side (solver, challenger) has answered the descent's current stage.
+	pub(crate) fn answered(dispute: DisputeId, descent: &Descent) -> (bool, bool) {
+		match descent.stage() {
+			DescentStage::Opening => {
+				(descent.solver_opening.is_some(), descent.challenger_opening.is_some())
+			}
+			DescentStage::Descending(_) => {
+				let w = descent.walk.as_ref();
+				(
+					w.is_some_and(|w| w.solver_reveal.is_some()),
+					w.is_some_and(|w| w.challenger_reveal.is_some()),
+				)
+			}
+			DescentStage::Line { .. } => (
+				Lines::<T>::contains_key(dispute, Party::Solver),
+				Lines::<T>::contains_key(dispute, Party::Challenger),
+			),
+			// Nothing is due from the sides: the evidence is anyone's to give.
+			DescentStage::Element { .. } => (true, true),
+		}
+	}
+
+	/// [`Pallet::descend`] by `party`, once the caller is known to be one.
+	pub(crate) fn do_descend(
+		dispute: DisputeId,
+		mut d: DisputeOf<T>,
+		party: Party,
+		answer: DescentAnswer,
+	) -> DispatchResult {
+		let (mut descent, own_hash, target) = match &d.phase {
+			DisputePhase::Operations(game) => {
+				let j = match game.stage() {
+					OpStage::Opening(j) => j,
+					OpStage::Descending { op, .. } | OpStage::Line { op, .. } => op,
+					_ => return Err(Error::<T>::WrongStage.into()),
+				};
+				let own_leaf = match party {
+					Party::Solver => game.solver_disputed,
+					Party::Challenger => game.challenger_disputed,
+				}
+				.ok_or(Error::<T>::WrongStage)?;
+				let descent = game.descent.clone().ok_or(Error::<T>::WrongStage)?;
+				(descent, own_leaf.output, Target::Operation(j))
+			}
+			DisputePhase::Initialization(game) => {
+				let t = game.disputed.ok_or(Error::<T>::WrongStage)?;
+				(game.descent.clone(), t.of(party), Target::Tensor(t.index))
+			}
+			_ => return Err(Error::<T>::NotDescending.into()),
+		};
+		// The tensor's shape, as the program fixes it.
+		let shape = |spec: &trainet_primitives::task::TrainingSpec| -> Result<_, Error<T>> {
+			let program = step_program(spec).map_err(|_| Error::<T>::WrongStage)?;
+			let shape = match target {
+				Target::Operation(j) => program.ops.get(j as usize).map(|op| (op.rows, op.cols)),
+				Target::Tensor(i) => program.state_shapes.get(i as usize).copied(),
+			};
+			shape.ok_or(Error::<T>::WrongStage)
+		};
+		let now = frame_system::Pallet::<T>::block_number();
+		// What the answer completes: `Some(winner)` ends the dispute, `Some(timeout)` starts
+		// the next stage.
+		let mut winner = None;
+		let mut next_stage = None;
+		let mut settled = None;
+		match (descent.stage(), answer) {
+			(DescentStage::Opening, DescentAnswer::Opening(opening)) => {
+				ensure!(opening.hash() == own_hash, Error::<T>::BadProof);
+				let own = match party {
+					Party::Solver => &mut descent.solver_opening,
+					Party::Challenger => &mut descent.challenger_opening,
+				};
+				ensure!(own.is_none(), Error::<T>::AlreadyRevealed);
+				*own = Some(opening);
+				if let (Some(s), Some(c)) = (descent.solver_opening, descent.challenger_opening) {
+					let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
+					let shape = shape(&spec)?;
+					if (s.rows, s.cols) != shape {
+						winner = Some(Party::Challenger);
+					} else if (c.rows, c.cols) != shape {
+						winner = Some(Party::Solver);
+					} else {
+						let axis =
+							if s.row_root != c.row_root { Axis::Rows } else { Axis::Columns };
+						let leaves = s.lines(axis).0;
+						descent.walk = Some(trainet_primitives::market::Walk {
+							axis,
+							leaves,
+							cursor: Cursor::root(leaves),
+							solver_node: s.root(axis),
+							challenger_node: c.root(axis),
+							solver_reveal: None,
+							challenger_reveal: None,
+						});
+						next_stage = Some(T::RoundTimeout::get());
+					}
+				}
+			}
+			(DescentStage::Descending(_), DescentAnswer::Children(left, right)) => {
+				let w = descent.walk.as_mut().ok_or(Error::<T>::WrongStage)?;
+				let (node, own) = match party {
+					Party::Solver => (w.solver_node, &mut w.solver_reveal),
+					Party::Challenger => (w.challenger_node, &mut w.challenger_reveal),
+				};
+				ensure!(own.is_none(), Error::<T>::AlreadyRevealed);
+				ensure!(inner_node(&left, &right) == node, Error::<T>::BadProof);
+				*own = Some((left, right));
+				if let (Some(s), Some(c)) = (w.solver_reveal, w.challenger_reveal) {
+					// The first child on which they differ.
+					let right = s.0 == c.0;
+					w.cursor = w.cursor.child(right, w.leaves);
+					(w.solver_node, w.challenger_node) =
+						if right { (s.1, c.1) } else { (s.0, c.0) };
+					w.solver_reveal = None;
+					w.challenger_reveal = None;
+					next_stage = Some(T::RoundTimeout::get());
+				}
+			}
+			(DescentStage::Line { axis, index }, DescentAnswer::Line(values)) => {
+				let w = descent.walk.as_ref().ok_or(Error::<T>::WrongStage)?;
+				let node = match party {
+					Party::Solver => w.solver_node,
+					Party::Challenger => w.challenger_node,
+				};
+				ensure!(!Lines::<T>::contains_key(dispute, party), Error::<T>::AlreadyRevealed);
+				// Both openings have the program's shape (checked when both were in), so this
+				// is the length the program fixes. A shorter line (a liar's tree may hold any
+				// leaves) would leave nothing to compare the other side's against.
+				let opening = match party {
+					Party::Solver => descent.solver_opening,
+					Party::Challenger => descent.challenger_opening,
+				}
+				.ok_or(Error::<T>::WrongStage)?;
+				ensure!(
+					u32::try_from(values.len()).ok() == Some(opening.lines(axis).1),
+					Error::<T>::WrongLineLength
+				);
+				let leaf = line_leaf(axis, index, &values);
+				ensure!(
+					<sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(&leaf)
+						== node,
+					Error::<T>::BadProof
+				);
+				match Lines::<T>::get(dispute, party.other()) {
+					None => Lines::<T>::insert(dispute, party, values),
+					Some(other) => {
+						let (s, c) = match party {
+							Party::Solver => (values, other),
+							Party::Challenger => (other, values),
+						};
+						// Equal leaf indices and lengths with different hashes: they differ.
+						let k = s
+							.iter()
+							.zip(c.iter())
+							.position(|(a, b)| a != b)
+							.ok_or(Error::<T>::BadProof)?;
+						let (sv, cv) = (
+							s.get(k).copied().unwrap_or_default(),
+							c.get(k).copied().unwrap_or_default(),
+						);
+						let k = u32::try_from(k).map_err(|_| Error::<T>::Overflow)?;
+						let (row, col) = match axis {
+							Axis::Rows => (index, k),
+							Axis::Columns => (k, index),
+						};
+						match target {
+							Target::Operation(_) => {
+								descent.element = Some(trainet_primitives::market::Element {
+									row,
+									col,
+									solver: sv,
+									challenger: cv,
+								});
+								next_stage = Some(T::LeafTimeout::get());
+							}
+							Target::Tensor(i) => {
+								// One initial value: the chain computes it from the seed.
+								let spec =
+									T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
+								let program =
+									step_program(&spec).map_err(|_| Error::<T>::WrongStage)?;
+								let truth = initial_value(&spec, &program, i, (row, col))
+									.ok_or(Error::<T>::WrongStage)?;
+								winner = Some(if sv == truth {
+									Party::Solver
+								} else {
+									Party::Challenger
+								});
+								settled = Some((i, row, col, truth));
+							}
+						}
+						Lines::<T>::remove(dispute, party.other());
+					}
+				}
+			}
+			_ => return Err(Error::<T>::WrongStage.into()),
+		}
+		Self::deposit_event(Event::DescentAnswered { dispute, party });
+		match &mut d.phase {
+			DisputePhase::Operations(game) => game.descent = Some(descent),
+			DisputePhase::Initialization(game) => game.descent = descent,
+			_ => {}
+		}
+		if let Some((tensor, row, col, truth)) = settled {
+			Self::deposit_event(Event::InitialValueSettled { dispute, tensor, row, col, truth });
+		}
+		if let Some(winner) = winner {
+			Disputes::<T>::insert(dispute, d);
+			Self::conclude(dispute, winner, Resolution::Ruling);
+			return Ok(());
+		}
+		if let Some(timeout) = next_stage {
+			let deadline = Self::slot(now.saturating_add(timeout))?;
+			Self::reschedule(dispute, &mut d, deadline);
+			Self::deposit_event(Event::DescentMoved { dispute, deadline });
+		}
+		Disputes::<T>::insert(dispute, d);
+		Ok(())
+	}
+}

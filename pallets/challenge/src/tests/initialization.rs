@@ -1,0 +1,303 @@
+//! The initialization game on the mock market: a dispute over `h_0` of a state the chain
+//! does not recompute whole is decided element by element. One side commits an initial
+//! state with one value altered (and trains from it, as a consistent liar would); the sides
+//! reveal their states' tensor hashes, descend inside the first tensor they differ on, and the
+//! chain computes the one value their lines differ on from the seed.
+
+use super::*;
+use crate::InitGame;
+use trainet_primitives::{
+	commit::{state_hash, tensor_hash},
+	descent::{line, DescentAnswer, LineTree, TensorOpening},
+	market::{DescentStage, InitStage, StateTensors},
+	program::{initial_state, initial_value, step_program},
+	referee::TraceRun,
+	repops::Matrix,
+	task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+};
+
+const STEPS: u32 = 3;
+
+fn task_spec() -> (TrainingSpec, Vec<(Vec<f32>, u32)>) {
+	let data = synthetic_dataset(7, 40, 6, 3);
+	let adam = Optimizer::Adam {
+		learning_rate: F32Bits::from_f32(0.01),
+		beta1: F32Bits::from_f32(0.9),
+		beta2: F32Bits::from_f32(0.999),
+		epsilon: F32Bits::from_f32(1e-7),
+	};
+	let mut spec = TrainingSpec::example_mlp(&[6, 5, 4, 3], adam, 8).on_dataset(&data);
+	spec.steps = STEPS;
+	(spec, data)
+}
+
+/// A side's initial state and trace.
+struct Side {
+	init: Vec<Matrix>,
+	states: Vec<H256>,
+}
+
+impl Side {
+	fn tensors(&self) -> StateTensors {
+		self.init.iter().map(tensor_hash).collect::<Vec<_>>().try_into().unwrap()
+	}
+}
+
+/// The honest side, or (`alter = Some((tensor, value))`) a liar whose initial state has that
+/// value changed and whose every later state differs too.
+fn side(spec: &TrainingSpec, data: &[(Vec<f32>, u32)], alter: Option<(usize, usize)>) -> Side {
+	let program = step_program(spec).unwrap();
+	let mut init = initial_state(spec, &program).unwrap();
+	let mut states = TraceRun::new(spec, data, None).unwrap().states;
+	if let Some((tensor, value)) = alter {
+		init[tensor].data[value] += 0.5;
+		states[0] = state_hash(&init);
+		for (t, s) in states.iter_mut().enumerate().skip(1) {
+			*s = H256::from_low_u64_be(0xbad0 + t as u64);
+		}
+	}
+	assert_eq!(states[0], state_hash(&init));
+	Side { init, states }
+}
+
+fn init_game(id: u64) -> Option<InitGame> {
+	match Disputes::<Test>::get(id)?.phase {
+		DisputePhase::Initialization(g) => Some(g),
+		_ => None,
+	}
+}
+
+/// Posts the task, lets solver 10 commit `solver.states` and challenger 20 dispute them with
+/// `challenger.states`, and plays the step bisection to the initialization game.
+fn to_initialization(spec: &TrainingSpec, solver: &Side, challenger: &Side) -> u64 {
+	play_initialization();
+	let task = NextTaskId::<Test>::get();
+	assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec.clone(), 500, timeouts()));
+	assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), task));
+	assert_ok!(Escrow::commit(
+		RuntimeOrigin::signed(10),
+		task,
+		commitment(&solver.states),
+		trace_proof(&solver.states, STEPS).unwrap()
+	));
+	let id = open(task, 20, &challenger.states);
+	play(id, &solver.states, &challenger.states, None);
+	assert_eq!(
+		init_game(id).expect("a disputed h_0 goes to the initialization game").stage(),
+		InitStage::Revealing
+	);
+	id
+}
+
+/// Both sides answer every stage of the game from their initial states, `silent` skipping its
+/// answers from the `quit`-th stage on (then the deadline passes).
+fn play_init(id: u64, solver: &Side, challenger: &Side, silent: Option<(Party, u32)>) {
+	let mut stage_no = 0;
+	while let Some(g) = init_game(id) {
+		let d = Disputes::<Test>::get(id).unwrap();
+		let mut quit = false;
+		for (party, who, side) in [(Party::Solver, 10, solver), (Party::Challenger, 20, challenger)]
+		{
+			if silent.is_some_and(|(p, from)| p == party && stage_no >= from) {
+				quit = true;
+				continue;
+			}
+			if init_game(id).is_none() {
+				break;
+			}
+			let origin = RuntimeOrigin::signed(who);
+			match g.stage() {
+				InitStage::Revealing => {
+					assert_ok!(Challenge::reveal_state(origin, id, side.tensors()));
+				}
+				InitStage::Descent { tensor, stage } => {
+					let m = &side.init[tensor as usize];
+					let answer = match stage {
+						DescentStage::Opening => DescentAnswer::Opening(TensorOpening::of(m)),
+						DescentStage::Descending(cursor) => {
+							let axis = g.descent.walk.as_ref().unwrap().axis;
+							let (l, r) = LineTree::new(m, axis).children(cursor).unwrap();
+							DescentAnswer::Children(l, r)
+						}
+						DescentStage::Line { axis, index } => {
+							DescentAnswer::Line(line(m, axis, index).try_into().unwrap())
+						}
+						DescentStage::Element { .. } => {
+							panic!("an initial value is never left due")
+						}
+					};
+					assert_ok!(Challenge::descend(origin, id, answer));
+				}
+			}
+		}
+		stage_no += 1;
+		if quit {
+			run_to_block(d.deadline);
+			break;
+		}
+		check_invariants(System::block_number());
+	}
+}
+
+fn value_settled(id: u64) -> Option<(u32, u32, u32, u32)> {
+	System::events().into_iter().find_map(|r| match r.event {
+		RuntimeEvent::Challenge(Event::InitialValueSettled {
+			dispute,
+			tensor,
+			row,
+			col,
+			truth,
+		}) if dispute == id => Some((tensor, row, col, truth)),
+		_ => None,
+	})
+}
+
+/// Issue item 2: on a state the chain does not recompute whole, a dispute over `h_0` was void
+/// at its deadline, so a solver could commit random hashes, train nothing and be paid. Now the
+/// sides descend to one initial value and the chain computes it: the liar loses, whichever
+/// side it is and wherever the altered value is (a weight's first or last value, a bias, an
+/// optimizer tensor).
+#[test]
+fn a_lie_in_a_state_too_large_to_recompute_loses_element_by_element() {
+	let (spec, data) = task_spec();
+	let program = step_program(&spec).unwrap();
+	let last = program.state_shapes.len() - 1;
+	let values = |t: usize| (program.state_shapes[t].0 * program.state_shapes[t].1) as usize;
+	for (tensor, value) in [(0, 0), (0, values(0) - 1), (1, 2), (2, 7), (last, values(last) - 1)] {
+		for liar in [Party::Solver, Party::Challenger] {
+			new_test_ext().execute_with(|| {
+				let ctx = format!("liar {liar:?}, value {value} of tensor {tensor}");
+				let issuance = Balances::total_issuance();
+				let honest = side(&spec, &data, None);
+				let lying = side(&spec, &data, Some((tensor, value)));
+				let (solver, challenger) = match liar {
+					Party::Solver => (&lying, &honest),
+					Party::Challenger => (&honest, &lying),
+				};
+				let id = to_initialization(&spec, solver, challenger);
+				play_init(id, solver, challenger, None);
+				let (t, row, col, truth) = value_settled(id).unwrap_or_else(|| panic!("{ctx}"));
+				let cols = program.state_shapes[tensor].1 as usize;
+				assert_eq!(
+					(t as usize, row as usize, col as usize),
+					(tensor, value / cols, value % cols),
+					"{ctx}"
+				);
+				assert_eq!(Some(truth), initial_value(&spec, &program, t, (row, col)), "{ctx}");
+				assert_eq!(resolved(id), Some((liar.other(), Resolution::Ruling)), "{ctx}");
+				let slashed = if liar == Party::Solver { SOLVER_STAKE } else { BOND };
+				assert_eq!(
+					Balances::total_issuance(),
+					issuance - (slashed - WINNER_SHARE * slashed)
+				);
+				check_invariants(System::block_number());
+			});
+		}
+	}
+}
+
+/// A side that stops answering at any stage of the initialization game loses at its deadline
+/// (the honest side always can answer).
+#[test]
+fn a_liar_silent_in_the_initialization_game_loses_by_timeout() {
+	let (spec, data) = task_spec();
+	for from in 0..6 {
+		for liar in [Party::Solver, Party::Challenger] {
+			new_test_ext().execute_with(|| {
+				let honest = side(&spec, &data, None);
+				let lying = side(&spec, &data, Some((0, 13)));
+				let (solver, challenger) = match liar {
+					Party::Solver => (&lying, &honest),
+					Party::Challenger => (&honest, &lying),
+				};
+				let id = to_initialization(&spec, solver, challenger);
+				play_init(id, solver, challenger, Some((liar, from)));
+				let want = if value_settled(id).is_some() {
+					Resolution::Ruling
+				} else {
+					Resolution::Timeout
+				};
+				assert_eq!(
+					resolved(id),
+					Some((liar.other(), want)),
+					"liar {liar:?} silent from stage {from}"
+				);
+			});
+		}
+	}
+}
+
+/// Every reveal is checked against what the program fixes: the number of tensors, and that
+/// they make the side's `h_0`; only the parties may answer, once each, in the right phase.
+#[test]
+fn state_reveals_are_checked_against_the_program_and_the_claim() {
+	new_test_ext().execute_with(|| {
+		let (spec, data) = task_spec();
+		let honest = side(&spec, &data, None);
+		let lying = side(&spec, &data, Some((0, 1)));
+		let id = to_initialization(&spec, &lying, &honest);
+		let tensors = honest.tensors();
+		let short: StateTensors = tensors[..tensors.len() - 1].to_vec().try_into().unwrap();
+		assert_noop!(
+			Challenge::reveal_state(RuntimeOrigin::signed(20), id, short),
+			Error::<Test>::WrongTensorCount
+		);
+		// The solver's claim is the lying `h_0`: the honest tensors do not make it.
+		assert_noop!(
+			Challenge::reveal_state(RuntimeOrigin::signed(10), id, tensors.clone()),
+			Error::<Test>::BadProof
+		);
+		assert_noop!(
+			Challenge::reveal_state(RuntimeOrigin::signed(21), id, tensors.clone()),
+			Error::<Test>::NotAParty
+		);
+		assert_noop!(
+			Challenge::descend(
+				RuntimeOrigin::signed(20),
+				id,
+				DescentAnswer::Opening(TensorOpening::of(&honest.init[0]))
+			),
+			Error::<Test>::WrongStage
+		);
+		assert_ok!(Challenge::reveal_state(RuntimeOrigin::signed(20), id, tensors.clone()));
+		assert_noop!(
+			Challenge::reveal_state(RuntimeOrigin::signed(20), id, tensors),
+			Error::<Test>::AlreadyRevealed
+		);
+		assert_ok!(Challenge::reveal_state(RuntimeOrigin::signed(10), id, lying.tensors()));
+		assert_eq!(
+			init_game(id).unwrap().stage(),
+			InitStage::Descent { tensor: 0, stage: DescentStage::Opening }
+		);
+		// An opening must open the side's own tensor hash.
+		assert_ok!(Challenge::descend(
+			RuntimeOrigin::signed(20),
+			id,
+			DescentAnswer::Opening(TensorOpening::of(&honest.init[0]))
+		));
+		assert_noop!(
+			Challenge::descend(
+				RuntimeOrigin::signed(10),
+				id,
+				DescentAnswer::Opening(TensorOpening::of(&honest.init[0]))
+			),
+			Error::<Test>::BadProof
+		);
+	});
+}
+
+/// Outside the initialization game, `reveal_state` is refused.
+#[test]
+fn reveal_state_outside_the_initialization_game_is_refused() {
+	new_test_ext().execute_with(|| {
+		let (spec, data) = task_spec();
+		let honest = side(&spec, &data, None);
+		let task = committed_task(10, &honest.states);
+		let lying = side(&spec, &data, Some((0, 1)));
+		let id = open(task, 20, &lying.states);
+		assert_noop!(
+			Challenge::reveal_state(RuntimeOrigin::signed(20), id, honest.tensors()),
+			Error::<Test>::NotInInitialization
+		);
+	});
+}
