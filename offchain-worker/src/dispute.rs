@@ -17,9 +17,15 @@ use sp_core::H256;
 use subxt_signer::sr25519::Keypair;
 use thiserror::Error;
 use trainet_primitives::{
-	descent::{element_evidence, line, Axis, Cursor, DescentAnswer, LineTree, TensorOpening},
-	market::Party,
+	commit::tensor_hash,
+	descent::{
+		element_evidence, element_partials, line, term_evidence, Axis, Cursor, DescentAnswer,
+		LineTree, TensorOpening,
+	},
+	market::{Party, StateTensors},
+	program::{initial_state, step_program},
 	referee::{Fault, OpEvidence, StepRun},
+	repops::Matrix,
 	task::TrainingSpec,
 	trace::{trace_proof, trace_root},
 };
@@ -62,6 +68,8 @@ pub struct Fighter {
 	checkpoints: Option<CheckpointStore>,
 	/// The run of the disputed step, once known.
 	step: Option<StepRun>,
+	/// The initial state, once a dispute over it needs it.
+	init: Option<Vec<Matrix>>,
 	answered: HashSet<String>,
 }
 
@@ -96,6 +104,7 @@ impl Fighter {
 			fault,
 			checkpoints: None,
 			step: None,
+			init: None,
 			answered: HashSet::new(),
 		}
 	}
@@ -152,6 +161,74 @@ impl Fighter {
 			.ok_or_else(|| FightError::Unexpected("no segment".into()))
 	}
 
+	/// The initial state (computed once): every side's, since no fault is in it.
+	fn initial_state(&mut self) -> Result<&[Matrix], FightError> {
+		if self.init.is_none() {
+			let program = step_program(&self.spec)
+				.map_err(|e| FightError::Unexpected(format!("the spec's program: {e:?}")))?;
+			let state = initial_state(&self.spec, &program)
+				.map_err(|e| FightError::Unexpected(format!("the initial state: {e:?}")))?;
+			self.init = Some(state);
+		}
+		self.init.as_deref().ok_or_else(|| FightError::Unexpected("no initial state".into()))
+	}
+
+	/// Answers the initialization game ([`trainet_primitives::market::InitGame`]): the
+	/// tensor hashes of `h_0`, then the element descent inside the disputed tensor.
+	async fn answer_initialization(
+		&mut self,
+		chain: &Chain,
+		signer: &Keypair,
+		id: u64,
+		game: &Value,
+	) -> Result<String, FightError> {
+		let stage = field(game, "stage")?.clone();
+		let init = self.initial_state()?.to_vec();
+		let tensor = |v: &Value| -> Result<&Matrix, FightError> {
+			let i = number(v, "tensor")? as usize;
+			init.get(i).ok_or_else(|| FightError::Unexpected(format!("no state tensor {i}")))
+		};
+		let descend = |answer: DescentAnswer| (id, answer);
+		if stage == "revealing" {
+			let tensors: StateTensors =
+				init.iter().map(tensor_hash).collect::<Vec<_>>().try_into().map_err(|_| {
+					FightError::Unexpected("more state tensors than a reveal".into())
+				})?;
+			let n = tensors.len();
+			chain.submit(signer, "Challenge", "reveal_state", (id, tensors)).await?;
+			return Ok(format!("the parties disagree on h_0: revealed its {n} tensors' hashes"));
+		}
+		if let Some(o) = stage.get("opening") {
+			let answer = DescentAnswer::Opening(TensorOpening::of(tensor(o)?));
+			chain.submit(signer, "Challenge", "descend", descend(answer)).await?;
+			return Ok(format!("initialization: opened state tensor {}", o["tensor"]));
+		}
+		if let Some(o) = stage.get("descending") {
+			let axis = if game["descentAxis"] == "columns" { Axis::Columns } else { Axis::Rows };
+			let cursor = Cursor { level: number(o, "level")?, index: number(o, "index")? };
+			let (l, r) = LineTree::new(tensor(o)?, axis)
+				.children(cursor)
+				.ok_or_else(|| FightError::Unexpected(format!("no children at {cursor:?}")))?;
+			chain
+				.submit(signer, "Challenge", "descend", descend(DescentAnswer::Children(l, r)))
+				.await?;
+			return Ok(format!("initialization: revealed the children at level {}", cursor.level));
+		}
+		if let Some(o) = stage.get("line") {
+			let axis = if o["axis"] == "columns" { Axis::Columns } else { Axis::Rows };
+			let values = line(tensor(o)?, axis, number(o, "index")?)
+				.try_into()
+				.map_err(|_| FightError::Unexpected("a line longer than any tensor's".into()))?;
+			chain
+				.submit(signer, "Challenge", "descend", descend(DescentAnswer::Line(values)))
+				.await?;
+			return Ok("initialization: revealed the disputed line; the chain computes the \
+			           value the lines differ on"
+				.to_string());
+		}
+		Err(FightError::Unexpected(format!("initialization stage {stage}")))
+	}
+
 	/// This side's run of step `t` (recomputed once).
 	fn step_run(&mut self, t: u32) -> Result<&StepRun, FightError> {
 		if self.step.as_ref().is_none() {
@@ -177,13 +254,14 @@ impl Fighter {
 		let Some(d) = open.iter().find(|d| d["id"].as_u64() == Some(id)) else { return Ok(false) };
 		let phase = field(d, "phase")?;
 		let key = format!(
-			"{}/{}/{}/{}/{}/{}",
+			"{}/{}/{}/{}/{}/{}/{}",
 			phase["bisecting"]["round"],
 			phase["bisecting"]["position"],
 			phase["segment"]["round"],
 			phase["segment"]["stage"],
 			phase["operations"]["round"],
-			phase["operations"]["stage"]
+			phase["operations"]["stage"],
+			phase["initialization"]["stage"]
 		);
 		if self.answered.contains(&key) {
 			return Ok(true);
@@ -246,6 +324,9 @@ impl Fighter {
 				game["round"],
 				first.saturating_add(position)
 			));
+		}
+		if let Some(game) = phase.get("initialization") {
+			return self.answer_initialization(chain, signer, id, game).await;
 		}
 		let game = field(phase, "operations")?;
 		let step = number(game, "step")?;
@@ -314,6 +395,29 @@ impl Fighter {
 			done = format!(
 				"element ({row}, {col}) of operation {j} is disputed: gave the chain what \
 				 computing it takes"
+			);
+		} else if let Some(o) = stage.get("partials") {
+			let (j, row, col) = (number(o, "operation")?, number(o, "row")?, number(o, "col")?);
+			let sums = element_partials(&run, j, (row, col))
+				.ok_or_else(|| FightError::Unexpected(format!("no sums for ({row}, {col})")))?
+				.try_into()
+				.map_err(|_| FightError::Unexpected("more terms than a line".into()))?;
+			chain
+				.submit(signer, "Challenge", "descend", descend(DescentAnswer::Partials(sums)))
+				.await?;
+			done = format!(
+				"element ({row}, {col}) of operation {j} is too large for one leaf: revealed its \
+				 partial sums"
+			);
+		} else if let Some(o) = stage.get("term") {
+			let (j, row, col) = (number(o, "operation")?, number(o, "row")?, number(o, "col")?);
+			let k = number(o, "k")?;
+			let evidence = term_evidence(&run, j, (row, col), k)
+				.ok_or_else(|| FightError::Unexpected(format!("no evidence for term {k}")))?;
+			chain.submit(signer, "Challenge", "settle_element", (id, evidence)).await?;
+			done = format!(
+				"term {k} of element ({row}, {col}) of operation {j} is disputed: gave the chain \
+				 the values it multiplies"
 			);
 		} else {
 			return Err(FightError::Unexpected(format!("stage {stage}")));

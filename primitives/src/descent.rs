@@ -47,6 +47,8 @@ pub enum DescentAnswer {
 	Children(H256, H256),
 	/// The disputed line's values, as bits.
 	Line(sp_runtime::BoundedVec<u32, sp_core::ConstU32<MAX_LINE>>),
+	/// The partial sums of the disputed element of a product, as bits ([`partials`]).
+	Partials(sp_runtime::BoundedVec<u32, sp_core::ConstU32<MAX_LINE>>),
 }
 
 /// Which of a tensor's two trees a descent walks.
@@ -348,6 +350,193 @@ pub fn element_cost(
 	});
 	let samples = batch_rows(spec, op, r, c).len() as u64;
 	lines.saturating_add(samples.saturating_mul(u64::from(spec.dataset.features)))
+}
+
+/// The element of each input that term `k` of element `(r, c)` of a product multiplies
+/// (`None` for an operation that is not a product).
+pub fn term_positions(op: &Op, r: u32, c: u32, k: u32) -> Option<[(u32, u32); 2]> {
+	match op.kind {
+		OpKind::MatMul => Some([(r, k), (k, c)]),
+		OpKind::MatMulTn => Some([(k, r), (k, c)]),
+		OpKind::MatMulNt => Some([(r, k), (c, k)]),
+		_ => None,
+	}
+}
+
+/// The number of terms of each element of a product: its contraction length.
+pub fn terms(spec: &TrainingSpec, program: &program::StepProgram, op: &Op) -> u32 {
+	let first = op.inputs.first().map(|s| source_shape(spec, program, s)).unwrap_or((0, 0));
+	match op.kind {
+		OpKind::MatMul | OpKind::MatMulNt => first.1,
+		OpKind::MatMulTn => first.0,
+		_ => 0,
+	}
+}
+
+/// The values the chain handles to settle one term of a product (a row of each input, a
+/// whole sample for the batch), to hold against [`MAX_ELEMENT_VALUES`].
+pub fn term_cost(spec: &TrainingSpec, program: &program::StepProgram, op: &Op) -> u64 {
+	op.inputs.iter().fold(0u64, |acc, s| {
+		let length = match s {
+			Source::Batch => spec.dataset.features,
+			_ => source_shape(spec, program, s).1,
+		};
+		acc.saturating_add(u64::from(length))
+	})
+}
+
+/// The partial sums of `dot(a, b)` ([`repops::dot`]): `canon(acc_k)` as bits for each `k`,
+/// the last the element's value. (NaN propagates through every later term, so canonicalizing
+/// each partial sum changes no later one's canonical bits.)
+pub fn partials(a: &[f32], b: &[f32]) -> Vec<u32> {
+	let mut acc = 0.0f32;
+	a.iter()
+		.zip(b)
+		.map(|(x, y)| {
+			acc = repops::fma(*x, *y, acc);
+			repops::canon(acc).to_bits()
+		})
+		.collect()
+}
+
+/// The partial sums of element `(r, c)` of product `j` in a run of the step, from the same
+/// lines [`element_value`] reads.
+pub fn element_partials(
+	run: &crate::referee::StepRun,
+	j: u32,
+	(r, c): (u32, u32),
+) -> Option<Vec<u32>> {
+	let op = run.program.ops.get(j as usize)?;
+	term_positions(op, r, c, 0)?;
+	let mut lines = Vec::with_capacity(2);
+	for (source, (axis, index)) in op.inputs.iter().zip(element_lines(op, r, c)) {
+		let values: Vec<f32> = match source {
+			Source::Batch => {
+				let features = |row: u32| run.samples.get(row as usize).map(|s| &s.features);
+				match axis {
+					Axis::Rows => features(index)?.iter().map(|v| f32::from_bits(*v)).collect(),
+					Axis::Columns => (0..run.samples.len() as u32)
+						.map(|row| features(row)?.get(index as usize).map(|v| f32::from_bits(*v)))
+						.collect::<Option<_>>()?,
+				}
+			}
+			Source::State(i) => line(run.state.get(*i as usize)?, axis, index)
+				.into_iter()
+				.map(f32::from_bits)
+				.collect(),
+			Source::Op(k) => line(run.outputs.get(*k as usize)?, axis, index)
+				.into_iter()
+				.map(f32::from_bits)
+				.collect(),
+		};
+		lines.push(values);
+	}
+	Some(partials(lines.first()?, lines.get(1)?))
+}
+
+/// The evidence for term `k` of element `(r, c)` of product `j` from a run of the step: the
+/// row of each input holding the value the term multiplies (the batch's sample).
+pub fn term_evidence(
+	run: &crate::referee::StepRun,
+	j: u32,
+	(r, c): (u32, u32),
+	k: u32,
+) -> Option<ElementEvidence> {
+	let op = run.program.ops.get(j as usize)?;
+	let earlier = run.outputs.get(..j as usize)?;
+	let mut inputs = Vec::new();
+	let mut samples = Vec::new();
+	for (source, (i, _)) in op.inputs.iter().zip(term_positions(op, r, c, k)?) {
+		let m = match source {
+			Source::Batch => {
+				samples.push(run.samples.get(i as usize)?.clone());
+				continue;
+			}
+			Source::State(s) => run.state.get(*s as usize)?,
+			Source::Op(o) => earlier.get(*o as usize)?,
+		};
+		inputs.push(InputLine::of(m, Axis::Rows, i)?);
+	}
+	let reads_state = op.inputs.iter().any(|s| matches!(s, Source::State(_)));
+	Some(ElementEvidence {
+		outputs: earlier.iter().map(crate::commit::tensor_hash).collect(),
+		state: if reads_state {
+			run.state.iter().map(crate::commit::tensor_hash).collect()
+		} else {
+			Vec::new()
+		},
+		inputs,
+		samples,
+	})
+}
+
+/// The true bits of partial sum `k` of element `(r, c)` of product `j` of step `step`, given
+/// the agreed partial sum `prev` before it: `canon(fma(a_k, b_k, prev))`, with `a_k` and `b_k`
+/// from `evidence` (the row of each input holding them, proven against the input's opening
+/// whose hash must be the agreed one; the batch's sample, proven against the dataset root).
+#[allow(clippy::too_many_arguments)]
+pub fn term_value(
+	spec: &TrainingSpec,
+	step: u32,
+	j: u32,
+	(r, c): (u32, u32),
+	k: u32,
+	prev: u32,
+	(pre_state, link): (&H256, &H256),
+	evidence: &ElementEvidence,
+) -> Result<u32, RefereeError> {
+	let program = program::step_program(spec).map_err(|_| RefereeError::BadSpec)?;
+	let op = program.ops.get(j as usize).ok_or(RefereeError::NoSuchOperation)?;
+	let positions = term_positions(op, r, c, k).ok_or(RefereeError::NoSuchOperation)?;
+	if r >= op.rows || c >= op.cols || k >= terms(spec, &program, op) {
+		return Err(RefereeError::NoSuchOperation);
+	}
+	if term_cost(spec, &program, op) > MAX_ELEMENT_VALUES {
+		return Err(RefereeError::TooLarge);
+	}
+	check_agreed(&program, op, j, pre_state, link, &evidence.outputs, &evidence.state)?;
+	let indices = repops::batch_indices(spec.seed, step, spec.batch_size, spec.dataset.samples);
+	let mut given = evidence.inputs.iter();
+	let mut samples = evidence.samples.iter();
+	let mut values = [0.0f32; 2];
+	for ((source, (i, col)), slot) in op.inputs.iter().zip(positions).zip(values.iter_mut()) {
+		let bits = match source {
+			Source::Batch => {
+				let s = samples.next().ok_or(RefereeError::WrongBatch)?;
+				check_sample(spec, *indices.get(i as usize).ok_or(RefereeError::WrongBatch)?, s)?;
+				s.features.get(col as usize).copied().ok_or(RefereeError::WrongBatch)?
+			}
+			Source::State(_) | Source::Op(_) => {
+				let expected = match source {
+					Source::State(n) => evidence.state.get(*n as usize),
+					Source::Op(n) => evidence.outputs.get(*n as usize),
+					Source::Batch => None,
+				}
+				.ok_or(RefereeError::WrongInput)?;
+				let l = given.next().ok_or(RefereeError::WrongInput)?;
+				let o = &l.opening;
+				if o.hash() != *expected
+					|| (o.rows, o.cols) != source_shape(spec, &program, source)
+					|| i >= o.rows || l.values.len() != o.cols as usize
+					|| !binary_merkle_tree::verify_proof::<BlakeTwo256, _, _>(
+						&o.row_root,
+						l.items.iter().copied(),
+						o.rows,
+						i,
+						&line_leaf(Axis::Rows, i, &l.values),
+					) {
+					return Err(RefereeError::WrongInput);
+				}
+				l.values.get(col as usize).copied().ok_or(RefereeError::WrongInput)?
+			}
+		};
+		*slot = f32::from_bits(bits);
+	}
+	if given.next().is_some() || samples.next().is_some() {
+		return Err(RefereeError::WrongInput);
+	}
+	let [a, b] = values;
+	Ok(repops::canon(repops::fma(a, b, f32::from_bits(prev))).to_bits())
 }
 
 /// The true bits of element `(r, c)` of operation `j` of step `step`, from `evidence` checked

@@ -417,6 +417,38 @@ pub struct Descent {
 	pub walk: Option<Walk>,
 	/// The disputed element, once both have revealed their line.
 	pub element: Option<Element>,
+	/// The sum behind the disputed element, when the element alone is too large for one
+	/// leaf (a product reading a column of a large batch): split term by term.
+	pub term: Option<TermGame>,
+}
+
+/// The sum behind a disputed element of a product, `acc_k = fma(a_k, b_k, acc_{k-1})` over
+/// `k` ascending ([`crate::repops::dot`]), when the element is too large for one leaf. Both
+/// sides reveal their partial sums `canon(acc_0) ..= canon(acc_{K-1})` (the last their
+/// element's value); the first `k` they differ on is one term, which the chain computes from
+/// the agreed `acc_{k-1}` and one value of each input ([`crate::descent::term_value`]).
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+	Default,
+)]
+pub struct TermGame {
+	/// The first term they differ on, once both revealed.
+	pub k: Option<u32>,
+	/// The agreed partial sum before it, as bits (`0.0` for the first term).
+	pub prev: u32,
+	/// The solver's partial sum at `k`.
+	pub solver: u32,
+	/// The challenger's partial sum at `k`.
+	pub challenger: u32,
 }
 
 /// A walk down one tree of the disputed output.
@@ -503,6 +535,28 @@ pub enum OpStage {
 		/// The column.
 		col: u32,
 	},
+	/// Element `(row, col)` of operation `op` is too large for one leaf: both must reveal
+	/// their partial sums of it.
+	Partials {
+		/// The operation.
+		op: u32,
+		/// The row.
+		row: u32,
+		/// The column.
+		col: u32,
+	},
+	/// The sides dispute term `k` of element `(row, col)` of operation `op`: the one value
+	/// of each input it multiplies is due.
+	Term {
+		/// The operation.
+		op: u32,
+		/// The row.
+		row: u32,
+		/// The column.
+		col: u32,
+		/// The term.
+		k: u32,
+	},
 }
 
 /// Where an element descent stands.
@@ -526,13 +580,33 @@ pub enum DescentStage {
 		/// The column.
 		col: u32,
 	},
+	/// Element `(row, col)` is too large for one leaf: both must reveal their partial sums.
+	Partials {
+		/// The row.
+		row: u32,
+		/// The column.
+		col: u32,
+	},
+	/// The sides dispute term `k` of element `(row, col)`'s sum: its evidence is due.
+	Term {
+		/// The row.
+		row: u32,
+		/// The column.
+		col: u32,
+		/// The term.
+		k: u32,
+	},
 }
 
 impl Descent {
 	/// Where the descent stands.
 	pub fn stage(&self) -> DescentStage {
 		match (&self.element, &self.walk) {
-			(Some(e), _) => DescentStage::Element { row: e.row, col: e.col },
+			(Some(e), _) => match self.term.and_then(|t| t.k.map(|k| (t, k))) {
+				Some((_, k)) => DescentStage::Term { row: e.row, col: e.col, k },
+				None if self.term.is_some() => DescentStage::Partials { row: e.row, col: e.col },
+				None => DescentStage::Element { row: e.row, col: e.col },
+			},
 			(None, None) => DescentStage::Opening,
 			(None, Some(w)) if w.cursor.is_leaf() => {
 				DescentStage::Line { axis: w.axis, index: w.cursor.index }
@@ -573,6 +647,8 @@ impl OpGame {
 			Some(j) if j < self.ops => match self.descent.as_ref().map(Descent::stage) {
 				None => OpStage::Operation(j),
 				Some(DescentStage::Element { row, col }) => OpStage::Element { op: j, row, col },
+				Some(DescentStage::Partials { row, col }) => OpStage::Partials { op: j, row, col },
+				Some(DescentStage::Term { row, col, k }) => OpStage::Term { op: j, row, col, k },
 				Some(DescentStage::Opening) => OpStage::Opening(j),
 				Some(DescentStage::Line { axis, index }) => OpStage::Line { op: j, axis, index },
 				Some(DescentStage::Descending(cursor)) => OpStage::Descending { op: j, cursor },

@@ -27,7 +27,10 @@
 //! [`OpEvidence`]: crate::referee::OpEvidence
 
 use crate::{
-	descent::{batch_rows, element_cost, element_lines, Axis, MAX_ELEMENT_VALUES, MAX_LINE},
+	descent::{
+		self, batch_rows, element_cost, element_lines, term_cost, term_positions, Axis,
+		MAX_ELEMENT_VALUES, MAX_LINE,
+	},
 	program::{step_program, Op, Source, StepProgram, MAX_STATE_TENSORS},
 	referee::{op_cost, reads_samples, source_shape, LeafBound},
 	task::TrainingSpec,
@@ -79,6 +82,10 @@ pub enum Plan {
 	/// The sides descend to one output element, which it computes
 	/// ([`crate::descent::element_value`]).
 	Elements,
+	/// The sides descend to one output element of a product, then, one element being too
+	/// large for a leaf (a column of a large batch), to one term of its sum, which it computes
+	/// ([`crate::descent::term_value`]).
+	Terms,
 }
 
 /// Why a spec cannot be settled on chain: the first leaf that does not fit.
@@ -107,9 +114,11 @@ pub struct Report {
 	pub whole: u32,
 	/// Operations settled element by element.
 	pub elements: u32,
+	/// Operations settled term by term (the products whose one element is too large).
+	pub terms: u32,
 	/// The largest whole-operation leaf: values, multiply-adds, bytes.
 	pub whole_worst: (u64, u64, u64),
-	/// The largest element leaf: values, bytes.
+	/// The largest element or term leaf: values, bytes.
 	pub element_worst: (u64, u64),
 	/// The work of one step ([`step_work`]).
 	pub step_work: u64,
@@ -188,9 +197,28 @@ pub fn element_bytes(spec: &TrainingSpec, program: &StepProgram, j: u32) -> u64 
 		.saturating_add(samples)
 }
 
+/// An upper bound on the encoded length of the evidence for one term of a product `j`'s
+/// element ([`crate::descent::term_evidence`]: a row of each input, the batch's sample) and
+/// its extrinsic.
+pub fn term_bytes(spec: &TrainingSpec, program: &StepProgram, j: u32) -> u64 {
+	let Some(op) = program.ops.get(j as usize) else { return u64::MAX };
+	let parts = op.inputs.iter().fold(2 * COMPACT, |acc, s| {
+		let part = if *s == Source::Batch {
+			sample_bytes(spec)
+		} else {
+			let (r, c) = source_shape(spec, program, s);
+			(8 + 2 * HASH + 2 * COMPACT)
+				.saturating_add(u64::from(c).saturating_mul(4))
+				.saturating_add(depth(r).saturating_mul(HASH))
+		};
+		acc.saturating_add(part)
+	});
+	EXTRINSIC_OVERHEAD.saturating_add(agreed_bytes(program, j, op)).saturating_add(parts)
+}
+
 /// How the chain settles operation `j` of `program` under `budget`: whole when its inputs,
 /// output, batch and evidence fit one leaf; otherwise element by element, when one element's
-/// do. `Err` when neither fits.
+/// do; otherwise, for a product, term by term, when one term's do. `Err` when none fits.
 pub fn plan(
 	spec: &TrainingSpec,
 	program: &StepProgram,
@@ -206,10 +234,18 @@ pub fn plan(
 	let values = element_cost(spec, program, op, 0, 0);
 	let bytes = element_bytes(spec, program, j);
 	if values <= MAX_ELEMENT_VALUES && bytes <= budget.bytes {
-		Ok(Plan::Elements)
-	} else {
-		Err(Unsettleable::Element { op: j, values, bytes })
+		return Ok(Plan::Elements);
 	}
+	// The partial sums both sides reveal are one line long (at most `MAX_LINE`).
+	let terms = descent::terms(spec, program, op);
+	if term_positions(op, 0, 0, 0).is_some()
+		&& terms <= MAX_LINE
+		&& term_cost(spec, program, op) <= MAX_ELEMENT_VALUES
+		&& term_bytes(spec, program, j) <= budget.bytes
+	{
+		return Ok(Plan::Terms);
+	}
+	Err(Unsettleable::Element { op: j, values, bytes })
 }
 
 /// The work of one training step: the values every operation handles and its multiply-adds.
@@ -267,6 +303,13 @@ pub fn check(spec: &TrainingSpec, budget: &LeafBudget) -> Result<Report, Unsettl
 				let w = &mut report.element_worst;
 				*w = (w.0.max(values), w.1.max(bytes));
 				report.elements = report.elements.saturating_add(1);
+			}
+			Plan::Terms => {
+				let values = term_cost(spec, &program, op);
+				let bytes = term_bytes(spec, &program, j);
+				let w = &mut report.element_worst;
+				*w = (w.0.max(values), w.1.max(bytes));
+				report.terms = report.terms.saturating_add(1);
 			}
 		}
 	}

@@ -27,7 +27,10 @@ use trainet_primitives::{
 	bisection::Transition,
 	commit::OpLeaf,
 	descent::Axis,
-	market::{Dispute, DisputeId, DisputePhase, OpStage, Task, TaskId, TaskState},
+	market::{
+		DescentStage, Dispute, DisputeId, DisputePhase, InitStage, OpStage, StateTensors, Task,
+		TaskId, TaskState,
+	},
 	task::{Model, Optimizer, TrainingSpec},
 };
 use trainet_runtime::{AccountId, Balance, BlockNumber};
@@ -215,6 +218,34 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 			};
 			json!({ "leaf": { "transition": transition } })
 		}
+		DisputePhase::Initialization(g) => {
+			let stage = match g.stage() {
+				InitStage::Revealing => json!("revealing"),
+				InitStage::Descent { tensor, stage } => match stage {
+					DescentStage::Opening => json!({ "opening": { "tensor": tensor } }),
+					DescentStage::Descending(cursor) => json!({ "descending": {
+						"tensor": tensor, "level": cursor.level, "index": cursor.index,
+					} }),
+					DescentStage::Line { axis, index } => json!({ "line": {
+						"tensor": tensor, "axis": axis_name(axis), "index": index,
+					} }),
+					DescentStage::Element { row, col }
+					| DescentStage::Partials { row, col }
+					| DescentStage::Term { row, col, .. } => json!({ "element": {
+						"tensor": tensor, "row": row, "col": col,
+					} }),
+				},
+			};
+			let tensors = |t: &Option<StateTensors>| {
+				t.as_ref().map(|t| t.iter().map(hash).collect::<Vec<_>>())
+			};
+			json!({ "initialization": {
+				"stage": stage,
+				"solverTensors": tensors(&g.solver_tensors),
+				"challengerTensors": tensors(&g.challenger_tensors),
+				"descentAxis": g.descent.walk.as_ref().map(|w| axis_name(w.axis)),
+			} })
+		}
 		DisputePhase::Operations(g) => {
 			let leaf = |l: &Option<OpLeaf>| {
 				l.as_ref().map(|l| json!({ "output": hash(&l.output), "link": hash(&l.link) }))
@@ -235,6 +266,12 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 				} }),
 				OpStage::Element { op, row, col } => json!({ "element": {
 					"operation": op, "row": row, "col": col,
+				} }),
+				OpStage::Partials { op, row, col } => json!({ "partials": {
+					"operation": op, "row": row, "col": col,
+				} }),
+				OpStage::Term { op, row, col, k } => json!({ "term": {
+					"operation": op, "row": row, "col": col, "k": k,
 				} }),
 			};
 			json!({ "operations": {

@@ -6,7 +6,7 @@
 //! evidence ([`Pallet::settle_element`]); an initial value the chain computes at once.
 
 use crate::*;
-use trainet_primitives::program::initial_value;
+use trainet_primitives::{descent::terms, market::TermGame, program::initial_value};
 
 /// The tensor a descent is inside.
 #[derive(Clone, Copy)]
@@ -31,12 +31,12 @@ impl<T: Config> Pallet<T> {
 					w.is_some_and(|w| w.challenger_reveal.is_some()),
 				)
 			}
-			DescentStage::Line { .. } => (
+			DescentStage::Line { .. } | DescentStage::Partials { .. } => (
 				Lines::<T>::contains_key(dispute, Party::Solver),
 				Lines::<T>::contains_key(dispute, Party::Challenger),
 			),
 			// Nothing is due from the sides: the evidence is anyone's to give.
-			DescentStage::Element { .. } => (true, true),
+			DescentStage::Element { .. } | DescentStage::Term { .. } => (true, true),
 		}
 	}
 
@@ -51,7 +51,9 @@ impl<T: Config> Pallet<T> {
 			DisputePhase::Operations(game) => {
 				let j = match game.stage() {
 					OpStage::Opening(j) => j,
-					OpStage::Descending { op, .. } | OpStage::Line { op, .. } => op,
+					OpStage::Descending { op, .. }
+					| OpStage::Line { op, .. }
+					| OpStage::Partials { op, .. } => op,
 					_ => return Err(Error::<T>::WrongStage.into()),
 				};
 				let own_leaf = match party {
@@ -184,14 +186,20 @@ impl<T: Config> Pallet<T> {
 							Axis::Columns => (k, index),
 						};
 						match target {
-							Target::Operation(_) => {
+							Target::Operation(j) => {
 								descent.element = Some(trainet_primitives::market::Element {
 									row,
 									col,
 									solver: sv,
 									challenger: cv,
 								});
-								next_stage = Some(T::LeafTimeout::get());
+								// One element too large for a leaf: its sum, term by term.
+								if Self::plan(d.task, j) == Some(Plan::Terms) {
+									descent.term = Some(TermGame::default());
+									next_stage = Some(T::RoundTimeout::get());
+								} else {
+									next_stage = Some(T::LeafTimeout::get());
+								}
 							}
 							Target::Tensor(i) => {
 								// One initial value: the chain computes it from the seed.
@@ -210,6 +218,53 @@ impl<T: Config> Pallet<T> {
 							}
 						}
 						Lines::<T>::remove(dispute, party.other());
+					}
+				}
+			}
+			(DescentStage::Partials { .. }, DescentAnswer::Partials(values)) => {
+				let Target::Operation(j) = target else {
+					return Err(Error::<T>::WrongStage.into());
+				};
+				ensure!(!Lines::<T>::contains_key(dispute, party), Error::<T>::AlreadyRevealed);
+				let element = descent.element.ok_or(Error::<T>::WrongStage)?;
+				let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
+				let program = step_program(&spec).map_err(|_| Error::<T>::WrongStage)?;
+				let op = program.ops.get(j as usize).ok_or(Error::<T>::WrongStage)?;
+				// One partial sum per term, the last the side's value of the element.
+				ensure!(
+					u32::try_from(values.len()).ok() == Some(terms(&spec, &program, op)),
+					Error::<T>::WrongLineLength
+				);
+				let own = match party {
+					Party::Solver => element.solver,
+					Party::Challenger => element.challenger,
+				};
+				ensure!(values.last() == Some(&own), Error::<T>::BadProof);
+				match Lines::<T>::get(dispute, party.other()) {
+					None => Lines::<T>::insert(dispute, party, values),
+					Some(other) => {
+						let (s, c) = match party {
+							Party::Solver => (values, other),
+							Party::Challenger => (other, values),
+						};
+						// Their last sums differ (their values of the element do).
+						let k = s
+							.iter()
+							.zip(c.iter())
+							.position(|(a, b)| a != b)
+							.ok_or(Error::<T>::BadProof)?;
+						let prev = match k.checked_sub(1) {
+							Some(before) => s.get(before).copied().unwrap_or_default(),
+							None => 0.0f32.to_bits(),
+						};
+						descent.term = Some(TermGame {
+							k: Some(u32::try_from(k).map_err(|_| Error::<T>::Overflow)?),
+							prev,
+							solver: s.get(k).copied().unwrap_or_default(),
+							challenger: c.get(k).copied().unwrap_or_default(),
+						});
+						Lines::<T>::remove(dispute, party.other());
+						next_stage = Some(T::LeafTimeout::get());
 					}
 				}
 			}

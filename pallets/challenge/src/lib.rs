@@ -89,8 +89,8 @@ use trainet_primitives::{
 	bisection::{Bisection, Transition},
 	commit::{verify_op_proof, OpLeaf, OpProof},
 	descent::{
-		element_cost, element_value, inner_node, line_leaf, Axis, Cursor, DescentAnswer,
-		ElementEvidence, MAX_ELEMENT_VALUES, MAX_LINE,
+		element_value, inner_node, line_leaf, term_value, Axis, Cursor, DescentAnswer,
+		ElementEvidence, MAX_LINE,
 	},
 	market::{
 		Descent, DescentStage, Dispute, DisputeId, DisputePhase, InitGame, LeafCase, OpGame,
@@ -354,6 +354,9 @@ pub mod pallet {
 		DescentMoved { dispute: DisputeId, deadline: BlockNumberFor<T> },
 		/// The chain computed the disputed element `(row, col)`: its true bits are `truth`.
 		ElementSettled { dispute: DisputeId, row: u32, col: u32, truth: u32 },
+		/// The chain computed partial sum `k` of the disputed element `(row, col)` from the
+		/// agreed one before it: its true bits are `truth`.
+		TermSettled { dispute: DisputeId, row: u32, col: u32, k: u32, truth: u32 },
 		/// The dispute is over `h_0`, a state too large to recompute whole: both sides must
 		/// reveal the tensor hashes it is made of before `deadline`
 		/// ([`Pallet::reveal_state`]).
@@ -992,25 +995,51 @@ pub mod pallet {
 			let DisputePhase::Operations(game) = &d.phase else {
 				return Err(Error::<T>::NotInOperations.into());
 			};
-			let OpStage::Element { op, row, col } = game.stage() else {
-				return Err(Error::<T>::WrongStage.into());
-			};
-			let element =
-				game.descent.as_ref().and_then(|x| x.element).ok_or(Error::<T>::WrongStage)?;
+			let descent = game.descent.as_ref().ok_or(Error::<T>::WrongStage)?;
+			let element = descent.element.ok_or(Error::<T>::WrongStage)?;
 			let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
 			let pre_state = d.agreed_state.ok_or(Error::<T>::WrongStage)?;
-			let truth = element_value(
-				&spec,
-				game.step,
-				op,
-				(row, col),
-				&pre_state,
-				&game.agreed_link,
-				&evidence,
-			)
-			.map_err(Self::evidence_error)?;
-			let winner = if element.solver == truth { Party::Solver } else { Party::Challenger };
-			Self::deposit_event(Event::ElementSettled { dispute, row, col, truth });
+			let winner = match game.stage() {
+				OpStage::Element { op, row, col } => {
+					let truth = element_value(
+						&spec,
+						game.step,
+						op,
+						(row, col),
+						&pre_state,
+						&game.agreed_link,
+						&evidence,
+					)
+					.map_err(Self::evidence_error)?;
+					Self::deposit_event(Event::ElementSettled { dispute, row, col, truth });
+					if element.solver == truth {
+						Party::Solver
+					} else {
+						Party::Challenger
+					}
+				}
+				OpStage::Term { op, row, col, k } => {
+					let term = descent.term.ok_or(Error::<T>::WrongStage)?;
+					let truth = term_value(
+						&spec,
+						game.step,
+						op,
+						(row, col),
+						k,
+						term.prev,
+						(&pre_state, &game.agreed_link),
+						&evidence,
+					)
+					.map_err(Self::evidence_error)?;
+					Self::deposit_event(Event::TermSettled { dispute, row, col, k, truth });
+					if term.solver == truth {
+						Party::Solver
+					} else {
+						Party::Challenger
+					}
+				}
+				_ => return Err(Error::<T>::WrongStage.into()),
+			};
 			Self::conclude(dispute, winner, Resolution::Ruling);
 			Ok(())
 		}
@@ -1189,22 +1218,17 @@ pub mod pallet {
 				.unique_saturated_into()
 		}
 
+		/// How the chain settles operation `j` of the task's step ([`settle::plan`]), if it can.
+		pub(crate) fn plan(task: TaskId, j: u32) -> Option<Plan> {
+			let spec = T::Tasks::spec(task)?;
+			let program = step_program(&spec).ok()?;
+			settle::plan(&spec, &program, j, &T::LeafBudget::get()).ok()
+		}
+
 		/// Whether the chain executes operation `j` of the task's step whole, in one leaf (its
 		/// values, multiply-adds and evidence bytes inside the budget).
 		fn settleable(task: TaskId, j: u32) -> bool {
-			let Some(spec) = T::Tasks::spec(task) else { return false };
-			let Ok(program) = step_program(&spec) else { return false };
-			settle::plan(&spec, &program, j, &T::LeafBudget::get()) == Ok(Plan::Whole)
-		}
-
-		/// Whether the chain can compute element `(row, col)` of operation `j` in one leaf.
-		fn element_settleable(task: TaskId, j: u32, row: u32, col: u32) -> bool {
-			let Some(spec) = T::Tasks::spec(task) else { return false };
-			let Ok(program) = step_program(&spec) else { return false };
-			program
-				.ops
-				.get(j as usize)
-				.is_some_and(|op| element_cost(&spec, &program, op, row, col) <= MAX_ELEMENT_VALUES)
+			Self::plan(task, j) == Some(Plan::Whole)
 		}
 
 		fn evidence_error(e: RefereeError) -> Error<T> {
@@ -1353,14 +1377,16 @@ pub mod pallet {
 							Self::settleable(d.task, j).then_some(Party::Solver)
 						}
 						OpStage::Assembly => Some(Party::Solver),
-						OpStage::Opening(_) | OpStage::Descending { .. } | OpStage::Line { .. } => {
-							game.descent.as_ref().map(|descent| {
-								let (s, c) = Self::answered(dispute, descent);
-								missing(s, c)
-							})
-						}
-						OpStage::Element { op, row, col } => {
-							Self::element_settleable(d.task, op, row, col).then_some(Party::Solver)
+						OpStage::Opening(_)
+						| OpStage::Descending { .. }
+						| OpStage::Line { .. }
+						| OpStage::Partials { .. } => game.descent.as_ref().map(|descent| {
+							let (s, c) = Self::answered(dispute, descent);
+							missing(s, c)
+						}),
+						OpStage::Element { op, .. } | OpStage::Term { op, .. } => {
+							matches!(Self::plan(d.task, op), Some(Plan::Elements | Plan::Terms))
+								.then_some(Party::Solver)
 						}
 					};
 					match winner {

@@ -190,6 +190,7 @@ thread_local! {
 	static LEAF_BOUND: RefCell<LeafBound> = const { RefCell::new(LeafBound::CHAIN) };
 	/// The reference speed of recomputations (tests lower it to make them take blocks).
 	static WORK_PER_BLOCK: RefCell<u64> = const { RefCell::new(LeafBudget::CHAIN.work_per_block) };
+	static LEAF_BYTES: RefCell<u64> = const { RefCell::new(LeafBudget::CHAIN.bytes) };
 	/// The cases the referee saw.
 	static CASES: RefCell<Vec<(DisputeId, LeafCase)>> = const { RefCell::new(Vec::new()) };
 }
@@ -210,6 +211,11 @@ pub fn set_leaf_bound(bound: LeafBound) {
 	LEAF_BOUND.with(|b| *b.borrow_mut() = bound);
 }
 
+/// Sets the bytes one leaf's evidence may take.
+pub fn set_leaf_bytes(bytes: u64) {
+	LEAF_BYTES.with(|b| *b.borrow_mut() = bytes);
+}
+
 /// Sets the reference speed: the work an honest party does per block.
 pub fn set_work_per_block(work: u64) {
 	WORK_PER_BLOCK.with(|w| *w.borrow_mut() = work);
@@ -223,6 +229,7 @@ impl frame_support::traits::Get<LeafBudget> for MockLeafBudget {
 		LeafBudget {
 			whole: LEAF_BOUND.with(|b| *b.borrow()),
 			work_per_block: WORK_PER_BLOCK.with(|w| *w.borrow()),
+			bytes: LEAF_BYTES.with(|b| *b.borrow()),
 			..LeafBudget::CHAIN
 		}
 	}

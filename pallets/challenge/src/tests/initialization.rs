@@ -122,7 +122,9 @@ fn play_init(id: u64, solver: &Side, challenger: &Side, silent: Option<(Party, u
 						DescentStage::Line { axis, index } => {
 							DescentAnswer::Line(line(m, axis, index).try_into().unwrap())
 						}
-						DescentStage::Element { .. } => {
+						DescentStage::Element { .. }
+						| DescentStage::Partials { .. }
+						| DescentStage::Term { .. } => {
 							panic!("an initial value is never left due")
 						}
 					};

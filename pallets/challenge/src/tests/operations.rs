@@ -9,10 +9,14 @@ use super::*;
 use crate::OpStage;
 use trainet_primitives::{
 	commit::{op_root, state_hash, OpTrace},
-	descent::{element_evidence, line, DescentAnswer, LineTree, TensorOpening},
+	descent::{
+		element_evidence, element_partials, line, term_evidence, DescentAnswer, LineTree,
+		TensorOpening,
+	},
 	market::OpGame,
 	program,
 	referee::{Fault, LeafBound, OpEvidence, StepRun, TraceRun},
+	settle,
 	task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
 };
 
@@ -498,6 +502,133 @@ fn descent_case(liar: Party, lie: Lie) {
 		assert_eq!(crate::Lines::<Test>::iter().count(), 0);
 		check_invariants(System::block_number());
 	});
+}
+
+/// The first layer's weight gradient `Xᵀ · dZ`, whose every element reads a column of the
+/// batch (every sample of it).
+fn batch_column_product(spec: &TrainingSpec) -> u32 {
+	let program = program::step_program(spec).unwrap();
+	program
+		.ops
+		.iter()
+		.position(|op| {
+			op.kind == program::OpKind::MatMulTn && op.inputs[0] == program::Source::Batch
+		})
+		.unwrap() as u32
+}
+
+/// Issue item 2: one element of the first layer's weight gradient reads every sample of the
+/// batch, beyond one leaf for large batches, so such specs were refused (or, before the rule,
+/// voided). Here the leaf's byte budget is set so that no element of that product fits while
+/// one term does: the sides reveal their partial sums, the first that differs is one term,
+/// and the chain computes it from one sample and one row of `dZ`.
+fn term_case(liar: Party, lie: Lie) {
+	new_test_ext().execute_with(|| {
+		let (spec, data) = task_spec();
+		let j = batch_column_product(&spec);
+		let program = program::step_program(&spec).unwrap();
+		let term = settle::term_bytes(&spec, &program, j);
+		let others = (0..program.ops.len() as u32)
+			.filter(|o| *o != j)
+			.map(|o| settle::element_bytes(&spec, &program, o))
+			.max()
+			.unwrap();
+		let budget = term.max(others);
+		assert!(settle::element_bytes(&spec, &program, j) > budget);
+		set_leaf_bound(LeafBound { values: 0, macs: 0 });
+		set_leaf_bytes(budget);
+		let issuance = Balances::total_issuance();
+		let honest = side(&spec, &data, Lie::None);
+		let lying = side(&spec, &data, lie);
+		let ctx = format!("liar {liar:?} lie {lie:?}");
+		let (solver, challenger) = match liar {
+			Party::Solver => (&lying, &honest),
+			Party::Challenger => (&honest, &lying),
+		};
+		let id = to_operations(&spec, solver, challenger);
+		play_ops(id, solver, challenger);
+		play_descent(id, solver, challenger);
+		let OpStage::Partials { op, row, col } = game(id).unwrap().stage() else {
+			panic!("{ctx}: {:?}", game(id).map(|g| g.stage()))
+		};
+		assert_eq!(op, j, "{ctx}");
+		// The honest partial sums end at the honest value; the liar's keep the honest ones
+		// and end at its own value (its best chance: the last term).
+		let truth = element_partials(&honest.bad, j, (row, col)).unwrap();
+		let out = &lying.bad.outputs[j as usize];
+		let mut lie_sums = truth.clone();
+		*lie_sums.last_mut().unwrap() = out.data[(row * out.cols + col) as usize].to_bits();
+		assert_ne!(lie_sums, truth, "{ctx}");
+		let (s_sums, c_sums) = match liar {
+			Party::Solver => (lie_sums, truth.clone()),
+			Party::Challenger => (truth.clone(), lie_sums),
+		};
+		// One sum per term, the last the side's own value.
+		assert_noop!(
+			Challenge::descend(
+				RuntimeOrigin::signed(20),
+				id,
+				DescentAnswer::Partials(c_sums[1..].to_vec().try_into().unwrap())
+			),
+			Error::<Test>::WrongLineLength
+		);
+		assert_noop!(
+			Challenge::descend(
+				RuntimeOrigin::signed(20),
+				id,
+				DescentAnswer::Partials(s_sums.clone().try_into().unwrap())
+			),
+			Error::<Test>::BadProof
+		);
+		for (who, sums) in [(10, &s_sums), (20, &c_sums)] {
+			assert_ok!(Challenge::descend(
+				RuntimeOrigin::signed(who),
+				id,
+				DescentAnswer::Partials(sums.clone().try_into().unwrap())
+			));
+		}
+		let OpStage::Term { k, .. } = game(id).unwrap().stage() else { panic!("{ctx}") };
+		assert_eq!(k as usize, truth.len() - 1, "{ctx}");
+		// Tampered evidence is refused; the true evidence settles.
+		let mut ev = term_evidence(&honest.bad, j, (row, col), k).unwrap();
+		ev.samples[0].features[0] ^= 1;
+		assert_noop!(
+			Challenge::settle_element(RuntimeOrigin::signed(99), id, ev),
+			Error::<Test>::EvidenceWrongBatch
+		);
+		let mut ev = term_evidence(&honest.bad, j, (row, col), k).unwrap();
+		ev.inputs[0].values[0] ^= 1;
+		assert_noop!(
+			Challenge::settle_element(RuntimeOrigin::signed(99), id, ev),
+			Error::<Test>::EvidenceWrongInput
+		);
+		let ev = term_evidence(&honest.bad, j, (row, col), k).unwrap();
+		assert!((codec::Encode::encode(&ev).len() as u64) < budget, "{ctx}");
+		assert_ok!(Challenge::settle_element(RuntimeOrigin::signed(99), id, ev));
+		let settled = System::events().into_iter().find_map(|r| match r.event {
+			RuntimeEvent::Challenge(Event::TermSettled { dispute, truth, .. }) if dispute == id => {
+				Some(truth)
+			}
+			_ => None,
+		});
+		assert_eq!(settled, truth.last().copied(), "{ctx}");
+		assert_eq!(resolved(id), Some((liar.other(), Resolution::Ruling)), "{ctx}");
+		let slashed = if liar == Party::Solver { SOLVER_STAKE } else { BOND };
+		assert_eq!(Balances::total_issuance(), issuance - (slashed - WINNER_SHARE * slashed));
+		assert_eq!(crate::Lines::<Test>::iter().count(), 0);
+		check_invariants(System::block_number());
+	});
+}
+
+#[test]
+fn an_element_too_large_for_a_leaf_is_settled_term_by_term() {
+	let (spec, _) = task_spec();
+	let j = batch_column_product(&spec);
+	for lie in [Lie::Operation(j), Lie::LastValue(j)] {
+		for liar in [Party::Solver, Party::Challenger] {
+			term_case(liar, lie);
+		}
+	}
 }
 
 #[test]
