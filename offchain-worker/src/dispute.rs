@@ -161,7 +161,16 @@ impl Fighter {
 			.ok_or_else(|| FightError::Unexpected("no segment".into()))
 	}
 
-	/// The initial state (computed once): every side's, since no fault is in it.
+	/// Answers the initialization game from `state` instead of the spec's initial state: the
+	/// cheat switch's lie about `h_0` (whose trace starts from its hash), for demonstrations
+	/// and tests of the game.
+	pub fn with_initial_state(mut self, state: Vec<Matrix>) -> Self {
+		self.init = Some(state);
+		self
+	}
+
+	/// The initial state (computed once from the spec, unless set by
+	/// [`Self::with_initial_state`]).
 	fn initial_state(&mut self) -> Result<&[Matrix], FightError> {
 		if self.init.is_none() {
 			let program = step_program(&self.spec)

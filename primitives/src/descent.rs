@@ -400,7 +400,8 @@ pub fn partials(a: &[f32], b: &[f32]) -> Vec<u32> {
 }
 
 /// The partial sums of element `(r, c)` of product `j` in a run of the step, from the same
-/// lines [`element_value`] reads.
+/// lines [`element_value`] reads, the last being the run's own output value (the sum itself
+/// for an honest run; a run with a fault in that operation answers consistently with it).
 pub fn element_partials(
 	run: &crate::referee::StepRun,
 	j: u32,
@@ -431,7 +432,12 @@ pub fn element_partials(
 		};
 		lines.push(values);
 	}
-	Some(partials(lines.first()?, lines.get(1)?))
+	let mut sums = partials(lines.first()?, lines.get(1)?);
+	let out = run.outputs.get(j as usize)?;
+	let own =
+		out.data.get((r as usize).checked_mul(out.cols as usize)?.checked_add(c as usize)?)?;
+	*sums.last_mut()? = own.to_bits();
+	Some(sums)
 }
 
 /// The evidence for term `k` of element `(r, c)` of product `j` from a run of the step: the

@@ -180,3 +180,242 @@ async fn play(
 	ensure!(l.active == 100 * UNIT && l.locked == 0, "verifier: {l:?}");
 	Ok(settled)
 }
+
+/// A side of one of the disputes of [`the_runtime_settles_large_models_value_by_value`].
+struct Case {
+	task: u64,
+	solver: subxt_signer::sr25519::Keypair,
+	verifier: subxt_signer::sr25519::Keypair,
+	liar: Fighter,
+	honest: Fighter,
+	/// The stages the dispute went through, as the RPC names them.
+	stages: Vec<String>,
+}
+
+/// The two leaves that let the chain settle models beyond what it recomputes in one block,
+/// played at once on one dev chain, each side with the worker's dispute logic:
+///
+/// - a solver that commits an initial state with one value altered, on a model whose state
+///   (3.2 M values) the chain does not recompute whole: both reveal their state's tensor
+///   hashes, descend inside the first weight matrix to one line, and the runtime computes the
+///   one initial value the lines differ on from the seed;
+/// - a solver that alters the first layer's weight gradient on a batch of 1 024 samples of 784
+///   features: one of its elements reads 0.8 M values, beyond one leaf, so after the element
+///   descent both reveal their partial sums of it and the runtime computes one term from one
+///   sample and one row.
+#[tokio::test]
+async fn the_runtime_settles_large_models_value_by_value() -> Result<()> {
+	use trainet_primitives::{
+		commit::state_hash,
+		program::{initial_state, step_program, Source},
+	};
+	let init_data = synthetic_dataset(3, 40, 1024, 10);
+	let mut init_spec =
+		TrainingSpec::example_mlp(&[1024, 1024, 10], adam(), 8).on_dataset(&init_data);
+	init_spec.steps = 2;
+	let program = step_program(&init_spec).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+	ensure!(program.state_values() > 3_000_000);
+	let mut lie = initial_state(&init_spec, &program).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+	lie[0].data[5000] += 0.5;
+	let honest_init =
+		TraceRun::new(&init_spec, &init_data, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+	let mut liar_init = honest_init.states.clone();
+	liar_init[0] = state_hash(&lie);
+	for (t, s) in liar_init.iter_mut().enumerate().skip(1) {
+		*s = H256::from_low_u64_be(0xbad0 + t as u64);
+	}
+
+	let term_data = synthetic_dataset(5, 1100, 784, 10);
+	let mut term_spec =
+		TrainingSpec::example_mlp(&[784, 16, 10], adam(), 1024).on_dataset(&term_data);
+	term_spec.steps = 2;
+	let program = step_program(&term_spec).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+	let op = program
+		.ops
+		.iter()
+		.position(|o| o.kind == OpKind::MatMulTn && o.inputs.first() == Some(&Source::Batch))
+		.context("the first layer's weight gradient")? as u32;
+	let fault = Fault { step: 1, op };
+	let honest_term =
+		TraceRun::new(&term_spec, &term_data, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+	let liar_term =
+		TraceRun::new(&term_spec, &term_data, Some(fault)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+
+	let dir = tempfile::tempdir()?;
+	let node = Node::start(NodeConfig::dev(dir.path())).await?;
+	node.wait_for_finalized(1, Duration::from_secs(90)).await?;
+	let api = OnlineClient::<PolkadotConfig>::from_url(node.ws_url()).await?;
+	let chain = Chain::connect(&node.ws_url(), Duration::from_secs(30)).await?;
+	let submitter = dev::alice();
+	let timeouts = Timeouts::<u32> { claim: 300, commit: 300, challenge: 300 };
+	let dataset = |spec: &TrainingSpec, data: &[(Vec<f32>, u32)]| Dataset {
+		features: spec.dataset.features,
+		classes: spec.dataset.classes,
+		samples: data.to_vec(),
+	};
+	let mut cases = vec![
+		Case {
+			task: 0,
+			solver: dev::dave(),
+			verifier: dev::eve(),
+			liar: Fighter::new(
+				Party::Solver,
+				init_spec.clone(),
+				dataset(&init_spec, &init_data),
+				liar_init.clone(),
+				None,
+			)
+			.with_initial_state(lie),
+			honest: Fighter::new(
+				Party::Challenger,
+				init_spec.clone(),
+				dataset(&init_spec, &init_data),
+				honest_init.states.clone(),
+				None,
+			),
+			stages: Vec::new(),
+		},
+		Case {
+			task: 1,
+			solver: dev::charlie(),
+			verifier: dev::ferdie(),
+			liar: Fighter::new(
+				Party::Solver,
+				term_spec.clone(),
+				dataset(&term_spec, &term_data),
+				liar_term.states.clone(),
+				Some(fault),
+			),
+			honest: Fighter::new(
+				Party::Challenger,
+				term_spec.clone(),
+				dataset(&term_spec, &term_data),
+				honest_term.states.clone(),
+				None,
+			),
+			stages: Vec::new(),
+		},
+	];
+	let traces = [
+		(&init_spec, &liar_init, &honest_init.states),
+		(&term_spec, &liar_term.states, &honest_term.states),
+	];
+	for (case, (spec, liar, honest)) in cases.iter().zip(traces) {
+		tokio::try_join!(
+			submit_in_block(
+				&node,
+				&api,
+				&case.solver,
+				"ComputeStaking",
+				"register",
+				((true, false), 200 * UNIT)
+			),
+			submit_in_block(
+				&node,
+				&api,
+				&case.verifier,
+				"ComputeStaking",
+				"register",
+				((false, true), 100 * UNIT)
+			),
+			submit_in_block(
+				&node,
+				&api,
+				&submitter,
+				"TaskEscrow",
+				"submit",
+				(spec, 10 * UNIT, timeouts)
+			),
+		)?;
+		submit_in_block(&node, &api, &case.solver, "TaskEscrow", "claim", (case.task,)).await?;
+		let steps = spec.steps;
+		let commitment = TraceCommitment {
+			trace_root: trace_root(liar),
+			steps,
+			final_state: liar[steps as usize],
+			model_hash: H256::zero(),
+		};
+		let proof = trace_proof(liar, steps).context("proof")?;
+		submit_in_block(
+			&node,
+			&api,
+			&case.solver,
+			"TaskEscrow",
+			"commit",
+			(case.task, commitment, proof),
+		)
+		.await?;
+		let proof = trace_proof(honest, steps).context("proof")?;
+		submit_in_block(
+			&node,
+			&api,
+			&case.verifier,
+			"Challenge",
+			"open",
+			(case.task, trace_root(honest), proof),
+		)
+		.await?;
+	}
+
+	for round in 0.. {
+		ensure!(round < 80, "the disputes did not end");
+		let open: Vec<Value> = node.rpc("trainet_openDisputes", vec![]).await?;
+		if open.is_empty() {
+			break;
+		}
+		let mut moves = Vec::new();
+		for case in cases.iter_mut() {
+			let Some(d) = open.iter().find(|d| d["task"].as_u64() == Some(case.task)) else {
+				continue;
+			};
+			let id = d["id"].as_u64().context("id")?;
+			let phase = &d["phase"];
+			let stage = [&phase["initialization"]["stage"], &phase["operations"]["stage"]]
+				.into_iter()
+				.find(|s| !s.is_null())
+				.map(|s| match s.as_object() {
+					Some(o) => o.keys().next().cloned().unwrap_or_default(),
+					None => s.as_str().unwrap_or_default().to_string(),
+				});
+			if let Some(stage) = stage {
+				if case.stages.last() != Some(&stage) {
+					case.stages.push(stage);
+				}
+			}
+			let Case { solver, verifier, liar, honest, .. } = case;
+			let chain = &chain;
+			moves.push(async move {
+				let (a, b) =
+					tokio::join!(liar.tick(chain, solver, id), honest.tick(chain, verifier, id));
+				a.and(b)
+			});
+		}
+		futures::future::try_join_all(moves).await?;
+	}
+
+	// The initialization game went to one line of the first weight matrix; the term game
+	// through the element descent to the partial sums and one term.
+	let [init, term] = &cases[..] else { unreachable!() };
+	ensure!(
+		init.stages.starts_with(&["revealing".into(), "opening".into()])
+			&& init.stages.contains(&"line".into()),
+		"initialization stages: {:?}",
+		init.stages
+	);
+	for stage in ["opening", "line", "partials", "term"] {
+		ensure!(term.stages.contains(&stage.into()), "term stages: {:?}", term.stages);
+	}
+	for case in &cases {
+		let task: Value = node.rpc("trainet_task", vec![json!(case.task)]).await?;
+		ensure!(task["state"]["status"] == "open", "task {}: {task}", case.task);
+		ensure!(task["lastFailedSolver"] == ss58(&case.solver), "task {}: {task}", case.task);
+	}
+	settle(&node, &api).await?;
+	for case in &cases {
+		let l = ledger(&api, &case.solver).await?;
+		ensure!(l.active < 200 * UNIT && l.locked == 0, "solver of task {}: {l:?}", case.task);
+		let l = ledger(&api, &case.verifier).await?;
+		ensure!(l.active == 100 * UNIT && l.locked == 0, "verifier of task {}: {l:?}", case.task);
+	}
+	Ok(())
+}

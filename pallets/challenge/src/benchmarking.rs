@@ -6,7 +6,7 @@ use frame_support::traits::Hooks;
 use frame_system::RawOrigin;
 use trainet_primitives::{
 	commit::{chain, op_trace},
-	market::TraceCommitment,
+	market::{Element, TraceCommitment},
 	referee::OpEvidence,
 	trace::{trace_proof, trace_root, TracePoints},
 };
@@ -584,6 +584,121 @@ mod benchmarks {
 		#[extrinsic_call]
 		settle_element(RawOrigin::Signed(account("caller", 0, 0)), id, evidence);
 		assert!(!Disputes::<T>::contains_key(id));
+		Ok(())
+	}
+
+	/// The second reveal of the initialization game, on the state with the most tensors
+	/// (nine layer widths, Adam: 48), differing only in the last: the state hash of 48 tensor
+	/// hashes, the program's construction and the scan for the first difference.
+	#[benchmark]
+	fn reveal_state() -> Result<(), BenchmarkError> {
+		use trainet_primitives::{
+			commit::state_hash_of,
+			market::InitGame,
+			program::MAX_STATE_TENSORS,
+			task::{F32Bits, Optimizer, TrainingSpec},
+		};
+		let adam = Optimizer::Adam {
+			learning_rate: F32Bits::from_f32(0.01),
+			beta1: F32Bits::from_f32(0.9),
+			beta2: F32Bits::from_f32(0.999),
+			epsilon: F32Bits::from_f32(1e-7),
+		};
+		let spec = TrainingSpec::example_mlp(&[4; 9], adam, 4);
+		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
+		assert_eq!(program.state_shapes.len() as u32, MAX_STATE_TENSORS);
+		let theirs = outputs(MAX_STATE_TENSORS, 1);
+		let mut ours = theirs.clone();
+		if let Some(last) = ours.last_mut() {
+			*last = H256::repeat_byte(9);
+		}
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = committed_with::<T>(&solver, 1, Some(spec));
+		let id = open_dispute::<T>(task, 1, 0)?;
+		let mut d = Disputes::<T>::get(id).ok_or(BenchmarkError::Stop("no dispute"))?;
+		d.bisection = Bisection::from_ends(0, 1).ok_or(BenchmarkError::Stop("no interval"))?;
+		d.agreed_state = None;
+		d.solver_disputed = state_hash_of(&ours);
+		d.challenger_disputed = state_hash_of(&theirs);
+		d.phase = DisputePhase::Initialization(InitGame {
+			challenger_tensors: Some(
+				BoundedVec::try_from(theirs).map_err(|_| BenchmarkError::Stop("tensors"))?,
+			),
+			..Default::default()
+		});
+		Disputes::<T>::insert(id, d);
+		let ours = BoundedVec::try_from(ours).map_err(|_| BenchmarkError::Stop("tensors"))?;
+		#[extrinsic_call]
+		reveal_state(RawOrigin::Signed(solver), id, ours);
+		assert!(matches!(
+			Disputes::<T>::get(id).map(|d| d.phase),
+			Some(DisputePhase::Initialization(InitGame { disputed: Some(_), .. }))
+		));
+		Ok(())
+	}
+
+	/// The second partial sums of an element split term by term, of the longest length (a
+	/// batch of `MAX_LINE` samples), differing only in the last: the term is found.
+	#[benchmark]
+	fn descend_partials() -> Result<(), BenchmarkError> {
+		use trainet_primitives::{
+			descent::{DescentAnswer, MAX_LINE},
+			market::TermGame,
+			program::{OpKind, Source},
+			task::{F32Bits, Optimizer, TrainingSpec},
+		};
+		let sgd = Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(0.1),
+			momentum: F32Bits::from_f32(0.0),
+		};
+		let spec = TrainingSpec::example_mlp(&[4, 4, 2], sgd, MAX_LINE);
+		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
+		let j = program
+			.ops
+			.iter()
+			.position(|o| o.kind == OpKind::MatMulTn && o.inputs.first() == Some(&Source::Batch))
+			.ok_or(BenchmarkError::Stop("no first-layer weight gradient"))? as u32;
+		let theirs: alloc::vec::Vec<u32> = (0..MAX_LINE).collect();
+		let mut ours = theirs.clone();
+		if let Some(last) = ours.last_mut() {
+			*last = 0;
+		}
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = committed_with::<T>(&solver, 1, Some(spec));
+		let id = open_dispute::<T>(task, 1, 0)?;
+		let pre = H256::repeat_byte(1);
+		let ops = program.ops.len() as u32;
+		let (element_s, element_c) = (0, MAX_LINE.saturating_sub(1));
+		into_operations::<T>(id, ops, pre, |g| {
+			let (s, c) = (H256::repeat_byte(6), H256::repeat_byte(7));
+			g.solver_root = Some(H256::repeat_byte(2));
+			g.challenger_root = Some(H256::repeat_byte(3));
+			g.bisection = Bisection { agreed: j, disputed: j.saturating_add(1) };
+			g.solver_disputed = Some(OpLeaf { output: s, link: chain(&pre, &s) });
+			g.challenger_disputed = Some(OpLeaf { output: c, link: chain(&pre, &c) });
+			g.descent = Some(Descent {
+				element: Some(Element { row: 0, col: 0, solver: element_s, challenger: element_c }),
+				term: Some(TermGame::default()),
+				..Default::default()
+			});
+		})?;
+		Lines::<T>::insert(
+			id,
+			Party::Challenger,
+			BoundedVec::try_from(theirs).map_err(|_| BenchmarkError::Stop("sums"))?,
+		);
+		let answer = DescentAnswer::Partials(
+			BoundedVec::try_from(ours).map_err(|_| BenchmarkError::Stop("sums"))?,
+		);
+		#[extrinsic_call]
+		descend(RawOrigin::Signed(solver), id, answer);
+		assert!(matches!(
+			Disputes::<T>::get(id).map(|d| d.phase),
+			Some(DisputePhase::Operations(OpGame {
+				descent: Some(Descent { term: Some(TermGame { k: Some(_), .. }), .. }),
+				..
+			}))
+		));
 		Ok(())
 	}
 

@@ -965,7 +965,8 @@ pub mod pallet {
 		/// [`Pallet::settle_element`] decides.
 		#[pallet::call_index(6)]
 		#[pallet::weight(T::WeightInfo::descend_opening(T::MaxDisputesPerTask::get())
-			.max(T::WeightInfo::descend_line().saturating_add(Pallet::<T>::ending_others())))]
+			.max(T::WeightInfo::descend_line().saturating_add(Pallet::<T>::ending_others()))
+			.max(T::WeightInfo::descend_partials()))]
 		pub fn descend(
 			origin: OriginFor<T>,
 			dispute: DisputeId,

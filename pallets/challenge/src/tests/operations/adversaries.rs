@@ -13,7 +13,39 @@ use super::*;
 use crate::Lines;
 use proptest::prelude::*;
 use sp_runtime::traits::Dispatchable;
-use trainet_primitives::descent::element_evidence;
+use trainet_primitives::descent::{element_evidence, element_partials, term_evidence};
+
+/// How the chain settles the disputed operation in a case.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Leaf {
+	/// Whole, when it fits (the chain's bound).
+	Whole,
+	/// Element by element (the whole-operation bound set to nothing).
+	Elements,
+	/// Element by element, and the batch-column product term by term (the leaf's byte budget
+	/// set below one of its elements and above one of its terms).
+	Terms,
+}
+
+fn leaf() -> impl Strategy<Value = Leaf> {
+	prop_oneof![Just(Leaf::Whole), Just(Leaf::Elements), Just(Leaf::Terms)]
+}
+
+/// The byte budget under which no element of the batch-column product `j` fits one leaf but
+/// one term, and one element of every other operation, do; `None` when there is none.
+fn terms_budget(spec: &TrainingSpec) -> Option<u64> {
+	use trainet_primitives::{program::Source, settle};
+	let program = program::step_program(spec).ok()?;
+	let j = program.ops.iter().position(|op| {
+		op.kind == program::OpKind::MatMulTn && op.inputs.first() == Some(&Source::Batch)
+	})? as u32;
+	let others = (0..program.ops.len() as u32)
+		.filter(|o| *o != j)
+		.map(|o| settle::element_bytes(spec, &program, o))
+		.max()?;
+	let budget = settle::term_bytes(spec, &program, j).max(others);
+	(settle::element_bytes(spec, &program, j) > budget).then_some(budget)
+}
 
 /// What the liar does from its `k`-th answer on (its answers counted from 0).
 #[derive(Clone, Copy, Debug)]
@@ -162,6 +194,24 @@ fn answer(
 			dispute: id,
 			evidence: element_evidence(&side.bad, spec, op, (row, col)).unwrap(),
 		}),
+		OpStage::Partials { op, row, col } => {
+			(!Lines::<Test>::contains_key(id, party)).then(|| {
+				// The sums from the side's inputs, ending at its own value of the element
+				// (a liar's altered output is not the sum of its inputs).
+				let mut sums = element_partials(&side.bad, op, (row, col)).unwrap();
+				let m = short_of(op).map_or(&side.bad.outputs[op as usize], |s| &s.1);
+				*sums.last_mut().unwrap() =
+					m.data.get((row * m.cols + col) as usize).map_or(0, |v| v.to_bits());
+				crate::Call::descend {
+					dispute: id,
+					answer: DescentAnswer::Partials(sums.try_into().unwrap()),
+				}
+			})
+		}
+		OpStage::Term { op, row, col, k } if settles => Some(crate::Call::settle_element {
+			dispute: id,
+			evidence: term_evidence(&side.bad, op, (row, col), k).unwrap(),
+		}),
 		_ => None,
 	}
 }
@@ -182,6 +232,11 @@ fn malformed(call: &crate::Call<Test>, truncate: bool) -> Option<crate::Call<Tes
 				values.truncate(keep);
 			}
 			DescentAnswer::Line(values) if !truncate => values[0] ^= 1,
+			DescentAnswer::Partials(values) if truncate => {
+				let keep = values.len().saturating_sub(1) / 2;
+				values.truncate(keep);
+			}
+			DescentAnswer::Partials(values) if !truncate => *values.last_mut()? ^= 1,
 			_ => return None,
 		},
 		_ => return None,
@@ -201,7 +256,7 @@ fn adversary_case(
 	lie: Lie,
 	liar: Party,
 	adversary: Adversary,
-	whole: bool,
+	leaf: Leaf,
 	order: u64,
 ) -> Result<(), TestCaseError> {
 	let honest = side(&spec, &data, Lie::None);
@@ -220,8 +275,11 @@ fn adversary_case(
 		_ => None,
 	};
 	new_test_ext().execute_with(|| {
-		if !whole {
+		if leaf != Leaf::Whole {
 			set_leaf_bound(LeafBound { values: 0, macs: 0 });
+		}
+		if let (Leaf::Terms, Some(budget)) = (leaf, terms_budget(&spec)) {
+			set_leaf_bytes(budget);
 		}
 		let issuance = Balances::total_issuance();
 		let (solver, challenger) = match liar {
@@ -231,7 +289,7 @@ fn adversary_case(
 		let id = to_operations(&spec, solver, challenger);
 		let d = Disputes::<Test>::get(id).unwrap();
 		let account = |p: Party| if p == Party::Solver { d.solver } else { d.challenger };
-		let ctx = format!("liar {liar:?} {lie:?} {adversary:?} whole {whole}");
+		let ctx = format!("liar {liar:?} {lie:?} {adversary:?} leaf {leaf:?}");
 		let mut k = 0u32;
 		for round in 0..400u64 {
 			if Disputes::<Test>::get(id).is_none() {
@@ -321,7 +379,7 @@ proptest! {
 		one_value in any::<bool>(),
 		liar_solver in any::<bool>(),
 		adversary in adversary(),
-		whole in any::<bool>(),
+		leaf in leaf(),
 		order in any::<u64>(),
 	) {
 		let (spec, data) = random_spec(seed, hidden, input, classes, optimizer, batch);
@@ -330,6 +388,6 @@ proptest! {
 		let j = op % ops;
 		let lie = if one_value { Lie::LastValue(j) } else { Lie::Operation(j) };
 		let liar = if liar_solver { Party::Solver } else { Party::Challenger };
-		adversary_case((spec, data), lie, liar, adversary, whole, order)?;
+		adversary_case((spec, data), lie, liar, adversary, leaf, order)?;
 	}
 }
