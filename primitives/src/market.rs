@@ -50,6 +50,81 @@ impl Party {
 	}
 }
 
+/// One value for each side of a dispute: what both reveal, commit or hold at a stage. The
+/// pallet reads and writes a side's value by [`Party`] instead of matching on it.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+	Default,
+)]
+pub struct Sides<T> {
+	/// The solver's.
+	pub solver: T,
+	/// The challenger's.
+	pub challenger: T,
+}
+
+impl<T> Sides<T> {
+	/// The solver's and the challenger's values.
+	pub const fn new(solver: T, challenger: T) -> Self {
+		Self { solver, challenger }
+	}
+
+	/// `party`'s value.
+	pub fn of(&self, party: Party) -> &T {
+		match party {
+			Party::Solver => &self.solver,
+			Party::Challenger => &self.challenger,
+		}
+	}
+
+	/// `party`'s value, to change.
+	pub fn of_mut(&mut self, party: Party) -> &mut T {
+		match party {
+			Party::Solver => &mut self.solver,
+			Party::Challenger => &mut self.challenger,
+		}
+	}
+}
+
+impl<T> Sides<Option<T>> {
+	/// Neither side has given its value.
+	pub const fn none() -> Self {
+		Self { solver: None, challenger: None }
+	}
+
+	/// Both values, once both sides have given theirs.
+	pub fn both(&self) -> Option<Sides<&T>> {
+		Some(Sides { solver: self.solver.as_ref()?, challenger: self.challenger.as_ref()? })
+	}
+
+	/// Whether each side has given its value.
+	pub fn given(&self) -> Sides<bool> {
+		Sides { solver: self.solver.is_some(), challenger: self.challenger.is_some() }
+	}
+}
+
+impl Sides<bool> {
+	/// Who wins when a deadline passes with these sides having answered: whoever has not
+	/// answered loses, and the challenger when neither has (whoever opens a dispute must
+	/// pursue it).
+	pub fn winner_at_deadline(&self) -> Party {
+		if !self.solver && self.challenger {
+			Party::Challenger
+		} else {
+			Party::Solver
+		}
+	}
+}
+
 /// What a solver commits to once it has trained: the root over its trace, its length and the
 /// final state.
 #[derive(
@@ -175,10 +250,8 @@ pub enum DisputePhase {
 	Bisecting {
 		/// Rounds completed so far.
 		round: u32,
-		/// The solver's revealed hash this round, if any.
-		solver_reveal: Option<H256>,
-		/// The challenger's revealed hash this round, if any.
-		challenger_reveal: Option<H256>,
+		/// Each side's revealed hash this round, if any.
+		reveals: Sides<Option<H256>>,
 	},
 	/// Narrowed to one transition; the leaf referee decides it.
 	Leaf {
@@ -221,10 +294,8 @@ pub type StateTensors =
 	Default,
 )]
 pub struct InitGame {
-	/// The solver's tensor hashes, once revealed.
-	pub solver_tensors: Option<StateTensors>,
-	/// The challenger's tensor hashes, once revealed.
-	pub challenger_tensors: Option<StateTensors>,
+	/// Each side's tensor hashes, once revealed.
+	pub tensors: Sides<Option<StateTensors>>,
 	/// The first tensor the sides differ on, once both revealed.
 	pub disputed: Option<DisputedTensor>,
 	/// The element descent inside that tensor.
@@ -247,20 +318,8 @@ pub struct InitGame {
 pub struct DisputedTensor {
 	/// Its index in the state.
 	pub index: u32,
-	/// The solver's hash of it.
-	pub solver: H256,
-	/// The challenger's hash of it.
-	pub challenger: H256,
-}
-
-impl DisputedTensor {
-	/// `party`'s hash of it.
-	pub fn of(&self, party: Party) -> H256 {
-		match party {
-			Party::Solver => self.solver,
-			Party::Challenger => self.challenger,
-		}
-	}
+	/// Each side's hash of it.
+	pub hashes: Sides<H256>,
 }
 
 /// Where the initialization game stands.
@@ -305,18 +364,14 @@ pub struct SegmentGame {
 	pub first: u32,
 	/// Steps in the segment, at least 2.
 	pub len: u32,
-	/// The solver's segment root, once committed.
-	pub solver_root: Option<H256>,
-	/// The challenger's segment root, once committed.
-	pub challenger_root: Option<H256>,
+	/// Each side's segment root, once committed.
+	pub roots: Sides<Option<H256>>,
 	/// The interval over segment positions.
 	pub bisection: Bisection,
 	/// Rounds completed so far.
 	pub round: u32,
-	/// The solver's state hash revealed this round, if any.
-	pub solver_reveal: Option<H256>,
-	/// The challenger's state hash revealed this round, if any.
-	pub challenger_reveal: Option<H256>,
+	/// Each side's state hash revealed this round, if any.
+	pub reveals: Sides<Option<H256>>,
 }
 
 impl SegmentGame {
@@ -328,21 +383,17 @@ impl SegmentGame {
 		Some(Self {
 			first,
 			len,
-			solver_root: None,
-			challenger_root: None,
+			roots: Sides::none(),
 			bisection: Bisection::from_ends(0, len)?,
 			round: 0,
-			solver_reveal: None,
-			challenger_reveal: None,
+			reveals: Sides::none(),
 		})
 	}
 
 	/// The segment position both sides must reveal next; `None` while a root is missing or
 	/// once resolved.
 	pub fn position(&self) -> Option<u32> {
-		if self.solver_root.is_none() || self.challenger_root.is_none() {
-			return None;
-		}
+		self.roots.both()?;
 		self.bisection.midpoint()
 	}
 
@@ -373,24 +424,18 @@ pub struct OpGame {
 	pub step: u32,
 	/// The number of operations of the step program.
 	pub ops: u32,
-	/// The solver's op-trace root, once committed.
-	pub solver_root: Option<H256>,
-	/// The challenger's op-trace root, once committed.
-	pub challenger_root: Option<H256>,
+	/// Each side's op-trace root, once committed.
+	pub roots: Sides<Option<H256>>,
 	/// The interval over op positions.
 	pub bisection: Bisection,
 	/// Rounds completed so far.
 	pub round: u32,
 	/// The link `a` at the agreed position (`h_t` at position 0).
 	pub agreed_link: H256,
-	/// The solver's leaf at the disputed position, unless that is the post-state.
-	pub solver_disputed: Option<OpLeaf>,
-	/// The challenger's leaf at the disputed position, unless that is the post-state.
-	pub challenger_disputed: Option<OpLeaf>,
-	/// The solver's leaf revealed this round, if any.
-	pub solver_reveal: Option<OpLeaf>,
-	/// The challenger's leaf revealed this round, if any.
-	pub challenger_reveal: Option<OpLeaf>,
+	/// Each side's leaf at the disputed position, unless that is the post-state.
+	pub disputed: Sides<Option<OpLeaf>>,
+	/// Each side's leaf revealed this round, if any.
+	pub reveals: Sides<Option<OpLeaf>>,
 	/// The element descent inside the disputed operation, when it is too large for one leaf.
 	pub descent: Option<Descent>,
 }
@@ -409,10 +454,8 @@ pub struct OpGame {
 	Default,
 )]
 pub struct Descent {
-	/// The solver's opening of its output hash, once given.
-	pub solver_opening: Option<TensorOpening>,
-	/// The challenger's opening of its output hash, once given.
-	pub challenger_opening: Option<TensorOpening>,
+	/// Each side's opening of its hash of the tensor, once given.
+	pub openings: Sides<Option<TensorOpening>>,
 	/// The walk down the output's tree, once both have opened.
 	pub walk: Option<Walk>,
 	/// The disputed element, once both have revealed their line.
@@ -445,10 +488,8 @@ pub struct TermGame {
 	pub k: Option<u32>,
 	/// The agreed partial sum before it, as bits (`0.0` for the first term).
 	pub prev: u32,
-	/// The solver's partial sum at `k`.
-	pub solver: u32,
-	/// The challenger's partial sum at `k`.
-	pub challenger: u32,
+	/// Each side's partial sum at `k`.
+	pub sums: Sides<u32>,
 }
 
 /// A walk down one tree of the disputed output.
@@ -462,14 +503,10 @@ pub struct Walk {
 	pub leaves: u32,
 	/// The node in dispute.
 	pub cursor: Cursor,
-	/// The solver's hash of that node.
-	pub solver_node: H256,
-	/// The challenger's hash of that node.
-	pub challenger_node: H256,
-	/// The solver's revealed children this round, if any.
-	pub solver_reveal: Option<(H256, H256)>,
-	/// The challenger's revealed children this round, if any.
-	pub challenger_reveal: Option<(H256, H256)>,
+	/// Each side's hash of that node.
+	pub nodes: Sides<H256>,
+	/// Each side's revealed children this round, if any.
+	pub reveals: Sides<Option<(H256, H256)>>,
 }
 
 /// The one disputed element of an operation's output, with both sides' values (as bits).
@@ -490,10 +527,8 @@ pub struct Element {
 	pub row: u32,
 	/// Its column.
 	pub col: u32,
-	/// The solver's value.
-	pub solver: u32,
-	/// The challenger's value.
-	pub challenger: u32,
+	/// Each side's value.
+	pub values: Sides<u32>,
 }
 
 /// Where an operator-level game stands.
@@ -622,22 +657,19 @@ impl OpGame {
 		Some(Self {
 			step,
 			ops,
-			solver_root: None,
-			challenger_root: None,
+			roots: Sides::none(),
 			bisection: Bisection::new(ops)?,
 			round: 0,
 			agreed_link: pre_state,
-			solver_disputed: None,
-			challenger_disputed: None,
-			solver_reveal: None,
-			challenger_reveal: None,
+			disputed: Sides::none(),
+			reveals: Sides::none(),
 			descent: None,
 		})
 	}
 
 	/// Where the game stands.
 	pub fn stage(&self) -> OpStage {
-		if self.solver_root.is_none() || self.challenger_root.is_none() {
+		if self.roots.both().is_none() {
 			return OpStage::Committing;
 		}
 		if let Some(mid) = self.bisection.midpoint() {
@@ -673,10 +705,8 @@ pub struct Dispute<AccountId, Balance, BlockNumber> {
 	pub bond: Balance,
 	/// The solver's stake behind the task.
 	pub solver_stake: Balance,
-	/// The solver's trace root.
-	pub solver_root: H256,
-	/// The challenger's trace root.
-	pub challenger_root: H256,
+	/// Each side's trace root.
+	pub roots: Sides<H256>,
 	/// Which states the traces commit to (steps and checkpoint interval).
 	pub points: TracePoints,
 	/// The interval still disputed, over trace positions (see [`crate::bisection`]).
@@ -684,10 +714,8 @@ pub struct Dispute<AccountId, Balance, BlockNumber> {
 	/// The state hash both agree on at `bisection.agreed` (`None`: position 0, the spec), or
 	/// at the segment game's agreed position.
 	pub agreed_state: Option<H256>,
-	/// The solver's state hash at `bisection.disputed` (or the segment's disputed position).
-	pub solver_disputed: H256,
-	/// The challenger's state hash at `bisection.disputed` (or the segment's).
-	pub challenger_disputed: H256,
+	/// Each side's state hash at `bisection.disputed` (or the segment's disputed position).
+	pub disputed: Sides<H256>,
 	/// The stage.
 	pub phase: DisputePhase,
 	/// The block at whose start the current stage ends: a party that has not moved by then
@@ -740,8 +768,35 @@ impl<AccountId, Balance, BlockNumber> Dispute<AccountId, Balance, BlockNumber> {
 			task: self.task,
 			transition: self.transition()?,
 			pre_state: self.agreed_state,
-			solver_post: self.solver_disputed,
-			challenger_post: self.challenger_disputed,
+			solver_post: self.disputed.solver,
+			challenger_post: self.disputed.challenger,
 		})
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	#[test]
+	fn sides_are_read_and_written_by_party() {
+		let mut reveals: Sides<Option<u32>> = Sides::none();
+		assert_eq!(reveals.both(), None);
+		*reveals.of_mut(Party::Challenger) = Some(7);
+		assert_eq!(reveals.of(Party::Challenger), &Some(7));
+		assert_eq!(reveals.given(), Sides::new(false, true));
+		assert_eq!(reveals.both(), None);
+		*reveals.of_mut(Party::Solver) = Some(3);
+		assert_eq!(reveals.both(), Some(Sides::new(&3, &7)));
+	}
+
+	/// Whoever has not answered by a deadline loses; the challenger when neither has.
+	#[test]
+	fn the_side_that_has_not_answered_loses_at_the_deadline() {
+		use Party::*;
+		assert_eq!(Sides::new(false, true).winner_at_deadline(), Challenger);
+		assert_eq!(Sides::new(true, false).winner_at_deadline(), Solver);
+		assert_eq!(Sides::new(false, false).winner_at_deadline(), Solver);
+		assert_eq!(Sides::new(true, true).winner_at_deadline(), Solver);
 	}
 }

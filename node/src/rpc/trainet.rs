@@ -185,12 +185,12 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 		Axis::Columns => "columns",
 	};
 	let phase = match &d.phase {
-		DisputePhase::Bisecting { round, solver_reveal, challenger_reveal } => json!({
+		DisputePhase::Bisecting { round, reveals } => json!({
 			"bisecting": {
 				"round": round,
 				"position": d.bisection.midpoint(),
-				"solverReveal": solver_reveal.as_ref().map(hash),
-				"challengerReveal": challenger_reveal.as_ref().map(hash),
+				"solverReveal": reveals.solver.as_ref().map(hash),
+				"challengerReveal": reveals.challenger.as_ref().map(hash),
 			}
 		}),
 		DisputePhase::Segment(g) => {
@@ -205,10 +205,10 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 				"round": g.round,
 				"agreed": g.bisection.agreed,
 				"disputed": g.bisection.disputed,
-				"solverRoot": g.solver_root.as_ref().map(hash),
-				"challengerRoot": g.challenger_root.as_ref().map(hash),
-				"solverReveal": g.solver_reveal.as_ref().map(hash),
-				"challengerReveal": g.challenger_reveal.as_ref().map(hash),
+				"solverRoot": g.roots.solver.as_ref().map(hash),
+				"challengerRoot": g.roots.challenger.as_ref().map(hash),
+				"solverReveal": g.reveals.solver.as_ref().map(hash),
+				"challengerReveal": g.reveals.challenger.as_ref().map(hash),
 			} })
 		}
 		DisputePhase::Leaf { transition } => {
@@ -241,8 +241,8 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 			};
 			json!({ "initialization": {
 				"stage": stage,
-				"solverTensors": tensors(&g.solver_tensors),
-				"challengerTensors": tensors(&g.challenger_tensors),
+				"solverTensors": tensors(&g.tensors.solver),
+				"challengerTensors": tensors(&g.tensors.challenger),
 				"descentAxis": g.descent.walk.as_ref().map(|w| axis_name(w.axis)),
 			} })
 		}
@@ -282,12 +282,12 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 				"agreed": g.bisection.agreed,
 				"disputed": g.bisection.disputed,
 				"agreedLink": hash(&g.agreed_link),
-				"solverRoot": g.solver_root.as_ref().map(hash),
-				"challengerRoot": g.challenger_root.as_ref().map(hash),
-				"solverReveal": leaf(&g.solver_reveal),
-				"challengerReveal": leaf(&g.challenger_reveal),
-				"solverDisputed": leaf(&g.solver_disputed),
-				"challengerDisputed": leaf(&g.challenger_disputed),
+				"solverRoot": g.roots.solver.as_ref().map(hash),
+				"challengerRoot": g.roots.challenger.as_ref().map(hash),
+				"solverReveal": leaf(&g.reveals.solver),
+				"challengerReveal": leaf(&g.reveals.challenger),
+				"solverDisputed": leaf(&g.disputed.solver),
+				"challengerDisputed": leaf(&g.disputed.challenger),
 				"descentAxis": g.descent.as_ref().and_then(|x| x.walk.as_ref()).map(|w| axis_name(w.axis)),
 			} })
 		}
@@ -299,15 +299,15 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 		"challenger": account(&d.challenger),
 		"bond": balance(d.bond),
 		"solverStake": balance(d.solver_stake),
-		"solverRoot": hash(&d.solver_root),
-		"challengerRoot": hash(&d.challenger_root),
+		"solverRoot": hash(&d.roots.solver),
+		"challengerRoot": hash(&d.roots.challenger),
 		"traceLen": d.points.len(),
 		"checkpointInterval": d.points.interval,
 		"agreed": d.bisection.agreed,
 		"disputed": d.bisection.disputed,
 		"agreedState": d.agreed_state.as_ref().map(hash),
-		"solverDisputed": hash(&d.solver_disputed),
-		"challengerDisputed": hash(&d.challenger_disputed),
+		"solverDisputed": hash(&d.disputed.solver),
+		"challengerDisputed": hash(&d.disputed.challenger),
 		"phase": phase,
 		"deadline": d.deadline,
 	})

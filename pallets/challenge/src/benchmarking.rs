@@ -196,12 +196,12 @@ fn leaf_case<T: Config>(
 	into_operations::<T>(id, ops, pre, |g| {
 		let wrong = H256::repeat_byte(0xee);
 		let other = H256::repeat_byte(0xdd);
-		g.solver_root = Some(H256::repeat_byte(2));
-		g.challenger_root = Some(H256::repeat_byte(3));
+		g.roots.solver = Some(H256::repeat_byte(2));
+		g.roots.challenger = Some(H256::repeat_byte(3));
 		g.bisection = Bisection { agreed: j as u32, disputed: (j as u32).saturating_add(1) };
 		g.agreed_link = link;
-		g.solver_disputed = Some(OpLeaf { output: wrong, link: chain(&link, &wrong) });
-		g.challenger_disputed = Some(OpLeaf { output: other, link: chain(&link, &other) });
+		g.disputed.solver = Some(OpLeaf { output: wrong, link: chain(&link, &wrong) });
+		g.disputed.challenger = Some(OpLeaf { output: other, link: chain(&link, &other) });
 	})?;
 	Ok((id, evidence))
 }
@@ -284,7 +284,7 @@ mod benchmarks {
 		let task = committed::<T>(&solver, 1);
 		let id = open_dispute::<T>(task, 1, 0)?;
 		into_operations::<T>(id, 64, H256::repeat_byte(1), |g| {
-			g.challenger_root = Some(H256::repeat_byte(2));
+			g.roots.challenger = Some(H256::repeat_byte(2));
 		})?;
 		#[extrinsic_call]
 		_(RawOrigin::Signed(solver), id, H256::repeat_byte(3));
@@ -297,7 +297,7 @@ mod benchmarks {
 		let solver: T::AccountId = account("solver", 0, 0);
 		let task = committed::<T>(&solver, 1);
 		let id = open_dispute::<T>(task, 1, 0)?;
-		into_segment::<T>(id, 1024, |g| g.challenger_root = Some(H256::repeat_byte(2)))?;
+		into_segment::<T>(id, 1024, |g| g.roots.challenger = Some(H256::repeat_byte(2)))?;
 		#[extrinsic_call]
 		_(RawOrigin::Signed(solver), id, H256::repeat_byte(3));
 		Ok(())
@@ -319,8 +319,8 @@ mod benchmarks {
 		}
 		let (honest, liar) = (states(LEN, 1), states(LEN, 2));
 		into_segment::<T>(id, LEN, |g| {
-			g.solver_root = Some(trace_root(&liar));
-			g.challenger_root = Some(trace_root(&honest));
+			g.roots.solver = Some(trace_root(&liar));
+			g.roots.challenger = Some(trace_root(&honest));
 			g.bisection = Bisection { agreed: 0, disputed: 2 };
 		})?;
 		let challenger: T::AccountId = account("challenger", 0, 0);
@@ -352,8 +352,8 @@ mod benchmarks {
 		let liar = op_trace(&H256::repeat_byte(9), outputs(OPS, 2));
 		let challenger: T::AccountId = account("challenger", 0, 0);
 		into_operations::<T>(id, OPS, pre, |g| {
-			g.solver_root = Some(liar.root);
-			g.challenger_root = Some(honest.root);
+			g.roots.solver = Some(liar.root);
+			g.roots.challenger = Some(honest.root);
 			g.bisection = Bisection { agreed: 0, disputed: 2 };
 		})?;
 		let proof = honest.proof(0).ok_or(BenchmarkError::Stop("no proof"))?;
@@ -414,13 +414,14 @@ mod benchmarks {
 		};
 		let other = TensorOpening { rows: 2, ..wrong };
 		into_operations::<T>(id, 64, pre, |g| {
-			g.solver_root = Some(H256::repeat_byte(2));
-			g.challenger_root = Some(H256::repeat_byte(3));
+			g.roots.solver = Some(H256::repeat_byte(2));
+			g.roots.challenger = Some(H256::repeat_byte(3));
 			g.bisection = Bisection { agreed: 0, disputed: 1 };
 			let (s, c) = (wrong.hash(), other.hash());
-			g.solver_disputed = Some(OpLeaf { output: s, link: chain(&pre, &s) });
-			g.challenger_disputed = Some(OpLeaf { output: c, link: chain(&pre, &c) });
-			g.descent = Some(Descent { challenger_opening: Some(other), ..Default::default() });
+			g.disputed.solver = Some(OpLeaf { output: s, link: chain(&pre, &s) });
+			g.disputed.challenger = Some(OpLeaf { output: c, link: chain(&pre, &c) });
+			g.descent =
+				Some(Descent { openings: Sides::new(None, Some(other)), ..Default::default() });
 		})?;
 		#[extrinsic_call]
 		descend(RawOrigin::Signed(solver), id, DescentAnswer::Opening(wrong));
@@ -454,12 +455,12 @@ mod benchmarks {
 		};
 		let (s_node, c_node) = (node(&ours), node(&theirs));
 		into_operations::<T>(id, 64, pre, |g| {
-			g.solver_root = Some(H256::repeat_byte(2));
-			g.challenger_root = Some(H256::repeat_byte(3));
+			g.roots.solver = Some(H256::repeat_byte(2));
+			g.roots.challenger = Some(H256::repeat_byte(3));
 			g.bisection = Bisection { agreed: 0, disputed: 1 };
 			let (s, c) = (H256::repeat_byte(6), H256::repeat_byte(7));
-			g.solver_disputed = Some(OpLeaf { output: s, link: chain(&pre, &s) });
-			g.challenger_disputed = Some(OpLeaf { output: c, link: chain(&pre, &c) });
+			g.disputed.solver = Some(OpLeaf { output: s, link: chain(&pre, &s) });
+			g.disputed.challenger = Some(OpLeaf { output: c, link: chain(&pre, &c) });
 			// Both opened a one-row output of `MAX_LINE` columns: the line's length.
 			let opening = |root: H256| trainet_primitives::descent::TensorOpening {
 				rows: 1,
@@ -468,16 +469,13 @@ mod benchmarks {
 				col_root: H256::zero(),
 			};
 			g.descent = Some(Descent {
-				solver_opening: Some(opening(s_node)),
-				challenger_opening: Some(opening(c_node)),
+				openings: Sides::new(Some(opening(s_node)), Some(opening(c_node))),
 				walk: Some(Walk {
 					axis: Axis::Rows,
 					leaves: 1,
 					cursor: Cursor { level: 0, index: 0 },
-					solver_node: s_node,
-					challenger_node: c_node,
-					solver_reveal: None,
-					challenger_reveal: None,
+					nodes: Sides::new(s_node, c_node),
+					reveals: Sides::none(),
 				}),
 				..Default::default()
 			});
@@ -570,14 +568,14 @@ mod benchmarks {
 		let ops = program.ops.len() as u32;
 		into_operations::<T>(id, ops, pre, |g| {
 			let (s, c) = (H256::repeat_byte(6), H256::repeat_byte(7));
-			g.solver_root = Some(H256::repeat_byte(2));
-			g.challenger_root = Some(H256::repeat_byte(3));
+			g.roots.solver = Some(H256::repeat_byte(2));
+			g.roots.challenger = Some(H256::repeat_byte(3));
 			g.bisection = Bisection { agreed: j as u32, disputed: (j as u32).saturating_add(1) };
 			g.agreed_link = link;
-			g.solver_disputed = Some(OpLeaf { output: s, link: chain(&link, &s) });
-			g.challenger_disputed = Some(OpLeaf { output: c, link: chain(&link, &c) });
+			g.disputed.solver = Some(OpLeaf { output: s, link: chain(&link, &s) });
+			g.disputed.challenger = Some(OpLeaf { output: c, link: chain(&link, &c) });
 			g.descent = Some(Descent {
-				element: Some(Element { row: 0, col: 0, solver: 1, challenger: 2 }),
+				element: Some(Element { row: 0, col: 0, values: Sides::new(1, 2) }),
 				..Default::default()
 			});
 		})?;
@@ -618,11 +616,12 @@ mod benchmarks {
 		let mut d = Disputes::<T>::get(id).ok_or(BenchmarkError::Stop("no dispute"))?;
 		d.bisection = Bisection::from_ends(0, 1).ok_or(BenchmarkError::Stop("no interval"))?;
 		d.agreed_state = None;
-		d.solver_disputed = state_hash_of(&ours);
-		d.challenger_disputed = state_hash_of(&theirs);
+		d.disputed.solver = state_hash_of(&ours);
+		d.disputed.challenger = state_hash_of(&theirs);
 		d.phase = DisputePhase::Initialization(InitGame {
-			challenger_tensors: Some(
-				BoundedVec::try_from(theirs).map_err(|_| BenchmarkError::Stop("tensors"))?,
+			tensors: Sides::new(
+				None,
+				Some(BoundedVec::try_from(theirs).map_err(|_| BenchmarkError::Stop("tensors"))?),
 			),
 			..Default::default()
 		});
@@ -671,13 +670,13 @@ mod benchmarks {
 		let (element_s, element_c) = (0, MAX_LINE.saturating_sub(1));
 		into_operations::<T>(id, ops, pre, |g| {
 			let (s, c) = (H256::repeat_byte(6), H256::repeat_byte(7));
-			g.solver_root = Some(H256::repeat_byte(2));
-			g.challenger_root = Some(H256::repeat_byte(3));
+			g.roots.solver = Some(H256::repeat_byte(2));
+			g.roots.challenger = Some(H256::repeat_byte(3));
 			g.bisection = Bisection { agreed: j, disputed: j.saturating_add(1) };
-			g.solver_disputed = Some(OpLeaf { output: s, link: chain(&pre, &s) });
-			g.challenger_disputed = Some(OpLeaf { output: c, link: chain(&pre, &c) });
+			g.disputed.solver = Some(OpLeaf { output: s, link: chain(&pre, &s) });
+			g.disputed.challenger = Some(OpLeaf { output: c, link: chain(&pre, &c) });
 			g.descent = Some(Descent {
-				element: Some(Element { row: 0, col: 0, solver: element_s, challenger: element_c }),
+				element: Some(Element { row: 0, col: 0, values: Sides::new(element_s, element_c) }),
 				term: Some(TermGame::default()),
 				..Default::default()
 			});

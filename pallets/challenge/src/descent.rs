@@ -18,26 +18,36 @@ enum Target {
 }
 
 impl<T: Config> Pallet<T> {
-	/// Whether each side (solver, challenger) has answered the descent's current stage.
-	pub(crate) fn answered(dispute: DisputeId, descent: &Descent) -> (bool, bool) {
+	/// Whether each side has answered the descent's current stage.
+	pub(crate) fn answered(dispute: DisputeId, descent: &Descent) -> Sides<bool> {
 		match descent.stage() {
-			DescentStage::Opening => {
-				(descent.solver_opening.is_some(), descent.challenger_opening.is_some())
-			}
+			DescentStage::Opening => descent.openings.given(),
 			DescentStage::Descending(_) => {
-				let w = descent.walk.as_ref();
-				(
-					w.is_some_and(|w| w.solver_reveal.is_some()),
-					w.is_some_and(|w| w.challenger_reveal.is_some()),
-				)
+				descent.walk.as_ref().map(|w| w.reveals.given()).unwrap_or_default()
 			}
-			DescentStage::Line { .. } | DescentStage::Partials { .. } => (
+			DescentStage::Line { .. } | DescentStage::Partials { .. } => Sides::new(
 				Lines::<T>::contains_key(dispute, Party::Solver),
 				Lines::<T>::contains_key(dispute, Party::Challenger),
 			),
 			// Nothing is due from the sides: the evidence is anyone's to give.
-			DescentStage::Element { .. } | DescentStage::Term { .. } => (true, true),
+			DescentStage::Element { .. } | DescentStage::Term { .. } => Sides::new(true, true),
 		}
+	}
+
+	/// Keeps `party`'s revealed line (or partial sums) until the other side's comes; then
+	/// both, the kept one taken out of storage.
+	fn exchange(
+		dispute: DisputeId,
+		party: Party,
+		values: BoundedVec<u32, ConstU32<MAX_LINE>>,
+	) -> Option<Sides<BoundedVec<u32, ConstU32<MAX_LINE>>>> {
+		let Some(other) = Lines::<T>::take(dispute, party.other()) else {
+			Lines::<T>::insert(dispute, party, values);
+			return None;
+		};
+		let mut both = Sides::new(other.clone(), other);
+		*both.of_mut(party) = values;
+		Some(both)
 	}
 
 	/// [`Pallet::descend`] by `party`, once the caller is known to be one.
@@ -56,17 +66,13 @@ impl<T: Config> Pallet<T> {
 					| OpStage::Partials { op, .. } => op,
 					_ => return Err(Error::<T>::WrongStage.into()),
 				};
-				let own_leaf = match party {
-					Party::Solver => game.solver_disputed,
-					Party::Challenger => game.challenger_disputed,
-				}
-				.ok_or(Error::<T>::WrongStage)?;
+				let own_leaf = game.disputed.of(party).ok_or(Error::<T>::WrongStage)?;
 				let descent = game.descent.clone().ok_or(Error::<T>::WrongStage)?;
 				(descent, own_leaf.output, Target::Operation(j))
 			}
 			DisputePhase::Initialization(game) => {
 				let t = game.disputed.ok_or(Error::<T>::WrongStage)?;
-				(game.descent.clone(), t.of(party), Target::Tensor(t.index))
+				(game.descent.clone(), *t.hashes.of(party), Target::Tensor(t.index))
 			}
 			_ => return Err(Error::<T>::NotDescending.into()),
 		};
@@ -88,13 +94,10 @@ impl<T: Config> Pallet<T> {
 		match (descent.stage(), answer) {
 			(DescentStage::Opening, DescentAnswer::Opening(opening)) => {
 				ensure!(opening.hash() == own_hash, Error::<T>::BadProof);
-				let own = match party {
-					Party::Solver => &mut descent.solver_opening,
-					Party::Challenger => &mut descent.challenger_opening,
-				};
+				let own = descent.openings.of_mut(party);
 				ensure!(own.is_none(), Error::<T>::AlreadyRevealed);
 				*own = Some(opening);
-				if let (Some(s), Some(c)) = (descent.solver_opening, descent.challenger_opening) {
+				if let Some(Sides { solver: &s, challenger: &c }) = descent.openings.both() {
 					let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
 					let shape = shape(&spec)?;
 					if (s.rows, s.cols) != shape {
@@ -109,10 +112,8 @@ impl<T: Config> Pallet<T> {
 							axis,
 							leaves,
 							cursor: Cursor::root(leaves),
-							solver_node: s.root(axis),
-							challenger_node: c.root(axis),
-							solver_reveal: None,
-							challenger_reveal: None,
+							nodes: Sides::new(s.root(axis), c.root(axis)),
+							reveals: Sides::none(),
 						});
 						next_stage = Some(T::RoundTimeout::get());
 					}
@@ -120,39 +121,26 @@ impl<T: Config> Pallet<T> {
 			}
 			(DescentStage::Descending(_), DescentAnswer::Children(left, right)) => {
 				let w = descent.walk.as_mut().ok_or(Error::<T>::WrongStage)?;
-				let (node, own) = match party {
-					Party::Solver => (w.solver_node, &mut w.solver_reveal),
-					Party::Challenger => (w.challenger_node, &mut w.challenger_reveal),
-				};
-				ensure!(own.is_none(), Error::<T>::AlreadyRevealed);
-				ensure!(inner_node(&left, &right) == node, Error::<T>::BadProof);
-				*own = Some((left, right));
-				if let (Some(s), Some(c)) = (w.solver_reveal, w.challenger_reveal) {
+				ensure!(w.reveals.of(party).is_none(), Error::<T>::AlreadyRevealed);
+				ensure!(inner_node(&left, &right) == *w.nodes.of(party), Error::<T>::BadProof);
+				*w.reveals.of_mut(party) = Some((left, right));
+				if let Some(Sides { solver: &s, challenger: &c }) = w.reveals.both() {
 					// The first child on which they differ.
 					let right = s.0 == c.0;
 					w.cursor = w.cursor.child(right, w.leaves);
-					(w.solver_node, w.challenger_node) =
-						if right { (s.1, c.1) } else { (s.0, c.0) };
-					w.solver_reveal = None;
-					w.challenger_reveal = None;
+					w.nodes = if right { Sides::new(s.1, c.1) } else { Sides::new(s.0, c.0) };
+					w.reveals = Sides::none();
 					next_stage = Some(T::RoundTimeout::get());
 				}
 			}
 			(DescentStage::Line { axis, index }, DescentAnswer::Line(values)) => {
 				let w = descent.walk.as_ref().ok_or(Error::<T>::WrongStage)?;
-				let node = match party {
-					Party::Solver => w.solver_node,
-					Party::Challenger => w.challenger_node,
-				};
+				let node = *w.nodes.of(party);
 				ensure!(!Lines::<T>::contains_key(dispute, party), Error::<T>::AlreadyRevealed);
 				// Both openings have the program's shape (checked when both were in), so this
 				// is the length the program fixes. A shorter line (a liar's tree may hold any
 				// leaves) would leave nothing to compare the other side's against.
-				let opening = match party {
-					Party::Solver => descent.solver_opening,
-					Party::Challenger => descent.challenger_opening,
-				}
-				.ok_or(Error::<T>::WrongStage)?;
+				let opening = descent.openings.of(party).ok_or(Error::<T>::WrongStage)?;
 				ensure!(
 					u32::try_from(values.len()).ok() == Some(opening.lines(axis).1),
 					Error::<T>::WrongLineLength
@@ -163,13 +151,10 @@ impl<T: Config> Pallet<T> {
 						== node,
 					Error::<T>::BadProof
 				);
-				match Lines::<T>::get(dispute, party.other()) {
-					None => Lines::<T>::insert(dispute, party, values),
-					Some(other) => {
-						let (s, c) = match party {
-							Party::Solver => (values, other),
-							Party::Challenger => (other, values),
-						};
+				if let Some(Sides { solver: s, challenger: c }) =
+					Self::exchange(dispute, party, values)
+				{
+					{
 						// Equal leaf indices and lengths with different hashes: they differ.
 						let k = s
 							.iter()
@@ -190,8 +175,7 @@ impl<T: Config> Pallet<T> {
 								descent.element = Some(trainet_primitives::market::Element {
 									row,
 									col,
-									solver: sv,
-									challenger: cv,
+									values: Sides::new(sv, cv),
 								});
 								// One element too large for a leaf: its sum, term by term.
 								if Self::plan(d.task, j) == Some(Plan::Terms) {
@@ -217,7 +201,6 @@ impl<T: Config> Pallet<T> {
 								settled = Some((i, row, col, truth));
 							}
 						}
-						Lines::<T>::remove(dispute, party.other());
 					}
 				}
 			}
@@ -235,18 +218,11 @@ impl<T: Config> Pallet<T> {
 					u32::try_from(values.len()).ok() == Some(terms(&spec, &program, op)),
 					Error::<T>::WrongLineLength
 				);
-				let own = match party {
-					Party::Solver => element.solver,
-					Party::Challenger => element.challenger,
-				};
-				ensure!(values.last() == Some(&own), Error::<T>::BadProof);
-				match Lines::<T>::get(dispute, party.other()) {
-					None => Lines::<T>::insert(dispute, party, values),
-					Some(other) => {
-						let (s, c) = match party {
-							Party::Solver => (values, other),
-							Party::Challenger => (other, values),
-						};
+				ensure!(values.last() == Some(element.values.of(party)), Error::<T>::BadProof);
+				if let Some(Sides { solver: s, challenger: c }) =
+					Self::exchange(dispute, party, values)
+				{
+					{
 						// Their last sums differ (their values of the element do).
 						let k = s
 							.iter()
@@ -260,10 +236,11 @@ impl<T: Config> Pallet<T> {
 						descent.term = Some(TermGame {
 							k: Some(u32::try_from(k).map_err(|_| Error::<T>::Overflow)?),
 							prev,
-							solver: s.get(k).copied().unwrap_or_default(),
-							challenger: c.get(k).copied().unwrap_or_default(),
+							sums: Sides::new(
+								s.get(k).copied().unwrap_or_default(),
+								c.get(k).copied().unwrap_or_default(),
+							),
 						});
-						Lines::<T>::remove(dispute, party.other());
 						next_stage = Some(T::LeafTimeout::get());
 					}
 				}

@@ -19,10 +19,7 @@ impl<T: Config> Pallet<T> {
 			return Err(Error::<T>::NotInInitialization.into());
 		};
 		ensure!(game.disputed.is_none(), Error::<T>::WrongStage);
-		let (own, claim) = match party {
-			Party::Solver => (&mut game.solver_tensors, d.solver_disputed),
-			Party::Challenger => (&mut game.challenger_tensors, d.challenger_disputed),
-		};
+		let (own, claim) = (game.tensors.of_mut(party), *d.disputed.of(party));
 		ensure!(own.is_none(), Error::<T>::AlreadyRevealed);
 		let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
 		let program = step_program(&spec).map_err(|_| Error::<T>::WrongStage)?;
@@ -32,7 +29,7 @@ impl<T: Config> Pallet<T> {
 		*own = Some(tensors);
 
 		let mut next = None;
-		if let (Some(s), Some(c)) = (&game.solver_tensors, &game.challenger_tensors) {
+		if let Some(Sides { solver: s, challenger: c }) = game.tensors.both() {
 			// Both hash to their `h_0`, which differ: so do the lists, somewhere.
 			let (index, (solver, challenger)) = s
 				.iter()
@@ -41,8 +38,8 @@ impl<T: Config> Pallet<T> {
 				.find(|(_, (a, b))| a != b)
 				.ok_or(Error::<T>::BadProof)?;
 			let index = u32::try_from(index).map_err(|_| Error::<T>::Overflow)?;
-			game.disputed =
-				Some(DisputedTensor { index, solver: *solver, challenger: *challenger });
+			let hashes = Sides::new(*solver, *challenger);
+			game.disputed = Some(DisputedTensor { index, hashes });
 			let now = frame_system::Pallet::<T>::block_number();
 			next = Some((index, Self::slot(now.saturating_add(T::RoundTimeout::get()))?));
 		}

@@ -64,12 +64,18 @@ pub use weights::WeightInfo;
 
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
+mod bisection;
+mod deadlines;
 mod descent;
 mod initialization;
+mod invariants;
 #[cfg(test)]
 mod mock;
+mod operations;
+mod outcome;
 #[cfg(test)]
 mod proptests;
+mod segment;
 #[cfg(test)]
 mod tests;
 pub mod weights;
@@ -94,7 +100,7 @@ use trainet_primitives::{
 	},
 	market::{
 		Descent, DescentStage, Dispute, DisputeId, DisputePhase, InitGame, LeafCase, OpGame,
-		OpStage, Party, SegmentGame, StateTensors, TaskId,
+		OpStage, Party, SegmentGame, Sides, StateTensors, TaskId,
 	},
 	program::step_program,
 	referee::{self, OpEvidence, RefereeError},
@@ -518,18 +524,12 @@ pub mod pallet {
 					challenger: challenger.clone(),
 					bond,
 					solver_stake: target.solver_stake,
-					solver_root: target.commitment.trace_root,
-					challenger_root: root,
+					roots: Sides::new(target.commitment.trace_root, root),
 					points,
 					bisection,
 					agreed_state: None,
-					solver_disputed: target.commitment.final_state,
-					challenger_disputed: final_proof.state,
-					phase: DisputePhase::Bisecting {
-						round: 0,
-						solver_reveal: None,
-						challenger_reveal: None,
-					},
+					disputed: Sides::new(target.commitment.final_state, final_proof.state),
+					phase: DisputePhase::Bisecting { round: 0, reveals: Sides::none() },
 					deadline,
 				},
 			);
@@ -556,76 +556,9 @@ pub mod pallet {
 			proof: TraceProof,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Self::live(dispute)?;
+			let d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
-			let DisputePhase::Bisecting { round, solver_reveal, challenger_reveal } = d.phase
-			else {
-				return Err(Error::<T>::NotBisecting.into());
-			};
-			let mid = d.bisection.midpoint().ok_or(Error::<T>::NotBisecting)?;
-			ensure!(position == mid, Error::<T>::WrongPosition);
-			let index = Bisection::trace_index(mid).ok_or(Error::<T>::Overflow)?;
-			let (root, already) = match party {
-				Party::Solver => (d.solver_root, solver_reveal.is_some()),
-				Party::Challenger => (d.challenger_root, challenger_reveal.is_some()),
-			};
-			ensure!(!already, Error::<T>::AlreadyRevealed);
-			ensure!(verify_trace_proof(&root, d.points.len(), index, &proof), Error::<T>::BadProof);
-			Self::deposit_event(Event::Revealed { dispute, party, position, state: proof.state });
-
-			let (solver_reveal, challenger_reveal) = match party {
-				Party::Solver => (Some(proof.state), challenger_reveal),
-				Party::Challenger => (solver_reveal, Some(proof.state)),
-			};
-			let (Some(s), Some(c)) = (solver_reveal, challenger_reveal) else {
-				d.phase = DisputePhase::Bisecting { round, solver_reveal, challenger_reveal };
-				Disputes::<T>::insert(dispute, d);
-				return Ok(());
-			};
-
-			// Both revealed: narrow. Every check comes before the first write, the deadline
-			// queue's room included.
-			let agree = Self::take_reveals(&mut d, s, c);
-			let narrowed = d.bisection.narrow(agree);
-			let now = frame_system::Pallet::<T>::block_number();
-			d.bisection = narrowed;
-			if let Some(next) = d.bisection.midpoint() {
-				let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
-				Self::reschedule(dispute, &mut d, deadline);
-				d.phase = DisputePhase::Bisecting {
-					round: round.saturating_add(1),
-					solver_reveal: None,
-					challenger_reveal: None,
-				};
-				Self::deposit_event(Event::Narrowed {
-					dispute,
-					agreed: d.bisection.agreed,
-					disputed: d.bisection.disputed,
-					position: next,
-					deadline,
-				});
-				Disputes::<T>::insert(dispute, d);
-				return Ok(());
-			}
-			match d.points.narrowed(d.bisection.disputed).ok_or(Error::<T>::Overflow)? {
-				Narrowed::Transition(_) => Self::reach_leaf(dispute, d, now),
-				Narrowed::Segment { first, len } => {
-					let game = SegmentGame::new(first, len).ok_or(Error::<T>::Overflow)?;
-					// Committing the segment's root means recomputing its steps.
-					let time = T::RoundTimeout::get().saturating_add(Self::recompute(d.task, len));
-					let deadline = Self::slot(now.saturating_add(time))?;
-					Self::reschedule(dispute, &mut d, deadline);
-					d.phase = DisputePhase::Segment(game);
-					Self::deposit_event(Event::SegmentStarted {
-						dispute,
-						first,
-						steps: len,
-						deadline,
-					});
-					Disputes::<T>::insert(dispute, d);
-					Ok(())
-				}
-			}
+			Self::do_reveal(dispute, d, party, position, proof)
 		}
 
 		/// Commits the root of the caller's per-step state hashes of the disputed segment: a
@@ -640,38 +573,9 @@ pub mod pallet {
 			root: H256,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Self::live(dispute)?;
+			let d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
-			let DisputePhase::Segment(mut game) = d.phase.clone() else {
-				return Err(Error::<T>::NotInSegment.into());
-			};
-			let own = match party {
-				Party::Solver => &mut game.solver_root,
-				Party::Challenger => &mut game.challenger_root,
-			};
-			ensure!(own.is_none(), Error::<T>::AlreadyCommitted);
-			*own = Some(root);
-			let first_round = match game.position() {
-				Some(position) => {
-					let now = frame_system::Pallet::<T>::block_number();
-					Some((position, Self::slot(now.saturating_add(T::RoundTimeout::get()))?))
-				}
-				None => None,
-			};
-			Self::deposit_event(Event::SegmentCommitted { dispute, party, root });
-			if let Some((position, deadline)) = first_round {
-				Self::reschedule(dispute, &mut d, deadline);
-				Self::deposit_event(Event::SegmentRound {
-					dispute,
-					agreed: game.bisection.agreed,
-					disputed: game.bisection.disputed,
-					position,
-					deadline,
-				});
-			}
-			d.phase = DisputePhase::Segment(game);
-			Disputes::<T>::insert(dispute, d);
-			Ok(())
+			Self::do_commit_segment(dispute, d, party, root)
 		}
 
 		/// Reveals the caller's state hash at this round's segment `position` (the state after
@@ -686,60 +590,9 @@ pub mod pallet {
 			proof: TraceProof,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Self::live(dispute)?;
+			let d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
-			let DisputePhase::Segment(mut game) = d.phase.clone() else {
-				return Err(Error::<T>::NotInSegment.into());
-			};
-			let mid = game.position().ok_or(Error::<T>::WrongStage)?;
-			ensure!(position == mid, Error::<T>::WrongPosition);
-			let (root, already) = match party {
-				Party::Solver => (game.solver_root, game.solver_reveal.is_some()),
-				Party::Challenger => (game.challenger_root, game.challenger_reveal.is_some()),
-			};
-			let root = root.ok_or(Error::<T>::WrongStage)?;
-			ensure!(!already, Error::<T>::AlreadyRevealed);
-			let entries = game.len.checked_add(1).ok_or(Error::<T>::Overflow)?;
-			ensure!(verify_trace_proof(&root, entries, position, &proof), Error::<T>::BadProof);
-			Self::deposit_event(Event::SegmentRevealed {
-				dispute,
-				party,
-				position,
-				state: proof.state,
-			});
-			match party {
-				Party::Solver => game.solver_reveal = Some(proof.state),
-				Party::Challenger => game.challenger_reveal = Some(proof.state),
-			}
-			let (Some(s), Some(c)) = (game.solver_reveal, game.challenger_reveal) else {
-				d.phase = DisputePhase::Segment(game);
-				Disputes::<T>::insert(dispute, d);
-				return Ok(());
-			};
-
-			// Both revealed: narrow, as the step bisection does.
-			let agree = Self::take_reveals(&mut d, s, c);
-			game.bisection = game.bisection.narrow(agree);
-			game.round = game.round.saturating_add(1);
-			game.solver_reveal = None;
-			game.challenger_reveal = None;
-			let now = frame_system::Pallet::<T>::block_number();
-			if let Some(next) = game.bisection.midpoint() {
-				let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
-				Self::reschedule(dispute, &mut d, deadline);
-				Self::deposit_event(Event::SegmentRound {
-					dispute,
-					agreed: game.bisection.agreed,
-					disputed: game.bisection.disputed,
-					position: next,
-					deadline,
-				});
-				d.phase = DisputePhase::Segment(game);
-				Disputes::<T>::insert(dispute, d);
-				return Ok(());
-			}
-			d.phase = DisputePhase::Segment(game);
-			Self::reach_leaf(dispute, d, now)
+			Self::do_reveal_segment(dispute, d, party, position, proof)
 		}
 
 		/// Commits the root of the caller's op trace of the disputed training step: a Merkle
@@ -750,39 +603,9 @@ pub mod pallet {
 		#[pallet::weight(T::WeightInfo::commit_ops())]
 		pub fn commit_ops(origin: OriginFor<T>, dispute: DisputeId, root: H256) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Self::live(dispute)?;
+			let d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
-			let DisputePhase::Operations(mut game) = d.phase.clone() else {
-				return Err(Error::<T>::NotInOperations.into());
-			};
-			ensure!(game.stage() == OpStage::Committing, Error::<T>::WrongStage);
-			let own = match party {
-				Party::Solver => &mut game.solver_root,
-				Party::Challenger => &mut game.challenger_root,
-			};
-			ensure!(own.is_none(), Error::<T>::AlreadyCommitted);
-			*own = Some(root);
-			let first_round = match game.stage() {
-				OpStage::Revealing(position) => {
-					let now = frame_system::Pallet::<T>::block_number();
-					Some((position, Self::slot(now.saturating_add(T::RoundTimeout::get()))?))
-				}
-				_ => None,
-			};
-			Self::deposit_event(Event::OpsCommitted { dispute, party, root });
-			if let Some((position, deadline)) = first_round {
-				Self::reschedule(dispute, &mut d, deadline);
-				Self::deposit_event(Event::OpRound {
-					dispute,
-					agreed: game.bisection.agreed,
-					disputed: game.bisection.disputed,
-					position,
-					deadline,
-				});
-			}
-			d.phase = DisputePhase::Operations(game);
-			Disputes::<T>::insert(dispute, d);
-			Ok(())
+			Self::do_commit_ops(dispute, d, party, root)
 		}
 
 		/// Reveals the caller's op-trace leaf at this round's op `position` (leaf
@@ -799,112 +622,9 @@ pub mod pallet {
 			proof: OpProof,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
-			let mut d = Self::live(dispute)?;
+			let d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
-			let DisputePhase::Operations(mut game) = d.phase.clone() else {
-				return Err(Error::<T>::NotInOperations.into());
-			};
-			let OpStage::Revealing(mid) = game.stage() else {
-				return Err(Error::<T>::WrongStage.into());
-			};
-			ensure!(position == mid, Error::<T>::WrongPosition);
-			let (root, already) = match party {
-				Party::Solver => (game.solver_root, game.solver_reveal.is_some()),
-				Party::Challenger => (game.challenger_root, game.challenger_reveal.is_some()),
-			};
-			ensure!(!already, Error::<T>::AlreadyRevealed);
-			let root = root.ok_or(Error::<T>::WrongStage)?;
-			let leaf = mid.checked_sub(1).ok_or(Error::<T>::Overflow)?;
-			ensure!(verify_op_proof(&root, game.ops, leaf, &proof), Error::<T>::BadProof);
-			match party {
-				Party::Solver => game.solver_reveal = Some(proof.leaf),
-				Party::Challenger => game.challenger_reveal = Some(proof.leaf),
-			}
-			let (Some(s), Some(c)) = (game.solver_reveal, game.challenger_reveal) else {
-				Self::deposit_event(Event::OpRevealed {
-					dispute,
-					party,
-					position,
-					leaf: proof.leaf,
-				});
-				d.phase = DisputePhase::Operations(game);
-				Disputes::<T>::insert(dispute, d);
-				return Ok(());
-			};
-
-			// Both revealed: narrow, with the next deadline's slot found before any write.
-			let agree = s == c;
-			game.bisection = game.bisection.narrow(agree);
-			game.round = game.round.saturating_add(1);
-			game.solver_reveal = None;
-			game.challenger_reveal = None;
-			if agree {
-				game.agreed_link = s.link;
-			} else {
-				game.solver_disputed = Some(s);
-				game.challenger_disputed = Some(c);
-			}
-			let stage = game.stage();
-			// At an operation, a leaf that does not chain from the agreed link is a lie.
-			let forfeit = match stage {
-				OpStage::Operation(_) => {
-					let follows =
-						|l: Option<OpLeaf>| l.is_some_and(|l| l.follows(&game.agreed_link));
-					if !follows(game.solver_disputed) {
-						Some(Party::Challenger)
-					} else if !follows(game.challenger_disputed) {
-						Some(Party::Solver)
-					} else {
-						None
-					}
-				}
-				_ => None,
-			};
-			// An operation too large for one leaf goes on to the element descent.
-			let stage = match stage {
-				OpStage::Operation(j) if forfeit.is_none() && !Self::settleable(d.task, j) => {
-					game.descent = Some(Descent::default());
-					game.stage()
-				}
-				s => s,
-			};
-			let now = frame_system::Pallet::<T>::block_number();
-			let timeout = match stage {
-				OpStage::Revealing(_) | OpStage::Opening(_) => T::RoundTimeout::get(),
-				_ => T::LeafTimeout::get(),
-			};
-			let deadline = match forfeit {
-				Some(_) => d.deadline,
-				None => Self::slot(now.saturating_add(timeout))?,
-			};
-
-			Self::deposit_event(Event::OpRevealed { dispute, party, position, leaf: proof.leaf });
-			if let Some(winner) = forfeit {
-				d.phase = DisputePhase::Operations(game);
-				Disputes::<T>::insert(dispute, d);
-				Self::conclude(dispute, winner, Resolution::Ruling);
-				return Ok(());
-			}
-			Self::reschedule(dispute, &mut d, deadline);
-			Self::deposit_event(match stage {
-				OpStage::Revealing(position) => Event::OpRound {
-					dispute,
-					agreed: game.bisection.agreed,
-					disputed: game.bisection.disputed,
-					position,
-					deadline,
-				},
-				OpStage::Operation(operation) => {
-					Event::OperationDisputed { dispute, operation, deadline }
-				}
-				OpStage::Opening(operation) => {
-					Event::DescentStarted { dispute, operation, deadline }
-				}
-				_ => Event::AssemblyDisputed { dispute, deadline },
-			});
-			d.phase = DisputePhase::Operations(game);
-			Disputes::<T>::insert(dispute, d);
-			Ok(())
+			Self::do_reveal_op(dispute, d, party, position, proof)
 		}
 
 		/// Settles the disputed operation (or the next state's assembly) of a dispute in the
@@ -923,36 +643,7 @@ pub mod pallet {
 		) -> DispatchResult {
 			ensure_signed(origin)?;
 			let d = Self::live(dispute)?;
-			let DisputePhase::Operations(game) = &d.phase else {
-				return Err(Error::<T>::NotInOperations.into());
-			};
-			let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
-			let pre_state = d.agreed_state.ok_or(Error::<T>::WrongStage)?;
-			let (truth, solver_claim) = match game.stage() {
-				OpStage::Operation(j) => (
-					referee::operation_output(
-						&spec,
-						game.step,
-						j,
-						&pre_state,
-						&game.agreed_link,
-						&evidence,
-					)
-					.map_err(Self::evidence_error)?,
-					game.solver_disputed.map(|l| l.output),
-				),
-				OpStage::Assembly => (
-					referee::post_state(&spec, &pre_state, &game.agreed_link, &evidence.outputs)
-						.map_err(Self::evidence_error)?,
-					Some(d.solver_disputed),
-				),
-				_ => return Err(Error::<T>::WrongStage.into()),
-			};
-			let winner =
-				if solver_claim == Some(truth) { Party::Solver } else { Party::Challenger };
-			Self::deposit_event(Event::OperationSettled { dispute, truth });
-			Self::conclude(dispute, winner, Resolution::Ruling);
-			Ok(())
+			Self::do_settle_op(dispute, d, evidence)
 		}
 
 		/// Answers the element descent inside a disputed operation too large for one leaf
@@ -993,56 +684,7 @@ pub mod pallet {
 		) -> DispatchResult {
 			ensure_signed(origin)?;
 			let d = Self::live(dispute)?;
-			let DisputePhase::Operations(game) = &d.phase else {
-				return Err(Error::<T>::NotInOperations.into());
-			};
-			let descent = game.descent.as_ref().ok_or(Error::<T>::WrongStage)?;
-			let element = descent.element.ok_or(Error::<T>::WrongStage)?;
-			let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
-			let pre_state = d.agreed_state.ok_or(Error::<T>::WrongStage)?;
-			let winner = match game.stage() {
-				OpStage::Element { op, row, col } => {
-					let truth = element_value(
-						&spec,
-						game.step,
-						op,
-						(row, col),
-						&pre_state,
-						&game.agreed_link,
-						&evidence,
-					)
-					.map_err(Self::evidence_error)?;
-					Self::deposit_event(Event::ElementSettled { dispute, row, col, truth });
-					if element.solver == truth {
-						Party::Solver
-					} else {
-						Party::Challenger
-					}
-				}
-				OpStage::Term { op, row, col, k } => {
-					let term = descent.term.ok_or(Error::<T>::WrongStage)?;
-					let truth = term_value(
-						&spec,
-						game.step,
-						op,
-						(row, col),
-						k,
-						term.prev,
-						(&pre_state, &game.agreed_link),
-						&evidence,
-					)
-					.map_err(Self::evidence_error)?;
-					Self::deposit_event(Event::TermSettled { dispute, row, col, k, truth });
-					if term.solver == truth {
-						Party::Solver
-					} else {
-						Party::Challenger
-					}
-				}
-				_ => return Err(Error::<T>::WrongStage.into()),
-			};
-			Self::conclude(dispute, winner, Resolution::Ruling);
-			Ok(())
+			Self::do_settle_element(dispute, d, evidence)
 		}
 
 		/// Ends a dispute whose deadline has passed, as `on_initialize` does: the side that
@@ -1076,14 +718,6 @@ pub mod pallet {
 	}
 
 	impl<T: Config> Pallet<T> {
-		/// The leaf referee's ruling on a dispute waiting at the leaf.
-		pub fn leaf_ruling(dispute: DisputeId, winner: Party) -> DispatchResult {
-			let d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
-			ensure!(matches!(d.phase, DisputePhase::Leaf { .. }), Error::<T>::NotAtLeaf);
-			Self::conclude(dispute, winner, Resolution::Ruling);
-			Ok(())
-		}
-
 		/// The weight of [`Pallet::settle_op`]: the largest product leaf (the most
 		/// multiply-adds) and the largest elementwise leaf (the most values) together, since
 		/// one leaf may be at both bounds at once, plus ending every other dispute on the task.
@@ -1099,16 +733,6 @@ pub mod pallet {
 				.saturating_sub(T::WeightInfo::timeout(0))
 		}
 
-		/// Open dispute `dispute`, if its deadline has not passed: once it has, the dispute
-		/// only waits for `on_initialize` (or anyone's `timeout`) to end it, and takes no more
-		/// answers, even while the per-block budget carries its ending over.
-		fn live(dispute: DisputeId) -> Result<DisputeOf<T>, Error<T>> {
-			let d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
-			let now = frame_system::Pallet::<T>::block_number();
-			ensure!(now < d.deadline, Error::<T>::DeadlinePassed);
-			Ok(d)
-		}
-
 		/// Which side `who` is in dispute `d`.
 		fn party(d: &DisputeOf<T>, who: &T::AccountId) -> Result<Party, Error<T>> {
 			if *who == d.solver {
@@ -1118,454 +742,6 @@ pub mod pallet {
 			} else {
 				Err(Error::<T>::NotAParty)
 			}
-		}
-
-		/// The step bisection (or the segment game) of `d` has narrowed to one transition: asks
-		/// the leaf referee, then concludes the dispute, starts the operator-level game, or
-		/// waits at the leaf. The referee only reads; what it decides is worked out (the op
-		/// game's program and deadline included) before any write.
-		fn reach_leaf(
-			dispute: DisputeId,
-			mut d: DisputeOf<T>,
-			now: BlockNumberFor<T>,
-		) -> DispatchResult {
-			let case = d.leaf_case().ok_or(Error::<T>::Overflow)?;
-			let leaf_deadline = Self::slot(now.saturating_add(T::LeafTimeout::get()))?;
-			let verdict = T::Adjudicator::adjudicate(dispute, &case);
-			let game = match verdict {
-				Verdict::Operations => Self::op_game(&d, &case),
-				_ => None,
-			};
-			// Committing the step's op trace means recomputing the step.
-			let game_deadline = match game {
-				Some(_) => {
-					let time = T::RoundTimeout::get().saturating_add(Self::recompute(d.task, 1));
-					Some(Self::slot(now.saturating_add(time))?)
-				}
-				None => None,
-			};
-			// Revealing the state's tensor hashes means computing the initial state.
-			let init = match (verdict, case.transition) {
-				(Verdict::Initialization, Transition::Initialization) => {
-					let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
-					let program = step_program(&spec).map_err(|_| Error::<T>::WrongStage)?;
-					let tensors = u32::try_from(program.state_shapes.len())
-						.map_err(|_| Error::<T>::Overflow)?;
-					let time = T::RoundTimeout::get().saturating_add(Self::recompute(d.task, 1));
-					Some((tensors, Self::slot(now.saturating_add(time))?))
-				}
-				_ => None,
-			};
-			Self::unschedule(dispute, d.deadline);
-			d.phase = DisputePhase::Leaf { transition: case.transition };
-			if let Some((tensors, deadline)) = init {
-				Self::enqueue(dispute, deadline);
-				d.deadline = deadline;
-				d.phase = DisputePhase::Initialization(InitGame::default());
-				Self::deposit_event(Event::InitializationStarted { dispute, tensors, deadline });
-				Disputes::<T>::insert(dispute, d);
-				return Ok(());
-			}
-			match (verdict, game, game_deadline) {
-				(Verdict::Winner(winner), _, _) => {
-					// Stored first so that `conclude` finds it where it expects it.
-					Disputes::<T>::insert(dispute, d);
-					Self::conclude(dispute, winner, Resolution::Ruling);
-				}
-				(_, Some(game), Some(deadline)) => {
-					Self::enqueue(dispute, deadline);
-					d.deadline = deadline;
-					Self::deposit_event(Event::OperationsStarted {
-						dispute,
-						step: game.step,
-						ops: game.ops,
-						deadline,
-					});
-					d.phase = DisputePhase::Operations(game);
-					Disputes::<T>::insert(dispute, d);
-				}
-				_ => {
-					Self::enqueue(dispute, leaf_deadline);
-					d.deadline = leaf_deadline;
-					Self::deposit_event(Event::LeafReached {
-						dispute,
-						transition: case.transition,
-						deadline: leaf_deadline,
-					});
-					Disputes::<T>::insert(dispute, d);
-				}
-			}
-			Ok(())
-		}
-
-		/// The operator-level game over the disputed step of `case`, if it is a training
-		/// step whose pre-state both sides agreed on and whose task still has its spec.
-		fn op_game(d: &DisputeOf<T>, case: &LeafCase) -> Option<OpGame> {
-			let Transition::Step(step) = case.transition else { return None };
-			let spec = T::Tasks::spec(d.task)?;
-			let ops = u32::try_from(step_program(&spec).ok()?.ops.len()).ok()?;
-			OpGame::new(step, ops, d.agreed_state?)
-		}
-
-		/// The blocks, on top of a round, that recomputing `steps` steps of `task` is given at
-		/// the budget's reference speed ([`settle::recompute_blocks`]).
-		fn recompute(task: TaskId, steps: u32) -> BlockNumberFor<T> {
-			use sp_runtime::traits::UniqueSaturatedInto;
-			let Some(spec) = T::Tasks::spec(task) else { return Zero::zero() };
-			let Ok(program) = step_program(&spec) else { return Zero::zero() };
-			let budget = T::LeafBudget::get();
-			settle::recompute_blocks(&spec, &program, steps, &budget)
-				.min(budget.max_recompute_blocks)
-				.unique_saturated_into()
-		}
-
-		/// How the chain settles operation `j` of the task's step ([`settle::plan`]), if it can.
-		pub(crate) fn plan(task: TaskId, j: u32) -> Option<Plan> {
-			let spec = T::Tasks::spec(task)?;
-			let program = step_program(&spec).ok()?;
-			settle::plan(&spec, &program, j, &T::LeafBudget::get()).ok()
-		}
-
-		/// Whether the chain executes operation `j` of the task's step whole, in one leaf (its
-		/// values, multiply-adds and evidence bytes inside the budget).
-		fn settleable(task: TaskId, j: u32) -> bool {
-			Self::plan(task, j) == Some(Plan::Whole)
-		}
-
-		fn evidence_error(e: RefereeError) -> Error<T> {
-			match e {
-				RefereeError::BadSpec | RefereeError::NoSuchOperation => Error::<T>::WrongStage,
-				RefereeError::BrokenChain => Error::<T>::EvidenceBrokenChain,
-				RefereeError::WrongState => Error::<T>::EvidenceWrongState,
-				RefereeError::WrongInput => Error::<T>::EvidenceWrongInput,
-				RefereeError::WrongBatch => Error::<T>::EvidenceWrongBatch,
-				RefereeError::TooLarge => Error::<T>::OperationTooLarge,
-				RefereeError::Execution(_) => Error::<T>::ExecutionFailed,
-			}
-		}
-
-		/// Ends `dispute` with no winner: the bond is unlocked, nobody is slashed.
-		fn void(dispute: DisputeId, d: &DisputeOf<T>) {
-			Self::remove(dispute, d);
-			T::Stake::unlock(&d.challenger, d.bond);
-			Self::deposit_event(Event::DisputeVoided { dispute, task: d.task });
-			T::Tasks::dispute_ended(d.task);
-		}
-
-		/// The block a deadline due at `at` will be queued at; reads only.
-		pub(crate) fn slot(at: BlockNumberFor<T>) -> Result<BlockNumberFor<T>, Error<T>> {
-			deadline_queue::slot::<Deadlines<T>, _, _, _>(at).ok_or(Error::<T>::DeadlineQueueFull)
-		}
-
-		/// Queues `dispute` at `block`, a block [`Self::slot`] returned in the same call.
-		fn enqueue(dispute: DisputeId, block: BlockNumberFor<T>) {
-			// `slot` found room, and each call queues one dispute once: this cannot fail.
-			let _ = deadline_queue::insert::<Deadlines<T>, _, _, _>(dispute, block);
-		}
-
-		/// Moves dispute `dispute`'s deadline to `at`, in `d` and in the deadline queue.
-		pub(crate) fn reschedule(dispute: DisputeId, d: &mut DisputeOf<T>, at: BlockNumberFor<T>) {
-			Self::unschedule(dispute, d.deadline);
-			Self::enqueue(dispute, at);
-			d.deadline = at;
-		}
-
-		/// Both sides revealed a state at the midpoint of a state bisection (over the trace's
-		/// entries or inside a segment), the solver `s` and the challenger `c`: equal, it is
-		/// the new agreed state; different, they are the new disputed ones. Returns whether
-		/// they agree.
-		fn take_reveals(d: &mut DisputeOf<T>, s: H256, c: H256) -> bool {
-			let agree = s == c;
-			if agree {
-				d.agreed_state = Some(s);
-			} else {
-				d.solver_disputed = s;
-				d.challenger_disputed = c;
-			}
-			agree
-		}
-
-		fn unschedule(dispute: DisputeId, at: BlockNumberFor<T>) {
-			deadline_queue::unschedule::<Deadlines<T>, _, _, _>(&dispute, at)
-		}
-
-		/// Ends due disputes, oldest deadline first, at most `MaxTimeoutsPerBlock` of them,
-		/// carrying the rest over ([`DueFrom`]). Returns the disputes ended and the queues
-		/// read.
-		pub(crate) fn end_due(now: BlockNumberFor<T>) -> (u32, u32) {
-			let mut budget = T::MaxTimeoutsPerBlock::get();
-			// Empty blocks between a carried-over queue and now cost a read each: at most
-			// this many a block (the cursor catches up over the next blocks).
-			let mut probes_left = budget.saturating_add(16);
-			let mut block = DueFrom::<T>::get().unwrap_or(now).min(now);
-			let (mut ended, mut probes) = (0u32, 0u32);
-			while block <= now && probes_left > 0 {
-				probes = probes.saturating_add(1);
-				probes_left = probes_left.saturating_sub(1);
-				let queue = Deadlines::<T>::get(block);
-				if queue.is_empty() {
-					block = block.saturating_add(One::one());
-					continue;
-				}
-				if budget == 0 {
-					break;
-				}
-				for id in queue.into_iter().take(budget as usize) {
-					// Every queued dispute is due (the queue is kept exact). A dispute ended
-					// by an earlier one of the loop is already gone from its queue.
-					if Disputes::<T>::contains_key(id) && Self::do_timeout(id, now).is_err() {
-						// Cannot happen; never loop on it.
-						Self::unschedule(id, block);
-					}
-					budget = budget.saturating_sub(1);
-					ended = ended.saturating_add(1);
-				}
-			}
-			if block <= now {
-				DueFrom::<T>::put(block);
-			} else {
-				DueFrom::<T>::kill();
-			}
-			(ended, probes)
-		}
-
-		/// What happens when `dispute`'s deadline has come by `now`.
-		pub(crate) fn do_timeout(dispute: DisputeId, now: BlockNumberFor<T>) -> DispatchResult {
-			let d = Disputes::<T>::get(dispute).ok_or(Error::<T>::DisputeNotFound)?;
-			ensure!(d.deadline <= now, Error::<T>::DeadlineNotReached);
-			match d.phase {
-				DisputePhase::Bisecting { solver_reveal, challenger_reveal, .. } => {
-					// Whoever has not revealed loses; if neither has, the challenger does.
-					let winner = match (solver_reveal, challenger_reveal) {
-						(None, Some(_)) => Party::Challenger,
-						_ => Party::Solver,
-					};
-					Self::conclude(dispute, winner, Resolution::Timeout);
-				}
-				DisputePhase::Segment(ref game) => {
-					// Whoever has not committed (or, once both have, revealed) loses; the
-					// challenger if neither has.
-					let (s, c) = match game.position() {
-						None => (game.solver_root.is_some(), game.challenger_root.is_some()),
-						Some(_) => (game.solver_reveal.is_some(), game.challenger_reveal.is_some()),
-					};
-					let winner = if !s && c { Party::Challenger } else { Party::Solver };
-					Self::conclude(dispute, winner, Resolution::Timeout);
-				}
-				DisputePhase::Leaf { .. } => {
-					let verdict = d.leaf_case().and_then(|c| T::Adjudicator::expired(dispute, &c));
-					match verdict {
-						Some(winner) => Self::conclude(dispute, winner, Resolution::Timeout),
-						None => Self::void(dispute, &d),
-					}
-				}
-				DisputePhase::Operations(ref game) => {
-					// Whoever has not committed or revealed loses (the challenger if neither
-					// has); an unsettled operation costs the challenger, who must pursue its
-					// dispute, unless the chain could not have executed it.
-					let missing =
-						|s: bool, c: bool| if !s && c { Party::Challenger } else { Party::Solver };
-					let winner = match game.stage() {
-						OpStage::Committing => Some(missing(
-							game.solver_root.is_some(),
-							game.challenger_root.is_some(),
-						)),
-						OpStage::Revealing(_) => Some(missing(
-							game.solver_reveal.is_some(),
-							game.challenger_reveal.is_some(),
-						)),
-						OpStage::Operation(j) => {
-							Self::settleable(d.task, j).then_some(Party::Solver)
-						}
-						OpStage::Assembly => Some(Party::Solver),
-						OpStage::Opening(_)
-						| OpStage::Descending { .. }
-						| OpStage::Line { .. }
-						| OpStage::Partials { .. } => game.descent.as_ref().map(|descent| {
-							let (s, c) = Self::answered(dispute, descent);
-							missing(s, c)
-						}),
-						OpStage::Element { op, .. } | OpStage::Term { op, .. } => {
-							matches!(Self::plan(d.task, op), Some(Plan::Elements | Plan::Terms))
-								.then_some(Party::Solver)
-						}
-					};
-					match winner {
-						Some(winner) => Self::conclude(dispute, winner, Resolution::Timeout),
-						None => Self::void(dispute, &d),
-					}
-				}
-				DisputePhase::Initialization(ref game) => {
-					// Whoever has not revealed (or answered the descent) loses; the
-					// challenger if neither has.
-					let (s, c) = match game.disputed {
-						None => (game.solver_tensors.is_some(), game.challenger_tensors.is_some()),
-						Some(_) => Self::answered(dispute, &game.descent),
-					};
-					let winner = if !s && c { Party::Challenger } else { Party::Solver };
-					Self::conclude(dispute, winner, Resolution::Timeout);
-				}
-			}
-			Ok(())
-		}
-
-		/// Removes a dispute from every book.
-		fn remove(id: DisputeId, d: &DisputeOf<T>) {
-			Disputes::<T>::remove(id);
-			let _ = Lines::<T>::clear_prefix(id, 2, None);
-			TaskDisputes::<T>::remove(d.task, &d.challenger);
-			DisputeCount::<T>::mutate_exists(d.task, |c| {
-				let left = c.unwrap_or(0).saturating_sub(1);
-				*c = (left > 0).then_some(left);
-			});
-			Self::unschedule(id, d.deadline);
-			// A slot is free again: the time every slot was taken goes back to the window.
-			if let Some(since) = FullSince::<T>::take(d.task) {
-				use sp_runtime::traits::UniqueSaturatedInto;
-				let now = frame_system::Pallet::<T>::block_number();
-				T::Tasks::extend_window(d.task, now.saturating_sub(since).unique_saturated_into());
-			}
-		}
-
-		/// Ends `dispute` with `winner`: removes it and, when the solver lost, voids every
-		/// other dispute against the task first; then hands the outcome to the settlement.
-		pub(crate) fn conclude(dispute: DisputeId, winner: Party, resolution: Resolution) {
-			let Some(d) = Disputes::<T>::get(dispute) else { return };
-			Self::remove(dispute, &d);
-			// When the solver lost, every other dispute on the task still stood (a dispute
-			// that was lost is already gone): each ends here, its bond unlocked, and its
-			// challenger shares the winner's reward.
-			let mut standing = alloc::vec::Vec::new();
-			if winner == Party::Challenger {
-				// At most `MaxDisputesPerTask - 1` others.
-				let others: alloc::vec::Vec<DisputeId> =
-					TaskDisputes::<T>::iter_prefix_values(d.task).collect();
-				for other in others {
-					if let Some(o) = Disputes::<T>::get(other) {
-						Self::remove(other, &o);
-						T::Stake::unlock(&o.challenger, o.bond);
-						Self::deposit_event(Event::DisputeVoided { dispute: other, task: o.task });
-						standing.push(o.challenger);
-					}
-				}
-			}
-			Self::deposit_event(Event::DisputeResolved {
-				dispute,
-				task: d.task,
-				winner,
-				resolution,
-			});
-			T::Settlement::settle(&DisputeOutcome {
-				task: d.task,
-				dispute,
-				solver: d.solver,
-				challenger: d.challenger,
-				solver_stake: d.solver_stake,
-				bond: d.bond,
-				winner,
-				standing,
-			});
-		}
-
-		/// The invariants: every dispute's deadline is in the future and queued there; the
-		/// per-task books match the disputes; the interval is sound and unresolved while
-		/// bisecting, resolved at the leaf.
-		pub fn do_try_state(now: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
-			let mut counted: alloc::collections::btree_map::BTreeMap<TaskId, u32> =
-				Default::default();
-			for (id, d) in Disputes::<T>::iter() {
-				ensure!(id < NextDisputeId::<T>::get(), "a dispute id at or above NextDisputeId");
-				ensure!(
-					d.deadline > now || DueFrom::<T>::get().is_some_and(|f| f <= d.deadline),
-					"a dispute's deadline passed and nothing ended it (nor carried it over)"
-				);
-				ensure!(
-					Deadlines::<T>::get(d.deadline).contains(&id),
-					"a dispute's deadline is not queued"
-				);
-				ensure!(
-					TaskDisputes::<T>::get(d.task, &d.challenger) == Some(id),
-					"a dispute missing from its task's book"
-				);
-				ensure!(d.bisection.agreed < d.bisection.disputed, "an empty interval");
-				ensure!(d.bisection.disputed <= d.points.len(), "an interval beyond the trace");
-				let resolved = d.bisection.is_resolved();
-				ensure!(
-					resolved
-						== matches!(
-							d.phase,
-							DisputePhase::Leaf { .. }
-								| DisputePhase::Operations(_)
-								| DisputePhase::Segment(_)
-								| DisputePhase::Initialization(_)
-						),
-					"the phase does not match the interval"
-				);
-				let narrowed = resolved.then(|| d.points.narrowed(d.bisection.disputed)).flatten();
-				if let DisputePhase::Segment(game) = &d.phase {
-					ensure!(
-						narrowed == Some(Narrowed::Segment { first: game.first, len: game.len }),
-						"a segment game over another segment than the disputed one"
-					);
-					ensure!(
-						game.bisection.agreed < game.bisection.disputed
-							&& game.bisection.disputed <= game.len,
-						"a segment interval beyond the segment"
-					);
-				}
-				if let DisputePhase::Initialization(_) = &d.phase {
-					ensure!(
-						narrowed == Some(Narrowed::Transition(Transition::Initialization)),
-						"an initialization game over another transition than the first"
-					);
-				}
-				if let DisputePhase::Operations(game) = &d.phase {
-					let within = match narrowed {
-						Some(Narrowed::Transition(t)) => t == Transition::Step(game.step),
-						Some(Narrowed::Segment { first, len }) => {
-							game.step.checked_sub(first).is_some_and(|i| i < len)
-						}
-						None => false,
-					};
-					ensure!(
-						within,
-						"an operator-level game over another transition than the disputed one"
-					);
-					ensure!(
-						game.bisection.agreed < game.bisection.disputed
-							&& game.bisection.disputed <= game.ops.saturating_add(1),
-						"an operator-level interval beyond the step"
-					);
-				}
-				let c = counted.entry(d.task).or_insert(0);
-				*c = c.saturating_add(1);
-			}
-			for (task, count) in DisputeCount::<T>::iter() {
-				ensure!(counted.get(&task) == Some(&count), "a task's dispute count is wrong");
-			}
-			for (task, _) in FullSince::<T>::iter() {
-				ensure!(
-					DisputeCount::<T>::get(task) >= T::MaxDisputesPerTask::get(),
-					"a task marked full has a free dispute slot"
-				);
-			}
-			ensure!(
-				TaskDisputes::<T>::iter().count() == Disputes::<T>::iter().count(),
-				"the task books hold other disputes than the open ones"
-			);
-			for (block, queue) in Deadlines::<T>::iter() {
-				ensure!(
-					block > now || DueFrom::<T>::get().is_some_and(|f| f <= block),
-					"a deadline queue was left behind"
-				);
-				for id in queue {
-					ensure!(
-						Disputes::<T>::get(id).is_some_and(|d| d.deadline == block),
-						"a queued deadline belongs to no dispute"
-					);
-				}
-			}
-			Ok(())
 		}
 	}
 

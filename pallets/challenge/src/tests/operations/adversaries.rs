@@ -135,35 +135,30 @@ fn answer(
 	let short_of = |op: u32| short.filter(|s| s.0 == op);
 	let d = Disputes::<Test>::get(id)?;
 	let DisputePhase::Operations(g) = d.phase else { return None };
-	let mine = |s: bool, c: bool| if party == Party::Solver { s } else { c };
 	let descent = g.descent.clone().unwrap_or_default();
 	let walk = descent.walk.clone();
 	match g.stage() {
-		OpStage::Committing => (!mine(g.solver_root.is_some(), g.challenger_root.is_some()))
+		OpStage::Committing => (!*g.roots.given().of(party))
 			.then_some(crate::Call::commit_ops { dispute: id, root: side.ops.root }),
 		OpStage::Revealing(mid) => {
-			(!mine(g.solver_reveal.is_some(), g.challenger_reveal.is_some())).then(|| {
-				crate::Call::reveal_op {
-					dispute: id,
-					position: mid,
-					proof: side.ops.proof(mid - 1).unwrap(),
-				}
+			(!*g.reveals.given().of(party)).then(|| crate::Call::reveal_op {
+				dispute: id,
+				position: mid,
+				proof: side.ops.proof(mid - 1).unwrap(),
 			})
 		}
 		OpStage::Opening(j) => {
-			(!mine(descent.solver_opening.is_some(), descent.challenger_opening.is_some())).then(
-				|| crate::Call::descend {
-					dispute: id,
-					answer: DescentAnswer::Opening(match short_of(j) {
-						Some(s) => s.2,
-						None => TensorOpening::of(&side.bad.outputs[j as usize]),
-					}),
-				},
-			)
+			(!*descent.openings.given().of(party)).then(|| crate::Call::descend {
+				dispute: id,
+				answer: DescentAnswer::Opening(match short_of(j) {
+					Some(s) => s.2,
+					None => TensorOpening::of(&side.bad.outputs[j as usize]),
+				}),
+			})
 		}
 		OpStage::Descending { op, cursor } => {
 			let w = walk?;
-			(!mine(w.solver_reveal.is_some(), w.challenger_reveal.is_some())).then(|| {
+			(!*w.reveals.given().of(party)).then(|| {
 				let m = short_of(op).map_or(&side.bad.outputs[op as usize], |s| &s.1);
 				let (l, r) = LineTree::new(m, w.axis).children(cursor).unwrap();
 				crate::Call::descend { dispute: id, answer: DescentAnswer::Children(l, r) }

@@ -1,0 +1,149 @@
+//! The dispute game end to end on the mock market: liars lose at every step of traces of
+//! 1..=64 steps, by the referee's ruling or by timing out; every call's errors; several
+//! disputes on one task and disputes on many tasks at once.
+
+#![allow(
+	clippy::unwrap_used,
+	clippy::expect_used,
+	clippy::arithmetic_side_effects,
+	clippy::indexing_slicing
+)]
+
+use crate::{mock::*, DisputeCount, Disputes, Error, Event, Resolution};
+use frame_support::{
+	assert_noop, assert_ok,
+	traits::fungible::{Inspect, InspectHold},
+};
+use pallet_compute_staking::Ledgers;
+use pallet_task_escrow::{NextTaskId, Tasks};
+use sp_core::H256;
+use trainet_primitives::{
+	bisection::{Bisection, Transition},
+	market::{DisputePhase, Party, TaskState, Timeouts, TraceCommitment},
+	trace::{trace_proof, trace_root, TracePoints},
+};
+
+/// The honest trace of a task: `steps + 1` distinct state hashes.
+fn honest(steps: u32) -> Vec<H256> {
+	(0..=steps).map(|t| H256::from_low_u64_be(0x1000 + u64::from(t))).collect()
+}
+
+/// `states` with every entry from `from` on replaced by a wrong one (liars that start at
+/// different entries tell different lies).
+fn lie_from(states: &[H256], from: u32) -> Vec<H256> {
+	states
+		.iter()
+		.enumerate()
+		.map(|(i, h)| {
+			if i as u32 >= from {
+				H256::from_low_u64_be(0xbad0_0000 + (u64::from(from) << 16) + i as u64)
+			} else {
+				*h
+			}
+		})
+		.collect()
+}
+
+fn commitment(states: &[H256]) -> TraceCommitment {
+	TraceCommitment {
+		trace_root: trace_root(states),
+		steps: states.len() as u32 - 1,
+		final_state: *states.last().unwrap(),
+		model_hash: H256::repeat_byte(0xaa),
+	}
+}
+
+/// Posts a task of `steps` steps whose honest trace is `honest(steps)`; `solver` claims it
+/// and commits `solver_states`. Returns the task id.
+fn committed_task(solver: AccountId, solver_states: &[H256]) -> u64 {
+	let steps = solver_states.len() as u32 - 1;
+	let task = NextTaskId::<Test>::get();
+	assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec(steps), 500, timeouts()));
+	set_truth(task, honest(steps));
+	assert_ok!(Escrow::claim(RuntimeOrigin::signed(solver), task));
+	assert_ok!(Escrow::commit(
+		RuntimeOrigin::signed(solver),
+		task,
+		commitment(solver_states),
+		trace_proof(solver_states, steps).unwrap()
+	));
+	task
+}
+
+/// `challenger` opens a dispute against `task` with `states`; returns the dispute id.
+fn open(task: u64, challenger: AccountId, states: &[H256]) -> u64 {
+	let id = crate::NextDisputeId::<Test>::get();
+	let steps = states.len() as u32 - 1;
+	assert_ok!(Challenge::open(
+		RuntimeOrigin::signed(challenger),
+		task,
+		trace_root(states),
+		trace_proof(states, steps).unwrap()
+	));
+	id
+}
+
+/// Plays dispute `id` with both sides revealing from their traces; `quits` stops revealing
+/// from round `round` on and lets the deadline pass. Returns the rounds played.
+fn play(
+	id: u64,
+	solver_states: &[H256],
+	challenger_states: &[H256],
+	quits: Option<(Party, u32)>,
+) -> u32 {
+	let mut rounds = 0;
+	while let Some(d) = Disputes::<Test>::get(id) {
+		let DisputePhase::Bisecting { round, .. } = d.phase else { break };
+		let mid = d.bisection.midpoint().unwrap();
+		let index = mid - 1;
+		let mut quit = false;
+		for (party, who, states) in [
+			(Party::Solver, d.solver, solver_states),
+			(Party::Challenger, d.challenger, challenger_states),
+		] {
+			if quits.is_some_and(|(p, r)| p == party && round >= r) {
+				quit = true;
+				continue;
+			}
+			assert_ok!(Challenge::reveal(
+				RuntimeOrigin::signed(who),
+				id,
+				mid,
+				trace_proof(states, index).unwrap()
+			));
+		}
+		rounds += 1;
+		if quit {
+			run_to_block(d.deadline);
+			break;
+		}
+		check_invariants(System::block_number());
+	}
+	rounds
+}
+
+fn resolved(id: u64) -> Option<(Party, Resolution)> {
+	System::events().into_iter().find_map(|r| match r.event {
+		RuntimeEvent::Challenge(Event::DisputeResolved { dispute, winner, resolution, .. })
+			if dispute == id =>
+		{
+			Some((winner, resolution))
+		}
+		_ => None,
+	})
+}
+
+fn active(who: AccountId) -> Balance {
+	Ledgers::<Test>::get(who).map(|l| l.active).unwrap_or(0)
+}
+
+fn locked(who: AccountId) -> Balance {
+	Ledgers::<Test>::get(who).map(|l| l.locked).unwrap_or(0)
+}
+
+mod bisection;
+mod deadlines;
+mod initialization;
+mod operations;
+mod outcomes;
+mod segments;
