@@ -303,3 +303,277 @@ fn reveal_state_outside_the_initialization_game_is_refused() {
 		);
 	});
 }
+
+/// The adversary library's initialization game: on random specs and a random altered initial
+/// value, an honest solver and an honest challenger each win against a liar that, from its
+/// `k`-th answer on, is silent, malformed, truncated or copies the honest side, the two
+/// answering in a random order. Every honest answer must be taken.
+mod adversaries {
+	use super::*;
+	use crate::Lines;
+	use proptest::prelude::*;
+	use sp_runtime::traits::Dispatchable;
+
+	#[derive(Clone, Copy, Debug)]
+	enum Adversary {
+		Consistent,
+		Silent(u32),
+		Malformed(u32),
+		Truncated(u32),
+		CopyOnce(u32),
+		CopyFrom(u32),
+		/// Commits its altered tensor through a row tree over rows cut to `keep` values (a
+		/// self-consistent commitment to lines of the wrong length) and answers from it.
+		ShortLines(u32),
+	}
+
+	/// A liar's tensor committed through short rows: its index, the short rows, the opening
+	/// of its hash, and the state's tensor hashes with it.
+	type Short = (u32, Matrix, TensorOpening, StateTensors);
+
+	/// `side`'s tensor `tensor` committed through its rows cut to `keep` values, and `side`'s
+	/// `h_0` made of it.
+	fn short_rows(side: &mut Side, tensor: usize, keep: usize) -> Short {
+		use trainet_primitives::{commit::state_hash_of, descent::Axis};
+		let real = &side.init[tensor];
+		let short = Matrix {
+			rows: real.rows,
+			cols: keep as u32,
+			data: (0..real.rows as usize)
+				.flat_map(|r| real.data[r * real.cols as usize..][..keep].to_vec())
+				.collect(),
+		};
+		let opening = TensorOpening {
+			row_root: LineTree::new(&short, Axis::Rows).root(),
+			..TensorOpening::of(real)
+		};
+		let mut tensors = side.tensors();
+		tensors[tensor] = opening.hash();
+		side.states[0] = state_hash_of(&tensors);
+		(tensor as u32, short, opening, tensors)
+	}
+
+	fn adversary() -> impl Strategy<Value = Adversary> {
+		prop_oneof![
+			Just(Adversary::Consistent),
+			(0u32..20).prop_map(Adversary::Silent),
+			(0u32..20).prop_map(Adversary::Malformed),
+			(0u32..20).prop_map(Adversary::Truncated),
+			(0u32..20).prop_map(Adversary::CopyOnce),
+			(0u32..20).prop_map(Adversary::CopyFrom),
+			(0u32..4).prop_map(Adversary::ShortLines),
+		]
+	}
+
+	/// The answer `party`, playing `side`, owes dispute `id` now (none once it has answered).
+	fn answer(
+		id: u64,
+		party: Party,
+		side: &Side,
+		short: Option<&Short>,
+	) -> Option<crate::Call<Test>> {
+		let g = init_game(id)?;
+		let descend = |answer| crate::Call::descend { dispute: id, answer };
+		match g.stage() {
+			InitStage::Revealing => g.tensors.of(party).is_none().then(|| {
+				let tensors = short.map_or_else(|| side.tensors(), |s| s.3.clone());
+				crate::Call::reveal_state { dispute: id, tensors }
+			}),
+			InitStage::Descent { tensor, stage } => {
+				let short = short.filter(|s| s.0 == tensor);
+				let m = short.map_or(&side.init[tensor as usize], |s| &s.1);
+				match stage {
+					DescentStage::Opening => g.descent.openings.of(party).is_none().then(|| {
+						let opening = short.map_or_else(|| TensorOpening::of(m), |s| s.2);
+						descend(DescentAnswer::Opening(opening))
+					}),
+					DescentStage::Descending(cursor) => {
+						let w = g.descent.walk.as_ref()?;
+						w.reveals.of(party).is_none().then(|| {
+							let (l, r) = LineTree::new(m, w.axis).children(cursor).unwrap();
+							descend(DescentAnswer::Children(l, r))
+						})
+					}
+					DescentStage::Line { axis, index } => (!Lines::<Test>::contains_key(id, party))
+						.then(|| {
+							descend(DescentAnswer::Line(line(m, axis, index).try_into().unwrap()))
+						}),
+					_ => None,
+				}
+			}
+		}
+	}
+
+	/// `call` made wrong: a changed value, or (`truncate`) one too few.
+	fn malformed(call: &crate::Call<Test>, truncate: bool) -> Option<crate::Call<Test>> {
+		let mut call = call.clone();
+		match &mut call {
+			crate::Call::reveal_state { tensors, .. } if truncate => {
+				tensors.pop();
+			}
+			crate::Call::reveal_state { tensors, .. } => tensors[0] = H256::repeat_byte(0xab),
+			crate::Call::descend { answer, .. } => match answer {
+				DescentAnswer::Opening(o) if !truncate => o.col_root = H256::repeat_byte(0xef),
+				DescentAnswer::Children(l, _) if !truncate => *l = H256::repeat_byte(0x12),
+				DescentAnswer::Line(values) if truncate => {
+					let keep = values.len() / 2;
+					values.truncate(keep);
+				}
+				DescentAnswer::Line(values) if !truncate => values[0] ^= 1,
+				_ => return None,
+			},
+			_ => return None,
+		}
+		Some(call)
+	}
+
+	fn dispatch(call: crate::Call<Test>, who: AccountId) -> bool {
+		crate::proptests::CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+		RuntimeCall::from(call).dispatch(RuntimeOrigin::signed(who)).is_ok()
+	}
+
+	#[allow(clippy::too_many_arguments)]
+	fn case(
+		spec: TrainingSpec,
+		data: Vec<(Vec<f32>, u32)>,
+		(tensor, value): (usize, usize),
+		liar: Party,
+		adversary: Adversary,
+		order: u64,
+	) -> Result<(), TestCaseError> {
+		let honest = side(&spec, &data, None);
+		let mut lying = side(&spec, &data, Some((tensor, value)));
+		let short = match adversary {
+			Adversary::ShortLines(keep) => {
+				let cols = lying.init[tensor].cols as usize;
+				Some(short_rows(&mut lying, tensor, (keep as usize).min(cols - 1)))
+			}
+			_ => None,
+		};
+		new_test_ext().execute_with(|| {
+			let issuance = Balances::total_issuance();
+			let (solver, challenger) = match liar {
+				Party::Solver => (&lying, &honest),
+				Party::Challenger => (&honest, &lying),
+			};
+			let id = to_initialization(&spec, solver, challenger);
+			let account = |p: Party| if p == Party::Solver { 10 } else { 20 };
+			let ctx = format!("liar {liar:?}, value {value} of tensor {tensor}, {adversary:?}");
+			let mut k = 0u32;
+			for round in 0..200u64 {
+				if Disputes::<Test>::get(id).is_none() {
+					break;
+				}
+				let parties = if (order >> (round % 64)) & 1 == 0 {
+					[liar, liar.other()]
+				} else {
+					[liar.other(), liar]
+				};
+				let mut moved = false;
+				for party in parties {
+					if Disputes::<Test>::get(id).is_none() {
+						break;
+					}
+					if party != liar {
+						if let Some(call) = answer(id, party, &honest, None) {
+							crate::proptests::CALLS
+								.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+							let r = RuntimeCall::from(call.clone())
+								.dispatch(RuntimeOrigin::signed(account(party)));
+							prop_assert!(
+								r.is_ok(),
+								"{ctx}: the honest {call:?} was refused: {r:?}"
+							);
+							moved = true;
+						}
+						continue;
+					}
+					let Some(own) = answer(id, party, &lying, short.as_ref()) else { continue };
+					let copy = answer(id, party, &honest, None);
+					let this = k;
+					k += 1;
+					let tried = match adversary {
+						Adversary::Silent(s) if this >= s => continue,
+						Adversary::Malformed(s) if this == s => malformed(&own, false),
+						Adversary::Truncated(s) if this >= s => malformed(&own, true),
+						Adversary::CopyOnce(s) if this == s => copy,
+						Adversary::CopyFrom(s) if this >= s => copy,
+						_ => None,
+					};
+					if let Some(bad) = tried {
+						if dispatch(bad, account(party)) {
+							moved = true;
+							continue;
+						}
+					}
+					moved |= dispatch(own, account(party));
+				}
+				if !moved {
+					let Some(d) = Disputes::<Test>::get(id) else { break };
+					run_to_block(d.deadline.max(System::block_number() + 1));
+				}
+				check_invariants(System::block_number());
+			}
+			let resolved = resolved(id);
+			prop_assert!(resolved.is_some(), "{ctx}: unresolved");
+			prop_assert_eq!(resolved.unwrap().0, liar.other(), "{}", ctx);
+			let slashed = if liar == Party::Solver { SOLVER_STAKE } else { BOND };
+			prop_assert_eq!(
+				Balances::total_issuance(),
+				issuance - (slashed - WINNER_SHARE * slashed),
+				"{}",
+				ctx
+			);
+			check_invariants(System::block_number());
+			crate::proptests::report("initialization adversaries");
+			Ok(())
+		})
+	}
+
+	proptest! {
+		#![proptest_config(ProptestConfig::with_cases(256))]
+
+		#[test]
+		fn an_honest_side_beats_every_adversary_in_the_initialization_game(
+			seed in 0u64..1_000,
+			hidden in proptest::collection::vec(1u32..7, 1..3),
+			input in 2u32..8,
+			classes in 2u32..5,
+			adam in any::<bool>(),
+			batch in 1u32..10,
+			tensor in 0usize..64,
+			value in 0usize..1_000,
+			liar_solver in any::<bool>(),
+			adversary in adversary(),
+			order in any::<u64>(),
+		) {
+			let classes = classes.min(input);
+			let data = synthetic_dataset(seed, 40, input, classes);
+			let optimizer = if adam {
+				Optimizer::Adam {
+					learning_rate: F32Bits::from_f32(0.01),
+					beta1: F32Bits::from_f32(0.9),
+					beta2: F32Bits::from_f32(0.999),
+					epsilon: F32Bits::from_f32(1e-7),
+				}
+			} else {
+				Optimizer::Sgd {
+					learning_rate: F32Bits::from_f32(0.05),
+					momentum: F32Bits::from_f32(0.9),
+				}
+			};
+			let mut widths = vec![input];
+			widths.extend(hidden);
+			widths.push(classes);
+			let mut spec = TrainingSpec::example_mlp(&widths, optimizer, batch).on_dataset(&data);
+			spec.steps = STEPS;
+			spec.seed = seed;
+			let program = step_program(&spec).unwrap();
+			let tensor = tensor % program.state_shapes.len();
+			let (rows, cols) = program.state_shapes[tensor];
+			let value = value % (rows * cols) as usize;
+			let liar = if liar_solver { Party::Solver } else { Party::Challenger };
+			case(spec, data, (tensor, value), liar, adversary, order)?;
+		}
+	}
+}
