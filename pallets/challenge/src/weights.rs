@@ -410,17 +410,18 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 			.saturating_add(T::DbWeight::get().reads(14))
 			.saturating_add(T::DbWeight::get().writes(13))
 	}
-	/// Not measured yet (`scripts/weights` will): a bound from the work, the program's
-	/// construction and a Merkle root over at most 48 hashes, well under a millisecond.
+	/// Not measured yet (`scripts/weights` will): twice `descend_opening`'s measure, which
+	/// also builds the step program, for the program and a Merkle root over at most 48
+	/// hashes.
 	fn reveal_state() -> Weight {
-		Weight::from_parts(5_000_000_000, 12000)
+		Weight::from_parts(10_000_000_000, 16000)
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
-	/// Not measured yet (`scripts/weights` will): bounded by `descend_line`'s measure, the
-	/// same reads and line length, plus the program's construction.
+	/// Not measured yet (`scripts/weights` will): `descend_line`'s measure (the same reads
+	/// and line length) plus `descend_opening`'s (which also builds the step program).
 	fn descend_partials() -> Weight {
-		Self::descend_line().saturating_add(Weight::from_parts(1_000_000_000, 0))
+		Self::descend_line().saturating_add(Self::descend_opening(0))
 	}
 }
 
@@ -566,16 +567,17 @@ impl WeightInfo for () {
 			.saturating_add(RocksDbWeight::get().reads(14))
 			.saturating_add(RocksDbWeight::get().writes(13))
 	}
-	/// Not measured yet (`scripts/weights` will): a bound from the work, the program's
-	/// construction and a Merkle root over at most 48 hashes, well under a millisecond.
+	/// Not measured yet (`scripts/weights` will): twice `descend_opening`'s measure, which
+	/// also builds the step program, for the program and a Merkle root over at most 48
+	/// hashes.
 	fn reveal_state() -> Weight {
-		Weight::from_parts(5_000_000_000, 12000)
+		Weight::from_parts(10_000_000_000, 16000)
 			.saturating_add(RocksDbWeight::get().reads(5))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
-	/// Not measured yet (`scripts/weights` will): bounded by `descend_line`'s measure, the
-	/// same reads and line length, plus the program's construction.
+	/// Not measured yet (`scripts/weights` will): `descend_line`'s measure (the same reads
+	/// and line length) plus `descend_opening`'s (which also builds the step program).
 	fn descend_partials() -> Weight {
-		Self::descend_line().saturating_add(Weight::from_parts(1_000_000_000, 0))
+		Self::descend_line().saturating_add(Self::descend_opening(0))
 	}
 }
