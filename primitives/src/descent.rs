@@ -463,8 +463,20 @@ pub fn term_evidence(
 		};
 		inputs.push(InputLine::of(m, Axis::Rows, i)?);
 	}
+	Some(with_agreed(run, op, earlier, inputs, samples))
+}
+
+/// Element evidence of `inputs` and `samples` with the agreed hashes it carries: `o_0 ..
+/// o_{j-1}` (`earlier`), and the pre-state's tensor hashes when `op` reads the state.
+fn with_agreed(
+	run: &crate::referee::StepRun,
+	op: &Op,
+	earlier: &[crate::repops::Matrix],
+	inputs: Vec<InputLine>,
+	samples: Vec<SampleProof>,
+) -> ElementEvidence {
 	let reads_state = op.inputs.iter().any(|s| matches!(s, Source::State(_)));
-	Some(ElementEvidence {
+	ElementEvidence {
 		outputs: earlier.iter().map(crate::commit::tensor_hash).collect(),
 		state: if reads_state {
 			run.state.iter().map(crate::commit::tensor_hash).collect()
@@ -473,7 +485,7 @@ pub fn term_evidence(
 		},
 		inputs,
 		samples,
-	})
+	}
 }
 
 /// The true bits of partial sum `k` of element `(r, c)` of product `j` of step `step`, given
@@ -675,21 +687,11 @@ pub fn element_evidence(
 		};
 		inputs.push(InputLine::of(m, axis, index)?);
 	}
-	let reads_state = op.inputs.iter().any(|s| matches!(s, Source::State(_)));
 	let samples = batch_rows(spec, op, r, c)
 		.iter()
 		.map(|row| run.samples.get(*row as usize).cloned())
 		.collect::<Option<Vec<_>>>()?;
-	Some(ElementEvidence {
-		outputs: earlier.iter().map(crate::commit::tensor_hash).collect(),
-		state: if reads_state {
-			run.state.iter().map(crate::commit::tensor_hash).collect()
-		} else {
-			Vec::new()
-		},
-		inputs,
-		samples,
-	})
+	Some(with_agreed(run, op, earlier, inputs, samples))
 }
 
 #[cfg(test)]

@@ -8,6 +8,16 @@
 use crate::*;
 use trainet_primitives::{descent::terms, market::TermGame, program::initial_value};
 
+/// Where two revealed sequences (lines, partial sums) first differ.
+struct Difference {
+	/// The position.
+	k: u32,
+	/// Each side's value there.
+	values: Sides<u32>,
+	/// The solver's value before it (`0.0` before the first).
+	before: u32,
+}
+
 /// The tensor a descent is inside.
 #[derive(Clone, Copy)]
 enum Target {
@@ -35,19 +45,30 @@ impl<T: Config> Pallet<T> {
 	}
 
 	/// Keeps `party`'s revealed line (or partial sums) until the other side's comes; then
-	/// both, the kept one taken out of storage.
+	/// (the kept one taken out of storage) where the two first differ.
 	fn exchange(
 		dispute: DisputeId,
 		party: Party,
 		values: BoundedVec<u32, ConstU32<MAX_LINE>>,
-	) -> Option<Sides<BoundedVec<u32, ConstU32<MAX_LINE>>>> {
+	) -> Result<Option<Difference>, Error<T>> {
 		let Some(other) = Lines::<T>::take(dispute, party.other()) else {
 			Lines::<T>::insert(dispute, party, values);
-			return None;
+			return Ok(None);
 		};
 		let mut both = Sides::new(other.clone(), other);
 		*both.of_mut(party) = values;
-		Some(both)
+		let (s, c) = (&both.solver, &both.challenger);
+		// Both checked against different hashes, with the lengths the program fixes: they
+		// differ somewhere.
+		let k = s.iter().zip(c.iter()).position(|(a, b)| a != b).ok_or(Error::<T>::BadProof)?;
+		let at = |v: &BoundedVec<u32, ConstU32<MAX_LINE>>, i: usize| v.get(i).copied();
+		let values = Sides::new(at(s, k).unwrap_or_default(), at(c, k).unwrap_or_default());
+		let before = k.checked_sub(1).and_then(|b| at(s, b)).unwrap_or(0.0f32.to_bits());
+		Ok(Some(Difference {
+			k: u32::try_from(k).map_err(|_| Error::<T>::Overflow)?,
+			values,
+			before,
+		}))
 	}
 
 	/// [`Pallet::descend`] by `party`, once the caller is known to be one.
@@ -151,55 +172,37 @@ impl<T: Config> Pallet<T> {
 						== node,
 					Error::<T>::BadProof
 				);
-				if let Some(Sides { solver: s, challenger: c }) =
-					Self::exchange(dispute, party, values)
+				if let Some(Difference { k, values, .. }) = Self::exchange(dispute, party, values)?
 				{
-					{
-						// Equal leaf indices and lengths with different hashes: they differ.
-						let k = s
-							.iter()
-							.zip(c.iter())
-							.position(|(a, b)| a != b)
-							.ok_or(Error::<T>::BadProof)?;
-						let (sv, cv) = (
-							s.get(k).copied().unwrap_or_default(),
-							c.get(k).copied().unwrap_or_default(),
-						);
-						let k = u32::try_from(k).map_err(|_| Error::<T>::Overflow)?;
-						let (row, col) = match axis {
-							Axis::Rows => (index, k),
-							Axis::Columns => (k, index),
-						};
-						match target {
-							Target::Operation(j) => {
-								descent.element = Some(trainet_primitives::market::Element {
-									row,
-									col,
-									values: Sides::new(sv, cv),
-								});
-								// One element too large for a leaf: its sum, term by term.
-								if Self::plan(d.task, j) == Some(Plan::Terms) {
-									descent.term = Some(TermGame::default());
-									next_stage = Some(T::RoundTimeout::get());
-								} else {
-									next_stage = Some(T::LeafTimeout::get());
-								}
+					let (row, col) = match axis {
+						Axis::Rows => (index, k),
+						Axis::Columns => (k, index),
+					};
+					match target {
+						Target::Operation(j) => {
+							descent.element =
+								Some(trainet_primitives::market::Element { row, col, values });
+							// One element too large for a leaf: its sum, term by term.
+							if Self::plan(d.task, j) == Some(Plan::Terms) {
+								descent.term = Some(TermGame::default());
+								next_stage = Some(T::RoundTimeout::get());
+							} else {
+								next_stage = Some(T::LeafTimeout::get());
 							}
-							Target::Tensor(i) => {
-								// One initial value: the chain computes it from the seed.
-								let spec =
-									T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
-								let program =
-									step_program(&spec).map_err(|_| Error::<T>::WrongStage)?;
-								let truth = initial_value(&spec, &program, i, (row, col))
-									.ok_or(Error::<T>::WrongStage)?;
-								winner = Some(if sv == truth {
-									Party::Solver
-								} else {
-									Party::Challenger
-								});
-								settled = Some((i, row, col, truth));
-							}
+						}
+						Target::Tensor(i) => {
+							// One initial value: the chain computes it from the seed.
+							let spec = T::Tasks::spec(d.task).ok_or(Error::<T>::TaskNotFound)?;
+							let program =
+								step_program(&spec).map_err(|_| Error::<T>::WrongStage)?;
+							let truth = initial_value(&spec, &program, i, (row, col))
+								.ok_or(Error::<T>::WrongStage)?;
+							winner = Some(if values.solver == truth {
+								Party::Solver
+							} else {
+								Party::Challenger
+							});
+							settled = Some((i, row, col, truth));
 						}
 					}
 				}
@@ -219,30 +222,12 @@ impl<T: Config> Pallet<T> {
 					Error::<T>::WrongLineLength
 				);
 				ensure!(values.last() == Some(element.values.of(party)), Error::<T>::BadProof);
-				if let Some(Sides { solver: s, challenger: c }) =
-					Self::exchange(dispute, party, values)
+				// Their last sums differ (their values of the element do).
+				if let Some(Difference { k, values, before }) =
+					Self::exchange(dispute, party, values)?
 				{
-					{
-						// Their last sums differ (their values of the element do).
-						let k = s
-							.iter()
-							.zip(c.iter())
-							.position(|(a, b)| a != b)
-							.ok_or(Error::<T>::BadProof)?;
-						let prev = match k.checked_sub(1) {
-							Some(before) => s.get(before).copied().unwrap_or_default(),
-							None => 0.0f32.to_bits(),
-						};
-						descent.term = Some(TermGame {
-							k: Some(u32::try_from(k).map_err(|_| Error::<T>::Overflow)?),
-							prev,
-							sums: Sides::new(
-								s.get(k).copied().unwrap_or_default(),
-								c.get(k).copied().unwrap_or_default(),
-							),
-						});
-						next_stage = Some(T::LeafTimeout::get());
-					}
+					descent.term = Some(TermGame { k: Some(k), prev: before, sums: values });
+					next_stage = Some(T::LeafTimeout::get());
 				}
 			}
 			_ => return Err(Error::<T>::WrongStage.into()),

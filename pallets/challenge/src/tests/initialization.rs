@@ -71,17 +71,7 @@ fn init_game(id: u64) -> Option<InitGame> {
 /// `challenger.states`, and plays the step bisection to the initialization game.
 fn to_initialization(spec: &TrainingSpec, solver: &Side, challenger: &Side) -> u64 {
 	play_initialization();
-	let task = NextTaskId::<Test>::get();
-	assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec.clone(), 500, timeouts()));
-	assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), task));
-	assert_ok!(Escrow::commit(
-		RuntimeOrigin::signed(10),
-		task,
-		commitment(&solver.states),
-		trace_proof(&solver.states, STEPS).unwrap()
-	));
-	let id = open(task, 20, &challenger.states);
-	play(id, &solver.states, &challenger.states, None);
+	let id = to_leaf(spec, &solver.states, &challenger.states);
 	assert_eq!(
 		init_game(id).expect("a disputed h_0 goes to the initialization game").stage(),
 		InitStage::Revealing
@@ -310,22 +300,11 @@ fn reveal_state_outside_the_initialization_game_is_refused() {
 /// answering in a random order. Every honest answer must be taken.
 mod adversaries {
 	use super::*;
-	use crate::Lines;
+	use crate::{
+		tests::adversary::{adversary, play_against, Adversary},
+		Lines,
+	};
 	use proptest::prelude::*;
-	use sp_runtime::traits::Dispatchable;
-
-	#[derive(Clone, Copy, Debug)]
-	enum Adversary {
-		Consistent,
-		Silent(u32),
-		Malformed(u32),
-		Truncated(u32),
-		CopyOnce(u32),
-		CopyFrom(u32),
-		/// Commits its altered tensor through a row tree over rows cut to `keep` values (a
-		/// self-consistent commitment to lines of the wrong length) and answers from it.
-		ShortLines(u32),
-	}
 
 	/// A liar's tensor committed through short rows: its index, the short rows, the opening
 	/// of its hash, and the state's tensor hashes with it.
@@ -351,18 +330,6 @@ mod adversaries {
 		tensors[tensor] = opening.hash();
 		side.states[0] = state_hash_of(&tensors);
 		(tensor as u32, short, opening, tensors)
-	}
-
-	fn adversary() -> impl Strategy<Value = Adversary> {
-		prop_oneof![
-			Just(Adversary::Consistent),
-			(0u32..20).prop_map(Adversary::Silent),
-			(0u32..20).prop_map(Adversary::Malformed),
-			(0u32..20).prop_map(Adversary::Truncated),
-			(0u32..20).prop_map(Adversary::CopyOnce),
-			(0u32..20).prop_map(Adversary::CopyFrom),
-			(0u32..4).prop_map(Adversary::ShortLines),
-		]
 	}
 
 	/// The answer `party`, playing `side`, owes dispute `id` now (none once it has answered).
@@ -427,11 +394,6 @@ mod adversaries {
 		Some(call)
 	}
 
-	fn dispatch(call: crate::Call<Test>, who: AccountId) -> bool {
-		crate::proptests::CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-		RuntimeCall::from(call).dispatch(RuntimeOrigin::signed(who)).is_ok()
-	}
-
 	#[allow(clippy::too_many_arguments)]
 	fn case(
 		spec: TrainingSpec,
@@ -457,63 +419,18 @@ mod adversaries {
 				Party::Challenger => (&honest, &lying),
 			};
 			let id = to_initialization(&spec, solver, challenger);
-			let account = |p: Party| if p == Party::Solver { 10 } else { 20 };
 			let ctx = format!("liar {liar:?}, value {value} of tensor {tensor}, {adversary:?}");
-			let mut k = 0u32;
-			for round in 0..200u64 {
-				if Disputes::<Test>::get(id).is_none() {
-					break;
-				}
-				let parties = if (order >> (round % 64)) & 1 == 0 {
-					[liar, liar.other()]
-				} else {
-					[liar.other(), liar]
-				};
-				let mut moved = false;
-				for party in parties {
-					if Disputes::<Test>::get(id).is_none() {
-						break;
-					}
-					if party != liar {
-						if let Some(call) = answer(id, party, &honest, None) {
-							crate::proptests::CALLS
-								.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-							let r = RuntimeCall::from(call.clone())
-								.dispatch(RuntimeOrigin::signed(account(party)));
-							prop_assert!(
-								r.is_ok(),
-								"{ctx}: the honest {call:?} was refused: {r:?}"
-							);
-							moved = true;
-						}
-						continue;
-					}
-					let Some(own) = answer(id, party, &lying, short.as_ref()) else { continue };
-					let copy = answer(id, party, &honest, None);
-					let this = k;
-					k += 1;
-					let tried = match adversary {
-						Adversary::Silent(s) if this >= s => continue,
-						Adversary::Malformed(s) if this == s => malformed(&own, false),
-						Adversary::Truncated(s) if this >= s => malformed(&own, true),
-						Adversary::CopyOnce(s) if this == s => copy,
-						Adversary::CopyFrom(s) if this >= s => copy,
-						_ => None,
-					};
-					if let Some(bad) = tried {
-						if dispatch(bad, account(party)) {
-							moved = true;
-							continue;
-						}
-					}
-					moved |= dispatch(own, account(party));
-				}
-				if !moved {
-					let Some(d) = Disputes::<Test>::get(id) else { break };
-					run_to_block(d.deadline.max(System::block_number() + 1));
-				}
-				check_invariants(System::block_number());
-			}
+			play_against(
+				id,
+				liar,
+				adversary,
+				order,
+				&ctx,
+				|p| answer(id, p, &honest, None),
+				|p| answer(id, p, &honest, None),
+				|p| answer(id, p, &lying, short.as_ref()),
+				malformed,
+			)?;
 			let resolved = resolved(id);
 			prop_assert!(resolved.is_some(), "{ctx}: unresolved");
 			prop_assert_eq!(resolved.unwrap().0, liar.other(), "{}", ctx);

@@ -133,6 +133,29 @@ fn resolved(id: u64) -> Option<(Party, Resolution)> {
 	})
 }
 
+/// Posts `spec`, lets solver 10 commit the trace `solver` and challenger 20 dispute it with
+/// `challenger`, and plays the step bisection to the transition they dispute. Returns the
+/// dispute.
+fn to_leaf(
+	spec: &trainet_primitives::task::TrainingSpec,
+	solver: &[H256],
+	challenger: &[H256],
+) -> u64 {
+	let task = NextTaskId::<Test>::get();
+	assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec.clone(), 500, timeouts()));
+	assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), task));
+	let steps = solver.len() as u32 - 1;
+	assert_ok!(Escrow::commit(
+		RuntimeOrigin::signed(10),
+		task,
+		commitment(solver),
+		trace_proof(solver, steps).unwrap()
+	));
+	let id = open(task, 20, challenger);
+	play(id, solver, challenger, None);
+	id
+}
+
 fn active(who: AccountId) -> Balance {
 	Ledgers::<Test>::get(who).map(|l| l.active).unwrap_or(0)
 }
@@ -141,6 +164,7 @@ fn locked(who: AccountId) -> Balance {
 	Ledgers::<Test>::get(who).map(|l| l.locked).unwrap_or(0)
 }
 
+mod adversary;
 mod bisection;
 mod deadlines;
 mod initialization;

@@ -130,17 +130,7 @@ fn game(id: u64) -> Option<OpGame> {
 /// `challenger.states`, and plays the step bisection to the operator-level game.
 fn to_operations(spec: &TrainingSpec, solver: &Side, challenger: &Side) -> u64 {
 	play_operations();
-	let task = NextTaskId::<Test>::get();
-	assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec.clone(), 500, timeouts()));
-	assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), task));
-	assert_ok!(Escrow::commit(
-		RuntimeOrigin::signed(10),
-		task,
-		commitment(&solver.states),
-		trace_proof(&solver.states, STEPS).unwrap()
-	));
-	let id = open(task, 20, &challenger.states);
-	play(id, &solver.states, &challenger.states, None);
+	let id = to_leaf(spec, &solver.states, &challenger.states);
 	let g = game(id).expect("a disputed step goes to the operator-level game");
 	assert_eq!(g.step, BAD_STEP);
 	assert_eq!(g.ops as usize, solver.bad.program.ops.len());

@@ -10,9 +10,11 @@
 //! many more in release mode.
 
 use super::*;
-use crate::Lines;
+use crate::{
+	tests::adversary::{adversary, play_against, Adversary},
+	Lines,
+};
 use proptest::prelude::*;
-use sp_runtime::traits::Dispatchable;
 use trainet_primitives::descent::{element_evidence, element_partials, term_evidence};
 
 /// How the chain settles the disputed operation in a case.
@@ -45,40 +47,6 @@ fn terms_budget(spec: &TrainingSpec) -> Option<u64> {
 		.max()?;
 	let budget = settle::term_bytes(spec, &program, j).max(others);
 	(settle::element_bytes(spec, &program, j) > budget).then_some(budget)
-}
-
-/// What the liar does from its `k`-th answer on (its answers counted from 0).
-#[derive(Clone, Copy, Debug)]
-enum Adversary {
-	/// Answers every stage consistently with its own (lying) run.
-	Consistent,
-	/// Stops answering at answer `k`.
-	Silent(u32),
-	/// At answer `k`, first sends a malformed answer (a wrong root, a proof of another value,
-	/// children or a line that do not hash to its node), then its own.
-	Malformed(u32),
-	/// At answer `k`, a line shorter than the shape (a prefix of its own), then its own.
-	Truncated(u32),
-	/// At answer `k`, sends the honest side's answer as its own, then its own if refused.
-	CopyOnce(u32),
-	/// From answer `k` on, sends the honest side's answers as its own.
-	CopyFrom(u32),
-	/// Commits to its lying output of the disputed operation through a row tree built over
-	/// rows cut to `keep` values (a self-consistent commitment to lines of the wrong length),
-	/// and answers the descent from it.
-	ShortLines(u32),
-}
-
-fn adversary() -> impl Strategy<Value = Adversary> {
-	prop_oneof![
-		Just(Adversary::Consistent),
-		(0u32..40).prop_map(Adversary::Silent),
-		(0u32..40).prop_map(Adversary::Malformed),
-		(0u32..40).prop_map(Adversary::Truncated),
-		(0u32..40).prop_map(Adversary::CopyOnce),
-		(0u32..40).prop_map(Adversary::CopyFrom),
-		(0u32..4).prop_map(Adversary::ShortLines),
-	]
 }
 
 /// A random small spec the chain accepts, and its dataset.
@@ -239,11 +207,6 @@ fn malformed(call: &crate::Call<Test>, truncate: bool) -> Option<crate::Call<Tes
 	Some(call)
 }
 
-fn dispatch(call: crate::Call<Test>, who: AccountId) -> bool {
-	crate::proptests::CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-	RuntimeCall::from(call).dispatch(RuntimeOrigin::signed(who)).is_ok()
-}
-
 /// Plays one dispute to its end with `liar` lying with `lie` and playing `adversary`; checks
 /// the honest side won and the books. `order` picks who answers first each round.
 fn adversary_case(
@@ -282,67 +245,18 @@ fn adversary_case(
 			Party::Challenger => (&honest, &lying),
 		};
 		let id = to_operations(&spec, solver, challenger);
-		let d = Disputes::<Test>::get(id).unwrap();
-		let account = |p: Party| if p == Party::Solver { d.solver } else { d.challenger };
 		let ctx = format!("liar {liar:?} {lie:?} {adversary:?} leaf {leaf:?}");
-		let mut k = 0u32;
-		for round in 0..400u64 {
-			if Disputes::<Test>::get(id).is_none() {
-				break;
-			}
-			let parties = if (order >> (round % 64)) & 1 == 0 {
-				[liar, liar.other()]
-			} else {
-				[liar.other(), liar]
-			};
-			let mut moved = false;
-			for party in parties {
-				if Disputes::<Test>::get(id).is_none() {
-					break;
-				}
-				if party != liar {
-					// Anyone may settle: the honest side does as soon as it can.
-					if let Some(call) = answer(id, party, &honest, &spec, true, None) {
-						crate::proptests::CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-						let r = RuntimeCall::from(call.clone())
-							.dispatch(RuntimeOrigin::signed(account(party)));
-						prop_assert!(
-							r.is_ok(),
-							"{ctx}: the honest answer {call:?} was refused: {r:?}"
-						);
-						moved = true;
-					}
-					continue;
-				}
-				let Some(own) = answer(id, party, &lying, &spec, false, short.as_ref()) else {
-					continue;
-				};
-				let copy = answer(id, party, &honest, &spec, false, None);
-				let this = k;
-				k += 1;
-				let who = account(party);
-				let tried = match adversary {
-					Adversary::Silent(s) if this >= s => continue,
-					Adversary::Malformed(s) if this == s => malformed(&own, false),
-					Adversary::Truncated(s) if this >= s => malformed(&own, true),
-					Adversary::CopyOnce(s) if this == s => copy,
-					Adversary::CopyFrom(s) if this >= s => copy,
-					_ => None,
-				};
-				if let Some(bad) = tried {
-					if dispatch(bad, who) {
-						moved = true;
-						continue;
-					}
-				}
-				moved |= dispatch(own, who);
-			}
-			if !moved {
-				let Some(d) = Disputes::<Test>::get(id) else { break };
-				run_to_block(d.deadline.max(System::block_number() + 1));
-			}
-			check_invariants(System::block_number());
-		}
+		play_against(
+			id,
+			liar,
+			adversary,
+			order,
+			&ctx,
+			|p| answer(id, p, &honest, &spec, true, None),
+			|p| answer(id, p, &honest, &spec, false, None),
+			|p| answer(id, p, &lying, &spec, false, short.as_ref()),
+			malformed,
+		)?;
 		let resolved = resolved(id);
 		prop_assert!(resolved.is_some(), "{ctx}: unresolved");
 		prop_assert_eq!(resolved.unwrap().0, liar.other(), "{}", ctx);
