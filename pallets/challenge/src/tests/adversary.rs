@@ -49,7 +49,9 @@ fn dispatch(call: crate::Call<Test>, who: AccountId) -> bool {
 /// bits of `order` say. The honest side gives `honest(party)` whenever it is due, and every
 /// such answer must be taken; the liar gives `lying(party)`, or first what `adversary` says
 /// from its `k`-th answer on: nothing, `malformed(answer, truncate)`, or the honest side's
-/// answer `copy(party)`. When nobody moved, the chain goes to the dispute's deadline.
+/// answer `copy(party)`. When nobody moved, the chain goes to the dispute's deadline. At the
+/// end the liar must have lost, with its stake or bond slashed (half burned) from the total
+/// issuance `issuance` before the dispute, and every invariant must hold.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn play_against(
 	id: u64,
@@ -57,6 +59,7 @@ pub(super) fn play_against(
 	adversary: Adversary,
 	order: u64,
 	ctx: &str,
+	issuance: Balance,
 	honest: impl Fn(Party) -> Option<crate::Call<Test>>,
 	copy: impl Fn(Party) -> Option<crate::Call<Test>>,
 	lying: impl Fn(Party) -> Option<crate::Call<Test>>,
@@ -116,5 +119,16 @@ pub(super) fn play_against(
 		}
 		check_invariants(System::block_number());
 	}
+	let resolved = resolved(id);
+	prop_assert!(resolved.is_some(), "{ctx}: unresolved");
+	prop_assert_eq!(resolved.unwrap().0, liar.other(), "{}", ctx);
+	let slashed = if liar == Party::Solver { SOLVER_STAKE } else { BOND };
+	prop_assert_eq!(
+		Balances::total_issuance(),
+		issuance - (slashed - WINNER_SHARE * slashed),
+		"{}",
+		ctx
+	);
+	check_invariants(System::block_number());
 	Ok(())
 }
