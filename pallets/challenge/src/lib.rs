@@ -36,26 +36,41 @@
 //! side whose disputed leaf does not chain from the agreed one loses at once; when the sides
 //! agree on every operation, the chain recomputes the next state's hash from the outputs.
 //!
+//! ## Element descent, term split, initialization game
+//!
+//! An operation too large for one leaf ([`trainet_primitives::settle::plan`]) goes on inside
+//! its output ([`Pallet::descend`]): both open their output hash, walk its row or column tree
+//! to the first line they differ on and reveal it; the first value the lines differ on is the
+//! element, whose inputs' lines anyone hands the chain ([`Pallet::settle_element`]). When one
+//! element is itself too large (a product reading a column of a large batch), both reveal
+//! their partial sums of it and the chain computes the first term they differ on. A dispute
+//! over `h_0` of a state too large to recompute whole ([`Verdict::Initialization`]) reveals
+//! the state's tensor hashes ([`Pallet::reveal_state`]) and descends inside the first tensor
+//! they differ on; the chain computes the one initial value the lines differ on from the seed.
+//! Every accepted spec has each of these leaves within one block
+//! ([`Config::LeafBudget`]).
+//!
 //! ## Deadlines
 //!
 //! Every round has a deadline ([`Config::RoundTimeout`] blocks); so has the leaf stage
 //! ([`Config::LeafTimeout`]). A side that has not revealed by the deadline loses; when
 //! neither has, the challenger loses (whoever opens a dispute must pursue it). At the leaf,
 //! the referee says who loses by default, or that the dispute is void. In the operator-level
-//! game, committing and each round have [`Config::RoundTimeout`] blocks (whoever has not
-//! committed or revealed loses, the challenger when neither has) and the settlement has
-//! [`Config::LeafTimeout`]: when nobody settles, the challenger loses, unless the operation is
-//! beyond what the chain executes in one leaf, which voids the dispute. Deadlines are queued
-//! by block and enforced in `on_initialize`; [`Pallet::timeout`] does the same for one
-//! dispute, for anyone.
+//! game, committing (and committing a segment) is given a round plus the recomputation's work
+//! at the reference speed, each round and descent stage [`Config::RoundTimeout`] blocks
+//! (whoever has not answered loses, the challenger when neither has), and a settlement
+//! [`Config::LeafTimeout`]: when nobody settles, the challenger loses. Deadlines are queued by
+//! block and enforced in `on_initialize`, at most [`Config::MaxTimeoutsPerBlock`] a block, the
+//! rest carried over; [`Pallet::timeout`] does the same for one dispute, for anyone.
 //!
 //! ## Outcomes
 //!
 //! [`SettleDispute`] (the slashing pallet) applies the outcome. A solver that loses loses the
-//! task too, so every other dispute against it is void: their bonds are unlocked and nobody
-//! is slashed. Several disputes may be open against one task (up to
-//! [`Config::MaxDisputesPerTask`], one per challenger), and any number of tasks may be
-//! disputed at once.
+//! task too, so every other dispute against it ends with it: their bonds are unlocked and
+//! their challengers share the winners' part with the one who won. Several disputes may be
+//! open against one task (up to [`Config::MaxDisputesPerTask`], one per challenger; the time
+//! all were taken is given back to the task's challenge window), and any number of tasks may
+//! be disputed at once.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 
@@ -208,9 +223,9 @@ pub mod pallet {
 		type LeafTimeout: Get<BlockNumberFor<Self>>;
 
 		/// What one leaf may cost: the largest operation re-executed whole (at most
-		/// [`LeafBound::CHAIN`], at which `settle_op` is benchmarked; larger ones, and those
-		/// whose evidence would not fit its byte budget, go through the element descent), and
-		/// the bytes one leaf's extrinsic may take. The task market must accept only specs
+		/// [`trainet_primitives::referee::LeafBound::CHAIN`], at which `settle_op` is
+		/// benchmarked; larger ones, and those whose evidence would not fit its byte budget, go
+		/// through the element descent), and the bytes one leaf's extrinsic may take. The task market must accept only specs
 		/// that [`trainet_primitives::settle::check`] passes under the same budget.
 		type LeafBudget: Get<LeafBudget>;
 
