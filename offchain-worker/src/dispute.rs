@@ -84,6 +84,39 @@ fn number(v: &Value, name: &str) -> Result<u32, FightError> {
 		.ok_or_else(|| FightError::Unexpected(format!("{name} is not a number in {v}")))
 }
 
+/// The object of an element-descent stage (`opening`, `descending` or `line`, each naming
+/// its tensor) in the RPC's `stage`, if the stage is one of those.
+fn descent_stage(stage: &Value) -> Option<&Value> {
+	["opening", "descending", "line"].into_iter().find_map(|k| stage.get(k))
+}
+
+/// This side's answer to the element-descent stage `stage` inside its tensor `m` (the walk
+/// going down `walk_axis`, as the RPC names it), and what it did.
+fn descent_answer(
+	stage: &Value,
+	walk_axis: &Value,
+	m: &Matrix,
+) -> Result<(DescentAnswer, String), FightError> {
+	if stage.get("opening").is_some() {
+		return Ok((DescentAnswer::Opening(TensorOpening::of(m)), "opened its hash".into()));
+	}
+	if let Some(o) = stage.get("descending") {
+		let axis = if walk_axis == "columns" { Axis::Columns } else { Axis::Rows };
+		let cursor = Cursor { level: number(o, "level")?, index: number(o, "index")? };
+		let (l, r) = LineTree::new(m, axis)
+			.children(cursor)
+			.ok_or_else(|| FightError::Unexpected(format!("no children at {cursor:?}")))?;
+		let what = format!("revealed the children at level {}", cursor.level);
+		return Ok((DescentAnswer::Children(l, r), what));
+	}
+	let o = field(stage, "line")?;
+	let axis = if o["axis"] == "columns" { Axis::Columns } else { Axis::Rows };
+	let values = line(m, axis, number(o, "index")?)
+		.try_into()
+		.map_err(|_| FightError::Unexpected("a line longer than any tensor's".into()))?;
+	Ok((DescentAnswer::Line(values), "revealed the disputed line".into()))
+}
+
 impl Fighter {
 	/// The `party` side of a dispute over `spec`, whose own trace is `states` (from a run with
 	/// `fault`, if any).
@@ -192,12 +225,7 @@ impl Fighter {
 		game: &Value,
 	) -> Result<String, FightError> {
 		let stage = field(game, "stage")?.clone();
-		let init = self.initial_state()?.to_vec();
-		let tensor = |v: &Value| -> Result<&Matrix, FightError> {
-			let i = number(v, "tensor")? as usize;
-			init.get(i).ok_or_else(|| FightError::Unexpected(format!("no state tensor {i}")))
-		};
-		let descend = |answer: DescentAnswer| (id, answer);
+		let init = self.initial_state()?;
 		if stage == "revealing" {
 			let tensors: StateTensors =
 				init.iter().map(tensor_hash).collect::<Vec<_>>().try_into().map_err(|_| {
@@ -207,33 +235,14 @@ impl Fighter {
 			chain.submit(signer, "Challenge", "reveal_state", (id, tensors)).await?;
 			return Ok(format!("the parties disagree on h_0: revealed its {n} tensors' hashes"));
 		}
-		if let Some(o) = stage.get("opening") {
-			let answer = DescentAnswer::Opening(TensorOpening::of(tensor(o)?));
-			chain.submit(signer, "Challenge", "descend", descend(answer)).await?;
-			return Ok(format!("initialization: opened state tensor {}", o["tensor"]));
-		}
-		if let Some(o) = stage.get("descending") {
-			let axis = if game["descentAxis"] == "columns" { Axis::Columns } else { Axis::Rows };
-			let cursor = Cursor { level: number(o, "level")?, index: number(o, "index")? };
-			let (l, r) = LineTree::new(tensor(o)?, axis)
-				.children(cursor)
-				.ok_or_else(|| FightError::Unexpected(format!("no children at {cursor:?}")))?;
-			chain
-				.submit(signer, "Challenge", "descend", descend(DescentAnswer::Children(l, r)))
-				.await?;
-			return Ok(format!("initialization: revealed the children at level {}", cursor.level));
-		}
-		if let Some(o) = stage.get("line") {
-			let axis = if o["axis"] == "columns" { Axis::Columns } else { Axis::Rows };
-			let values = line(tensor(o)?, axis, number(o, "index")?)
-				.try_into()
-				.map_err(|_| FightError::Unexpected("a line longer than any tensor's".into()))?;
-			chain
-				.submit(signer, "Challenge", "descend", descend(DescentAnswer::Line(values)))
-				.await?;
-			return Ok("initialization: revealed the disputed line; the chain computes the \
-			           value the lines differ on"
-				.to_string());
+		if let Some(o) = descent_stage(&stage) {
+			let i = number(o, "tensor")? as usize;
+			let m = init
+				.get(i)
+				.ok_or_else(|| FightError::Unexpected(format!("no state tensor {i}")))?;
+			let (answer, what) = descent_answer(&stage, &game["descentAxis"], m)?;
+			chain.submit(signer, "Challenge", "descend", (id, answer)).await?;
+			return Ok(format!("initialization, inside state tensor {i}: {what}"));
 		}
 		Err(FightError::Unexpected(format!("initialization stage {stage}")))
 	}
@@ -373,29 +382,10 @@ impl Fighter {
 			let evidence = OpEvidence { outputs: run.output_hashes(), ..Default::default() };
 			chain.submit(signer, "Challenge", "settle_op", (id, evidence)).await?;
 			done = format!("gave the chain step {step}'s output hashes to check the next state");
-		} else if let Some(o) = stage.get("opening") {
-			let answer = DescentAnswer::Opening(TensorOpening::of(&output(o)?));
+		} else if let Some(o) = descent_stage(&stage) {
+			let (answer, what) = descent_answer(&stage, &game["descentAxis"], &output(o)?)?;
 			chain.submit(signer, "Challenge", "descend", descend(answer)).await?;
-			done = "element descent: opened the disputed output".to_string();
-		} else if let Some(o) = stage.get("descending") {
-			let axis = if game["descentAxis"] == "columns" { Axis::Columns } else { Axis::Rows };
-			let cursor = Cursor { level: number(o, "level")?, index: number(o, "index")? };
-			let (l, r) = LineTree::new(&output(o)?, axis)
-				.children(cursor)
-				.ok_or_else(|| FightError::Unexpected(format!("no children at {cursor:?}")))?;
-			chain
-				.submit(signer, "Challenge", "descend", descend(DescentAnswer::Children(l, r)))
-				.await?;
-			done = format!("element descent: revealed the children at level {}", cursor.level);
-		} else if let Some(o) = stage.get("line") {
-			let axis = if o["axis"] == "columns" { Axis::Columns } else { Axis::Rows };
-			let values = line(&output(o)?, axis, number(o, "index")?)
-				.try_into()
-				.map_err(|_| FightError::Unexpected("a line longer than any tensor's".into()))?;
-			chain
-				.submit(signer, "Challenge", "descend", descend(DescentAnswer::Line(values)))
-				.await?;
-			done = "element descent: revealed the disputed line".to_string();
+			done = format!("element descent inside operation {}: {what}", o["operation"]);
 		} else if let Some(o) = stage.get("element") {
 			let (j, row, col) = (number(o, "operation")?, number(o, "row")?, number(o, "col")?);
 			let evidence = element_evidence(&run, &self.spec, j, (row, col))

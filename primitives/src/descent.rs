@@ -385,16 +385,15 @@ pub fn term_cost(spec: &TrainingSpec, program: &program::StepProgram, op: &Op) -
 	})
 }
 
-/// The partial sums of `dot(a, b)` ([`repops::dot`]): `canon(acc_k)` as bits for each `k`,
-/// the last the element's value. (NaN propagates through every later term, so canonicalizing
-/// each partial sum changes no later one's canonical bits.)
+/// The partial sums of `dot(a, b)` ([`repops::dot`]): `acc_k` as bits for each `k`, the last
+/// the element's value ([`repops::fma`] canonicalizes every one).
 pub fn partials(a: &[f32], b: &[f32]) -> Vec<u32> {
 	let mut acc = 0.0f32;
 	a.iter()
 		.zip(b)
 		.map(|(x, y)| {
 			acc = repops::fma(*x, *y, acc);
-			repops::canon(acc).to_bits()
+			acc.to_bits()
 		})
 		.collect()
 }
@@ -488,8 +487,45 @@ fn with_agreed(
 	}
 }
 
+/// The values of `line`, given as line `index` along `axis` of input `source` (a state tensor
+/// or an earlier output), once checked: its opening hashes to the input's agreed hash in
+/// `evidence` with the program's shape, and the line has that shape's length and a Merkle
+/// proof against the opening's root along `axis`.
+fn agreed_line<'a>(
+	spec: &TrainingSpec,
+	program: &program::StepProgram,
+	source: &Source,
+	evidence: &ElementEvidence,
+	line: Option<&'a InputLine>,
+	(axis, index): (Axis, u32),
+) -> Result<&'a [u32], RefereeError> {
+	let expected = match source {
+		Source::State(i) => evidence.state.get(*i as usize),
+		Source::Op(k) => evidence.outputs.get(*k as usize),
+		Source::Batch => None,
+	}
+	.ok_or(RefereeError::WrongInput)?;
+	let l = line.ok_or(RefereeError::WrongInput)?;
+	let o = &l.opening;
+	let (count, length) = o.lines(axis);
+	if o.hash() != *expected
+		|| (o.rows, o.cols) != source_shape(spec, program, source)
+		|| index >= count
+		|| l.values.len() != length as usize
+		|| !binary_merkle_tree::verify_proof::<BlakeTwo256, _, _>(
+			&o.root(axis),
+			l.items.iter().copied(),
+			count,
+			index,
+			&line_leaf(axis, index, &l.values),
+		) {
+		return Err(RefereeError::WrongInput);
+	}
+	Ok(&l.values)
+}
+
 /// The true bits of partial sum `k` of element `(r, c)` of product `j` of step `step`, given
-/// the agreed partial sum `prev` before it: `canon(fma(a_k, b_k, prev))`, with `a_k` and `b_k`
+/// the agreed partial sum `prev` before it: `fma(a_k, b_k, prev)` (canonical, [`repops::fma`]), with `a_k` and `b_k`
 /// from `evidence` (the row of each input holding them, proven against the input's opening
 /// whose hash must be the agreed one; the batch's sample, proven against the dataset root).
 #[allow(clippy::too_many_arguments)]
@@ -525,27 +561,9 @@ pub fn term_value(
 				s.features.get(col as usize).copied().ok_or(RefereeError::WrongBatch)?
 			}
 			Source::State(_) | Source::Op(_) => {
-				let expected = match source {
-					Source::State(n) => evidence.state.get(*n as usize),
-					Source::Op(n) => evidence.outputs.get(*n as usize),
-					Source::Batch => None,
-				}
-				.ok_or(RefereeError::WrongInput)?;
-				let l = given.next().ok_or(RefereeError::WrongInput)?;
-				let o = &l.opening;
-				if o.hash() != *expected
-					|| (o.rows, o.cols) != source_shape(spec, &program, source)
-					|| i >= o.rows || l.values.len() != o.cols as usize
-					|| !binary_merkle_tree::verify_proof::<BlakeTwo256, _, _>(
-						&o.row_root,
-						l.items.iter().copied(),
-						o.rows,
-						i,
-						&line_leaf(Axis::Rows, i, &l.values),
-					) {
-					return Err(RefereeError::WrongInput);
-				}
-				l.values.get(col as usize).copied().ok_or(RefereeError::WrongInput)?
+				let row =
+					agreed_line(spec, &program, source, evidence, given.next(), (Axis::Rows, i))?;
+				row.get(col as usize).copied().ok_or(RefereeError::WrongInput)?
 			}
 		};
 		*slot = f32::from_bits(bits);
@@ -554,7 +572,7 @@ pub fn term_value(
 		return Err(RefereeError::WrongInput);
 	}
 	let [a, b] = values;
-	Ok(repops::canon(repops::fma(a, b, f32::from_bits(prev))).to_bits())
+	Ok(repops::fma(a, b, f32::from_bits(prev)).to_bits())
 }
 
 /// The true bits of element `(r, c)` of operation `j` of step `step`, from `evidence` checked
@@ -605,29 +623,7 @@ pub fn element_value(
 					.ok_or(RefereeError::WrongBatch)?,
 			},
 			Source::State(_) | Source::Op(_) => {
-				let expected = match source {
-					Source::State(i) => evidence.state.get(*i as usize),
-					Source::Op(k) => evidence.outputs.get(*k as usize),
-					Source::Batch => None,
-				}
-				.ok_or(RefereeError::WrongInput)?;
-				let l = given.next().ok_or(RefereeError::WrongInput)?;
-				let o = &l.opening;
-				let (count, length) = o.lines(axis);
-				if o.hash() != *expected
-					|| (o.rows, o.cols) != source_shape(spec, &program, source)
-					|| index >= count
-					|| l.values.len() != length as usize
-					|| !binary_merkle_tree::verify_proof::<BlakeTwo256, _, _>(
-						&o.root(axis),
-						l.items.iter().copied(),
-						count,
-						index,
-						&line_leaf(axis, index, &l.values),
-					) {
-					return Err(RefereeError::WrongInput);
-				}
-				l.values.clone()
+				agreed_line(spec, &program, source, evidence, given.next(), (axis, index))?.to_vec()
 			}
 		};
 		lines.push(bits.into_iter().map(f32::from_bits).collect());

@@ -507,6 +507,15 @@ pub fn run_ops_with(
 }
 
 impl StepProgram {
+	/// The first layer's weight gradient `Xᵀ · dZ`: the product whose every element reads a
+	/// column of the batch (every sample of it), the largest element leaf of a step.
+	pub fn batch_column_product(&self) -> Option<u32> {
+		let j = self.ops.iter().position(|op| {
+			op.kind == OpKind::MatMulTn && op.inputs.first() == Some(&Source::Batch)
+		})?;
+		u32::try_from(j).ok()
+	}
+
 	/// The values of the state (every tensor's rows times columns).
 	pub fn state_values(&self) -> u64 {
 		self.state_shapes.iter().fold(0u64, |acc, (r, c)| {

@@ -146,11 +146,7 @@ fn a_segment_too_long_to_recompute_in_time_is_refused() {
 fn an_element_too_large_for_a_leaf_is_settled_term_by_term() {
 	let s = spec(&[784, 16, 10], sgd(0.0), 1024, 60_000);
 	let program = step_program(&s).unwrap();
-	let j = program
-		.ops
-		.iter()
-		.position(|op| op.kind == crate::program::OpKind::MatMulTn && op.inputs[0] == Source::Batch)
-		.unwrap() as u32;
+	let j = program.batch_column_product().unwrap();
 	let op = &program.ops[j as usize];
 	assert!(element_cost(&s, &program, op, 0, 0) > MAX_ELEMENT_VALUES);
 	assert_eq!(plan(&s, &program, j, &LeafBudget::CHAIN), Ok(Plan::Terms));

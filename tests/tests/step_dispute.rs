@@ -207,7 +207,7 @@ struct Case {
 async fn the_runtime_settles_large_models_value_by_value() -> Result<()> {
 	use trainet_primitives::{
 		commit::state_hash,
-		program::{initial_state, step_program, Source},
+		program::{initial_state, step_program},
 	};
 	let init_data = synthetic_dataset(3, 40, 1024, 10);
 	let mut init_spec =
@@ -230,11 +230,7 @@ async fn the_runtime_settles_large_models_value_by_value() -> Result<()> {
 		TrainingSpec::example_mlp(&[784, 16, 10], adam(), 1024).on_dataset(&term_data);
 	term_spec.steps = 2;
 	let program = step_program(&term_spec).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-	let op = program
-		.ops
-		.iter()
-		.position(|o| o.kind == OpKind::MatMulTn && o.inputs.first() == Some(&Source::Batch))
-		.context("the first layer's weight gradient")? as u32;
+	let op = program.batch_column_product().context("the first layer's weight gradient")?;
 	let fault = Fault { step: 1, op };
 	let honest_term =
 		TraceRun::new(&term_spec, &term_data, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;

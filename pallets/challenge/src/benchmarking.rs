@@ -508,7 +508,7 @@ mod benchmarks {
 		use trainet_primitives::{
 			commit::{sample_proof, tensor_hash},
 			descent::{element_cost, Axis, ElementEvidence, InputLine, MAX_ELEMENT_VALUES},
-			program::{OpKind, Source},
+			program::Source,
 			repops::init_weights,
 			task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
 		};
@@ -520,10 +520,8 @@ mod benchmarks {
 		let spec = TrainingSpec::example_mlp(&[1024, 4, 2], sgd, 256).on_dataset(&data);
 		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
 		let j = program
-			.ops
-			.iter()
-			.position(|o| o.kind == OpKind::MatMulTn && o.inputs.first() == Some(&Source::Batch))
-			.ok_or(BenchmarkError::Stop("no first-layer weight gradient"))?;
+			.batch_column_product()
+			.ok_or(BenchmarkError::Stop("no first-layer weight gradient"))? as usize;
 		let op = program.ops.get(j).ok_or(BenchmarkError::Stop("no op"))?;
 		let cost = element_cost(&spec, &program, op, 0, 0);
 		assert!(cost <= MAX_ELEMENT_VALUES && cost > MAX_ELEMENT_VALUES / 2);
@@ -643,7 +641,6 @@ mod benchmarks {
 		use trainet_primitives::{
 			descent::{DescentAnswer, MAX_LINE},
 			market::TermGame,
-			program::{OpKind, Source},
 			task::{F32Bits, Optimizer, TrainingSpec},
 		};
 		let sgd = Optimizer::Sgd {
@@ -653,10 +650,8 @@ mod benchmarks {
 		let spec = TrainingSpec::example_mlp(&[4, 4, 2], sgd, MAX_LINE);
 		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
 		let j = program
-			.ops
-			.iter()
-			.position(|o| o.kind == OpKind::MatMulTn && o.inputs.first() == Some(&Source::Batch))
-			.ok_or(BenchmarkError::Stop("no first-layer weight gradient"))? as u32;
+			.batch_column_product()
+			.ok_or(BenchmarkError::Stop("no first-layer weight gradient"))?;
 		let theirs: alloc::vec::Vec<u32> = (0..MAX_LINE).collect();
 		let mut ours = theirs.clone();
 		if let Some(last) = ours.last_mut() {

@@ -33,22 +33,6 @@ fn leaf() -> impl Strategy<Value = Leaf> {
 	prop_oneof![Just(Leaf::Whole), Just(Leaf::Elements), Just(Leaf::Terms)]
 }
 
-/// The byte budget under which no element of the batch-column product `j` fits one leaf but
-/// one term, and one element of every other operation, do; `None` when there is none.
-fn terms_budget(spec: &TrainingSpec) -> Option<u64> {
-	use trainet_primitives::{program::Source, settle};
-	let program = program::step_program(spec).ok()?;
-	let j = program.ops.iter().position(|op| {
-		op.kind == program::OpKind::MatMulTn && op.inputs.first() == Some(&Source::Batch)
-	})? as u32;
-	let others = (0..program.ops.len() as u32)
-		.filter(|o| *o != j)
-		.map(|o| settle::element_bytes(spec, &program, o))
-		.max()?;
-	let budget = settle::term_bytes(spec, &program, j).max(others);
-	(settle::element_bytes(spec, &program, j) > budget).then_some(budget)
-}
-
 /// A random small spec the chain accepts, and its dataset.
 fn random_spec(
 	seed: u64,
