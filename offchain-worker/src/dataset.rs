@@ -1,10 +1,10 @@
 //! Training data: the shipped 8x8 handwritten digits, a synthetic generator, and a
 //! content-addressed local store.
 //!
-//! A dataset is named by its root (`trainet_primitives::commit::dataset_root`, the Merkle root
-//! a task's spec commits to). The store keeps each dataset in a file named by that root and
-//! checks the root again on every read, so a corrupted or substituted file is refused, never
-//! trained on. Writes go to a temporary file first and are renamed into place, so a crash
+//! A dataset is named by its root (`trainet_primitives::commit::dataset_commitment`, the
+//! Merkle root a task's spec commits to, over the samples and the shape). The store keeps each
+//! dataset in a file named by that root and checks the root again on every read, so a
+//! corrupted or substituted file is refused, never trained on. Writes go to a temporary file first and are renamed into place, so a crash
 //! never leaves a half-written dataset under a valid name.
 
 use std::{
@@ -16,7 +16,10 @@ use std::{
 use codec::{Decode, Encode};
 use sp_core::H256;
 use thiserror::Error;
-use trainet_primitives::{commit::dataset_root, task::synthetic_dataset};
+use trainet_primitives::{
+	commit::dataset_commitment,
+	task::{synthetic_dataset, DatasetCommitment},
+};
 
 use crate::files::{read_if_present, write_atomically, FileError};
 
@@ -124,12 +127,10 @@ impl Dataset {
 	}
 
 	/// Checks that a spec's declared dataset shape (samples, features, classes) is this
-	/// dataset's. The root names the samples but the chain cannot see their count: a worker
-	/// checks before it claims or challenges a task.
-	pub fn matches(
-		&self,
-		declared: &trainet_primitives::task::DatasetCommitment,
-	) -> Result<(), DatasetError> {
+	/// dataset's. The root commits to the shape, so a spec that misstates it names no dataset
+	/// and no sample of it can be proven on chain: a worker checks before it claims or
+	/// challenges a task (the store finds datasets by root alone).
+	pub fn matches(&self, declared: &DatasetCommitment) -> Result<(), DatasetError> {
 		let actual =
 			(u32::try_from(self.samples.len()).unwrap_or(u32::MAX), self.features, self.classes);
 		let declared = (declared.samples, declared.features, declared.classes);
@@ -168,9 +169,14 @@ impl Dataset {
 		Self { features, classes, samples: synthetic_dataset(seed, samples, features, classes) }
 	}
 
-	/// The root a task's spec commits to.
+	/// The commitment a task's spec makes to this dataset: its shape and root.
+	pub fn commitment(&self) -> DatasetCommitment {
+		dataset_commitment(self.features, self.classes, &self.samples)
+	}
+
+	/// The root a task's spec commits to (over the samples and the shape).
 	pub fn root(&self) -> H256 {
-		dataset_root(&self.samples)
+		self.commitment().root
 	}
 
 	/// Splits off every `every`-th sample (the 0th, the `every`-th, ...) as held-out data:
@@ -299,18 +305,14 @@ mod tests {
 	#[test]
 	fn a_spec_that_misstates_its_dataset_is_caught() {
 		let d = Dataset::synthetic(3, 40, 6, 3);
-		let right = trainet_primitives::task::DatasetCommitment {
-			root: d.root(),
-			samples: 40,
-			features: 6,
-			classes: 3,
-		};
+		let right = d.commitment();
+		assert_eq!((right.samples, right.features, right.classes), (40, 6, 3));
 		assert!(d.matches(&right).is_ok());
 		for wrong in [
-			trainet_primitives::task::DatasetCommitment { samples: 41, ..right },
-			trainet_primitives::task::DatasetCommitment { samples: 39, ..right },
-			trainet_primitives::task::DatasetCommitment { features: 5, ..right },
-			trainet_primitives::task::DatasetCommitment { classes: 2, ..right },
+			DatasetCommitment { samples: 41, ..right },
+			DatasetCommitment { samples: 39, ..right },
+			DatasetCommitment { features: 5, ..right },
+			DatasetCommitment { classes: 2, ..right },
 		] {
 			let Err(DatasetError::ShapeMismatch { declared, actual }) = d.matches(&wrong) else {
 				panic!("{wrong:?} accepted")

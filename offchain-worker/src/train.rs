@@ -64,6 +64,9 @@ pub enum TrainError {
 		/// The dataset's.
 		actual: H256,
 	},
+	/// The spec names this dataset's root but declares another shape.
+	#[error(transparent)]
+	Misstated(#[from] crate::dataset::DatasetError),
 	/// A tensor operation failed (a bug, or a label out of range).
 	#[error("a tensor operation failed: {0:?}")]
 	Shape(ShapeError),
@@ -136,6 +139,7 @@ impl Training {
 		if actual != spec.dataset.root {
 			return Err(TrainError::WrongDataset { expected: spec.dataset.root, actual });
 		}
+		data.matches(&spec.dataset)?;
 		let state = initial_state(&spec, &program)?;
 		let loss_op = program.ops.iter().position(|op| op.kind == OpKind::Mean).unwrap_or(0);
 		Ok(Self {

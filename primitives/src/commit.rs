@@ -10,14 +10,15 @@
 //!   hash of operation `j`'s output and `a_j = H(a_{j-1}, o_j)` chains them from the agreed
 //!   pre-state hash `a_{-1} = h_t`. Agreeing on `L_j` means agreeing on every earlier output.
 //!
-//! - A dataset's root is a Merkle root over its samples `(i, label, features)`, so the rows of
-//!   one batch can be proven against the spec's `dataset.root`.
+//! - A dataset's root is a Merkle root over its samples `(shape, i, label, features)`, so the
+//!   rows of one batch can be proven against the spec's `dataset.root`, under its shape.
 //!
 //! All hashing is blake2b-256 (the chain's hasher) over SCALE encodings, through
 //! polkadot-sdk's `binary-merkle-tree`; leaves carry a one-byte domain tag and their index, so
 //! a row can never pass for a column, a tensor or an inner node.
 
 use crate::repops::Matrix;
+use crate::task::DatasetCommitment;
 use crate::trace::ProofItems;
 use alloc::vec::Vec;
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
@@ -212,19 +213,41 @@ pub fn verify_op_proof(root: &H256, ops: u32, j: u32, proof: &OpProof) -> bool {
 	)
 }
 
-/// The leaf of sample `i` of a dataset: its label and its features' bit patterns.
-pub fn sample_leaf(i: u32, label: u32, features: &[u32]) -> Vec<u8> {
-	(SAMPLE, i, label, features).encode()
+/// The leaf of sample `i` of dataset `d`: the dataset's shape, the sample's index, label and
+/// features' bit patterns.
+///
+/// Every leaf carries the shape (sample count, features, classes), so the root commits to it:
+/// a sample proves against a spec's root only under the shape the dataset was built with,
+/// and a spec that misstates its dataset's shape names no dataset at all (docs/protocol.md,
+/// "A task's life"). The Merkle tree's own leaf count does not bind it: a proof for one count
+/// can verify under another.
+pub fn sample_leaf(d: &DatasetCommitment, i: u32, label: u32, features: &[u32]) -> Vec<u8> {
+	(SAMPLE, d.samples, d.features, d.classes, i, label, features).encode()
 }
 
-/// A dataset's root over its samples `(features, label)`, in order.
-pub fn dataset_root(samples: &[(Vec<f32>, u32)]) -> H256 {
-	root(sample_leaves(samples))
+/// The commitment to `samples` (`(features, label)`, in order) as a dataset of `features`
+/// values per sample and `classes` classes: its shape and its root over [`sample_leaf`]s.
+pub fn dataset_commitment(
+	features: u32,
+	classes: u32,
+	samples: &[(Vec<f32>, u32)],
+) -> DatasetCommitment {
+	let mut d = DatasetCommitment {
+		root: H256::zero(),
+		samples: u32::try_from(samples.len()).unwrap_or(u32::MAX),
+		features,
+		classes,
+	};
+	d.root = root(sample_leaves(&d, samples));
+	d
 }
 
-fn sample_leaves(samples: &[(Vec<f32>, u32)]) -> impl ExactSizeIterator<Item = Vec<u8>> + '_ {
-	samples.iter().enumerate().map(|(i, (x, y))| {
-		sample_leaf(i as u32, *y, &x.iter().map(|v| v.to_bits()).collect::<Vec<u32>>())
+fn sample_leaves<'a>(
+	d: &'a DatasetCommitment,
+	samples: &'a [(Vec<f32>, u32)],
+) -> impl ExactSizeIterator<Item = Vec<u8>> + 'a {
+	samples.iter().enumerate().map(move |(i, (x, y))| {
+		sample_leaf(d, i as u32, *y, &x.iter().map(|v| v.to_bits()).collect::<Vec<u32>>())
 	})
 }
 
@@ -239,10 +262,15 @@ pub struct SampleProof {
 	pub items: ProofItems,
 }
 
-/// The proof of sample `i` of `samples`, or `None` when `i` is out of range.
-pub fn sample_proof(samples: &[(Vec<f32>, u32)], i: u32) -> Option<SampleProof> {
+/// The proof of sample `i` of `samples`, the dataset `d` commits to, or `None` when `i` is out
+/// of range.
+pub fn sample_proof(
+	d: &DatasetCommitment,
+	samples: &[(Vec<f32>, u32)],
+	i: u32,
+) -> Option<SampleProof> {
 	let (x, y) = samples.get(i as usize)?;
-	let proof = binary_merkle_tree::merkle_proof::<BlakeTwo256, _, _>(sample_leaves(samples), i);
+	let proof = binary_merkle_tree::merkle_proof::<BlakeTwo256, _, _>(sample_leaves(d, samples), i);
 	Some(SampleProof {
 		features: x.iter().map(|v| v.to_bits()).collect(),
 		label: *y,
@@ -250,16 +278,17 @@ pub fn sample_proof(samples: &[(Vec<f32>, u32)], i: u32) -> Option<SampleProof> 
 	})
 }
 
-/// Whether `proof` shows sample `i` of a dataset of `samples` samples under `root`.
-pub fn verify_sample_proof(root: &H256, samples: u32, i: u32, proof: &SampleProof) -> bool {
-	if i >= samples {
+/// Whether `proof` shows sample `i` of dataset `d`: under its root and shape, with as many
+/// features as the shape says and a label below its class count.
+pub fn verify_sample_proof(d: &DatasetCommitment, i: u32, proof: &SampleProof) -> bool {
+	if i >= d.samples || proof.features.len() != d.features as usize || proof.label >= d.classes {
 		return false;
 	}
-	let leaf = sample_leaf(i, proof.label, &proof.features);
+	let leaf = sample_leaf(d, i, proof.label, &proof.features);
 	binary_merkle_tree::verify_proof::<BlakeTwo256, _, _>(
-		root,
+		&d.root,
 		proof.items.iter().copied(),
-		samples,
+		d.samples,
 		i,
 		&leaf,
 	)
@@ -360,14 +389,62 @@ mod tests {
 		assert!(t.proof(7).is_none());
 
 		let data: Vec<(Vec<f32>, u32)> = (0..5).map(|i| (vec![i as f32, -0.0], i % 2)).collect();
-		let root = dataset_root(&data);
+		let d = dataset_commitment(2, 2, &data);
+		assert_eq!(d.samples, 5);
 		for i in 0..5 {
-			let p = sample_proof(&data, i).unwrap();
-			assert!(verify_sample_proof(&root, 5, i, &p));
-			assert!(!verify_sample_proof(&root, 5, (i + 1) % 5, &p));
+			let p = sample_proof(&d, &data, i).unwrap();
+			assert!(verify_sample_proof(&d, i, &p));
+			assert!(!verify_sample_proof(&d, (i + 1) % 5, &p));
 			let mut relabeled = p.clone();
 			relabeled.label ^= 1;
-			assert!(!verify_sample_proof(&root, 5, i, &relabeled));
+			assert!(!verify_sample_proof(&d, i, &relabeled));
 		}
+	}
+
+	/// The root commits to the dataset's shape: a spec that declares another sample count,
+	/// width or class count than the dataset was built with gets no sample proved, and a
+	/// count the Merkle tree alone would accept is refused too.
+	#[test]
+	fn a_dataset_root_commits_to_its_shape() {
+		let data: Vec<(Vec<f32>, u32)> = (0..6).map(|i| (vec![i as f32, 1.0], i % 3)).collect();
+		let d = dataset_commitment(2, 3, &data);
+		let proofs: Vec<_> = (0..6).map(|i| sample_proof(&d, &data, i).unwrap()).collect();
+		for (i, p) in proofs.iter().enumerate() {
+			assert!(verify_sample_proof(&d, i as u32, p));
+		}
+		for wrong in [
+			DatasetCommitment { samples: 5, ..d },
+			DatasetCommitment { samples: 7, ..d },
+			DatasetCommitment { samples: 8, ..d },
+			DatasetCommitment { features: 1, ..d },
+			DatasetCommitment { classes: 4, ..d },
+		] {
+			for (i, p) in proofs.iter().enumerate() {
+				assert!(!verify_sample_proof(&wrong, i as u32, p), "{wrong:?}, sample {i}");
+			}
+		}
+		// The same samples under another shape have another root.
+		assert_ne!(dataset_commitment(2, 4, &data).root, d.root);
+		// A label beyond the classes is refused even under a root that holds it.
+		let bad: Vec<(Vec<f32>, u32)> = vec![(vec![0.0, 0.0], 5), (vec![1.0, 1.0], 0)];
+		let b = dataset_commitment(2, 3, &bad);
+		assert!(!verify_sample_proof(&b, 0, &sample_proof(&b, &bad, 0).unwrap()));
+		assert!(verify_sample_proof(&b, 1, &sample_proof(&b, &bad, 1).unwrap()));
+	}
+
+	/// Why the shape is in every leaf: a tree over leaves without it proves the first
+	/// samples of six under a count of five too, so its root alone would not fix the count.
+	#[test]
+	fn a_merkle_root_alone_does_not_fix_the_leaf_count() {
+		let leaves: Vec<Vec<u8>> = (0u32..6).map(|i| (SAMPLE, i).encode()).collect();
+		let root = root(leaves.clone().into_iter());
+		let proof = binary_merkle_tree::merkle_proof::<BlakeTwo256, _, _>(leaves.clone(), 0);
+		assert!(binary_merkle_tree::verify_proof::<BlakeTwo256, _, _>(
+			&root,
+			proof.proof.iter().copied(),
+			5,
+			0,
+			&leaves[0],
+		));
 	}
 }

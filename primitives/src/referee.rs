@@ -184,16 +184,13 @@ pub(crate) fn check_agreed(
 	Ok(())
 }
 
-/// Checks that `proof` is sample `index` of the spec's dataset, with the right width.
+/// Checks that `proof` is sample `index` of the spec's dataset (its root and shape).
 pub(crate) fn check_sample(
 	spec: &TrainingSpec,
 	index: u32,
 	proof: &SampleProof,
 ) -> Result<(), RefereeError> {
-	let d = &spec.dataset;
-	if proof.features.len() != d.features as usize
-		|| !verify_sample_proof(&d.root, d.samples, index, proof)
-	{
+	if !verify_sample_proof(&spec.dataset, index, proof) {
 		return Err(RefereeError::WrongBatch);
 	}
 	Ok(())
@@ -342,7 +339,7 @@ impl StepRun {
 		let indices = repops::batch_indices(spec.seed, step, spec.batch_size, spec.dataset.samples);
 		let samples = indices
 			.iter()
-			.map(|i| sample_proof(dataset, *i))
+			.map(|i| sample_proof(&spec.dataset, dataset, *i))
 			.collect::<Option<Vec<_>>>()
 			.ok_or(RefereeError::WrongBatch)?;
 		let (batch, labels) = verified_batch(spec, step, &samples)?;

@@ -68,7 +68,7 @@ fn the_bounds_cover_the_evidence_an_honest_side_builds() {
 #[test]
 fn a_small_spec_is_settled_whole() {
 	let data = synthetic_dataset(3, 1797, 64, 10);
-	let s = TrainingSpec::example_digits(crate::commit::dataset_root(&data));
+	let s = TrainingSpec::example_digits(Default::default()).on_dataset(&data);
 	let report = check(&s, &LeafBudget::CHAIN).unwrap();
 	assert_eq!(report.elements, 0);
 	assert!(report.whole > 0);

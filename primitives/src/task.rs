@@ -341,8 +341,8 @@ impl TrainingSpec {
 
 	/// This spec training on `data` (its root and size; features and classes unchanged).
 	pub fn on_dataset(mut self, data: &[(alloc::vec::Vec<f32>, u32)]) -> Self {
-		self.dataset.root = crate::commit::dataset_root(data);
-		self.dataset.samples = data.len() as u32;
+		self.dataset =
+			crate::commit::dataset_commitment(self.dataset.features, self.dataset.classes, data);
 		self
 	}
 

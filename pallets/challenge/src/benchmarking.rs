@@ -181,7 +181,7 @@ fn leaf_case<T: Config>(
 	let samples = if reads_samples(op) {
 		batch_indices(spec.seed, 0, spec.batch_size, spec.dataset.samples)
 			.into_iter()
-			.map(|i| sample_proof(&data, i))
+			.map(|i| sample_proof(&spec.dataset, &data, i))
 			.collect::<Option<alloc::vec::Vec<_>>>()
 			.ok_or(BenchmarkError::Stop("no sample"))?
 	} else {
@@ -546,7 +546,7 @@ mod benchmarks {
 				let i = trainet_primitives::repops::batch_indices(spec.seed, 0, 256, 256)
 					.get(r as usize)
 					.copied()?;
-				sample_proof(&data, i)
+				sample_proof(&spec.dataset, &data, i)
 			})
 			.collect::<Option<alloc::vec::Vec<_>>>()
 			.ok_or(BenchmarkError::Stop("no sample"))?;
