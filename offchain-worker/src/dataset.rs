@@ -18,7 +18,8 @@ use sp_core::H256;
 use thiserror::Error;
 use trainet_primitives::{
 	commit::dataset_commitment,
-	task::{synthetic_dataset, DatasetCommitment},
+	dataset::{Manifest, Preprocessing},
+	task::{synthetic_dataset, DatasetCommitment, F32Bits},
 };
 
 use crate::files::{read_if_present, write_atomically, FileError};
@@ -38,6 +39,8 @@ pub struct Dataset {
 	pub classes: u32,
 	/// The samples, in order.
 	pub samples: Samples,
+	/// Where they came from and what they mean (its hash is in the spec and the root).
+	pub manifest: Manifest,
 }
 
 /// What can go wrong with datasets.
@@ -80,6 +83,9 @@ pub enum DatasetError {
 		/// The root of what it holds.
 		actual: H256,
 	},
+	/// A manifest does not fit its dataset.
+	#[error("the manifest does not fit the dataset: {0}")]
+	BadManifest(String),
 	/// A sample does not fit the dataset's shape.
 	#[error("sample {index}: {reason}")]
 	BadSample {
@@ -100,19 +106,49 @@ pub enum DatasetError {
 		/// What the dataset has.
 		actual: (u32, u32, u32),
 	},
+	/// A task's spec names another manifest than its dataset's.
+	#[error("the spec names manifest {declared:?}, its dataset's is {actual:?}")]
+	ManifestMismatch {
+		/// What the spec declares.
+		declared: H256,
+		/// The dataset's.
+		actual: H256,
+	},
 }
 
-/// The SCALE form of a dataset on disk: shape, then each sample's bits and label.
+/// The SCALE form of a dataset on disk: shape, then each sample's bits and label, then the
+/// manifest.
 #[derive(Encode, Decode)]
 struct Stored {
 	features: u32,
 	classes: u32,
 	samples: Vec<(Vec<u32>, u32)>,
+	manifest: Manifest,
 }
 
 impl Dataset {
-	/// A dataset, checked: every sample has `features` values and a label below `classes`.
+	/// A dataset of samples made by a program (an empty manifest), checked: every sample has
+	/// `features` values and a label below `classes`.
 	pub fn new(features: u32, classes: u32, samples: Samples) -> Result<Self, DatasetError> {
+		Self::described(features, classes, samples, Manifest::default())
+	}
+
+	/// A dataset described by `manifest`, checked like [`Dataset::new`] (and its class names,
+	/// if any, one per class).
+	pub fn described(
+		features: u32,
+		classes: u32,
+		samples: Samples,
+		manifest: Manifest,
+	) -> Result<Self, DatasetError> {
+		if let Some(names) = manifest.class_names() {
+			if names.len() != classes as usize {
+				return Err(DatasetError::BadManifest(format!(
+					"{} class names for {classes} classes",
+					names.len()
+				)));
+			}
+		}
 		for (index, (x, y)) in samples.iter().enumerate() {
 			if x.len() != features as usize {
 				let reason = format!("{} features, the dataset has {features}", x.len());
@@ -123,7 +159,7 @@ impl Dataset {
 				return Err(DatasetError::BadSample { index, reason });
 			}
 		}
-		Ok(Self { features, classes, samples })
+		Ok(Self { features, classes, samples, manifest })
 	}
 
 	/// Checks that a spec's declared dataset shape (samples, features, classes) is this
@@ -133,12 +169,18 @@ impl Dataset {
 	pub fn matches(&self, declared: &DatasetCommitment) -> Result<(), DatasetError> {
 		let actual =
 			(u32::try_from(self.samples.len()).unwrap_or(u32::MAX), self.features, self.classes);
+		let manifest = (declared.manifest, self.manifest.hash());
 		let declared = (declared.samples, declared.features, declared.classes);
-		if declared == actual {
-			Ok(())
-		} else {
-			Err(DatasetError::ShapeMismatch { declared, actual })
+		if declared != actual {
+			return Err(DatasetError::ShapeMismatch { declared, actual });
 		}
+		if manifest.0 != manifest.1 {
+			return Err(DatasetError::ManifestMismatch {
+				declared: manifest.0,
+				actual: manifest.1,
+			});
+		}
+		Ok(())
 	}
 
 	/// The 1 797 shipped 8x8 handwritten digits: 64 pixels scaled from `0..=16` to `[0, 1]`,
@@ -151,6 +193,8 @@ impl Dataset {
 			.read_to_string(&mut csv)
 			.map_err(|e| malformed(e.to_string()))?;
 		let mut samples = Vec::new();
+		// `p / 16.0` and `p * 0.0625` are the same bits: 0.0625 is a power of two.
+		let scale = Preprocessing::Scale(F32Bits::from_f32(0.0625));
 		for (n, line) in csv.lines().enumerate() {
 			let values = line
 				.split(',')
@@ -158,20 +202,32 @@ impl Dataset {
 				.collect::<Result<Vec<u8>, _>>()
 				.map_err(|e| malformed(format!("line {}: {e}", n + 1)))?;
 			let Some((label, pixels)) = values.split_last() else { continue };
-			samples
-				.push((pixels.iter().map(|p| f32::from(*p) / 16.0).collect(), u32::from(*label)));
+			let mut x: Vec<f32> = pixels.iter().map(|p| f32::from(*p)).collect();
+			scale.apply(&mut x);
+			samples.push((x, u32::from(*label)));
 		}
-		Self::new(64, 10, samples)
+		let manifest = Manifest {
+			source: "digits".into(),
+			dtype: "u8".into(),
+			preprocessing: scale,
+			..Manifest::default()
+		};
+		Self::described(64, 10, samples, manifest)
 	}
 
 	/// [`trainet_primitives::task::synthetic_dataset`] as a dataset.
 	pub fn synthetic(seed: u64, samples: u32, features: u32, classes: u32) -> Self {
-		Self { features, classes, samples: synthetic_dataset(seed, samples, features, classes) }
+		Self {
+			features,
+			classes,
+			samples: synthetic_dataset(seed, samples, features, classes),
+			manifest: Manifest::default(),
+		}
 	}
 
-	/// The commitment a task's spec makes to this dataset: its shape and root.
+	/// The commitment a task's spec makes to this dataset: its shape, manifest and root.
 	pub fn commitment(&self) -> DatasetCommitment {
-		dataset_commitment(self.features, self.classes, &self.samples)
+		dataset_commitment(self.features, self.classes, self.manifest.hash(), &self.samples)
 	}
 
 	/// The root a task's spec commits to (over the samples and the shape).
@@ -201,6 +257,7 @@ impl Dataset {
 				.iter()
 				.map(|(x, y)| (x.iter().map(|v| v.to_bits()).collect(), *y))
 				.collect(),
+			manifest: self.manifest.clone(),
 		}
 		.encode()
 	}
@@ -213,7 +270,8 @@ impl Dataset {
 			.into_iter()
 			.map(|(x, y)| (x.into_iter().map(f32::from_bits).collect(), y))
 			.collect();
-		Self::new(s.features, s.classes, samples).map_err(|e| malformed(e.to_string()))
+		Self::described(s.features, s.classes, samples, s.manifest)
+			.map_err(|e| malformed(e.to_string()))
 	}
 }
 

@@ -33,6 +33,7 @@ pub mod dataset;
 pub mod dispute;
 pub mod engine;
 pub mod files;
+pub mod import;
 pub mod metrics;
 pub mod model;
 pub mod p2p;

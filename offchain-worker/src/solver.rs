@@ -249,7 +249,7 @@ impl Throughput {
 			},
 			64,
 		)
-		.on_dataset(&data.samples);
+		.with_dataset(data.commitment());
 		spec.steps = 8;
 		let work = Self::work(&spec);
 		let start = std::time::Instant::now();

@@ -26,8 +26,8 @@ use serde::Deserialize;
 use sp_core::H256;
 use thiserror::Error;
 use trainet_primitives::task::{
-	Activation, DatasetCommitment, F32Bits, LayerWidths, Loss, Model, Optimizer, SpecError,
-	TrainingSpec, MAX_LAYER_WIDTHS,
+	Activation, F32Bits, LayerWidths, Loss, Model, Optimizer, SpecError, TrainingSpec,
+	MAX_LAYER_WIDTHS,
 };
 
 use crate::dataset::Dataset;
@@ -176,12 +176,7 @@ impl SpecFile {
 			steps: self.training.steps,
 			checkpoint_interval: self.training.checkpoint_interval,
 			seed: self.training.seed,
-			dataset: DatasetCommitment {
-				root: actual,
-				samples: data.samples.len() as u32,
-				features: data.features,
-				classes: data.classes,
-			},
+			dataset: data.commitment(),
 		};
 		spec.validate().map_err(SpecFileError::Invalid)?;
 		Ok(spec)

@@ -495,12 +495,15 @@ mod tests {
 			momentum: F32Bits::from_f32(0.9),
 		};
 		let digits = Dataset::digits().unwrap();
-		let small = TrainingSpec::example_mlp(&[64, 32, 10], sgd, 32).on_dataset(&digits.samples);
+		let small =
+			TrainingSpec::example_mlp(&[64, 32, 10], sgd, 32).with_dataset(digits.commitment());
 		let n = memory_needed(&small).unwrap();
 		// The dataset alone is 1 797 x 64 f32; the whole stays well under a MiB.
 		assert!(n > 1797 * 64 * 4 && n < 1 << 20, "{n}");
-		let wide = TrainingSpec::example_mlp(&[64, 4096, 10], sgd, 32).on_dataset(&digits.samples);
-		let batch = TrainingSpec::example_mlp(&[64, 32, 10], sgd, 512).on_dataset(&digits.samples);
+		let wide =
+			TrainingSpec::example_mlp(&[64, 4096, 10], sgd, 32).with_dataset(digits.commitment());
+		let batch =
+			TrainingSpec::example_mlp(&[64, 32, 10], sgd, 512).with_dataset(digits.commitment());
 		assert!(memory_needed(&wide).unwrap() > 4 * n);
 		assert!(memory_needed(&batch).unwrap() > n);
 		assert!(machine_memory().is_some_and(|m| m > 1 << 20));
@@ -532,7 +535,7 @@ mod tests {
 		];
 		for (data, widths, optimizer, batch) in cases {
 			let mut spec =
-				TrainingSpec::example_mlp(widths, optimizer, batch).on_dataset(&data.samples);
+				TrainingSpec::example_mlp(widths, optimizer, batch).with_dataset(data.commitment());
 			spec.steps = 25;
 			let run =
 				|engine| Training::new(spec.clone(), data.clone()).unwrap().with_engine(engine);
@@ -556,7 +559,7 @@ mod tests {
 			momentum: F32Bits::from_f32(0.9),
 		};
 		let data = Dataset::synthetic(1, 10, 4, 2);
-		let spec = TrainingSpec::example_mlp(&[4, 3, 2], sgd, 5).on_dataset(&data.samples);
+		let spec = TrainingSpec::example_mlp(&[4, 3, 2], sgd, 5).with_dataset(data.commitment());
 		let batch = Matrix::new(5, 4, vec![0.5; 20]).unwrap();
 		let labels = vec![0, 1, 0, 1, 1];
 		let short = vec![Matrix::zeros(4, 3).unwrap()];

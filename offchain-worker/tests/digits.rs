@@ -34,7 +34,8 @@ fn spec(train: &Dataset) -> TrainingSpec {
 		learning_rate: F32Bits::from_f32(LR),
 		momentum: F32Bits::from_f32(MOMENTUM),
 	};
-	let mut spec = TrainingSpec::example_mlp(&[64, 32, 10], sgd, 32).on_dataset(&train.samples);
+	let mut spec =
+		TrainingSpec::example_mlp(&[64, 32, 10], sgd, 32).with_dataset(train.commitment());
 	spec.steps = STEPS;
 	spec
 }

@@ -213,23 +213,26 @@ pub fn verify_op_proof(root: &H256, ops: u32, j: u32, proof: &OpProof) -> bool {
 	)
 }
 
-/// The leaf of sample `i` of dataset `d`: the dataset's shape, the sample's index, label and
-/// features' bit patterns.
+/// The leaf of sample `i` of dataset `d`: the dataset's shape and manifest hash, the sample's
+/// index, label and features' bit patterns.
 ///
-/// Every leaf carries the shape (sample count, features, classes), so the root commits to it:
+/// Every leaf carries the shape (sample count, features, classes) and the manifest's hash, so
+/// the root commits to them:
 /// a sample proves against a spec's root only under the shape the dataset was built with,
 /// and a spec that misstates its dataset's shape names no dataset at all (docs/protocol.md,
 /// "A task's life"). The Merkle tree's own leaf count does not bind it: a proof for one count
 /// can verify under another.
 pub fn sample_leaf(d: &DatasetCommitment, i: u32, label: u32, features: &[u32]) -> Vec<u8> {
-	(SAMPLE, d.samples, d.features, d.classes, i, label, features).encode()
+	(SAMPLE, d.samples, d.features, d.classes, d.manifest, i, label, features).encode()
 }
 
 /// The commitment to `samples` (`(features, label)`, in order) as a dataset of `features`
-/// values per sample and `classes` classes: its shape and its root over [`sample_leaf`]s.
+/// values per sample and `classes` classes, described by the manifest of hash `manifest`: its
+/// shape, manifest and root over [`sample_leaf`]s.
 pub fn dataset_commitment(
 	features: u32,
 	classes: u32,
+	manifest: H256,
 	samples: &[(Vec<f32>, u32)],
 ) -> DatasetCommitment {
 	let mut d = DatasetCommitment {
@@ -237,6 +240,7 @@ pub fn dataset_commitment(
 		samples: u32::try_from(samples.len()).unwrap_or(u32::MAX),
 		features,
 		classes,
+		manifest,
 	};
 	d.root = root(sample_leaves(&d, samples));
 	d
@@ -389,7 +393,7 @@ mod tests {
 		assert!(t.proof(7).is_none());
 
 		let data: Vec<(Vec<f32>, u32)> = (0..5).map(|i| (vec![i as f32, -0.0], i % 2)).collect();
-		let d = dataset_commitment(2, 2, &data);
+		let d = dataset_commitment(2, 2, H256::zero(), &data);
 		assert_eq!(d.samples, 5);
 		for i in 0..5 {
 			let p = sample_proof(&d, &data, i).unwrap();
@@ -407,7 +411,7 @@ mod tests {
 	#[test]
 	fn a_dataset_root_commits_to_its_shape() {
 		let data: Vec<(Vec<f32>, u32)> = (0..6).map(|i| (vec![i as f32, 1.0], i % 3)).collect();
-		let d = dataset_commitment(2, 3, &data);
+		let d = dataset_commitment(2, 3, H256::zero(), &data);
 		let proofs: Vec<_> = (0..6).map(|i| sample_proof(&d, &data, i).unwrap()).collect();
 		for (i, p) in proofs.iter().enumerate() {
 			assert!(verify_sample_proof(&d, i as u32, p));
@@ -418,16 +422,19 @@ mod tests {
 			DatasetCommitment { samples: 8, ..d },
 			DatasetCommitment { features: 1, ..d },
 			DatasetCommitment { classes: 4, ..d },
+			DatasetCommitment { manifest: H256::repeat_byte(1), ..d },
 		] {
 			for (i, p) in proofs.iter().enumerate() {
 				assert!(!verify_sample_proof(&wrong, i as u32, p), "{wrong:?}, sample {i}");
 			}
 		}
 		// The same samples under another shape have another root.
-		assert_ne!(dataset_commitment(2, 4, &data).root, d.root);
+		assert_ne!(dataset_commitment(2, 4, H256::zero(), &data).root, d.root);
+		// And under another manifest.
+		assert_ne!(dataset_commitment(2, 3, H256::repeat_byte(1), &data).root, d.root);
 		// A label beyond the classes is refused even under a root that holds it.
 		let bad: Vec<(Vec<f32>, u32)> = vec![(vec![0.0, 0.0], 5), (vec![1.0, 1.0], 0)];
-		let b = dataset_commitment(2, 3, &bad);
+		let b = dataset_commitment(2, 3, H256::zero(), &bad);
 		assert!(!verify_sample_proof(&b, 0, &sample_proof(&b, &bad, 0).unwrap()));
 		assert!(verify_sample_proof(&b, 1, &sample_proof(&b, &bad, 1).unwrap()));
 	}

@@ -23,6 +23,7 @@ extern crate alloc;
 pub mod api;
 pub mod bisection;
 pub mod commit;
+pub mod dataset;
 pub mod descent;
 pub mod market;
 pub mod program;

@@ -171,6 +171,9 @@ pub struct DatasetCommitment {
 	pub features: u32,
 	/// The number of classes (the model's output width).
 	pub classes: u32,
+	/// The hash of the dataset's [`crate::dataset::Manifest`]: where the samples came from,
+	/// what the classes are called, how the features were preprocessed.
+	pub manifest: H256,
 }
 
 /// A training task: model, loss, optimizer, batch, steps, seed and data.
@@ -319,6 +322,7 @@ impl TrainingSpec {
 				samples: 1797,
 				features: 64,
 				classes: 10,
+				manifest: crate::dataset::Manifest::default().hash(),
 			},
 		}
 	}
@@ -339,10 +343,17 @@ impl TrainingSpec {
 		s
 	}
 
-	/// This spec training on `data` (its root and size; features and classes unchanged).
+	/// This spec training on the dataset `dataset` commits to.
+	pub fn with_dataset(mut self, dataset: DatasetCommitment) -> Self {
+		self.dataset = dataset;
+		self
+	}
+
+	/// This spec training on `data` (its root and size; features, classes and manifest
+	/// unchanged).
 	pub fn on_dataset(mut self, data: &[(alloc::vec::Vec<f32>, u32)]) -> Self {
-		self.dataset =
-			crate::commit::dataset_commitment(self.dataset.features, self.dataset.classes, data);
+		let d = &self.dataset;
+		self.dataset = crate::commit::dataset_commitment(d.features, d.classes, d.manifest, data);
 		self
 	}
 

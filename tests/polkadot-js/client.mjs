@@ -53,7 +53,13 @@ async function main() {
 		steps: 20,
 		checkpointInterval: 4,
 		seed: 42,
-		dataset: { root: `0x${'ab'.repeat(32)}`, samples: 200, features: 16, classes: 4 },
+		dataset: {
+			root: `0x${'ab'.repeat(32)}`,
+			samples: 200,
+			features: 16,
+			classes: 4,
+			manifest: `0x${'cd'.repeat(32)}`,
+		},
 	};
 	const reward = 10n * 10n ** BigInt(decimals);
 	const timeouts = { claim: 100, commit: 100, challenge: 20 };

@@ -136,6 +136,7 @@ async fn play(
 		features: spec.dataset.features,
 		classes: spec.dataset.classes,
 		samples: data.to_vec(),
+		manifest: Default::default(),
 	};
 	let mut solver_side =
 		Fighter::new(Party::Solver, spec.clone(), dataset.clone(), liar.states, Some(fault));
@@ -248,6 +249,7 @@ async fn the_runtime_settles_large_models_value_by_value() -> Result<()> {
 		features: spec.dataset.features,
 		classes: spec.dataset.classes,
 		samples: data.to_vec(),
+		manifest: Default::default(),
 	};
 	let mut cases = vec![
 		Case {

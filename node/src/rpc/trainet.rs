@@ -144,6 +144,7 @@ fn spec_json(s: &TrainingSpec) -> Value {
 			"samples": s.dataset.samples,
 			"features": s.dataset.features,
 			"classes": s.dataset.classes,
+			"manifest": hash(&s.dataset.manifest),
 		},
 	})
 }

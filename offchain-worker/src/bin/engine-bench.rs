@@ -386,7 +386,7 @@ fn main() {
 			widths[0],
 			*widths.last().unwrap_or(&2),
 		);
-		let mut spec = s.clone().on_dataset(&data.samples);
+		let mut spec = s.clone().with_dataset(data.commitment());
 		spec.steps = STEPS;
 		let timed = |interval: Option<u32>| {
 			let mut spec = spec.clone();

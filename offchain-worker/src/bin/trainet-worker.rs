@@ -29,7 +29,7 @@ use sp_core::H256;
 use trainet_worker::{
 	config::WorkerConfig,
 	dataset::{Dataset, DatasetStore},
-	metrics,
+	import, metrics,
 	p2p::{self, Key, P2p, P2pConfig},
 	solver,
 	spec_file::SpecFile,
@@ -287,6 +287,12 @@ enum DatasetSource {
 		#[arg(long)]
 		held_out: Option<usize>,
 	},
+	/// Your own data: a CSV file, a NumPy `.npy` pair or an `.npz` archive. Prints the root
+	/// and the manifest's hash a task's spec commits to (docs/submitter.md).
+	Import {
+		#[command(subcommand)]
+		format: ImportFormat,
+	},
 	/// A synthetic classification set (label: the largest of the first `classes` features).
 	Synthetic {
 		#[arg(long, default_value_t = 1)]
@@ -298,6 +304,56 @@ enum DatasetSource {
 		#[arg(long)]
 		classes: u32,
 	},
+}
+
+#[derive(Subcommand)]
+enum ImportFormat {
+	/// One sample a row: numeric features and a label column (class ids or names). A first
+	/// row that is not all numbers is the header.
+	Csv {
+		/// The file.
+		file: PathBuf,
+		/// The label column: its header name or 0-based index [default: the last].
+		#[arg(long)]
+		label: Option<String>,
+		#[command(flatten)]
+		options: ImportOptions,
+	},
+	/// Features and labels as two `.npy` files (features: samples x ..., any integer or
+	/// float dtype; labels: class ids).
+	Npy {
+		/// The features.
+		x: PathBuf,
+		/// The labels.
+		y: PathBuf,
+		#[command(flatten)]
+		options: ImportOptions,
+	},
+	/// Features and labels as two arrays of an `.npz` archive (`numpy.savez`, compressed or
+	/// not).
+	Npz {
+		/// The archive.
+		file: PathBuf,
+		/// The features' array.
+		#[arg(long, default_value = "x")]
+		x: String,
+		/// The labels' array.
+		#[arg(long, default_value = "y")]
+		y: String,
+		#[command(flatten)]
+		options: ImportOptions,
+	},
+}
+
+#[derive(clap::Args)]
+struct ImportOptions {
+	/// Map each feature onto [0, 1] by its smallest and largest value (recorded in the
+	/// manifest, to apply to new inputs).
+	#[arg(long)]
+	min_max: bool,
+	/// Keeps every `N`-th sample out of the training set, stored as a second dataset.
+	#[arg(long)]
+	held_out: Option<usize>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -325,6 +381,27 @@ fn main() -> std::process::ExitCode {
 			std::process::ExitCode::FAILURE
 		}
 	}
+}
+
+/// A manifest in one line: source, dtype, classes, preprocessing.
+fn describe(m: &trainet_primitives::dataset::Manifest) -> String {
+	use trainet_primitives::dataset::Preprocessing;
+	let mut parts = Vec::new();
+	if !m.source.is_empty() {
+		parts.push(format!("from {} ({})", m.source, m.dtype));
+	}
+	if let Some(names) = m.class_names() {
+		parts.push(format!("classes {}", names.join(", ")));
+	}
+	parts.push(
+		match &m.preprocessing {
+			Preprocessing::None => "no preprocessing",
+			Preprocessing::Scale(_) => "scaled",
+			Preprocessing::MinMax { .. } => "min-max scaled",
+		}
+		.to_string(),
+	);
+	parts.join("; ")
 }
 
 /// `println!` that returns write errors (a closed pipe) instead of panicking.
@@ -380,24 +457,40 @@ fn run(cli: Cli) -> Result<()> {
 			runtime()?.block_on(on_chain(cli.command, &settings, local))
 		}
 		Command::Dataset { source } => {
-			let (data, held_out) = match source {
-				DatasetSource::Digits { held_out } => {
-					let all = Dataset::digits()?;
-					match held_out {
-						Some(every) if every >= 2 => {
-							let (train, held) = all.split(every);
-							(train, Some(held))
-						}
-						Some(every) => bail!("--held-out {every}: keep every N-th image, N >= 2"),
-						None => (all, None),
-					}
+			let scaling = |o: &ImportOptions| {
+				if o.min_max {
+					import::Scaling::MinMax
+				} else {
+					import::Scaling::None
 				}
+			};
+			let (all, held_out) = match source {
+				DatasetSource::Digits { held_out } => (Dataset::digits()?, held_out),
+				DatasetSource::Import { format } => match format {
+					ImportFormat::Csv { file, label, options } => {
+						(import::csv(&file, label.as_deref(), scaling(&options))?, options.held_out)
+					}
+					ImportFormat::Npy { x, y, options } => {
+						(import::npy(&x, &y, scaling(&options))?, options.held_out)
+					}
+					ImportFormat::Npz { file, x, y, options } => {
+						(import::npz(&file, &x, &y, scaling(&options))?, options.held_out)
+					}
+				},
 				DatasetSource::Synthetic { seed, samples, features, classes } => {
 					if samples == 0 || features == 0 || classes < 2 || classes > features {
 						bail!("a synthetic set needs samples > 0 and 2 <= classes <= features");
 					}
 					(Dataset::synthetic(seed, samples, features, classes), None)
 				}
+			};
+			let (data, held_out) = match held_out {
+				Some(every) if every >= 2 => {
+					let (train, held) = all.split(every);
+					(train, Some(held))
+				}
+				Some(every) => bail!("--held-out {every}: keep every N-th sample, N >= 2"),
+				None => (all, None),
 			};
 			let root = store.put(&data)?;
 			out!(
@@ -406,6 +499,7 @@ fn run(cli: Cli) -> Result<()> {
 				data.features,
 				data.classes
 			);
+			out!("manifest {:?} ({})", data.manifest.hash(), describe(&data.manifest));
 			if let Some(held) = held_out {
 				let root = store.put(&held)?;
 				out!("held-out {root:?} ({} samples)", held.samples.len());

@@ -311,7 +311,8 @@ pub fn run_spec(
 ) -> (TrainingSpec, Dataset) {
 	let classes = widths.last().copied().unwrap_or(2);
 	let data = Dataset::synthetic(5, batch * 4, widths.first().copied().unwrap_or(1), classes);
-	let mut spec = TrainingSpec::example_mlp(widths, optimizer, batch).on_dataset(&data.samples);
+	let mut spec =
+		TrainingSpec::example_mlp(widths, optimizer, batch).with_dataset(data.commitment());
 	spec.steps = steps;
 	(spec, data)
 }

@@ -203,6 +203,7 @@ async fn play(node: &Node, api: &Api, task: u64, case: DisputeCase) -> Result<Di
 		features: case.spec.dataset.features,
 		classes: case.spec.dataset.classes,
 		samples: case.data,
+		manifest: Default::default(),
 	};
 	let steps = case.steps;
 	let points = TracePoints::new(steps, case.interval).context("a checkpoint interval")?;
