@@ -1,0 +1,207 @@
+//! Importing a buyer's own data: CSV files and NumPy arrays become the same samples, manifest
+//! and root on every import, and malformed inputs are refused with an error naming the file and
+//! the row or array, before anything is stored.
+
+use std::{io::Write, path::Path, process::Command};
+
+use ndarray::{Array1, Array3};
+use ndarray_npy::WriteNpyExt;
+use trainet_primitives::dataset::{Labels, Preprocessing};
+use trainet_worker::{
+	dataset::DatasetStore,
+	import::{self, ImportError, Scaling},
+};
+
+const IRIS: &str = "sepal_length,sepal_width,petal_length,species\n\
+	5.1,3.5,1.4,setosa\n\
+	7.0,3.2,4.7,versicolor\n\
+	6.3,3.3,6.0,virginica\n\
+	4.9,3.0,1.4,setosa\n\
+	6.4,3.2,4.5,versicolor\n";
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+	let path = dir.join(name);
+	std::fs::write(&path, text).unwrap();
+	path
+}
+
+fn npy_bytes<A: WriteNpyExt>(a: &A) -> Vec<u8> {
+	let mut bytes = Vec::new();
+	a.write_npy(&mut bytes).unwrap();
+	bytes
+}
+
+#[test]
+fn a_csv_with_a_header_and_named_classes_imports_the_same_every_time() {
+	let dir = tempfile::tempdir().unwrap();
+	let path = write(dir.path(), "iris.csv", IRIS);
+	let d = import::csv(&path, None, Scaling::None).unwrap();
+	assert_eq!((d.samples.len(), d.features, d.classes), (5, 3, 3));
+	assert_eq!(d.samples[1], (vec![7.0, 3.2, 4.7], 1));
+	assert_eq!(d.manifest.feature_names, ["sepal_length", "sepal_width", "petal_length"]);
+	assert_eq!(
+		d.manifest.labels,
+		Labels::Classes(vec!["setosa".into(), "versicolor".into(), "virginica".into()])
+	);
+	assert_eq!(d.manifest.source, "csv");
+	// A second import of the same file: the same root; stored and read back: the same dataset.
+	let again = import::csv(&path, None, Scaling::None).unwrap();
+	assert_eq!(again.root(), d.root());
+	let store = DatasetStore::open(dir.path().join("store")).unwrap();
+	let root = store.put(&d).unwrap();
+	assert_eq!(store.get(&root).unwrap(), d);
+	assert_eq!(d.commitment().manifest, d.manifest.hash());
+
+	// The label column by name, elsewhere than last; min-max scaling recorded.
+	let moved = "species,a,b\nx,0,10\ny,2,20\nx,4,15\n";
+	let path = write(dir.path(), "moved.csv", moved);
+	let d = import::csv(&path, Some("species"), Scaling::MinMax).unwrap();
+	assert_eq!(d.samples, vec![(vec![0.0, 0.0], 0), (vec![0.5, 1.0], 1), (vec![1.0, 0.5], 0)]);
+	let Preprocessing::MinMax { min, max } = &d.manifest.preprocessing else { panic!() };
+	assert_eq!((min[1].to_f32(), max[1].to_f32()), (10.0, 20.0));
+	// Scaling changes the manifest, so the root.
+	assert_ne!(import::csv(&path, Some("species"), Scaling::None).unwrap().root(), d.root());
+}
+
+#[test]
+fn a_csv_without_a_header_takes_class_ids_and_a_label_column_by_index() {
+	let dir = tempfile::tempdir().unwrap();
+	let path = write(dir.path(), "ids.csv", "2,0.5,1.5\n0,1.0,-2.0\n1,3.0,0.0\n");
+	let d = import::csv(&path, Some("0"), Scaling::None).unwrap();
+	assert_eq!((d.features, d.classes), (2, 3));
+	assert_eq!(d.samples[0], (vec![0.5, 1.5], 2));
+	assert!(d.manifest.feature_names.is_empty());
+	assert!(d.manifest.class_names().is_none());
+}
+
+#[test]
+fn a_numpy_pair_and_an_npz_archive_import_the_same_every_time() {
+	let dir = tempfile::tempdir().unwrap();
+	// 6 images of 2 x 3 pixels as u8, labels as i64.
+	let x = Array3::from_shape_fn((6, 2, 3), |(n, r, c)| (n * 10 + r * 3 + c) as u8);
+	let y = Array1::from(vec![0i64, 1, 2, 0, 1, 2]);
+	let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+	std::fs::write(&xp, npy_bytes(&x)).unwrap();
+	std::fs::write(&yp, npy_bytes(&y)).unwrap();
+	let d = import::npy(&xp, &yp, Scaling::None).unwrap();
+	assert_eq!((d.samples.len(), d.features, d.classes), (6, 6, 3));
+	assert_eq!(d.samples[1], (vec![10.0, 11.0, 12.0, 13.0, 14.0, 15.0], 1));
+	assert_eq!(d.manifest.dtype, "u8");
+	assert_eq!(import::npy(&xp, &yp, Scaling::None).unwrap().root(), d.root());
+
+	// The same arrays in an archive, one member compressed (numpy.savez_compressed), and
+	// float labels that are whole numbers.
+	let yf = Array1::from(vec![0.0f64, 1.0, 2.0, 0.0, 1.0, 2.0]);
+	let zp = dir.path().join("data.npz");
+	let mut zip = zip::ZipWriter::new(std::fs::File::create(&zp).unwrap());
+	let deflated = zip::write::SimpleFileOptions::default()
+		.compression_method(zip::CompressionMethod::Deflated);
+	zip.start_file("images.npy", deflated).unwrap();
+	zip.write_all(&npy_bytes(&x)).unwrap();
+	zip.start_file("labels.npy", zip::write::SimpleFileOptions::default()).unwrap();
+	zip.write_all(&npy_bytes(&yf)).unwrap();
+	zip.finish().unwrap();
+	let z = import::npz(&zp, "images", "labels.npy", Scaling::None).unwrap();
+	assert_eq!(z.samples, d.samples);
+	assert_eq!(z.manifest.source, "npz");
+	assert_eq!(import::npz(&zp, "images", "labels", Scaling::None).unwrap().root(), z.root());
+	let Err(ImportError::Array { entry, reason, .. }) =
+		import::npz(&zp, "x", "labels", Scaling::None)
+	else {
+		panic!("a missing member was accepted")
+	};
+	assert_eq!(entry, "archive");
+	assert!(reason.contains("no array \"x\""), "{reason}");
+}
+
+/// Each malformed input gets an error that names the file and the row, column or array.
+#[test]
+fn malformed_inputs_are_refused_with_the_place_at_fault() {
+	let dir = tempfile::tempdir().unwrap();
+	let error = |text: &str| {
+		let path = write(dir.path(), "bad.csv", text);
+		import::csv(&path, None, Scaling::None).unwrap_err().to_string()
+	};
+	let e = error("a,b,label\n1,2,x\n3,oops,y\n");
+	assert!(e.contains("bad.csv: row 3: column b: \"oops\" is not a number"), "{e}");
+	let e = error("1,2,0\n3,4\n");
+	assert!(e.contains("bad.csv: row 2: 2 fields, the first row has 3"), "{e}");
+	let e = error("1,2,0\n3,inf,1\n");
+	assert!(e.contains("row 2: column 1: \"inf\" is not finite"), "{e}");
+	let e = error("1,2,0\n3,4,0\n");
+	assert!(e.contains("1 class: a classifier needs two or more"), "{e}");
+	let e = error("a,b,label\n");
+	assert!(e.contains("no samples"), "{e}");
+	let path = write(dir.path(), "named.csv", "a,b,label\n1,2,x\n");
+	let e = import::csv(&path, Some("class"), Scaling::None).unwrap_err().to_string();
+	assert!(e.contains("named.csv: row 1: no column is named \"class\""), "{e}");
+
+	let x = Array3::<f32>::zeros((4, 2, 2));
+	let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
+	std::fs::write(&xp, npy_bytes(&x)).unwrap();
+	let npy_error = |y: Vec<u8>| {
+		std::fs::write(&yp, y).unwrap();
+		import::npy(&xp, &yp, Scaling::None).unwrap_err().to_string()
+	};
+	// A label count that is not the sample count.
+	let e = npy_error(npy_bytes(&Array1::from(vec![0u8, 1, 1])));
+	assert!(e.contains("x.npy holds 4 samples but") && e.contains("y.npy holds 3 labels"), "{e}");
+	// A dtype that is not a number.
+	let e = npy_error(npy_bytes(&Array1::from(vec![true, false, true, false])));
+	assert!(e.contains("y.npy: y: dtype") && e.contains("cannot be imported"), "{e}");
+	// Labels that are not class ids.
+	let e = npy_error(npy_bytes(&Array1::from(vec![0.0f32, 1.5, 1.0, 0.0])));
+	assert!(e.contains("y.npy: y: label 1 is 1.5"), "{e}");
+	// A truncated file.
+	let mut cut = npy_bytes(&Array1::from(vec![0u8, 1, 1, 0]));
+	cut.truncate(cut.len() - 2);
+	let e = npy_error(cut);
+	assert!(e.starts_with(&format!("{}: y: ", yp.display())), "{e}");
+	// Not an array file at all.
+	let e = npy_error(b"label\n0\n1\n".to_vec());
+	assert!(e.starts_with(&format!("{}: y: ", yp.display())), "{e}");
+}
+
+/// Through the command line: a good import prints the root the library computes; a bad one
+/// fails, names the row, and leaves the store empty.
+#[test]
+fn the_command_line_stores_a_good_import_and_nothing_of_a_bad_one() {
+	let dir = tempfile::tempdir().unwrap();
+	let data = dir.path().join("data");
+	let worker = |file: &Path| {
+		Command::new(env!("CARGO_BIN_EXE_trainet-worker"))
+			.arg("--data-dir")
+			.arg(&data)
+			.args(["dataset", "import", "csv"])
+			.arg(file)
+			.args(["--held-out", "5"])
+			.output()
+			.unwrap()
+	};
+	let bad = write(dir.path(), "bad.csv", &IRIS.replace("6.3,3.3", "6.3,?"));
+	let out = worker(&bad);
+	assert!(!out.status.success());
+	let stderr = String::from_utf8_lossy(&out.stderr);
+	assert!(
+		stderr.contains("bad.csv: row 4: column sepal_width: \"?\" is not a number"),
+		"{stderr}"
+	);
+	// Anything at all in the data directory (a dataset, a temporary file).
+	let files = |dir: &Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+	assert_eq!(files(&data), 0, "a failed import wrote something");
+
+	let good = write(dir.path(), "iris.csv", IRIS);
+	let out = worker(&good);
+	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+	let stdout = String::from_utf8_lossy(&out.stdout);
+	let (train, held) = import::csv(&good, None, Scaling::None).unwrap().split(5);
+	assert!(
+		stdout.contains(&format!("dataset {:?} (4 samples, 3 features, 3 classes)", train.root())),
+		"{stdout}"
+	);
+	assert!(stdout.contains(&format!("manifest {:?}", train.manifest.hash())), "{stdout}");
+	assert!(stdout.contains(&format!("held-out {:?} (1 samples)", held.root())), "{stdout}");
+	assert_eq!(files(&data), 2);
+	let store = DatasetStore::open(&data).unwrap();
+	assert_eq!(store.get(&train.root()).unwrap(), train);
+}
