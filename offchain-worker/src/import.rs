@@ -106,12 +106,11 @@ pub fn csv(path: &Path, label: Option<&str>, scaling: Scaling) -> Result<Dataset
 		.flexible(true)
 		.trim(::csv::Trim::All)
 		.from_reader(File::open(path).map_err(io)?);
-	let mut records = reader.records().peekable();
 	let mut header: Option<Vec<String>> = None;
 	let mut width = None;
 	let mut label_at = None;
 	let mut rows: Vec<(Vec<f32>, String)> = Vec::new();
-	while let Some(record) = records.next() {
+	for record in reader.records() {
 		let record = record.map_err(|e| {
 			let row = e.position().map_or(0, |p| p.line());
 			row_error(row, e.to_string())
