@@ -224,6 +224,14 @@ impl Chain {
 		}
 	}
 
+	/// The number of the node's best block.
+	pub async fn best_number(&self) -> Result<u32, ChainError> {
+		let header: Value = self.rpc("chain_getHeader", vec![]).await?;
+		let fail = |reason: String| ChainError::Rpc { method: "chain_getHeader".into(), reason };
+		let hex = header["number"].as_str().ok_or_else(|| fail("no block number".into()))?;
+		u32::from_str_radix(hex.trim_start_matches("0x"), 16).map_err(|e| fail(e.to_string()))
+	}
+
 	/// The chain's block time (its Aura slot), from the runtime API.
 	pub async fn block_time(&self) -> Result<Duration, ChainError> {
 		let hex: String = self

@@ -281,6 +281,19 @@ impl Fighter {
 			phase["operations"]["stage"],
 			phase["initialization"]["stage"]
 		);
+		// Past its deadline nobody can answer: end it. `on_initialize` ends most disputes by
+		// itself; one whose deadline found the queue full waits for anyone's `timeout`, and
+		// the side that wins at the deadline calls it (the other side's call fails harmlessly).
+		let deadline = number(d, "deadline")?;
+		if chain.best_number().await? >= deadline {
+			match chain.submit(signer, "Challenge", "timeout", (id,)).await {
+				Ok(_) => {
+					tracing::info!(dispute = id, party = ?self.party, "ended it at its deadline")
+				}
+				Err(e) => tracing::debug!(dispute = id, "timeout not (yet) accepted: {e}"),
+			}
+			return Ok(true);
+		}
 		if self.answered.contains(&key) {
 			return Ok(true);
 		}

@@ -38,7 +38,7 @@ impl<T: Config> Pallet<T> {
 		let now = frame_system::Pallet::<T>::block_number();
 		d.bisection = narrowed;
 		if let Some(next) = d.bisection.midpoint() {
-			let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
+			let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()));
 			Self::reschedule(dispute, &mut d, deadline);
 			d.phase =
 				DisputePhase::Bisecting { round: round.saturating_add(1), reveals: Sides::none() };
@@ -58,7 +58,7 @@ impl<T: Config> Pallet<T> {
 				let game = SegmentGame::new(first, len).ok_or(Error::<T>::Overflow)?;
 				// Committing the segment's root means recomputing its steps.
 				let time = T::RoundTimeout::get().saturating_add(Self::recompute(d.task, len));
-				let deadline = Self::slot(now.saturating_add(time))?;
+				let deadline = Self::slot(now.saturating_add(time));
 				Self::reschedule(dispute, &mut d, deadline);
 				d.phase = DisputePhase::Segment(game);
 				Self::deposit_event(Event::SegmentStarted { dispute, first, steps: len, deadline });
@@ -91,7 +91,7 @@ impl<T: Config> Pallet<T> {
 		now: BlockNumberFor<T>,
 	) -> DispatchResult {
 		let case = d.leaf_case().ok_or(Error::<T>::Overflow)?;
-		let leaf_deadline = Self::slot(now.saturating_add(T::LeafTimeout::get()))?;
+		let leaf_deadline = Self::slot(now.saturating_add(T::LeafTimeout::get()));
 		let verdict = T::Adjudicator::adjudicate(dispute, &case);
 		let game = match verdict {
 			Verdict::Operations => Self::op_game(&d, &case),
@@ -101,7 +101,7 @@ impl<T: Config> Pallet<T> {
 		let game_deadline = match game {
 			Some(_) => {
 				let time = T::RoundTimeout::get().saturating_add(Self::recompute(d.task, 1));
-				Some(Self::slot(now.saturating_add(time))?)
+				Some(Self::slot(now.saturating_add(time)))
 			}
 			None => None,
 		};
@@ -113,7 +113,7 @@ impl<T: Config> Pallet<T> {
 				let tensors =
 					u32::try_from(program.state_shapes.len()).map_err(|_| Error::<T>::Overflow)?;
 				let time = T::RoundTimeout::get().saturating_add(Self::recompute(d.task, 1));
-				Some((tensors, Self::slot(now.saturating_add(time))?))
+				Some((tensors, Self::slot(now.saturating_add(time))))
 			}
 			_ => None,
 		};

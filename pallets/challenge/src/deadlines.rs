@@ -27,15 +27,26 @@ impl<T: Config> Pallet<T> {
 			.unique_saturated_into()
 	}
 
-	/// The block a deadline due at `at` will be queued at; reads only.
-	pub(crate) fn slot(at: BlockNumberFor<T>) -> Result<BlockNumberFor<T>, Error<T>> {
-		deadline_queue::slot::<Deadlines<T>, _, _, _>(at).ok_or(Error::<T>::DeadlineQueueFull)
+	/// The deadline of a stage due at `at`: `at`, or the first block after it whose queue
+	/// has room (at most [`deadline_queue::MAX_DEADLINE_SLIDE`] later), or `at` again when
+	/// every one of them is full ([`Self::enqueue`] then leaves it unqueued). Reads only;
+	/// never fails, so a full queue cannot make an answer fail.
+	pub(crate) fn slot(at: BlockNumberFor<T>) -> BlockNumberFor<T> {
+		deadline_queue::slot::<Deadlines<T>, _, _, _>(at).unwrap_or(at)
 	}
 
-	/// Queues `dispute` at `block`, a block [`Self::slot`] returned in the same call.
+	/// Queues `dispute` at `block`, a block [`Self::slot`] returned in the same call; if it
+	/// is full, the dispute's deadline stands unqueued ([`Unqueued`]) and anyone's `timeout`
+	/// ends it after the deadline.
 	pub(crate) fn enqueue(dispute: DisputeId, block: BlockNumberFor<T>) {
-		// `slot` found room, and each call queues one dispute once: this cannot fail.
-		let _ = deadline_queue::insert::<Deadlines<T>, _, _, _>(dispute, block);
+		if deadline_queue::insert::<Deadlines<T>, _, _, _>(dispute, block) {
+			if Unqueued::<T>::contains_key(dispute) {
+				Unqueued::<T>::remove(dispute);
+			}
+		} else {
+			Unqueued::<T>::insert(dispute, ());
+			Self::deposit_event(Event::DeadlineNotQueued { dispute, deadline: block });
+		}
 	}
 
 	/// Moves dispute `dispute`'s deadline to `at`, in `d` and in the deadline queue.

@@ -247,7 +247,7 @@ impl<T: Config> Pallet<T> {
 			return Ok(());
 		}
 		if let Some(timeout) = next_stage {
-			let deadline = Self::slot(now.saturating_add(timeout))?;
+			let deadline = Self::slot(now.saturating_add(timeout));
 			Self::reschedule(dispute, &mut d, deadline);
 			Self::deposit_event(Event::DescentMoved { dispute, deadline });
 		}

@@ -41,7 +41,7 @@ impl<T: Config> Pallet<T> {
 			let hashes = Sides::new(*solver, *challenger);
 			game.disputed = Some(DisputedTensor { index, hashes });
 			let now = frame_system::Pallet::<T>::block_number();
-			next = Some((index, Self::slot(now.saturating_add(T::RoundTimeout::get()))?));
+			next = Some((index, Self::slot(now.saturating_add(T::RoundTimeout::get()))));
 		}
 		Self::deposit_event(Event::StateRevealed { dispute, party });
 		if let Some((tensor, deadline)) = next {

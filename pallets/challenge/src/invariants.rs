@@ -4,20 +4,23 @@
 use crate::*;
 
 impl<T: Config> Pallet<T> {
-	/// The invariants: every dispute's deadline is in the future and queued there; the
+	/// The invariants: every dispute's deadline is in the future and queued there (or, when
+	/// the queue was full, marked unqueued, waiting for anyone's `timeout` once past); the
 	/// per-task books match the disputes; the interval is sound and unresolved while
 	/// bisecting, resolved at the leaf.
 	pub fn do_try_state(now: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
 		let mut counted: alloc::collections::btree_map::BTreeMap<TaskId, u32> = Default::default();
 		for (id, d) in Disputes::<T>::iter() {
 			ensure!(id < NextDisputeId::<T>::get(), "a dispute id at or above NextDisputeId");
+			let unqueued = Unqueued::<T>::contains_key(id);
 			ensure!(
-				d.deadline > now || DueFrom::<T>::get().is_some_and(|f| f <= d.deadline),
+				d.deadline > now
+					|| unqueued || DueFrom::<T>::get().is_some_and(|f| f <= d.deadline),
 				"a dispute's deadline passed and nothing ended it (nor carried it over)"
 			);
 			ensure!(
-				Deadlines::<T>::get(d.deadline).contains(&id),
-				"a dispute's deadline is not queued"
+				Deadlines::<T>::get(d.deadline).contains(&id) != unqueued,
+				"a dispute's deadline is neither queued nor marked unqueued (or both)"
 			);
 			ensure!(
 				TaskDisputes::<T>::get(d.task, &d.challenger) == Some(id),
@@ -88,6 +91,10 @@ impl<T: Config> Pallet<T> {
 		ensure!(
 			TaskDisputes::<T>::iter().count() == Disputes::<T>::iter().count(),
 			"the task books hold other disputes than the open ones"
+		);
+		ensure!(
+			Unqueued::<T>::iter_keys().all(|id| Disputes::<T>::contains_key(id)),
+			"an unqueued mark outlived its dispute"
 		);
 		for (block, queue) in Deadlines::<T>::iter() {
 			ensure!(

@@ -297,6 +297,13 @@ pub mod pallet {
 		ValueQuery,
 	>;
 
+	/// The disputes whose deadline found every block's queue in reach full: nothing ends them
+	/// by itself, and anyone's `timeout` does once the deadline has passed (the side that
+	/// wins at the deadline has every reason to call it). A full queue thus never makes an
+	/// answer fail ([`Event::DeadlineNotQueued`]).
+	#[pallet::storage]
+	pub type Unqueued<T: Config> = StorageMap<_, Twox64Concat, DisputeId, (), OptionQuery>;
+
 	#[pallet::event]
 	#[pallet::generate_deposit(pub(super) fn deposit_event)]
 	pub enum Event<T: Config> {
@@ -395,6 +402,10 @@ pub mod pallet {
 		/// A dispute ended with no winner (its task's solver already lost, or the referee
 		/// could not rule); the bond was unlocked.
 		DisputeVoided { dispute: DisputeId, task: TaskId },
+		/// Every block's deadline queue in reach was full: the dispute's deadline stands but
+		/// is not queued, so nothing ends it by itself; after `deadline` anyone may call
+		/// `timeout`.
+		DeadlineNotQueued { dispute: DisputeId, deadline: BlockNumberFor<T> },
 	}
 
 	#[pallet::error]
@@ -423,8 +434,6 @@ pub mod pallet {
 		DeadlineNotReached,
 		/// The dispute is not at the leaf.
 		NotAtLeaf,
-		/// Every block's deadline queue in reach is full; try again in a later block.
-		DeadlineQueueFull,
 		/// A position or an id overflowed.
 		Overflow,
 		/// The dispute is not in the operator-level game.
@@ -491,7 +500,7 @@ pub mod pallet {
 		/// dispute ends). `root` is the root of the caller's own trace; `final_proof` shows
 		/// its final state under it, which must differ from the solver's.
 		#[pallet::call_index(0)]
-		#[pallet::weight(T::WeightInfo::open())]
+		#[pallet::weight(Pallet::<T>::queuing(T::WeightInfo::open()))]
 		pub fn open(
 			origin: OriginFor<T>,
 			task: TaskId,
@@ -520,7 +529,7 @@ pub mod pallet {
 			let next = id.checked_add(1).ok_or(Error::<T>::Overflow)?;
 			let bond = T::ChallengeBond::get();
 			let now = frame_system::Pallet::<T>::block_number();
-			let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
+			let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()));
 			// The last check, and the first write: locking checks the role and the free stake,
 			// names what is missing and fails before changing anything.
 			T::Stake::lock(&challenger, Role::Verifier, bond)?;
@@ -563,7 +572,7 @@ pub mod pallet {
 		/// one transition wide, the leaf referee takes over, or, when that transition spans
 		/// several steps between two checkpoints, the segment game ([`Pallet::commit_segment`]).
 		#[pallet::call_index(1)]
-		#[pallet::weight(T::WeightInfo::reveal(T::MaxDisputesPerTask::get()))]
+		#[pallet::weight(Pallet::<T>::queuing(T::WeightInfo::reveal(T::MaxDisputesPerTask::get())))]
 		pub fn reveal(
 			origin: OriginFor<T>,
 			dispute: DisputeId,
@@ -581,7 +590,7 @@ pub mod pallet {
 		/// agreed one at its start (entry `i` the state after step `first + i`), recomputed
 		/// from that state. Once both sides have, bisection inside the segment begins.
 		#[pallet::call_index(9)]
-		#[pallet::weight(T::WeightInfo::commit_segment())]
+		#[pallet::weight(Pallet::<T>::queuing(T::WeightInfo::commit_segment()))]
 		pub fn commit_segment(
 			origin: OriginFor<T>,
 			dispute: DisputeId,
@@ -597,7 +606,7 @@ pub mod pallet {
 		/// step `first + position`), with its proof against the caller's segment root. Once
 		/// both sides have, the interval narrows; at one step, the leaf referee takes over.
 		#[pallet::call_index(10)]
-		#[pallet::weight(T::WeightInfo::reveal_segment(T::MaxDisputesPerTask::get()))]
+		#[pallet::weight(Pallet::<T>::queuing(T::WeightInfo::reveal_segment(T::MaxDisputesPerTask::get())))]
 		pub fn reveal_segment(
 			origin: OriginFor<T>,
 			dispute: DisputeId,
@@ -615,7 +624,7 @@ pub mod pallet {
 		/// pre-state ([`trainet_primitives::commit::op_trace`]). Once both sides have, the
 		/// operator-level bisection begins.
 		#[pallet::call_index(3)]
-		#[pallet::weight(T::WeightInfo::commit_ops())]
+		#[pallet::weight(Pallet::<T>::queuing(T::WeightInfo::commit_ops()))]
 		pub fn commit_ops(origin: OriginFor<T>, dispute: DisputeId, root: H256) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			let d = Self::live(dispute)?;
@@ -629,7 +638,7 @@ pub mod pallet {
 		/// disputed leaf does not chain from the agreed one loses at once; otherwise the
 		/// operation (or the next state's assembly) waits for [`Pallet::settle_op`].
 		#[pallet::call_index(4)]
-		#[pallet::weight(T::WeightInfo::reveal_op(T::MaxDisputesPerTask::get()))]
+		#[pallet::weight(Pallet::<T>::queuing(T::WeightInfo::reveal_op(T::MaxDisputesPerTask::get())))]
 		pub fn reveal_op(
 			origin: OriginFor<T>,
 			dispute: DisputeId,
@@ -670,9 +679,9 @@ pub mod pallet {
 		/// differ, and at a leaf the first value on which their lines differ is the element
 		/// [`Pallet::settle_element`] decides.
 		#[pallet::call_index(6)]
-		#[pallet::weight(T::WeightInfo::descend_opening(T::MaxDisputesPerTask::get())
+		#[pallet::weight(Pallet::<T>::queuing(T::WeightInfo::descend_opening(T::MaxDisputesPerTask::get())
 			.max(T::WeightInfo::descend_line().saturating_add(Pallet::<T>::ending_others()))
-			.max(T::WeightInfo::descend_partials()))]
+			.max(T::WeightInfo::descend_partials())))]
 		pub fn descend(
 			origin: OriginFor<T>,
 			dispute: DisputeId,
@@ -719,7 +728,7 @@ pub mod pallet {
 		/// the element descent ([`Pallet::descend`]), which ends when the chain computes the
 		/// one initial value the sides' lines differ on.
 		#[pallet::call_index(11)]
-		#[pallet::weight(T::WeightInfo::reveal_state())]
+		#[pallet::weight(Pallet::<T>::queuing(T::WeightInfo::reveal_state()))]
 		pub fn reveal_state(
 			origin: OriginFor<T>,
 			dispute: DisputeId,
@@ -740,6 +749,13 @@ pub mod pallet {
 			T::WeightInfo::settle_op_matmul()
 				.saturating_add(T::WeightInfo::settle_op_elementwise())
 				.saturating_add(Self::ending_others())
+		}
+
+		/// A call that sets a deadline, with what queuing it may add beyond its benchmark (run
+		/// with room in the queue): reading, and when the queue is full writing, the
+		/// [`Unqueued`] mark.
+		pub fn queuing(call: Weight) -> Weight {
+			call.saturating_add(T::DbWeight::get().reads_writes(1, 1))
 		}
 
 		/// What ending every other dispute on a task adds to a call that concludes one.

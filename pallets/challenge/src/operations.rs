@@ -22,7 +22,7 @@ impl<T: Config> Pallet<T> {
 		let first_round = match game.stage() {
 			OpStage::Revealing(position) => {
 				let now = frame_system::Pallet::<T>::block_number();
-				Some((position, Self::slot(now.saturating_add(T::RoundTimeout::get()))?))
+				Some((position, Self::slot(now.saturating_add(T::RoundTimeout::get()))))
 			}
 			_ => None,
 		};
@@ -109,7 +109,7 @@ impl<T: Config> Pallet<T> {
 		};
 		let deadline = match forfeit {
 			Some(_) => d.deadline,
-			None => Self::slot(now.saturating_add(timeout))?,
+			None => Self::slot(now.saturating_add(timeout)),
 		};
 
 		Self::deposit_event(Event::OpRevealed { dispute, party, position, leaf: proof.leaf });

@@ -23,6 +23,7 @@ impl<T: Config> Pallet<T> {
 			*c = (left > 0).then_some(left);
 		});
 		Self::unschedule(id, d.deadline);
+		Unqueued::<T>::remove(id);
 		// A slot is free again: the time every slot was taken goes back to the window.
 		if let Some(since) = FullSince::<T>::take(d.task) {
 			use sp_runtime::traits::UniqueSaturatedInto;

@@ -20,7 +20,7 @@ impl<T: Config> Pallet<T> {
 		let first_round = match game.position() {
 			Some(position) => {
 				let now = frame_system::Pallet::<T>::block_number();
-				Some((position, Self::slot(now.saturating_add(T::RoundTimeout::get()))?))
+				Some((position, Self::slot(now.saturating_add(T::RoundTimeout::get()))))
 			}
 			None => None,
 		};
@@ -77,7 +77,7 @@ impl<T: Config> Pallet<T> {
 		game.reveals = Sides::none();
 		let now = frame_system::Pallet::<T>::block_number();
 		if let Some(next) = game.bisection.midpoint() {
-			let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()))?;
+			let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()));
 			Self::reschedule(dispute, &mut d, deadline);
 			Self::deposit_event(Event::SegmentRound {
 				dispute,

@@ -192,3 +192,76 @@ fn payment_waits_for_disputes_open_past_the_window() {
 		);
 	});
 }
+
+/// Attack: the deadline queue holds `MaxDeadlinesPerBlock` disputes a block and a deadline
+/// slides at most `MAX_DEADLINE_SLIDE` blocks; whoever filled the blocks an honest side's next
+/// deadline would land in (with disputes of their own, opened a round earlier) made its answer
+/// fail with `DeadlineQueueFull`, and it lost by timeout. An answer now never fails for a
+/// full queue: the dispute keeps its deadline unqueued (`DeadlineNotQueued`), takes no answer
+/// after it like any other, and anyone's `timeout` ends it.
+#[test]
+fn a_full_deadline_queue_cannot_make_an_honest_answer_fail() {
+	new_test_ext().execute_with(|| {
+		let truth = honest(8);
+		let lies = lie_from(&truth, 2);
+		let task = committed_task(10, &truth);
+		let id = open(task, 20, &lies);
+		let d = Disputes::<Test>::get(id).unwrap();
+		let mid = d.bisection.midpoint().unwrap();
+		// The liar reveals first; the honest solver's answer ends the round and sets the
+		// next deadline, and every block it could go to is full.
+		run_to_block(2);
+		assert_ok!(Challenge::reveal(
+			RuntimeOrigin::signed(20),
+			id,
+			mid,
+			trace_proof(&lies, mid - 1).unwrap()
+		));
+		let now = System::block_number();
+		let at = now + ROUND_TIMEOUT;
+		assert!(d.deadline < at);
+		let capacity = <Test as crate::Config>::MaxDeadlinesPerBlock::get() as u64;
+		let fillers = |block: u64| (0..capacity).map(move |k| u64::MAX - block * 1000 - k);
+		for block in at..=at + crate::deadline_queue::MAX_DEADLINE_SLIDE as u64 {
+			crate::Deadlines::<Test>::insert(
+				block,
+				frame_support::BoundedVec::try_from(fillers(block).collect::<Vec<_>>()).unwrap(),
+			);
+		}
+		assert_ok!(Challenge::reveal(
+			RuntimeOrigin::signed(10),
+			id,
+			mid,
+			trace_proof(&truth, mid - 1).unwrap()
+		));
+		let deadline = Disputes::<Test>::get(id).unwrap().deadline;
+		assert_eq!(deadline, at);
+		System::assert_has_event(crate::Event::DeadlineNotQueued { dispute: id, deadline }.into());
+		assert!(crate::Unqueued::<Test>::contains_key(id));
+		// The fillers were never disputes: take them out before the invariants are read.
+		for block in at..=at + crate::deadline_queue::MAX_DEADLINE_SLIDE as u64 {
+			crate::Deadlines::<Test>::remove(block);
+		}
+		check_invariants(now);
+		// The lying challenger does not answer the next round. At the deadline nothing ends
+		// the dispute by itself, and it takes no late answer; anyone's `timeout` ends it, for
+		// the solver.
+		let next = Disputes::<Test>::get(id).unwrap().bisection.midpoint().unwrap();
+		run_to_block(deadline);
+		assert!(Disputes::<Test>::contains_key(id));
+		check_invariants(deadline);
+		assert_noop!(
+			Challenge::reveal(
+				RuntimeOrigin::signed(20),
+				id,
+				next,
+				trace_proof(&lies, next - 1).unwrap()
+			),
+			Error::<Test>::DeadlinePassed
+		);
+		assert_ok!(Challenge::timeout(RuntimeOrigin::signed(99), id));
+		assert_eq!(resolved(id), Some((Party::Solver, Resolution::Timeout)));
+		assert!(!crate::Unqueued::<Test>::contains_key(id));
+		check_invariants(deadline);
+	});
+}
