@@ -1,4 +1,4 @@
-//! Bringing a buyer's own data in: CSV files and NumPy `.npy`/`.npz` arrays, turned into the
+//! Bringing a buyer's own data in: CSV files, NumPy `.npy`/`.npz` arrays and folders of images, turned into the
 //! canonical samples a task's spec commits to, with a manifest that records where they came
 //! from, what the classes are called and how the values were preprocessed.
 //!
@@ -8,7 +8,7 @@
 //! malformed input never leaves a partial dataset behind. Errors name the file and the row,
 //! column or array at fault.
 //!
-//! Parsing uses the ecosystem's readers (`csv`, `ndarray-npy`); labels are class ids (integers,
+//! Parsing uses the ecosystem's readers (`csv`, `ndarray-npy`, `zip`, `image`); labels are class ids (integers,
 //! or any text, mapped to ids in sorted order and kept as class names in the manifest).
 
 use std::{
@@ -257,6 +257,64 @@ pub fn npz(
 	let features = rows_of(path, &xn, xs)?;
 	let labels = labels_of(path, &yn, ys)?;
 	pair(path, features, path, labels, dtype, "npz", scaling)
+}
+
+/// Imports a folder of images, one subfolder per class (the class names, in sorted order),
+/// each file decoded (PNG or JPEG, by its content), converted to 8-bit grey or RGB, resized to
+/// `size` (`width x height`) with a triangle filter, read row by row (channels interleaved)
+/// and scaled by `1 / 255` ([`Preprocessing::Image`]). Files are taken in name order; names
+/// starting with `.` are skipped.
+pub fn images(dir: &Path, size: (u32, u32), grey: bool) -> Result<Dataset, ImportError> {
+	use image::imageops::{resize, FilterType};
+	let io = |path: &Path, source| ImportError::Io { path: path.into(), source };
+	let sorted = |path: &Path| -> Result<Vec<(String, PathBuf)>, ImportError> {
+		let mut entries = Vec::new();
+		for entry in std::fs::read_dir(path).map_err(|e| io(path, e))? {
+			let entry = entry.map_err(|e| io(path, e))?;
+			let name = entry.file_name().to_string_lossy().into_owned();
+			if !name.starts_with('.') {
+				entries.push((name, entry.path()));
+			}
+		}
+		entries.sort();
+		Ok(entries)
+	};
+	let classes: Vec<(String, PathBuf)> =
+		sorted(dir)?.into_iter().filter(|(_, p)| p.is_dir()).collect();
+	let (width, height) = size;
+	let preprocessing = Preprocessing::Image { width, height, grey };
+	let mut features = Vec::new();
+	let mut labels = Vec::new();
+	for (id, (_, folder)) in classes.iter().enumerate() {
+		for (_, file) in sorted(folder)? {
+			let unreadable = |reason: String| ImportError::Array {
+				path: file.clone(),
+				entry: "image".into(),
+				reason,
+			};
+			let bytes = std::fs::read(&file).map_err(|e| io(&file, e))?;
+			let decoded = image::load_from_memory(&bytes)
+				.map_err(|e| unreadable(format!("not an image that can be read: {e}")))?;
+			let mut x: Vec<f32> = if grey {
+				let img = resize(&decoded.to_luma8(), width, height, FilterType::Triangle);
+				img.into_raw().into_iter().map(f32::from).collect()
+			} else {
+				let img = resize(&decoded.to_rgb8(), width, height, FilterType::Triangle);
+				img.into_raw().into_iter().map(f32::from).collect()
+			};
+			preprocessing.apply(&mut x);
+			features.push(x);
+			labels.push(id as u32);
+		}
+	}
+	let manifest = Manifest {
+		source: "images".into(),
+		dtype: "u8".into(),
+		labels: Labels::Classes(classes.into_iter().map(|(name, _)| name).collect()),
+		preprocessing,
+		..Manifest::default()
+	};
+	finish(dir, features, labels, manifest, Scaling::None)
 }
 
 /// An `.npy` array of any integer or float dtype, as `f64` (exact for every dtype but 64-bit

@@ -205,3 +205,41 @@ fn the_command_line_stores_a_good_import_and_nothing_of_a_bad_one() {
 	let store = DatasetStore::open(&data).unwrap();
 	assert_eq!(store.get(&train.root()).unwrap(), train);
 }
+
+/// A folder of PNG and JPEG images, one subfolder per class, of mixed sizes and colour modes:
+/// resized and scaled the same on every import; an unreadable file is refused by name.
+#[test]
+fn an_image_folder_imports_the_same_every_time() {
+	use image::{GrayImage, ImageFormat, Luma, Rgb, RgbImage};
+	let dir = tempfile::tempdir().unwrap();
+	let root = dir.path().join("pictures");
+	for class in ["dog", "cat"] {
+		std::fs::create_dir_all(root.join(class)).unwrap();
+	}
+	// White and black squares of several sizes, as grey PNGs, RGB PNGs and JPEGs.
+	GrayImage::from_pixel(6, 4, Luma([255])).save(root.join("cat/a.png")).unwrap();
+	RgbImage::from_pixel(10, 10, Rgb([255, 255, 255])).save(root.join("cat/b.png")).unwrap();
+	RgbImage::from_pixel(3, 5, Rgb([0, 0, 0])).save(root.join("dog/a.png")).unwrap();
+	RgbImage::from_pixel(16, 16, Rgb([0, 0, 0]))
+		.save_with_format(root.join("dog/b.jpg"), ImageFormat::Jpeg)
+		.unwrap();
+	std::fs::write(root.join("dog/.DS_Store"), b"not an image, and skipped").unwrap();
+
+	let d = import::images(&root, (4, 3), true).unwrap();
+	assert_eq!((d.samples.len(), d.features, d.classes), (4, 12, 2));
+	assert_eq!(d.manifest.labels, Labels::Classes(vec!["cat".into(), "dog".into()]));
+	assert_eq!(d.manifest.preprocessing, Preprocessing::Image { width: 4, height: 3, grey: true });
+	// cat (0) is white, dog (1) is black, whatever the size or format.
+	for (x, y) in &d.samples {
+		let expected = if *y == 0 { 1.0 } else { 0.0 };
+		assert!(x.iter().all(|v| *v == expected), "{y}: {x:?}");
+	}
+	assert_eq!(import::images(&root, (4, 3), true).unwrap().root(), d.root());
+	let rgb = import::images(&root, (4, 3), false).unwrap();
+	assert_eq!(rgb.features, 36);
+	assert_ne!(rgb.root(), d.root());
+
+	std::fs::write(root.join("dog/c.png"), b"\x89PNG broken").unwrap();
+	let e = import::images(&root, (4, 3), true).unwrap_err().to_string();
+	assert!(e.contains("dog/c.png: image: not an image that can be read"), "{e}");
+}

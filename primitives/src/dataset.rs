@@ -65,7 +65,22 @@ pub enum Preprocessing {
 		/// Each feature's largest training value.
 		max: Vec<F32Bits>,
 	},
+	/// An image file decoded, converted to 8-bit grey or RGB, resized to `width x height`
+	/// with a triangle (bilinear) filter, and read row by row (channels interleaved), each
+	/// pixel value `p` becoming `p * (1 / 255)`: `apply` does the last part, on the pixel
+	/// values.
+	Image {
+		/// Pixels a row.
+		width: u32,
+		/// Rows.
+		height: u32,
+		/// One grey channel, or three (RGB).
+		grey: bool,
+	},
 }
+
+/// `1 / 255` as `f32`: what an image's 8-bit pixel values are multiplied by.
+pub const PIXEL_SCALE: f32 = 1.0 / 255.0;
 
 impl Preprocessing {
 	/// Applies the transform to one sample's raw values (feature `i` of `x`; a feature
@@ -74,6 +89,7 @@ impl Preprocessing {
 		match self {
 			Preprocessing::None => {}
 			Preprocessing::Scale(f) => x.iter_mut().for_each(|v| *v *= f.to_f32()),
+			Preprocessing::Image { .. } => x.iter_mut().for_each(|v| *v *= PIXEL_SCALE),
 			Preprocessing::MinMax { min, max } => {
 				for (v, (lo, hi)) in x.iter_mut().zip(min.iter().zip(max)) {
 					let (lo, hi) = (lo.to_f32(), hi.to_f32());

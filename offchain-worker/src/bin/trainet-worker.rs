@@ -329,6 +329,21 @@ enum ImportFormat {
 		#[command(flatten)]
 		options: ImportOptions,
 	},
+	/// A folder of images with one subfolder per class (named for it): each PNG or JPEG is
+	/// decoded, converted to grey or RGB, resized to `--size` and scaled to [0, 1].
+	Images {
+		/// The folder.
+		dir: PathBuf,
+		/// The size every image is resized to, `WIDTHxHEIGHT` (like 28x28).
+		#[arg(long, value_parser = parse_size)]
+		size: (u32, u32),
+		/// One grey channel instead of three (RGB).
+		#[arg(long)]
+		grey: bool,
+		/// Keeps every `N`-th image out of the training set, stored as a second dataset.
+		#[arg(long)]
+		held_out: Option<usize>,
+	},
 	/// Features and labels as two arrays of an `.npz` archive (`numpy.savez`, compressed or
 	/// not).
 	Npz {
@@ -343,6 +358,17 @@ enum ImportFormat {
 		#[command(flatten)]
 		options: ImportOptions,
 	},
+}
+
+/// `WIDTHxHEIGHT`.
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+	let bad = || format!("{s:?}: a size is WIDTHxHEIGHT, like 28x28");
+	let (w, h) = s.split_once('x').ok_or_else(bad)?;
+	let (w, h) = (w.parse::<u32>().map_err(|_| bad())?, h.parse::<u32>().map_err(|_| bad())?);
+	if w == 0 || h == 0 {
+		return Err(bad());
+	}
+	Ok((w, h))
 }
 
 #[derive(clap::Args)]
@@ -398,6 +424,8 @@ fn describe(m: &trainet_primitives::dataset::Manifest) -> String {
 			Preprocessing::None => "no preprocessing",
 			Preprocessing::Scale(_) => "scaled",
 			Preprocessing::MinMax { .. } => "min-max scaled",
+			Preprocessing::Image { grey: true, .. } => "images in grey, resized, scaled by 1/255",
+			Preprocessing::Image { grey: false, .. } => "images in RGB, resized, scaled by 1/255",
 		}
 		.to_string(),
 	);
@@ -475,6 +503,9 @@ fn run(cli: Cli) -> Result<()> {
 					}
 					ImportFormat::Npz { file, x, y, options } => {
 						(import::npz(&file, &x, &y, scaling(&options))?, options.held_out)
+					}
+					ImportFormat::Images { dir, size, grey, held_out } => {
+						(import::images(&dir, size, grey)?, held_out)
 					}
 				},
 				DatasetSource::Synthetic { seed, samples, features, classes } => {
