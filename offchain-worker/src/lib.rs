@@ -32,6 +32,7 @@ pub mod cuda;
 pub mod dataset;
 pub mod dispute;
 pub mod engine;
+pub mod export;
 pub mod files;
 pub mod import;
 pub mod metrics;

@@ -425,6 +425,11 @@ pub fn burn_step_on<B: RepOpsBackend>(
 /// correctly: the forward pass with RepOps, then the largest logit.
 pub fn accuracy(spec: &TrainingSpec, state: &[Matrix], data: &Dataset) -> Result<f32, TrainError> {
 	let Model::Mlp { widths, .. } = &spec.model;
+	accuracy_of(widths, state, data)
+}
+
+/// [`accuracy`] of the MLP of `widths`.
+pub fn accuracy_of(widths: &[u32], state: &[Matrix], data: &Dataset) -> Result<f32, TrainError> {
 	let layers = widths.len().saturating_sub(1);
 	if data.samples.is_empty() {
 		return Ok(0.0);

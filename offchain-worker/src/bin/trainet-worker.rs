@@ -29,7 +29,7 @@ use sp_core::H256;
 use trainet_worker::{
 	config::WorkerConfig,
 	dataset::{Dataset, DatasetStore},
-	import, metrics,
+	export, import, metrics,
 	p2p::{self, Key, P2p, P2pConfig},
 	solver,
 	spec_file::SpecFile,
@@ -160,7 +160,8 @@ enum Command {
 		/// A stored dataset to report accuracy on at the end.
 		#[arg(long)]
 		evaluate: Option<String>,
-		/// Saves the trained model as a burn record at this path (`.mpk`).
+		/// Exports the trained model to this folder: a burn record, SafeTensors and a model
+		/// card (as `model fetch` does).
 		#[arg(long)]
 		save: Option<PathBuf>,
 		/// What runs the steps: the model as a burn module with RepOps kernels, or the step
@@ -205,6 +206,11 @@ enum Command {
 		/// Seconds to wait for a first peer.
 		#[arg(long, default_value_t = 30)]
 		wait: u64,
+	},
+	/// The trained model: fetch a task's, export a run's, evaluate one.
+	Model {
+		#[command(subcommand)]
+		action: ModelAction,
 	},
 	/// Prints a task (JSON), or every task still on chain.
 	Status {
@@ -270,6 +276,41 @@ fn parse_fault(text: &str) -> Result<trainet_primitives::referee::Fault, String>
 		step: step.parse().map_err(|e| format!("step: {e}"))?,
 		op: op.parse().map_err(|e| format!("operation: {e}"))?,
 	})
+}
+
+#[derive(Subcommand)]
+enum ModelAction {
+	/// Fetches task TASK's trained model: its committed final state, from this worker's
+	/// store or from peers (checked against the hash on chain), exported to --out as a burn
+	/// record, SafeTensors and a model card.
+	Fetch {
+		/// The task (committed, and still on chain).
+		task: u64,
+		/// The folder to write.
+		#[arg(long, default_value = "model")]
+		out: PathBuf,
+		/// Seconds to wait for a first peer.
+		#[arg(long, default_value_t = 30)]
+		wait: u64,
+	},
+	/// Exports a stored training state (its hash, like the `h_N` that `train` prints) as
+	/// the model of a spec file, to --out.
+	Export {
+		/// The spec file.
+		spec: PathBuf,
+		/// The state's hash.
+		state: String,
+		/// The folder to write.
+		#[arg(long, default_value = "model")]
+		out: PathBuf,
+	},
+	/// Prints an exported model's accuracy on a stored dataset.
+	Eval {
+		/// The export folder.
+		dir: PathBuf,
+		/// The dataset's root.
+		dataset: String,
+	},
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -476,7 +517,34 @@ fn run(cli: Cli) -> Result<()> {
 			};
 			runtime()?.block_on(fetch(settings.network, local, key, Duration::from_secs(wait)))
 		}
+		Command::Model { action: ModelAction::Export { spec, state, out } } => {
+			let local = local()?;
+			let file = SpecFile::parse(
+				&fs::read_to_string(&spec)
+					.with_context(|| format!("reading {}", spec.display()))?,
+			)?;
+			let data = local.datasets.get(&file.dataset_root()?)?;
+			let spec = file.to_spec(&data)?;
+			let h = parse_root(&state)?;
+			let state = local.checkpoints.get(&h)?.ok_or_else(|| {
+				anyhow!(
+					"state {h:?} is not in this worker's store ({})",
+					settings.data_dir.display()
+				)
+			})?;
+			let card = export::export(&spec, &state, Some(&data.manifest), None, &out)?;
+			print_export(&card, &out)
+		}
+		Command::Model { action: ModelAction::Eval { dir, dataset } } => {
+			let local = local()?;
+			let model = export::load(&dir)?;
+			let data = local.datasets.get(&parse_root(&dataset)?)?;
+			let accuracy = model.accuracy(&data)?;
+			out!("accuracy {accuracy:.4} ({} samples)", data.samples.len());
+			Ok(())
+		}
 		Command::Submit { .. }
+		| Command::Model { action: ModelAction::Fetch { .. } }
 		| Command::Status { .. }
 		| Command::Balance { .. }
 		| Command::Solve { .. }
@@ -766,6 +834,33 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				);
 			}
 		}
+		Command::Model { action: ModelAction::Fetch { task, out, wait } } => {
+			use trainet_primitives::market::TaskState;
+			let Some(t) = solver::chain_task(&chain, task).await? else {
+				bail!(
+					"task {task} is not on chain: a paid task leaves it. With its final state's \
+					 hash (in its TaskCommitted event) and its spec file, `fetch checkpoint` \
+					 then `model export` give the same files"
+				)
+			};
+			let TaskState::Committed { commitment, .. } = &t.state else {
+				bail!("task {task} has no committed model yet")
+			};
+			let h = commitment.final_state;
+			if !local.checkpoints.has(&h) {
+				let node = network.start(local.clone(), false, &[]).await?;
+				node.wait_for_peers(Duration::from_secs(wait)).await?;
+				let (bytes, from) =
+					node.fetch(Key::State(h), &network.preferred(), |_, _| {}).await?;
+				out!("fetched the final state {h:?} ({} bytes) from {from}", bytes.len());
+			}
+			let state = local.checkpoints.get(&h)?.ok_or_else(|| {
+				anyhow!("the final state {h:?} is not in the store after fetching")
+			})?;
+			let manifest = store.get(&t.spec.dataset.root).ok().map(|d| d.manifest);
+			let card = export::export(&t.spec, &state, manifest.as_ref(), Some(task), &out)?;
+			print_export(&card, &out)?;
+		}
 		Command::Status { task } => {
 			let ids = match task {
 				Some(id) => vec![id],
@@ -949,6 +1044,7 @@ fn train(
 	engine: Engine,
 ) -> Result<()> {
 	let steps = spec.steps;
+	let manifest = data.manifest.clone();
 	let mut run = Training::new(spec, data)?.with_engine(engine);
 	out!(
 		"engine: {}",
@@ -1006,9 +1102,24 @@ fn train(
 	if let Some(held) = evaluate {
 		out!("held-out accuracy {:.4} ({} samples)", run.accuracy(&held)?, held.samples.len());
 	}
-	if let Some(path) = save {
-		let file = solver::save_model(run.spec(), run.state(), &path)?;
-		out!("model saved as a burn record: {}", file.display());
+	if let Some(dir) = save {
+		let card = export::export(run.spec(), run.state(), Some(&manifest), None, &dir)?;
+		print_export(&card, &dir)?;
 	}
+	Ok(())
+}
+
+/// What `model fetch` and `model export` wrote.
+fn print_export(card: &export::ModelCard, dir: &std::path::Path) -> Result<()> {
+	out!(
+		"model {} ({:?} MLP, from state {}) in {}: {}, {}, {}",
+		card.model_hash,
+		card.widths,
+		card.final_state,
+		dir.display(),
+		export::RECORD,
+		export::SAFETENSORS,
+		export::CARD
+	);
 	Ok(())
 }

@@ -1,0 +1,346 @@
+//! The trained model, handed over: a task's final state exported as a burn record, as
+//! SafeTensors, and with a model card that says what it is, what it was trained on and how to
+//! prepare its inputs.
+//!
+//! The parameters are the first `2 x layers` tensors of the final state `h_N` whose hash the
+//! chain holds: an export is made only from a state that hashes to it (the checkpoint store
+//! checks every state it holds against its name), so the buyer's file is bit for bit what the
+//! solver trained and verifiers could check.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sp_core::H256;
+use thiserror::Error;
+use trainet_primitives::{
+	commit::state_hash,
+	dataset::{Manifest, Preprocessing},
+	repops::Matrix,
+	task::{Model, Optimizer, TrainingSpec},
+};
+
+use crate::{
+	dataset::Dataset,
+	model::{Mlp, ModelError},
+	train::{accuracy_of, TrainError},
+};
+
+/// The model card's file name in an export folder.
+pub const CARD: &str = "model-card.json";
+/// The burn record's file name (burn's `NamedMpkFileRecorder`, full precision).
+pub const RECORD: &str = "model.mpk";
+/// The SafeTensors file's name.
+pub const SAFETENSORS: &str = "model.safetensors";
+
+/// What can go wrong with an export or its use.
+#[derive(Debug, Error)]
+pub enum ExportError {
+	/// A file could not be read or written.
+	#[error("{path}: {source}")]
+	Io {
+		/// The file.
+		path: PathBuf,
+		/// Why.
+		#[source]
+		source: std::io::Error,
+	},
+	/// The model card is not one.
+	#[error("{path}: not a model card: {reason}")]
+	Card {
+		/// The file.
+		path: PathBuf,
+		/// Why.
+		reason: String,
+	},
+	/// The state does not hold the spec's model.
+	#[error(transparent)]
+	Model(#[from] ModelError),
+	/// SafeTensors could not be written.
+	#[error("writing SafeTensors: {0}")]
+	SafeTensors(String),
+	/// Evaluation failed.
+	#[error(transparent)]
+	Eval(#[from] TrainError),
+	/// The dataset is not the model's kind of input.
+	#[error("the model takes {model} features and tells {classes} classes; the dataset has {features} features and {data_classes} classes")]
+	Mismatch {
+		/// The model's input width.
+		model: u32,
+		/// The model's output width.
+		classes: u32,
+		/// The dataset's features.
+		features: u32,
+		/// The dataset's classes.
+		data_classes: u32,
+	},
+}
+
+/// What a model is and where it came from (`model-card.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+	/// `mlp`: `Linear` layers with ReLU between them.
+	pub architecture: String,
+	/// Input width, hidden widths, classes.
+	pub widths: Vec<u32>,
+	/// The task it was trained for, when known.
+	pub task: Option<u64>,
+	/// The training state it was taken from (`h_N` on chain), `0x` hex.
+	pub final_state: String,
+	/// The hash of its parameters (the state hash of the parameter tensors), `0x` hex.
+	pub model_hash: String,
+	/// How it was trained.
+	pub training: TrainingCard,
+	/// What it was trained on.
+	pub dataset: DatasetCard,
+	/// The files: the burn record and the SafeTensors file, and their layouts.
+	pub files: FilesCard,
+}
+
+/// How a model was trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingCard {
+	/// `sgd` or `adam`, with their hyperparameters.
+	pub optimizer: String,
+	/// Samples per step.
+	pub batch_size: u32,
+	/// Steps.
+	pub steps: u32,
+	/// The seed of initialization and batch order.
+	pub seed: u64,
+	/// The loss.
+	pub loss: String,
+}
+
+/// What a model was trained on, and how to prepare new inputs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetCard {
+	/// The dataset's root, `0x` hex.
+	pub root: String,
+	/// Its samples.
+	pub samples: u32,
+	/// Features a sample (the model's input width).
+	pub features: u32,
+	/// Classes (the model's output width).
+	pub classes: u32,
+	/// The manifest's hash, `0x` hex.
+	pub manifest: String,
+	/// Where the samples came from (`csv`, `npy`, `images`, ...), when the manifest is known.
+	pub source: Option<String>,
+	/// The features' names, when known.
+	pub feature_names: Vec<String>,
+	/// The class names in output order, when known (else the class ids are the names).
+	pub class_names: Vec<String>,
+	/// What to do to a raw input before the model sees it; `None` when the manifest is not
+	/// known here.
+	pub preprocessing: Option<PreprocessingCard>,
+}
+
+/// [`Preprocessing`], for people and other programs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum PreprocessingCard {
+	/// Use the values as they are.
+	None,
+	/// Multiply each value by `factor`.
+	Scale {
+		/// The factor.
+		factor: f32,
+	},
+	/// `(x - min) / (max - min)` per feature (`0` where they are equal).
+	MinMax {
+		/// Each feature's minimum.
+		min: Vec<f32>,
+		/// Each feature's maximum.
+		max: Vec<f32>,
+	},
+	/// Decode the image, convert it to grey or RGB, resize it to `width x height` (triangle
+	/// filter), read it row by row (channels interleaved) and multiply by `1/255`.
+	Image {
+		/// Pixels a row.
+		width: u32,
+		/// Rows.
+		height: u32,
+		/// Grey (one channel) or RGB.
+		grey: bool,
+	},
+}
+
+impl From<&Preprocessing> for PreprocessingCard {
+	fn from(p: &Preprocessing) -> Self {
+		let f = |v: &[trainet_primitives::task::F32Bits]| v.iter().map(|b| b.to_f32()).collect();
+		match p {
+			Preprocessing::None => Self::None,
+			Preprocessing::Scale(s) => Self::Scale { factor: s.to_f32() },
+			Preprocessing::MinMax { min, max } => Self::MinMax { min: f(min), max: f(max) },
+			Preprocessing::Image { width, height, grey } => {
+				Self::Image { width: *width, height: *height, grey: *grey }
+			}
+		}
+	}
+}
+
+/// The files of an export.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FilesCard {
+	/// The burn record (`Mlp` of `Linear` layers, weights `[in, out]`).
+	pub burn_record: String,
+	/// The SafeTensors file.
+	pub safetensors: String,
+	/// The SafeTensors layout.
+	pub safetensors_layout: String,
+}
+
+/// An exported model, read back.
+pub struct Exported {
+	/// Its card.
+	pub card: ModelCard,
+	/// Its parameters, in state order.
+	pub params: Vec<Matrix>,
+}
+
+fn hex(h: &H256) -> String {
+	format!("{h:?}")
+}
+
+fn optimizer_name(o: &Optimizer) -> String {
+	match o {
+		Optimizer::Sgd { learning_rate, momentum } => format!(
+			"sgd (learning rate {}, momentum {})",
+			learning_rate.to_f32(),
+			momentum.to_f32()
+		),
+		Optimizer::Adam { learning_rate, beta1, beta2, epsilon } => format!(
+			"adam (learning rate {}, beta1 {}, beta2 {}, epsilon {})",
+			learning_rate.to_f32(),
+			beta1.to_f32(),
+			beta2.to_f32(),
+			epsilon.to_f32()
+		),
+	}
+}
+
+/// Writes the model of `spec` whose parameters lead `state` (the final state of a run or task
+/// `task`) into `dir`: the burn record, the SafeTensors file and the card. `manifest` is the
+/// dataset's, when this worker has it (its hash must be the spec's). Returns the card.
+pub fn export(
+	spec: &TrainingSpec,
+	state: &[Matrix],
+	manifest: Option<&Manifest>,
+	task: Option<u64>,
+	dir: &Path,
+) -> Result<ModelCard, ExportError> {
+	let io = |path: &Path, source| ExportError::Io { path: path.into(), source };
+	let Model::Mlp { widths, .. } = &spec.model;
+	let widths: Vec<u32> = widths.to_vec();
+	let params = widths.len().saturating_sub(1).saturating_mul(2);
+	let parameters = state.get(..params).unwrap_or(state);
+	std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+	let device = Default::default();
+	Mlp::<burn::backend::NdArray>::from_state(&widths, parameters, &device)?
+		.save(&dir.join(RECORD))?;
+	write_safetensors(parameters, &dir.join(SAFETENSORS))?;
+	let manifest = manifest.filter(|m| m.hash() == spec.dataset.manifest);
+	let d = &spec.dataset;
+	let card = ModelCard {
+		architecture: "mlp".into(),
+		widths,
+		task,
+		final_state: hex(&state_hash(state)),
+		model_hash: hex(&state_hash(parameters)),
+		training: TrainingCard {
+			optimizer: optimizer_name(&spec.optimizer),
+			batch_size: spec.batch_size,
+			steps: spec.steps,
+			seed: spec.seed,
+			loss: "softmax cross-entropy".into(),
+		},
+		dataset: DatasetCard {
+			root: hex(&d.root),
+			samples: d.samples,
+			features: d.features,
+			classes: d.classes,
+			manifest: hex(&d.manifest),
+			source: manifest.map(|m| m.source.clone()),
+			feature_names: manifest.map(|m| m.feature_names.clone()).unwrap_or_default(),
+			class_names: manifest
+				.and_then(|m| m.class_names().map(<[String]>::to_vec))
+				.unwrap_or_default(),
+			preprocessing: manifest.map(|m| (&m.preprocessing).into()),
+		},
+		files: FilesCard {
+			burn_record: RECORD.into(),
+			safetensors: SAFETENSORS.into(),
+			safetensors_layout: "layers.{l}.weight: [out, in], layers.{l}.bias: [out], f32 \
+			                     (PyTorch's nn.Linear); the burn record keeps burn's [in, out]"
+				.into(),
+		},
+	};
+	let text = serde_json::to_string_pretty(&card)
+		.map_err(|e| ExportError::Card { path: dir.join(CARD), reason: e.to_string() })?;
+	let path = dir.join(CARD);
+	crate::files::write_atomically(&path, text.as_bytes())
+		.map_err(|e| ExportError::Io { path: e.path, source: e.source })?;
+	Ok(card)
+}
+
+/// The parameters as SafeTensors, in PyTorch's `nn.Linear` layout (weights `[out, in]`).
+fn write_safetensors(params: &[Matrix], path: &Path) -> Result<(), ExportError> {
+	use safetensors::tensor::{Dtype, TensorView};
+	let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+	for (i, m) in params.iter().enumerate() {
+		let (l, bias) = (i / 2, i % 2 == 1);
+		let (shape, values): (Vec<usize>, Vec<f32>) = if bias {
+			(vec![m.cols as usize], m.data.clone())
+		} else {
+			// [in, out] -> [out, in].
+			let t = (0..m.cols).flat_map(|c| m.col(c).collect::<Vec<_>>()).collect();
+			(vec![m.cols as usize, m.rows as usize], t)
+		};
+		let name = format!("layers.{l}.{}", if bias { "bias" } else { "weight" });
+		tensors.push((name, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+	}
+	let views = tensors
+		.iter()
+		.map(|(name, shape, bytes)| {
+			TensorView::new(Dtype::F32, shape.clone(), bytes)
+				.map(|v| (name.clone(), v))
+				.map_err(|e| ExportError::SafeTensors(e.to_string()))
+		})
+		.collect::<Result<Vec<_>, _>>()?;
+	let bytes =
+		safetensors::serialize(views, None).map_err(|e| ExportError::SafeTensors(e.to_string()))?;
+	crate::files::write_atomically(path, &bytes)
+		.map_err(|e| ExportError::Io { path: e.path, source: e.source })
+}
+
+/// Reads an export folder back: its card and, from the burn record, its parameters.
+pub fn load(dir: &Path) -> Result<Exported, ExportError> {
+	let path = dir.join(CARD);
+	let text = std::fs::read_to_string(&path)
+		.map_err(|source| ExportError::Io { path: path.clone(), source })?;
+	let card: ModelCard = serde_json::from_str(&text)
+		.map_err(|e| ExportError::Card { path: path.clone(), reason: e.to_string() })?;
+	let device = Default::default();
+	let mlp = Mlp::<burn::backend::NdArray>::load(&card.widths, &dir.join(RECORD), &device)?;
+	Ok(Exported { params: mlp.to_state(), card })
+}
+
+impl Exported {
+	/// The share of `data` this model classifies correctly (the forward pass with RepOps,
+	/// as in training).
+	pub fn accuracy(&self, data: &Dataset) -> Result<f32, ExportError> {
+		let (model, classes) = (
+			self.card.widths.first().copied().unwrap_or(0),
+			self.card.widths.last().copied().unwrap_or(0),
+		);
+		if data.features != model || data.classes != classes {
+			return Err(ExportError::Mismatch {
+				model,
+				classes,
+				features: data.features,
+				data_classes: data.classes,
+			});
+		}
+		Ok(accuracy_of(&self.card.widths, &self.params, data)?)
+	}
+}

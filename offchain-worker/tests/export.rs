@@ -1,0 +1,80 @@
+//! The trained model, handed over: an export folder holds the burn record, SafeTensors in
+//! PyTorch's layout and a model card, all of the very parameters the final state fixes; read
+//! back, it classifies exactly as the trained run does.
+
+use trainet_primitives::{
+	commit::state_hash,
+	task::{F32Bits, Optimizer, TrainingSpec},
+};
+use trainet_worker::{
+	dataset::Dataset,
+	export::{self, PreprocessingCard},
+	import::{self, Scaling},
+	train::Training,
+};
+
+#[test]
+fn an_exported_model_is_the_trained_parameters_bit_for_bit() {
+	let dir = tempfile::tempdir().unwrap();
+	// A CSV dataset with named classes and min-max scaling, so the card has a manifest.
+	let mut csv = String::from("a,b,c,d,kind\n");
+	let data = Dataset::synthetic(5, 120, 4, 3);
+	for (x, y) in &data.samples {
+		let names = ["ant", "bee", "cat"];
+		csv += &format!("{},{},{},{},{}\n", x[0], x[1], x[2], x[3], names[*y as usize]);
+	}
+	let path = dir.path().join("data.csv");
+	std::fs::write(&path, csv).unwrap();
+	let data = import::csv(&path, None, Scaling::MinMax).unwrap();
+	let (train, held) = data.split(4);
+	let adam = Optimizer::Adam {
+		learning_rate: F32Bits::from_f32(0.01),
+		beta1: F32Bits::from_f32(0.9),
+		beta2: F32Bits::from_f32(0.999),
+		epsilon: F32Bits::from_f32(1e-7),
+	};
+	let mut spec = TrainingSpec::example_mlp(&[4, 8, 3], adam, 16).with_dataset(train.commitment());
+	spec.steps = 40;
+	let mut run = Training::new(spec.clone(), train.clone()).unwrap();
+	run.trace(|_| {}).unwrap();
+	let state = run.state().to_vec();
+
+	let out = dir.path().join("model");
+	let card = export::export(&spec, &state, Some(&train.manifest), Some(7), &out).unwrap();
+	assert_eq!(card.final_state, format!("{:?}", state_hash(&state)));
+	assert_eq!(card.model_hash, format!("{:?}", state_hash(&state[..4])));
+	assert_eq!(card.task, Some(7));
+	assert_eq!(card.dataset.class_names, ["ant", "bee", "cat"]);
+	assert_eq!(card.dataset.feature_names, ["a", "b", "c", "d"]);
+	assert!(matches!(card.dataset.preprocessing, Some(PreprocessingCard::MinMax { .. })));
+
+	// Read back: the card, and the parameters bit for bit (Adam's moments are not in it).
+	let model = export::load(&out).unwrap();
+	assert_eq!(model.card, card);
+	let bits = |m: &[trainet_primitives::repops::Matrix]| -> Vec<u32> {
+		m.iter().flat_map(|t| t.data.iter().map(|v| v.to_bits())).collect()
+	};
+	assert_eq!(bits(&model.params), bits(&state[..4]));
+	assert_eq!(model.accuracy(&held).unwrap(), run.accuracy(&held).unwrap());
+
+	// SafeTensors: PyTorch's nn.Linear layout, weights [out, in].
+	let bytes = std::fs::read(out.join(export::SAFETENSORS)).unwrap();
+	let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+	let w0 = st.tensor("layers.0.weight").unwrap();
+	assert_eq!(w0.shape(), [8, 4]);
+	let value = |d: &[u8], i: usize| f32::from_le_bytes(d[4 * i..4 * i + 4].try_into().unwrap());
+	for o in 0..8 {
+		for i in 0..4 {
+			// burn's and RepOps' [in, out] at (i, o) is PyTorch's [out, in] at (o, i).
+			let repops = state[0].data[i * 8 + o];
+			assert_eq!(value(w0.data(), o * 4 + i).to_bits(), repops.to_bits());
+		}
+	}
+	assert_eq!(st.tensor("layers.1.bias").unwrap().shape(), [3]);
+	assert_eq!(st.names().len(), 4);
+
+	// A dataset of another shape is refused by name.
+	let other = Dataset::synthetic(1, 10, 5, 3);
+	let e = model.accuracy(&other).unwrap_err().to_string();
+	assert!(e.contains("the model takes 4 features"), "{e}");
+}
