@@ -278,8 +278,44 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 		"//Eve",
 		&["verify", "--once", "--register", "100", "--sample", "3", "--peer", &dave_address],
 	)?;
+	// Alice, who posted the task, fetches the trained model from Dave once he commits.
+	let model_dir = m.data_dir.join("model");
+	let fetch = spawn(m.worker(
+		"//Alice",
+		&[
+			"model",
+			"fetch",
+			"0",
+			"--out",
+			model_dir.to_str().context("path")?,
+			"--peer",
+			&dave_address,
+		],
+	)?)?;
 	let (solved, verified) = both(solve, verify).await?;
+	let fetched = finish(fetch, Duration::from_secs(60)).await?;
 	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
+	// The model she got is the one Dave trained (the state he committed), and it classifies
+	// as a local run of the same spec does.
+	let final_state = solved
+		.split("committed: h_N ")
+		.nth(1)
+		.and_then(|r| r.split(',').next())
+		.context("no final state in the solver's output")?;
+	ensure!(fetched.contains(&format!("from state {final_state}")), "{fetched}");
+	let root = format!("{:?}", m.root()?);
+	let evaluated =
+		run(m.worker("//Alice", &["model", "eval", model_dir.to_str().context("path")?, &root])?)?;
+	let spec_path = m.data_dir.with_file_name("task.toml");
+	let local = run(m.worker(
+		"//Alice",
+		&["train", spec_path.to_str().context("path")?, "--evaluate", &root],
+	)?)?;
+	let accuracy = |text: &str| text.split("accuracy ").nth(1).map(|r| r[..6].to_string());
+	ensure!(
+		accuracy(&evaluated).is_some() && accuracy(&evaluated) == accuracy(&local),
+		"fetched model: {evaluated}; local run: {local}"
+	);
 	let model = m.data_dir.with_file_name("Dave").join("models").join("task-0.mpk");
 	ensure!(
 		solved.contains("task 0 model saved as a burn record") && model.is_file(),

@@ -280,9 +280,10 @@ fn parse_fault(text: &str) -> Result<trainet_primitives::referee::Fault, String>
 
 #[derive(Subcommand)]
 enum ModelAction {
-	/// Fetches task TASK's trained model: its committed final state, from this worker's
-	/// store or from peers (checked against the hash on chain), exported to --out as a burn
-	/// record, SafeTensors and a model card.
+	/// Fetches task TASK's trained model: its committed final state (waiting for the
+	/// commitment if the task is still being trained), from this worker's store or from peers
+	/// (checked against the hash on chain), exported to --out as a burn record, SafeTensors
+	/// and a model card.
 	Fetch {
 		/// The task (committed, and still on chain).
 		task: u64,
@@ -836,15 +837,25 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 		}
 		Command::Model { action: ModelAction::Fetch { task, out, wait } } => {
 			use trainet_primitives::market::TaskState;
-			let Some(t) = solver::chain_task(&chain, task).await? else {
-				bail!(
-					"task {task} is not on chain: a paid task leaves it. With its final state's \
-					 hash (in its TaskCommitted event) and its spec file, `fetch checkpoint` \
-					 then `model export` give the same files"
-				)
-			};
-			let TaskState::Committed { commitment, .. } = &t.state else {
-				bail!("task {task} has no committed model yet")
+			// A task still open or being trained: wait for its commitment.
+			let mut waited = false;
+			let (t, commitment) = loop {
+				let Some(t) = solver::chain_task(&chain, task).await? else {
+					bail!(
+						"task {task} is not on chain: a paid task leaves it. With its final \
+						 state's hash (in its TaskCommitted event) and its spec file, `fetch \
+						 checkpoint` then `model export` give the same files"
+					)
+				};
+				if let TaskState::Committed { commitment, .. } = &t.state {
+					let commitment = *commitment;
+					break (t, commitment);
+				}
+				if !waited {
+					out!("task {task} is not committed yet: waiting for its solver");
+					waited = true;
+				}
+				tokio::time::sleep(Duration::from_secs(2)).await;
 			};
 			let h = commitment.final_state;
 			if !local.checkpoints.has(&h) {
