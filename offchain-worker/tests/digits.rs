@@ -152,7 +152,12 @@ fn processes_with_different_thread_counts_and_engines_write_the_same_hashes() {
 	assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 	let stdout = String::from_utf8(out.stdout).unwrap();
 	let root = stdout.split_whitespace().nth(1).unwrap().to_string();
-	let held = stdout.lines().nth(1).unwrap().split_whitespace().nth(1).unwrap().to_string();
+	let held = stdout
+		.lines()
+		.find_map(|l| l.strip_prefix("held-out "))
+		.and_then(|l| l.split_whitespace().next())
+		.unwrap()
+		.to_string();
 	let spec = dir.path().join("task.toml");
 	std::fs::write(
 		&spec,

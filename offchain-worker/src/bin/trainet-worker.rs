@@ -599,11 +599,11 @@ fn run(cli: Cli) -> Result<()> {
 				data.features,
 				data.classes
 			);
-			out!("manifest {:?} ({})", data.manifest.hash(), describe(&data.manifest));
 			if let Some(held) = held_out {
 				let root = store.put(&held)?;
 				out!("held-out {root:?} ({} samples)", held.samples.len());
 			}
+			out!("manifest {:?} ({})", data.manifest.hash(), describe(&data.manifest));
 			Ok(())
 		}
 		Command::Train { spec, threads, trace, evaluate, save, engine, device } => {
