@@ -135,9 +135,11 @@ pub struct DatasetCard {
 	pub preprocessing: Option<PreprocessingCard>,
 }
 
-/// [`Preprocessing`], for people and other programs.
+/// [`Preprocessing`], for people and other programs. Externally tagged (`{"scale": {...}}`):
+/// serde reads an internally tagged enum's numbers through a buffer that breaks when another
+/// crate of the build turns on `serde_json`'s `arbitrary_precision` (the node's crates do).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case")]
 pub enum PreprocessingCard {
 	/// Use the values as they are.
 	None,
@@ -342,5 +344,27 @@ impl Exported {
 			});
 		}
 		Ok(accuracy_of(&self.card.widths, &self.params, data)?)
+	}
+}
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+
+	/// Every preprocessing survives the card's JSON, with `serde_json`'s
+	/// `arbitrary_precision` on (as in the workspace's build, where an internally tagged enum
+	/// could not read its numbers back).
+	#[test]
+	fn every_preprocessing_reads_back_from_the_card() {
+		for p in [
+			PreprocessingCard::None,
+			PreprocessingCard::Scale { factor: 0.0625 },
+			PreprocessingCard::MinMax { min: vec![-1.5, 0.0], max: vec![2.25, 1.0] },
+			PreprocessingCard::Image { width: 8, height: 8, grey: true },
+		] {
+			let text = serde_json::to_string_pretty(&Some(p.clone())).unwrap();
+			let back: Option<PreprocessingCard> = serde_json::from_str(&text).unwrap();
+			assert_eq!(back, Some(p), "{text}");
+		}
 	}
 }
