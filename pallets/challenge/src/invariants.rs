@@ -93,7 +93,7 @@ impl<T: Config> Pallet<T> {
 			"the task books hold other disputes than the open ones"
 		);
 		ensure!(
-			Unqueued::<T>::iter_keys().all(|id| Disputes::<T>::contains_key(id)),
+			Unqueued::<T>::iter_keys().all(Disputes::<T>::contains_key),
 			"an unqueued mark outlived its dispute"
 		);
 		for (block, queue) in Deadlines::<T>::iter() {
