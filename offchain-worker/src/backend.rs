@@ -537,10 +537,7 @@ impl<B: RepOpsBackend, C: CheckpointStrategy> RepOpsBackend for Autodiff<B, C> {
 #[cfg(test)]
 mod tests {
 	use burn::tensor::ops::FloatTensorOps;
-	use trainet_primitives::{
-		repops,
-		task::{F32Bits, Optimizer},
-	};
+	use trainet_primitives::{repops, task::Optimizer};
 
 	use super::*;
 
@@ -553,10 +550,7 @@ mod tests {
 	}
 
 	fn ctx() -> Arc<StepContext> {
-		let sgd = Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.1),
-			momentum: F32Bits::from_f32(0.9),
-		};
+		let sgd = Optimizer::sgd(0.1, 0.9);
 		StepContext::new(TrainingSpec::example_mlp(&[4, 3, 2], sgd, 3), vec![0, 1, 0], 0)
 	}
 

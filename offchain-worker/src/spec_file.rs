@@ -150,9 +150,10 @@ impl SpecFile {
 	/// The task spec of this file on `data` (which must be the dataset it names), validated.
 	pub fn to_spec(&self, data: &Dataset) -> Result<TrainingSpec, SpecFileError> {
 		let expected = self.dataset_root()?;
-		let actual = data.root();
-		if expected != actual {
-			return Err(SpecFileError::WrongDataset { expected, actual });
+		// One Merkle root over every sample: the commitment the spec takes is the one checked.
+		let dataset = data.commitment();
+		if expected != dataset.root {
+			return Err(SpecFileError::WrongDataset { expected, actual: dataset.root });
 		}
 		let widths = LayerWidths::try_from(self.model.widths.clone())
 			.map_err(|_| SpecFileError::TooManyLayers(self.model.widths.len()))?;
@@ -176,7 +177,7 @@ impl SpecFile {
 			steps: self.training.steps,
 			checkpoint_interval: self.training.checkpoint_interval,
 			seed: self.training.seed,
-			dataset: data.commitment(),
+			dataset,
 		};
 		spec.validate().map_err(SpecFileError::Invalid)?;
 		Ok(spec)

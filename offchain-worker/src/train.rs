@@ -491,14 +491,10 @@ pub fn machine_memory() -> Option<u64> {
 #[cfg(test)]
 mod tests {
 	use super::*;
-	use trainet_primitives::task::F32Bits;
 
 	#[test]
 	fn the_memory_a_task_needs_grows_with_its_model_and_batch() {
-		let sgd = Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.1),
-			momentum: F32Bits::from_f32(0.9),
-		};
+		let sgd = Optimizer::sgd(0.1, 0.9);
 		let digits = Dataset::digits().unwrap();
 		let small =
 			TrainingSpec::example_mlp(&[64, 32, 10], sgd, 32).with_dataset(digits.commitment());
@@ -520,16 +516,8 @@ mod tests {
 	/// samples.
 	#[test]
 	fn burn_training_gives_the_step_programs_bits_at_every_step() {
-		let sgd = Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.1),
-			momentum: F32Bits::from_f32(0.9),
-		};
-		let adam = Optimizer::Adam {
-			learning_rate: F32Bits::from_f32(0.01),
-			beta1: F32Bits::from_f32(0.9),
-			beta2: F32Bits::from_f32(0.999),
-			epsilon: F32Bits::from_f32(1e-7),
-		};
+		let sgd = Optimizer::sgd(0.1, 0.9);
+		let adam = Optimizer::adam(0.01);
 		let digits = Dataset::digits().unwrap();
 		let synthetic = Dataset::synthetic(7, 40, 12, 3);
 		let cases: [(&Dataset, &[u32], Optimizer, u32); 4] = [
@@ -559,10 +547,7 @@ mod tests {
 	/// A state that does not fit the spec is an error from the burn step, not a panic.
 	#[test]
 	fn a_burn_step_on_a_wrong_state_is_an_error() {
-		let sgd = Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.1),
-			momentum: F32Bits::from_f32(0.9),
-		};
+		let sgd = Optimizer::sgd(0.1, 0.9);
 		let data = Dataset::synthetic(1, 10, 4, 2);
 		let spec = TrainingSpec::example_mlp(&[4, 3, 2], sgd, 5).with_dataset(data.commitment());
 		let batch = Matrix::new(5, 4, vec![0.5; 20]).unwrap();

@@ -12,7 +12,7 @@ use trainet_primitives::{
 	program::{initial_state, step_program, OpKind, Source},
 	referee::{verified_batch, StepRun},
 	repops::Matrix,
-	task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+	task::{synthetic_dataset, Optimizer, TrainingSpec},
 };
 
 type B = Autodiff<NdArray<f32>>;
@@ -36,8 +36,7 @@ fn values(t: Tensor<NdArray<f32>, 2>) -> Vec<f32> {
 fn check(widths: &[u32], batch: u32) {
 	let classes = *widths.last().unwrap();
 	let data = synthetic_dataset(11, 200, widths[0], classes);
-	let sgd =
-		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.9) };
+	let sgd = Optimizer::sgd(0.1, 0.9);
 	let spec = TrainingSpec::example_mlp(widths, sgd, batch).on_dataset(&data);
 	let program = step_program(&spec).unwrap();
 	let state = initial_state(&spec, &program).unwrap();

@@ -19,7 +19,7 @@ use burn::{
 use trainet_primitives::{
 	program::{initial_state, step_program},
 	repops::{batch_indices, Matrix},
-	task::{F32Bits, Optimizer, TrainingSpec},
+	task::{Optimizer, TrainingSpec},
 };
 use trainet_worker::{dataset::Dataset, model::Mlp, train::Training};
 
@@ -30,10 +30,7 @@ const LR: f32 = 0.05;
 const MOMENTUM: f32 = 0.9;
 
 fn spec(train: &Dataset) -> TrainingSpec {
-	let sgd = Optimizer::Sgd {
-		learning_rate: F32Bits::from_f32(LR),
-		momentum: F32Bits::from_f32(MOMENTUM),
-	};
+	let sgd = Optimizer::sgd(LR, MOMENTUM);
 	let mut spec =
 		TrainingSpec::example_mlp(&[64, 32, 10], sgd, 32).with_dataset(train.commitment());
 	spec.steps = STEPS;

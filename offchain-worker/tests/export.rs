@@ -4,7 +4,7 @@
 
 use trainet_primitives::{
 	commit::state_hash,
-	task::{F32Bits, Optimizer, TrainingSpec},
+	task::{Optimizer, TrainingSpec},
 };
 use trainet_worker::{
 	dataset::Dataset,
@@ -27,12 +27,7 @@ fn an_exported_model_is_the_trained_parameters_bit_for_bit() {
 	std::fs::write(&path, csv).unwrap();
 	let data = import::csv(&path, None, Scaling::MinMax).unwrap();
 	let (train, held) = data.split(4);
-	let adam = Optimizer::Adam {
-		learning_rate: F32Bits::from_f32(0.01),
-		beta1: F32Bits::from_f32(0.9),
-		beta2: F32Bits::from_f32(0.999),
-		epsilon: F32Bits::from_f32(1e-7),
-	};
+	let adam = Optimizer::adam(0.01);
 	let mut spec = TrainingSpec::example_mlp(&[4, 8, 3], adam, 16).with_dataset(train.commitment());
 	spec.steps = 40;
 	let mut run = Training::new(spec.clone(), train.clone()).unwrap();

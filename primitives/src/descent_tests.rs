@@ -11,7 +11,7 @@ use crate::{
 	program::initial_state,
 	referee::StepRun,
 	repops::SplitMix64,
-	task::{synthetic_dataset, F32Bits, Optimizer},
+	task::{synthetic_dataset, Optimizer},
 };
 
 fn matrix(rows: u32, cols: u32, seed: u64) -> Matrix {
@@ -76,14 +76,8 @@ fn run(optimizer: Optimizer) -> (TrainingSpec, StepRun) {
 
 #[test]
 fn every_element_of_every_operation_is_recomputed_bit_for_bit() {
-	let adam = Optimizer::Adam {
-		learning_rate: F32Bits::from_f32(0.01),
-		beta1: F32Bits::from_f32(0.9),
-		beta2: F32Bits::from_f32(0.999),
-		epsilon: F32Bits::from_f32(1e-7),
-	};
-	let sgd =
-		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.9) };
+	let adam = Optimizer::adam(0.01);
+	let sgd = Optimizer::sgd(0.1, 0.9);
 	for optimizer in [sgd, adam] {
 		let (spec, run) = run(optimizer);
 		let trace = run.op_trace();
@@ -105,10 +99,7 @@ fn every_element_of_every_operation_is_recomputed_bit_for_bit() {
 
 #[test]
 fn element_evidence_that_does_not_match_is_refused() {
-	let (spec, run) = run(Optimizer::Sgd {
-		learning_rate: F32Bits::from_f32(0.1),
-		momentum: F32Bits::from_f32(0.9),
-	});
+	let (spec, run) = run(Optimizer::sgd(0.1, 0.9));
 	let trace = run.op_trace();
 	let pre = crate::commit::state_hash(&run.state);
 	// Op 3 is layer 2's matmul: a row of op 2's output and a column of state tensor 2.

@@ -552,20 +552,15 @@ impl StepProgram {
 mod tests {
 	use super::*;
 	use crate::repops::SplitMix64;
-	use crate::task::F32Bits;
+
 	use sp_core::H256;
 
 	fn sgd() -> Optimizer {
-		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.9) }
+		Optimizer::sgd(0.1, 0.9)
 	}
 
 	fn adam() -> Optimizer {
-		Optimizer::Adam {
-			learning_rate: F32Bits::from_f32(0.01),
-			beta1: F32Bits::from_f32(0.9),
-			beta2: F32Bits::from_f32(0.999),
-			epsilon: F32Bits::from_f32(1e-7),
-		}
+		Optimizer::adam(0.01)
 	}
 
 	/// Attack: the runtime API counted the output by the shape the caller declared, so an

@@ -8,20 +8,15 @@
 use super::*;
 use crate::{
 	program::initial_state,
-	task::{synthetic_dataset, F32Bits, Optimizer},
+	task::{synthetic_dataset, Optimizer},
 };
 
 fn adam() -> Optimizer {
-	Optimizer::Adam {
-		learning_rate: F32Bits::from_f32(0.01),
-		beta1: F32Bits::from_f32(0.9),
-		beta2: F32Bits::from_f32(0.999),
-		epsilon: F32Bits::from_f32(1e-7),
-	}
+	Optimizer::adam(0.01)
 }
 
 fn sgd() -> Optimizer {
-	Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.9) }
+	Optimizer::sgd(0.1, 0.9)
 }
 
 /// A three-layer MLP after one step from initialization, and the run of step 1.

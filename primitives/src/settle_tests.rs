@@ -10,21 +10,16 @@ use crate::{
 	descent::element_evidence,
 	program::initial_state,
 	referee::StepRun,
-	task::{synthetic_dataset, F32Bits, Optimizer},
+	task::{synthetic_dataset, Optimizer},
 };
 use codec::Encode;
 
 fn sgd(momentum: f32) -> Optimizer {
-	Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(momentum) }
+	Optimizer::sgd(0.1, momentum)
 }
 
 fn adam() -> Optimizer {
-	Optimizer::Adam {
-		learning_rate: F32Bits::from_f32(0.01),
-		beta1: F32Bits::from_f32(0.9),
-		beta2: F32Bits::from_f32(0.999),
-		epsilon: F32Bits::from_f32(1e-7),
-	}
+	Optimizer::adam(0.01)
 }
 
 /// A spec of these widths on a dataset of `samples` samples (the root is not needed here).

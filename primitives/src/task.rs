@@ -148,6 +148,27 @@ pub enum Optimizer {
 	},
 }
 
+impl Optimizer {
+	/// SGD with `learning_rate` and `momentum`.
+	pub fn sgd(learning_rate: f32, momentum: f32) -> Self {
+		Optimizer::Sgd {
+			learning_rate: F32Bits::from_f32(learning_rate),
+			momentum: F32Bits::from_f32(momentum),
+		}
+	}
+
+	/// Adam with `learning_rate` and the usual decays and guard: `beta1 = 0.9`,
+	/// `beta2 = 0.999`, `epsilon = 1e-7`.
+	pub fn adam(learning_rate: f32) -> Self {
+		Optimizer::Adam {
+			learning_rate: F32Bits::from_f32(learning_rate),
+			beta1: F32Bits::from_f32(0.9),
+			beta2: F32Bits::from_f32(0.999),
+			epsilon: F32Bits::from_f32(1e-7),
+		}
+	}
+}
+
 /// A commitment to the training data: a Merkle root over its samples, so that the rows of one
 /// batch can be proven on chain.
 #[derive(
@@ -309,10 +330,7 @@ impl TrainingSpec {
 				activation: Activation::Relu,
 			},
 			loss: Loss::SoftmaxCrossEntropy,
-			optimizer: Optimizer::Sgd {
-				learning_rate: F32Bits::from_f32(0.05),
-				momentum: F32Bits::from_f32(0.9),
-			},
+			optimizer: Optimizer::sgd(0.05, 0.9),
 			batch_size: 32,
 			steps: 100,
 			checkpoint_interval: 1,
@@ -425,17 +443,11 @@ pub(crate) mod tests {
 
 		for bad in [f32::NAN, f32::INFINITY, -0.1, 0.0] {
 			let mut s = digits_spec();
-			s.optimizer = Optimizer::Sgd {
-				learning_rate: F32Bits::from_f32(bad),
-				momentum: F32Bits::from_f32(0.9),
-			};
+			s.optimizer = Optimizer::sgd(bad, 0.9);
 			assert_eq!(s.validate(), Err(SpecError::BadHyperparameter), "lr {bad}");
 		}
 		let mut s = digits_spec();
-		s.optimizer = Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.1),
-			momentum: F32Bits::from_f32(1.0),
-		};
+		s.optimizer = Optimizer::sgd(0.1, 1.0);
 		assert_eq!(s.validate(), Err(SpecError::BadHyperparameter));
 	}
 

@@ -466,11 +466,6 @@ pub async fn local_network(dir: &Path) -> Result<Vec<Node>> {
 
 /// Adam with the usual betas and epsilon and a learning rate of 0.01, as the tests' specs use.
 pub fn adam() -> trainet_primitives::task::Optimizer {
-	use trainet_primitives::task::{F32Bits, Optimizer};
-	Optimizer::Adam {
-		learning_rate: F32Bits::from_f32(0.01),
-		beta1: F32Bits::from_f32(0.9),
-		beta2: F32Bits::from_f32(0.999),
-		epsilon: F32Bits::from_f32(1e-7),
-	}
+	use trainet_primitives::task::Optimizer;
+	Optimizer::adam(0.01)
 }

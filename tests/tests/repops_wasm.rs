@@ -52,7 +52,7 @@ fn tensor(rng: &mut SplitMix64, rows: u32, cols: u32) -> TensorBits {
 }
 
 fn sgd() -> Optimizer {
-	Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) }
+	Optimizer::sgd(0.05, 0.9)
 }
 
 fn adam() -> Optimizer {

@@ -31,7 +31,7 @@ use trainet_primitives::{
 	commit,
 	program::{self, initial_state, step_program, OpKind},
 	repops::{Matrix, SplitMix64},
-	task::{F32Bits, Optimizer, TrainingSpec},
+	task::{Optimizer, TrainingSpec},
 };
 use trainet_worker::{engine, train};
 
@@ -261,10 +261,7 @@ struct Bench {
 
 impl Bench {
 	fn new(widths: &[u32], batch: u32) -> Self {
-		let sgd = Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.05),
-			momentum: F32Bits::from_f32(0.9),
-		};
+		let sgd = Optimizer::sgd(0.05, 0.9);
 		let spec = TrainingSpec::example_mlp(widths, sgd, batch);
 		let program = step_program(&spec).expect("valid spec");
 		let state = initial_state(&spec, &program).expect("state");

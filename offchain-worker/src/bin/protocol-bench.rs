@@ -16,7 +16,7 @@ use rand::{seq::index::sample, SeedableRng};
 use trainet_primitives::{
 	bisection::{Bisection, Transition},
 	program::step_program,
-	task::{F32Bits, Optimizer, TrainingSpec},
+	task::{Optimizer, TrainingSpec},
 };
 
 /// Seconds per block and the runtime's `RoundTimeout` in blocks (`runtime/src/configs.rs`).
@@ -49,8 +49,7 @@ fn human(seconds: f64) -> String {
 }
 
 fn main() {
-	let sgd =
-		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) };
+	let sgd = Optimizer::sgd(0.05, 0.9);
 	println!("Dispute rounds (first wrong step a third of the way in):\n");
 	println!(
 		"| model | steps N | step rounds | op rounds | calls in all | both sides prompt | a side answering at each deadline |"

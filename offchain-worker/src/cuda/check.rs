@@ -138,7 +138,7 @@ fn reference(
 
 /// The SGD the checks train with: learning rate 0.05, momentum 0.9.
 pub fn sgd() -> Optimizer {
-	Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) }
+	Optimizer::sgd(0.05, 0.9)
 }
 
 /// The Adam the checks train with: learning rate 0.001, betas 0.9 and 0.999, epsilon 1e-8.

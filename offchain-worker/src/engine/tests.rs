@@ -83,7 +83,7 @@ fn products_match_the_reference_with_any_thread_count() {
 #[test]
 fn training_steps_match_the_reference_bit_for_bit_with_any_thread_count() {
 	let optimizers = [
-		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.05), momentum: F32Bits::from_f32(0.9) },
+		Optimizer::sgd(0.05, 0.9),
 		Optimizer::Adam {
 			learning_rate: F32Bits::from_f32(0.001),
 			beta1: F32Bits::from_f32(0.9),
@@ -132,11 +132,7 @@ fn training_steps_match_the_reference_bit_for_bit_with_any_thread_count() {
 
 #[test]
 fn flops_count_the_products() {
-	let s = TrainingSpec::example_mlp(
-		&[64, 32, 10],
-		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.0) },
-		32,
-	);
+	let s = TrainingSpec::example_mlp(&[64, 32, 10], Optimizer::sgd(0.1, 0.0), 32);
 	// Layer 1: forward + weight gradient; layer 2: forward + weight + input gradient.
 	assert_eq!(step_flops(&s), 2 * 32 * (64 * 32 * 2 + 32 * 10 * 3));
 }

@@ -128,19 +128,10 @@ fn leaf_case<T: Config>(
 		program::Source,
 		referee::{fits_leaf, reads_samples},
 		repops::{batch_indices, init_weights, TensorBits},
-		task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+		task::{synthetic_dataset, Optimizer, TrainingSpec},
 	};
 	let data = synthetic_dataset(1, 64, 512, 2);
-	let optimizer = if adam {
-		Optimizer::Adam {
-			learning_rate: F32Bits::from_f32(0.01),
-			beta1: F32Bits::from_f32(0.9),
-			beta2: F32Bits::from_f32(0.999),
-			epsilon: F32Bits::from_f32(1e-7),
-		}
-	} else {
-		Optimizer::Sgd { learning_rate: F32Bits::from_f32(0.1), momentum: F32Bits::from_f32(0.9) }
-	};
+	let optimizer = if adam { Optimizer::adam(0.01) } else { Optimizer::sgd(0.1, 0.9) };
 	let spec = TrainingSpec::example_mlp(&[512, 512, 2], optimizer, 64).on_dataset(&data);
 	let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
 	let j = pick(&program).ok_or(BenchmarkError::Stop("no such operation"))?;
@@ -510,13 +501,10 @@ mod benchmarks {
 			descent::{element_cost, Axis, ElementEvidence, InputLine, MAX_ELEMENT_VALUES},
 			program::Source,
 			repops::init_weights,
-			task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+			task::{synthetic_dataset, Optimizer, TrainingSpec},
 		};
 		let data = synthetic_dataset(1, 256, 1024, 2);
-		let sgd = Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.1),
-			momentum: F32Bits::from_f32(0.9),
-		};
+		let sgd = Optimizer::sgd(0.1, 0.9);
 		let spec = TrainingSpec::example_mlp(&[1024, 4, 2], sgd, 256).on_dataset(&data);
 		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
 		let j = program
@@ -592,14 +580,9 @@ mod benchmarks {
 			commit::state_hash_of,
 			market::InitGame,
 			program::MAX_STATE_TENSORS,
-			task::{F32Bits, Optimizer, TrainingSpec},
+			task::{Optimizer, TrainingSpec},
 		};
-		let adam = Optimizer::Adam {
-			learning_rate: F32Bits::from_f32(0.01),
-			beta1: F32Bits::from_f32(0.9),
-			beta2: F32Bits::from_f32(0.999),
-			epsilon: F32Bits::from_f32(1e-7),
-		};
+		let adam = Optimizer::adam(0.01);
 		let spec = TrainingSpec::example_mlp(&[4; 9], adam, 4);
 		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
 		assert_eq!(program.state_shapes.len() as u32, MAX_STATE_TENSORS);
@@ -641,12 +624,9 @@ mod benchmarks {
 		use trainet_primitives::{
 			descent::{DescentAnswer, MAX_LINE},
 			market::TermGame,
-			task::{F32Bits, Optimizer, TrainingSpec},
+			task::{Optimizer, TrainingSpec},
 		};
-		let sgd = Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.1),
-			momentum: F32Bits::from_f32(0.0),
-		};
+		let sgd = Optimizer::sgd(0.1, 0.0);
 		let spec = TrainingSpec::example_mlp(&[4, 4, 2], sgd, MAX_LINE);
 		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
 		let j = program

@@ -19,7 +19,7 @@ use pallet_compute_staking::{Ledgers, StakeInterface};
 use sp_core::H256;
 use trainet_primitives::{
 	market::{TaskState, Timeouts, TraceCommitment},
-	task::{F32Bits, LayerWidths, Model, Optimizer},
+	task::{LayerWidths, Model, Optimizer},
 	trace::{trace_proof, trace_root, TraceProof},
 };
 
@@ -107,10 +107,7 @@ fn submit_rejects_bad_specs_rewards_timeouts_and_balances() {
 		s.dataset.samples = 0;
 		assert_noop!(go(s, 100, timeouts()), Error::<Test>::SpecEmptyDataset);
 		let mut s = spec(4);
-		s.optimizer = Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(f32::NAN),
-			momentum: F32Bits::from_f32(0.5),
-		};
+		s.optimizer = Optimizer::sgd(f32::NAN, 0.5);
 		assert_noop!(go(s, 100, timeouts()), Error::<Test>::SpecBadHyperparameter);
 
 		assert_noop!(go(spec(4), MIN_REWARD - 1, timeouts()), Error::<Test>::RewardTooLow);

@@ -13,19 +13,14 @@ use trainet_primitives::{
 	program::{initial_state, initial_value, step_program},
 	referee::TraceRun,
 	repops::Matrix,
-	task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+	task::{synthetic_dataset, Optimizer, TrainingSpec},
 };
 
 const STEPS: u32 = 3;
 
 fn task_spec() -> (TrainingSpec, Vec<(Vec<f32>, u32)>) {
 	let data = synthetic_dataset(7, 40, 6, 3);
-	let adam = Optimizer::Adam {
-		learning_rate: F32Bits::from_f32(0.01),
-		beta1: F32Bits::from_f32(0.9),
-		beta2: F32Bits::from_f32(0.999),
-		epsilon: F32Bits::from_f32(1e-7),
-	};
+	let adam = Optimizer::adam(0.01);
 	let mut spec = TrainingSpec::example_mlp(&[6, 5, 4, 3], adam, 8).on_dataset(&data);
 	spec.steps = STEPS;
 	(spec, data)
@@ -162,10 +157,7 @@ fn a_lie_in_a_state_too_large_to_recompute_loses_element_by_element() {
 				let issuance = Balances::total_issuance();
 				let honest = side(&spec, &data, None);
 				let lying = side(&spec, &data, Some((tensor, value)));
-				let (solver, challenger) = match liar {
-					Party::Solver => (&lying, &honest),
-					Party::Challenger => (&honest, &lying),
-				};
+				let (solver, challenger) = roles(liar, &lying, &honest);
 				let id = to_initialization(&spec, solver, challenger);
 				play_init(id, solver, challenger, None);
 				let (t, row, col, truth) = value_settled(id).unwrap_or_else(|| panic!("{ctx}"));
@@ -198,10 +190,7 @@ fn a_liar_silent_in_the_initialization_game_loses_by_timeout() {
 			new_test_ext().execute_with(|| {
 				let honest = side(&spec, &data, None);
 				let lying = side(&spec, &data, Some((0, 13)));
-				let (solver, challenger) = match liar {
-					Party::Solver => (&lying, &honest),
-					Party::Challenger => (&honest, &lying),
-				};
+				let (solver, challenger) = roles(liar, &lying, &honest);
 				let id = to_initialization(&spec, solver, challenger);
 				play_init(id, solver, challenger, Some((liar, from)));
 				let want = if value_settled(id).is_some() {
@@ -414,10 +403,7 @@ mod adversaries {
 		};
 		new_test_ext().execute_with(|| {
 			let issuance = Balances::total_issuance();
-			let (solver, challenger) = match liar {
-				Party::Solver => (&lying, &honest),
-				Party::Challenger => (&honest, &lying),
-			};
+			let (solver, challenger) = roles(liar, &lying, &honest);
 			let id = to_initialization(&spec, solver, challenger);
 			let ctx = format!("liar {liar:?}, value {value} of tensor {tensor}, {adversary:?}");
 			play_against(
@@ -457,17 +443,9 @@ mod adversaries {
 			let classes = classes.min(input);
 			let data = synthetic_dataset(seed, 40, input, classes);
 			let optimizer = if adam {
-				Optimizer::Adam {
-					learning_rate: F32Bits::from_f32(0.01),
-					beta1: F32Bits::from_f32(0.9),
-					beta2: F32Bits::from_f32(0.999),
-					epsilon: F32Bits::from_f32(1e-7),
-				}
+				Optimizer::adam(0.01)
 			} else {
-				Optimizer::Sgd {
-					learning_rate: F32Bits::from_f32(0.05),
-					momentum: F32Bits::from_f32(0.9),
-				}
+				Optimizer::sgd(0.05, 0.9)
 			};
 			let mut widths = vec![input];
 			widths.extend(hidden);

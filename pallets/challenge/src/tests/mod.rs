@@ -70,6 +70,14 @@ fn committed_task(solver: AccountId, solver_states: &[H256]) -> u64 {
 	task
 }
 
+/// `(solver's, challenger's)`: `lying` for the side that lies, `honest` for the other.
+fn roles<'a, T>(liar: Party, lying: &'a T, honest: &'a T) -> (&'a T, &'a T) {
+	match liar {
+		Party::Solver => (lying, honest),
+		Party::Challenger => (honest, lying),
+	}
+}
+
 /// `challenger` opens a dispute against `task` with `states`; returns the dispute id.
 fn open(task: u64, challenger: AccountId, states: &[H256]) -> u64 {
 	let id = crate::NextDisputeId::<Test>::get();

@@ -17,7 +17,7 @@ use trainet_primitives::{
 	program,
 	referee::{Fault, LeafBound, OpEvidence, StepRun, TraceRun},
 	settle,
-	task::{synthetic_dataset, F32Bits, Optimizer, TrainingSpec},
+	task::{synthetic_dataset, Optimizer, TrainingSpec},
 };
 
 type Dataset = Vec<(Vec<f32>, u32)>;
@@ -28,12 +28,7 @@ const BAD_STEP: u32 = 1;
 
 fn task_spec() -> (TrainingSpec, Dataset) {
 	let data = synthetic_dataset(7, 40, 6, 3);
-	let adam = Optimizer::Adam {
-		learning_rate: F32Bits::from_f32(0.01),
-		beta1: F32Bits::from_f32(0.9),
-		beta2: F32Bits::from_f32(0.999),
-		epsilon: F32Bits::from_f32(1e-7),
-	};
+	let adam = Optimizer::adam(0.01);
 	let mut spec = TrainingSpec::example_mlp(&[6, 5, 4, 3], adam, 8).on_dataset(&data);
 	spec.steps = STEPS;
 	(spec, data)
@@ -179,10 +174,7 @@ fn operation_case(liar: Party, lie: Lie) {
 		let honest = side(&spec, &data, Lie::None);
 		let lying = side(&spec, &data, lie);
 		let ctx = format!("liar {liar:?} lie {lie:?}");
-		let (solver, challenger) = match liar {
-			Party::Solver => (&lying, &honest),
-			Party::Challenger => (&honest, &lying),
-		};
+		let (solver, challenger) = roles(liar, &lying, &honest);
 		let id = to_operations(&spec, solver, challenger);
 		let ops = honest.bad.program.ops.len() as u32;
 		let rounds = play_ops(id, solver, challenger);
@@ -353,10 +345,7 @@ fn quit_case(liar: Party, stage: &str) {
 		let (spec, data) = task_spec();
 		let honest = side(&spec, &data, Lie::None);
 		let lying = side(&spec, &data, Lie::Operation(5));
-		let (solver, challenger) = match liar {
-			Party::Solver => (&lying, &honest),
-			Party::Challenger => (&honest, &lying),
-		};
+		let (solver, challenger) = roles(liar, &lying, &honest);
 		let id = to_operations(&spec, solver, challenger);
 		let d = Disputes::<Test>::get(id).unwrap();
 		let honest_account = if liar == Party::Solver { d.challenger } else { d.solver };
@@ -445,10 +434,7 @@ fn descent_case(liar: Party, lie: Lie) {
 		let honest = side(&spec, &data, Lie::None);
 		let lying = side(&spec, &data, lie);
 		let ctx = format!("liar {liar:?} lie {lie:?}");
-		let (solver, challenger) = match liar {
-			Party::Solver => (&lying, &honest),
-			Party::Challenger => (&honest, &lying),
-		};
+		let (solver, challenger) = roles(liar, &lying, &honest);
 		let (Lie::Operation(j) | Lie::LastValue(j)) = lie else { panic!("{ctx}") };
 		let id = to_operations(&spec, solver, challenger);
 		play_ops(id, solver, challenger);
@@ -529,10 +515,7 @@ fn term_case(liar: Party, lie: Lie) {
 		let honest = side(&spec, &data, Lie::None);
 		let lying = side(&spec, &data, lie);
 		let ctx = format!("liar {liar:?} lie {lie:?}");
-		let (solver, challenger) = match liar {
-			Party::Solver => (&lying, &honest),
-			Party::Challenger => (&honest, &lying),
-		};
+		let (solver, challenger) = roles(liar, &lying, &honest);
 		let id = to_operations(&spec, solver, challenger);
 		play_ops(id, solver, challenger);
 		play_descent(id, solver, challenger);
@@ -651,10 +634,7 @@ fn whoever_stops_answering_the_descent_loses() {
 			let (spec, data) = task_spec();
 			let honest = side(&spec, &data, Lie::None);
 			let lying = side(&spec, &data, Lie::Operation(3));
-			let (solver, challenger) = match liar {
-				Party::Solver => (&lying, &honest),
-				Party::Challenger => (&honest, &lying),
-			};
+			let (solver, challenger) = roles(liar, &lying, &honest);
 			let id = to_operations(&spec, solver, challenger);
 			play_ops(id, solver, challenger);
 			let d = Disputes::<Test>::get(id).unwrap();
@@ -736,10 +716,7 @@ fn short_line_case(liar: Party, keep: usize) {
 		let (short, fake) = commit_short_rows(&mut lying, j, keep);
 		let short_tree = LineTree::new(&short, trainet_primitives::descent::Axis::Rows);
 
-		let (solver, challenger) = match liar {
-			Party::Solver => (&lying, &honest),
-			Party::Challenger => (&honest, &lying),
-		};
+		let (solver, challenger) = roles(liar, &lying, &honest);
 		let id = to_operations(&spec, solver, challenger);
 		play_ops(id, solver, challenger);
 		assert_eq!(game(id).unwrap().stage(), OpStage::Opening(j));

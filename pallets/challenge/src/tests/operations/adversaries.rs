@@ -45,20 +45,9 @@ fn random_spec(
 	let classes = classes.min(input);
 	let data = synthetic_dataset(seed, 40, input, classes);
 	let optimizer = match optimizer {
-		0 => Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.1),
-			momentum: F32Bits::from_f32(0.0),
-		},
-		1 => Optimizer::Sgd {
-			learning_rate: F32Bits::from_f32(0.05),
-			momentum: F32Bits::from_f32(0.9),
-		},
-		_ => Optimizer::Adam {
-			learning_rate: F32Bits::from_f32(0.01),
-			beta1: F32Bits::from_f32(0.9),
-			beta2: F32Bits::from_f32(0.999),
-			epsilon: F32Bits::from_f32(1e-7),
-		},
+		0 => Optimizer::sgd(0.1, 0.0),
+		1 => Optimizer::sgd(0.05, 0.9),
+		_ => Optimizer::adam(0.01),
 	};
 	let mut widths = vec![input];
 	widths.extend(hidden);
@@ -224,10 +213,7 @@ fn adversary_case(
 			set_leaf_bytes(budget);
 		}
 		let issuance = Balances::total_issuance();
-		let (solver, challenger) = match liar {
-			Party::Solver => (&lying, &honest),
-			Party::Challenger => (&honest, &lying),
-		};
+		let (solver, challenger) = roles(liar, &lying, &honest);
 		let id = to_operations(&spec, solver, challenger);
 		let ctx = format!("liar {liar:?} {lie:?} {adversary:?} leaf {leaf:?}");
 		play_against(
