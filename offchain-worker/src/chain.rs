@@ -88,6 +88,13 @@ struct Ledger {
 	locked: u128,
 }
 
+/// `pallet_slashing::OffenceRecord`, the part read here.
+#[derive(Debug, subxt::ext::scale_decode::DecodeAsType)]
+#[decode_as_type(crate_path = "subxt::ext::scale_decode")]
+struct OffenceRecord {
+	count: u32,
+}
+
 /// Call arguments already SCALE-encoded, in the call's field order: subxt appends them after
 /// the pallet and call indices, which is exactly a call's encoding.
 pub struct Args(pub Vec<u8>);
@@ -270,6 +277,21 @@ impl Chain {
 			staked: ledger.active,
 			locked: ledger.locked,
 		})
+	}
+
+	/// How many offences `who` has on record (lost disputes, missed commitments), at the best
+	/// block.
+	pub async fn offences(&self, who: [u8; 32]) -> Result<u32, ChainError> {
+		let fail = |e: String| ChainError::Rpc { method: "state_getStorage".into(), reason: e };
+		let best = self.best_number().await?;
+		let api = self.api().await;
+		let at = api.at_block(u64::from(best)).await.map_err(|e| fail(e.to_string()))?;
+		let records = subxt::dynamic::storage::<([u8; 32],), OffenceRecord>("Slashing", "Offences");
+		match at.storage().try_fetch(records, (who,)).await {
+			Ok(Some(v)) => Ok(v.decode().map_err(|e| fail(e.to_string()))?.count),
+			Ok(None) => Ok(0),
+			Err(e) => Err(fail(e.to_string())),
+		}
 	}
 
 	/// A task as the node's `trainet_task` gives it (JSON), or `None` once it has ended.

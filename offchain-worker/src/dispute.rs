@@ -17,6 +17,7 @@ use sp_core::H256;
 use subxt_signer::sr25519::Keypair;
 use thiserror::Error;
 use trainet_primitives::{
+	availability::{self, Chunk},
 	commit::tensor_hash,
 	descent::{
 		element_evidence, element_partials, line, term_evidence, Axis, Cursor, DescentAnswer,
@@ -247,6 +248,62 @@ impl Fighter {
 		Err(FightError::Unexpected(format!("initialization stage {stage}")))
 	}
 
+	/// Answers an availability challenge ([`trainet_primitives::availability`]) when this
+	/// side is the solver: the asked rows of its state at the asked trace entry, from its
+	/// checkpoint store (or recomputed, with its fault if it had one).
+	async fn answer_availability(
+		&mut self,
+		chain: &Chain,
+		signer: &Keypair,
+		id: u64,
+		game: &Value,
+	) -> Result<String, FightError> {
+		if self.party != Party::Solver {
+			return Ok("asked the solver to show its state; waiting for the deadline".into());
+		}
+		let point = number(game, "point")?;
+		let chunks = field(game, "chunks")?
+			.as_array()
+			.ok_or_else(|| FightError::Unexpected(format!("chunks in {game}")))?
+			.iter()
+			.map(|c| Ok(Chunk { tensor: number(c, "tensor")?, row: number(c, "row")? }))
+			.collect::<Result<Vec<_>, FightError>>()?;
+		let want = *self
+			.states
+			.get(point as usize)
+			.ok_or_else(|| FightError::Unexpected(format!("no trace entry {point}")))?;
+		let kept = match &self.checkpoints {
+			Some(store) => store.get(&want).map_err(|e| {
+				FightError::Unexpected(format!("reading the state at entry {point}: {e}"))
+			})?,
+			None => None,
+		};
+		let state = match kept {
+			Some(state) => state,
+			None => {
+				let step = trace_points(&self.spec)
+					.step(point)
+					.ok_or_else(|| FightError::Unexpected(format!("no step at entry {point}")))?;
+				tracing::info!(dispute = id, step, "recomputing the asked state");
+				let mut run =
+					Training::new(self.spec.clone(), self.data.clone())?.with_fault(self.fault);
+				while run.steps_done() < step {
+					run.step()?;
+				}
+				run.state().to_vec()
+			}
+		};
+		let answer =
+			availability::answer(&self.states, point, &state, &chunks).ok_or_else(|| {
+				FightError::Unexpected(format!("the asked rows {chunks:?} are not in the state"))
+			})?;
+		chain.submit(signer, "Challenge", "prove_availability", (id, answer)).await?;
+		Ok(format!(
+			"asked to show its state at trace entry {point}: showed {} rows of it",
+			chunks.len()
+		))
+	}
+
 	/// This side's run of step `t` (recomputed once).
 	fn step_run(&mut self, t: u32) -> Result<&StepRun, FightError> {
 		if self.step.as_ref().is_none() {
@@ -272,14 +329,15 @@ impl Fighter {
 		let Some(d) = open.iter().find(|d| d["id"].as_u64() == Some(id)) else { return Ok(false) };
 		let phase = field(d, "phase")?;
 		let key = format!(
-			"{}/{}/{}/{}/{}/{}/{}",
+			"{}/{}/{}/{}/{}/{}/{}/{}",
 			phase["bisecting"]["round"],
 			phase["bisecting"]["position"],
 			phase["segment"]["round"],
 			phase["segment"]["stage"],
 			phase["operations"]["round"],
 			phase["operations"]["stage"],
-			phase["initialization"]["stage"]
+			phase["initialization"]["stage"],
+			phase["availability"]["point"],
 		);
 		// Past its deadline nobody can answer: end it. `on_initialize` ends most disputes by
 		// itself; one whose deadline found the queue full waits for anyone's `timeout`, and
@@ -358,6 +416,9 @@ impl Fighter {
 		}
 		if let Some(game) = phase.get("initialization") {
 			return self.answer_initialization(chain, signer, id, game).await;
+		}
+		if let Some(game) = phase.get("availability") {
+			return self.answer_availability(chain, signer, id, game).await;
 		}
 		let game = field(phase, "operations")?;
 		let step = number(game, "step")?;

@@ -444,20 +444,25 @@ pub async fn solve(
 	let states = train_task(local, id, &task.spec, cheat, engine, resume, progress)?;
 	let steps = task.spec.steps;
 	let final_state = *states.last().unwrap_or(&H256::zero());
-	let Model::Mlp { widths, .. } = &task.spec.model;
-	let params = widths.len().saturating_sub(1) * 2;
 	let last = local.checkpoints.get(&final_state)?.ok_or_else(|| {
 		not_mine("the checkpoint of the final state is missing from this worker's store")
 	})?;
+	// The chain checks the model hash against the final state's tensor hashes (its
+	// parameter part), which go with the commitment.
+	let params =
+		trainet_primitives::program::step_program(&task.spec).map_or(0, |p| p.params as usize);
+	let tensors = last.iter().map(crate::commit::tensor_hash).collect();
+	let fin = trainet_primitives::availability::FinalState::of(tensors, params)
+		.ok_or_else(|| not_mine("the final state has more tensors than a state may have"))?;
 	let commitment = TraceCommitment {
 		trace_root: trace_root(&states),
 		steps,
 		final_state,
-		model_hash: crate::commit::state_hash(last.get(..params).unwrap_or_default()),
+		model_hash: fin.model,
 	};
 	let last_entry = states.len().saturating_sub(1) as u32;
 	let proof = trace_proof(&states, last_entry).ok_or(SolveError::NoProof(steps))?;
-	chain.submit(signer, "TaskEscrow", "commit", (id, commitment, proof)).await?;
+	chain.submit(signer, "TaskEscrow", "commit", (id, commitment, proof, fin.tensors)).await?;
 	metrics().tasks_committed.inc();
 	tracing::info!(task = id, final_state = ?final_state, "committed");
 	let model = save_model(&task.spec, &last, &local.models.join(format!("task-{id}")))?;
@@ -727,6 +732,64 @@ async fn check_task(
 		None => false,
 	};
 	Ok(Some(if lost { Verdict::CaughtCheating(id) } else { Verdict::ChallengeFailed(id) }))
+}
+
+/// How an availability challenge ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Availability {
+	/// The asked rows were shown: the state is available (the challenger's bond went to the
+	/// solver).
+	Shown,
+	/// Nobody showed them by the deadline: the solver lost its stake and the task.
+	Withheld,
+}
+
+/// Asks the solver of committed task `task` to show its state at trace entry `entry` (by
+/// default the last: the final model) through an availability challenge
+/// ([`trainet_primitives::availability`]), and waits for it to end.
+pub async fn demand_availability(
+	chain: &Chain,
+	signer: &Keypair,
+	task: u64,
+	entry: Option<u32>,
+) -> Result<(u64, Availability), SolveError> {
+	let not = |why: &str| SolveError::Decode(format!("task {task}: {why}"));
+	let t = chain_task(chain, task).await?.ok_or_else(|| not("not on chain"))?;
+	let TaskState::Committed { solver, .. } = &t.state else {
+		return Err(not("not committed"));
+	};
+	let solver: [u8; 32] = *solver.as_ref();
+	let entry =
+		entry.unwrap_or_else(|| crate::train::trace_points(&t.spec).len().saturating_sub(1));
+	let before = chain.offences(solver).await?;
+	chain.submit(signer, "Challenge", "request_availability", (task, entry)).await?;
+	let open: Vec<Value> = chain.rpc("trainet_openDisputes", vec![Value::from(task)]).await?;
+	let me = crate::chain::address(signer);
+	let id = open
+		.iter()
+		.find(|d| d["challenger"] == me.as_str())
+		.and_then(|d| d["id"].as_u64())
+		.ok_or_else(|| SolveError::Decode("the challenge just opened is not listed".into()))?;
+	tracing::info!(task, dispute = id, entry, "asked the solver to show its state");
+	loop {
+		let open: Vec<Value> = chain.rpc("trainet_openDisputes", vec![Value::from(task)]).await?;
+		let Some(d) = open.iter().find(|d| d["id"].as_u64() == Some(id)) else { break };
+		let deadline = d["deadline"].as_u64().unwrap_or(u64::MAX);
+		if u64::from(chain.best_number().await?) >= deadline {
+			// Ended at its deadline by `on_initialize`, or by this call if its queue was full.
+			if let Err(e) = chain.submit(signer, "Challenge", "timeout", (id,)).await {
+				tracing::debug!(dispute = id, "timeout not (yet) accepted: {e}");
+			}
+		}
+		tokio::time::sleep(Duration::from_secs(2)).await;
+	}
+	// A solver that did not answer has one more offence on record.
+	let outcome = if chain.offences(solver).await? > before {
+		Availability::Withheld
+	} else {
+		Availability::Shown
+	};
+	Ok((id, outcome))
 }
 
 #[cfg(test)]

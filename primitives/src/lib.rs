@@ -21,6 +21,7 @@
 extern crate alloc;
 
 pub mod api;
+pub mod availability;
 pub mod bisection;
 pub mod commit;
 pub mod dataset;

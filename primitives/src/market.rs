@@ -266,6 +266,10 @@ pub enum DisputePhase {
 	/// Narrowed to the initialization, of a state too large for the chain to recompute
 	/// whole: decided element by element.
 	Initialization(InitGame),
+	/// Not a dispute over the trace's correctness but over its availability: the solver must
+	/// show rows of a committed state ([`crate::availability`]) before the deadline, or
+	/// lose.
+	Availability(crate::availability::AvailabilityGame),
 }
 
 /// The tensor hashes of a state, in the program's order (the preimage of its state hash,
@@ -748,6 +752,7 @@ impl<AccountId, Balance, BlockNumber> Dispute<AccountId, Balance, BlockNumber> {
 		match &self.phase {
 			DisputePhase::Leaf { transition } => Some(*transition),
 			DisputePhase::Initialization(_) => Some(Transition::Initialization),
+			DisputePhase::Availability(_) => None,
 			DisputePhase::Operations(game) => Some(Transition::Step(game.step)),
 			DisputePhase::Segment(game) => game.transition(),
 			DisputePhase::Bisecting { .. } => {

@@ -114,6 +114,9 @@ pub struct StepProgram {
 	pub state_shapes: Vec<(u32, u32)>,
 	/// For each tensor of the state after the step, the operation that produced it.
 	pub next_state: Vec<u32>,
+	/// How many of the state's tensors, from the first, are the model's parameters (the rest
+	/// are the optimizer's): the trained model is the state's first `params` tensors.
+	pub params: u32,
 }
 
 struct Builder {
@@ -225,7 +228,7 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 			_ => None,
 		})
 		.collect();
-	Ok(StepProgram { ops: p.ops, state_shapes: shapes, next_state })
+	Ok(StepProgram { ops: p.ops, state_shapes: shapes, next_state, params })
 }
 
 /// The state after initialization: He-uniform weights from the seed, zero biases, zero

@@ -469,3 +469,51 @@ pub fn adam() -> trainet_primitives::task::Optimizer {
 	use trainet_primitives::task::Optimizer;
 	Optimizer::adam(0.01)
 }
+
+/// The arguments of `TaskEscrow.commit` for task `task` of `spec` committing the trace
+/// `states`, whose last entry is the final state made of tensors hashing to `final_tensors`
+/// (its parameter part makes the model hash, as the chain checks).
+pub fn commit_args(
+	task: u64,
+	spec: &trainet_primitives::task::TrainingSpec,
+	states: &[sp_core::H256],
+	final_tensors: Vec<sp_core::H256>,
+) -> Result<(
+	u64,
+	trainet_primitives::market::TraceCommitment,
+	trainet_primitives::trace::TraceProof,
+	trainet_primitives::market::StateTensors,
+)> {
+	use trainet_primitives::{availability::FinalState, program::step_program, trace};
+	let params = step_program(spec).map_err(|e| anyhow!("{e:?}"))?.params as usize;
+	let fin = FinalState::of(final_tensors, params).context("a final state")?;
+	let last = states.len().checked_sub(1).context("an empty trace")?;
+	ensure!(states[last] == fin.state, "the trace does not end at the given final state");
+	let commitment = trainet_primitives::market::TraceCommitment {
+		trace_root: trace::trace_root(states),
+		steps: spec.steps,
+		final_state: fin.state,
+		model_hash: fin.model,
+	};
+	let proof = trace::trace_proof(states, last as u32).context("a final proof")?;
+	Ok((task, commitment, proof, fin.tensors))
+}
+
+/// The tensor hashes of the final state of `run`, a reference run (for [`commit_args`]).
+pub fn final_tensors(run: &trainet_primitives::referee::TraceRun) -> Vec<sp_core::H256> {
+	run.steps
+		.last()
+		.map(|s| s.next.iter().map(trainet_primitives::commit::tensor_hash).collect())
+		.unwrap_or_default()
+}
+
+/// A made-up final state of `spec`'s size from `seed`: its tensor hashes and its hash (the
+/// end of a made-up trace that `commit` accepts).
+pub fn made_up_final(
+	spec: &trainet_primitives::task::TrainingSpec,
+	seed: u64,
+) -> (Vec<sp_core::H256>, sp_core::H256) {
+	let f = trainet_primitives::availability::FinalState::made_up(spec, seed)
+		.expect("a spec the chain accepts");
+	(f.tensors.into_inner(), f.state)
+}

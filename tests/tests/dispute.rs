@@ -10,9 +10,11 @@ use serde_json::{json, Value};
 use sp_core::H256;
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::{dev, Keypair};
-use trainet_e2e::{ledger, settle, ss58, submit_in_block, Node, NodeConfig};
+use trainet_e2e::{
+	commit_args, ledger, made_up_final, settle, ss58, submit_in_block, Node, NodeConfig,
+};
 use trainet_primitives::{
-	market::{Timeouts, TraceCommitment},
+	market::Timeouts,
 	program::initial_state_hash,
 	task::TrainingSpec,
 	trace::{trace_proof, trace_root},
@@ -21,17 +23,22 @@ use trainet_primitives::{
 
 const STEPS: u32 = 4;
 
-/// A trace starting at `h0`, with made-up later states (the referee only looks at `h_0` here).
-fn trace(h0: H256, salt: u64) -> Vec<H256> {
-	std::iter::once(h0)
-		.chain((1..=STEPS).map(|t| H256::from_low_u64_be(salt * 1000 + u64::from(t))))
-		.collect()
+/// A trace starting at `h0`, with made-up later states (the referee only looks at `h_0` here),
+/// the last a made-up final state of `spec`'s size; and that state's tensor hashes.
+fn trace(spec: &TrainingSpec, h0: H256, salt: u64) -> (Vec<H256>, Vec<H256>) {
+	let (tensors, last) = made_up_final(spec, salt);
+	let states = std::iter::once(h0)
+		.chain((1..STEPS).map(|t| H256::from_low_u64_be(salt * 1000 + u64::from(t))))
+		.chain([last])
+		.collect();
+	(states, tensors)
 }
 
 struct Game<'a> {
 	task: u64,
 	solver: &'a Keypair,
 	solver_trace: Vec<H256>,
+	solver_final: Vec<H256>,
 	challenger: &'a Keypair,
 	challenger_trace: Vec<H256>,
 }
@@ -99,29 +106,24 @@ async fn the_runtime_referee_decides_initialization_disputes() -> Result<()> {
 		Game {
 			task: 0,
 			solver: &liar_solver,
-			solver_trace: trace(H256::repeat_byte(0xee), 1),
+			solver_trace: trace(&spec, H256::repeat_byte(0xee), 1).0,
+			solver_final: trace(&spec, H256::repeat_byte(0xee), 1).1,
 			challenger: &honest_verifier,
-			challenger_trace: trace(h0, 2),
+			challenger_trace: trace(&spec, h0, 2).0,
 		},
 		Game {
 			task: 1,
 			solver: &honest_solver,
-			solver_trace: trace(h0, 3),
+			solver_trace: trace(&spec, h0, 3).0,
+			solver_final: trace(&spec, h0, 3).1,
 			challenger: &liar_verifier,
-			challenger_trace: trace(H256::repeat_byte(0xdd), 4),
+			challenger_trace: trace(&spec, H256::repeat_byte(0xdd), 4).0,
 		},
 	];
 	for g in &games {
 		submit_in_block(&node, &api, g.solver, "TaskEscrow", "claim", (g.task,)).await?;
-		let commitment = TraceCommitment {
-			trace_root: trace_root(&g.solver_trace),
-			steps: STEPS,
-			final_state: g.solver_trace[STEPS as usize],
-			model_hash: H256::zero(),
-		};
-		let proof = trace_proof(&g.solver_trace, STEPS).context("proof")?;
-		submit_in_block(&node, &api, g.solver, "TaskEscrow", "commit", (g.task, commitment, proof))
-			.await?;
+		let args = commit_args(g.task, &spec, &g.solver_trace, g.solver_final.clone())?;
+		submit_in_block(&node, &api, g.solver, "TaskEscrow", "commit", args).await?;
 		let proof = trace_proof(&g.challenger_trace, STEPS).context("proof")?;
 		submit_in_block(
 			&node,

@@ -9,10 +9,10 @@ use serde_json::{json, Value};
 use sp_core::H256;
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
-use trainet_e2e::{ss58, submit_in_block, Node, NodeConfig};
+use trainet_e2e::{commit_args, made_up_final, ss58, submit_in_block, Node, NodeConfig};
 use trainet_primitives::{
 	bisection::Bisection,
-	market::{Timeouts, TraceCommitment},
+	market::Timeouts,
 	task::TrainingSpec,
 	trace::{trace_proof, trace_root},
 	UNIT,
@@ -70,23 +70,26 @@ async fn a_task_is_posted_claimed_committed_and_disputed_on_a_dev_chain() -> Res
 	);
 
 	// The solver claims and commits a trace that goes wrong at entry 11.
-	let honest: Vec<H256> =
-		(0..=STEPS).map(|t| H256::from_low_u64_be(100 + u64::from(t))).collect();
+	// (Both end at made-up final states the chain accepts: tensor hashes whose parameter
+	// part makes the model hash.)
+	let (_, honest_final) = made_up_final(&spec, 1);
+	let (lying_tensors, lying_final) = made_up_final(&spec, 2);
+	let mut honest: Vec<H256> =
+		(0..STEPS).map(|t| H256::from_low_u64_be(100 + u64::from(t))).collect();
+	honest.push(honest_final);
 	let lying: Vec<H256> = honest
 		.iter()
 		.enumerate()
-		.map(|(t, h)| if t >= 11 { H256::from_low_u64_be(900 + t as u64) } else { *h })
+		.map(|(t, h)| match t {
+			t if t == STEPS as usize => lying_final,
+			t if t >= 11 => H256::from_low_u64_be(900 + t as u64),
+			_ => *h,
+		})
 		.collect();
 	submit_in_block(&node, &api, &solver, "TaskEscrow", "claim", (0u64,)).await?;
-	let commitment = TraceCommitment {
-		trace_root: trace_root(&lying),
-		steps: STEPS,
-		final_state: lying[STEPS as usize],
-		model_hash: H256::repeat_byte(0x42),
-	};
-	let final_proof = trace_proof(&lying, STEPS).context("final proof")?;
-	submit_in_block(&node, &api, &solver, "TaskEscrow", "commit", (0u64, commitment, final_proof))
-		.await?;
+	let args = commit_args(0, &spec, &lying, lying_tensors)?;
+	let commitment = args.1;
+	submit_in_block(&node, &api, &solver, "TaskEscrow", "commit", args).await?;
 	let task: Value = node.rpc("trainet_task", vec![json!(0)]).await?;
 	ensure!(task["state"]["status"] == "committed", "after commit: {task}");
 	ensure!(task["state"]["solver"] == ss58(&solver), "{task}");

@@ -20,9 +20,12 @@ use serde_json::{json, Value};
 use sp_core::H256;
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
-use trainet_e2e::{adam, ledger, settle, ss58, submit_in_block, Node, NodeConfig};
+use trainet_e2e::{
+	adam, commit_args, final_tensors, ledger, made_up_final, settle, ss58, submit_in_block, Node,
+	NodeConfig,
+};
 use trainet_primitives::{
-	market::{Party, Timeouts, TraceCommitment},
+	market::{Party, Timeouts},
 	program::OpKind,
 	referee::{Fault, TraceRun},
 	task::{synthetic_dataset, TrainingSpec},
@@ -110,15 +113,8 @@ async fn play(
 		),
 	)?;
 	submit_in_block(&node, &api, &solver, "TaskEscrow", "claim", (0u64,)).await?;
-	let commitment = TraceCommitment {
-		trace_root: trace_root(&liar.states),
-		steps,
-		final_state: liar.states[steps as usize],
-		model_hash: H256::zero(),
-	};
-	let proof = trace_proof(&liar.states, steps).context("proof")?;
-	submit_in_block(&node, &api, &solver, "TaskEscrow", "commit", (0u64, commitment, proof))
-		.await?;
+	let args = commit_args(0, spec, &liar.states, final_tensors(&liar))?;
+	submit_in_block(&node, &api, &solver, "TaskEscrow", "commit", args).await?;
 	let proof = trace_proof(&honest.states, steps).context("proof")?;
 	submit_in_block(
 		&node,
@@ -225,6 +221,9 @@ async fn the_runtime_settles_large_models_value_by_value() -> Result<()> {
 	for (t, s) in liar_init.iter_mut().enumerate().skip(1) {
 		*s = H256::from_low_u64_be(0xbad0 + t as u64);
 	}
+	// It ends at a made-up final state (the dispute is over `h_0`).
+	let (liar_init_final, last) = made_up_final(&init_spec, 1);
+	*liar_init.last_mut().context("a trace")? = last;
 
 	let term_data = synthetic_dataset(5, 1100, 784, 10);
 	let mut term_spec =
@@ -295,10 +294,10 @@ async fn the_runtime_settles_large_models_value_by_value() -> Result<()> {
 		},
 	];
 	let traces = [
-		(&init_spec, &liar_init, &honest_init.states),
-		(&term_spec, &liar_term.states, &honest_term.states),
+		(&init_spec, &liar_init, &liar_init_final, &honest_init.states),
+		(&term_spec, &liar_term.states, &final_tensors(&liar_term), &honest_term.states),
 	];
-	for (case, (spec, liar, honest)) in cases.iter().zip(traces) {
+	for (case, (spec, liar, liar_final, honest)) in cases.iter().zip(traces) {
 		tokio::try_join!(
 			submit_in_block(
 				&node,
@@ -327,22 +326,8 @@ async fn the_runtime_settles_large_models_value_by_value() -> Result<()> {
 		)?;
 		submit_in_block(&node, &api, &case.solver, "TaskEscrow", "claim", (case.task,)).await?;
 		let steps = spec.steps;
-		let commitment = TraceCommitment {
-			trace_root: trace_root(liar),
-			steps,
-			final_state: liar[steps as usize],
-			model_hash: H256::zero(),
-		};
-		let proof = trace_proof(liar, steps).context("proof")?;
-		submit_in_block(
-			&node,
-			&api,
-			&case.solver,
-			"TaskEscrow",
-			"commit",
-			(case.task, commitment, proof),
-		)
-		.await?;
+		let args = commit_args(case.task, spec, liar, liar_final.clone())?;
+		submit_in_block(&node, &api, &case.solver, "TaskEscrow", "commit", args).await?;
 		let proof = trace_proof(honest, steps).context("proof")?;
 		submit_in_block(
 			&node,

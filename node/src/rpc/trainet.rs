@@ -219,6 +219,12 @@ pub fn dispute_json(id: DisputeId, d: &Dispute<AccountId, Balance, BlockNumber>)
 			};
 			json!({ "leaf": { "transition": transition } })
 		}
+		DisputePhase::Availability(g) => json!({ "availability": {
+			"point": g.point,
+			"chunks": g.chunks.iter()
+				.map(|c| json!({ "tensor": c.tensor, "row": c.row }))
+				.collect::<Vec<_>>(),
+		} }),
 		DisputePhase::Initialization(g) => {
 			let stage = match g.stage() {
 				InitStage::Revealing => json!("revealing"),

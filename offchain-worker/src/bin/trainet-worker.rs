@@ -294,6 +294,22 @@ enum ModelAction {
 		#[arg(long, default_value_t = 30)]
 		wait: u64,
 	},
+	/// Makes task TASK's solver show, on chain, that it still holds its trained model (or
+	/// the checkpoint at trace entry --entry): an availability challenge inside the task's
+	/// challenge window, which locks the verifier bond of this worker's account. The chain
+	/// draws rows of the state; a solver that does not show them in time loses its stake
+	/// and the task, and the submitter may take the reward back; one that does keeps the
+	/// bond. Waits for the outcome.
+	Demand {
+		/// The task (committed, its challenge window open).
+		task: u64,
+		/// The trace entry (default: the last, the final model).
+		#[arg(long)]
+		entry: Option<u32>,
+		/// Register as a verifier with this bond (TNET) first, if not registered yet.
+		#[arg(long)]
+		register: Option<u64>,
+	},
 	/// Exports a stored training state (its hash, like the `h_N` that `train` prints) as
 	/// the model of a spec file, to --out.
 	Export {
@@ -546,6 +562,7 @@ fn run(cli: Cli) -> Result<()> {
 		}
 		Command::Submit { .. }
 		| Command::Model { action: ModelAction::Fetch { .. } }
+		| Command::Model { action: ModelAction::Demand { .. } }
 		| Command::Status { .. }
 		| Command::Balance { .. }
 		| Command::Solve { .. }
@@ -871,6 +888,22 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			let manifest = store.get(&t.spec.dataset.root).ok().map(|d| d.manifest);
 			let card = export::export(&t.spec, &state, manifest.as_ref(), Some(task), &out)?;
 			print_export(&card, &out)?;
+		}
+		Command::Model { action: ModelAction::Demand { task, entry, register } } => {
+			if let Some(bond) = register {
+				register_as(&chain, &signer, (false, true), bond).await?;
+			}
+			let (id, outcome) = solver::demand_availability(&chain, &signer, task, entry).await?;
+			match outcome {
+				solver::Availability::Shown => out!(
+					"task {task}: the solver showed the asked rows (challenge {id}): the state \
+					 is available, and the bond went to the solver"
+				),
+				solver::Availability::Withheld => out!(
+					"task {task}: the solver did not show the asked rows in time (challenge \
+					 {id}): it lost its stake and the task"
+				),
+			}
 		}
 		Command::Status { task } => {
 			let ids = match task {

@@ -676,5 +676,84 @@ mod benchmarks {
 		Ok(())
 	}
 
+	/// A request against the task of the largest model whose initial state the chain
+	/// recomputes (the default benchmark task): its program's construction, the draw of the
+	/// rows, and the bond's lock.
+	#[benchmark]
+	fn request_availability() -> Result<(), BenchmarkError> {
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = committed::<T>(&solver, STEPS);
+		let who = challenger::<T>(0);
+		let id = NextDisputeId::<T>::get();
+		#[extrinsic_call]
+		_(RawOrigin::Signed(who), task, STEPS);
+		assert!(matches!(
+			Disputes::<T>::get(id).map(|d| d.phase),
+			Some(DisputePhase::Availability(_))
+		));
+		Ok(())
+	}
+
+	/// An answer whose every row is as long as a row may be (`MAX_WIDTH` values), on a task
+	/// whose window has closed, so that the solver's win pays it too.
+	#[benchmark]
+	fn prove_availability() -> Result<(), BenchmarkError> {
+		use trainet_primitives::{
+			availability::{answer, Chunk},
+			commit::state_hash,
+			program::initial_state,
+			task::{Optimizer, TrainingSpec, MAX_WIDTH},
+		};
+		let mut spec = TrainingSpec::example_mlp(&[2, MAX_WIDTH, 2], Optimizer::adam(0.01), 4);
+		spec.steps = 1;
+		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
+		let state = initial_state(&spec, &program).map_err(|_| BenchmarkError::Stop("state"))?;
+		let last = state_hash(&state);
+		let trace = alloc::vec![H256::repeat_byte(1), last];
+		let commitment = TraceCommitment {
+			trace_root: trace_root(&trace),
+			steps: 1,
+			final_state: last,
+			model_hash: H256::zero(),
+		};
+		let solver: T::AccountId = account("solver", 0, 0);
+		let task = T::Tasks::benchmark_committed_task(&solver, commitment, Some(spec));
+		let who = challenger::<T>(0);
+		let id = NextDisputeId::<T>::get();
+		Pallet::<T>::request_availability(RawOrigin::Signed(who).into(), task, 1)?;
+		// The rows of the first layer's weight and bias: `MAX_WIDTH` values each.
+		let mut d = Disputes::<T>::get(id).ok_or(BenchmarkError::Stop("no challenge"))?;
+		let chunks: alloc::vec::Vec<Chunk> = [(0, 0), (0, 1), (1, 0), (0, 1)]
+			.into_iter()
+			.map(|(tensor, row)| Chunk { tensor, row })
+			.collect();
+		let chunks = BoundedVec::try_from(chunks).map_err(|_| BenchmarkError::Stop("chunks"))?;
+		d.phase = DisputePhase::Availability(trainet_primitives::availability::AvailabilityGame {
+			point: 1,
+			chunks: chunks.clone(),
+		});
+		// The window closes before the answer's deadline.
+		let until = match T::Tasks::challengeable(task) {
+			Ok(_) => {
+				frame_system::Pallet::<T>::block_number().saturating_add(T::RoundTimeout::get())
+			}
+			Err(_) => return Err(BenchmarkError::Stop("not challengeable")),
+		};
+		let window_end: BlockNumberFor<T> =
+			sp_runtime::traits::UniqueSaturatedInto::unique_saturated_into(
+				T::Tasks::benchmark_window_end(task).ok_or(BenchmarkError::Stop("no window"))?,
+			);
+		let deadline = until.max(window_end.saturating_add(One::one()));
+		Pallet::<T>::reschedule(id, &mut d, deadline);
+		Disputes::<T>::insert(id, d);
+		frame_system::Pallet::<T>::set_block_number(window_end);
+		let proof = answer(&trace, 1, &state, &chunks).ok_or(BenchmarkError::Stop("answer"))?;
+		#[extrinsic_call]
+		_(RawOrigin::Signed(solver), id, proof);
+		assert!(Disputes::<T>::get(id).is_none());
+		assert!(T::Tasks::spec(task).is_none(), "the task was paid");
+		Ok(())
+	}
+
 	impl_benchmark_test_suite!(Pallet, crate::mock::new_test_ext(), crate::mock::Test);
 }

@@ -151,6 +151,10 @@ impl<T: Config> Pallet<T> {
 					None => Self::void(dispute, &d),
 				}
 			}
+			DisputePhase::Availability(_) => {
+				// Nobody showed the asked rows: the state is not available.
+				Self::conclude(dispute, Party::Challenger, Resolution::Timeout);
+			}
 			DisputePhase::Initialization(ref game) => {
 				// Whoever has not revealed (or answered the descent) loses; the
 				// challenger if neither has.

@@ -52,6 +52,14 @@ impl<T: Config> Pallet<T> {
 					"a segment interval beyond the segment"
 				);
 			}
+			if let DisputePhase::Availability(game) = &d.phase {
+				ensure!(
+					game.point < d.points.len()
+						&& game.chunks.len() as u32
+							== trainet_primitives::availability::AVAILABILITY_CHUNKS,
+					"an availability challenge of an entry the trace lacks, or without its rows"
+				);
+			}
 			if let DisputePhase::Initialization(_) = &d.phase {
 				ensure!(
 					narrowed == Some(Narrowed::Transition(Transition::Initialization)),

@@ -77,6 +77,7 @@
 pub use pallet::*;
 pub use weights::WeightInfo;
 
+mod availability;
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
 mod bisection;
@@ -406,6 +407,20 @@ pub mod pallet {
 		/// is not queued, so nothing ends it by itself; after `deadline` anyone may call
 		/// `timeout`.
 		DeadlineNotQueued { dispute: DisputeId, deadline: BlockNumberFor<T> },
+		/// A verifier asked for trace entry `point` of the task's committed trace: the solver
+		/// (or anyone holding that state) must show `chunks`, each a row of one of its tensors,
+		/// before `deadline` ([`Pallet::prove_availability`]), or the solver loses.
+		AvailabilityRequested {
+			dispute: DisputeId,
+			task: TaskId,
+			challenger: T::AccountId,
+			point: u32,
+			chunks: trainet_primitives::availability::Chunks,
+			deadline: BlockNumberFor<T>,
+		},
+		/// The asked rows were shown: the state is available, and the challenge ends for the
+		/// solver.
+		AvailabilityProven { dispute: DisputeId, task: TaskId },
 	}
 
 	#[pallet::error]
@@ -471,6 +486,14 @@ pub mod pallet {
 		WrongTensorCount,
 		/// The dispute is not in an element descent.
 		NotDescending,
+		/// The task's trace has no entry at that index.
+		NoSuchEntry,
+		/// The dispute is not an availability challenge.
+		NotAnAvailabilityChallenge,
+		/// The availability answer does not show the asked rows of the asked state: the state
+		/// hash is not that trace entry under the solver's root, the tensor hashes do not make
+		/// it, or a row is missing, misshapen or not under its tensor's hash.
+		BadAvailabilityAnswer,
 	}
 
 	#[pallet::hooks]
@@ -738,6 +761,41 @@ pub mod pallet {
 			let d = Self::live(dispute)?;
 			let party = Self::party(&d, &who)?;
 			Self::do_reveal_state(dispute, d, party, tensors)
+		}
+
+		/// Asks the solver of committed task `task` to show that it still holds the state at
+		/// trace entry `point` (the last entry is the final model; any other a checkpoint
+		/// verifiers need), inside the task's challenge window. The caller must be a verifier
+		/// with `ChallengeBond` of free stake, locked until the challenge ends, and lost to
+		/// the solver if it answers. The chain draws
+		/// [`trainet_primitives::availability::AVAILABILITY_CHUNKS`] rows of the state; an
+		/// unanswered challenge costs the solver its stake and the task, as a lost dispute
+		/// does. It takes one of the task's dispute slots, and the reward waits for it.
+		#[pallet::call_index(12)]
+		#[pallet::weight(Pallet::<T>::queuing(T::WeightInfo::request_availability()))]
+		pub fn request_availability(
+			origin: OriginFor<T>,
+			task: TaskId,
+			point: u32,
+		) -> DispatchResult {
+			let challenger = ensure_signed(origin)?;
+			Self::do_request_availability(challenger, task, point)
+		}
+
+		/// Answers availability challenge `dispute` with the asked rows, each proven against
+		/// the asked state's hash, itself proven against the solver's trace root
+		/// ([`trainet_primitives::availability::answer`] builds it). Anyone holding the state
+		/// may; the challenge ends for the solver.
+		#[pallet::call_index(13)]
+		#[pallet::weight(T::WeightInfo::prove_availability())]
+		pub fn prove_availability(
+			origin: OriginFor<T>,
+			dispute: DisputeId,
+			answer: trainet_primitives::availability::AvailabilityAnswer,
+		) -> DispatchResult {
+			ensure_signed(origin)?;
+			let d = Self::live(dispute)?;
+			Self::do_prove_availability(dispute, d, answer)
 		}
 	}
 

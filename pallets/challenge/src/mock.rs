@@ -22,6 +22,7 @@ use frame_system::EnsureRoot;
 use sp_core::H256;
 use sp_runtime::{BuildStorage, Perbill};
 use std::collections::BTreeMap;
+use trainet_primitives::availability::FinalState;
 use trainet_primitives::{
 	bisection::Transition,
 	market::{DisputeId, LeafCase, Party, TaskId, Timeouts},
@@ -193,6 +194,42 @@ thread_local! {
 	static LEAF_BYTES: RefCell<u64> = const { RefCell::new(LeafBudget::CHAIN.bytes) };
 	/// The cases the referee saw.
 	static CASES: RefCell<Vec<(DisputeId, LeafCase)>> = const { RefCell::new(Vec::new()) };
+	/// The final states tests made, by hash: what a solver hands `commit` with them.
+	static FINALS: RefCell<BTreeMap<H256, (FinalState, usize)>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// A made-up final state of `spec`'s size from `seed` (see [`FinalState::made_up`]), which
+/// `commit` accepts as the end of a trace; returns its hash.
+pub fn made_up_final(spec: &TrainingSpec, seed: u64) -> H256 {
+	let params = trainet_primitives::program::step_program(spec).expect("a valid spec").params;
+	keep_final(FinalState::made_up(spec, seed).expect("a valid spec"), params as usize)
+}
+
+/// Another final state of the same size as the one hashing to `state`, told apart by `seed`
+/// (a liar's).
+pub fn other_final(state: &H256, seed: u64) -> H256 {
+	let (f, params) = FINALS.with(|m| m.borrow().get(state).cloned()).expect("a made state");
+	let mut tensors = f.tensors.into_inner();
+	tensors[0] = H256::from_low_u64_be(0xbad_0000_0000 + seed);
+	keep_final(FinalState::of(tensors, params).expect("a state"), params)
+}
+
+/// Remembers the real final state `state` of a run of `spec`; returns its hash.
+pub fn real_final(spec: &TrainingSpec, state: &[trainet_primitives::repops::Matrix]) -> H256 {
+	let params = trainet_primitives::program::step_program(spec).expect("a valid spec").params;
+	let tensors = state.iter().map(trainet_primitives::commit::tensor_hash).collect();
+	keep_final(FinalState::of(tensors, params as usize).expect("a state"), params as usize)
+}
+
+fn keep_final(f: FinalState, params: usize) -> H256 {
+	let h = f.state;
+	FINALS.with(|m| m.borrow_mut().insert(h, (f, params)));
+	h
+}
+
+/// The final state hashing to `state` that a test made ([`made_up_final`], [`real_final`]).
+pub fn final_state(state: &H256) -> FinalState {
+	FINALS.with(|m| m.borrow().get(state).cloned()).expect("a final state a test made").0
 }
 
 /// Tells the referee the honest trace of `task`.

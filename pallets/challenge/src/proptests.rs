@@ -119,17 +119,26 @@ fn live_dispute(i: u64) -> u64 {
 	ids[(i as usize) % ids.len()]
 }
 
-/// The honest trace of a task with `steps` steps (distinct per task).
+/// The honest trace of a task with `steps` steps (distinct per task), ending at a made-up
+/// final state of `spec(steps)`'s size that `commit` accepts.
 fn honest(task: u64, steps: u32) -> Vec<H256> {
-	(0..=steps).map(|t| H256::from_low_u64_be((task << 20) + u64::from(t) + 1)).collect()
+	let mut states: Vec<H256> =
+		(0..steps).map(|t| H256::from_low_u64_be((task << 20) + u64::from(t) + 1)).collect();
+	states.push(made_up_final(&spec(steps), task));
+	states
 }
 
 fn traced(task: u64, steps: u32, lie_at: Option<u32>, salt: u64) -> Vec<H256> {
 	let mut states = honest(task, steps);
 	if let Some(from) = lie_at {
 		let from = from.min(steps);
+		let last = steps as usize;
 		for (i, h) in states.iter_mut().enumerate().skip(from as usize) {
-			*h = H256::from_low_u64_be(0xdead_0000_0000 + (salt << 24) + (task << 16) + i as u64);
+			*h = if i == last {
+				other_final(h, (salt << 24) + (task << 16))
+			} else {
+				H256::from_low_u64_be(0xdead_0000_0000 + (salt << 24) + (task << 16) + i as u64)
+			};
 		}
 	}
 	states
@@ -196,15 +205,17 @@ proptest! {
 						let Some(t) = pallet_task_escrow::Tasks::<Test>::get(task) else { continue };
 						let trainet_primitives::market::TaskState::Claimed { solver, .. } = t.state else { continue };
 						let states = traced(task, t.spec.steps, lie_at, salt);
+						let last = final_state(states.last().unwrap());
 						let commitment = TraceCommitment {
 							trace_root: trace_root(&states),
 							steps: t.spec.steps,
-							final_state: *states.last().unwrap(),
-							model_hash: H256::zero(),
+							final_state: last.state,
+							model_hash: last.model,
 						};
 						let final_proof = trace_proof(&states, t.spec.steps).unwrap();
 						solver_traces.insert(task, states);
-						dispatch(pallet_task_escrow::Call::commit { task, commitment, final_proof }, solver);
+						let final_tensors = last.tensors;
+						dispatch(pallet_task_escrow::Call::commit { task, commitment, final_proof, final_tensors }, solver);
 					}
 					Action::Open { who, task, lie_at } => {
 						let task = live_task(task);

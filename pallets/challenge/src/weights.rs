@@ -51,6 +51,8 @@ pub trait WeightInfo {
 	fn settle_element() -> Weight;
 	fn reveal_state() -> Weight;
 	fn descend_partials() -> Weight;
+	fn request_availability() -> Weight;
+	fn prove_availability() -> Weight;
 }
 
 /// Weights for the runtime, using its database weights.
@@ -486,6 +488,16 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 			.saturating_add(T::DbWeight::get().reads(7))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
+	fn request_availability() -> Weight {
+		Weight::from_parts(600_000_000, 10064)
+			.saturating_add(T::DbWeight::get().reads(8))
+			.saturating_add(T::DbWeight::get().writes(6))
+	}
+	fn prove_availability() -> Weight {
+		Weight::from_parts(2_000_000_000, 10064)
+			.saturating_add(T::DbWeight::get().reads(10))
+			.saturating_add(T::DbWeight::get().writes(8))
+	}
 }
 
 /// The same measurements against RocksDB weights, for tests.
@@ -651,5 +663,15 @@ impl WeightInfo for () {
 		Weight::from_parts(459_158_000, 38762)
 			.saturating_add(RocksDbWeight::get().reads(7))
 			.saturating_add(RocksDbWeight::get().writes(4))
+	}
+	fn request_availability() -> Weight {
+		Weight::from_parts(600_000_000, 10064)
+			.saturating_add(RocksDbWeight::get().reads(8))
+			.saturating_add(RocksDbWeight::get().writes(6))
+	}
+	fn prove_availability() -> Weight {
+		Weight::from_parts(2_000_000_000, 10064)
+			.saturating_add(RocksDbWeight::get().reads(10))
+			.saturating_add(RocksDbWeight::get().writes(8))
 	}
 }

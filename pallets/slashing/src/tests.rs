@@ -15,6 +15,7 @@ use frame_support::{assert_noop, assert_ok, traits::fungible::Inspect};
 use pallet_compute_staking::{Ledgers, Role, StakeInterface};
 use pallet_task_escrow::{NextTaskId, Tasks};
 use sp_core::H256;
+use trainet_primitives::availability::FinalState;
 use trainet_primitives::{
 	market::{Party, TaskState, TraceCommitment},
 	trace::{trace_proof, trace_root},
@@ -28,21 +29,24 @@ fn ledger(who: AccountId) -> (Balance, Balance) {
 
 /// A committed task of solver 10 with a dispute of challenger 20 (bond locked).
 fn disputed() -> DisputeOutcome<AccountId, Balance> {
-	let states: Vec<H256> = (0..=4u64).map(H256::from_low_u64_be).collect();
+	let last = FinalState::made_up(&spec(4), 0).unwrap();
+	let mut states: Vec<H256> = (0..4u64).map(H256::from_low_u64_be).collect();
+	states.push(last.state);
 	let task = NextTaskId::<Test>::get();
 	assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec(4), 500, timeouts()));
 	assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), task));
 	let commitment = TraceCommitment {
 		trace_root: trace_root(&states),
 		steps: 4,
-		final_state: states[4],
-		model_hash: H256::zero(),
+		final_state: last.state,
+		model_hash: last.model,
 	};
 	assert_ok!(Escrow::commit(
 		RuntimeOrigin::signed(10),
 		task,
 		commitment,
-		trace_proof(&states, 4).unwrap()
+		trace_proof(&states, 4).unwrap(),
+		last.tensors
 	));
 	assert_ok!(Staking::lock(&20, Role::Verifier, BOND));
 	DisputeOutcome {

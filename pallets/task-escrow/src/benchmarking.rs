@@ -82,27 +82,49 @@ mod benchmarks {
 		Ok(())
 	}
 
+	/// The largest state a spec may have (the most layers, Adam's two tensors per
+	/// parameter): the most tensor hashes to check against the final state and model hash.
 	#[benchmark]
 	fn commit() -> Result<(), BenchmarkError> {
-		let id = submitted::<T>(0)?;
+		let submitter = funded::<T>("submitter", 0);
+		let id = NextTaskId::<T>::get();
+		let mut spec = spec();
+		let mut widths = alloc::vec![spec.dataset.features];
+		widths.resize((trainet_primitives::task::MAX_LAYER_WIDTHS as usize).saturating_sub(1), 16);
+		widths.push(spec.dataset.classes);
+		spec.model = trainet_primitives::task::Model::Mlp {
+			widths: trainet_primitives::task::LayerWidths::truncate_from(widths),
+			activation: trainet_primitives::task::Activation::Relu,
+		};
+		spec.optimizer = trainet_primitives::task::Optimizer::adam(0.001);
+		let last = trainet_primitives::availability::FinalState::made_up(&spec, 0)
+			.ok_or(BenchmarkError::Stop("no state"))?;
+		assert_eq!(last.tensors.len() as u32, trainet_primitives::program::MAX_STATE_TENSORS);
+		Pallet::<T>::submit(
+			RawOrigin::Signed(submitter).into(),
+			spec,
+			T::MinReward::get(),
+			timeouts::<T>(),
+		)?;
 		let solver = solver::<T>(1);
 		Pallet::<T>::claim(RawOrigin::Signed(solver.clone()).into(), id)?;
-		let states: alloc::vec::Vec<H256> = (0..=STEPS)
+		let mut states: alloc::vec::Vec<H256> = (0..STEPS)
 			.map(|t| {
 				<sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(
 					&t.to_le_bytes(),
 				)
 			})
 			.collect();
+		states.push(last.state);
 		let commitment = TraceCommitment {
 			trace_root: trace_root(&states),
 			steps: STEPS,
-			final_state: states.last().copied().unwrap_or_default(),
-			model_hash: H256::zero(),
+			final_state: last.state,
+			model_hash: last.model,
 		};
 		let proof = trace_proof(&states, STEPS).ok_or(BenchmarkError::Stop("no proof"))?;
 		#[extrinsic_call]
-		_(RawOrigin::Signed(solver), id, commitment, proof);
+		_(RawOrigin::Signed(solver), id, commitment, proof, last.tensors);
 		Ok(())
 	}
 

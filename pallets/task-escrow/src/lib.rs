@@ -57,7 +57,9 @@ use frame_system::pallet_prelude::BlockNumberFor;
 use pallet_compute_staking::{Role, StakeInterface};
 use sp_runtime::traits::{Saturating, Zero};
 use trainet_primitives::{
-	market::{Task, TaskId, TaskState, Timeouts, TraceCommitment},
+	availability::model_hash_matches,
+	market::{StateTensors, Task, TaskId, TaskState, Timeouts, TraceCommitment},
+	program::step_program,
 	settle::{self, LeafBudget, Unsettleable},
 	task::{SpecError, TrainingSpec},
 	trace::{verify_trace_proof, TracePoints, TraceProof},
@@ -117,6 +119,10 @@ pub trait TaskMarket<AccountId, Balance> {
 		commitment: TraceCommitment,
 		spec: Option<TrainingSpec>,
 	) -> TaskId;
+
+	/// Benchmarks only: the block at which committed task `task`'s challenge window ends.
+	#[cfg(feature = "runtime-benchmarks")]
+	fn benchmark_window_end(task: TaskId) -> Option<u64>;
 }
 
 /// How many disputes are open against a task.
@@ -382,6 +388,9 @@ pub mod pallet {
 		StepsMismatch,
 		/// The proof does not show `final_state` as the last entry under `trace_root`.
 		BadFinalStateProof,
+		/// The final state's tensor hashes are not as many as the spec's state has, do not
+		/// hash to `final_state`, or their parameter part does not hash to `model_hash`.
+		BadModelHash,
 		/// The challenge window has closed.
 		ChallengeWindowClosed,
 		/// The task's deadline has not come yet.
@@ -529,7 +538,11 @@ pub mod pallet {
 
 		/// Commits the caller's trained trace for a task it claimed: the trace root, the step
 		/// count (must equal the spec's), the final state hash and the model hash, with a
-		/// proof that `final_state` is the trace's last entry. The challenge window opens.
+		/// proof that `final_state` is the trace's last entry and the final state's tensor
+		/// hashes, which must hash to `final_state` and whose parameter part must hash to
+		/// `model_hash` ([`trainet_primitives::availability::model_hash_matches`]): the model
+		/// a buyer fetches by that hash is the one the trace ends at. The challenge window
+		/// opens.
 		#[pallet::call_index(3)]
 		#[pallet::weight(T::WeightInfo::commit())]
 		pub fn commit(
@@ -537,6 +550,7 @@ pub mod pallet {
 			task: TaskId,
 			commitment: TraceCommitment,
 			final_proof: TraceProof,
+			final_tensors: StateTensors,
 		) -> DispatchResult {
 			let who = ensure_signed(origin)?;
 			let mut t = Tasks::<T>::get(task).ok_or(Error::<T>::TaskNotFound)?;
@@ -551,6 +565,17 @@ pub mod pallet {
 				final_proof.state == commitment.final_state
 					&& verify_trace_proof(&commitment.trace_root, points.len(), last, &final_proof),
 				Error::<T>::BadFinalStateProof
+			);
+			let program = step_program(&t.spec).map_err(Error::<T>::from)?;
+			ensure!(
+				model_hash_matches(
+					&commitment.final_state,
+					&commitment.model_hash,
+					&final_tensors,
+					program.state_shapes.len(),
+					program.params as usize,
+				),
+				Error::<T>::BadModelHash
 			);
 			let now = frame_system::Pallet::<T>::block_number();
 			let challenge_until =
@@ -857,6 +882,17 @@ pub mod pallet {
 				},
 			);
 			id
+		}
+
+		#[cfg(feature = "runtime-benchmarks")]
+		fn benchmark_window_end(task: TaskId) -> Option<u64> {
+			use sp_runtime::traits::UniqueSaturatedInto;
+			match Tasks::<T>::get(task)?.state {
+				TaskState::Committed { challenge_until, .. } => {
+					Some(challenge_until.unique_saturated_into())
+				}
+				_ => None,
+			}
 		}
 
 		fn extend_window(task: TaskId, blocks: u64) {

@@ -18,21 +18,26 @@ use frame_support::{
 use pallet_compute_staking::{Ledgers, StakeInterface};
 use sp_core::H256;
 use trainet_primitives::{
-	market::{TaskState, Timeouts, TraceCommitment},
+	availability::FinalState,
+	market::{StateTensors, TaskState, Timeouts, TraceCommitment},
 	task::{LayerWidths, Model, Optimizer},
 	trace::{trace_proof, trace_root, TraceProof},
 };
 
-/// An honest-looking trace of `steps` steps: its commitment and the final entry's proof.
-fn trace(steps: u32) -> (TraceCommitment, TraceProof) {
-	let states: Vec<H256> = (0..=steps).map(|t| H256::from_low_u64_be(u64::from(t) + 1)).collect();
+/// An honest-looking trace of `steps` steps: its commitment, the final entry's proof and the
+/// final state's tensor hashes.
+fn trace(steps: u32) -> (TraceCommitment, TraceProof, StateTensors) {
+	let last = FinalState::made_up(&spec(steps), 0).unwrap();
+	let mut states: Vec<H256> =
+		(0..steps).map(|t| H256::from_low_u64_be(u64::from(t) + 1)).collect();
+	states.push(last.state);
 	let commitment = TraceCommitment {
 		trace_root: trace_root(&states),
 		steps,
-		final_state: states[steps as usize],
-		model_hash: H256::repeat_byte(0xaa),
+		final_state: last.state,
+		model_hash: last.model,
 	};
-	(commitment, trace_proof(&states, steps).unwrap())
+	(commitment, trace_proof(&states, steps).unwrap(), last.tensors)
 }
 
 fn reward_held(who: AccountId) -> Balance {
@@ -62,8 +67,8 @@ fn claimed(solver: AccountId) -> u64 {
 
 fn committed(solver: AccountId) -> u64 {
 	let id = claimed(solver);
-	let (c, p) = trace(4);
-	assert_ok!(Escrow::commit(RuntimeOrigin::signed(solver), id, c, p));
+	let (c, p, t) = trace(4);
+	assert_ok!(Escrow::commit(RuntimeOrigin::signed(solver), id, c, p, t.clone()));
 	id
 }
 
@@ -198,28 +203,28 @@ fn claim_errors_are_named() {
 }
 
 #[test]
-fn commit_checks_solver_steps_and_final_state_proof() {
+fn commit_checks_solver_steps_final_state_proof_and_model_hash() {
 	new_test_ext().execute_with(|| {
 		let id = claimed(10);
-		let (c, p) = trace(4);
+		let (c, p, t) = trace(4);
 		assert_noop!(
-			Escrow::commit(RuntimeOrigin::signed(11), id, c, p.clone()),
+			Escrow::commit(RuntimeOrigin::signed(11), id, c, p.clone(), t.clone()),
 			Error::<Test>::NotSolver
 		);
 		assert_noop!(
-			Escrow::commit(RuntimeOrigin::signed(10), 99, c, p.clone()),
+			Escrow::commit(RuntimeOrigin::signed(10), 99, c, p.clone(), t.clone()),
 			Error::<Test>::TaskNotFound
 		);
-		let (c5, p5) = trace(5);
+		let (c5, p5, t5) = trace(5);
 		assert_noop!(
-			Escrow::commit(RuntimeOrigin::signed(10), id, c5, p5),
+			Escrow::commit(RuntimeOrigin::signed(10), id, c5, p5, t5),
 			Error::<Test>::StepsMismatch
 		);
 		// A final state that is not the trace's last entry.
 		let mut lie = c;
 		lie.final_state = H256::repeat_byte(0x55);
 		assert_noop!(
-			Escrow::commit(RuntimeOrigin::signed(10), id, lie, p.clone()),
+			Escrow::commit(RuntimeOrigin::signed(10), id, lie, p.clone(), t.clone()),
 			Error::<Test>::BadFinalStateProof
 		);
 		// A proof of another entry.
@@ -227,11 +232,40 @@ fn commit_checks_solver_steps_and_final_state_proof() {
 		let mut other = trace_proof(&states, 3).unwrap();
 		other.state = c.final_state;
 		assert_noop!(
-			Escrow::commit(RuntimeOrigin::signed(10), id, c, other),
+			Escrow::commit(RuntimeOrigin::signed(10), id, c, other, t.clone()),
 			Error::<Test>::BadFinalStateProof
 		);
 
-		assert_ok!(Escrow::commit(RuntimeOrigin::signed(10), id, c, p.clone()));
+		// A model hash that is not the final state's parameter part: the solver would be
+		// paid for a trace while serving (or withholding) some other model.
+		let mut other_model = c;
+		other_model.model_hash = H256::repeat_byte(0xaa);
+		assert_noop!(
+			Escrow::commit(RuntimeOrigin::signed(10), id, other_model, p.clone(), t.clone()),
+			Error::<Test>::BadModelHash
+		);
+		// The hash of the whole final state (optimizer included) is not the model's either.
+		let mut whole = c;
+		whole.model_hash = c.final_state;
+		assert_noop!(
+			Escrow::commit(RuntimeOrigin::signed(10), id, whole, p.clone(), t.clone()),
+			Error::<Test>::BadModelHash
+		);
+		// Tensor hashes that do not make the final state, or too few of them.
+		let mut forged = t.clone();
+		forged[0] = H256::zero();
+		assert_noop!(
+			Escrow::commit(RuntimeOrigin::signed(10), id, c, p.clone(), forged),
+			Error::<Test>::BadModelHash
+		);
+		let mut short = t.clone();
+		short.pop();
+		assert_noop!(
+			Escrow::commit(RuntimeOrigin::signed(10), id, c, p.clone(), short),
+			Error::<Test>::BadModelHash
+		);
+
+		assert_ok!(Escrow::commit(RuntimeOrigin::signed(10), id, c, p.clone(), t.clone()));
 		assert_eq!(
 			Tasks::<Test>::get(id).unwrap().state,
 			TaskState::Committed { solver: 10, commitment: c, challenge_until: 21 }
@@ -239,13 +273,13 @@ fn commit_checks_solver_steps_and_final_state_proof() {
 		assert_eq!(Deadlines::<Test>::get(21).into_inner(), vec![id]);
 		assert!(Deadlines::<Test>::get(11).is_empty());
 		assert_noop!(
-			Escrow::commit(RuntimeOrigin::signed(10), id, c, p),
+			Escrow::commit(RuntimeOrigin::signed(10), id, c, p, t.clone()),
 			Error::<Test>::NotClaimed
 		);
 		let open = submit();
-		let (c, p) = trace(4);
+		let (c, p, t) = trace(4);
 		assert_noop!(
-			Escrow::commit(RuntimeOrigin::signed(10), open, c, p),
+			Escrow::commit(RuntimeOrigin::signed(10), open, c, p, t.clone()),
 			Error::<Test>::NotClaimed
 		);
 	});
@@ -349,7 +383,7 @@ fn a_dispute_ending_inside_the_window_leaves_the_task_open_to_others() {
 fn a_losing_solver_reopens_the_task_until_the_limit_then_the_submitter_is_refunded() {
 	new_test_ext().execute_with(|| {
 		let id = committed(10);
-		let (c, p) = trace(4);
+		let (c, p, tensors) = trace(4);
 		// The solver's stake is slashed by the slashing pallet before it reports.
 		let _ = Staking::slash_locked(&10, SOLVER_STAKE);
 		Escrow::solver_lost(id);
@@ -364,13 +398,13 @@ fn a_losing_solver_reopens_the_task_until_the_limit_then_the_submitter_is_refund
 		);
 		// Another solver takes it, and loses too: reopened a second time (the limit).
 		assert_ok!(Escrow::claim(RuntimeOrigin::signed(11), id));
-		assert_ok!(Escrow::commit(RuntimeOrigin::signed(11), id, c, p.clone()));
+		assert_ok!(Escrow::commit(RuntimeOrigin::signed(11), id, c, p.clone(), tensors.clone()));
 		let _ = Staking::slash_locked(&11, SOLVER_STAKE);
 		Escrow::solver_lost(id);
 		assert_eq!(Tasks::<Test>::get(id).unwrap().reopened, 2);
 		// The first loser may come back now; the third loss refunds.
 		assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), id));
-		assert_ok!(Escrow::commit(RuntimeOrigin::signed(10), id, c, p));
+		assert_ok!(Escrow::commit(RuntimeOrigin::signed(10), id, c, p, tensors));
 		let _ = Staking::slash_locked(&10, SOLVER_STAKE);
 		Escrow::solver_lost(id);
 		assert!(Tasks::<Test>::get(id).is_none());
@@ -426,8 +460,8 @@ fn a_flood_of_cheap_tasks_cannot_make_a_commit_fail() {
 				assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec(4), MIN_REWARD, t));
 			}
 		}
-		let (c, p) = trace(4);
-		assert_ok!(Escrow::commit(RuntimeOrigin::signed(10), id, c, p));
+		let (c, p, t) = trace(4);
+		assert_ok!(Escrow::commit(RuntimeOrigin::signed(10), id, c, p, t.clone()));
 		assert!(matches!(
 			Tasks::<Test>::get(id).unwrap().state,
 			TaskState::Committed { challenge_until, .. } if challenge_until == due

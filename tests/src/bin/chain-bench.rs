@@ -41,9 +41,11 @@ use serde_json::{json, Value};
 use sp_core::H256;
 use subxt::{dynamic::At, ext::scale_value::Composite, OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::Keypair;
-use trainet_e2e::{adam, node_binary, submit_in_block, Node, NodeConfig};
+use trainet_e2e::{
+	adam, commit_args, made_up_final, node_binary, submit_in_block, Node, NodeConfig,
+};
 use trainet_primitives::{
-	market::{Party, Timeouts, TraceCommitment},
+	market::{Party, Timeouts},
 	referee::Fault,
 	task::{synthetic_dataset, TrainingSpec},
 	trace::{trace_proof, trace_root, TracePoints},
@@ -207,19 +209,20 @@ async fn play(node: &Node, api: &Api, task: u64, case: DisputeCase) -> Result<Di
 	};
 	let steps = case.steps;
 	let points = TracePoints::new(steps, case.interval).context("a checkpoint interval")?;
-	let honest = padded(&prefix(&case.spec, &dataset, None)?, points, b"honest");
-	let liar = padded(&prefix(&case.spec, &dataset, Some(case.fault))?, points, b"liar");
+	let mut honest = padded(&prefix(&case.spec, &dataset, None)?, points, b"honest");
+	let mut liar = padded(&prefix(&case.spec, &dataset, Some(case.fault))?, points, b"liar");
 	let last = points.len() - 1;
+	// The trained prefix ends well before the last entry: both traces end at made-up final
+	// states (of the posted spec's size, which `commit` checks the model hash against).
+	let mut posted = case.spec.clone();
+	posted.steps = steps;
+	let (liar_final, liar_last) = made_up_final(&posted, 1);
+	liar[last as usize] = liar_last;
+	honest[last as usize] = made_up_final(&posted, 2).1;
 	let (solver, verifier) = (&case.solver, &case.verifier);
 	submit_in_block(node, api, solver, "TaskEscrow", "claim", (task,)).await?;
-	let commitment = TraceCommitment {
-		trace_root: trace_root(&liar),
-		steps,
-		final_state: liar[last as usize],
-		model_hash: H256::zero(),
-	};
-	let proof = trace_proof(&liar, last).context("proof")?;
-	submit_in_block(node, api, solver, "TaskEscrow", "commit", (task, commitment, proof)).await?;
+	let args = commit_args(task, &posted, &liar, liar_final)?;
+	submit_in_block(node, api, solver, "TaskEscrow", "commit", args).await?;
 	let proof = trace_proof(&honest, last).context("proof")?;
 	submit_in_block(node, api, verifier, "Challenge", "open", (task, trace_root(&honest), proof))
 		.await?;
@@ -554,19 +557,15 @@ async fn throughput(node: &Node, api: &Api, accounts: &[Keypair], tasks: u32) ->
 	));
 
 	eprintln!("throughput: the tasks committed");
-	let states: Vec<H256> = (0..=spec.steps)
+	let (tensors, last) = made_up_final(&spec, 0);
+	let mut states: Vec<H256> = (0..spec.steps)
 		.map(|i| <sp_core::Blake2Hasher as sp_core::Hasher>::hash(&i.encode()))
 		.collect();
-	let commitment = TraceCommitment {
-		trace_root: trace_root(&states),
-		steps: spec.steps,
-		final_state: states[spec.steps as usize],
-		model_hash: H256::zero(),
-	};
-	let proof = trace_proof(&states, spec.steps).context("proof")?;
+	states.push(last);
+	let (_, commitment, proof, tensors) = commit_args(0, &spec, &states, tensors)?;
 	let commits = (0..tasks)
 		.map(|t| {
-			let args = (first_task + u64::from(t), &commitment, &proof).encode();
+			let args = (first_task + u64::from(t), &commitment, &proof, &tensors).encode();
 			(owner(t), "TaskEscrow", "commit", args)
 		})
 		.collect();

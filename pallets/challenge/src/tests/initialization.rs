@@ -43,13 +43,16 @@ impl Side {
 fn side(spec: &TrainingSpec, data: &[(Vec<f32>, u32)], alter: Option<(usize, usize)>) -> Side {
 	let program = step_program(spec).unwrap();
 	let mut init = initial_state(spec, &program).unwrap();
-	let mut states = TraceRun::new(spec, data, None).unwrap().states;
+	let run = TraceRun::new(spec, data, None).unwrap();
+	let mut states = run.states;
+	let last = real_final(spec, &run.steps.last().unwrap().next);
 	if let Some((tensor, value)) = alter {
 		init[tensor].data[value] += 0.5;
 		states[0] = state_hash(&init);
 		for (t, s) in states.iter_mut().enumerate().skip(1) {
 			*s = H256::from_low_u64_be(0xbad0 + t as u64);
 		}
+		*states.last_mut().unwrap() = other_final(&last, (tensor * 1000 + value) as u64);
 	}
 	assert_eq!(states[0], state_hash(&init));
 	Side { init, states }
@@ -273,7 +276,10 @@ fn reveal_state_outside_the_initialization_game_is_refused() {
 	new_test_ext().execute_with(|| {
 		let (spec, data) = task_spec();
 		let honest = side(&spec, &data, None);
-		let task = committed_task(10, &honest.states);
+		let task = NextTaskId::<Test>::get();
+		assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec.clone(), 500, timeouts()));
+		assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), task));
+		commit(10, task, commitment(&honest.states), &honest.states);
 		let lying = side(&spec, &data, Some((0, 1)));
 		let id = open(task, 20, &lying.states);
 		assert_noop!(

@@ -23,19 +23,26 @@ use trainet_primitives::{
 	trace::{trace_proof, trace_root, TracePoints},
 };
 
-/// The honest trace of a task: `steps + 1` distinct state hashes.
+/// The honest trace of a task of `spec(steps)`: `steps + 1` distinct state hashes, the last
+/// a made-up final state of the spec's size ([`made_up_final`]).
 fn honest(steps: u32) -> Vec<H256> {
-	(0..=steps).map(|t| H256::from_low_u64_be(0x1000 + u64::from(t))).collect()
+	let mut states: Vec<H256> =
+		(0..steps).map(|t| H256::from_low_u64_be(0x1000 + u64::from(t))).collect();
+	states.push(made_up_final(&spec(steps), u64::from(steps)));
+	states
 }
 
 /// `states` with every entry from `from` on replaced by a wrong one (liars that start at
 /// different entries tell different lies).
 fn lie_from(states: &[H256], from: u32) -> Vec<H256> {
+	let last = states.len() - 1;
 	states
 		.iter()
 		.enumerate()
 		.map(|(i, h)| {
-			if i as u32 >= from {
+			if i == last && i as u32 >= from {
+				other_final(h, u64::from(from))
+			} else if i as u32 >= from {
 				H256::from_low_u64_be(0xbad0_0000 + (u64::from(from) << 16) + i as u64)
 			} else {
 				*h
@@ -44,13 +51,28 @@ fn lie_from(states: &[H256], from: u32) -> Vec<H256> {
 		.collect()
 }
 
+/// The commitment to `states`, whose last entry is a final state a test made: its model hash
+/// is that state's parameter part.
 fn commitment(states: &[H256]) -> TraceCommitment {
+	let last = *states.last().unwrap();
 	TraceCommitment {
 		trace_root: trace_root(states),
 		steps: states.len() as u32 - 1,
-		final_state: *states.last().unwrap(),
-		model_hash: H256::repeat_byte(0xaa),
+		final_state: last,
+		model_hash: final_state(&last).model,
 	}
+}
+
+/// `solver` commits the trace `entries` (with `c` its commitment) for `task`.
+fn commit(solver: AccountId, task: u64, c: TraceCommitment, entries: &[H256]) {
+	let last = entries.len() as u32 - 1;
+	assert_ok!(Escrow::commit(
+		RuntimeOrigin::signed(solver),
+		task,
+		c,
+		trace_proof(entries, last).unwrap(),
+		final_state(&c.final_state).tensors
+	));
 }
 
 /// Posts a task of `steps` steps whose honest trace is `honest(steps)`; `solver` claims it
@@ -61,12 +83,7 @@ fn committed_task(solver: AccountId, solver_states: &[H256]) -> u64 {
 	assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec(steps), 500, timeouts()));
 	set_truth(task, honest(steps));
 	assert_ok!(Escrow::claim(RuntimeOrigin::signed(solver), task));
-	assert_ok!(Escrow::commit(
-		RuntimeOrigin::signed(solver),
-		task,
-		commitment(solver_states),
-		trace_proof(solver_states, steps).unwrap()
-	));
+	commit(solver, task, commitment(solver_states), solver_states);
 	task
 }
 
@@ -152,13 +169,7 @@ fn to_leaf(
 	let task = NextTaskId::<Test>::get();
 	assert_ok!(Escrow::submit(RuntimeOrigin::signed(1), spec.clone(), 500, timeouts()));
 	assert_ok!(Escrow::claim(RuntimeOrigin::signed(10), task));
-	let steps = solver.len() as u32 - 1;
-	assert_ok!(Escrow::commit(
-		RuntimeOrigin::signed(10),
-		task,
-		commitment(solver),
-		trace_proof(solver, steps).unwrap()
-	));
+	commit(10, task, commitment(solver), solver);
 	let id = open(task, 20, challenger);
 	play(id, solver, challenger, None);
 	id
@@ -173,6 +184,7 @@ fn locked(who: AccountId) -> Balance {
 }
 
 mod adversary;
+mod availability;
 mod bisection;
 mod deadlines;
 mod initialization;

@@ -63,6 +63,7 @@ fn side(spec: &TrainingSpec, data: &Dataset, lie: Lie) -> Side {
 		_ => None,
 	};
 	let mut run = TraceRun::new(spec, data, fault).unwrap();
+	assert_eq!(real_final(spec, &run.steps.last().unwrap().next), *run.states.last().unwrap());
 	let mut bad = run.steps.swap_remove(BAD_STEP as usize);
 	let mut states = run.states;
 	if let Lie::LastValue(j) = lie {
@@ -74,6 +75,7 @@ fn side(spec: &TrainingSpec, data: &Dataset, lie: Lie) -> Side {
 			state = StepRun::new(spec, t, state, data).unwrap().next;
 			states.push(state_hash(&state));
 		}
+		real_final(spec, &state);
 	}
 	if matches!(lie, Lie::Assembly | Lie::Unchained(_)) {
 		// The next state with one value changed, and the rest of the run from it.
@@ -86,6 +88,7 @@ fn side(spec: &TrainingSpec, data: &Dataset, lie: Lie) -> Side {
 			state = StepRun::new(spec, t, state, data).unwrap().next;
 			states.push(state_hash(&state));
 		}
+		real_final(spec, &state);
 	}
 	let mut ops = bad.op_trace();
 	if let Lie::Unchained(j) = lie {
