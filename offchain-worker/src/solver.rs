@@ -753,12 +753,21 @@ pub async fn demand_availability(
 	task: u64,
 	entry: Option<u32>,
 ) -> Result<(u64, Availability), SolveError> {
-	let not = |why: &str| SolveError::Decode(format!("task {task}: {why}"));
-	let t = chain_task(chain, task).await?.ok_or_else(|| not("not on chain"))?;
-	let TaskState::Committed { solver, .. } = &t.state else {
-		return Err(not("not committed"));
+	let not = |why: &str| SolveError::Task { task, reason: why.into() };
+	// A task still open or being trained: wait for its commitment.
+	let mut waited = false;
+	let (t, solver) = loop {
+		let t = chain_task(chain, task).await?.ok_or_else(|| not("not on chain"))?;
+		if let TaskState::Committed { solver, .. } = &t.state {
+			let solver: [u8; 32] = *solver.as_ref();
+			break (t, solver);
+		}
+		if !waited {
+			tracing::info!(task, "not committed yet: waiting for its solver");
+			waited = true;
+		}
+		tokio::time::sleep(Duration::from_secs(1)).await;
 	};
-	let solver: [u8; 32] = *solver.as_ref();
 	let entry =
 		entry.unwrap_or_else(|| crate::train::trace_points(&t.spec).len().saturating_sub(1));
 	let before = chain.offences(solver).await?;

@@ -32,7 +32,9 @@ use std::{
 use anyhow::{ensure, Context, Result};
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::dev;
-use trainet_e2e::{free_port, ledger, set_round_timeout, worker_binary, Node, NodeConfig};
+use trainet_e2e::{
+	free_port, ledger, set_round_timeout, submit_in_block, worker_binary, Node, NodeConfig,
+};
 use trainet_primitives::{trace::trace_root, UNIT};
 use trainet_worker::{dataset::Dataset, spec_file::SpecFile, train::Training};
 
@@ -292,8 +294,14 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 			&dave_address,
 		],
 	)?)?;
+	// Ferdie, a verifier, makes Dave show on chain that he holds the model he committed to
+	// (an availability challenge); Dave's worker, defending the task, shows the asked rows.
+	let demand = spawn(m.worker("//Ferdie", &["model", "demand", "0", "--register", "100"])?)?;
 	let (solved, verified) = both(solve, verify).await?;
 	let fetched = finish(fetch, Duration::from_secs(60)).await?;
+	let demanded = finish(demand, Duration::from_secs(60)).await?;
+	ensure!(demanded.contains("task 0: the solver showed the asked rows"), "{demanded}");
+	ensure!(solved.contains("showed 4 rows of it"), "{solved}");
 	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
 	// The model she got is the one Dave trained (the state he committed), and it classifies
 	// as a local run of the same spec does.
@@ -340,6 +348,50 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 	ensure!(after + 200 * UNIT > before + 9 * UNIT, "dave's balance {before} -> {after}");
 	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task.is_none(), "the task is still on chain: {task:?}");
+	Ok(())
+}
+
+#[tokio::test]
+async fn a_solver_that_withholds_its_model_is_slashed_and_the_submitter_refunded() -> Result<()> {
+	// Dave trains and commits, then goes away with the model (his worker is killed and never
+	// comes back). Ferdie demands the model on chain: nobody shows the asked rows before the
+	// deadline (shortened by Root to 10 blocks), so Dave loses half his stake and the task,
+	// and Alice takes her reward back.
+	let m = Market::start(4, 40).await?;
+	set_round_timeout(&m.node, &m.api, 10).await?;
+	let mut dave = spawn(m.worker("//Dave", &["solve", "--once", "--register", "200"])?)?;
+	let start = std::time::Instant::now();
+	loop {
+		let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
+		if task["state"]["status"] == "committed" {
+			break;
+		}
+		ensure!(dave.try_wait()?.is_none(), "dave stopped before committing");
+		ensure!(start.elapsed() < Duration::from_secs(180), "no commitment: {task}");
+		tokio::time::sleep(Duration::from_millis(200)).await;
+	}
+	dave.kill()?;
+	dave.wait()?;
+	let demanded = run(m.worker("//Ferdie", &["model", "demand", "0", "--register", "100"])?)?;
+	ensure!(demanded.contains("task 0: the solver did not show the asked rows"), "{demanded}");
+	m.settle(&m.api).await?;
+	let l = ledger(&m.api, &dev::dave()).await?;
+	ensure!(l.active == 100 * UNIT && l.locked == 0, "dave was not slashed: {l:?}");
+	let l = ledger(&m.api, &dev::ferdie()).await?;
+	ensure!(l.active == 100 * UNIT && l.locked == 0, "ferdie's bond: {l:?}");
+	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task["state"]["status"] == "open", "the task was not reopened: {task}");
+	// Alice cancels the reopened task: her reward is no longer held.
+	let alice = dev::alice();
+	submit_in_block(&m.node, &m.api, &alice, "TaskEscrow", "cancel", (0u64,)).await?;
+	m.settle(&m.api).await?;
+	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task.is_none(), "the task is still on chain: {task:?}");
+	let money = trainet_worker::chain::Chain::connect(&m.node.ws_url(), Duration::from_secs(30))
+		.await?
+		.money(alice.public_key().0)
+		.await?;
+	ensure!(money.held == 0, "alice's reward is still held: {money:?}");
 	Ok(())
 }
 
