@@ -45,6 +45,9 @@ use crate::{
 /// A task as the runtime stores it.
 pub type ChainTask = Task<AccountId, Balance, BlockNumber>;
 
+/// A paid task's receipt as the runtime stores it.
+pub type ChainReceipt = trainet_primitives::market::Receipt<AccountId, BlockNumber>;
+
 /// Why solving stopped.
 #[derive(Debug, Error)]
 pub enum SolveError {
@@ -142,6 +145,18 @@ pub async fn chain_task(chain: &Chain, id: u64) -> Result<Option<ChainTask>, Sol
 		.await?;
 	let bytes = sp_core::bytes::from_hex(&raw).map_err(|e| SolveError::Decode(e.to_string()))?;
 	Option::<ChainTask>::decode(&mut &bytes[..]).map_err(|e| SolveError::Decode(e.to_string()))
+}
+
+/// The receipt of task `id`, paid not long ago, if the chain still keeps it.
+pub async fn chain_receipt(chain: &Chain, id: u64) -> Result<Option<ChainReceipt>, SolveError> {
+	let raw: String = chain
+		.rpc(
+			"state_call",
+			vec![Value::from("TrainetApi_receipt"), Value::from(to_hex(&id.encode(), false))],
+		)
+		.await?;
+	let bytes = sp_core::bytes::from_hex(&raw).map_err(|e| SolveError::Decode(e.to_string()))?;
+	Option::<ChainReceipt>::decode(&mut &bytes[..]).map_err(|e| SolveError::Decode(e.to_string()))
 }
 
 /// The first open task this worker can run: training it takes at most `max_memory` bytes

@@ -2,7 +2,7 @@
 //! state without decoding storage by hand.
 
 use crate::{
-	market::{Dispute, DisputeId, Task, TaskId},
+	market::{Dispute, DisputeId, Receipt, Task, TaskId},
 	program::Op,
 	repops::{ShapeError, TensorBits},
 	task::TrainingSpec,
@@ -23,6 +23,9 @@ sp_api::decl_runtime_apis! {
 	{
 		/// A task still in the market (open, claimed or committed), or `None`.
 		fn task(id: TaskId) -> Option<Task<AccountId, Balance, BlockNumber>>;
+
+		/// The receipt of a task paid not long ago (its model's hash and spec), or `None`.
+		fn receipt(id: TaskId) -> Option<Receipt<AccountId, BlockNumber>>;
 
 		/// The disputes still open, with their ids: those against `task` (a few, by id), or,
 		/// without a task, one page of at most `limit` (and [`MAX_DISPUTE_PAGE`]) in storage

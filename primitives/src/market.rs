@@ -238,6 +238,25 @@ impl<AccountId, Balance, BlockNumber: Copy> Task<AccountId, Balance, BlockNumber
 	}
 }
 
+/// What stays on chain of a paid task for a while ([`Receipt::kept_until`]): whom it paid,
+/// what was trained and the commitment, so that the submitter can fetch the model by its hash
+/// and check it after payment, when the task itself has left the market.
+#[derive(
+	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
+)]
+pub struct Receipt<AccountId, BlockNumber> {
+	/// Who posted and paid.
+	pub submitter: AccountId,
+	/// Who was paid.
+	pub solver: AccountId,
+	/// What was trained.
+	pub spec: TrainingSpec,
+	/// The solver's commitment: `final_state` and `model_hash` name the trained model.
+	pub commitment: TraceCommitment,
+	/// The block at whose start the receipt is dropped.
+	pub kept_until: BlockNumber,
+}
+
 /// The stage of a dispute.
 // The operator-level game is the large variant; a dispute is stored (SCALE-encoded, sized by
 // variant) and copied rarely, so boxing it would only add an allocation.

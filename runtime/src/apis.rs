@@ -160,6 +160,10 @@ impl_runtime_apis! {
 			pallet_task_escrow::Tasks::<Runtime>::get(id)
 		}
 
+		fn receipt(id: TaskId) -> Option<trainet_primitives::market::Receipt<AccountId, BlockNumber>> {
+			pallet_task_escrow::Receipts::<Runtime>::get(id)
+		}
+
 		fn open_disputes(
 			task: Option<TaskId>,
 			after: Option<DisputeId>,

@@ -211,6 +211,9 @@ parameter_types! {
 	pub const MaxReopens: u32 = 3;
 	/// Deadlines a block may process per pallet (bounds `on_initialize`).
 	pub const MaxDeadlinesPerBlock: u32 = 256;
+	/// A paid task's receipt (its model's hash and spec) stays a week: the time its submitter
+	/// has to fetch the model.
+	pub const ReceiptLifetime: BlockNumber = 7 * DAYS;
 }
 
 impl pallet_task_escrow::Config for Runtime {
@@ -228,6 +231,7 @@ impl pallet_task_escrow::Config for Runtime {
 	type MaxTimeout = MaxTaskTimeout;
 	type MaxReopens = MaxReopens;
 	type MaxDeadlinesPerBlock = MaxDeadlinesPerBlock;
+	type ReceiptLifetime = ReceiptLifetime;
 	type WeightInfo = pallet_task_escrow::weights::SubstrateWeight<Runtime>;
 }
 

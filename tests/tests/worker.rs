@@ -348,6 +348,23 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 	ensure!(after + 200 * UNIT > before + 9 * UNIT, "dave's balance {before} -> {after}");
 	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task.is_none(), "the task is still on chain: {task:?}");
+	// After payment the task's receipt still names the model: Alice exports it again.
+	let receipt: serde_json::Value = m.node.rpc("trainet_receipt", vec![0.into()]).await?;
+	ensure!(
+		receipt["solver"] == trainet_e2e::ss58(&dave)
+			&& fetched.contains(receipt["modelHash"].as_str().context("a model hash")?),
+		"receipt {receipt}, fetched {fetched}"
+	);
+	let again = m.data_dir.join("model-after-payment");
+	let fetched = run(
+		m.worker("//Alice", &["model", "fetch", "0", "--out", again.to_str().context("path")?])?
+	)?;
+	ensure!(fetched.contains("task 0 was paid; its receipt names the model"), "{fetched}");
+	ensure!(
+		std::fs::read(again.join("model.safetensors"))?
+			== std::fs::read(model_dir.join("model.safetensors"))?,
+		"another model after payment"
+	);
 	Ok(())
 }
 

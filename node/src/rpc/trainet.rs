@@ -45,6 +45,11 @@ pub trait TrainetRpc<BlockHash> {
 	#[method(name = "task")]
 	fn task(&self, id: TaskId, at: Option<BlockHash>) -> RpcResult<Option<Value>>;
 
+	/// The receipt of a task paid not long ago (whom it paid, its spec, the commitment that
+	/// names the model), or `null`.
+	#[method(name = "receipt")]
+	fn receipt(&self, id: TaskId, at: Option<BlockHash>) -> RpcResult<Option<Value>>;
+
 	/// The open disputes against `task`, in order of id; without a task, one page of at most
 	/// `limit` (256 at most and by default) in storage order, after dispute `after`.
 	#[method(name = "openDisputes")]
@@ -84,6 +89,24 @@ where
 		let at = at.unwrap_or_else(|| self.client.info().best_hash);
 		let task = self.client.runtime_api().task(at, id).map_err(runtime_error)?;
 		Ok(task.map(|t| task_json(id, &t)))
+	}
+
+	fn receipt(&self, id: TaskId, at: Option<B::Hash>) -> RpcResult<Option<Value>> {
+		let at = at.unwrap_or_else(|| self.client.info().best_hash);
+		let receipt = self.client.runtime_api().receipt(at, id).map_err(runtime_error)?;
+		Ok(receipt.map(|r| {
+			json!({
+				"task": id,
+				"submitter": account(&r.submitter),
+				"solver": account(&r.solver),
+				"spec": spec_json(&r.spec),
+				"traceRoot": hash(&r.commitment.trace_root),
+				"steps": r.commitment.steps,
+				"finalState": hash(&r.commitment.final_state),
+				"modelHash": hash(&r.commitment.model_hash),
+				"keptUntil": r.kept_until,
+			})
+		}))
 	}
 
 	fn open_disputes(

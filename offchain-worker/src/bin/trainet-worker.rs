@@ -856,17 +856,23 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			use trainet_primitives::market::TaskState;
 			// A task still open or being trained: wait for its commitment.
 			let mut waited = false;
-			let (t, commitment) = loop {
+			let (spec, commitment) = loop {
 				let Some(t) = solver::chain_task(&chain, task).await? else {
+					// Paid: its receipt names the model, for a while.
+					if let Some(r) = solver::chain_receipt(&chain, task).await? {
+						out!("task {task} was paid; its receipt names the model");
+						break (r.spec, r.commitment);
+					}
 					bail!(
-						"task {task} is not on chain: a paid task leaves it. With its final \
-						 state's hash (in its TaskCommitted event) and its spec file, `fetch \
-						 checkpoint` then `model export` give the same files"
+						"task {task} is not on chain, nor its receipt (kept a week after \
+						 payment). With its final state's hash (in its TaskCommitted event) \
+						 and its spec file, `fetch checkpoint` then `model export` give the \
+						 same files"
 					)
 				};
 				if let TaskState::Committed { commitment, .. } = &t.state {
 					let commitment = *commitment;
-					break (t, commitment);
+					break (t.spec, commitment);
 				}
 				if !waited {
 					out!("task {task} is not committed yet: waiting for its solver");
@@ -885,8 +891,17 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			let state = local.checkpoints.get(&h)?.ok_or_else(|| {
 				anyhow!("the final state {h:?} is not in the store after fetching")
 			})?;
-			let manifest = store.get(&t.spec.dataset.root).ok().map(|d| d.manifest);
-			let card = export::export(&t.spec, &state, manifest.as_ref(), Some(task), &out)?;
+			let manifest = store.get(&spec.dataset.root).ok().map(|d| d.manifest);
+			let card = export::export(&spec, &state, manifest.as_ref(), Some(task), &out)?;
+			// The chain checked at commit that the model hash is the final state's parameter
+			// part; the exported parameters hash to it.
+			if card.model_hash != format!("{:?}", commitment.model_hash) {
+				bail!(
+					"the exported model hashes to {}, not to the model hash on chain {:?}",
+					card.model_hash,
+					commitment.model_hash
+				);
+			}
 			print_export(&card, &out)?;
 		}
 		Command::Model { action: ModelAction::Demand { task, entry, register } } => {

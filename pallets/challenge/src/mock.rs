@@ -144,6 +144,7 @@ impl pallet_task_escrow::Config for Test {
 	type MaxTimeout = MaxTimeout;
 	type MaxReopens = MaxReopens;
 	type MaxDeadlinesPerBlock = MaxDeadlinesPerBlock;
+	type ReceiptLifetime = frame_support::traits::ConstU64<30>;
 	type WeightInfo = ();
 }
 

@@ -55,10 +55,10 @@ use frame_support::{
 };
 use frame_system::pallet_prelude::BlockNumberFor;
 use pallet_compute_staking::{Role, StakeInterface};
-use sp_runtime::traits::{Saturating, Zero};
+use sp_runtime::traits::{One, Saturating, Zero};
 use trainet_primitives::{
 	availability::model_hash_matches,
-	market::{StateTensors, Task, TaskId, TaskState, Timeouts, TraceCommitment},
+	market::{Receipt, StateTensors, Task, TaskId, TaskState, Timeouts, TraceCommitment},
 	program::step_program,
 	settle::{self, LeafBudget, Unsettleable},
 	task::{SpecError, TrainingSpec},
@@ -71,6 +71,9 @@ pub type BalanceOf<T> =
 
 /// A task as this pallet stores it.
 pub type TaskOf<T> = Task<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
+
+/// A paid task's receipt as this pallet stores it.
+pub type ReceiptOf<T> = Receipt<<T as frame_system::Config>::AccountId, BlockNumberFor<T>>;
 
 pub use deadline_queue::MAX_DEADLINE_SLIDE;
 
@@ -250,6 +253,11 @@ pub mod pallet {
 		#[pallet::constant]
 		type MaxDeadlinesPerBlock: Get<u32>;
 
+		/// How long a paid task's [`Receipt`] stays on chain, in blocks: the time its
+		/// submitter has to fetch the model by the hash it names.
+		#[pallet::constant]
+		type ReceiptLifetime: Get<BlockNumberFor<Self>>;
+
 		/// Weights of this pallet's calls.
 		type WeightInfo: WeightInfo;
 	}
@@ -279,6 +287,20 @@ pub mod pallet {
 	/// their own, since anyone can post cheap tasks to fill it.
 	#[pallet::storage]
 	pub type ClaimDeadlines<T: Config> = StorageMap<
+		_,
+		Twox64Concat,
+		BlockNumberFor<T>,
+		BoundedVec<TaskId, T::MaxDeadlinesPerBlock>,
+		ValueQuery,
+	>;
+
+	/// The receipts of paid tasks, by task, until their `kept_until`.
+	#[pallet::storage]
+	pub type Receipts<T: Config> = StorageMap<_, Twox64Concat, TaskId, ReceiptOf<T>>;
+
+	/// The receipts dropped at the start of a block, by block.
+	#[pallet::storage]
+	pub type ReceiptExpiries<T: Config> = StorageMap<
 		_,
 		Twox64Concat,
 		BlockNumberFor<T>,
@@ -340,6 +362,12 @@ pub mod pallet {
 		/// Every dispute slot of the task was taken for a while: its challenge window now ends
 		/// at `until` instead.
 		ChallengeWindowExtended { task: TaskId, until: BlockNumberFor<T> },
+		/// The paid task's receipt (its spec and commitment) stays on chain until `until`.
+		ReceiptKept { task: TaskId, until: BlockNumberFor<T> },
+		/// Every expiry queue in reach was full: the paid task keeps no receipt.
+		ReceiptNotKept { task: TaskId },
+		/// The paid task's receipt reached its end and was dropped.
+		ReceiptDropped { task: TaskId },
 	}
 
 	#[pallet::error]
@@ -427,8 +455,20 @@ pub mod pallet {
 				// cannot fail; a failure would only leave the task for `expire`.
 				let _ = Self::do_expire(task, now);
 			}
+			let dropped = ReceiptExpiries::<T>::take(now);
+			for task in &dropped {
+				Receipts::<T>::remove(task);
+				Self::deposit_event(Event::ReceiptDropped { task: *task });
+			}
+			// Each expiry may pay a task, which keeps a receipt; dropping one costs a write.
+			let receipts = T::DbWeight::get()
+				.reads_writes(2, 3)
+				.saturating_mul(u64::from(count))
+				.saturating_add(T::DbWeight::get().writes(1).saturating_mul(dropped.len() as u64));
 			T::WeightInfo::on_initialize(count)
 				.saturating_add(T::WeightInfo::on_initialize(unclaimed))
+				.saturating_add(receipts)
+				.saturating_add(T::DbWeight::get().reads_writes(1, 1))
 		}
 
 		#[cfg(feature = "try-runtime")]
@@ -592,7 +632,7 @@ pub mod pallet {
 		/// unclaimed task, slashes a solver that missed its commitment, pays a committed task
 		/// whose window closed with no dispute open. Anyone may call it.
 		#[pallet::call_index(4)]
-		#[pallet::weight(T::WeightInfo::expire())]
+		#[pallet::weight(T::WeightInfo::expire().saturating_add(T::DbWeight::get().reads_writes(2, 3)))]
 		pub fn expire(origin: OriginFor<T>, task: TaskId) -> DispatchResult {
 			ensure_signed(origin)?;
 			let now = frame_system::Pallet::<T>::block_number();
@@ -705,7 +745,32 @@ pub mod pallet {
 				solver: solver.clone(),
 				reward: t.reward,
 			});
+			Self::keep_receipt(task, t, solver);
 			Ok(())
+		}
+
+		/// Keeps paid task `task`'s receipt for `ReceiptLifetime` blocks (fewer when the queue
+		/// at that block is full and the next ones too: then none).
+		fn keep_receipt(task: TaskId, t: &TaskOf<T>, solver: &T::AccountId) {
+			let TaskState::Committed { commitment, .. } = &t.state else { return };
+			let now = frame_system::Pallet::<T>::block_number();
+			let at = now.saturating_add(T::ReceiptLifetime::get().max(One::one()));
+			let Some(until) = deadline_queue::slot::<ReceiptExpiries<T>, _, _, _>(at) else {
+				Self::deposit_event(Event::ReceiptNotKept { task });
+				return;
+			};
+			let _ = deadline_queue::insert::<ReceiptExpiries<T>, _, _, _>(task, until);
+			Receipts::<T>::insert(
+				task,
+				Receipt {
+					submitter: t.submitter.clone(),
+					solver: solver.clone(),
+					spec: t.spec.clone(),
+					commitment: *commitment,
+					kept_until: until,
+				},
+			);
+			Self::deposit_event(Event::ReceiptKept { task, until });
 		}
 
 		/// What happens when `task`'s deadline has come by `now`.
@@ -762,6 +827,22 @@ pub mod pallet {
 					T::Currency::balance_on_hold(&HoldReason::Reward.into(), &submitter) == sum,
 					"reward hold differs from the submitter's tasks"
 				);
+			}
+			for (id, r) in Receipts::<T>::iter() {
+				ensure!(r.kept_until > now, "a receipt outlived its end");
+				ensure!(
+					ReceiptExpiries::<T>::get(r.kept_until).contains(&id),
+					"a receipt's end is not queued"
+				);
+			}
+			for (block, queue) in ReceiptExpiries::<T>::iter() {
+				ensure!(block > now, "a receipt queue was left behind");
+				for id in queue {
+					ensure!(
+						Receipts::<T>::get(id).is_some_and(|r| r.kept_until == block),
+						"a queued receipt end belongs to no receipt"
+					);
+				}
 			}
 			let queues = Deadlines::<T>::iter()
 				.map(|(b, q)| (Queue::Work, b, q))

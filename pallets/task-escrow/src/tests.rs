@@ -8,8 +8,8 @@
 )]
 
 use crate::{
-	mock::*, ClaimDeadlines, Deadlines, Error, Event, Expiry, HoldReason, NextTaskId, TaskMarket,
-	Tasks,
+	mock::*, ClaimDeadlines, Deadlines, Error, Event, Expiry, HoldReason, NextTaskId,
+	ReceiptExpiries, Receipts, TaskMarket, Tasks,
 };
 use frame_support::{
 	assert_noop, assert_ok,
@@ -340,6 +340,33 @@ fn a_committed_task_is_paid_when_the_window_closes() {
 		assert_eq!(locked(10), 0);
 		System::assert_has_event(Event::TaskFinalized { task: id, solver: 10, reward: 100 }.into());
 		assert_eq!(Balances::total_issuance(), issuance);
+	});
+}
+
+#[test]
+fn a_paid_task_leaves_a_receipt_naming_its_model_for_a_while() {
+	new_test_ext().execute_with(|| {
+		let id = committed(10);
+		let (c, _, _) = trace(4);
+		run_to_block(21);
+		assert!(Tasks::<Test>::get(id).is_none());
+		// The submitter can still learn which model it paid for, and what was trained.
+		let r = Receipts::<Test>::get(id).expect("a receipt");
+		assert_eq!((r.submitter, r.solver, r.commitment), (1, 10, c));
+		assert_eq!(r.spec, spec(4));
+		assert_eq!(r.kept_until, 21 + 30);
+		System::assert_has_event(Event::ReceiptKept { task: id, until: 51 }.into());
+		// It goes at its end (every block's invariants checked on the way).
+		run_to_block(50);
+		assert!(Receipts::<Test>::get(id).is_some());
+		run_to_block(51);
+		assert!(Receipts::<Test>::get(id).is_none());
+		assert!(ReceiptExpiries::<Test>::get(51).is_empty());
+		System::assert_has_event(Event::ReceiptDropped { task: id }.into());
+		// A refunded or cancelled task never paid anyone: no receipt.
+		let open = submit();
+		assert_ok!(Escrow::cancel(RuntimeOrigin::signed(1), open));
+		assert!(Receipts::<Test>::get(open).is_none());
 	});
 }
 

@@ -56,18 +56,18 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `TaskEscrow::ClaimDeadlines` (r:1 w:1)
 	/// Proof: `TaskEscrow::ClaimDeadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:0 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(387), added: 2862, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
 	fn submit() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `184`
 		//  Estimated: `5527`
-		// Minimum execution time: 564_576_000 picoseconds.
-		Weight::from_parts(585_841_000, 5527)
+		// Minimum execution time: 562_980_000 picoseconds.
+		Weight::from_parts(585_181_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(5))
 	}
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(387), added: 2862, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::ClaimDeadlines` (r:1 w:1)
 	/// Proof: `TaskEscrow::ClaimDeadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:1 w:1)
@@ -76,15 +76,15 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(85), added: 2560, mode: `MaxEncodedLen`)
 	fn cancel() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `526`
+		//  Measured:  `558`
 		//  Estimated: `5527`
-		// Minimum execution time: 417_668_000 picoseconds.
-		Weight::from_parts(434_822_000, 5527)
+		// Minimum execution time: 415_211_000 picoseconds.
+		Weight::from_parts(429_267_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(387), added: 2862, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
 	/// Storage: `Slashing::Offences` (r:1 w:0)
 	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:1 w:1)
@@ -95,28 +95,28 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Proof: `TaskEscrow::ClaimDeadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	fn claim() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `412`
+		//  Measured:  `444`
 		//  Estimated: `5527`
-		// Minimum execution time: 299_245_000 picoseconds.
-		Weight::from_parts(312_075_000, 5527)
+		// Minimum execution time: 301_545_000 picoseconds.
+		Weight::from_parts(314_479_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(387), added: 2862, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	fn commit() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `325`
+		//  Measured:  `389`
 		//  Estimated: `10064`
-		// Minimum execution time: 273_122_000 picoseconds.
-		Weight::from_parts(288_951_000, 10064)
+		// Minimum execution time: 786_418_000 picoseconds.
+		Weight::from_parts(843_990_000, 10064)
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(387), added: 2862, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:1 w:1)
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `ComputeStaking::Ledgers` (r:1 w:1)
@@ -129,10 +129,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
 	fn expire() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `858`
+		//  Measured:  `890`
 		//  Estimated: `6196`
-		// Minimum execution time: 850_218_000 picoseconds.
-		Weight::from_parts(912_689_000, 6196)
+		// Minimum execution time: 841_576_000 picoseconds.
+		Weight::from_parts(869_523_000, 6196)
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(8))
 	}
@@ -141,7 +141,7 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `TaskEscrow::ClaimDeadlines` (r:1 w:0)
 	/// Proof: `TaskEscrow::ClaimDeadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:256 w:256)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(387), added: 2862, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
 	/// Storage: `ComputeStaking::Ledgers` (r:1 w:1)
 	/// Proof: `ComputeStaking::Ledgers` (`max_values`: None, `max_size`: Some(403), added: 2878, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:257 w:257)
@@ -153,17 +153,17 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// The range of component `n` is `[0, 256]`.
 	fn on_initialize(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `385 + n * (396 ±0)`
-		//  Estimated: `5527 + n * (2862 ±0)`
-		// Minimum execution time: 44_184_000 picoseconds.
-		Weight::from_parts(45_119_000, 5527)
-			// Standard Error: 81_043_032
-			.saturating_add(Weight::from_parts(1_421_500_873, 0).saturating_mul(n.into()))
+		//  Measured:  `385 + n * (428 ±0)`
+		//  Estimated: `5527 + n * (2894 ±0)`
+		// Minimum execution time: 44_053_000 picoseconds.
+		Weight::from_parts(25_171_326_330, 5527)
+			// Standard Error: 68_792_618
+			.saturating_add(Weight::from_parts(672_069_146, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(n.into())))
-			.saturating_add(Weight::from_parts(0, 2862).saturating_mul(n.into()))
+			.saturating_add(Weight::from_parts(0, 2894).saturating_mul(n.into()))
 	}
 }
 
@@ -173,59 +173,59 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `184`
 		//  Estimated: `5527`
-		// Minimum execution time: 564_576_000 picoseconds.
-		Weight::from_parts(585_841_000, 5527)
+		// Minimum execution time: 562_980_000 picoseconds.
+		Weight::from_parts(585_181_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(4))
 			.saturating_add(RocksDbWeight::get().writes(5))
 	}
 	fn cancel() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `526`
+		//  Measured:  `558`
 		//  Estimated: `5527`
-		// Minimum execution time: 417_668_000 picoseconds.
-		Weight::from_parts(434_822_000, 5527)
+		// Minimum execution time: 415_211_000 picoseconds.
+		Weight::from_parts(429_267_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(4))
 			.saturating_add(RocksDbWeight::get().writes(4))
 	}
 	fn claim() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `412`
+		//  Measured:  `444`
 		//  Estimated: `5527`
-		// Minimum execution time: 299_245_000 picoseconds.
-		Weight::from_parts(312_075_000, 5527)
+		// Minimum execution time: 301_545_000 picoseconds.
+		Weight::from_parts(314_479_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(5))
 			.saturating_add(RocksDbWeight::get().writes(4))
 	}
 	fn commit() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `325`
+		//  Measured:  `389`
 		//  Estimated: `10064`
-		// Minimum execution time: 273_122_000 picoseconds.
-		Weight::from_parts(288_951_000, 10064)
+		// Minimum execution time: 786_418_000 picoseconds.
+		Weight::from_parts(843_990_000, 10064)
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
 	fn expire() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `858`
+		//  Measured:  `890`
 		//  Estimated: `6196`
-		// Minimum execution time: 850_218_000 picoseconds.
-		Weight::from_parts(912_689_000, 6196)
+		// Minimum execution time: 841_576_000 picoseconds.
+		Weight::from_parts(869_523_000, 6196)
 			.saturating_add(RocksDbWeight::get().reads(8))
 			.saturating_add(RocksDbWeight::get().writes(8))
 	}
 	fn on_initialize(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `385 + n * (396 ±0)`
-		//  Estimated: `5527 + n * (2862 ±0)`
-		// Minimum execution time: 44_184_000 picoseconds.
-		Weight::from_parts(45_119_000, 5527)
-			// Standard Error: 81_043_032
-			.saturating_add(Weight::from_parts(1_421_500_873, 0).saturating_mul(n.into()))
+		//  Measured:  `385 + n * (428 ±0)`
+		//  Estimated: `5527 + n * (2894 ±0)`
+		// Minimum execution time: 44_053_000 picoseconds.
+		Weight::from_parts(25_171_326_330, 5527)
+			// Standard Error: 68_792_618
+			.saturating_add(Weight::from_parts(672_069_146, 0).saturating_mul(n.into()))
 			.saturating_add(RocksDbWeight::get().reads(5))
 			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(n.into())))
 			.saturating_add(RocksDbWeight::get().writes(3))
 			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(n.into())))
-			.saturating_add(Weight::from_parts(0, 2862).saturating_mul(n.into()))
+			.saturating_add(Weight::from_parts(0, 2894).saturating_mul(n.into()))
 	}
 }
