@@ -73,3 +73,58 @@ fn an_exported_model_is_the_trained_parameters_bit_for_bit() {
 	let e = model.accuracy(&other).unwrap_err().to_string();
 	assert!(e.contains("the model takes 4 features"), "{e}");
 }
+
+/// The exported model in a plain burn program that knows nothing of Trainet
+/// (`examples/load-model`, its own crate on burn alone): it reads the card, loads the burn
+/// record into its own `Mlp`, prepares raw CSV rows as the card says (min-max here) and
+/// classifies them exactly as the worker's evaluation does.
+#[test]
+fn a_plain_burn_program_loads_the_exported_model() {
+	let dir = tempfile::tempdir().unwrap();
+	let names = ["ant", "bee", "cat"];
+	// Raw rows far from [0, 1], so that the card's preprocessing matters.
+	let synthetic = Dataset::synthetic(9, 150, 4, 3);
+	let raw: Vec<(Vec<f32>, u32)> = synthetic
+		.samples
+		.iter()
+		.map(|(x, y)| (x.iter().map(|v| v * 40.0 - 7.0).collect(), *y))
+		.collect();
+	let row = |x: &[f32]| x.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+	let mut csv = String::new();
+	let mut inputs = String::new();
+	for (x, y) in &raw {
+		csv += &format!("{},{}\n", row(x), names[*y as usize]);
+		inputs += &format!("{}\n", row(x));
+	}
+	let path = dir.path().join("data.csv");
+	std::fs::write(&path, csv).unwrap();
+	let data = import::csv(&path, None, Scaling::MinMax).unwrap();
+	let adam = Optimizer::adam(0.02);
+	let mut spec = TrainingSpec::example_mlp(&[4, 8, 3], adam, 16).with_dataset(data.commitment());
+	spec.steps = 60;
+	let mut run = Training::new(spec.clone(), data.clone()).unwrap();
+	run.trace(|_| {}).unwrap();
+	let out = dir.path().join("model");
+	export::export(&spec, run.state(), Some(&data.manifest), None, &out).unwrap();
+	let input_path = dir.path().join("inputs.csv");
+	std::fs::write(&input_path, inputs).unwrap();
+
+	let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/load-model/Cargo.toml");
+	let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+	let ran = std::process::Command::new(cargo)
+		.args(["run", "--quiet", "--offline", "--locked", "--manifest-path", manifest, "--"])
+		.arg(&out)
+		.arg(&input_path)
+		.output()
+		.unwrap();
+	let stdout = String::from_utf8_lossy(&ran.stdout);
+	assert!(ran.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&ran.stderr));
+	let predicted: Vec<&str> =
+		stdout.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+	assert_eq!(predicted.len(), raw.len());
+	let right = predicted.iter().zip(&raw).filter(|(p, (_, y))| **p == names[*y as usize]).count();
+	let accuracy = right as f32 / raw.len() as f32;
+	let worker = export::load(&out).unwrap().accuracy(&data).unwrap();
+	assert_eq!(accuracy, worker, "the plain burn program: {stdout}");
+	assert!(worker > 0.6, "the model learned little: {worker}");
+}
