@@ -1,4 +1,5 @@
-//! Bringing a buyer's own data in: CSV files, NumPy `.npy`/`.npz` arrays and folders of images, turned into the
+//! Bringing a buyer's own data in: CSV files, NumPy `.npy`/`.npz` arrays, folders of images and
+//! text corpora (as token ids for next-token prediction), turned into the
 //! canonical samples a task's spec commits to, with a manifest that records where they came
 //! from, what the classes are called and how the values were preprocessed.
 //!
@@ -315,6 +316,63 @@ pub fn images(dir: &Path, size: (u32, u32), grey: bool) -> Result<Dataset, Impor
 		..Manifest::default()
 	};
 	finish(dir, features, labels, manifest, Scaling::None)
+}
+
+/// Imports a text corpus for next-token prediction: the tokens are the text's characters
+/// (Unicode scalar values), the vocabulary their distinct values in sorted order (the class
+/// names); each position after the first `context` gives a sample whose features are the ids
+/// of the `context` tokens before it (`t-context .. t-1`, as numbers) and whose label is the
+/// id of the token at it. The file must be UTF-8; an error names the line of a bad byte.
+pub fn text(path: &Path, context: u32) -> Result<Dataset, ImportError> {
+	let unusable = |reason: String| ImportError::Unusable { path: path.into(), reason };
+	let bytes =
+		std::fs::read(path).map_err(|source| ImportError::Io { path: path.into(), source })?;
+	let text = std::str::from_utf8(&bytes).map_err(|e| {
+		let at = e.valid_up_to();
+		let line = bytes.get(..at).map_or(0, |b| b.iter().filter(|c| **c == b'\n').count());
+		ImportError::Row {
+			path: path.into(),
+			row: line as u64 + 1,
+			reason: format!("byte {at} is not UTF-8 text"),
+		}
+	})?;
+	if context == 0 || context > trainet_primitives::task::MAX_WIDTH {
+		return Err(unusable(format!(
+			"a context of {context} tokens: from 1 to {}",
+			trainet_primitives::task::MAX_WIDTH
+		)));
+	}
+	let tokens: Vec<char> = text.chars().collect();
+	let vocabulary: Vec<char> =
+		tokens.iter().copied().collect::<BTreeSet<char>>().into_iter().collect();
+	if vocabulary.len() > trainet_primitives::task::MAX_WIDTH as usize {
+		return Err(unusable(format!(
+			"{} distinct characters: a model's output is at most {} wide",
+			vocabulary.len(),
+			trainet_primitives::task::MAX_WIDTH
+		)));
+	}
+	let id = |c: &char| vocabulary.binary_search(c).unwrap_or(0) as u32;
+	let ids: Vec<u32> = tokens.iter().map(id).collect();
+	let window = context as usize;
+	if ids.len() <= window {
+		return Err(unusable(format!(
+			"{} characters: a context of {context} needs more to make a sample",
+			ids.len()
+		)));
+	}
+	let features: Vec<Vec<f32>> =
+		ids.windows(window).map(|w| w.iter().map(|t| *t as f32).collect()).collect();
+	let labels: Vec<u32> = ids.iter().skip(window).copied().collect();
+	let features: Vec<Vec<f32>> = features.into_iter().take(labels.len()).collect();
+	let manifest = Manifest {
+		source: "text".into(),
+		dtype: "char".into(),
+		feature_names: (1..=context).rev().map(|k| format!("t-{k}")).collect(),
+		labels: Labels::Classes(vocabulary.iter().map(|c| c.to_string()).collect()),
+		preprocessing: Preprocessing::None,
+	};
+	finish(path, features, labels, manifest, Scaling::None)
 }
 
 /// An `.npy` array of any integer or float dtype, as `f64` (exact for every dtype but 64-bit

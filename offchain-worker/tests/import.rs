@@ -243,3 +243,38 @@ fn an_image_folder_imports_the_same_every_time() {
 	let e = import::images(&root, (4, 3), true).unwrap_err().to_string();
 	assert!(e.contains("dog/c.png: image: not an image that can be read"), "{e}");
 }
+
+/// A text corpus for next-token prediction: the characters are the classes, each sample the
+/// ids of the context before a position and its label the character there; a second import
+/// gives the same root; bad text is refused with its line.
+#[test]
+fn a_text_corpus_imports_the_same_every_time() {
+	let dir = tempfile::tempdir().unwrap();
+	let path = write(dir.path(), "corpus.txt", "abba cab\nbaca abc\n");
+	let data = import::text(&path, 3).unwrap();
+	// Vocabulary in sorted order: "\n", " ", "a", "b", "c".
+	let Labels::Classes(names) = &data.manifest.labels;
+	assert_eq!(names, &["\n", " ", "a", "b", "c"]);
+	assert_eq!((data.features, data.classes), (3, 5));
+	assert_eq!(data.samples.len(), 18 - 3);
+	// "abb" -> "a", then "bba" -> " ".
+	assert_eq!(data.samples[0], (vec![2.0, 3.0, 3.0], 2));
+	assert_eq!(data.samples[1], (vec![3.0, 3.0, 2.0], 1));
+	assert_eq!(data.manifest.feature_names, ["t-3", "t-2", "t-1"]);
+	assert_eq!(data.manifest.source, "text");
+	assert_eq!(import::text(&path, 3).unwrap().root(), data.root());
+	assert_ne!(import::text(&path, 4).unwrap().root(), data.root());
+
+	// Not UTF-8 on line 2; too short for the context; no context; one character only.
+	let bad = dir.path().join("bad.txt");
+	std::fs::write(&bad, b"fine\nbro\xffken\n").unwrap();
+	let e = import::text(&bad, 2).unwrap_err().to_string();
+	assert!(e.contains("bad.txt: row 2: byte 8 is not UTF-8 text"), "{e}");
+	let e = import::text(&path, 40).unwrap_err().to_string();
+	assert!(e.contains("18 characters: a context of 40 needs more"), "{e}");
+	let e = import::text(&path, 0).unwrap_err().to_string();
+	assert!(e.contains("a context of 0 tokens"), "{e}");
+	let same = write(dir.path(), "same.txt", "aaaaaa");
+	let e = import::text(&same, 2).unwrap_err().to_string();
+	assert!(e.contains("1 class: a classifier needs two or more"), "{e}");
+}

@@ -402,6 +402,19 @@ enum ImportFormat {
 		#[arg(long)]
 		held_out: Option<usize>,
 	},
+	/// A UTF-8 text corpus for next-token prediction: its characters are the tokens (the
+	/// classes, in sorted order); each sample is the ids of `--context` tokens and its label
+	/// the id of the next one.
+	Text {
+		/// The file.
+		file: PathBuf,
+		/// Tokens a sample sees before the one it predicts.
+		#[arg(long, default_value_t = 8)]
+		context: u32,
+		/// Keeps every `N`-th sample out of the training set, stored as a second dataset.
+		#[arg(long)]
+		held_out: Option<usize>,
+	},
 	/// Features and labels as two arrays of an `.npz` archive (`numpy.savez`, compressed or
 	/// not).
 	Npz {
@@ -475,7 +488,21 @@ fn describe(m: &trainet_primitives::dataset::Manifest) -> String {
 		parts.push(format!("from {} ({})", m.source, m.dtype));
 	}
 	if let Some(names) = m.class_names() {
-		parts.push(format!("classes {}", names.join(", ")));
+		// Text corpora's classes are characters: show spaces and control characters escaped.
+		let shown: Vec<String> = names
+			.iter()
+			.map(|n| match n.as_str() {
+				" " => "' '".to_string(),
+				n if n.chars().any(|c| c.is_control() || c == ',') => format!("{n:?}"),
+				n => n.to_string(),
+			})
+			.collect();
+		let more = shown.len().saturating_sub(40);
+		let mut list = shown.into_iter().take(40).collect::<Vec<_>>().join(", ");
+		if more > 0 {
+			list += &format!(" and {more} more");
+		}
+		parts.push(format!("{} classes: {list}", names.len()));
 	}
 	parts.push(
 		match &m.preprocessing {
@@ -592,6 +619,9 @@ fn run(cli: Cli) -> Result<()> {
 					}
 					ImportFormat::Images { dir, size, grey, held_out } => {
 						(import::images(&dir, size, grey)?, held_out)
+					}
+					ImportFormat::Text { file, context, held_out } => {
+						(import::text(&file, context)?, held_out)
 					}
 				},
 				DatasetSource::Synthetic { seed, samples, features, classes } => {
