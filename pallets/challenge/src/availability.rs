@@ -24,17 +24,12 @@ impl<T: Config> Pallet<T> {
 		task: TaskId,
 		point: u32,
 	) -> DispatchResult {
-		let target = T::Tasks::challengeable(task)?;
-		ensure!(target.solver != challenger, Error::<T>::OwnTask);
-		ensure!(!TaskDisputes::<T>::contains_key(task, &challenger), Error::<T>::AlreadyDisputing);
-		let count = DisputeCount::<T>::get(task);
-		ensure!(count < T::MaxDisputesPerTask::get(), Error::<T>::TooManyDisputes);
+		let (target, count) = Self::admissible(task, &challenger)?;
 		let points = target.points;
 		ensure!(point < points.len(), Error::<T>::NoSuchEntry);
 		let last = points.len().checked_sub(1).ok_or(Error::<T>::Overflow)?;
 		let bisection = Bisection::new(last).ok_or(Error::<T>::Overflow)?;
 		let id = NextDisputeId::<T>::get();
-		let next = id.checked_add(1).ok_or(Error::<T>::Overflow)?;
 		// The rows are drawn from the parent block's hash, which nobody knew when the request
 		// was signed (a block author could grind it only by withholding blocks).
 		let seed = <sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(
@@ -42,27 +37,17 @@ impl<T: Config> Pallet<T> {
 		);
 		let chunks = draw_chunks(&seed, &Self::state_shapes(task)?);
 		ensure!(chunks.len() as u32 == AVAILABILITY_CHUNKS, Error::<T>::TaskNotFound);
-		let bond = T::ChallengeBond::get();
 		let now = frame_system::Pallet::<T>::block_number();
 		let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()));
-		// The last check, and the first write: locking checks the role and the free stake.
-		T::Stake::lock(&challenger, Role::Verifier, bond)?;
-		Self::enqueue(id, deadline);
-		NextDisputeId::<T>::put(next);
-		TaskDisputes::<T>::insert(task, &challenger, id);
-		DisputeCount::<T>::insert(task, count.saturating_add(1));
-		if count.saturating_add(1) >= T::MaxDisputesPerTask::get() {
-			FullSince::<T>::insert(task, now);
-		}
-		let root = target.commitment.trace_root;
-		let final_state = target.commitment.final_state;
-		Disputes::<T>::insert(
+		let (root, final_state) = (target.commitment.trace_root, target.commitment.final_state);
+		Self::book(
 			id,
+			count,
 			Dispute {
 				task,
 				solver: target.solver,
 				challenger: challenger.clone(),
-				bond,
+				bond: T::ChallengeBond::get(),
 				solver_stake: target.solver_stake,
 				// Only the solver's trace is in question: both sides name it.
 				roots: Sides::new(root, root),
@@ -76,7 +61,7 @@ impl<T: Config> Pallet<T> {
 				}),
 				deadline,
 			},
-		);
+		)?;
 		Self::deposit_event(Event::AvailabilityRequested {
 			dispute: id,
 			task,

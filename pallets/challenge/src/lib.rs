@@ -531,14 +531,7 @@ pub mod pallet {
 			final_proof: TraceProof,
 		) -> DispatchResult {
 			let challenger = ensure_signed(origin)?;
-			let target = T::Tasks::challengeable(task)?;
-			ensure!(target.solver != challenger, Error::<T>::OwnTask);
-			ensure!(
-				!TaskDisputes::<T>::contains_key(task, &challenger),
-				Error::<T>::AlreadyDisputing
-			);
-			let count = DisputeCount::<T>::get(task);
-			ensure!(count < T::MaxDisputesPerTask::get(), Error::<T>::TooManyDisputes);
+			let (target, count) = Self::admissible(task, &challenger)?;
 			let points = target.points;
 			let last = points.len().checked_sub(1).ok_or(Error::<T>::Overflow)?;
 			ensure!(
@@ -549,27 +542,16 @@ pub mod pallet {
 			let bisection = Bisection::new(last).ok_or(Error::<T>::Overflow)?;
 			let position = bisection.midpoint().ok_or(Error::<T>::Overflow)?;
 			let id = NextDisputeId::<T>::get();
-			let next = id.checked_add(1).ok_or(Error::<T>::Overflow)?;
-			let bond = T::ChallengeBond::get();
 			let now = frame_system::Pallet::<T>::block_number();
 			let deadline = Self::slot(now.saturating_add(T::RoundTimeout::get()));
-			// The last check, and the first write: locking checks the role and the free stake,
-			// names what is missing and fails before changing anything.
-			T::Stake::lock(&challenger, Role::Verifier, bond)?;
-			Self::enqueue(id, deadline);
-			NextDisputeId::<T>::put(next);
-			TaskDisputes::<T>::insert(task, &challenger, id);
-			DisputeCount::<T>::insert(task, count.saturating_add(1));
-			if count.saturating_add(1) >= T::MaxDisputesPerTask::get() {
-				FullSince::<T>::insert(task, now);
-			}
-			Disputes::<T>::insert(
+			Self::book(
 				id,
+				count,
 				Dispute {
 					task,
 					solver: target.solver,
 					challenger: challenger.clone(),
-					bond,
+					bond: T::ChallengeBond::get(),
 					solver_stake: target.solver_stake,
 					roots: Sides::new(target.commitment.trace_root, root),
 					points,
@@ -579,7 +561,7 @@ pub mod pallet {
 					phase: DisputePhase::Bisecting { round: 0, reveals: Sides::none() },
 					deadline,
 				},
-			);
+			)?;
 			Self::deposit_event(Event::DisputeOpened {
 				dispute: id,
 				task,
@@ -820,6 +802,45 @@ pub mod pallet {
 		pub fn ending_others() -> Weight {
 			T::WeightInfo::timeout(T::MaxDisputesPerTask::get())
 				.saturating_sub(T::WeightInfo::timeout(0))
+		}
+
+		/// What opening a dispute of `challenger` against `task` needs now: the task in its
+		/// challenge window, not the challenger's own, no other dispute of the challenger's on
+		/// it, a free slot. Returns the task as a target and how many disputes it has open.
+		pub(crate) fn admissible(
+			task: TaskId,
+			challenger: &T::AccountId,
+		) -> Result<
+			(pallet_task_escrow::ChallengeTarget<T::AccountId, BalanceOf<T>>, u32),
+			DispatchError,
+		> {
+			let target = T::Tasks::challengeable(task)?;
+			ensure!(target.solver != *challenger, Error::<T>::OwnTask);
+			ensure!(
+				!TaskDisputes::<T>::contains_key(task, challenger),
+				Error::<T>::AlreadyDisputing
+			);
+			let count = DisputeCount::<T>::get(task);
+			ensure!(count < T::MaxDisputesPerTask::get(), Error::<T>::TooManyDisputes);
+			Ok((target, count))
+		}
+
+		/// Enters new dispute `d` with id `id` (the next one) in every book, its task having
+		/// `count` open before it: locks the challenger's bond (the last check and the first
+		/// write: locking checks the role and the free stake, names what is missing and fails
+		/// before changing anything), queues the deadline, counts the slot.
+		pub(crate) fn book(id: DisputeId, count: u32, d: DisputeOf<T>) -> DispatchResult {
+			let next = id.checked_add(1).ok_or(Error::<T>::Overflow)?;
+			T::Stake::lock(&d.challenger, Role::Verifier, d.bond)?;
+			Self::enqueue(id, d.deadline);
+			NextDisputeId::<T>::put(next);
+			TaskDisputes::<T>::insert(d.task, &d.challenger, id);
+			DisputeCount::<T>::insert(d.task, count.saturating_add(1));
+			if count.saturating_add(1) >= T::MaxDisputesPerTask::get() {
+				FullSince::<T>::insert(d.task, frame_system::Pallet::<T>::block_number());
+			}
+			Disputes::<T>::insert(id, d);
+			Ok(())
 		}
 
 		/// Which side `who` is in dispute `d`.
