@@ -128,6 +128,10 @@ use trainet_primitives::{
 pub type BalanceOf<T> =
 	<<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
 
+/// A committed task as a dispute's target.
+pub type TargetOf<T> =
+	pallet_task_escrow::ChallengeTarget<<T as frame_system::Config>::AccountId, BalanceOf<T>>;
+
 /// A dispute as this pallet stores it.
 pub type DisputeOf<T> =
 	Dispute<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
@@ -810,10 +814,7 @@ pub mod pallet {
 		pub(crate) fn admissible(
 			task: TaskId,
 			challenger: &T::AccountId,
-		) -> Result<
-			(pallet_task_escrow::ChallengeTarget<T::AccountId, BalanceOf<T>>, u32),
-			DispatchError,
-		> {
+		) -> Result<(TargetOf<T>, u32), DispatchError> {
 			let target = T::Tasks::challengeable(task)?;
 			ensure!(target.solver != *challenger, Error::<T>::OwnTask);
 			ensure!(
