@@ -134,29 +134,29 @@ pub async fn next_task_id(chain: &Chain) -> Result<u64, SolveError> {
 	u64::decode(&mut &bytes[..]).map_err(|e| SolveError::Decode(e.to_string()))
 }
 
+/// Calls runtime API function `method` (`TrainetApi_task`, ...) with SCALE-encoded `args` at
+/// the best block and decodes its answer.
+async fn runtime_api<R: Decode>(
+	chain: &Chain,
+	method: &str,
+	args: impl Encode,
+) -> Result<R, SolveError> {
+	let raw: String = chain
+		.rpc("state_call", vec![Value::from(method), Value::from(to_hex(&args.encode(), false))])
+		.await?;
+	let bytes = sp_core::bytes::from_hex(&raw).map_err(|e| SolveError::Decode(e.to_string()))?;
+	R::decode(&mut &bytes[..]).map_err(|e| SolveError::Decode(format!("{method}: {e}")))
+}
+
 /// Task `id` as the runtime stores it (through the `TrainetApi_task` runtime API), or `None`
 /// once it has ended.
 pub async fn chain_task(chain: &Chain, id: u64) -> Result<Option<ChainTask>, SolveError> {
-	let raw: String = chain
-		.rpc(
-			"state_call",
-			vec![Value::from("TrainetApi_task"), Value::from(to_hex(&id.encode(), false))],
-		)
-		.await?;
-	let bytes = sp_core::bytes::from_hex(&raw).map_err(|e| SolveError::Decode(e.to_string()))?;
-	Option::<ChainTask>::decode(&mut &bytes[..]).map_err(|e| SolveError::Decode(e.to_string()))
+	runtime_api(chain, "TrainetApi_task", id).await
 }
 
 /// The receipt of task `id`, paid not long ago, if the chain still keeps it.
 pub async fn chain_receipt(chain: &Chain, id: u64) -> Result<Option<ChainReceipt>, SolveError> {
-	let raw: String = chain
-		.rpc(
-			"state_call",
-			vec![Value::from("TrainetApi_receipt"), Value::from(to_hex(&id.encode(), false))],
-		)
-		.await?;
-	let bytes = sp_core::bytes::from_hex(&raw).map_err(|e| SolveError::Decode(e.to_string()))?;
-	Option::<ChainReceipt>::decode(&mut &bytes[..]).map_err(|e| SolveError::Decode(e.to_string()))
+	runtime_api(chain, "TrainetApi_receipt", id).await
 }
 
 /// The first open task this worker can run: training it takes at most `max_memory` bytes

@@ -57,6 +57,14 @@ fn request(task: u64, who: AccountId, point: u32) -> (u64, Chunks) {
 	(id, game.chunks)
 }
 
+/// The block at whose start committed task `task`'s challenge window closes.
+fn window_end(task: u64) -> u64 {
+	match Tasks::<Test>::get(task).unwrap().state {
+		TaskState::Committed { challenge_until, .. } => challenge_until,
+		other => panic!("not committed: {other:?}"),
+	}
+}
+
 fn honest_answer(t: &Trained, point: u32, chunks: &Chunks) -> AvailabilityAnswer {
 	answer(&t.hashes, point, &t.states[point as usize], chunks).unwrap()
 }
@@ -94,10 +102,7 @@ fn a_solver_that_shows_its_model_keeps_the_task_and_takes_the_bond() {
 		assert_eq!(Balances::balance(&10), before + share);
 		assert_eq!(Balances::total_issuance(), issuance - (BOND - share));
 		// The task stands and is paid when its window closes.
-		let TaskState::Committed { challenge_until, .. } = Tasks::<Test>::get(task).unwrap().state
-		else {
-			panic!("still committed")
-		};
+		let challenge_until = window_end(task);
 		run_to_block(challenge_until);
 		assert!(Tasks::<Test>::get(task).is_none());
 		check_invariants(System::block_number());
@@ -136,10 +141,7 @@ fn the_reward_waits_for_an_open_availability_challenge() {
 	new_test_ext().execute_with(|| {
 		let t = trained();
 		let task = committed(&t);
-		let TaskState::Committed { challenge_until, .. } = Tasks::<Test>::get(task).unwrap().state
-		else {
-			panic!("committed")
-		};
+		let challenge_until = window_end(task);
 		// Asked in the window's last block: the window closes with the challenge open.
 		run_to_block(challenge_until - 1);
 		let (id, chunks) = request(task, 20, 1);
@@ -250,10 +252,7 @@ fn requests_and_answers_are_checked() {
 			Error::<Test>::DeadlinePassed
 		);
 		// After the window, no request.
-		let TaskState::Committed { challenge_until, .. } = Tasks::<Test>::get(task).unwrap().state
-		else {
-			panic!("committed")
-		};
+		let challenge_until = window_end(task);
 		System::set_block_number(challenge_until);
 		assert_noop!(
 			Challenge::request_availability(RuntimeOrigin::signed(22), task, STEPS),
