@@ -692,12 +692,7 @@ async fn check_task(
 	}
 	// A dispute of this worker's own still open (it restarted mid-dispute): recompute, then
 	// fight it on instead of opening another.
-	let me = crate::chain::address(signer);
-	let mine = |open: &[Value]| {
-		open.iter().find(|d| d["challenger"] == me.as_str()).and_then(|d| d["id"].as_u64())
-	};
-	let open: Vec<Value> = chain.rpc("trainet_openDisputes", vec![Value::from(id)]).await?;
-	let resumed = mine(&open);
+	let resumed = my_dispute(chain, signer, id).await?;
 	metrics().tasks_verified.inc();
 	if let (Some((p2p, transitions)), None) = (sampling, resumed) {
 		match sample(p2p, &task.spec, &data, commitment, transitions, fault).await? {
@@ -733,8 +728,8 @@ async fn check_task(
 			let proof = trace_proof(&states, last_entry).ok_or(SolveError::NoProof(steps))?;
 			chain.submit(signer, "Challenge", "open", (id, trace_root(&states), proof)).await?;
 			metrics().challenges_opened.inc();
-			let open: Vec<Value> = chain.rpc("trainet_openDisputes", vec![Value::from(id)]).await?;
-			mine(&open)
+			my_dispute(chain, signer, id)
+				.await?
 				.ok_or_else(|| SolveError::Decode("the dispute just opened is not listed".into()))?
 		}
 	};
@@ -747,6 +742,35 @@ async fn check_task(
 		None => false,
 	};
 	Ok(Some(if lost { Verdict::CaughtCheating(id) } else { Verdict::ChallengeFailed(id) }))
+}
+
+/// The open dispute of this worker's (`signer` as challenger) against task `task`, if any.
+async fn my_dispute(chain: &Chain, signer: &Keypair, task: u64) -> Result<Option<u64>, SolveError> {
+	let me = crate::chain::address(signer);
+	let open: Vec<Value> = chain.rpc("trainet_openDisputes", vec![Value::from(task)]).await?;
+	Ok(open.iter().find(|d| d["challenger"] == me.as_str()).and_then(|d| d["id"].as_u64()))
+}
+
+/// Task `task` once it is committed, with its solver and commitment, waiting while it is open
+/// or being trained (`waiting` is called once, when it has to wait); `None` when it is not on
+/// chain (never posted, or ended).
+pub async fn wait_for_commitment(
+	chain: &Chain,
+	task: u64,
+	waiting: impl FnOnce(),
+) -> Result<Option<(ChainTask, AccountId, TraceCommitment)>, SolveError> {
+	let mut waiting = Some(waiting);
+	loop {
+		let Some(t) = chain_task(chain, task).await? else { return Ok(None) };
+		if let TaskState::Committed { solver, commitment, .. } = &t.state {
+			let (solver, commitment) = (solver.clone(), *commitment);
+			return Ok(Some((t, solver, commitment)));
+		}
+		if let Some(w) = waiting.take() {
+			w();
+		}
+		tokio::time::sleep(Duration::from_secs(1)).await;
+	}
 }
 
 /// How an availability challenge ended.
@@ -768,31 +792,17 @@ pub async fn demand_availability(
 	task: u64,
 	entry: Option<u32>,
 ) -> Result<(u64, Availability), SolveError> {
-	let not = |why: &str| SolveError::Task { task, reason: why.into() };
-	// A task still open or being trained: wait for its commitment.
-	let mut waited = false;
-	let (t, solver) = loop {
-		let t = chain_task(chain, task).await?.ok_or_else(|| not("not on chain"))?;
-		if let TaskState::Committed { solver, .. } = &t.state {
-			let solver: [u8; 32] = *solver.as_ref();
-			break (t, solver);
-		}
-		if !waited {
-			tracing::info!(task, "not committed yet: waiting for its solver");
-			waited = true;
-		}
-		tokio::time::sleep(Duration::from_secs(1)).await;
-	};
+	let waiting = || tracing::info!(task, "not committed yet: waiting for its solver");
+	let (t, solver, _) = wait_for_commitment(chain, task, waiting)
+		.await?
+		.ok_or_else(|| SolveError::Task { task, reason: "not on chain".into() })?;
+	let solver: [u8; 32] = *solver.as_ref();
 	let entry =
 		entry.unwrap_or_else(|| crate::train::trace_points(&t.spec).len().saturating_sub(1));
 	let before = chain.offences(solver).await?;
 	chain.submit(signer, "Challenge", "request_availability", (task, entry)).await?;
-	let open: Vec<Value> = chain.rpc("trainet_openDisputes", vec![Value::from(task)]).await?;
-	let me = crate::chain::address(signer);
-	let id = open
-		.iter()
-		.find(|d| d["challenger"] == me.as_str())
-		.and_then(|d| d["id"].as_u64())
+	let id = my_dispute(chain, signer, task)
+		.await?
 		.ok_or_else(|| SolveError::Decode("the challenge just opened is not listed".into()))?;
 	tracing::info!(task, dispute = id, entry, "asked the solver to show its state");
 	loop {

@@ -883,33 +883,30 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			}
 		}
 		Command::Model { action: ModelAction::Fetch { task, out, wait } } => {
-			use trainet_primitives::market::TaskState;
 			// A task still open or being trained: wait for its commitment.
-			let mut waited = false;
-			let (spec, commitment) = loop {
-				let Some(t) = solver::chain_task(&chain, task).await? else {
+			let waiting = || {
+				let _ = writeln!(
+					std::io::stdout().lock(),
+					"task {task} is not committed yet: waiting for its solver"
+				);
+			};
+			let (spec, commitment) =
+				match solver::wait_for_commitment(&chain, task, waiting).await? {
+					Some((t, _, commitment)) => (t.spec, commitment),
 					// Paid: its receipt names the model, for a while.
-					if let Some(r) = solver::chain_receipt(&chain, task).await? {
-						out!("task {task} was paid; its receipt names the model");
-						break (r.spec, r.commitment);
-					}
-					bail!(
-						"task {task} is not on chain, nor its receipt (kept a week after \
+					None => match solver::chain_receipt(&chain, task).await? {
+						Some(r) => {
+							out!("task {task} was paid; its receipt names the model");
+							(r.spec, r.commitment)
+						}
+						None => bail!(
+							"task {task} is not on chain, nor its receipt (kept a week after \
 						 payment). With its final state's hash (in its TaskCommitted event) \
 						 and its spec file, `fetch checkpoint` then `model export` give the \
 						 same files"
-					)
+						),
+					},
 				};
-				if let TaskState::Committed { commitment, .. } = &t.state {
-					let commitment = *commitment;
-					break (t.spec, commitment);
-				}
-				if !waited {
-					out!("task {task} is not committed yet: waiting for its solver");
-					waited = true;
-				}
-				tokio::time::sleep(Duration::from_secs(2)).await;
-			};
 			let h = commitment.final_state;
 			if !local.checkpoints.has(&h) {
 				let node = network.start(local.clone(), false, &[]).await?;

@@ -755,11 +755,11 @@ pub mod pallet {
 			let TaskState::Committed { commitment, .. } = &t.state else { return };
 			let now = frame_system::Pallet::<T>::block_number();
 			let at = now.saturating_add(T::ReceiptLifetime::get().max(One::one()));
-			let Some(until) = deadline_queue::slot::<ReceiptExpiries<T>, _, _, _>(at) else {
+			let Some(until) = deadline_queue::schedule::<ReceiptExpiries<T>, _, _, _>(task, at)
+			else {
 				Self::deposit_event(Event::ReceiptNotKept { task });
 				return;
 			};
-			let _ = deadline_queue::insert::<ReceiptExpiries<T>, _, _, _>(task, until);
 			Receipts::<T>::insert(
 				task,
 				Receipt {
