@@ -2,7 +2,14 @@
 //!
 //! - **Announcements** (gossipsub, topic [`ANNOUNCE_TOPIC`]): every few seconds each worker
 //!   publishes its hardware, the content it serves and the tasks it holds ([`Announce`]).
-//! - **Discovery**: mDNS on the local network, and bootstrap addresses given by the user.
+//! - **Discovery**: mDNS on the local network, bootstrap addresses given by the user, and a
+//!   Kademlia DHT (protocol [`KAD_PROTOCOL`]) over every peer reached. `identify` tells each
+//!   peer the others' listen addresses, which fill the DHT's routing table.
+//! - **Finding content by its hash**: each worker puts a DHT provider record under every
+//!   [`Key`] it serves (its datasets and traces), and looks the providers of a key up before
+//!   fetching it. A solver that knows only a bootstrap peer thus finds the worker holding a
+//!   task's dataset from the dataset's root alone, and dials it with the addresses the lookup
+//!   returned. A provider record is only a hint: what it serves is checked like anyone's.
 //! - **Fetching by hash** (request-response, protocol [`FETCH_PROTOCOL`]): content is named by
 //!   the hash it is checked against ([`Key`]: a dataset by its Merkle root, a checkpoint by its
 //!   state hash `h_t`, a trace by its trace root). A peer answers a [`Request::Manifest`] with
@@ -27,9 +34,11 @@ use std::{
 use codec::{Decode, Encode};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{
-	gossipsub, identity, mdns, noise,
+	gossipsub, identify, identity, kad, mdns, noise,
 	request_response::{self, OutboundRequestId, ProtocolSupport},
-	swarm::{behaviour::toggle::Toggle, NetworkBehaviour, SwarmEvent},
+	swarm::{
+		behaviour::toggle::Toggle, dial_opts::DialOpts, NetworkBehaviour, SwarmEvent,
+	},
 	tcp, yamux, Multiaddr, PeerId, StreamProtocol,
 };
 use sp_core::H256;
@@ -49,6 +58,16 @@ use crate::{
 pub const ANNOUNCE_TOPIC: &str = "trainet/announce/1";
 /// The request-response protocol of fetching.
 pub const FETCH_PROTOCOL: &str = "/trainet/fetch/1";
+/// The Kademlia protocol of the workers' DHT (its own, so that it never mixes with another
+/// network's).
+pub const KAD_PROTOCOL: &str = "/trainet/kad/1";
+/// The identify protocol's version string.
+const IDENTIFY_PROTOCOL: &str = "/trainet/id/1";
+/// The longest a DHT lookup of a key's providers may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// The least time between two re-publications of every provider record prompted by new
+/// peers (records are also re-published by Kademlia itself, every 12 hours).
+const REPROVIDE_EVERY: Duration = Duration::from_secs(30);
 /// The size of a chunk (the last one may be shorter).
 pub const CHUNK: usize = 64 * 1024;
 /// The most chunks one piece of content may have (4 GiB).
@@ -332,6 +351,17 @@ impl Library {
 	}
 }
 
+/// Whether `address` can be dialled by another machine (not an unspecified address like
+/// `0.0.0.0`).
+fn routable(address: &Multiaddr) -> bool {
+	use libp2p::multiaddr::Protocol;
+	address.iter().all(|p| match p {
+		Protocol::Ip4(ip) => !ip.is_unspecified(),
+		Protocol::Ip6(ip) => !ip.is_unspecified(),
+		_ => true,
+	})
+}
+
 /// A trace's bytes as state hashes (32 bytes each).
 pub fn decode_trace(bytes: &[u8]) -> Result<Vec<H256>, String> {
 	if !bytes.len().is_multiple_of(32) {
@@ -420,6 +450,13 @@ struct Behaviour {
 	gossip: gossipsub::Behaviour,
 	mdns: Toggle<mdns::tokio::Behaviour>,
 	fetch: request_response::Behaviour<FetchCodec>,
+	kad: kad::Behaviour<kad::store::MemoryStore>,
+	identify: identify::Behaviour,
+}
+
+/// A record key of the DHT for a piece of content: its SCALE encoding.
+fn record_key(key: &Key) -> kad::RecordKey {
+	kad::RecordKey::new(&key.encode())
 }
 
 /// How to start a peer.
@@ -470,6 +507,7 @@ enum Command {
 	Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response, String>> },
 	Connected { reply: oneshot::Sender<Vec<PeerId>> },
 	Providers { key: Key, reply: oneshot::Sender<Vec<PeerId>> },
+	Lookup { key: Key, reply: oneshot::Sender<Vec<PeerId>> },
 	Listening { reply: oneshot::Sender<Vec<Multiaddr>> },
 }
 
@@ -523,7 +561,25 @@ impl P2p {
 					request_response::Config::default()
 						.with_request_timeout(Duration::from_secs(30)),
 				);
-				Ok(Behaviour { gossip, mdns: mdns.into(), fetch })
+				let kad = {
+					let mut config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+					config.set_query_timeout(LOOKUP_TIMEOUT);
+					let id = key.public().to_peer_id();
+					let mut kad = kad::Behaviour::with_config(
+						id,
+						kad::store::MemoryStore::new(id),
+						config,
+					);
+					// Every worker answers DHT queries (a worker that listens is reachable;
+					// Kademlia would otherwise wait for an address confirmed by AutoNAT).
+					kad.set_mode(Some(kad::Mode::Server));
+					kad
+				};
+				let identify = identify::Behaviour::new(identify::Config::new(
+					IDENTIFY_PROTOCOL.into(),
+					key.public(),
+				));
+				Ok(Behaviour { gossip, mdns: mdns.into(), fetch, kad, identify })
 			})
 			.map_err(|e| setup(&e))?
 			.with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
@@ -534,6 +590,9 @@ impl P2p {
 			swarm.listen_on(address.clone()).map_err(|e| setup(&e))?;
 		}
 		for address in &config.bootstrap {
+			if let Some(peer) = peer_of(address) {
+				swarm.behaviour_mut().kad.add_address(&peer, address.clone());
+			}
 			if let Err(e) = swarm.dial(address.clone()) {
 				tracing::warn!(%address, "cannot dial: {e}");
 			}
@@ -549,6 +608,10 @@ impl P2p {
 			announced: HashMap::new(),
 			listening: Vec::new(),
 			serving: HashMap::new(),
+			lookups: HashMap::new(),
+			provided: HashSet::new(),
+			reprovide: false,
+			reprovided: None,
 			answers: {
 				let (tx, rx) = mpsc::channel(64);
 				(tx, Some(rx))
@@ -605,9 +668,22 @@ impl P2p {
 		}
 	}
 
-	/// The peers that announced they serve `key`.
+	/// The peers known to serve `key`: those the DHT names as its providers (looked up now,
+	/// and dialled), then those that announced it.
 	pub async fn providers(&self, key: Key) -> Result<Vec<PeerId>, P2pError> {
-		self.ask(|reply| Command::Providers { key, reply }).await
+		let mut peers = self.lookup(key).await?;
+		for p in self.ask(|reply| Command::Providers { key, reply }).await? {
+			if !peers.contains(&p) {
+				peers.push(p);
+			}
+		}
+		Ok(peers)
+	}
+
+	/// The providers of `key` the DHT names (never this peer), each dialled as it is found
+	/// with the addresses the lookup returned; within [`LOOKUP_TIMEOUT`].
+	pub async fn lookup(&self, key: Key) -> Result<Vec<PeerId>, P2pError> {
+		self.ask(|reply| Command::Lookup { key, reply }).await
 	}
 
 	/// Asks `peer` one question.
@@ -620,13 +696,13 @@ impl P2p {
 	/// Fetches `key` from the network, checking every chunk and the whole, and stores it in
 	/// the library. Peers in `prefer` are asked first (in order), then those that announced
 	/// the content, then every other connected peer. `progress(done, total)` is called with
-	/// bytes. Returns the content and the peer whose manifest was used.
+	/// bytes. Returns the content and the peers whose chunks made it up, in order of first use.
 	pub async fn fetch(
 		&self,
 		key: Key,
 		prefer: &[PeerId],
 		progress: impl FnMut(u64, u64),
-	) -> Result<(Vec<u8>, PeerId), P2pError> {
+	) -> Result<(Vec<u8>, Vec<PeerId>), P2pError> {
 		self.fetch_bounded(key, u64::MAX, prefer, progress).await
 	}
 
@@ -639,7 +715,7 @@ impl P2p {
 		max_len: u64,
 		prefer: &[PeerId],
 		progress: impl FnMut(u64, u64),
-	) -> Result<(Vec<u8>, PeerId), P2pError> {
+	) -> Result<(Vec<u8>, Vec<PeerId>), P2pError> {
 		tokio::time::timeout(FETCH_DEADLINE, self.fetch_within(key, max_len, prefer, progress))
 			.await
 			.map_err(|_| P2pError::TooSlow { key, deadline: FETCH_DEADLINE })?
@@ -652,7 +728,7 @@ impl P2p {
 		max_len: u64,
 		prefer: &[PeerId],
 		mut progress: impl FnMut(u64, u64),
-	) -> Result<(Vec<u8>, PeerId), P2pError> {
+	) -> Result<(Vec<u8>, Vec<PeerId>), P2pError> {
 		let mut candidates: Vec<PeerId> = prefer.to_vec();
 		for p in self.providers(key).await?.into_iter().chain(self.connected().await?) {
 			if !candidates.contains(&p) {
@@ -684,6 +760,7 @@ impl P2p {
 				continue;
 			}
 			let mut bytes = Vec::with_capacity(manifest.len as usize);
+			let mut served: Vec<PeerId> = Vec::new();
 			let mut complete = true;
 			for (i, h) in manifest.chunks.iter().enumerate() {
 				let order: Vec<PeerId> =
@@ -696,6 +773,9 @@ impl P2p {
 					match self.request(peer, Request::Chunk(*h)).await {
 						Ok(Response::Chunk(Some(c))) if H256(blake2_256(&c)) == *h => {
 							metrics().chunks_fetched.inc();
+							if !served.contains(&peer) {
+								served.push(peer);
+							}
 							got = Some(c);
 							break;
 						}
@@ -722,7 +802,7 @@ impl P2p {
 				continue;
 			}
 			match self.library.accept(&key, &bytes) {
-				Ok(()) => return Ok((bytes, source)),
+				Ok(()) => return Ok((bytes, served)),
 				Err(reason) => {
 					tracing::warn!(peer = %source, %key, "its content is not what the key names: {reason}");
 					rejected.insert(source);
@@ -757,6 +837,14 @@ struct Node {
 	serving: HashMap<PeerId, usize>,
 	/// Where those answers come back.
 	answers: (mpsc::Sender<Answer>, Option<mpsc::Receiver<Answer>>),
+	/// DHT lookups of providers under way: the providers found so far, and who waits.
+	lookups: HashMap<kad::QueryId, (Vec<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
+	/// The keys this worker has put provider records under.
+	provided: HashSet<Key>,
+	/// New peers joined the routing table since the records were last published.
+	reprovide: bool,
+	/// When every record was last re-published.
+	reprovided: Option<std::time::Instant>,
 }
 
 /// A manifest prepared off the network loop, for the peer that asked.
@@ -789,7 +877,9 @@ impl Node {
 				event = self.swarm.select_next_some() => self.event(event),
 				_ = tick.tick() => {
 					self.redial();
-					self.announce();
+					let announcement = self.library.announcement();
+					self.provide(&announcement.serves);
+					self.announce(&announcement);
 				}
 			}
 		}
@@ -809,8 +899,32 @@ impl Node {
 		}
 	}
 
-	fn announce(&mut self) {
-		let message = self.library.announcement().encode();
+	/// Puts provider records under the keys not yet provided; and under every key again when
+	/// new peers joined the routing table (at most every [`REPROVIDE_EVERY`]), so that a
+	/// record published before this worker knew anyone reaches the peers it met since.
+	fn provide(&mut self, serves: &[Key]) {
+		let again = self.reprovide
+			&& self.reprovided.is_none_or(|t| t.elapsed() >= REPROVIDE_EVERY);
+		if again {
+			self.reprovide = false;
+			self.reprovided = Some(std::time::Instant::now());
+		}
+		for key in serves {
+			if !again && self.provided.contains(key) {
+				continue;
+			}
+			match self.swarm.behaviour_mut().kad.start_providing(record_key(key)) {
+				Ok(_) => {
+					tracing::debug!(%key, "providing");
+					self.provided.insert(*key);
+				}
+				Err(e) => tracing::warn!(%key, "cannot put a provider record: {e}"),
+			}
+		}
+	}
+
+	fn announce(&mut self, announcement: &Announce) {
+		let message = announcement.encode();
 		match self.swarm.behaviour_mut().gossip.publish(self.topic.clone(), message) {
 			Ok(_) | Err(gossipsub::PublishError::InsufficientPeers) => {}
 			Err(e) => tracing::debug!("announcing: {e}"),
@@ -838,6 +952,10 @@ impl Node {
 			}
 			Command::Listening { reply } => {
 				let _ = reply.send(self.listening.clone());
+			}
+			Command::Lookup { key, reply } => {
+				let id = self.swarm.behaviour_mut().kad.get_providers(record_key(&key));
+				self.lookups.insert(id, (Vec::new(), reply));
 			}
 		}
 	}
@@ -891,8 +1009,69 @@ impl Node {
 			}
 			SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Subscribed {
 				..
-			})) => self.announce(),
+			})) => {
+				let announcement = self.library.announcement();
+				self.announce(&announcement);
+			}
 			SwarmEvent::Behaviour(BehaviourEvent::Fetch(event)) => self.fetch_event(event),
+			SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.kad_event(event),
+			SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+				peer_id,
+				info,
+				..
+			})) => {
+				// A peer that speaks the DHT joins the routing table at the addresses it
+				// listens on.
+				if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
+					for address in info.listen_addrs {
+						if routable(&address) {
+							self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
+						}
+					}
+				}
+			}
+			_ => {}
+		}
+	}
+
+	fn kad_event(&mut self, event: kad::Event) {
+		use kad::{Event, GetProvidersOk, QueryResult};
+		match event {
+			Event::OutboundQueryProgressed {
+				id,
+				result: QueryResult::GetProviders(result),
+				step,
+				..
+			} => {
+				let me = *self.swarm.local_peer_id();
+				if let Ok(GetProvidersOk::FoundProviders { providers, .. }) = &result {
+					for &peer in providers.iter().filter(|&&p| p != me) {
+						// Dialled now, while the lookup still holds the addresses it was told.
+						if !self.swarm.is_connected(&peer) {
+							let _ = self.swarm.dial(DialOpts::peer_id(peer).build());
+						}
+						if let Some((found, _)) = self.lookups.get_mut(&id) {
+							if !found.contains(&peer) {
+								found.push(peer);
+							}
+						}
+					}
+				}
+				let finished = step.last || !matches!(result, Ok(GetProvidersOk::FoundProviders { .. }));
+				if finished {
+					if let Some((found, reply)) = self.lookups.remove(&id) {
+						tracing::debug!(providers = ?found, "lookup finished");
+						let _ = reply.send(found);
+					}
+				}
+			}
+			Event::OutboundQueryProgressed {
+				result: QueryResult::StartProviding(Err(e)), ..
+			} => tracing::debug!("a provider record reached no peer: {e}"),
+			Event::RoutingUpdated { peer, is_new_peer: true, .. } => {
+				tracing::debug!(%peer, "in the routing table");
+				self.reprovide = true;
+			}
 			_ => {}
 		}
 	}

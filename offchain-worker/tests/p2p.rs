@@ -1,6 +1,7 @@
-//! Peer-to-peer between worker processes on loopback: announcements over gossipsub, and
-//! fetching datasets, traces and checkpoints by hash with every chunk checked, including from
-//! a peer that serves corrupted bytes (rejected, and the content fetched from another).
+//! Peer-to-peer between worker processes on loopback: announcements over gossipsub, providers
+//! found through the Kademlia DHT, and fetching datasets, traces and checkpoints by hash with
+//! every chunk checked, including from a peer that serves corrupted bytes (rejected, and the
+//! content fetched from another).
 
 use std::{
 	path::Path,
@@ -123,23 +124,26 @@ fn workers_fetch_content_by_hash_and_reject_a_corrupting_peer() {
 	assert!(out.status.success(), "{stderr}");
 	let alice_id = alice.address.rsplit('/').next().unwrap();
 	let bob_id = bob.address.rsplit('/').next().unwrap();
-	assert!(stdout.contains(&format!("from {alice_id}")), "{stdout}");
+	assert!(stdout.contains(&format!("from {alice_id} in")), "{stdout}");
 	assert!(
 		stderr.contains("whose hash is not the manifest's: rejected") && stderr.contains(bob_id),
 		"bob's chunks were not rejected: {stderr}"
 	);
 	assert_eq!(Local::open(&c, 10).unwrap().datasets.get(&root).unwrap(), data);
 
-	// Dave knows only Bob: nothing intact to fetch, a clear error, exit code 1.
+	// Dave knows only Bob, who corrupts. Bob knows Alice: Dave's DHT lookup of the root names
+	// her as a provider, with her address, and the dataset comes intact from her.
 	let out =
 		worker(&d, &["fetch", "dataset", &root_hex, "--peer", &bob.address]).output().unwrap();
-	let stderr = String::from_utf8_lossy(&out.stderr);
-	assert_eq!(out.status.code(), Some(1), "{stderr}");
+	let (stdout, stderr) =
+		(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+	assert!(out.status.success(), "{stderr}");
+	assert!(stdout.contains(&format!("from {alice_id} in")), "{stdout}");
 	assert!(
-		stderr.contains(&format!("error: no peer served dataset {root_hex} intact")),
-		"{stderr}"
+		stderr.lines().any(|l| l.contains("lookup finished") && l.contains(alice_id)),
+		"the DHT did not name Alice: {stderr}"
 	);
-	assert!(Local::open(&d, 10).unwrap().datasets.get(&root).is_err());
+	assert_eq!(Local::open(&d, 10).unwrap().datasets.get(&root).unwrap(), data);
 
 	// The trace by its root, and a checkpoint by its state hash, from Alice.
 	let trace = format!("{:?}", trace_root(&states));
@@ -184,6 +188,21 @@ fn workers_fetch_content_by_hash_and_reject_a_corrupting_peer() {
 		.unwrap();
 	assert_eq!(out.status.code(), Some(1));
 	assert!(String::from_utf8_lossy(&out.stderr).contains("no peer served checkpoint"));
+
+	// Alice gone, Erin knows only Bob: the DHT still names Alice, who cannot be reached, and
+	// Bob's chunks are rejected: nothing intact to fetch, a clear error, exit code 1.
+	drop(alice);
+	let e = dir.path().join("e");
+	let out =
+		worker(&e, &["fetch", "dataset", &root_hex, "--peer", &bob.address]).output().unwrap();
+	let stderr = String::from_utf8_lossy(&out.stderr);
+	assert_eq!(out.status.code(), Some(1), "{stderr}");
+	assert!(
+		stderr.contains(&format!("error: no peer served dataset {root_hex} intact"))
+			&& stderr.contains(&format!("rejected: {bob_id}")),
+		"{stderr}"
+	);
+	assert!(Local::open(&e, 10).unwrap().datasets.get(&root).is_err());
 }
 
 #[test]

@@ -809,11 +809,17 @@ async fn fetch(network: Network, local: solver::Local, key: Key, wait: Duration)
 		.await?;
 	bar.finish_and_clear();
 	out!(
-		"fetched {key} ({} bytes) from {from} in {:.2} s",
+		"fetched {key} ({} bytes) from {} in {:.2} s",
 		bytes.len(),
+		names(&from),
 		started.elapsed().as_secs_f64()
 	);
 	Ok(())
+}
+
+/// Peer ids as a comma-separated list.
+fn names(peers: &[libp2p::PeerId]) -> String {
+	peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -> Result<()> {
@@ -913,7 +919,7 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				node.wait_for_peers(Duration::from_secs(wait)).await?;
 				let (bytes, from) =
 					node.fetch(Key::State(h), &network.preferred(), |_, _| {}).await?;
-				out!("fetched the final state {h:?} ({} bytes) from {from}", bytes.len());
+				out!("fetched the final state {h:?} ({} bytes) from {}", bytes.len(), names(&from));
 			}
 			let state = local.checkpoints.get(&h)?.ok_or_else(|| {
 				anyhow!("the final state {h:?} is not in the store after fetching")
