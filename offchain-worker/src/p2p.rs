@@ -36,9 +36,7 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{
 	gossipsub, identify, identity, kad, mdns, noise,
 	request_response::{self, OutboundRequestId, ProtocolSupport},
-	swarm::{
-		behaviour::toggle::Toggle, dial_opts::DialOpts, NetworkBehaviour, SwarmEvent,
-	},
+	swarm::{behaviour::toggle::Toggle, dial_opts::DialOpts, NetworkBehaviour, SwarmEvent},
 	tcp, yamux, Multiaddr, PeerId, StreamProtocol,
 };
 use sp_core::H256;
@@ -565,11 +563,8 @@ impl P2p {
 					let mut config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
 					config.set_query_timeout(LOOKUP_TIMEOUT);
 					let id = key.public().to_peer_id();
-					let mut kad = kad::Behaviour::with_config(
-						id,
-						kad::store::MemoryStore::new(id),
-						config,
-					);
+					let mut kad =
+						kad::Behaviour::with_config(id, kad::store::MemoryStore::new(id), config);
 					// Every worker answers DHT queries (a worker that listens is reachable;
 					// Kademlia would otherwise wait for an address confirmed by AutoNAT).
 					kad.set_mode(Some(kad::Mode::Server));
@@ -903,8 +898,8 @@ impl Node {
 	/// new peers joined the routing table (at most every [`REPROVIDE_EVERY`]), so that a
 	/// record published before this worker knew anyone reaches the peers it met since.
 	fn provide(&mut self, serves: &[Key]) {
-		let again = self.reprovide
-			&& self.reprovided.is_none_or(|t| t.elapsed() >= REPROVIDE_EVERY);
+		let again =
+			self.reprovide && self.reprovided.is_none_or(|t| t.elapsed() >= REPROVIDE_EVERY);
 		if again {
 			self.reprovide = false;
 			self.reprovided = Some(std::time::Instant::now());
@@ -1057,7 +1052,8 @@ impl Node {
 						}
 					}
 				}
-				let finished = step.last || !matches!(result, Ok(GetProvidersOk::FoundProviders { .. }));
+				let finished =
+					step.last || !matches!(result, Ok(GetProvidersOk::FoundProviders { .. }));
 				if finished {
 					if let Some((found, reply)) = self.lookups.remove(&id) {
 						tracing::debug!(providers = ?found, "lookup finished");

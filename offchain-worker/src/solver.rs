@@ -580,9 +580,10 @@ pub async fn sample(
 		.map(|p| crate::checkpoint::encoded_state_len(&p.state_shapes))
 		.unwrap_or(0);
 	let trace_key = Key::Trace(commitment.trace_root);
-	let states = match p2p.fetch_bounded(trace_key, trace_len, &[], |_, _| {}).await {
-		Ok((bytes, _)) => match decode_trace(&bytes) {
-			Ok(states) => states,
+	// Those who served the trace serve its states (recomputed on demand): asked first.
+	let (states, holders) = match p2p.fetch_bounded(trace_key, trace_len, &[], |_, _| {}).await {
+		Ok((bytes, holders)) => match decode_trace(&bytes) {
+			Ok(states) => (states, holders),
 			Err(e) => return Ok(Sample::Unserved(e)),
 		},
 		Err(e) => return Ok(Sample::Unserved(e.to_string())),
@@ -605,13 +606,14 @@ pub async fn sample(
 		else {
 			continue;
 		};
-		let state = match p2p.fetch_bounded(Key::State(*before), state_len, &[], |_, _| {}).await {
-			Ok((bytes, _)) => match decode_state(&bytes) {
-				Ok(s) => s,
-				Err(e) => return Ok(Sample::Unserved(e)),
-			},
-			Err(e) => return Ok(Sample::Unserved(e.to_string())),
-		};
+		let state =
+			match p2p.fetch_bounded(Key::State(*before), state_len, &holders, |_, _| {}).await {
+				Ok((bytes, _)) => match decode_state(&bytes) {
+					Ok(s) => s,
+					Err(e) => return Ok(Sample::Unserved(e)),
+				},
+				Err(e) => return Ok(Sample::Unserved(e.to_string())),
+			};
 		let mut run = Training::resume(spec.clone(), data.clone(), t, state)?.with_fault(fault);
 		for _ in 0..len {
 			run.step()?;

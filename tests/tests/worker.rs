@@ -125,17 +125,34 @@ impl Market {
 		challenge: u32,
 		interval: u32,
 	) -> Result<Self> {
+		let spec_of = |root: &str| {
+			format!(
+				"[model]\nwidths = [64, 32, 10]\n\n[optimizer]\nkind = \"sgd\"\nlearning_rate = \
+				 0.05\nmomentum = 0.9\n\n[training]\nbatch_size = 32\nsteps = {steps}\nseed = 5\n\
+				 checkpoint_interval = {interval}\n\n[dataset]\nroot = \"{root}\"\n"
+			)
+		};
+		let (market, _) =
+			Self::open_with(dir, node, others, &["dataset", "digits"], spec_of, challenge).await?;
+		Ok(market)
+	}
+
+	/// A market whose task 0 trains on the dataset Alice imports with `import` (a worker
+	/// command line), by the spec `spec_of` its root; returns it and what the import printed.
+	async fn open_with(
+		dir: tempfile::TempDir,
+		node: Node,
+		others: Vec<Node>,
+		import: &[&str],
+		spec_of: impl FnOnce(&str) -> String,
+		challenge: u32,
+	) -> Result<(Self, String)> {
 		node.wait_for_finalized(1, Duration::from_secs(90)).await?;
 		let api = OnlineClient::<PolkadotConfig>::from_url(node.ws_url()).await?;
 		let data_dir = dir.path().join("data");
-		let imported =
-			run(worker_command(&data_dir, &node.ws_url(), "//Alice", &["dataset", "digits"])?)?;
+		let imported = run(worker_command(&data_dir, &node.ws_url(), "//Alice", import)?)?;
 		let root = imported.split_whitespace().nth(1).context("a root")?.to_string();
-		let spec_text = format!(
-			"[model]\nwidths = [64, 32, 10]\n\n[optimizer]\nkind = \"sgd\"\nlearning_rate = \
-			 0.05\nmomentum = 0.9\n\n[training]\nbatch_size = 32\nsteps = {steps}\nseed = 5\n\
-			 checkpoint_interval = {interval}\n\n[dataset]\nroot = \"{root}\"\n"
-		);
+		let spec_text = spec_of(&root);
 		let spec_path = dir.path().join("task.toml");
 		std::fs::write(&spec_path, &spec_text)?;
 		let challenge = challenge.to_string();
@@ -143,7 +160,7 @@ impl Market {
 		let args = ["submit", spec, "--reward", "10", "--challenge-timeout", &challenge];
 		let posted = run(worker_command(&data_dir, &node.ws_url(), "//Alice", &args)?)?;
 		ensure!(posted.starts_with("task 0 submitted"), "{posted}");
-		Ok(Self { _dir: dir, node, others, api, data_dir, spec_text })
+		Ok((Self { _dir: dir, node, others, api, data_dir, spec_text }, imported))
 	}
 
 	/// `trainet-worker` as `suri` on this market.
@@ -365,6 +382,116 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 			== std::fs::read(model_dir.join("model.safetensors"))?,
 		"another model after payment"
 	);
+	Ok(())
+}
+
+/// A worker process, killed when dropped (a server the test is done with, or one a failure
+/// left behind).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+	fn drop(&mut self) {
+		let _ = self.0.kill();
+		let _ = self.0.wait();
+	}
+}
+
+#[tokio::test]
+async fn a_csv_task_is_found_by_its_root_and_its_model_delivered_after_payment() -> Result<()> {
+	// Alice has a CSV file of measurements (4 raw columns, 3 named kinds). She imports it,
+	// posts a task on it, and serves it. Charlie runs a bootstrap peer that holds nothing:
+	// the only address Dave's solver and Alice are given. Dave finds Alice's dataset by its
+	// root through the DHT, trains and is paid; then Alice fetches the model from Dave (found
+	// the same way), evaluates it on her held-out rows, and gets what training the spec
+	// herself gives.
+	let dir = tempfile::tempdir()?;
+	let csv = dir.path().join("measurements.csv");
+	let mut text = String::from("length,width,depth,weight,kind\n");
+	for (x, y) in &Dataset::synthetic(11, 400, 4, 3).samples {
+		let kind = ["ant", "bee", "cat"].get(*y as usize).context("a class")?;
+		let raw = |i: usize, scale: f32, shift: f32| x.get(i).map(|v| v * scale + shift);
+		let (a, b, c, d) =
+			(raw(0, 9.0, 3.0), raw(1, 2.0, -1.0), raw(2, 40.0, 7.0), raw(3, 0.5, 0.0));
+		text += &format!(
+			"{},{},{},{},{kind}\n",
+			a.context("x")?,
+			b.context("x")?,
+			c.context("x")?,
+			d.context("x")?
+		);
+	}
+	std::fs::write(&csv, text)?;
+	let node = Node::start(NodeConfig::dev(&dir.path().join("node"))).await?;
+	let csv = csv.to_str().context("path")?.to_string();
+	let import =
+		["dataset", "import", "csv", &csv, "--label", "kind", "--min-max", "--held-out", "5"];
+	let spec_of = |root: &str| {
+		format!(
+			"[model]\nwidths = [4, 16, 3]\n\n[optimizer]\nkind = \"adam\"\nlearning_rate = \
+			 0.02\nbeta1 = 0.9\nbeta2 = 0.999\nepsilon = 1e-8\n\n[training]\nbatch_size = 16\nsteps = 80\nseed = 3\n\n[dataset]\nroot = \
+			 \"{root}\"\n"
+		)
+	};
+	let (m, imported) = Market::open_with(dir, node, Vec::new(), &import, spec_of, 10).await?;
+	let held_out = imported
+		.lines()
+		.find_map(|l| l.strip_prefix("held-out "))
+		.and_then(|l| l.split_whitespace().next())
+		.context("no held-out root")?
+		.to_string();
+
+	let (charlie, bootstrap) = m.peer("//Charlie", &["serve"])?;
+	let _charlie = Running(spawn(charlie)?);
+	let alice_listen = format!("/ip4/127.0.0.1/tcp/{}", free_port()?);
+	let alice_serves = m.worker(
+		"//Alice",
+		&["serve", "--listen", &alice_listen, "--no-mdns", "--peer", &bootstrap],
+	)?;
+	let alice_serves = Running(spawn(alice_serves)?);
+	let dave_dir = m.data_dir.with_file_name("Dave");
+	let (mut solve, _) =
+		m.peer("//Dave", &["solve", "--once", "--register", "200", "--peer", &bootstrap])?;
+	solve.env("RUST_LOG", "info,trainet_worker::p2p=debug");
+	let solved = finish(spawn(solve)?, Duration::from_secs(600)).await?;
+	ensure!(solved.contains("fetched its dataset from a peer"), "{solved}");
+	let alice_id = trainet_worker::p2p::identity(&m.data_dir)?.public().to_peer_id().to_string();
+	ensure!(
+		solved.lines().any(|l| l.contains("lookup finished") && l.contains(&alice_id)),
+		"the DHT did not name Alice as the dataset's provider: {solved}"
+	);
+	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
+	m.settle(&m.api).await?;
+	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task.is_none(), "the task is still on chain: {task:?}");
+	drop(alice_serves);
+
+	// Paid. Dave's worker serves what it trained; Alice, knowing only the bootstrap peer,
+	// fetches the model by the task's receipt.
+	let (dave_serves, _) = m.peer("//Dave", &["serve", "--peer", &bootstrap])?;
+	let _dave_serves = Running(spawn(dave_serves)?);
+	let model_dir = m.data_dir.join("model");
+	let model = model_dir.to_str().context("path")?;
+	let fetched = run(m.worker(
+		"//Alice",
+		&["model", "fetch", "0", "--out", model, "--peer", &bootstrap, "--no-mdns"],
+	)?)?;
+	let dave_id = trainet_worker::p2p::identity(&dave_dir)?.public().to_peer_id().to_string();
+	ensure!(fetched.contains("task 0 was paid; its receipt names the model"), "{fetched}");
+	ensure!(fetched.contains(&format!("bytes) from {dave_id}")), "{fetched}");
+	let evaluated = run(m.worker("//Alice", &["model", "eval", model, &held_out])?)?;
+	let spec_path = m.data_dir.with_file_name("task.toml");
+	let local = run(m.worker(
+		"//Alice",
+		&["train", spec_path.to_str().context("path")?, "--evaluate", &held_out],
+	)?)?;
+	let accuracy =
+		|text: &str| text.split("accuracy ").nth(1).and_then(|r| r.get(..6)).map(str::to_string);
+	ensure!(
+		accuracy(&evaluated).is_some() && accuracy(&evaluated) == accuracy(&local),
+		"fetched model: {evaluated}; local run: {local}"
+	);
+	let a: f64 = accuracy(&evaluated).context("an accuracy")?.parse()?;
+	ensure!(a > 0.8, "the model did not learn the measurements: {evaluated}");
 	Ok(())
 }
 

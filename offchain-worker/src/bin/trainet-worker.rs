@@ -285,12 +285,12 @@ enum ModelAction {
 	/// (checked against the hash on chain), exported to --out as a burn record, SafeTensors
 	/// and a model card.
 	Fetch {
-		/// The task (committed, and still on chain).
+		/// The task (committed, or paid within its receipt's lifetime).
 		task: u64,
 		/// The folder to write.
 		#[arg(long, default_value = "model")]
 		out: PathBuf,
-		/// Seconds to wait for a first peer.
+		/// Seconds to wait for a peer, and for one that holds the model.
 		#[arg(long, default_value_t = 30)]
 		wait: u64,
 	},
@@ -916,9 +916,23 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			let h = commitment.final_state;
 			if !local.checkpoints.has(&h) {
 				let node = network.start(local.clone(), false, &[]).await?;
-				node.wait_for_peers(Duration::from_secs(wait)).await?;
-				let (bytes, from) =
-					node.fetch(Key::State(h), &network.preferred(), |_, _| {}).await?;
+				let patience = Duration::from_secs(wait);
+				let started = Instant::now();
+				node.wait_for_peers(patience).await?;
+				// Whoever holds the trace serves its final state: found through the DHT, and
+				// looked up again (a provider that joins late) until `--wait` is spent.
+				let (bytes, from) = loop {
+					let mut prefer = network.preferred();
+					prefer.extend(node.lookup(Key::Trace(commitment.trace_root)).await?);
+					match node.fetch(Key::State(h), &prefer, |_, _| {}).await {
+						Ok(fetched) => break fetched,
+						Err(e @ p2p::P2pError::NotFound { .. }) if started.elapsed() < patience => {
+							tracing::info!("{e}; looking again");
+							tokio::time::sleep(Duration::from_secs(2)).await;
+						}
+						Err(e) => return Err(e.into()),
+					}
+				};
 				out!("fetched the final state {h:?} ({} bytes) from {}", bytes.len(), names(&from));
 			}
 			let state = local.checkpoints.get(&h)?.ok_or_else(|| {
