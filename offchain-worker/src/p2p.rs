@@ -1014,15 +1014,11 @@ impl Node {
 				peer_id,
 				info,
 				..
-			})) => {
+			})) if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) => {
 				// A peer that speaks the DHT joins the routing table at the addresses it
 				// listens on.
-				if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) {
-					for address in info.listen_addrs {
-						if routable(&address) {
-							self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
-						}
-					}
+				for address in info.listen_addrs.into_iter().filter(routable) {
+					self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
 				}
 			}
 			_ => {}
