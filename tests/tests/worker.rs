@@ -5,6 +5,9 @@
 //!   trains it, commits its trace and waits out the challenge window. Dave is paid the reward
 //!   and his stake is unlocked; the trace he committed is the one an independent training run
 //!   of the same spec gives.
+//! - Alice imports a CSV file and serves it; Dave's solver, given only a bootstrap peer that
+//!   holds nothing, finds the dataset by its root through the DHT, trains and is paid; Alice
+//!   then fetches the model from Dave (found the same way) and evaluates it.
 //! - Dave cheats (`--fault 2:3`: one operation of step 2 altered) while Eve runs `trainet-worker
 //!   verify --once --register 100`: Eve recomputes the task, challenges, and both workers play
 //!   the dispute game on their own until the runtime rules: Dave loses his stake, the task is
