@@ -283,9 +283,11 @@ pub fn sample_proof(
 }
 
 /// Whether `proof` shows sample `i` of dataset `d`: under its root and shape, with as many
-/// features as the shape says and a label below its class count.
+/// features as the shape says and a label below its class count (any label of a dataset of
+/// real-valued targets, 0 classes: its bits are the target's).
 pub fn verify_sample_proof(d: &DatasetCommitment, i: u32, proof: &SampleProof) -> bool {
-	if i >= d.samples || proof.features.len() != d.features as usize || proof.label >= d.classes {
+	let label_ok = d.classes == 0 || proof.label < d.classes;
+	if i >= d.samples || proof.features.len() != d.features as usize || !label_ok {
 		return false;
 	}
 	let leaf = sample_leaf(d, i, proof.label, &proof.features);

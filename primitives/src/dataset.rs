@@ -39,6 +39,9 @@ pub enum Labels {
 	/// Class ids `0 .. classes`, with the class names in id order (empty: the ids are the
 	/// names).
 	Classes(Vec<String>),
+	/// A real-valued target (a regression), with its name (a CSV column's; may be empty). A
+	/// sample's label holds the target's `f32` bits.
+	Target(String),
 }
 
 impl Default for Labels {
@@ -108,8 +111,10 @@ impl Manifest {
 
 	/// The class names in id order, or `None` when the ids are the names.
 	pub fn class_names(&self) -> Option<&[String]> {
-		let Labels::Classes(names) = &self.labels;
-		(!names.is_empty()).then_some(names.as_slice())
+		match &self.labels {
+			Labels::Classes(names) => (!names.is_empty()).then_some(names.as_slice()),
+			Labels::Target(_) => None,
+		}
 	}
 }
 

@@ -650,6 +650,10 @@ pub fn element_value(
 			let row = repops::softmax_xent_backward_row(arg(0)?, label()?, spec.batch_size)?;
 			row.get(c as usize).copied().ok_or(RefereeError::WrongInput)?
 		}
+		OpKind::SquaredError => repops::squared_error_row(arg(0)?, label()?)?,
+		OpKind::SquaredErrorBackward => {
+			repops::squared_error_backward_row(arg(0)?, label()?, spec.batch_size)?
+		}
 		OpKind::Mean => repops::mean(arg(0)?),
 		OpKind::ColSum => repops::sum(arg(0)?.iter().copied()),
 		_ => {

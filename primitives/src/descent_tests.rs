@@ -68,18 +68,28 @@ fn line_trees_are_the_commitment_trees_and_descents_find_the_first_difference() 
 fn run(optimizer: Optimizer) -> (TrainingSpec, StepRun) {
 	let data = synthetic_dataset(3, 30, 5, 3);
 	let spec = TrainingSpec::example_mlp(&[5, 4, 3], optimizer, 6).on_dataset(&data);
+	run_on(spec, &data)
+}
+
+/// A regression (mean squared error on real-valued targets) after one step.
+fn regression(optimizer: Optimizer) -> (TrainingSpec, StepRun) {
+	let data = crate::task::synthetic_regression(3, 30, 5);
+	let spec = TrainingSpec::example_regression(&[5, 4, 1], optimizer, 6).on_dataset(&data);
+	run_on(spec, &data)
+}
+
+fn run_on(spec: TrainingSpec, data: &[(Vec<f32>, u32)]) -> (TrainingSpec, StepRun) {
 	let program = program::step_program(&spec).unwrap();
 	let s0 = initial_state(&spec, &program).unwrap();
-	let first = StepRun::new(&spec, 0, s0, &data).unwrap();
-	(spec.clone(), StepRun::new(&spec, 1, first.next, &data).unwrap())
+	let first = StepRun::new(&spec, 0, s0, data).unwrap();
+	(spec.clone(), StepRun::new(&spec, 1, first.next, data).unwrap())
 }
 
 #[test]
 fn every_element_of_every_operation_is_recomputed_bit_for_bit() {
 	let adam = Optimizer::adam(0.01);
 	let sgd = Optimizer::sgd(0.1, 0.9);
-	for optimizer in [sgd, adam] {
-		let (spec, run) = run(optimizer);
+	for (spec, run) in [run(sgd), run(adam), regression(sgd), regression(adam)] {
 		let trace = run.op_trace();
 		let pre = crate::commit::state_hash(&run.state);
 		for (j, op) in run.program.ops.iter().enumerate() {

@@ -19,7 +19,7 @@
 //! moments then second moments.
 
 use crate::repops::{self, Matrix, ShapeError};
-use crate::task::{Model, Optimizer, SpecError, TrainingSpec};
+use crate::task::{Loss, Model, Optimizer, SpecError, TrainingSpec};
 use alloc::vec::Vec;
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
@@ -90,6 +90,11 @@ pub enum OpKind {
 	AdamV,
 	/// Adam step: `p - lr * (m/c1) / (sqrt(v/c2) + eps)`.
 	AdamStep,
+	/// Per-row squared error `(y - t)^2` of a one-column output against the batch's targets
+	/// (`B x 1`).
+	SquaredError,
+	/// Its batch-mean gradient with respect to the output: `2 (y - t) / B`.
+	SquaredErrorBackward,
 }
 
 /// One operation of the step program.
@@ -172,12 +177,16 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 		}
 	}
 	let logits = pre.last().copied().unwrap_or(Source::Batch);
-	let losses = p.push(OpKind::SoftmaxXent, alloc::vec![logits], b, 1);
+	let (loss, loss_backward) = match spec.loss {
+		Loss::SoftmaxCrossEntropy => (OpKind::SoftmaxXent, OpKind::SoftmaxXentBackward),
+		Loss::MeanSquaredError => (OpKind::SquaredError, OpKind::SquaredErrorBackward),
+	};
+	let losses = p.push(loss, alloc::vec![logits], b, 1);
 	p.push(OpKind::Mean, alloc::vec![losses], 1, 1);
 
 	// Backward.
 	let mut grads = alloc::vec![Source::Batch; params as usize];
-	let mut dz = p.push(OpKind::SoftmaxXentBackward, alloc::vec![logits], b, width(layers));
+	let mut dz = p.push(loss_backward, alloc::vec![logits], b, width(layers));
 	for l in (0..layers).rev() {
 		let a_prev = acts.get(l).copied().unwrap_or(Source::Batch);
 		let next = l.saturating_add(1);
@@ -308,6 +317,8 @@ pub fn execute(
 		OpKind::ReluBackward => repops::relu_backward_matrix(arg(0)?, arg(1)?)?,
 		OpKind::SoftmaxXent => repops::softmax_xent(arg(0)?, labels)?,
 		OpKind::SoftmaxXentBackward => repops::softmax_xent_backward(arg(0)?, labels)?,
+		OpKind::SquaredError => repops::squared_error(arg(0)?, labels)?,
+		OpKind::SquaredErrorBackward => repops::squared_error_backward(arg(0)?, labels)?,
 		OpKind::Mean => Matrix::new(1, 1, alloc::vec![repops::mean(&arg(0)?.data)])?,
 		OpKind::ColSum => repops::col_sum(arg(0)?)?,
 		OpKind::Momentum | OpKind::SgdStep | OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep => {
@@ -811,6 +822,120 @@ mod tests {
 			for j in &p.next_state {
 				assert!(outputs[*j as usize].data.is_empty());
 			}
+		}
+	}
+
+	/// A regression batch: targets of [`crate::task::synthetic_regression`], as `f32` bits.
+	fn regression_batch(seed: u64, rows: u32, features: u32) -> (Matrix, Vec<u32>) {
+		let data = crate::task::synthetic_regression(seed, rows, features);
+		let x = data.iter().flat_map(|(x, _)| x.iter().copied()).collect();
+		(Matrix::new(rows, features, x).unwrap(), data.iter().map(|(_, t)| *t).collect())
+	}
+
+	#[test]
+	fn squared_error_and_its_gradient_are_the_textbook_ones() {
+		let y = Matrix::new(3, 1, vec![1.5, -2.0, 0.25]).unwrap();
+		let t: Vec<u32> = [0.5f32, 1.0, 0.25].iter().map(|v| v.to_bits()).collect();
+		assert_eq!(repops::squared_error(&y, &t).unwrap().data, vec![1.0, 9.0, 0.0]);
+		assert_eq!(
+			repops::squared_error_backward(&y, &t).unwrap().data,
+			vec![2.0 / 3.0, -2.0, 0.0]
+		);
+		// One output per row, one target per row.
+		let wide = Matrix::new(3, 2, vec![0.0; 6]).unwrap();
+		assert_eq!(repops::squared_error(&wide, &t), Err(ShapeError::Mismatch));
+		assert_eq!(repops::squared_error(&y, &t[..2]), Err(ShapeError::Mismatch));
+	}
+
+	#[test]
+	fn a_regression_has_one_output_and_a_dataset_of_targets() {
+		let s = TrainingSpec::example_regression(&[5, 6, 1], adam(), 8);
+		let p = step_program(&s).unwrap();
+		let kinds: Vec<OpKind> = p.ops.iter().map(|o| o.kind).collect();
+		assert!(
+			kinds.contains(&OpKind::SquaredError) && kinds.contains(&OpKind::SquaredErrorBackward)
+		);
+		assert!(!kinds.contains(&OpKind::SoftmaxXent));
+		// Two outputs, or a dataset of classes: refused.
+		let two = TrainingSpec::example_regression(&[5, 6, 2], adam(), 8);
+		assert_eq!(two.validate(), Err(SpecError::DatasetShapeMismatch));
+		let mut classes = s.clone();
+		classes.dataset.classes = 1;
+		assert_eq!(classes.validate(), Err(SpecError::DatasetShapeMismatch));
+		// A classification on a dataset of targets (0 classes): refused.
+		let mut softmax = s.clone();
+		softmax.loss = crate::task::Loss::SoftmaxCrossEntropy;
+		assert_eq!(softmax.validate(), Err(SpecError::TooFewClasses));
+	}
+
+	/// The regression's backward program computes the true gradient of the mean squared
+	/// error (central differences in f64).
+	#[test]
+	fn regression_gradients_match_finite_differences() {
+		let s = TrainingSpec::example_regression(&[5, 6, 1], sgd(), 8);
+		let p = step_program(&s).unwrap();
+		let state = initial_state(&s, &p).unwrap();
+		let (x, y) = regression_batch(3, 8, 5);
+		let (outs, _) = run_step(&s, &p, &state, &x, &y, 0).unwrap();
+		let grads: Vec<&Matrix> = p
+			.ops
+			.iter()
+			.filter(|o| o.kind == OpKind::Momentum)
+			.map(|o| match o.inputs[1] {
+				Source::Op(j) => &outs[j as usize],
+				_ => unreachable!(),
+			})
+			.collect();
+		let loss = |params: &[Vec<f64>]| -> f64 {
+			let (w1, b1, w2, b2) = (&params[0], &params[1], &params[2], &params[3]);
+			let mut total = 0.0;
+			for r in 0..8 {
+				let xr: Vec<f64> = x.row(r).unwrap().iter().map(|v| *v as f64).collect();
+				let h: Vec<f64> = (0..6)
+					.map(|j| ((0..5).map(|k| xr[k] * w1[k * 6 + j]).sum::<f64>() + b1[j]).max(0.0))
+					.collect();
+				let out = (0..6).map(|k| h[k] * w2[k]).sum::<f64>() + b2[0];
+				let d = out - f32::from_bits(y[r as usize]) as f64;
+				total += d * d;
+			}
+			total / 8.0
+		};
+		let base: Vec<Vec<f64>> =
+			state[..4].iter().map(|m| m.data.iter().map(|v| *v as f64).collect()).collect();
+		for (t, g) in grads.iter().enumerate() {
+			for i in 0..g.data.len() {
+				let h = 1e-5;
+				let mut plus = base.clone();
+				plus[t][i] += h;
+				let mut minus = base.clone();
+				minus[t][i] -= h;
+				let numeric = (loss(&plus) - loss(&minus)) / (2.0 * h);
+				let analytic = g.data[i] as f64;
+				assert!(
+					(numeric - analytic).abs() <= 1e-4 + 1e-3 * numeric.abs(),
+					"tensor {t} element {i}: numeric {numeric} vs program {analytic}"
+				);
+			}
+		}
+	}
+
+	#[test]
+	fn regression_training_lowers_the_squared_error() {
+		for opt in [sgd(), adam()] {
+			let s = TrainingSpec::example_regression(&[8, 16, 1], opt, 32);
+			let p = step_program(&s).unwrap();
+			let mut state = initial_state(&s, &p).unwrap();
+			let mean_op = p.ops.iter().position(|o| o.kind == OpKind::Mean).unwrap();
+			let mut losses = vec![];
+			for step in 0..150 {
+				let (x, y) = regression_batch(1000 + step as u64, 32, 8);
+				let (outs, next) = run_step(&s, &p, &state, &x, &y, step).unwrap();
+				losses.push(outs[mean_op].data[0]);
+				state = next;
+			}
+			let first: f32 = losses[..10].iter().sum::<f32>() / 10.0;
+			let last: f32 = losses[140..].iter().sum::<f32>() / 10.0;
+			assert!(last < first * 0.5, "{opt:?}: squared error {first} -> {last}");
 		}
 	}
 }

@@ -102,7 +102,13 @@ fn elements((rows, cols): (u32, u32)) -> u64 {
 /// Whether the operation reads the batch's samples (its inputs or its labels).
 pub fn reads_samples(op: &Op) -> bool {
 	op.inputs.contains(&Source::Batch)
-		|| matches!(op.kind, OpKind::SoftmaxXent | OpKind::SoftmaxXentBackward)
+		|| matches!(
+			op.kind,
+			OpKind::SoftmaxXent
+				| OpKind::SoftmaxXentBackward
+				| OpKind::SquaredError
+				| OpKind::SquaredErrorBackward
+		)
 }
 
 /// What executing operation `op` on chain costs: values handled (inputs, output, samples)

@@ -23,16 +23,26 @@ fn sgd() -> Optimizer {
 fn run(optimizer: Optimizer) -> (TrainingSpec, StepRun) {
 	let data = synthetic_dataset(7, 40, 6, 3);
 	let spec = TrainingSpec::example_mlp(&[6, 5, 4, 3], optimizer, 8).on_dataset(&data);
+	run_on(spec, &data)
+}
+
+/// A regression (mean squared error on real-valued targets) after one step.
+fn regression(optimizer: Optimizer) -> (TrainingSpec, StepRun) {
+	let data = crate::task::synthetic_regression(7, 40, 6);
+	let spec = TrainingSpec::example_regression(&[6, 5, 4, 1], optimizer, 8).on_dataset(&data);
+	run_on(spec, &data)
+}
+
+fn run_on(spec: TrainingSpec, data: &[(Vec<f32>, u32)]) -> (TrainingSpec, StepRun) {
 	let program = program::step_program(&spec).unwrap();
 	let s0 = initial_state(&spec, &program).unwrap();
-	let first = StepRun::new(&spec, 0, s0, &data).unwrap();
-	(spec.clone(), StepRun::new(&spec, 1, first.next, &data).unwrap())
+	let first = StepRun::new(&spec, 0, s0, data).unwrap();
+	(spec.clone(), StepRun::new(&spec, 1, first.next, data).unwrap())
 }
 
 #[test]
 fn every_operation_is_recomputed_to_its_true_hash() {
-	for optimizer in [sgd(), adam()] {
-		let (spec, run) = run(optimizer);
+	for (spec, run) in [run(sgd()), run(adam()), regression(sgd()), regression(adam())] {
 		let pre = state_hash(&run.state);
 		let trace = run.op_trace();
 		for j in 0..run.program.ops.len() as u32 {

@@ -112,6 +112,10 @@ pub enum Model {
 pub enum Loss {
 	/// Softmax followed by cross-entropy against integer class labels, averaged over the batch.
 	SoftmaxCrossEntropy,
+	/// Regression: the model's one output against each sample's real-valued target (the
+	/// sample's label holds the target's `f32` bits), squared, averaged over the batch. The
+	/// dataset declares 0 classes.
+	MeanSquaredError,
 }
 
 /// The optimizer and its hyperparameters.
@@ -190,7 +194,8 @@ pub struct DatasetCommitment {
 	pub samples: u32,
 	/// Features per sample (the model's input width).
 	pub features: u32,
-	/// The number of classes (the model's output width).
+	/// The number of classes (the model's output width); 0 for real-valued targets (a
+	/// regression, [`Loss::MeanSquaredError`]).
 	pub classes: u32,
 	/// The hash of the dataset's [`crate::dataset::Manifest`]: where the samples came from,
 	/// what the classes are called, how the features were preprocessed.
@@ -250,6 +255,28 @@ pub fn synthetic_dataset(
 		.collect()
 }
 
+/// A synthetic, learnable regression set: `samples` points of `features` values drawn as in
+/// [`synthetic_dataset`], each with the target `sum_i x_i * (i + 1) / features + |x_0|` (a
+/// line plus a kink), given as its `f32` bits in the label's place.
+pub fn synthetic_regression(
+	seed: u64,
+	samples: u32,
+	features: u32,
+) -> alloc::vec::Vec<(alloc::vec::Vec<f32>, u32)> {
+	use crate::repops::{add, div, mul};
+	synthetic_dataset(seed, samples, features, 1)
+		.into_iter()
+		.map(|(x, _)| {
+			let line = x.iter().enumerate().fold(0.0f32, |acc, (i, v)| {
+				add(acc, div(mul(*v, i.saturating_add(1) as f32), features as f32))
+			});
+			let kink = x.first().map(|v| v.abs()).unwrap_or(0.0);
+			let target = add(line, kink);
+			(x, target.to_bits())
+		})
+		.collect()
+}
+
 /// Why a spec cannot be run bit-exactly.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SpecError {
@@ -257,7 +284,8 @@ pub enum SpecError {
 	TooFewLayers,
 	/// A layer width is zero or above [`MAX_WIDTH`].
 	BadWidth,
-	/// The dataset's features or classes differ from the model's input or output width.
+	/// The dataset's features or classes differ from the model's input or output width (a
+	/// regression needs one output and a dataset of targets).
 	DatasetShapeMismatch,
 	/// The batch size is zero or above [`MAX_BATCH`].
 	BadBatchSize,
@@ -286,10 +314,15 @@ impl TrainingSpec {
 		if widths.iter().any(|w| *w == 0 || *w > MAX_WIDTH) {
 			return Err(SpecError::BadWidth);
 		}
-		if *last < 2 {
-			return Err(SpecError::TooFewClasses);
-		}
-		if self.dataset.features != *first || self.dataset.classes != *last {
+		// A classification's output width is its classes (two at least); a regression has one
+		// output and a dataset of targets (0 classes).
+		let classes = match self.loss {
+			Loss::SoftmaxCrossEntropy if *last < 2 => return Err(SpecError::TooFewClasses),
+			Loss::SoftmaxCrossEntropy => *last,
+			Loss::MeanSquaredError if *last != 1 => return Err(SpecError::DatasetShapeMismatch),
+			Loss::MeanSquaredError => 0,
+		};
+		if self.dataset.features != *first || self.dataset.classes != classes {
 			return Err(SpecError::DatasetShapeMismatch);
 		}
 		if self.dataset.samples == 0 {
@@ -358,6 +391,15 @@ impl TrainingSpec {
 		s.dataset.classes = widths.last().copied().unwrap_or(0);
 		s.optimizer = optimizer;
 		s.batch_size = batch_size;
+		s
+	}
+
+	/// [`Self::example_mlp`] as a regression: mean squared error, the last width one output,
+	/// a dataset of targets (0 classes).
+	pub fn example_regression(widths: &[u32], optimizer: Optimizer, batch_size: u32) -> Self {
+		let mut s = Self::example_mlp(widths, optimizer, batch_size);
+		s.loss = Loss::MeanSquaredError;
+		s.dataset.classes = 0;
 		s
 	}
 

@@ -521,6 +521,46 @@ pub fn softmax_xent_backward(logits: &Matrix, labels: &[u32]) -> Result<Matrix, 
 	Matrix::new(logits.rows, logits.cols, data)
 }
 
+/// The squared error of one row of a one-column output against a target given as its `f32`
+/// bits: `(y - t)^2`.
+pub fn squared_error_row(row: &[f32], target: u32) -> Result<f32, ShapeError> {
+	let &[y] = row else { return Err(ShapeError::Mismatch) };
+	let d = sub(y, canon(f32::from_bits(target)));
+	Ok(mul(d, d))
+}
+
+/// The gradient of the batch-mean squared error for one row: `(2 (y - t)) / batch`.
+pub fn squared_error_backward_row(row: &[f32], target: u32, batch: u32) -> Result<f32, ShapeError> {
+	let &[y] = row else { return Err(ShapeError::Mismatch) };
+	let d = sub(y, canon(f32::from_bits(target)));
+	Ok(div(mul(2.0, d), batch as f32))
+}
+
+/// `f` of every row of a one-column output (`B x 1`) and its target.
+fn per_row(
+	y: &Matrix,
+	targets: &[u32],
+	f: impl Fn(&[f32], u32) -> Result<f32, ShapeError>,
+) -> Result<Matrix, ShapeError> {
+	y.check()?;
+	if y.cols != 1 || targets.len() != y.rows as usize {
+		return Err(ShapeError::Mismatch);
+	}
+	let data = y.data.iter().zip(targets).map(|(v, t)| f(core::slice::from_ref(v), *t));
+	Matrix::new(y.rows, 1, data.collect::<Result<Vec<f32>, ShapeError>>()?)
+}
+
+/// The per-row squared errors (`B x 1`) of a one-column output against `targets` (`f32`
+/// bits).
+pub fn squared_error(y: &Matrix, targets: &[u32]) -> Result<Matrix, ShapeError> {
+	per_row(y, targets, squared_error_row)
+}
+
+/// The gradient of the batch-mean squared error with respect to the output (`B x 1`).
+pub fn squared_error_backward(y: &Matrix, targets: &[u32]) -> Result<Matrix, ShapeError> {
+	per_row(y, targets, |row, t| squared_error_backward_row(row, t, y.rows))
+}
+
 /// SGD with momentum for one parameter: `v' = mu * v + g`, `w' = w - lr * v'` (each product
 /// and sum rounded separately). Returns `(w', v')`.
 pub fn sgd_momentum(w: f32, v: f32, g: f32, lr: f32, mu: f32) -> (f32, f32) {
