@@ -3,14 +3,15 @@
 //!
 //! [`RepOpsBackend`] extends burn's `Backend` with the operations an MLP's training step is
 //! made of: the three matrix products, bias addition, ReLU and its backward, column sums,
-//! softmax cross-entropy and its batch-mean gradient, and the optimizers' per-value updates.
+//! the loss (softmax cross-entropy, or squared error) and its batch-mean gradient, and the
+//! optimizers' per-value updates.
 //! On a plain backend each runs as the RepOps kernel of the step program
 //! ([`crate::engine::execute`], the very function the program path and the dispute game use);
 //! on `Autodiff<B>` the differentiable ones ([`RepOpsBackend::repops_matmul`],
 //! [`RepOpsBackend::repops_bias_add`], [`RepOpsBackend::repops_relu`],
-//! [`RepOpsBackend::repops_xent_mean`]) record a backward step whose gradients are again
+//! [`RepOpsBackend::repops_loss_mean`]) record a backward step whose gradients are again
 //! RepOps kernels, the ones the step program lists: `dW = Aᵀ·dZ`, `db = colsum(dZ)`,
-//! `dA = dZ·Wᵀ`, `relu_backward(Z, dA)`, and the softmax cross-entropy gradient. So a burn
+//! `dA = dZ·Wᵀ`, `relu_backward(Z, dA)`, and the loss's gradient. So a burn
 //! training loop over these ops ([`crate::train`]) computes bit for bit the states the step
 //! program computes, which is what the chain's commitments and disputes are about.
 //!
@@ -48,7 +49,7 @@ use burn::{
 	},
 };
 use trainet_primitives::{
-	program::{Op, OpKind, Source},
+	program::{self, Op, OpKind, Source},
 	repops::{canon, Matrix, ShapeError},
 	task::TrainingSpec,
 };
@@ -165,10 +166,12 @@ pub trait RepOpsBackend: Backend {
 		Self::repops(Kernel::new(OpKind::Relu, ctx), vec![z])
 	}
 
-	/// The batch's mean softmax cross-entropy against the context's labels (`1 x 1`),
-	/// differentiable with respect to the logits.
-	fn repops_xent_mean(logits: FloatTensor<Self>, ctx: &Arc<StepContext>) -> FloatTensor<Self> {
-		let losses = Self::repops(Kernel::new(OpKind::SoftmaxXent, ctx), vec![logits]);
+	/// The batch's mean loss (the spec's: softmax cross-entropy against the context's class
+	/// labels, or squared error against its targets), `1 x 1`, differentiable with respect to
+	/// the model's output.
+	fn repops_loss_mean(logits: FloatTensor<Self>, ctx: &Arc<StepContext>) -> FloatTensor<Self> {
+		let (loss, _) = program::loss_ops(ctx.spec.loss);
+		let losses = Self::repops(Kernel::new(loss, ctx), vec![logits]);
 		Self::repops(Kernel::new(OpKind::Mean, ctx), vec![losses])
 	}
 }
@@ -211,13 +214,14 @@ pub(crate) fn output_shape(kind: OpKind, inputs: &[MatRef]) -> Result<(u32, u32)
 		OpKind::MatMul => (dims(0)?.0, dims(1)?.1),
 		OpKind::MatMulTn => (dims(0)?.1, dims(1)?.1),
 		OpKind::MatMulNt => (dims(0)?.0, dims(1)?.0),
-		OpKind::SoftmaxXent => (dims(0)?.0, 1),
+		OpKind::SoftmaxXent | OpKind::SquaredError => (dims(0)?.0, 1),
 		OpKind::Mean => (1, 1),
 		OpKind::ColSum => (1, dims(0)?.1),
 		OpKind::ReluBackward => dims(1)?,
 		OpKind::BiasAdd
 		| OpKind::Relu
 		| OpKind::SoftmaxXentBackward
+		| OpKind::SquaredErrorBackward
 		| OpKind::Momentum
 		| OpKind::SgdStep
 		| OpKind::AdamM
@@ -415,18 +419,18 @@ impl<B: RepOpsBackend> Backward<B, 1> for ReluBackward {
 	}
 }
 
-/// The mean softmax cross-entropy: the RepOps batch-mean gradient with respect to the logits
-/// (scaled by the incoming gradient when that is not exactly 1, which training never does).
+/// The mean loss: the RepOps batch-mean gradient with respect to the model's output (scaled
+/// by the incoming gradient when that is not exactly 1, which training never does).
 #[derive(Debug)]
-struct XentMeanBackward;
+struct LossMeanBackward;
 
-impl<B: RepOpsBackend> Backward<B, 1> for XentMeanBackward {
+impl<B: RepOpsBackend> Backward<B, 1> for LossMeanBackward {
 	type State = (NodeId, Arc<StepContext>);
 
 	fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, ckpt: &mut Checkpointer) {
 		let (logits, ctx) = ops.state;
 		let logits: FloatTensor<B> = ckpt.retrieve_node_output(logits);
-		let kernel = Kernel::new(OpKind::SoftmaxXentBackward, &ctx);
+		let kernel = Kernel::new(program::loss_ops(ctx.spec.loss).1, &ctx);
 		unary::<B, _>(ops.parents, ops.node, grads, |g| {
 			let dz = B::repops(kernel, vec![logits]);
 			let device = B::float_device(&dz);
@@ -522,9 +526,9 @@ impl<B: RepOpsBackend, C: CheckpointStrategy> RepOpsBackend for Autodiff<B, C> {
 		}
 	}
 
-	fn repops_xent_mean(logits: FloatTensor<Self>, ctx: &Arc<StepContext>) -> FloatTensor<Self> {
-		let forward = |logits| B::repops_xent_mean(logits, ctx);
-		match XentMeanBackward.prepare::<C>([logits.node.clone()]).compute_bound().stateful() {
+	fn repops_loss_mean(logits: FloatTensor<Self>, ctx: &Arc<StepContext>) -> FloatTensor<Self> {
+		let forward = |logits| B::repops_loss_mean(logits, ctx);
+		match LossMeanBackward.prepare::<C>([logits.node.clone()]).compute_bound().stateful() {
 			OpsKind::Tracked(mut prep) => {
 				let state = (prep.checkpoint(&logits), ctx.clone());
 				prep.finish(state, forward(logits.primitive))

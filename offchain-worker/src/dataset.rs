@@ -18,7 +18,7 @@ use sp_core::H256;
 use thiserror::Error;
 use trainet_primitives::{
 	commit::dataset_commitment,
-	dataset::{Manifest, Preprocessing},
+	dataset::{Labels, Manifest, Preprocessing},
 	task::{synthetic_dataset, DatasetCommitment, F32Bits},
 };
 
@@ -30,12 +30,13 @@ pub type Samples = Vec<(Vec<f32>, u32)>;
 /// The shipped digits, gzip-compressed CSV (see `data/README.md`).
 const DIGITS_CSV_GZ: &[u8] = include_bytes!("../data/digits.csv.gz");
 
-/// A classification dataset.
+/// A classification dataset, or a regression's (0 classes: each label holds a real-valued
+/// target's `f32` bits).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
 	/// Features per sample.
 	pub features: u32,
-	/// The number of classes (labels are `0 .. classes`).
+	/// The number of classes (labels are `0 .. classes`); 0 for real-valued targets.
 	pub classes: u32,
 	/// The samples, in order.
 	pub samples: Samples,
@@ -128,7 +129,7 @@ struct Stored {
 
 impl Dataset {
 	/// A dataset of samples made by a program (an empty manifest), checked: every sample has
-	/// `features` values and a label below `classes`.
+	/// `features` values and a label below `classes` (or, with 0 classes, a finite target).
 	pub fn new(features: u32, classes: u32, samples: Samples) -> Result<Self, DatasetError> {
 		Self::described(features, classes, samples, Manifest::default())
 	}
@@ -154,7 +155,11 @@ impl Dataset {
 				let reason = format!("{} features, the dataset has {features}", x.len());
 				return Err(DatasetError::BadSample { index, reason });
 			}
-			if *y >= classes {
+			if classes == 0 && !f32::from_bits(*y).is_finite() {
+				let reason = format!("target {}, not a finite number", f32::from_bits(*y));
+				return Err(DatasetError::BadSample { index, reason });
+			}
+			if classes > 0 && *y >= classes {
 				let reason = format!("label {y}, the dataset has {classes} classes");
 				return Err(DatasetError::BadSample { index, reason });
 			}
@@ -223,6 +228,21 @@ impl Dataset {
 			samples: synthetic_dataset(seed, samples, features, classes),
 			manifest: Manifest::default(),
 		}
+	}
+
+	/// [`trainet_primitives::task::synthetic_regression`] as a dataset (its targets unnamed).
+	pub fn synthetic_regression(seed: u64, samples: u32, features: u32) -> Self {
+		Self {
+			features,
+			classes: 0,
+			samples: trainet_primitives::task::synthetic_regression(seed, samples, features),
+			manifest: Manifest { labels: Labels::Target(String::new()), ..Manifest::default() },
+		}
+	}
+
+	/// Whether its labels are real-valued targets (a regression's) rather than classes.
+	pub fn is_regression(&self) -> bool {
+		self.classes == 0
 	}
 
 	/// The commitment a task's spec makes to this dataset: its shape, manifest and root.

@@ -14,15 +14,15 @@ use sp_core::H256;
 use thiserror::Error;
 use trainet_primitives::{
 	commit::state_hash,
-	dataset::{Manifest, Preprocessing},
+	dataset::{Labels, Manifest, Preprocessing},
 	repops::Matrix,
-	task::{Model, Optimizer, TrainingSpec},
+	task::{Loss, Model, Optimizer, TrainingSpec},
 };
 
 use crate::{
 	dataset::Dataset,
 	model::{Mlp, ModelError},
-	train::{accuracy_of, TrainError},
+	train::{evaluate_of, Evaluation, TrainError},
 };
 
 /// The model card's file name in an export folder.
@@ -120,7 +120,8 @@ pub struct DatasetCard {
 	pub samples: u32,
 	/// Features a sample (the model's input width).
 	pub features: u32,
-	/// Classes (the model's output width).
+	/// Classes (the model's output width); 0 for a regression (one output, a real-valued
+	/// target).
 	pub classes: u32,
 	/// The manifest's hash, `0x` hex.
 	pub manifest: String,
@@ -130,6 +131,9 @@ pub struct DatasetCard {
 	pub feature_names: Vec<String>,
 	/// The class names in output order, when known (else the class ids are the names).
 	pub class_names: Vec<String>,
+	/// A regression's target, by name (a CSV column's), when known.
+	#[serde(default)]
+	pub target: Option<String>,
 	/// What to do to a raw input before the model sees it; `None` when the manifest is not
 	/// known here.
 	pub preprocessing: Option<PreprocessingCard>,
@@ -254,7 +258,10 @@ pub fn export(
 			batch_size: spec.batch_size,
 			steps: spec.steps,
 			seed: spec.seed,
-			loss: "softmax cross-entropy".into(),
+			loss: match spec.loss {
+				Loss::SoftmaxCrossEntropy => "softmax cross-entropy".into(),
+				Loss::MeanSquaredError => "mean squared error".into(),
+			},
 		},
 		dataset: DatasetCard {
 			root: hex(&d.root),
@@ -267,6 +274,10 @@ pub fn export(
 			class_names: manifest
 				.and_then(|m| m.class_names().map(<[String]>::to_vec))
 				.unwrap_or_default(),
+			target: manifest.and_then(|m| match &m.labels {
+				Labels::Target(name) => Some(name.clone()),
+				Labels::Classes(_) => None,
+			}),
 			preprocessing: manifest.map(|m| (&m.preprocessing).into()),
 		},
 		files: FilesCard {
@@ -328,13 +339,17 @@ pub fn load(dir: &Path) -> Result<Exported, ExportError> {
 }
 
 impl Exported {
-	/// The share of `data` this model classifies correctly (the forward pass with RepOps,
-	/// as in training).
+	/// The figure of [`Self::evaluate`] (an accuracy, or a mean squared error).
 	pub fn accuracy(&self, data: &Dataset) -> Result<f32, ExportError> {
-		let (model, classes) = (
-			self.card.widths.first().copied().unwrap_or(0),
-			self.card.widths.last().copied().unwrap_or(0),
-		);
+		Ok(self.evaluate(data)?.value())
+	}
+
+	/// How this model does on `data` (the forward pass with RepOps, as in training): the
+	/// share it classifies correctly, or its mean squared error on targets.
+	pub fn evaluate(&self, data: &Dataset) -> Result<Evaluation, ExportError> {
+		// The classes of the dataset it was trained on (0: a regression's targets).
+		let (model, classes) =
+			(self.card.widths.first().copied().unwrap_or(0), self.card.dataset.classes);
 		if data.features != model || data.classes != classes {
 			return Err(ExportError::Mismatch {
 				model,
@@ -343,7 +358,7 @@ impl Exported {
 				data_classes: data.classes,
 			});
 		}
-		Ok(accuracy_of(&self.card.widths, &self.params, data)?)
+		Ok(evaluate_of(&self.card.widths, &self.params, data)?)
 	}
 }
 

@@ -20,7 +20,9 @@
 //! ```
 //!
 //! The dataset's size, features and classes come from the dataset itself (looked up by its
-//! root), so the file cannot contradict them.
+//! root), so the file cannot contradict them. So does the loss: softmax cross-entropy on a
+//! dataset of classes, mean squared error on one of real-valued targets (a regression, whose
+//! model has one output: `widths = [.., 1]`).
 
 use serde::Deserialize;
 use sp_core::H256;
@@ -53,7 +55,7 @@ pub enum SpecFileError {
 		actual: H256,
 	},
 	/// The spec is not runnable (a width of zero, a learning rate that is not positive...).
-	#[error("the spec is invalid: {0:?}")]
+	#[error("the spec is invalid: {0}")]
 	Invalid(SpecError),
 }
 
@@ -171,7 +173,10 @@ impl SpecFile {
 		};
 		let spec = TrainingSpec {
 			model: Model::Mlp { widths, activation: Activation::Relu },
-			loss: Loss::SoftmaxCrossEntropy,
+			loss: match data.is_regression() {
+				true => Loss::MeanSquaredError,
+				false => Loss::SoftmaxCrossEntropy,
+			},
 			optimizer,
 			batch_size: self.training.batch_size,
 			steps: self.training.steps,
@@ -223,5 +228,17 @@ mod tests {
 		assert!(matches!(f.to_spec(&data), Err(SpecFileError::Invalid(SpecError::BadWidth))));
 		let f = SpecFile::parse(&file(&root, "").replace("0.1", "-0.1")).unwrap();
 		assert!(matches!(f.to_spec(&data), Err(SpecFileError::Invalid(_))));
+	}
+
+	#[test]
+	fn a_dataset_of_targets_makes_a_regression_of_one_output() {
+		let data = Dataset::synthetic_regression(1, 30, 4);
+		let one = file(&data.root(), "").replace("[4, 5, 3]", "[4, 5, 1]");
+		let spec = SpecFile::parse(&one).unwrap().to_spec(&data).unwrap();
+		assert_eq!((spec.loss, spec.dataset.classes), (Loss::MeanSquaredError, 0));
+		// Three outputs for one target: refused.
+		let f = SpecFile::parse(&file(&data.root(), "")).unwrap();
+		let err = f.to_spec(&data).unwrap_err();
+		assert!(matches!(err, SpecFileError::Invalid(SpecError::DatasetShapeMismatch)), "{err}");
 	}
 }

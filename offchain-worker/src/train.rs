@@ -54,7 +54,7 @@ pub enum Engine {
 #[derive(Debug, Error)]
 pub enum TrainError {
 	/// The spec cannot be run bit-exactly.
-	#[error("the task spec is invalid: {0:?}")]
+	#[error("the task spec is invalid: {0}")]
 	Spec(SpecError),
 	/// The dataset is not the one the spec commits to.
 	#[error("the dataset's root is {actual:?}, the spec commits to {expected:?}")]
@@ -317,9 +317,15 @@ impl Training {
 		Ok((Matrix::new(self.spec.batch_size, d.features, x)?, labels))
 	}
 
-	/// The share of `samples` the current model classifies correctly.
+	/// How the current model does on `samples` (accuracy, or mean squared error).
+	pub fn evaluate(&self, samples: &Dataset) -> Result<Evaluation, TrainError> {
+		evaluate(&self.spec, &self.state, samples)
+	}
+
+	/// The figure of [`Self::evaluate`]: the share of `samples` the current model classifies
+	/// correctly (or, on targets, its mean squared error).
 	pub fn accuracy(&self, samples: &Dataset) -> Result<f32, TrainError> {
-		accuracy(&self.spec, &self.state, samples)
+		Ok(self.evaluate(samples)?.value())
 	}
 }
 
@@ -364,7 +370,7 @@ pub fn burn_step_on<B: RepOpsBackend>(
 		Autodiff<B>,
 	>(batch, device)));
 	let logits = model.forward_repops(x, &ctx).into_primitive().tensor();
-	let loss = Autodiff::<B>::repops_xent_mean(logits, &ctx);
+	let loss = Autodiff::<B>::repops_loss_mean(logits, &ctx);
 	let grads = loss.clone().backward();
 
 	// Each parameter and its gradient, in state order, on the inner backend.
@@ -421,18 +427,59 @@ pub fn burn_step_on<B: RepOpsBackend>(
 	Ok((loss, next))
 }
 
-/// The share of `data` that the MLP with parameters `state` (in state order) classifies
-/// correctly: the forward pass with RepOps, then the largest logit.
-pub fn accuracy(spec: &TrainingSpec, state: &[Matrix], data: &Dataset) -> Result<f32, TrainError> {
-	let Model::Mlp { widths, .. } = &spec.model;
-	accuracy_of(widths, state, data)
+/// How well a model does on a dataset: the share of samples it classifies correctly (the
+/// largest output is the label), or its mean squared error on real-valued targets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Evaluation {
+	/// The share of samples classified correctly.
+	Accuracy(f32),
+	/// The mean of `(output - target)^2` over the samples.
+	MeanSquaredError(f32),
 }
 
-/// [`accuracy`] of the MLP of `widths`.
-pub fn accuracy_of(widths: &[u32], state: &[Matrix], data: &Dataset) -> Result<f32, TrainError> {
+impl Evaluation {
+	/// The figure itself.
+	pub fn value(self) -> f32 {
+		match self {
+			Evaluation::Accuracy(v) | Evaluation::MeanSquaredError(v) => v,
+		}
+	}
+}
+
+impl std::fmt::Display for Evaluation {
+	fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+		match self {
+			Evaluation::Accuracy(a) => write!(f, "accuracy {a:.4}"),
+			Evaluation::MeanSquaredError(e) => write!(f, "mean squared error {e:.6}"),
+		}
+	}
+}
+
+/// How the MLP with parameters `state` (in state order) does on `data`
+/// ([`Evaluation`]): the forward pass with RepOps, then the largest output, or the squared
+/// error of the one output.
+pub fn evaluate(
+	spec: &TrainingSpec,
+	state: &[Matrix],
+	data: &Dataset,
+) -> Result<Evaluation, TrainError> {
+	let Model::Mlp { widths, .. } = &spec.model;
+	evaluate_of(widths, state, data)
+}
+
+/// [`evaluate`] of the MLP of `widths`.
+pub fn evaluate_of(
+	widths: &[u32],
+	state: &[Matrix],
+	data: &Dataset,
+) -> Result<Evaluation, TrainError> {
 	let layers = widths.len().saturating_sub(1);
+	let empty = match data.is_regression() {
+		true => Evaluation::MeanSquaredError(0.0),
+		false => Evaluation::Accuracy(0.0),
+	};
 	if data.samples.is_empty() {
-		return Ok(0.0);
+		return Ok(empty);
 	}
 	let n = data.samples.len() as u32;
 	let x: Vec<f32> = data.samples.iter().flat_map(|(x, _)| x.iter().copied()).collect();
@@ -442,6 +489,12 @@ pub fn accuracy_of(widths: &[u32], state: &[Matrix], data: &Dataset) -> Result<f
 		let (Some(w), Some(b)) = (w, b) else { return Err(ShapeError::Mismatch.into()) };
 		let z = repops::bias_add(&engine::matmul(&a, w, engine::Product::Nn)?, b)?;
 		a = if l + 1 < layers { repops::relu_matrix(&z)? } else { z };
+	}
+	if data.is_regression() {
+		// The training loss's own operations, over every sample.
+		let targets: Vec<u32> = data.samples.iter().map(|(_, t)| *t).collect();
+		let errors = repops::squared_error(&a, &targets)?;
+		return Ok(Evaluation::MeanSquaredError(repops::mean(&errors.data)));
 	}
 	let correct = data
 		.samples
@@ -459,7 +512,7 @@ pub fn accuracy_of(widths: &[u32], state: &[Matrix], data: &Dataset) -> Result<f
 			best.0 == *y as usize
 		})
 		.count();
-	Ok(correct as f32 / n as f32)
+	Ok(Evaluation::Accuracy(correct as f32 / n as f32))
 }
 
 /// The memory, in bytes, training `spec` takes: the dataset, the state, and every output of

@@ -253,7 +253,7 @@ fn a_text_corpus_imports_the_same_every_time() {
 	let path = write(dir.path(), "corpus.txt", "abba cab\nbaca abc\n");
 	let data = import::text(&path, 3).unwrap();
 	// Vocabulary in sorted order: "\n", " ", "a", "b", "c".
-	let Labels::Classes(names) = &data.manifest.labels;
+	let Labels::Classes(names) = &data.manifest.labels else { panic!("no classes") };
 	assert_eq!(names, &["\n", " ", "a", "b", "c"]);
 	assert_eq!((data.features, data.classes), (3, 5));
 	assert_eq!(data.samples.len(), 18 - 3);

@@ -136,6 +136,15 @@ impl Builder {
 	}
 }
 
+/// The operations of `loss`: its per-row value (`B x 1`) and its batch-mean gradient with
+/// respect to the model's output.
+pub fn loss_ops(loss: Loss) -> (OpKind, OpKind) {
+	match loss {
+		Loss::SoftmaxCrossEntropy => (OpKind::SoftmaxXent, OpKind::SoftmaxXentBackward),
+		Loss::MeanSquaredError => (OpKind::SquaredError, OpKind::SquaredErrorBackward),
+	}
+}
+
 /// The step program of `spec` (which must validate).
 pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 	spec.validate()?;
@@ -177,10 +186,7 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 		}
 	}
 	let logits = pre.last().copied().unwrap_or(Source::Batch);
-	let (loss, loss_backward) = match spec.loss {
-		Loss::SoftmaxCrossEntropy => (OpKind::SoftmaxXent, OpKind::SoftmaxXentBackward),
-		Loss::MeanSquaredError => (OpKind::SquaredError, OpKind::SquaredErrorBackward),
-	};
+	let (loss, loss_backward) = loss_ops(spec.loss);
 	let losses = p.push(loss, alloc::vec![logits], b, 1);
 	p.push(OpKind::Mean, alloc::vec![losses], 1, 1);
 

@@ -301,6 +301,30 @@ pub enum SpecError {
 	BadCheckpointInterval,
 }
 
+impl core::fmt::Display for SpecError {
+	fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+		f.write_str(match self {
+			SpecError::TooFewLayers => "an MLP needs an input and an output width at least",
+			SpecError::BadWidth => "a layer width is zero or above the largest allowed",
+			SpecError::DatasetShapeMismatch => {
+				"the model's input or output width is not the dataset's (features in; classes \
+				 out, or one output for a dataset of real-valued targets)"
+			}
+			SpecError::BadBatchSize => "the batch size is zero or above the largest allowed",
+			SpecError::EmptyDataset => "the dataset has no samples",
+			SpecError::BadSteps => "the steps are zero or above the most allowed",
+			SpecError::BadHyperparameter => {
+				"a hyperparameter is out of range (non-finite, not positive, or a decay not \
+				 below 1)"
+			}
+			SpecError::TooFewClasses => "a classification needs two classes at least",
+			SpecError::BadCheckpointInterval => {
+				"the checkpoint interval is zero or above the most steps allowed"
+			}
+		})
+	}
+}
+
 impl TrainingSpec {
 	/// Checks that a worker can run this spec bit-exactly.
 	pub fn validate(&self) -> Result<(), SpecError> {

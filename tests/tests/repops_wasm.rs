@@ -2,7 +2,7 @@
 //! through the `TrainetApi_execute_op` runtime API) give the same bits as the native reference
 //! for every operator of the step program, on random shapes and values with subnormals,
 //! infinities, NaNs of any payload and signed zeros, and for every operation of real MLP
-//! training steps with both optimizers.
+//! training steps with both optimizers, classifying and regressing.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use trainet_e2e::{Node, NodeConfig};
 use trainet_primitives::{
 	program::{self, execute_bits, Op, OpKind, Source},
 	repops::{Matrix, ShapeError, SplitMix64, TensorBits},
-	task::{F32Bits, Optimizer, TrainingSpec},
+	task::{F32Bits, Loss, Optimizer, TrainingSpec},
 };
 
 /// Bit patterns at the corners of binary32.
@@ -104,11 +104,15 @@ fn instance(rng: &mut SplitMix64, kind: OpKind, max: u32) -> (Op, Vec<TensorBits
 		OpKind::AdamStep => (vec![t(m, n), t(m, n), t(m, n)], m, n),
 		OpKind::SoftmaxXent => (vec![t(m, n.max(2))], m, 1),
 		OpKind::SoftmaxXentBackward => (vec![t(m, n.max(2))], m, n.max(2)),
+		OpKind::SquaredError | OpKind::SquaredErrorBackward => (vec![t(m, 1)], m, 1),
 		OpKind::Mean => (vec![t(m, 1)], 1, 1),
 		OpKind::ColSum => (vec![t(m, n)], 1, n),
 	};
-	let classes = inputs[0].cols;
-	let labels = (0..m).map(|_| rng.next_below(classes)).collect();
+	// Class ids, or any target's bits (a regression's).
+	let labels = match kind {
+		OpKind::SquaredError | OpKind::SquaredErrorBackward => values(rng, m),
+		_ => (0..m).map(|_| rng.next_below(inputs[0].cols)).collect(),
+	};
 	let op = Op { kind, inputs: src[..inputs.len()].to_vec(), rows, cols };
 	(op, inputs, labels)
 }
@@ -130,6 +134,8 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 		OpKind::ReluBackward,
 		OpKind::SoftmaxXent,
 		OpKind::SoftmaxXentBackward,
+		OpKind::SquaredError,
+		OpKind::SquaredErrorBackward,
 		OpKind::Mean,
 		OpKind::ColSum,
 		OpKind::Momentum,
@@ -158,9 +164,15 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 		}
 	}
 
-	// Every operation of real training steps, from initialization, with both optimizers.
-	for opt in [sgd(), adam()] {
-		let s = TrainingSpec::example_mlp(&[12, 16, 8, 3], opt, 10);
+	// Every operation of real training steps, from initialization, with both optimizers, of a
+	// classification and of a regression.
+	let specs = [
+		TrainingSpec::example_mlp(&[12, 16, 8, 3], sgd(), 10),
+		TrainingSpec::example_mlp(&[12, 16, 8, 3], adam(), 10),
+		TrainingSpec::example_regression(&[12, 16, 8, 1], sgd(), 10),
+		TrainingSpec::example_regression(&[12, 16, 8, 1], adam(), 10),
+	];
+	for s in specs {
 		let p = program::step_program(&s).map_err(|e| anyhow::anyhow!("{e:?}"))?;
 		let mut state = program::initial_state(&s, &p).map_err(|e| anyhow::anyhow!("{e:?}"))?;
 		for step in 0..2u32 {
@@ -168,7 +180,12 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 			let x =
 				Matrix::new(10, 12, (0..120).map(|_| data_rng.next_unit() * 2.0 - 1.0).collect())
 					.map_err(|e| anyhow::anyhow!("{e:?}"))?;
-			let labels: Vec<u32> = (0..10).map(|_| data_rng.next_below(3)).collect();
+			let labels: Vec<u32> = match s.loss {
+				Loss::SoftmaxCrossEntropy => (0..10).map(|_| data_rng.next_below(3)).collect(),
+				Loss::MeanSquaredError => {
+					(0..10).map(|_| (data_rng.next_unit() * 4.0 - 2.0).to_bits()).collect()
+				}
+			};
 			let (outs, next) = program::run_step(&s, &p, &state, &x, &labels, step)
 				.map_err(|e| anyhow::anyhow!("{e:?}"))?;
 			for (j, op) in p.ops.iter().enumerate() {

@@ -583,8 +583,8 @@ fn run(cli: Cli) -> Result<()> {
 			let local = local()?;
 			let model = export::load(&dir)?;
 			let data = local.datasets.get(&parse_root(&dataset)?)?;
-			let accuracy = model.accuracy(&data)?;
-			out!("accuracy {accuracy:.4} ({} samples)", data.samples.len());
+			let evaluation = model.evaluate(&data)?;
+			out!("{evaluation} ({} samples)", data.samples.len());
 			Ok(())
 		}
 		Command::Submit { .. }
@@ -1206,7 +1206,7 @@ fn train(
 	}
 	out!("h_{steps} {:?}", run.state_hash());
 	if let Some(held) = evaluate {
-		out!("held-out accuracy {:.4} ({} samples)", run.accuracy(&held)?, held.samples.len());
+		out!("held-out {} ({} samples)", run.evaluate(&held)?, held.samples.len());
 	}
 	if let Some(dir) = save {
 		let card = export::export(run.spec(), run.state(), Some(&manifest), None, &dir)?;

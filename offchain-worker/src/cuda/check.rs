@@ -217,6 +217,17 @@ pub fn conformance(device: &CudaDevice) -> Vec<OpCheck> {
 				&labels,
 				0,
 			));
+			// A regression's output column against targets of any bits.
+			let column = random(&mut rng, rows, 1, special);
+			let targets: Vec<u32> = random(&mut rng, rows, 1, special)
+				.data
+				.iter()
+				.map(|t| t.to_bits())
+				.collect();
+			for kind in [OpKind::SquaredError, OpKind::SquaredErrorBackward] {
+				let inputs = std::slice::from_ref(&column);
+				out.push(compare(device, &sgd_spec, kind, inputs, &targets, 0));
+			}
 			out.push(compare(device, &sgd_spec, OpKind::Momentum, &[x.clone(), y.clone()], &[], 0));
 			out.push(compare(device, &sgd_spec, OpKind::SgdStep, &[x.clone(), y.clone()], &[], 0));
 			let mut v = random(&mut rng, rows, cols, special);

@@ -322,3 +322,24 @@ extern "C" __global__ void repops_softmax_xent_backward(const float* logits, con
         out[(size_t)i * cols + j] = r_div(g, b);
     }
 }
+
+// Per-row squared error (y - t)^2 of a rows x 1 output against targets given as their f32
+// bits (canonical if NaN); one thread per row; P(0) = rows.
+extern "C" __global__ void repops_squared_error(const float* y, const u32* targets, float* out,
+                                                PARAMS) {
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    const u32 rows = P(0);
+    if (i >= rows) return;
+    const float d = r_sub(y[i], canon(__uint_as_float(targets[i])));
+    out[i] = r_mul(d, d);
+}
+
+// Its batch-mean gradient: (2 (y - t)) / rows.
+extern "C" __global__ void repops_squared_error_backward(const float* y, const u32* targets,
+                                                         float* out, PARAMS) {
+    const u32 i = blockIdx.x * blockDim.x + threadIdx.x;
+    const u32 rows = P(0);
+    if (i >= rows) return;
+    const float d = r_sub(y[i], canon(__uint_as_float(targets[i])));
+    out[i] = r_div(r_mul(2.0f, d), (float)rows);
+}

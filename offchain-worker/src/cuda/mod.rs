@@ -241,6 +241,8 @@ fn run(kernel: &Kernel, inputs: Vec<Tensor>) -> Result<Tensor, ShapeError> {
 		OpKind::Relu
 		| OpKind::SoftmaxXent
 		| OpKind::SoftmaxXentBackward
+		| OpKind::SquaredError
+		| OpKind::SquaredErrorBackward
 		| OpKind::Mean
 		| OpKind::ColSum => 1,
 		OpKind::AdamStep => 3,
@@ -316,6 +318,20 @@ fn run(kernel: &Kernel, inputs: Vec<Tensor>) -> Result<Tensor, ShapeError> {
 				(a, "repops_softmax_xent_backward")
 			};
 			(out, name, 64, (blocks(rows as usize, 64)?, 1), Some(labels), vec![rows, cols])
+		}
+		OpKind::SquaredError | OpKind::SquaredErrorBackward => {
+			let (rows, cols) = a;
+			// One output per row, one target (any bits) per row.
+			if cols != 1 || ctx.labels.len() != rows as usize {
+				return Err(ShapeError::Mismatch);
+			}
+			let targets = words(&client, &ctx.labels);
+			let name = if kernel.kind == OpKind::SquaredError {
+				"repops_squared_error"
+			} else {
+				"repops_squared_error_backward"
+			};
+			(a, name, 64, (blocks(rows as usize, 64)?, 1), Some(targets), vec![rows])
 		}
 		OpKind::Mean => ((1, 1), "repops_mean", 1, (1, 1), None, vec![len(a)?]),
 		OpKind::ColSum => {
@@ -405,7 +421,7 @@ mod tests {
 	use super::*;
 
 	/// The kernel names `run` launches.
-	const NAMES: [&str; 15] = [
+	const NAMES: [&str; 17] = [
 		"repops_matmul",
 		"repops_matmul_tn",
 		"repops_matmul_nt",
@@ -414,6 +430,8 @@ mod tests {
 		"repops_relu_backward",
 		"repops_softmax_xent",
 		"repops_softmax_xent_backward",
+		"repops_squared_error",
+		"repops_squared_error_backward",
 		"repops_mean",
 		"repops_col_sum",
 		"repops_momentum",
