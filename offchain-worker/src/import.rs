@@ -100,6 +100,60 @@ pub enum Scaling {
 /// header name or 0-based index; the last column by default). A first row whose feature cells
 /// are not all numbers is the header, and names the features.
 pub fn csv(path: &Path, label: Option<&str>, scaling: Scaling) -> Result<Dataset, ImportError> {
+	let table = read_csv(path, label)?;
+	let labels: Vec<String> = table.labels.into_iter().map(|(_, l)| l).collect();
+	let (ids, names) = class_ids(&labels);
+	let manifest = Manifest {
+		source: "csv".into(),
+		dtype: "text".into(),
+		feature_names: table.feature_names,
+		labels: Labels::Classes(names),
+		..Manifest::default()
+	};
+	finish(path, table.features, ids, manifest, scaling)
+}
+
+/// Imports a CSV file for a regression, as [`csv`] does, but the label column (`target`) holds
+/// real-valued targets: each must be a finite number (an error names the row otherwise).
+pub fn csv_regression(
+	path: &Path,
+	target: Option<&str>,
+	scaling: Scaling,
+) -> Result<Dataset, ImportError> {
+	let table = read_csv(path, target)?;
+	let mut targets = Vec::with_capacity(table.labels.len());
+	for (row, cell) in &table.labels {
+		match cell.parse::<f32>() {
+			Ok(v) if v.is_finite() => targets.push(v.to_bits()),
+			_ => {
+				return Err(ImportError::Row {
+					path: path.into(),
+					row: *row,
+					reason: format!("target {}: {cell:?} is not a finite number", table.label_name),
+				})
+			}
+		}
+	}
+	let manifest = Manifest {
+		source: "csv".into(),
+		dtype: "text".into(),
+		feature_names: table.feature_names,
+		labels: Labels::Target(table.label_name),
+		..Manifest::default()
+	};
+	finish(path, table.features, targets, manifest, scaling)
+}
+
+/// A CSV file's rows: numeric features, and each row's label cell with its line.
+struct CsvTable {
+	features: Vec<Vec<f32>>,
+	labels: Vec<(u64, String)>,
+	feature_names: Vec<String>,
+	/// The label column's header name (or its 0-based index).
+	label_name: String,
+}
+
+fn read_csv(path: &Path, label: Option<&str>) -> Result<CsvTable, ImportError> {
 	let io = |source| ImportError::Io { path: path.into(), source };
 	let row_error = |row: u64, reason: String| ImportError::Row { path: path.into(), row, reason };
 	let mut reader = ::csv::ReaderBuilder::new()
@@ -110,7 +164,7 @@ pub fn csv(path: &Path, label: Option<&str>, scaling: Scaling) -> Result<Dataset
 	let mut header: Option<Vec<String>> = None;
 	let mut width = None;
 	let mut label_at = None;
-	let mut rows: Vec<(Vec<f32>, String)> = Vec::new();
+	let mut rows: Vec<(Vec<f32>, (u64, String))> = Vec::new();
 	for record in reader.records() {
 		let record = record.map_err(|e| {
 			let row = e.position().map_or(0, |p| p.line());
@@ -164,22 +218,16 @@ pub fn csv(path: &Path, label: Option<&str>, scaling: Scaling) -> Result<Dataset
 		if y.is_empty() {
 			return Err(row_error(row, "the label is empty".into()));
 		}
-		rows.push((x, y.to_string()));
+		rows.push((x, (row, y.to_string())));
 	}
 	let at = label_at.unwrap_or(0);
+	let label_name =
+		header.as_ref().and_then(|h| h.get(at)).cloned().unwrap_or_else(|| at.to_string());
 	let feature_names = header
 		.map(|h| h.into_iter().enumerate().filter(|(i, _)| *i != at).map(|(_, n)| n).collect())
 		.unwrap_or_default();
-	let (features, labels): (Vec<Vec<f32>>, Vec<String>) = rows.into_iter().unzip();
-	let (ids, names) = class_ids(&labels);
-	let manifest = Manifest {
-		source: "csv".into(),
-		dtype: "text".into(),
-		feature_names,
-		labels: Labels::Classes(names),
-		..Manifest::default()
-	};
-	finish(path, features, ids, manifest, scaling)
+	let (features, labels) = rows.into_iter().unzip();
+	Ok(CsvTable { features, labels, feature_names, label_name })
 }
 
 /// The label column: `label` as a header name (when there is a header) or a 0-based index;
@@ -217,14 +265,24 @@ fn class_ids(labels: &[String]) -> (Vec<u32>, Vec<String>) {
 /// dimensions are flattened, so images of `n x 8 x 8` become 64 features) and labels `y`
 /// (`samples` class ids: integers, or floats that are whole numbers).
 pub fn npy(x: &Path, y: &Path, scaling: Scaling) -> Result<Dataset, ImportError> {
+	npy_as(x, y, LabelKind::Classes, scaling)
+}
+
+/// [`npy`] with labels of `kind`: class ids, or real-valued targets (a regression).
+pub fn npy_as(
+	x: &Path,
+	y: &Path,
+	kind: LabelKind,
+	scaling: Scaling,
+) -> Result<Dataset, ImportError> {
 	let read = |path: &Path| {
 		std::fs::read(path).map_err(|source| ImportError::Io { path: path.into(), source })
 	};
 	let (xs, dtype) = numbers(x, "x", &read(x)?)?;
 	let (ys, _) = numbers(y, "y", &read(y)?)?;
 	let features = rows_of(x, "x", xs)?;
-	let labels = labels_of(y, "y", ys)?;
-	pair(x, features, y, labels, dtype, "npy", scaling)
+	let labels = labels_of(y, "y", ys, kind)?;
+	pair(x, features, y, labels, kind.manifest("npy", dtype), scaling)
 }
 
 /// Imports an `.npz` archive (compressed or not) holding features and labels as [`npy`] reads
@@ -233,6 +291,17 @@ pub fn npz(
 	path: &Path,
 	x_name: &str,
 	y_name: &str,
+	scaling: Scaling,
+) -> Result<Dataset, ImportError> {
+	npz_as(path, x_name, y_name, LabelKind::Classes, scaling)
+}
+
+/// [`npz`] with labels of `kind`: class ids, or real-valued targets (a regression).
+pub fn npz_as(
+	path: &Path,
+	x_name: &str,
+	y_name: &str,
+	kind: LabelKind,
 	scaling: Scaling,
 ) -> Result<Dataset, ImportError> {
 	let file = File::open(path).map_err(|source| ImportError::Io { path: path.into(), source })?;
@@ -256,8 +325,8 @@ pub fn npz(
 	let (xs, dtype) = numbers(path, &xn, &xb)?;
 	let (ys, _) = numbers(path, &yn, &yb)?;
 	let features = rows_of(path, &xn, xs)?;
-	let labels = labels_of(path, &yn, ys)?;
-	pair(path, features, path, labels, dtype, "npz", scaling)
+	let labels = labels_of(path, &yn, ys, kind)?;
+	pair(path, features, path, labels, kind.manifest("npz", dtype), scaling)
 }
 
 /// Imports a folder of images, one subfolder per class (the class names, in sorted order),
@@ -426,8 +495,14 @@ fn rows_of(path: &Path, entry: &str, a: ArrayD<f64>) -> Result<Vec<Vec<f32>>, Im
 	Ok(flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect())
 }
 
-/// The class ids of a labels array: one dimension (or a column), whole non-negative numbers.
-fn labels_of(path: &Path, entry: &str, a: ArrayD<f64>) -> Result<Vec<u32>, ImportError> {
+/// The labels of a labels array (one dimension, or a column): class ids (whole non-negative
+/// numbers), or with `kind` [`LabelKind::Targets`] finite real numbers as `f32` bits.
+fn labels_of(
+	path: &Path,
+	entry: &str,
+	a: ArrayD<f64>,
+	kind: LabelKind,
+) -> Result<Vec<u32>, ImportError> {
 	let bad =
 		|reason: String| ImportError::Array { path: path.into(), entry: entry.into(), reason };
 	let shape = a.shape().to_vec();
@@ -436,17 +511,39 @@ fn labels_of(path: &Path, entry: &str, a: ArrayD<f64>) -> Result<Vec<u32>, Impor
 	}
 	a.iter()
 		.enumerate()
-		.map(|(i, v)| {
-			if v.fract() == 0.0 && *v >= 0.0 && *v <= f64::from(u32::MAX) {
+		.map(|(i, v)| match kind {
+			LabelKind::Classes if v.fract() == 0.0 && *v >= 0.0 && *v <= f64::from(u32::MAX) => {
 				Ok(*v as u32)
-			} else {
-				Err(bad(format!(
-					"label {i} is {v}: labels are class ids (whole numbers from 0); \
-					 regression targets are not supported yet"
-				)))
 			}
+			LabelKind::Classes => Err(bad(format!(
+				"label {i} is {v}: labels are class ids (whole numbers from 0); import \
+				 real-valued targets with --regression"
+			))),
+			LabelKind::Targets if (*v as f32).is_finite() => Ok((*v as f32).to_bits()),
+			LabelKind::Targets => Err(bad(format!("target {i} is {v}: not a finite f32"))),
 		})
 		.collect()
+}
+
+/// What a dataset's labels are: class ids, or real-valued targets (a regression's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelKind {
+	/// Class ids.
+	Classes,
+	/// Real-valued targets.
+	Targets,
+}
+
+impl LabelKind {
+	/// The manifest of an array import from `source` of element type `dtype`, its labels of
+	/// this kind (unnamed).
+	fn manifest(self, source: &str, dtype: String) -> Manifest {
+		let labels = match self {
+			LabelKind::Classes => Labels::Classes(Vec::new()),
+			LabelKind::Targets => Labels::Target(String::new()),
+		};
+		Manifest { source: source.into(), dtype, labels, ..Manifest::default() }
+	}
 }
 
 fn pair(
@@ -454,8 +551,7 @@ fn pair(
 	features: Vec<Vec<f32>>,
 	y: &Path,
 	labels: Vec<u32>,
-	dtype: String,
-	source: &str,
+	manifest: Manifest,
 	scaling: Scaling,
 ) -> Result<Dataset, ImportError> {
 	if features.len() != labels.len() {
@@ -466,7 +562,6 @@ fn pair(
 			count: labels.len(),
 		});
 	}
-	let manifest = Manifest { source: source.into(), dtype, ..Manifest::default() };
 	finish(x, features, labels, manifest, scaling)
 }
 
@@ -484,9 +579,11 @@ fn finish(
 	let width = first.len();
 	let classes = match &manifest.labels {
 		Labels::Classes(names) if !names.is_empty() => names.len(),
-		_ => labels.iter().max().map_or(0, |m| *m as usize + 1),
+		Labels::Classes(_) => labels.iter().max().map_or(0, |m| *m as usize + 1),
+		// Real-valued targets: no classes.
+		Labels::Target(_) => 0,
 	};
-	if classes < 2 {
+	if classes == 1 {
 		return Err(unusable(format!("{classes} class: a classifier needs two or more")));
 	}
 	let (Ok(w), Ok(c)) = (u32::try_from(width), u32::try_from(classes)) else {

@@ -565,23 +565,29 @@ mod tests {
 
 	/// Every step run through burn (module, autodiff, RepOps kernels) against the same step run
 	/// through the step program: the same loss and the same state, bit for bit, every step, for
-	/// both optimizers, two and three layers, and a synthetic dataset whose batches repeat
-	/// samples.
+	/// both optimizers, two and three layers, a synthetic dataset whose batches repeat
+	/// samples, and regressions (mean squared error on real-valued targets).
 	#[test]
 	fn burn_training_gives_the_step_programs_bits_at_every_step() {
 		let sgd = Optimizer::sgd(0.1, 0.9);
 		let adam = Optimizer::adam(0.01);
 		let digits = Dataset::digits().unwrap();
 		let synthetic = Dataset::synthetic(7, 40, 12, 3);
-		let cases: [(&Dataset, &[u32], Optimizer, u32); 4] = [
+		let targets = Dataset::synthetic_regression(7, 40, 12);
+		let cases: [(&Dataset, &[u32], Optimizer, u32); 6] = [
 			(&digits, &[64, 32, 10], sgd, 32),
 			(&digits, &[64, 24, 16, 10], adam, 16),
 			(&synthetic, &[12, 8, 3], adam, 64),
 			(&synthetic, &[12, 5, 6, 3], sgd, 7),
+			(&targets, &[12, 8, 1], adam, 16),
+			(&targets, &[12, 5, 6, 1], sgd, 7),
 		];
 		for (data, widths, optimizer, batch) in cases {
-			let mut spec =
-				TrainingSpec::example_mlp(widths, optimizer, batch).with_dataset(data.commitment());
+			let example = match data.is_regression() {
+				true => TrainingSpec::example_regression,
+				false => TrainingSpec::example_mlp,
+			};
+			let mut spec = example(widths, optimizer, batch).with_dataset(data.commitment());
 			spec.steps = 25;
 			let run =
 				|engine| Training::new(spec.clone(), data.clone()).unwrap().with_engine(engine);

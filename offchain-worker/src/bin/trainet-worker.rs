@@ -366,8 +366,8 @@ enum DatasetSource {
 
 #[derive(Subcommand)]
 enum ImportFormat {
-	/// One sample a row: numeric features and a label column (class ids or names). A first
-	/// row that is not all numbers is the header.
+	/// One sample a row: numeric features and a label column (class ids or names; or with
+	/// --regression, real-valued targets). A first row that is not all numbers is the header.
 	Csv {
 		/// The file.
 		file: PathBuf,
@@ -451,6 +451,10 @@ struct ImportOptions {
 	/// Keeps every `N`-th sample out of the training set, stored as a second dataset.
 	#[arg(long)]
 	held_out: Option<usize>,
+	/// The labels are real-valued targets, for a regression (mean squared error; the model
+	/// has one output), not class ids.
+	#[arg(long)]
+	regression: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -503,6 +507,12 @@ fn describe(m: &trainet_primitives::dataset::Manifest) -> String {
 			list += &format!(" and {more} more");
 		}
 		parts.push(format!("{} classes: {list}", names.len()));
+	}
+	if let trainet_primitives::dataset::Labels::Target(name) = &m.labels {
+		parts.push(match name.is_empty() {
+			true => "a real-valued target".into(),
+			false => format!("target {name}"),
+		});
 	}
 	parts.push(
 		match &m.preprocessing {
@@ -598,6 +608,10 @@ fn run(cli: Cli) -> Result<()> {
 			runtime()?.block_on(on_chain(cli.command, &settings, local))
 		}
 		Command::Dataset { source } => {
+			let label_kind = |o: &ImportOptions| match o.regression {
+				true => import::LabelKind::Targets,
+				false => import::LabelKind::Classes,
+			};
 			let scaling = |o: &ImportOptions| {
 				if o.min_max {
 					import::Scaling::MinMax
@@ -609,13 +623,21 @@ fn run(cli: Cli) -> Result<()> {
 				DatasetSource::Digits { held_out } => (Dataset::digits()?, held_out),
 				DatasetSource::Import { format } => match format {
 					ImportFormat::Csv { file, label, options } => {
-						(import::csv(&file, label.as_deref(), scaling(&options))?, options.held_out)
+						let label = label.as_deref();
+						let data = match options.regression {
+							true => import::csv_regression(&file, label, scaling(&options))?,
+							false => import::csv(&file, label, scaling(&options))?,
+						};
+						(data, options.held_out)
 					}
 					ImportFormat::Npy { x, y, options } => {
-						(import::npy(&x, &y, scaling(&options))?, options.held_out)
+						let kind = label_kind(&options);
+						(import::npy_as(&x, &y, kind, scaling(&options))?, options.held_out)
 					}
 					ImportFormat::Npz { file, x, y, options } => {
-						(import::npz(&file, &x, &y, scaling(&options))?, options.held_out)
+						let kind = label_kind(&options);
+						let data = import::npz_as(&file, &x, &y, kind, scaling(&options))?;
+						(data, options.held_out)
 					}
 					ImportFormat::Images { dir, size, grey, held_out } => {
 						(import::images(&dir, size, grey)?, held_out)
@@ -640,11 +662,14 @@ fn run(cli: Cli) -> Result<()> {
 				None => (all, None),
 			};
 			let root = store.put(&data)?;
+			let labels = match data.is_regression() {
+				true => "real-valued targets".to_string(),
+				false => format!("{} classes", data.classes),
+			};
 			out!(
-				"dataset {root:?} ({} samples, {} features, {} classes)",
+				"dataset {root:?} ({} samples, {} features, {labels})",
 				data.samples.len(),
 				data.features,
-				data.classes
 			);
 			if let Some(held) = held_out {
 				let root = store.put(&held)?;

@@ -219,11 +219,8 @@ pub fn conformance(device: &CudaDevice) -> Vec<OpCheck> {
 			));
 			// A regression's output column against targets of any bits.
 			let column = random(&mut rng, rows, 1, special);
-			let targets: Vec<u32> = random(&mut rng, rows, 1, special)
-				.data
-				.iter()
-				.map(|t| t.to_bits())
-				.collect();
+			let targets: Vec<u32> =
+				random(&mut rng, rows, 1, special).data.iter().map(|t| t.to_bits()).collect();
 			for kind in [OpKind::SquaredError, OpKind::SquaredErrorBackward] {
 				let inputs = std::slice::from_ref(&column);
 				out.push(compare(device, &sgd_spec, kind, inputs, &targets, 0));
