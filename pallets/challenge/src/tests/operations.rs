@@ -34,6 +34,18 @@ fn task_spec() -> (TrainingSpec, Dataset) {
 	(spec, data)
 }
 
+/// A regression: mean squared error against real-valued targets, one output.
+fn regression_spec() -> (TrainingSpec, Dataset) {
+	let data = trainet_primitives::task::synthetic_regression(7, 40, 6);
+	let sgd = Optimizer::sgd(0.05, 0.9);
+	let mut spec = TrainingSpec::example_regression(&[6, 5, 4, 1], sgd, 8).on_dataset(&data);
+	spec.steps = STEPS;
+	(spec, data)
+}
+
+/// A task's spec and dataset.
+type Task = fn() -> (TrainingSpec, Dataset);
+
 /// How a side runs the bad step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Lie {
@@ -171,8 +183,13 @@ fn settled(id: u64) -> Option<H256> {
 
 /// One dispute where `liar` tells `lie` in the bad step; the honest side settles.
 fn operation_case(liar: Party, lie: Lie) {
+	operation_case_of(task_spec, liar, lie)
+}
+
+/// [`operation_case`] on the task `task` makes.
+fn operation_case_of(task: Task, liar: Party, lie: Lie) {
 	new_test_ext().execute_with(|| {
-		let (spec, data) = task_spec();
+		let (spec, data) = task();
 		let issuance = Balances::total_issuance();
 		let honest = side(&spec, &data, Lie::None);
 		let lying = side(&spec, &data, lie);
@@ -249,6 +266,45 @@ fn an_altered_operation_loses_wherever_it_is_in_the_step() {
 		}
 	}
 	assert_eq!(skipped, vec![program::OpKind::SoftmaxXent, program::OpKind::Mean]);
+}
+
+/// A regression's step: a lie in any operation that reaches the state (its squared error's
+/// gradient included) loses, settled whole and, with the leaf bound at nothing, element by
+/// element.
+#[test]
+fn an_altered_operation_of_a_regression_loses_wherever_it_is_in_the_step() {
+	let (spec, data) = regression_spec();
+	let honest = side(&spec, &data, Lie::None);
+	let ops = honest.bad.program.ops.len() as u32;
+	let mut skipped = vec![];
+	let mut played = vec![];
+	for j in 0..ops {
+		if side(&spec, &data, Lie::Operation(j)).states == honest.states {
+			skipped.push(honest.bad.program.ops[j as usize].kind);
+			continue;
+		}
+		played.push(j);
+		for liar in [Party::Solver, Party::Challenger] {
+			operation_case_of(regression_spec, liar, Lie::Operation(j));
+		}
+	}
+	// After the whole-operation cases: the descent's leaf bound (a thread's setting) stays.
+	let mut descended = 0;
+	let mut descended_kinds = vec![];
+	for &j in &played {
+		// A change to one value that reaches no state tensor (a ReLU's zero) is no lie.
+		if side(&spec, &data, Lie::LastValue(j)).states == honest.states {
+			continue;
+		}
+		for liar in [Party::Solver, Party::Challenger] {
+			descent_case_of(regression_spec, liar, Lie::LastValue(j));
+		}
+		descended += 1;
+		descended_kinds.push(honest.bad.program.ops[j as usize].kind);
+	}
+	assert!(descended_kinds.contains(&program::OpKind::SquaredErrorBackward));
+	assert!(descended * 2 > played.len(), "{descended} of {} operations descended", played.len());
+	assert_eq!(skipped, vec![program::OpKind::SquaredError, program::OpKind::Mean]);
 }
 
 #[test]
@@ -430,9 +486,14 @@ fn play_descent(id: u64, solver: &Side, challenger: &Side) -> u32 {
 /// A dispute where every operation goes through the element descent (the leaf bound set to
 /// nothing) and `liar` tells `lie`; the honest side settles the element.
 fn descent_case(liar: Party, lie: Lie) {
+	descent_case_of(task_spec, liar, lie)
+}
+
+/// [`descent_case`] on the task `task` makes.
+fn descent_case_of(task: Task, liar: Party, lie: Lie) {
 	new_test_ext().execute_with(|| {
 		set_leaf_bound(LeafBound { values: 0, macs: 0 });
-		let (spec, data) = task_spec();
+		let (spec, data) = task();
 		let issuance = Balances::total_issuance();
 		let honest = side(&spec, &data, Lie::None);
 		let lying = side(&spec, &data, lie);
