@@ -18,8 +18,10 @@ fn cuda_kernels_and_training_give_the_cpu_bits() {
 	let differing: Vec<_> =
 		check::conformance(&device).into_iter().filter(|c| c.mismatches != 0).collect();
 	assert!(differing.is_empty(), "GPU bits differ from the reference: {differing:#?}");
-	let (spec, data) = check::run_spec(&[64, 32, 10], check::sgd(), 32, 20);
-	let run = check::training_run("64-32-10", spec, data).expect("both runs");
-	assert_eq!(run.mismatches, 0, "{run:?}");
-	assert_eq!(run.gpu_final, run.cpu_final);
+	for widths in [&[64, 32, 10][..], &[64, 32, 1]] {
+		let (spec, data) = check::run_spec(widths, check::sgd(), 32, 20);
+		let run = check::training_run(&format!("{widths:?}"), spec, data).expect("both runs");
+		assert_eq!(run.mismatches, 0, "{run:?}");
+		assert_eq!(run.gpu_final, run.cpu_final);
+	}
 }

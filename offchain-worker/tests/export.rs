@@ -128,3 +128,67 @@ fn a_plain_burn_program_loads_the_exported_model() {
 	assert_eq!(accuracy, worker, "the plain burn program: {stdout}");
 	assert!(worker > 0.6, "the model learned little: {worker}");
 }
+
+/// The same plain burn program on a regression's model: it reads the card's target and
+/// preprocessing, and its predictions give the squared error the worker's evaluation reports
+/// (to rounding: burn's own matmul sums in another order than RepOps).
+#[test]
+fn a_plain_burn_program_predicts_with_an_exported_regression() {
+	let dir = tempfile::tempdir().unwrap();
+	let synthetic = Dataset::synthetic_regression(9, 150, 4);
+	let row = |x: &[f32]| x.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+	let (mut csv, mut inputs) = (String::from("a,b,c,d,height\n"), String::new());
+	let mut targets = Vec::new();
+	for (x, t) in &synthetic.samples {
+		let raw: Vec<f32> = x.iter().map(|v| v * 40.0 - 7.0).collect();
+		csv += &format!("{},{}\n", row(&raw), f32::from_bits(*t));
+		inputs += &format!("{}\n", row(&raw));
+		targets.push(f32::from_bits(*t));
+	}
+	let path = dir.path().join("data.csv");
+	std::fs::write(&path, csv).unwrap();
+	let data = import::csv_regression(&path, None, Scaling::MinMax).unwrap();
+	let adam = Optimizer::adam(0.02);
+	let mut spec =
+		TrainingSpec::example_regression(&[4, 16, 1], adam, 16).with_dataset(data.commitment());
+	spec.steps = 200;
+	let mut run = Training::new(spec.clone(), data.clone()).unwrap();
+	run.trace(|_| {}).unwrap();
+	let out = dir.path().join("model");
+	let card = export::export(&spec, run.state(), Some(&data.manifest), None, &out).unwrap();
+	assert_eq!(
+		(card.training.loss.as_str(), card.dataset.classes, card.dataset.target.as_deref()),
+		("mean squared error", 0, Some("height"))
+	);
+	let input_path = dir.path().join("inputs.csv");
+	std::fs::write(&input_path, inputs).unwrap();
+
+	let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/load-model/Cargo.toml");
+	let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+	let ran = std::process::Command::new(cargo)
+		.args(["run", "--quiet", "--offline", "--locked", "--manifest-path", manifest, "--"])
+		.arg(&out)
+		.arg(&input_path)
+		.output()
+		.unwrap();
+	let stdout = String::from_utf8_lossy(&ran.stdout);
+	assert!(ran.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&ran.stderr));
+	let predicted: Vec<f32> = stdout
+		.lines()
+		.map(|l| {
+			let (name, value) = l.split_once(' ').unwrap();
+			assert_eq!(name, "height", "{l}");
+			value.parse().unwrap()
+		})
+		.collect();
+	assert_eq!(predicted.len(), targets.len());
+	let mse = predicted.iter().zip(&targets).map(|(p, t)| (p - t) * (p - t)).sum::<f32>()
+		/ targets.len() as f32;
+	let worker = export::load(&out).unwrap().accuracy(&data).unwrap();
+	assert!((mse - worker).abs() <= 1e-4 * worker.max(1.0), "burn {mse}, worker {worker}");
+	// It learned: well below the error of predicting the mean target.
+	let mean = targets.iter().sum::<f32>() / targets.len() as f32;
+	let spread =
+		targets.iter().map(|t| (t - mean) * (t - mean)).sum::<f32>() / targets.len() as f32;
+	assert!(worker < spread * 0.2, "mse {worker}, variance {spread}");
+}

@@ -1,5 +1,5 @@
 //! Loads a model that Trainet trained (`trainet-worker model fetch`, `train --save`) in a plain
-//! burn program, and classifies inputs with it.
+//! burn program, and classifies inputs with it (or, for a regression, predicts their target).
 //!
 //! ```sh
 //! cargo run --manifest-path examples/load-model/Cargo.toml -- model inputs.csv
@@ -8,7 +8,8 @@
 //! `model` is the export folder: `model.mpk` is a burn record of the module below (burn
 //! `Linear` layers, ReLU between them), `model-card.json` gives its widths, the class names and
 //! how to prepare a raw input. `inputs.csv` holds one raw input a line (comma-separated
-//! numbers, no header). For each, the program prints the predicted class and the logits.
+//! numbers, no header). For each, the program prints the predicted class and the logits, or a
+//! regression's target name and predicted value.
 
 use std::{error::Error, path::Path};
 
@@ -120,6 +121,12 @@ fn main() -> Result<(), Box<dyn Error>> {
 		let input = Tensor::<B, 2>::from_data(TensorData::new(x, [1, widths[0]]), &device);
 		let logits: Vec<f32> =
 			model.forward(input).into_data().to_vec().map_err(|e| format!("{e:?}"))?;
+		// A regression (0 classes): the one output is the predicted target.
+		if card["dataset"]["classes"].as_u64() == Some(0) {
+			let target = card["dataset"]["target"].as_str().filter(|t| !t.is_empty());
+			println!("{} {}", target.unwrap_or("target"), logits[0]);
+			continue;
+		}
 		let best = logits
 			.iter()
 			.enumerate()

@@ -310,7 +310,8 @@ pub fn training_run(model: &str, spec: TrainingSpec, data: Dataset) -> Result<Ru
 	})
 }
 
-/// A training spec of `widths` with `optimizer`, on a synthetic dataset, for `steps` steps.
+/// A training spec of `widths` with `optimizer`, on a synthetic dataset, for `steps` steps: a
+/// classification, or with one output a regression (mean squared error on real targets).
 pub fn run_spec(
 	widths: &[u32],
 	optimizer: Optimizer,
@@ -318,9 +319,18 @@ pub fn run_spec(
 	steps: u32,
 ) -> (TrainingSpec, Dataset) {
 	let classes = widths.last().copied().unwrap_or(2);
-	let data = Dataset::synthetic(5, batch * 4, widths.first().copied().unwrap_or(1), classes);
-	let mut spec =
-		TrainingSpec::example_mlp(widths, optimizer, batch).with_dataset(data.commitment());
+	let features = widths.first().copied().unwrap_or(1);
+	let (data, mut spec) = match classes {
+		1 => (
+			Dataset::synthetic_regression(5, batch * 4, features),
+			TrainingSpec::example_regression(widths, optimizer, batch),
+		),
+		_ => (
+			Dataset::synthetic(5, batch * 4, features, classes),
+			TrainingSpec::example_mlp(widths, optimizer, batch),
+		),
+	};
+	spec = spec.with_dataset(data.commitment());
 	spec.steps = steps;
 	(spec, data)
 }
