@@ -676,13 +676,17 @@ mod benchmarks {
 		Ok(())
 	}
 
-	/// A request against the task of the largest model whose initial state the chain
-	/// recomputes (the default benchmark task): its program's construction, the draw of the
-	/// rows, and the bond's lock.
+	/// A request against the task whose program is the longest to build and whose state has
+	/// the most tensors to draw rows over (nine layer widths, Adam: 48 tensors): the spec's
+	/// read, the program's construction, the draw of the rows, and the bond's lock.
 	#[benchmark]
 	fn request_availability() -> Result<(), BenchmarkError> {
+		use trainet_primitives::task::{Optimizer, TrainingSpec};
+		// The most tensors to draw rows over, and the longest program to build: nine layer
+		// widths, Adam (48 state tensors).
+		let spec = TrainingSpec::example_mlp(&[4; 9], Optimizer::adam(0.01), 4);
 		let solver: T::AccountId = account("solver", 0, 0);
-		let task = committed::<T>(&solver, STEPS);
+		let task = committed_with::<T>(&solver, STEPS, Some(spec));
 		let who = challenger::<T>(0);
 		let id = NextDisputeId::<T>::get();
 		#[extrinsic_call]
