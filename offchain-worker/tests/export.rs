@@ -109,16 +109,7 @@ fn a_plain_burn_program_loads_the_exported_model() {
 	let input_path = dir.path().join("inputs.csv");
 	std::fs::write(&input_path, inputs).unwrap();
 
-	let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/load-model/Cargo.toml");
-	let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-	let ran = std::process::Command::new(cargo)
-		.args(["run", "--quiet", "--offline", "--locked", "--manifest-path", manifest, "--"])
-		.arg(&out)
-		.arg(&input_path)
-		.output()
-		.unwrap();
-	let stdout = String::from_utf8_lossy(&ran.stdout);
-	assert!(ran.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&ran.stderr));
+	let stdout = load_model(&out, &input_path);
 	let predicted: Vec<&str> =
 		stdout.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
 	assert_eq!(predicted.len(), raw.len());
@@ -163,16 +154,7 @@ fn a_plain_burn_program_predicts_with_an_exported_regression() {
 	let input_path = dir.path().join("inputs.csv");
 	std::fs::write(&input_path, inputs).unwrap();
 
-	let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/load-model/Cargo.toml");
-	let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-	let ran = std::process::Command::new(cargo)
-		.args(["run", "--quiet", "--offline", "--locked", "--manifest-path", manifest, "--"])
-		.arg(&out)
-		.arg(&input_path)
-		.output()
-		.unwrap();
-	let stdout = String::from_utf8_lossy(&ran.stdout);
-	assert!(ran.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&ran.stderr));
+	let stdout = load_model(&out, &input_path);
 	let predicted: Vec<f32> = stdout
 		.lines()
 		.map(|l| {
@@ -191,4 +173,20 @@ fn a_plain_burn_program_predicts_with_an_exported_regression() {
 	let spread =
 		targets.iter().map(|t| (t - mean) * (t - mean)).sum::<f32>() / targets.len() as f32;
 	assert!(worker < spread * 0.2, "mse {worker}, variance {spread}");
+}
+
+/// Runs `examples/load-model` (its own crate, outside the workspace) on the export folder
+/// `model` and the raw inputs file `inputs`; returns what it printed.
+fn load_model(model: &std::path::Path, inputs: &std::path::Path) -> String {
+	let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/load-model/Cargo.toml");
+	let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+	let ran = std::process::Command::new(cargo)
+		.args(["run", "--quiet", "--offline", "--locked", "--manifest-path", manifest, "--"])
+		.arg(model)
+		.arg(inputs)
+		.output()
+		.unwrap();
+	let stdout = String::from_utf8_lossy(&ran.stdout).into_owned();
+	assert!(ran.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&ran.stderr));
+	stdout
 }

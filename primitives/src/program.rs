@@ -720,15 +720,18 @@ mod tests {
 		}
 	}
 
-	/// The backward program computes the true gradient: central differences of the mean loss
-	/// (recomputed in f64) agree with the program's `dW` and `db` to a float tolerance.
-	#[test]
-	fn gradients_match_finite_differences() {
-		let s = TrainingSpec::example_mlp(&[5, 6, 4], sgd(), 8);
-		let p = step_program(&s).unwrap();
-		let state = initial_state(&s, &p).unwrap();
-		let (x, y) = batch(3, 8, 5, 4);
-		let (outs, _) = run_step(&s, &p, &state, &x, &y, 0).unwrap();
+	/// Checks the program's gradients for a 5-6-`outputs` ReLU MLP `s` (SGD) on batch `(x, y)`
+	/// of 8 rows against central differences of the mean of `row_loss(output row, label)`,
+	/// recomputed in f64, to a float tolerance.
+	fn check_gradients(
+		s: &TrainingSpec,
+		(x, y): (&Matrix, &[u32]),
+		outputs: usize,
+		row_loss: impl Fn(&[f64], u32) -> f64,
+	) {
+		let p = step_program(s).unwrap();
+		let state = initial_state(s, &p).unwrap();
+		let (outs, _) = run_step(s, &p, &state, x, y, 0).unwrap();
 		// Gradients in state order: the first operand of each Momentum op.
 		let grads: Vec<&Matrix> = p
 			.ops
@@ -747,12 +750,10 @@ mod tests {
 				let h: Vec<f64> = (0..6)
 					.map(|j| ((0..5).map(|k| xr[k] * w1[k * 6 + j]).sum::<f64>() + b1[j]).max(0.0))
 					.collect();
-				let z: Vec<f64> = (0..4)
-					.map(|j| (0..6).map(|k| h[k] * w2[k * 4 + j]).sum::<f64>() + b2[j])
+				let z: Vec<f64> = (0..outputs)
+					.map(|j| (0..6).map(|k| h[k] * w2[k * outputs + j]).sum::<f64>() + b2[j])
 					.collect();
-				let m = z.iter().cloned().fold(f64::MIN, f64::max);
-				let lse = z.iter().map(|v| (v - m).exp()).sum::<f64>().ln() + m;
-				total += lse - z[y[r as usize] as usize];
+				total += row_loss(&z, y[r as usize]);
 			}
 			total / 8.0
 		};
@@ -775,22 +776,39 @@ mod tests {
 		}
 	}
 
+	/// The backward program computes the true gradient of the softmax cross-entropy.
+	#[test]
+	fn gradients_match_finite_differences() {
+		let s = TrainingSpec::example_mlp(&[5, 6, 4], sgd(), 8);
+		let (x, y) = batch(3, 8, 5, 4);
+		check_gradients(&s, (&x, &y), 4, |z, label| {
+			let m = z.iter().cloned().fold(f64::MIN, f64::max);
+			let lse = z.iter().map(|v| (v - m).exp()).sum::<f64>().ln() + m;
+			lse - z[label as usize]
+		});
+	}
+
+	/// The mean loss over 150 steps of `s` on the batches `batch_of(step)`: the mean of the
+	/// first ten and of the last ten.
+	fn loss_trend(s: &TrainingSpec, batch_of: impl Fn(u64) -> (Matrix, Vec<u32>)) -> (f32, f32) {
+		let p = step_program(s).unwrap();
+		let mut state = initial_state(s, &p).unwrap();
+		let mean_op = p.ops.iter().position(|o| o.kind == OpKind::Mean).unwrap();
+		let mut losses = vec![];
+		for step in 0..150 {
+			let (x, y) = batch_of(1000 + step as u64);
+			let (outs, next) = run_step(s, &p, &state, &x, &y, step).unwrap();
+			losses.push(outs[mean_op].data[0]);
+			state = next;
+		}
+		(losses[..10].iter().sum::<f32>() / 10.0, losses[140..].iter().sum::<f32>() / 10.0)
+	}
+
 	#[test]
 	fn training_lowers_the_loss_with_both_optimizers() {
 		for opt in [sgd(), adam()] {
 			let s = TrainingSpec::example_mlp(&[8, 16, 4], opt, 32);
-			let p = step_program(&s).unwrap();
-			let mut state = initial_state(&s, &p).unwrap();
-			let mean_op = p.ops.iter().position(|o| o.kind == OpKind::Mean).unwrap();
-			let mut losses = vec![];
-			for step in 0..150 {
-				let (x, y) = batch(1000 + step as u64, 32, 8, 4);
-				let (outs, next) = run_step(&s, &p, &state, &x, &y, step).unwrap();
-				losses.push(outs[mean_op].data[0]);
-				state = next;
-			}
-			let first: f32 = losses[..10].iter().sum::<f32>() / 10.0;
-			let last: f32 = losses[140..].iter().sum::<f32>() / 10.0;
+			let (first, last) = loss_trend(&s, |seed| batch(seed, 32, 8, 4));
 			assert!(last < first * 0.7, "{opt:?}: loss {first} -> {last}");
 		}
 	}
@@ -875,72 +893,22 @@ mod tests {
 	}
 
 	/// The regression's backward program computes the true gradient of the mean squared
-	/// error (central differences in f64).
+	/// error.
 	#[test]
 	fn regression_gradients_match_finite_differences() {
 		let s = TrainingSpec::example_regression(&[5, 6, 1], sgd(), 8);
-		let p = step_program(&s).unwrap();
-		let state = initial_state(&s, &p).unwrap();
 		let (x, y) = regression_batch(3, 8, 5);
-		let (outs, _) = run_step(&s, &p, &state, &x, &y, 0).unwrap();
-		let grads: Vec<&Matrix> = p
-			.ops
-			.iter()
-			.filter(|o| o.kind == OpKind::Momentum)
-			.map(|o| match o.inputs[1] {
-				Source::Op(j) => &outs[j as usize],
-				_ => unreachable!(),
-			})
-			.collect();
-		let loss = |params: &[Vec<f64>]| -> f64 {
-			let (w1, b1, w2, b2) = (&params[0], &params[1], &params[2], &params[3]);
-			let mut total = 0.0;
-			for r in 0..8 {
-				let xr: Vec<f64> = x.row(r).unwrap().iter().map(|v| *v as f64).collect();
-				let h: Vec<f64> = (0..6)
-					.map(|j| ((0..5).map(|k| xr[k] * w1[k * 6 + j]).sum::<f64>() + b1[j]).max(0.0))
-					.collect();
-				let out = (0..6).map(|k| h[k] * w2[k]).sum::<f64>() + b2[0];
-				let d = out - f32::from_bits(y[r as usize]) as f64;
-				total += d * d;
-			}
-			total / 8.0
-		};
-		let base: Vec<Vec<f64>> =
-			state[..4].iter().map(|m| m.data.iter().map(|v| *v as f64).collect()).collect();
-		for (t, g) in grads.iter().enumerate() {
-			for i in 0..g.data.len() {
-				let h = 1e-5;
-				let mut plus = base.clone();
-				plus[t][i] += h;
-				let mut minus = base.clone();
-				minus[t][i] -= h;
-				let numeric = (loss(&plus) - loss(&minus)) / (2.0 * h);
-				let analytic = g.data[i] as f64;
-				assert!(
-					(numeric - analytic).abs() <= 1e-4 + 1e-3 * numeric.abs(),
-					"tensor {t} element {i}: numeric {numeric} vs program {analytic}"
-				);
-			}
-		}
+		check_gradients(&s, (&x, &y), 1, |z, target| {
+			let d = z[0] - f32::from_bits(target) as f64;
+			d * d
+		});
 	}
 
 	#[test]
 	fn regression_training_lowers_the_squared_error() {
 		for opt in [sgd(), adam()] {
 			let s = TrainingSpec::example_regression(&[8, 16, 1], opt, 32);
-			let p = step_program(&s).unwrap();
-			let mut state = initial_state(&s, &p).unwrap();
-			let mean_op = p.ops.iter().position(|o| o.kind == OpKind::Mean).unwrap();
-			let mut losses = vec![];
-			for step in 0..150 {
-				let (x, y) = regression_batch(1000 + step as u64, 32, 8);
-				let (outs, next) = run_step(&s, &p, &state, &x, &y, step).unwrap();
-				losses.push(outs[mean_op].data[0]);
-				state = next;
-			}
-			let first: f32 = losses[..10].iter().sum::<f32>() / 10.0;
-			let last: f32 = losses[140..].iter().sum::<f32>() / 10.0;
+			let (first, last) = loss_trend(&s, |seed| regression_batch(seed, 32, 8));
 			assert!(last < first * 0.5, "{opt:?}: squared error {first} -> {last}");
 		}
 	}
