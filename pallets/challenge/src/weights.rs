@@ -80,8 +80,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `609`
 		//  Estimated: `5527`
-		// Minimum execution time: 466_192_000 picoseconds.
-		Weight::from_parts(518_491_000, 5527)
+		// Minimum execution time: 438_300_000 picoseconds.
+		Weight::from_parts(460_936_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(6))
 	}
@@ -117,11 +117,11 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn reveal(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1585 + v * (534 ±0)`
-		//  Estimated: `10064 + v * (6311 ±0)`
-		// Minimum execution time: 38_770_667_000 picoseconds.
-		Weight::from_parts(62_702_991_503, 10064)
-			// Standard Error: 920_075_031
-			.saturating_add(Weight::from_parts(1_066_338_693, 0).saturating_mul(v.into()))
+		//  Estimated: `10064 + v * (6311 ±115)`
+		// Minimum execution time: 37_714_200_000 picoseconds.
+		Weight::from_parts(38_278_857_263, 10064)
+			// Standard Error: 7_714_189
+			.saturating_add(Weight::from_parts(422_934_598, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(17))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(14))
@@ -159,10 +159,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `1581 + v * (534 ±0)`
 		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_051_942_000 picoseconds.
-		Weight::from_parts(1_070_944_821, 7301)
-			// Standard Error: 26_719_860
-			.saturating_add(Weight::from_parts(561_655_560, 0).saturating_mul(v.into()))
+		// Minimum execution time: 1_034_862_000 picoseconds.
+		Weight::from_parts(1_090_417_586, 7301)
+			// Standard Error: 945_632
+			.saturating_add(Weight::from_parts(419_464_080, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(14))
@@ -202,10 +202,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `19 + n * (1287 ±0)`
 		//  Estimated: `5527 + n * (6311 ±0)`
-		// Minimum execution time: 40_555_000 picoseconds.
-		Weight::from_parts(41_642_000, 5527)
-			// Standard Error: 60_643_320
-			.saturating_add(Weight::from_parts(1_557_008_257, 0).saturating_mul(n.into()))
+		// Minimum execution time: 41_174_000 picoseconds.
+		Weight::from_parts(42_196_000, 5527)
+			// Standard Error: 959_132
+			.saturating_add(Weight::from_parts(892_406_105, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().reads((12_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
@@ -224,8 +224,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `544`
 		//  Estimated: `10064`
-		// Minimum execution time: 289_978_000 picoseconds.
-		Weight::from_parts(305_931_000, 10064)
+		// Minimum execution time: 288_056_000 picoseconds.
+		Weight::from_parts(297_314_000, 10064)
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
@@ -241,8 +241,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `509`
 		//  Estimated: `10064`
-		// Minimum execution time: 286_680_000 picoseconds.
-		Weight::from_parts(302_090_000, 10064)
+		// Minimum execution time: 282_105_000 picoseconds.
+		Weight::from_parts(291_950_000, 10064)
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
@@ -261,10 +261,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `1024 + v * (42 ±0)`
 		//  Estimated: `14601`
-		// Minimum execution time: 492_345_000 picoseconds.
-		Weight::from_parts(522_722_385, 14601)
-			// Standard Error: 786_409
-			.saturating_add(Weight::from_parts(3_620_724, 0).saturating_mul(v.into()))
+		// Minimum execution time: 481_295_000 picoseconds.
+		Weight::from_parts(500_851_734, 14601)
+			// Standard Error: 314_868
+			.saturating_add(Weight::from_parts(2_266_775, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
@@ -301,10 +301,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `1766 + v * (534 ±0)`
 		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_240_480_000 picoseconds.
-		Weight::from_parts(1_148_294_395, 7301)
-			// Standard Error: 90_111_231
-			.saturating_add(Weight::from_parts(1_033_052_643, 0).saturating_mul(v.into()))
+		// Minimum execution time: 1_176_865_000 picoseconds.
+		Weight::from_parts(1_249_862_317, 7301)
+			// Standard Error: 1_837_179
+			.saturating_add(Weight::from_parts(426_106_123, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(16))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(14))
@@ -341,8 +341,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `1831`
 		//  Estimated: `7301`
-		// Minimum execution time: 87_849_737_000 picoseconds.
-		Weight::from_parts(147_036_194_000, 7301)
+		// Minimum execution time: 86_865_064_000 picoseconds.
+		Weight::from_parts(87_260_439_000, 7301)
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().writes(14))
 	}
@@ -376,8 +376,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `1839`
 		//  Estimated: `7301`
-		// Minimum execution time: 38_312_491_000 picoseconds.
-		Weight::from_parts(56_402_845_000, 7301)
+		// Minimum execution time: 37_018_472_000 picoseconds.
+		Weight::from_parts(37_804_118_000, 7301)
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().writes(14))
 	}
@@ -412,10 +412,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `1903 + v * (534 ±0)`
 		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_163_565_000 picoseconds.
-		Weight::from_parts(1_652_187_272, 7301)
-			// Standard Error: 42_617_259
-			.saturating_add(Weight::from_parts(589_356_751, 0).saturating_mul(v.into()))
+		// Minimum execution time: 1_150_283_000 picoseconds.
+		Weight::from_parts(1_208_400_086, 7301)
+			// Standard Error: 918_128
+			.saturating_add(Weight::from_parts(420_502_322, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(14))
@@ -438,8 +438,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `17820`
 		//  Estimated: `38762`
-		// Minimum execution time: 482_001_000 picoseconds.
-		Weight::from_parts(506_972_000, 38762)
+		// Minimum execution time: 476_598_000 picoseconds.
+		Weight::from_parts(492_058_000, 38762)
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
@@ -473,8 +473,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `1852`
 		//  Estimated: `7301`
-		// Minimum execution time: 8_323_601_000 picoseconds.
-		Weight::from_parts(16_217_570_000, 7301)
+		// Minimum execution time: 7_781_994_000 picoseconds.
+		Weight::from_parts(7_945_316_000, 7301)
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().writes(14))
 	}
@@ -492,8 +492,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `2447`
 		//  Estimated: `10064`
-		// Minimum execution time: 844_932_000 picoseconds.
-		Weight::from_parts(879_079_000, 10064)
+		// Minimum execution time: 826_658_000 picoseconds.
+		Weight::from_parts(851_907_000, 10064)
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
@@ -513,8 +513,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `17626`
 		//  Estimated: `38762`
-		// Minimum execution time: 442_062_000 picoseconds.
-		Weight::from_parts(467_341_000, 38762)
+		// Minimum execution time: 436_101_000 picoseconds.
+		Weight::from_parts(451_144_000, 38762)
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
@@ -540,10 +540,10 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
 	fn request_availability() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `609`
+		//  Measured:  `641`
 		//  Estimated: `5527`
-		// Minimum execution time: 483_096_000 picoseconds.
-		Weight::from_parts(510_926_000, 5527)
+		// Minimum execution time: 568_950_000 picoseconds.
+		Weight::from_parts(590_255_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(9))
 			.saturating_add(T::DbWeight::get().writes(6))
 	}
@@ -567,18 +567,22 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:1 w:1)
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::ReceiptExpiries` (r:1 w:1)
+	/// Proof: `TaskEscrow::ReceiptExpiries` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Unqueued` (r:0 w:1)
 	/// Proof: `Challenge::Unqueued` (`max_values`: None, `max_size`: Some(16), added: 2491, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::TaskDisputes` (r:0 w:1)
 	/// Proof: `Challenge::TaskDisputes` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::Receipts` (r:0 w:1)
+	/// Proof: `TaskEscrow::Receipts` (`max_values`: None, `max_size`: Some(337), added: 2812, mode: `MaxEncodedLen`)
 	fn prove_availability() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1810`
 		//  Estimated: `8799`
-		// Minimum execution time: 1_734_786_000 picoseconds.
-		Weight::from_parts(1_864_616_000, 8799)
-			.saturating_add(T::DbWeight::get().reads(14))
-			.saturating_add(T::DbWeight::get().writes(15))
+		// Minimum execution time: 1_768_249_000 picoseconds.
+		Weight::from_parts(1_877_573_000, 8799)
+			.saturating_add(T::DbWeight::get().reads(15))
+			.saturating_add(T::DbWeight::get().writes(17))
 	}
 }
 
@@ -588,19 +592,19 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `609`
 		//  Estimated: `5527`
-		// Minimum execution time: 466_192_000 picoseconds.
-		Weight::from_parts(518_491_000, 5527)
+		// Minimum execution time: 438_300_000 picoseconds.
+		Weight::from_parts(460_936_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(8))
 			.saturating_add(RocksDbWeight::get().writes(6))
 	}
 	fn reveal(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1585 + v * (534 ±0)`
-		//  Estimated: `10064 + v * (6311 ±0)`
-		// Minimum execution time: 38_770_667_000 picoseconds.
-		Weight::from_parts(62_702_991_503, 10064)
-			// Standard Error: 920_075_031
-			.saturating_add(Weight::from_parts(1_066_338_693, 0).saturating_mul(v.into()))
+		//  Estimated: `10064 + v * (6311 ±115)`
+		// Minimum execution time: 37_714_200_000 picoseconds.
+		Weight::from_parts(38_278_857_263, 10064)
+			// Standard Error: 7_714_189
+			.saturating_add(Weight::from_parts(422_934_598, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(17))
 			.saturating_add(RocksDbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(14))
@@ -611,10 +615,10 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `1581 + v * (534 ±0)`
 		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_051_942_000 picoseconds.
-		Weight::from_parts(1_070_944_821, 7301)
-			// Standard Error: 26_719_860
-			.saturating_add(Weight::from_parts(561_655_560, 0).saturating_mul(v.into()))
+		// Minimum execution time: 1_034_862_000 picoseconds.
+		Weight::from_parts(1_090_417_586, 7301)
+			// Standard Error: 945_632
+			.saturating_add(Weight::from_parts(419_464_080, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(14))
@@ -625,10 +629,10 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `19 + n * (1287 ±0)`
 		//  Estimated: `5527 + n * (6311 ±0)`
-		// Minimum execution time: 40_555_000 picoseconds.
-		Weight::from_parts(41_642_000, 5527)
-			// Standard Error: 60_643_320
-			.saturating_add(Weight::from_parts(1_557_008_257, 0).saturating_mul(n.into()))
+		// Minimum execution time: 41_174_000 picoseconds.
+		Weight::from_parts(42_196_000, 5527)
+			// Standard Error: 959_132
+			.saturating_add(Weight::from_parts(892_406_105, 0).saturating_mul(n.into()))
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().reads((12_u64).saturating_mul(n.into())))
 			.saturating_add(RocksDbWeight::get().writes(3))
@@ -639,8 +643,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `544`
 		//  Estimated: `10064`
-		// Minimum execution time: 289_978_000 picoseconds.
-		Weight::from_parts(305_931_000, 10064)
+		// Minimum execution time: 288_056_000 picoseconds.
+		Weight::from_parts(297_314_000, 10064)
 			.saturating_add(RocksDbWeight::get().reads(5))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
@@ -648,8 +652,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `509`
 		//  Estimated: `10064`
-		// Minimum execution time: 286_680_000 picoseconds.
-		Weight::from_parts(302_090_000, 10064)
+		// Minimum execution time: 282_105_000 picoseconds.
+		Weight::from_parts(291_950_000, 10064)
 			.saturating_add(RocksDbWeight::get().reads(5))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
@@ -657,10 +661,10 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `1024 + v * (42 ±0)`
 		//  Estimated: `14601`
-		// Minimum execution time: 492_345_000 picoseconds.
-		Weight::from_parts(522_722_385, 14601)
-			// Standard Error: 786_409
-			.saturating_add(Weight::from_parts(3_620_724, 0).saturating_mul(v.into()))
+		// Minimum execution time: 481_295_000 picoseconds.
+		Weight::from_parts(500_851_734, 14601)
+			// Standard Error: 314_868
+			.saturating_add(Weight::from_parts(2_266_775, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(8))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
@@ -668,10 +672,10 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `1766 + v * (534 ±0)`
 		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_240_480_000 picoseconds.
-		Weight::from_parts(1_148_294_395, 7301)
-			// Standard Error: 90_111_231
-			.saturating_add(Weight::from_parts(1_033_052_643, 0).saturating_mul(v.into()))
+		// Minimum execution time: 1_176_865_000 picoseconds.
+		Weight::from_parts(1_249_862_317, 7301)
+			// Standard Error: 1_837_179
+			.saturating_add(Weight::from_parts(426_106_123, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(16))
 			.saturating_add(RocksDbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(14))
@@ -682,8 +686,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `1831`
 		//  Estimated: `7301`
-		// Minimum execution time: 87_849_737_000 picoseconds.
-		Weight::from_parts(147_036_194_000, 7301)
+		// Minimum execution time: 86_865_064_000 picoseconds.
+		Weight::from_parts(87_260_439_000, 7301)
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().writes(14))
 	}
@@ -691,8 +695,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `1839`
 		//  Estimated: `7301`
-		// Minimum execution time: 38_312_491_000 picoseconds.
-		Weight::from_parts(56_402_845_000, 7301)
+		// Minimum execution time: 37_018_472_000 picoseconds.
+		Weight::from_parts(37_804_118_000, 7301)
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().writes(14))
 	}
@@ -700,10 +704,10 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `1903 + v * (534 ±0)`
 		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_163_565_000 picoseconds.
-		Weight::from_parts(1_652_187_272, 7301)
-			// Standard Error: 42_617_259
-			.saturating_add(Weight::from_parts(589_356_751, 0).saturating_mul(v.into()))
+		// Minimum execution time: 1_150_283_000 picoseconds.
+		Weight::from_parts(1_208_400_086, 7301)
+			// Standard Error: 918_128
+			.saturating_add(Weight::from_parts(420_502_322, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(14))
@@ -714,8 +718,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `17820`
 		//  Estimated: `38762`
-		// Minimum execution time: 482_001_000 picoseconds.
-		Weight::from_parts(506_972_000, 38762)
+		// Minimum execution time: 476_598_000 picoseconds.
+		Weight::from_parts(492_058_000, 38762)
 			.saturating_add(RocksDbWeight::get().reads(8))
 			.saturating_add(RocksDbWeight::get().writes(4))
 	}
@@ -723,8 +727,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `1852`
 		//  Estimated: `7301`
-		// Minimum execution time: 8_323_601_000 picoseconds.
-		Weight::from_parts(16_217_570_000, 7301)
+		// Minimum execution time: 7_781_994_000 picoseconds.
+		Weight::from_parts(7_945_316_000, 7301)
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().writes(14))
 	}
@@ -732,8 +736,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `2447`
 		//  Estimated: `10064`
-		// Minimum execution time: 844_932_000 picoseconds.
-		Weight::from_parts(879_079_000, 10064)
+		// Minimum execution time: 826_658_000 picoseconds.
+		Weight::from_parts(851_907_000, 10064)
 			.saturating_add(RocksDbWeight::get().reads(6))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
@@ -741,17 +745,17 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `17626`
 		//  Estimated: `38762`
-		// Minimum execution time: 442_062_000 picoseconds.
-		Weight::from_parts(467_341_000, 38762)
+		// Minimum execution time: 436_101_000 picoseconds.
+		Weight::from_parts(451_144_000, 38762)
 			.saturating_add(RocksDbWeight::get().reads(8))
 			.saturating_add(RocksDbWeight::get().writes(4))
 	}
 	fn request_availability() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `609`
+		//  Measured:  `641`
 		//  Estimated: `5527`
-		// Minimum execution time: 483_096_000 picoseconds.
-		Weight::from_parts(510_926_000, 5527)
+		// Minimum execution time: 568_950_000 picoseconds.
+		Weight::from_parts(590_255_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(9))
 			.saturating_add(RocksDbWeight::get().writes(6))
 	}
@@ -759,9 +763,9 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `1810`
 		//  Estimated: `8799`
-		// Minimum execution time: 1_734_786_000 picoseconds.
-		Weight::from_parts(1_864_616_000, 8799)
-			.saturating_add(RocksDbWeight::get().reads(14))
-			.saturating_add(RocksDbWeight::get().writes(15))
+		// Minimum execution time: 1_768_249_000 picoseconds.
+		Weight::from_parts(1_877_573_000, 8799)
+			.saturating_add(RocksDbWeight::get().reads(15))
+			.saturating_add(RocksDbWeight::get().writes(17))
 	}
 }
