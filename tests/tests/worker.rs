@@ -8,6 +8,8 @@
 //! - Alice imports a CSV file and serves it; Dave's solver, given only a bootstrap peer that
 //!   holds nothing, finds the dataset by its root through the DHT, trains and is paid; Alice
 //!   then fetches the model from Dave (found the same way) and evaluates it.
+//! - A regression: Alice's CSV of real-valued targets; Dave solves it, Eve samples it, Dave is
+//!   paid, and the fetched model's squared error is a local run's.
 //! - Dave cheats (`--fault 2:3`: one operation of step 2 altered) while Eve runs `trainet-worker
 //!   verify --once --register 100`: Eve recomputes the task, challenges, and both workers play
 //!   the dispute game on their own until the runtime rules: Dave loses his stake, the task is
@@ -495,6 +497,83 @@ async fn a_csv_task_is_found_by_its_root_and_its_model_delivered_after_payment()
 	);
 	let a: f64 = accuracy(&evaluated).context("an accuracy")?.parse()?;
 	ensure!(a > 0.8, "the model did not learn the measurements: {evaluated}");
+	Ok(())
+}
+
+#[tokio::test]
+async fn a_regression_task_is_solved_verified_and_paid() -> Result<()> {
+	// Alice's CSV of measurements and a real-valued target: a regression task (one output,
+	// mean squared error). Dave solves it and serves his trace; Eve samples 3 transitions of
+	// it; Dave is paid; the model Alice fetches has the squared error a local run of the spec
+	// gives on her held-out rows.
+	let dir = tempfile::tempdir()?;
+	let csv = dir.path().join("heights.csv");
+	let mut text = String::from("a,b,c,d,height\n");
+	for (x, t) in &Dataset::synthetic_regression(12, 300, 4).samples {
+		let cells: Vec<String> = x.iter().map(|v| (v * 3.0 + 1.0).to_string()).collect();
+		text += &format!("{},{}\n", cells.join(","), f32::from_bits(*t));
+	}
+	std::fs::write(&csv, text)?;
+	let node = Node::start(NodeConfig::dev(&dir.path().join("node"))).await?;
+	let csv = csv.to_str().context("path")?.to_string();
+	let import = ["dataset", "import", "csv", &csv, "--min-max", "--held-out", "5", "--regression"];
+	let spec_of = |root: &str| {
+		format!(
+			"[model]\nwidths = [4, 16, 1]\n\n[optimizer]\nkind = \"adam\"\nlearning_rate = \
+			 0.02\nbeta1 = 0.9\nbeta2 = 0.999\nepsilon = 1e-8\n\n[training]\nbatch_size = 16\n\
+			 steps = 60\nseed = 4\n\n[dataset]\nroot = \"{root}\"\n"
+		)
+	};
+	let (m, imported) = Market::open_with(dir, node, Vec::new(), &import, spec_of, 10).await?;
+	ensure!(
+		imported.contains("real-valued targets") && imported.contains("target height"),
+		"{imported}"
+	);
+	let held_out = imported
+		.lines()
+		.find_map(|l| l.strip_prefix("held-out "))
+		.and_then(|l| l.split_whitespace().next())
+		.context("no held-out root")?
+		.to_string();
+	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task["spec"]["loss"] == "MeanSquaredError", "{task}");
+	let (solve, dave_address) = m.peer("//Dave", &["solve", "--once", "--register", "200"])?;
+	std::fs::copy(
+		m.data_dir.join(format!("{:x}.dataset", m.root()?)),
+		m.data_dir.with_file_name("Dave").join(format!("{:x}.dataset", m.root()?)),
+	)?;
+	let (verify, _) = m.peer(
+		"//Eve",
+		&["verify", "--once", "--register", "100", "--sample", "3", "--peer", &dave_address],
+	)?;
+	let model_dir = m.data_dir.join("model");
+	let model = model_dir.to_str().context("path")?;
+	let fetch = spawn(
+		m.worker("//Alice", &["model", "fetch", "0", "--out", model, "--peer", &dave_address])?,
+	)?;
+	let (solved, verified) = both(solve, verify).await?;
+	finish(fetch, Duration::from_secs(60)).await?;
+	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
+	ensure!(verified.contains("every sampled transition is right"), "eve: {verified}");
+	m.settle(&m.api).await?;
+	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task.is_none(), "the task is still on chain: {task:?}");
+	let evaluated = run(m.worker("//Alice", &["model", "eval", model, &held_out])?)?;
+	let spec_path = m.data_dir.with_file_name("task.toml");
+	let local = run(m.worker(
+		"//Alice",
+		&["train", spec_path.to_str().context("path")?, "--evaluate", &held_out],
+	)?)?;
+	let mse = |text: &str| {
+		text.split("mean squared error ")
+			.nth(1)
+			.and_then(|r| r.split_whitespace().next())
+			.map(str::to_string)
+	};
+	ensure!(
+		mse(&evaluated).is_some() && mse(&evaluated) == mse(&local),
+		"fetched: {evaluated}; local: {local}"
+	);
 	Ok(())
 }
 
