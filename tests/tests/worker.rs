@@ -194,6 +194,41 @@ impl Market {
 		Ok(SpecFile::parse(&self.spec_text)?.dataset_root()?)
 	}
 
+	/// Dave's solver (`solve --once --register 200`, given the task's dataset) and Eve's
+	/// verifier, which fetches from Dave's peer and samples 3 of his transitions; and Dave's
+	/// address.
+	fn solver_and_sampler(&self) -> Result<(Command, Command, String)> {
+		let (solve, dave) = self.peer("//Dave", &["solve", "--once", "--register", "200"])?;
+		std::fs::copy(
+			self.data_dir.join(format!("{:x}.dataset", self.root()?)),
+			self.data_dir.with_file_name("Dave").join(format!("{:x}.dataset", self.root()?)),
+		)?;
+		let (verify, _) = self.peer(
+			"//Eve",
+			&["verify", "--once", "--register", "100", "--sample", "3", "--peer", &dave],
+		)?;
+		Ok((solve, verify, dave))
+	}
+
+	/// Checks that `model eval` of the exported model in `model` and `train --evaluate` of the
+	/// task's spec, run locally, print the same `figure` (`accuracy`, or `mean squared error`)
+	/// on the stored dataset `root`; returns it.
+	fn same_evaluation(&self, model: &str, root: &str, figure: &str) -> Result<f64> {
+		let evaluated = run(self.worker("//Alice", &["model", "eval", model, root])?)?;
+		let spec_path = self.data_dir.with_file_name("task.toml");
+		let spec = spec_path.to_str().context("path")?;
+		let local = run(self.worker("//Alice", &["train", spec, "--evaluate", root])?)?;
+		let value = |text: &str| {
+			let after = text.split(&format!("{figure} ")).nth(1)?;
+			after.split_whitespace().next().map(str::to_string)
+		};
+		ensure!(
+			value(&evaluated).is_some() && value(&evaluated) == value(&local),
+			"fetched model: {evaluated}; local run: {local}"
+		);
+		Ok(value(&evaluated).context("a figure")?.parse()?)
+	}
+
 	/// Waits until `worker`, solving task 0 in this market's data directory, has recorded
 	/// `states` state hashes in its journal (so it has claimed and is training); returns how
 	/// many it had recorded then.
@@ -293,15 +328,7 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 	let before = free(&m.api, dave.public_key().0).await?;
 	// Dave serves his trace and states to peers; Eve, who has not even the dataset, fetches
 	// it from him, then samples 3 of his transitions instead of recomputing 150 steps.
-	let (solve, dave_address) = m.peer("//Dave", &["solve", "--once", "--register", "200"])?;
-	std::fs::copy(
-		m.data_dir.join(format!("{:x}.dataset", m.root()?)),
-		m.data_dir.with_file_name("Dave").join(format!("{:x}.dataset", m.root()?)),
-	)?;
-	let (verify, _) = m.peer(
-		"//Eve",
-		&["verify", "--once", "--register", "100", "--sample", "3", "--peer", &dave_address],
-	)?;
+	let (solve, verify, dave_address) = m.solver_and_sampler()?;
 	// Alice, who posted the task, fetches the trained model from Dave once he commits.
 	let model_dir = m.data_dir.join("model");
 	let fetch = spawn(m.worker(
@@ -334,18 +361,7 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 		.context("no final state in the solver's output")?;
 	ensure!(fetched.contains(&format!("from state {final_state}")), "{fetched}");
 	let root = format!("{:?}", m.root()?);
-	let evaluated =
-		run(m.worker("//Alice", &["model", "eval", model_dir.to_str().context("path")?, &root])?)?;
-	let spec_path = m.data_dir.with_file_name("task.toml");
-	let local = run(m.worker(
-		"//Alice",
-		&["train", spec_path.to_str().context("path")?, "--evaluate", &root],
-	)?)?;
-	let accuracy = |text: &str| text.split("accuracy ").nth(1).map(|r| r[..6].to_string());
-	ensure!(
-		accuracy(&evaluated).is_some() && accuracy(&evaluated) == accuracy(&local),
-		"fetched model: {evaluated}; local run: {local}"
-	);
+	m.same_evaluation(model_dir.to_str().context("path")?, &root, "accuracy")?;
 	let model = m.data_dir.with_file_name("Dave").join("models").join("task-0.mpk");
 	ensure!(
 		solved.contains("task 0 model saved as a burn record") && model.is_file(),
@@ -388,6 +404,12 @@ async fn a_worker_solves_a_posted_task_and_is_paid() -> Result<()> {
 		"another model after payment"
 	);
 	Ok(())
+}
+
+/// The held-out dataset's root in what `dataset import ... --held-out N` printed.
+fn held_out_root(imported: &str) -> Result<String> {
+	let line = imported.lines().find_map(|l| l.strip_prefix("held-out "));
+	Ok(line.and_then(|l| l.split_whitespace().next()).context("no held-out root")?.to_string())
 }
 
 /// A worker process, killed when dropped (a server the test is done with, or one a failure
@@ -438,12 +460,7 @@ async fn a_csv_task_is_found_by_its_root_and_its_model_delivered_after_payment()
 		)
 	};
 	let (m, imported) = Market::open_with(dir, node, Vec::new(), &import, spec_of, 10).await?;
-	let held_out = imported
-		.lines()
-		.find_map(|l| l.strip_prefix("held-out "))
-		.and_then(|l| l.split_whitespace().next())
-		.context("no held-out root")?
-		.to_string();
+	let held_out = held_out_root(&imported)?;
 
 	let (charlie, bootstrap) = m.peer("//Charlie", &["serve"])?;
 	let _charlie = Running(spawn(charlie)?);
@@ -483,20 +500,8 @@ async fn a_csv_task_is_found_by_its_root_and_its_model_delivered_after_payment()
 	let dave_id = trainet_worker::p2p::identity(&dave_dir)?.public().to_peer_id().to_string();
 	ensure!(fetched.contains("task 0 was paid; its receipt names the model"), "{fetched}");
 	ensure!(fetched.contains(&format!("bytes) from {dave_id}")), "{fetched}");
-	let evaluated = run(m.worker("//Alice", &["model", "eval", model, &held_out])?)?;
-	let spec_path = m.data_dir.with_file_name("task.toml");
-	let local = run(m.worker(
-		"//Alice",
-		&["train", spec_path.to_str().context("path")?, "--evaluate", &held_out],
-	)?)?;
-	let accuracy =
-		|text: &str| text.split("accuracy ").nth(1).and_then(|r| r.get(..6)).map(str::to_string);
-	ensure!(
-		accuracy(&evaluated).is_some() && accuracy(&evaluated) == accuracy(&local),
-		"fetched model: {evaluated}; local run: {local}"
-	);
-	let a: f64 = accuracy(&evaluated).context("an accuracy")?.parse()?;
-	ensure!(a > 0.8, "the model did not learn the measurements: {evaluated}");
+	let accuracy = m.same_evaluation(model, &held_out, "accuracy")?;
+	ensure!(accuracy > 0.8, "the model did not learn the measurements: {accuracy}");
 	Ok(())
 }
 
@@ -529,23 +534,10 @@ async fn a_regression_task_is_solved_verified_and_paid() -> Result<()> {
 		imported.contains("real-valued targets") && imported.contains("target height"),
 		"{imported}"
 	);
-	let held_out = imported
-		.lines()
-		.find_map(|l| l.strip_prefix("held-out "))
-		.and_then(|l| l.split_whitespace().next())
-		.context("no held-out root")?
-		.to_string();
+	let held_out = held_out_root(&imported)?;
 	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task["spec"]["loss"] == "MeanSquaredError", "{task}");
-	let (solve, dave_address) = m.peer("//Dave", &["solve", "--once", "--register", "200"])?;
-	std::fs::copy(
-		m.data_dir.join(format!("{:x}.dataset", m.root()?)),
-		m.data_dir.with_file_name("Dave").join(format!("{:x}.dataset", m.root()?)),
-	)?;
-	let (verify, _) = m.peer(
-		"//Eve",
-		&["verify", "--once", "--register", "100", "--sample", "3", "--peer", &dave_address],
-	)?;
+	let (solve, verify, dave_address) = m.solver_and_sampler()?;
 	let model_dir = m.data_dir.join("model");
 	let model = model_dir.to_str().context("path")?;
 	let fetch = spawn(
@@ -558,22 +550,7 @@ async fn a_regression_task_is_solved_verified_and_paid() -> Result<()> {
 	m.settle(&m.api).await?;
 	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task.is_none(), "the task is still on chain: {task:?}");
-	let evaluated = run(m.worker("//Alice", &["model", "eval", model, &held_out])?)?;
-	let spec_path = m.data_dir.with_file_name("task.toml");
-	let local = run(m.worker(
-		"//Alice",
-		&["train", spec_path.to_str().context("path")?, "--evaluate", &held_out],
-	)?)?;
-	let mse = |text: &str| {
-		text.split("mean squared error ")
-			.nth(1)
-			.and_then(|r| r.split_whitespace().next())
-			.map(str::to_string)
-	};
-	ensure!(
-		mse(&evaluated).is_some() && mse(&evaluated) == mse(&local),
-		"fetched: {evaluated}; local: {local}"
-	);
+	m.same_evaluation(model, &held_out, "mean squared error")?;
 	Ok(())
 }
 
