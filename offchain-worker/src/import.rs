@@ -100,48 +100,44 @@ pub enum Scaling {
 /// header name or 0-based index; the last column by default). A first row whose feature cells
 /// are not all numbers is the header, and names the features.
 pub fn csv(path: &Path, label: Option<&str>, scaling: Scaling) -> Result<Dataset, ImportError> {
-	let table = read_csv(path, label)?;
-	let labels: Vec<String> = table.labels.into_iter().map(|(_, l)| l).collect();
-	let (ids, names) = class_ids(&labels);
-	let manifest = Manifest {
-		source: "csv".into(),
-		dtype: "text".into(),
-		feature_names: table.feature_names,
-		labels: Labels::Classes(names),
-		..Manifest::default()
-	};
-	finish(path, table.features, ids, manifest, scaling)
+	csv_as(path, label, LabelKind::Classes, scaling)
 }
 
-/// Imports a CSV file for a regression, as [`csv`] does, but the label column (`target`) holds
-/// real-valued targets: each must be a finite number (an error names the row otherwise).
-pub fn csv_regression(
+/// [`csv`] with labels of `kind`: class ids or names, or real-valued targets (a regression),
+/// each of which must be a finite number (an error names the row otherwise).
+pub fn csv_as(
 	path: &Path,
-	target: Option<&str>,
+	label: Option<&str>,
+	kind: LabelKind,
 	scaling: Scaling,
 ) -> Result<Dataset, ImportError> {
-	let table = read_csv(path, target)?;
-	let mut targets = Vec::with_capacity(table.labels.len());
-	for (row, cell) in &table.labels {
-		match cell.parse::<f32>() {
-			Ok(v) if v.is_finite() => targets.push(v.to_bits()),
-			_ => {
-				return Err(ImportError::Row {
-					path: path.into(),
-					row: *row,
-					reason: format!("target {}: {cell:?} is not a finite number", table.label_name),
-				})
-			}
+	let table = read_csv(path, label)?;
+	let mut manifest = kind.manifest("csv", "text".into());
+	manifest.feature_names = table.feature_names;
+	let labels = match kind {
+		LabelKind::Classes => {
+			let cells: Vec<String> = table.labels.into_iter().map(|(_, l)| l).collect();
+			let (ids, names) = class_ids(&cells);
+			manifest.labels = Labels::Classes(names);
+			ids
 		}
-	}
-	let manifest = Manifest {
-		source: "csv".into(),
-		dtype: "text".into(),
-		feature_names: table.feature_names,
-		labels: Labels::Target(table.label_name),
-		..Manifest::default()
+		LabelKind::Targets => {
+			let mut targets = Vec::with_capacity(table.labels.len());
+			for (row, cell) in &table.labels {
+				match cell.parse::<f32>() {
+					Ok(v) if v.is_finite() => targets.push(v.to_bits()),
+					_ => {
+						let reason =
+							format!("target {}: {cell:?} is not a finite number", table.label_name);
+						return Err(ImportError::Row { path: path.into(), row: *row, reason });
+					}
+				}
+			}
+			manifest.labels = Labels::Target(table.label_name);
+			targets
+		}
 	};
-	finish(path, table.features, targets, manifest, scaling)
+	finish(path, table.features, labels, manifest, scaling)
 }
 
 /// A CSV file's rows: numeric features, and each row's label cell with its line.

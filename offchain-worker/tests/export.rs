@@ -9,7 +9,7 @@ use trainet_primitives::{
 use trainet_worker::{
 	dataset::Dataset,
 	export::{self, PreprocessingCard},
-	import::{self, Scaling},
+	import::{self, LabelKind, Scaling},
 	train::Training,
 };
 
@@ -138,7 +138,7 @@ fn a_plain_burn_program_predicts_with_an_exported_regression() {
 	}
 	let path = dir.path().join("data.csv");
 	std::fs::write(&path, csv).unwrap();
-	let data = import::csv_regression(&path, None, Scaling::MinMax).unwrap();
+	let data = import::csv_as(&path, None, LabelKind::Targets, Scaling::MinMax).unwrap();
 	let adam = Optimizer::adam(0.02);
 	let mut spec =
 		TrainingSpec::example_regression(&[4, 16, 1], adam, 16).with_dataset(data.commitment());

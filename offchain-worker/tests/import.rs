@@ -9,7 +9,7 @@ use ndarray_npy::WriteNpyExt;
 use trainet_primitives::dataset::{Labels, Preprocessing};
 use trainet_worker::{
 	dataset::DatasetStore,
-	import::{self, ImportError, Scaling},
+	import::{self, ImportError, LabelKind, Scaling},
 };
 
 const IRIS: &str = "sepal_length,sepal_width,petal_length,species\n\
@@ -170,14 +170,14 @@ fn real_valued_targets_import_as_a_regression_the_same_every_time() {
 	let dir = tempfile::tempdir().unwrap();
 	let text = "rooms,area,price\n3,75.5,210.25\n1,30,-4.5\n5,180.25,512\n";
 	let path = write(dir.path(), "houses.csv", text);
-	let d = import::csv_regression(&path, Some("price"), Scaling::None).unwrap();
+	let d = import::csv_as(&path, Some("price"), LabelKind::Targets, Scaling::None).unwrap();
 	assert!(d.is_regression());
 	assert_eq!((d.samples.len(), d.features, d.classes), (3, 2, 0));
 	assert_eq!(d.samples[1], (vec![1.0, 30.0], (-4.5f32).to_bits()));
 	assert_eq!(d.manifest.labels, Labels::Target("price".into()));
 	assert_eq!(d.manifest.feature_names, ["rooms", "area"]);
 	assert_eq!(
-		import::csv_regression(&path, Some("price"), Scaling::None).unwrap().root(),
+		import::csv_as(&path, Some("price"), LabelKind::Targets, Scaling::None).unwrap().root(),
 		d.root()
 	);
 	// The same file as classes is another dataset (another manifest and shape).
@@ -187,23 +187,23 @@ fn real_valued_targets_import_as_a_regression_the_same_every_time() {
 	assert_eq!(store.get(&store.put(&d).unwrap()).unwrap(), d);
 
 	let bad = write(dir.path(), "bad.csv", "a,t\n1,2.5\n2,cheap\n");
-	let e = import::csv_regression(&bad, None, Scaling::None).unwrap_err().to_string();
+	let e = import::csv_as(&bad, None, LabelKind::Targets, Scaling::None).unwrap_err().to_string();
 	assert!(e.contains("bad.csv: row 3: target t: \"cheap\" is not a finite number"), "{e}");
 	let bad = write(dir.path(), "inf.csv", "1,2.5\n2,inf\n");
-	let e = import::csv_regression(&bad, None, Scaling::None).unwrap_err().to_string();
+	let e = import::csv_as(&bad, None, LabelKind::Targets, Scaling::None).unwrap_err().to_string();
 	assert!(e.contains("inf.csv: row 2: target 1: \"inf\" is not a finite number"), "{e}");
 
 	let x = Array3::<f32>::from_shape_fn((4, 1, 2), |(i, _, j)| (i * 2 + j) as f32);
 	let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));
 	std::fs::write(&xp, npy_bytes(&x)).unwrap();
 	std::fs::write(&yp, npy_bytes(&Array1::from(vec![0.5f64, -1.25, 3.0, 1e3]))).unwrap();
-	let d = import::npy_as(&xp, &yp, import::LabelKind::Targets, Scaling::None).unwrap();
+	let d = import::npy_as(&xp, &yp, LabelKind::Targets, Scaling::None).unwrap();
 	assert_eq!((d.features, d.classes), (2, 0));
 	assert_eq!(d.samples[1], (vec![2.0, 3.0], (-1.25f32).to_bits()));
-	let again = import::npy_as(&xp, &yp, import::LabelKind::Targets, Scaling::None).unwrap();
+	let again = import::npy_as(&xp, &yp, LabelKind::Targets, Scaling::None).unwrap();
 	assert_eq!(again.root(), d.root());
 	std::fs::write(&yp, npy_bytes(&Array1::from(vec![0.5f64, f64::NAN, 3.0, 1e3]))).unwrap();
-	let e = import::npy_as(&xp, &yp, import::LabelKind::Targets, Scaling::None).unwrap_err();
+	let e = import::npy_as(&xp, &yp, LabelKind::Targets, Scaling::None).unwrap_err();
 	assert!(e.to_string().contains("y.npy: y: target 1 is NaN: not a finite f32"), "{e}");
 }
 

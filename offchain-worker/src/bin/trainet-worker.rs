@@ -623,12 +623,8 @@ fn run(cli: Cli) -> Result<()> {
 				DatasetSource::Digits { held_out } => (Dataset::digits()?, held_out),
 				DatasetSource::Import { format } => match format {
 					ImportFormat::Csv { file, label, options } => {
-						let label = label.as_deref();
-						let data = match options.regression {
-							true => import::csv_regression(&file, label, scaling(&options))?,
-							false => import::csv(&file, label, scaling(&options))?,
-						};
-						(data, options.held_out)
+						let (label, kind) = (label.as_deref(), label_kind(&options));
+						(import::csv_as(&file, label, kind, scaling(&options))?, options.held_out)
 					}
 					ImportFormat::Npy { x, y, options } => {
 						let kind = label_kind(&options);

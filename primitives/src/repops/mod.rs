@@ -521,18 +521,23 @@ pub fn softmax_xent_backward(logits: &Matrix, labels: &[u32]) -> Result<Matrix, 
 	Matrix::new(logits.rows, logits.cols, data)
 }
 
+/// `y - t` of one row of a one-column output `[y]` against a target given as its `f32` bits
+/// (a NaN made canonical).
+fn row_error(row: &[f32], target: u32) -> Result<f32, ShapeError> {
+	let &[y] = row else { return Err(ShapeError::Mismatch) };
+	Ok(sub(y, canon(f32::from_bits(target))))
+}
+
 /// The squared error of one row of a one-column output against a target given as its `f32`
 /// bits: `(y - t)^2`.
 pub fn squared_error_row(row: &[f32], target: u32) -> Result<f32, ShapeError> {
-	let &[y] = row else { return Err(ShapeError::Mismatch) };
-	let d = sub(y, canon(f32::from_bits(target)));
+	let d = row_error(row, target)?;
 	Ok(mul(d, d))
 }
 
 /// The gradient of the batch-mean squared error for one row: `(2 (y - t)) / batch`.
 pub fn squared_error_backward_row(row: &[f32], target: u32, batch: u32) -> Result<f32, ShapeError> {
-	let &[y] = row else { return Err(ShapeError::Mismatch) };
-	let d = sub(y, canon(f32::from_bits(target)));
+	let d = row_error(row, target)?;
 	Ok(div(mul(2.0, d), batch as f32))
 }
 
