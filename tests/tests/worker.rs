@@ -194,15 +194,20 @@ impl Market {
 		Ok(SpecFile::parse(&self.spec_text)?.dataset_root()?)
 	}
 
+	/// Copies the task's dataset from Alice's data directory into `name`'s (made by
+	/// [`Self::peer`]), so that `name`'s worker has it without fetching it.
+	fn give_dataset(&self, name: &str) -> Result<()> {
+		let file = format!("{:x}.dataset", self.root()?);
+		std::fs::copy(self.data_dir.join(&file), self.data_dir.with_file_name(name).join(&file))?;
+		Ok(())
+	}
+
 	/// Dave's solver (`solve --once --register 200`, given the task's dataset) and Eve's
 	/// verifier, which fetches from Dave's peer and samples 3 of his transitions; and Dave's
 	/// address.
 	fn solver_and_sampler(&self) -> Result<(Command, Command, String)> {
 		let (solve, dave) = self.peer("//Dave", &["solve", "--once", "--register", "200"])?;
-		std::fs::copy(
-			self.data_dir.join(format!("{:x}.dataset", self.root()?)),
-			self.data_dir.with_file_name("Dave").join(format!("{:x}.dataset", self.root()?)),
-		)?;
+		self.give_dataset("Dave")?;
 		let (verify, _) = self.peer(
 			"//Eve",
 			&["verify", "--once", "--register", "100", "--sample", "3", "--peer", &dave],
@@ -603,10 +608,7 @@ async fn a_verifier_catches_a_cheating_worker() -> Result<()> {
 	let m = Market::start(4, 60).await?;
 	let args = ["solve", "--once", "--register", "200", "--fault", "2:3"];
 	let (dave, dave_address) = m.peer("//Dave", &args)?;
-	std::fs::copy(
-		m.data_dir.join(format!("{:x}.dataset", m.root()?)),
-		m.data_dir.with_file_name("Dave").join(format!("{:x}.dataset", m.root()?)),
-	)?;
+	m.give_dataset("Dave")?;
 	// Eve samples every transition (4 of 4): step 2's is wrong.
 	let (eve, _) = m.peer(
 		"//Eve",
@@ -632,10 +634,7 @@ async fn a_cheat_between_checkpoints_is_caught_inside_its_segment() -> Result<()
 	let m = Market::start_checkpointed(12, 60, 4).await?;
 	let args = ["solve", "--once", "--register", "200", "--fault", "5:3"];
 	let (dave, dave_address) = m.peer("//Dave", &args)?;
-	std::fs::copy(
-		m.data_dir.join(format!("{:x}.dataset", m.root()?)),
-		m.data_dir.with_file_name("Dave").join(format!("{:x}.dataset", m.root()?)),
-	)?;
+	m.give_dataset("Dave")?;
 	let (eve, _) = m.peer(
 		"//Eve",
 		&["verify", "--once", "--register", "100", "--sample", "3", "--peer", &dave_address],

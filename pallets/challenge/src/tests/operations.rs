@@ -248,12 +248,14 @@ fn operation_case_of(task: Task, liar: Party, lie: Lie) {
 	});
 }
 
-#[test]
-fn an_altered_operation_loses_wherever_it_is_in_the_step() {
-	let (spec, data) = task_spec();
+/// Plays [`operation_case_of`] on `task` for every operation of the bad step whose lie
+/// reaches the state, with either side lying; returns the kinds of those skipped and the
+/// indices of those played.
+fn every_operation_of(task: Task) -> (Vec<program::OpKind>, Vec<u32>) {
+	let (spec, data) = task();
 	let honest = side(&spec, &data, Lie::None);
 	let ops = honest.bad.program.ops.len() as u32;
-	let mut skipped = vec![];
+	let (mut skipped, mut played) = (vec![], vec![]);
 	for j in 0..ops {
 		// The reported loss (per-row losses and their mean) reaches no state tensor: a lie
 		// there changes nothing anyone commits to, so there is nothing to dispute.
@@ -261,10 +263,17 @@ fn an_altered_operation_loses_wherever_it_is_in_the_step() {
 			skipped.push(honest.bad.program.ops[j as usize].kind);
 			continue;
 		}
+		played.push(j);
 		for liar in [Party::Solver, Party::Challenger] {
-			operation_case(liar, Lie::Operation(j));
+			operation_case_of(task, liar, Lie::Operation(j));
 		}
 	}
+	(skipped, played)
+}
+
+#[test]
+fn an_altered_operation_loses_wherever_it_is_in_the_step() {
+	let (skipped, _) = every_operation_of(task_spec);
 	assert_eq!(skipped, vec![program::OpKind::SoftmaxXent, program::OpKind::Mean]);
 }
 
@@ -275,19 +284,7 @@ fn an_altered_operation_loses_wherever_it_is_in_the_step() {
 fn an_altered_operation_of_a_regression_loses_wherever_it_is_in_the_step() {
 	let (spec, data) = regression_spec();
 	let honest = side(&spec, &data, Lie::None);
-	let ops = honest.bad.program.ops.len() as u32;
-	let mut skipped = vec![];
-	let mut played = vec![];
-	for j in 0..ops {
-		if side(&spec, &data, Lie::Operation(j)).states == honest.states {
-			skipped.push(honest.bad.program.ops[j as usize].kind);
-			continue;
-		}
-		played.push(j);
-		for liar in [Party::Solver, Party::Challenger] {
-			operation_case_of(regression_spec, liar, Lie::Operation(j));
-		}
-	}
+	let (skipped, played) = every_operation_of(regression_spec);
 	// After the whole-operation cases: the descent's leaf bound (a thread's setting) stays.
 	let mut descended = 0;
 	let mut descended_kinds = vec![];
