@@ -21,7 +21,7 @@ use crate::{
 	commit::{col_leaf_bits, row_leaf_bits, tensor_commitment, tensor_hash_of, SampleProof},
 	program::{self, Op, OpKind, Pointwise, Source},
 	referee::{check_agreed, check_sample, reads_samples, source_shape, RefereeError},
-	repops::{self, Matrix},
+	repops::{self, image, Matrix},
 	task::TrainingSpec,
 	trace::ProofItems,
 };
@@ -304,35 +304,69 @@ pub struct ElementEvidence {
 	pub samples: Vec<SampleProof>,
 }
 
-/// The line (axis and index) of each input that element `(r, c)` of `op` reads.
-pub fn element_lines(op: &Op, r: u32, c: u32) -> Vec<(Axis, u32)> {
+/// The lines (axis and index) of each input that element `(r, c)` of `op` reads, input by
+/// input. Most elements read one line of each input; a convolution's weight and bias
+/// gradients read every row of theirs (every sample's image), and its input gradient every
+/// filter.
+pub fn element_lines(
+	spec: &TrainingSpec,
+	program: &program::StepProgram,
+	op: &Op,
+	r: u32,
+	c: u32,
+) -> Vec<Vec<(Axis, u32)>> {
 	use Axis::*;
+	let one = |axis: Axis, i: u32| alloc::vec![(axis, i)];
+	let all_rows = |n: usize| -> Vec<(Axis, u32)> {
+		let rows = op.inputs.get(n).map(|s| source_shape(spec, program, s).0).unwrap_or(0);
+		(0..rows).map(|i| (Rows, i)).collect()
+	};
 	match op.kind {
-		OpKind::MatMul | OpKind::BiasAdd => alloc::vec![(Rows, r), (Columns, c)],
-		OpKind::MatMulTn => alloc::vec![(Columns, r), (Columns, c)],
-		OpKind::MatMulNt => alloc::vec![(Rows, r), (Rows, c)],
-		OpKind::Mean => alloc::vec![(Columns, 0)],
-		OpKind::ColSum => alloc::vec![(Columns, c)],
-		_ => op.inputs.iter().map(|_| (Rows, r)).collect(),
+		OpKind::MatMul | OpKind::BiasAdd => alloc::vec![one(Rows, r), one(Columns, c)],
+		OpKind::MatMulTn => alloc::vec![one(Columns, r), one(Columns, c)],
+		OpKind::MatMulNt => alloc::vec![one(Rows, r), one(Rows, c)],
+		OpKind::Mean => alloc::vec![one(Columns, 0)],
+		OpKind::ColSum => alloc::vec![one(Columns, c)],
+		OpKind::Conv2d(g) => {
+			let filter = g.output().position(c).0;
+			alloc::vec![one(Rows, r), one(Rows, filter), one(Rows, 0)]
+		}
+		OpKind::Conv2dInputGrad(_) => alloc::vec![one(Rows, r), all_rows(1)],
+		OpKind::Conv2dWeightGrad(_) => alloc::vec![all_rows(0), all_rows(1)],
+		OpKind::ConvBiasGrad(_) => alloc::vec![all_rows(0)],
+		_ => op.inputs.iter().map(|_| one(Rows, r)).collect(),
 	}
 }
 
 /// The batch rows element `(r, c)` of `op` reads: the sample of row `r` for a row of the
-/// batch or its label, every sample for a column of the batch.
-pub fn batch_rows(spec: &TrainingSpec, op: &Op, r: u32, c: u32) -> Vec<u32> {
+/// batch or its label, every sample for a column of the batch or every row of it.
+pub fn batch_rows(
+	spec: &TrainingSpec,
+	program: &program::StepProgram,
+	op: &Op,
+	r: u32,
+	c: u32,
+) -> Vec<u32> {
 	if !reads_samples(op) {
 		return Vec::new();
 	}
-	let column = op
-		.inputs
-		.iter()
-		.zip(element_lines(op, r, c))
-		.any(|(s, (axis, _))| *s == Source::Batch && axis == Axis::Columns);
-	if column {
-		(0..spec.batch_size).collect()
-	} else {
-		alloc::vec![r]
+	let mut rows = Vec::new();
+	for (s, lines) in op.inputs.iter().zip(element_lines(spec, program, op, r, c)) {
+		if *s != Source::Batch {
+			continue;
+		}
+		for (axis, i) in lines {
+			match axis {
+				Axis::Columns => return (0..spec.batch_size).collect(),
+				Axis::Rows if !rows.contains(&i) => rows.push(i),
+				Axis::Rows => {}
+			}
+		}
 	}
+	if rows.is_empty() {
+		rows.push(r);
+	}
+	rows
 }
 
 /// The values the chain handles to settle element `(r, c)` of `op` (every input line and
@@ -344,11 +378,16 @@ pub fn element_cost(
 	r: u32,
 	c: u32,
 ) -> u64 {
-	let lines = op.inputs.iter().zip(element_lines(op, r, c)).fold(0u64, |acc, (s, (axis, _))| {
-		let (rows, cols) = source_shape(spec, program, s);
-		acc.saturating_add(u64::from(if axis == Axis::Rows { cols } else { rows }))
-	});
-	let samples = batch_rows(spec, op, r, c).len() as u64;
+	let lines = op.inputs.iter().zip(element_lines(spec, program, op, r, c)).fold(
+		0u64,
+		|acc, (s, lines)| {
+			let (rows, cols) = source_shape(spec, program, s);
+			lines.iter().fold(acc, |acc, (axis, _)| {
+				acc.saturating_add(u64::from(if *axis == Axis::Rows { cols } else { rows }))
+			})
+		},
+	);
+	let samples = batch_rows(spec, program, op, r, c).len() as u64;
 	lines.saturating_add(samples.saturating_mul(u64::from(spec.dataset.features)))
 }
 
@@ -409,7 +448,12 @@ pub fn element_partials(
 	let op = run.program.ops.get(j as usize)?;
 	term_positions(op, r, c, 0)?;
 	let mut lines = Vec::with_capacity(2);
-	for (source, (axis, index)) in op.inputs.iter().zip(element_lines(op, r, c)) {
+	let reads = match op.kind {
+		OpKind::MatMul => [(Axis::Rows, r), (Axis::Columns, c)],
+		OpKind::MatMulTn => [(Axis::Columns, r), (Axis::Columns, c)],
+		_ => [(Axis::Rows, r), (Axis::Rows, c)],
+	};
+	for (source, (axis, index)) in op.inputs.iter().zip(reads) {
 		let values: Vec<f32> = match source {
 			Source::Batch => {
 				let features = |row: u32| run.samples.get(row as usize).map(|s| &s.features);
@@ -598,7 +642,7 @@ pub fn element_value(
 	check_agreed(&program, op, j, pre_state, link, &evidence.outputs, &evidence.state)?;
 
 	// The batch samples the element reads, each at the index the seed draws for its row.
-	let rows = batch_rows(spec, op, r, c);
+	let rows = batch_rows(spec, &program, op, r, c);
 	if evidence.samples.len() != rows.len() {
 		return Err(RefereeError::WrongBatch);
 	}
@@ -609,24 +653,36 @@ pub fn element_value(
 	let sample =
 		|row: u32| rows.iter().position(|x| *x == row).and_then(|p| evidence.samples.get(p));
 
-	// Every line, checked against the agreed hash of its tensor.
+	// Every line, checked against the agreed hash of its tensor; the lines an element reads
+	// of one input, one after the other.
 	let mut given = evidence.inputs.iter();
 	let mut lines: Vec<Vec<f32>> = Vec::with_capacity(op.inputs.len());
-	for (source, (axis, index)) in op.inputs.iter().zip(element_lines(op, r, c)) {
-		let bits: Vec<u32> = match source {
-			Source::Batch => match axis {
-				Axis::Rows => sample(index).ok_or(RefereeError::WrongBatch)?.features.clone(),
-				Axis::Columns => rows
-					.iter()
-					.map(|row| sample(*row).and_then(|s| s.features.get(index as usize).copied()))
-					.collect::<Option<Vec<u32>>>()
-					.ok_or(RefereeError::WrongBatch)?,
-			},
-			Source::State(_) | Source::Op(_) => {
-				agreed_line(spec, &program, source, evidence, given.next(), (axis, index))?.to_vec()
+	for (source, reads) in op.inputs.iter().zip(element_lines(spec, &program, op, r, c)) {
+		let mut values: Vec<f32> = Vec::new();
+		for (axis, index) in reads {
+			let bits: Vec<u32> = match source {
+				Source::Batch => match axis {
+					Axis::Rows => sample(index).ok_or(RefereeError::WrongBatch)?.features.clone(),
+					Axis::Columns => rows
+						.iter()
+						.map(|row| {
+							sample(*row).and_then(|s| s.features.get(index as usize).copied())
+						})
+						.collect::<Option<Vec<u32>>>()
+						.ok_or(RefereeError::WrongBatch)?,
+				},
+				Source::State(_) | Source::Op(_) => {
+					agreed_line(spec, &program, source, evidence, given.next(), (axis, index))?
+						.to_vec()
+				}
+			};
+			let (_, expected) = source_shape(spec, &program, source);
+			if axis == Axis::Rows && bits.len() != expected as usize {
+				return Err(RefereeError::WrongBatch);
 			}
-		};
-		lines.push(bits.into_iter().map(f32::from_bits).collect());
+			values.extend(bits.into_iter().map(f32::from_bits));
+		}
+		lines.push(values);
 	}
 	if given.next().is_some() {
 		return Err(RefereeError::WrongInput);
@@ -656,6 +712,23 @@ pub fn element_value(
 		}
 		OpKind::Mean => repops::mean(arg(0)?),
 		OpKind::ColSum => repops::sum(arg(0)?.iter().copied()),
+		OpKind::Conv2d(g) => {
+			let (o, oy, ox) = g.output().position(c);
+			image::conv2d_at(&g, arg(0)?, arg(1)?, at(2, o)?, (oy, ox))
+		}
+		OpKind::Conv2dInputGrad(g) => {
+			image::conv2d_input_grad_at(&g, arg(0)?, arg(1)?, g.input.position(c))
+		}
+		OpKind::Conv2dWeightGrad(g) => {
+			image::conv2d_weight_grad_at(&g, arg(0)?, arg(1)?, spec.batch_size, r, c)
+		}
+		OpKind::ConvBiasGrad(g) => image::conv_bias_grad_at(&g, arg(0)?, spec.batch_size, c),
+		OpKind::MaxPool2d(g) => image::max_pool_at(&g, arg(0)?, g.output().position(c)),
+		OpKind::MaxPool2dGrad(g) => {
+			image::max_pool_grad_at(&g, arg(0)?, arg(1)?, g.input.position(c))
+		}
+		OpKind::AvgPool2d(g) => image::avg_pool_at(&g, arg(0)?, g.output().position(c)),
+		OpKind::AvgPool2dGrad(g) => image::avg_pool_grad_at(&g, arg(0)?, g.input.position(c)),
 		_ => {
 			let f = Pointwise::new(spec, op.kind, step)?;
 			let mut args = [0.0f32; 3];
@@ -679,15 +752,17 @@ pub fn element_evidence(
 	let op = run.program.ops.get(j as usize)?;
 	let earlier = run.outputs.get(..j as usize)?;
 	let mut inputs = Vec::new();
-	for (source, (axis, index)) in op.inputs.iter().zip(element_lines(op, r, c)) {
+	for (source, reads) in op.inputs.iter().zip(element_lines(spec, &run.program, op, r, c)) {
 		let m = match source {
 			Source::Batch => continue,
 			Source::State(i) => run.state.get(*i as usize)?,
 			Source::Op(k) => earlier.get(*k as usize)?,
 		};
-		inputs.push(InputLine::of(m, axis, index)?);
+		for (axis, index) in reads {
+			inputs.push(InputLine::of(m, axis, index)?);
+		}
 	}
-	let samples = batch_rows(spec, op, r, c)
+	let samples = batch_rows(spec, &run.program, op, r, c)
 		.iter()
 		.map(|row| run.samples.get(*row as usize).cloned())
 		.collect::<Option<Vec<_>>>()?;

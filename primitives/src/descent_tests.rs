@@ -78,6 +78,17 @@ fn regression(optimizer: Optimizer) -> (TrainingSpec, StepRun) {
 	run_on(spec, &data)
 }
 
+/// The small CNN of the program's tests (every image operation) after one step.
+fn cnn(loss: crate::task::Loss, optimizer: Optimizer) -> (TrainingSpec, StepRun) {
+	let spec = program::tests::small_cnn(loss, optimizer, 4);
+	let data = match loss {
+		crate::task::Loss::SoftmaxCrossEntropy => synthetic_dataset(3, 30, 50, 3),
+		crate::task::Loss::MeanSquaredError => crate::task::synthetic_regression(3, 30, 50),
+	};
+	let spec = spec.on_dataset(&data);
+	run_on(spec, &data)
+}
+
 fn run_on(spec: TrainingSpec, data: &[(Vec<f32>, u32)]) -> (TrainingSpec, StepRun) {
 	let program = program::step_program(&spec).unwrap();
 	let s0 = initial_state(&spec, &program).unwrap();
@@ -89,7 +100,15 @@ fn run_on(spec: TrainingSpec, data: &[(Vec<f32>, u32)]) -> (TrainingSpec, StepRu
 fn every_element_of_every_operation_is_recomputed_bit_for_bit() {
 	let adam = Optimizer::adam(0.01);
 	let sgd = Optimizer::sgd(0.1, 0.9);
-	for (spec, run) in [run(sgd), run(adam), regression(sgd), regression(adam)] {
+	use crate::task::Loss::*;
+	for (spec, run) in [
+		run(sgd),
+		run(adam),
+		regression(sgd),
+		regression(adam),
+		cnn(SoftmaxCrossEntropy, adam),
+		cnn(MeanSquaredError, sgd),
+	] {
 		let trace = run.op_trace();
 		let pre = crate::commit::state_hash(&run.state);
 		for (j, op) in run.program.ops.iter().enumerate() {
@@ -138,4 +157,37 @@ fn element_evidence_that_does_not_match_is_refused() {
 	assert_eq!(ev0.samples.len(), 1);
 	assert!(element_value(&spec, 1, 0, (1, 0), &pre, &pre, &ev0).is_ok());
 	assert_eq!(element_value(&spec, 1, 0, (2, 0), &pre, &pre, &ev0), Err(RefereeError::WrongBatch));
+}
+
+/// A convolution's weight gradient reads every sample's image and every row of the output
+/// gradient: its evidence is every row of the one, and every sample for the first layer.
+#[test]
+fn a_convolutions_weight_gradient_reads_every_row() {
+	let (spec, run) = cnn(crate::task::Loss::SoftmaxCrossEntropy, Optimizer::sgd(0.1, 0.9));
+	let pre = crate::commit::state_hash(&run.state);
+	let trace = run.op_trace();
+	let dw: Vec<usize> = (0..run.program.ops.len())
+		.filter(|j| matches!(run.program.ops[*j].kind, OpKind::Conv2dWeightGrad(_)))
+		.collect();
+	// The second convolution's (reads op outputs), then the first's (reads the batch).
+	assert_eq!(dw.len(), 2);
+	let second = element_evidence(&run, &spec, dw[0] as u32, (1, 2)).unwrap();
+	assert_eq!((second.inputs.len(), second.samples.len()), (8, 0));
+	let first = element_evidence(&run, &spec, dw[1] as u32, (1, 2)).unwrap();
+	assert_eq!((first.inputs.len(), first.samples.len()), (4, 4));
+	// One row of the output gradient withheld, or one sample: refused.
+	let link = trace.links[dw[1] - 1];
+	let mut short = first.clone();
+	short.inputs.pop();
+	assert_eq!(
+		element_value(&spec, 1, dw[1] as u32, (1, 2), &pre, &link, &short),
+		Err(RefereeError::WrongInput)
+	);
+	let mut short = first.clone();
+	short.samples.pop();
+	assert_eq!(
+		element_value(&spec, 1, dw[1] as u32, (1, 2), &pre, &link, &short),
+		Err(RefereeError::WrongBatch)
+	);
+	assert!(element_value(&spec, 1, dw[1] as u32, (1, 2), &pre, &link, &first).is_ok());
 }

@@ -18,8 +18,12 @@
 //! `[W_1, b_1, ..., W_L, b_L]`, then SGD's velocities in the same order, or Adam's first
 //! moments then second moments.
 
-use crate::repops::{self, Matrix, ShapeError};
-use crate::task::{Loss, Model, Optimizer, SpecError, TrainingSpec};
+use crate::repops::{
+	self,
+	image::{self, Conv, ImageShape, Pool},
+	Matrix, ShapeError,
+};
+use crate::task::{Layer, Loss, Optimizer, SpecError, TrainingSpec};
 use alloc::vec::Vec;
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
@@ -95,6 +99,60 @@ pub enum OpKind {
 	SquaredError,
 	/// Its batch-mean gradient with respect to the output: `2 (y - t) / B`.
 	SquaredErrorBackward,
+	/// A convolution of a batch of images by filters, plus a bias per filter (inputs
+	/// `x, w, b`; [`repops::image::conv2d`]).
+	Conv2d(Conv),
+	/// A convolution's input gradient (inputs `dy, w`).
+	Conv2dInputGrad(Conv),
+	/// A convolution's filter gradient (inputs `x, dy`).
+	Conv2dWeightGrad(Conv),
+	/// A convolution's bias gradient (input `dy`).
+	ConvBiasGrad(Conv),
+	/// A max pool (input `x`).
+	MaxPool2d(Pool),
+	/// A max pool's input gradient (inputs `x, dy`).
+	MaxPool2dGrad(Pool),
+	/// An average pool (input `x`).
+	AvgPool2d(Pool),
+	/// An average pool's input gradient (input `dy`).
+	AvgPool2dGrad(Pool),
+}
+
+impl OpKind {
+	/// For an image operator, on a batch of `batch` rows: the values it outputs and the terms
+	/// (multiply-adds, or values compared or added) each output takes. `None` for the others.
+	pub fn image_cost(&self, batch: u64) -> Option<(u64, u64)> {
+		let n = u64::from;
+		let windows = |g: &Pool| {
+			let per_side = n(g.kernel.div_ceil(g.stride.max(1)));
+			per_side.saturating_mul(per_side)
+		};
+		let area = |k: u32| n(k).saturating_mul(n(k));
+		Some(match self {
+			OpKind::Conv2d(g) => (batch.saturating_mul(n(g.output().values())), n(g.patch())),
+			OpKind::Conv2dInputGrad(g) => (
+				batch.saturating_mul(n(g.input.values())),
+				n(g.out_channels).saturating_mul(area(g.kernel)),
+			),
+			OpKind::Conv2dWeightGrad(g) => {
+				let plane = n(g.output().height).saturating_mul(n(g.output().width));
+				(n(g.out_channels).saturating_mul(n(g.patch())), batch.saturating_mul(plane))
+			}
+			OpKind::ConvBiasGrad(g) => {
+				let plane = n(g.output().height).saturating_mul(n(g.output().width));
+				(n(g.out_channels), batch.saturating_mul(plane))
+			}
+			OpKind::MaxPool2d(g) | OpKind::AvgPool2d(g) => {
+				(batch.saturating_mul(n(g.output().values())), area(g.kernel))
+			}
+			OpKind::MaxPool2dGrad(g) => (
+				batch.saturating_mul(n(g.input.values())),
+				windows(g).saturating_mul(area(g.kernel)),
+			),
+			OpKind::AvgPool2dGrad(g) => (batch.saturating_mul(n(g.input.values())), windows(g)),
+			_ => return None,
+		})
+	}
 }
 
 /// One operation of the step program.
@@ -122,6 +180,10 @@ pub struct StepProgram {
 	/// How many of the state's tensors, from the first, are the model's parameters (the rest
 	/// are the optimizer's): the trained model is the state's first `params` tensors.
 	pub params: u32,
+	/// For each state tensor that starts random (a weight), the stream it is drawn from (the
+	/// layer's index among the layers with parameters) and its fan-in; every other tensor
+	/// starts at zero.
+	pub init: Vec<Option<(u32, u32)>>,
 }
 
 struct Builder {
@@ -145,71 +207,146 @@ pub fn loss_ops(loss: Loss) -> (OpKind, OpKind) {
 	}
 }
 
+/// What the forward pass kept of one layer, for its backward pass.
+struct Forward {
+	/// The layer.
+	layer: Layer,
+	/// Its input.
+	input: Source,
+	/// Its input's shape.
+	shape: ImageShape,
+	/// The state index of its weight (and, one further, its bias), if it has parameters.
+	weight: Option<u32>,
+}
+
 /// The step program of `spec` (which must validate).
+///
+/// The model is compiled layer by layer ([`crate::task::Model::graph`]; an MLP is `Linear,
+/// Relu, ..., Linear`): forward, the loss, then backward through the layers in reverse, each
+/// layer with parameters giving its weight's and bias's gradients and, unless no layer before
+/// it has parameters, its input's gradient; then the optimizer's updates in state order.
 pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 	spec.validate()?;
-	let Model::Mlp { widths, .. } = &spec.model;
-	let layers = widths.len().saturating_sub(1);
+	let (input, layers) = spec.model.graph();
 	let b = spec.batch_size;
-	let mut shapes: Vec<(u32, u32)> = Vec::new();
-	for w in widths.windows(2) {
-		let &[fan_in, fan_out] = w else { return Err(SpecError::TooFewLayers) };
-		shapes.push((fan_in, fan_out));
-		shapes.push((1, fan_out));
-	}
-	let params = shapes.len() as u32;
-	let copies = match spec.optimizer {
-		Optimizer::Sgd { .. } => 1,
-		Optimizer::Adam { .. } => 2,
-	};
-	let param_shapes = shapes.clone();
-	for _ in 0..copies {
-		shapes.extend(param_shapes.iter().copied());
-	}
-	let w = |l: usize| Source::State(l.saturating_mul(2) as u32);
-	let bias = |l: usize| Source::State(l.saturating_mul(2).saturating_add(1) as u32);
-	let width = |l: usize| widths.get(l).copied().unwrap_or(0);
-
 	let mut p = Builder { ops: Vec::new() };
-	// Forward: keep each layer's input activation and pre-activation.
-	let mut acts = Vec::with_capacity(layers.saturating_add(1));
-	let mut pre = Vec::with_capacity(layers);
-	acts.push(Source::Batch);
-	for l in 0..layers {
-		let input = acts.last().copied().unwrap_or(Source::Batch);
-		let next = l.saturating_add(1);
-		let z0 = p.push(OpKind::MatMul, alloc::vec![input, w(l)], b, width(next));
-		let z = p.push(OpKind::BiasAdd, alloc::vec![z0, bias(l)], b, width(next));
-		pre.push(z);
-		if next < layers {
-			acts.push(p.push(OpKind::Relu, alloc::vec![z], b, width(next)));
-		}
+	let mut shapes: Vec<(u32, u32)> = Vec::new();
+	let mut init: Vec<Option<(u32, u32)>> = Vec::new();
+
+	// Forward.
+	let mut forward: Vec<Forward> = Vec::with_capacity(layers.len());
+	let (mut x, mut shape) = (Source::Batch, input);
+	for layer in layers {
+		let weight = u32::try_from(shapes.len()).map_err(|_| SpecError::TooFewLayers)?;
+		let w = Source::State(weight);
+		let bias = Source::State(weight.saturating_add(1));
+		let stream = u32::try_from(shapes.len() / 2).map_err(|_| SpecError::TooFewLayers)?;
+		let (output, out_shape, params) = match layer {
+			Layer::Linear { out } => {
+				let fan_in = shape.values();
+				shapes.extend([(fan_in, out), (1, out)]);
+				init.extend([Some((stream, fan_in)), None]);
+				let z = p.push(OpKind::MatMul, alloc::vec![x, w], b, out);
+				let z = p.push(OpKind::BiasAdd, alloc::vec![z, bias], b, out);
+				(z, ImageShape::flat(out), true)
+			}
+			Layer::Conv2d { out_channels, kernel, stride, padding } => {
+				let g = Conv { input: shape, out_channels, kernel, stride, padding };
+				shapes.extend([(out_channels, g.patch()), (1, out_channels)]);
+				init.extend([Some((stream, g.patch())), None]);
+				let out = g.output();
+				let z = p.push(OpKind::Conv2d(g), alloc::vec![x, w, bias], b, out.values());
+				(z, out, true)
+			}
+			Layer::MaxPool2d { kernel, stride } => {
+				let g = Pool { input: shape, kernel, stride };
+				let out = g.output();
+				(p.push(OpKind::MaxPool2d(g), alloc::vec![x], b, out.values()), out, false)
+			}
+			Layer::AvgPool2d { kernel, stride } => {
+				let g = Pool { input: shape, kernel, stride };
+				let out = g.output();
+				(p.push(OpKind::AvgPool2d(g), alloc::vec![x], b, out.values()), out, false)
+			}
+			Layer::Relu => (p.push(OpKind::Relu, alloc::vec![x], b, shape.values()), shape, false),
+			Layer::Flatten => (x, ImageShape::flat(shape.values()), false),
+		};
+		forward.push(Forward { layer, input: x, shape, weight: params.then_some(weight) });
+		(x, shape) = (output, out_shape);
 	}
-	let logits = pre.last().copied().unwrap_or(Source::Batch);
+	let outputs = shape.values();
 	let (loss, loss_backward) = loss_ops(spec.loss);
-	let losses = p.push(loss, alloc::vec![logits], b, 1);
+	let losses = p.push(loss, alloc::vec![x], b, 1);
 	p.push(OpKind::Mean, alloc::vec![losses], 1, 1);
 
-	// Backward.
+	// Backward: `dy` is the gradient of the current layer's output.
+	let params = u32::try_from(shapes.len()).map_err(|_| SpecError::TooFewLayers)?;
 	let mut grads = alloc::vec![Source::Batch; params as usize];
-	let mut dz = p.push(loss_backward, alloc::vec![logits], b, width(layers));
-	for l in (0..layers).rev() {
-		let a_prev = acts.get(l).copied().unwrap_or(Source::Batch);
-		let next = l.saturating_add(1);
-		if let Some(g) = grads.get_mut(l.saturating_mul(2)) {
-			*g = p.push(OpKind::MatMulTn, alloc::vec![a_prev, dz], width(l), width(next));
-		}
-		if let Some(g) = grads.get_mut(l.saturating_mul(2).saturating_add(1)) {
-			*g = p.push(OpKind::ColSum, alloc::vec![dz], 1, width(next));
-		}
-		if let Some(prev) = l.checked_sub(1) {
-			let da = p.push(OpKind::MatMulNt, alloc::vec![dz, w(l)], b, width(l));
-			let z_prev = pre.get(prev).copied().unwrap_or(Source::Batch);
-			dz = p.push(OpKind::ReluBackward, alloc::vec![z_prev, da], b, width(l));
+	let mut dy = p.push(loss_backward, alloc::vec![x], b, outputs);
+	for (n, f) in forward.iter().enumerate().rev() {
+		// The input's gradient is wanted if a layer before this one has parameters.
+		let wanted =
+			forward.get(..n).is_some_and(|before| before.iter().any(|f| f.weight.is_some()));
+		let values = f.shape.values();
+		let w = f.weight.map(Source::State).unwrap_or(Source::Batch);
+		let mut grad = |i: u32, g: Source| {
+			if let Some(slot) = grads.get_mut(i as usize) {
+				*slot = g;
+			}
+		};
+		dy = match f.layer {
+			Layer::Linear { out } => {
+				let weight = f.weight.unwrap_or(0);
+				grad(weight, p.push(OpKind::MatMulTn, alloc::vec![f.input, dy], values, out));
+				grad(weight.saturating_add(1), p.push(OpKind::ColSum, alloc::vec![dy], 1, out));
+				if !wanted {
+					break;
+				}
+				p.push(OpKind::MatMulNt, alloc::vec![dy, w], b, values)
+			}
+			Layer::Conv2d { out_channels, kernel, stride, padding } => {
+				let g = Conv { input: f.shape, out_channels, kernel, stride, padding };
+				let weight = f.weight.unwrap_or(0);
+				let dw = p.push(
+					OpKind::Conv2dWeightGrad(g),
+					alloc::vec![f.input, dy],
+					out_channels,
+					g.patch(),
+				);
+				grad(weight, dw);
+				let db = p.push(OpKind::ConvBiasGrad(g), alloc::vec![dy], 1, out_channels);
+				grad(weight.saturating_add(1), db);
+				if !wanted {
+					break;
+				}
+				p.push(OpKind::Conv2dInputGrad(g), alloc::vec![dy, w], b, values)
+			}
+			Layer::MaxPool2d { kernel, stride } => {
+				let g = Pool { input: f.shape, kernel, stride };
+				p.push(OpKind::MaxPool2dGrad(g), alloc::vec![f.input, dy], b, values)
+			}
+			Layer::AvgPool2d { kernel, stride } => {
+				let g = Pool { input: f.shape, kernel, stride };
+				p.push(OpKind::AvgPool2dGrad(g), alloc::vec![dy], b, values)
+			}
+			Layer::Relu => p.push(OpKind::ReluBackward, alloc::vec![f.input, dy], b, values),
+			Layer::Flatten => dy,
+		};
+		if !wanted {
+			break;
 		}
 	}
 
 	// Update.
+	let param_shapes = shapes.clone();
+	let copies = match spec.optimizer {
+		Optimizer::Sgd { .. } => 1,
+		Optimizer::Adam { .. } => 2,
+	};
+	for _ in 0..copies {
+		shapes.extend(param_shapes.iter().copied());
+		init.extend(param_shapes.iter().map(|_| None));
+	}
 	let mut new_params = Vec::new();
 	let mut new_first = Vec::new();
 	let mut new_second = Vec::new();
@@ -243,39 +380,31 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 			_ => None,
 		})
 		.collect();
-	Ok(StepProgram { ops: p.ops, state_shapes: shapes, next_state, params })
+	Ok(StepProgram { ops: p.ops, state_shapes: shapes, next_state, params, init })
 }
 
-/// The state after initialization: He-uniform weights from the seed, zero biases, zero
-/// optimizer tensors.
+/// The state after initialization: He-uniform weights from the seed (each layer's own
+/// stream, [`repops::init_tensor`]), zero biases, zero optimizer tensors.
 pub fn initial_state(
 	spec: &TrainingSpec,
 	program: &StepProgram,
 ) -> Result<Vec<Matrix>, ShapeError> {
 	let mut state = Vec::with_capacity(program.state_shapes.len());
 	for (i, (rows, cols)) in program.state_shapes.iter().enumerate() {
-		state.push(match weight_layer(spec, i) {
-			Some(layer) => repops::init_weights(spec.seed, layer, *rows, *cols)?,
+		state.push(match program.init.get(i).copied().flatten() {
+			Some((layer, fan_in)) => repops::init_tensor(spec.seed, layer, *rows, *cols, fan_in)?,
 			None => Matrix::zeros(*rows, *cols)?,
 		});
 	}
 	Ok(state)
 }
 
-/// The most tensors a state has: a weight and a bias per layer, each with up to two
-/// optimizer tensors (Adam's).
-pub const MAX_STATE_TENSORS: u32 = (crate::task::MAX_LAYER_WIDTHS - 1) * 2 * 3;
-
-/// The layer whose weights state tensor `i` is, if it is a weight (the state starts with
-/// each layer's weight and bias in turn; every other tensor starts at zero).
-fn weight_layer(spec: &TrainingSpec, i: usize) -> Option<u32> {
-	let Model::Mlp { widths, .. } = &spec.model;
-	let layers = widths.len().saturating_sub(1);
-	(i < layers.saturating_mul(2) && i & 1 == 0).then_some((i >> 1) as u32)
-}
+/// The most tensors a state has: a weight and a bias per layer with parameters (at most
+/// [`crate::task::MAX_PARAM_LAYERS`]), each with up to two optimizer tensors (Adam's).
+pub const MAX_STATE_TENSORS: u32 = crate::task::MAX_PARAM_LAYERS * 2 * 3;
 
 /// Value `(r, c)` of state tensor `i` right after initialization, as bits, computed alone
-/// ([`repops::init_weight`]): what the chain checks to settle a dispute over `h_0` element
+/// ([`repops::init_value`]): what the chain checks to settle a dispute over `h_0` element
 /// by element. `None` outside the state.
 pub fn initial_value(
 	spec: &TrainingSpec,
@@ -287,8 +416,8 @@ pub fn initial_value(
 	if r >= rows || c >= cols {
 		return None;
 	}
-	Some(match weight_layer(spec, i as usize) {
-		Some(layer) => repops::init_weight(spec.seed, layer, rows, cols, r, c).to_bits(),
+	Some(match program.init.get(i as usize).copied().flatten() {
+		Some((layer, fan_in)) => repops::init_value(spec.seed, layer, cols, fan_in, r, c).to_bits(),
 		None => 0.0f32.to_bits(),
 	})
 }
@@ -327,6 +456,14 @@ pub fn execute(
 		OpKind::SquaredErrorBackward => repops::squared_error_backward(arg(0)?, labels)?,
 		OpKind::Mean => Matrix::new(1, 1, alloc::vec![repops::mean(&arg(0)?.data)])?,
 		OpKind::ColSum => repops::col_sum(arg(0)?)?,
+		OpKind::Conv2d(g) => image::conv2d(&g, arg(0)?, arg(1)?, arg(2)?)?,
+		OpKind::Conv2dInputGrad(g) => image::conv2d_input_grad(&g, arg(0)?, arg(1)?)?,
+		OpKind::Conv2dWeightGrad(g) => image::conv2d_weight_grad(&g, arg(0)?, arg(1)?)?,
+		OpKind::ConvBiasGrad(g) => image::conv_bias_grad(&g, arg(0)?)?,
+		OpKind::MaxPool2d(g) => image::max_pool(&g, arg(0)?)?,
+		OpKind::MaxPool2dGrad(g) => image::max_pool_grad(&g, arg(0)?, arg(1)?)?,
+		OpKind::AvgPool2d(g) => image::avg_pool(&g, arg(0)?)?,
+		OpKind::AvgPool2dGrad(g) => image::avg_pool_grad(&g, arg(0)?)?,
 		OpKind::Momentum | OpKind::SgdStep | OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep => {
 			let f = Pointwise::new(spec, op.kind, step)?;
 			let first = arg(0)?;
@@ -439,6 +576,12 @@ pub fn execution_cost(
 	let (a, b) = (dims(0), dims(1));
 	// (output rows, contraction, output columns) of the products; elementwise operations,
 	// sums and the loss write at most as many values as their largest input.
+	// An image operator's work follows from its geometry (which execution checks against the
+	// tensors before any work) and the batch's rows.
+	if let Some((outputs, terms)) = op.kind.image_cost(a.0) {
+		let out = largest.max(outputs);
+		return Ok((values.saturating_add(out), outputs.saturating_mul(terms)));
+	}
 	let (m, k, n) = match op.kind {
 		OpKind::MatMul => (a.0, a.1, b.1),
 		OpKind::MatMulTn => (a.1, a.0, b.1),
@@ -569,7 +712,7 @@ impl StepProgram {
 	clippy::arithmetic_side_effects,
 	clippy::indexing_slicing
 )]
-mod tests {
+pub(crate) mod tests {
 	use super::*;
 	use crate::repops::SplitMix64;
 
@@ -911,5 +1054,237 @@ mod tests {
 			let (first, last) = loss_trend(&s, |seed| regression_batch(seed, 32, 8));
 			assert!(last < first * 0.5, "{opt:?}: squared error {first} -> {last}");
 		}
+	}
+
+	/// A small net with every image layer: a strided, padded convolution, overlapping max
+	/// and average pools, a second convolution, then a dense layer.
+	pub(crate) fn small_cnn(loss: Loss, optimizer: Optimizer, batch: u32) -> TrainingSpec {
+		use crate::task::{Layers, Model};
+		let layers = vec![
+			Layer::Conv2d { out_channels: 3, kernel: 3, stride: 2, padding: 1 },
+			Layer::Relu,
+			Layer::MaxPool2d { kernel: 2, stride: 1 },
+			Layer::Conv2d { out_channels: 4, kernel: 2, stride: 1, padding: 1 },
+			Layer::AvgPool2d { kernel: 2, stride: 1 },
+			Layer::Flatten,
+			Layer::Linear { out: if loss == Loss::MeanSquaredError { 1 } else { 3 } },
+		];
+		let model = Model::Graph {
+			input: ImageShape { channels: 2, height: 5, width: 5 },
+			layers: Layers::try_from(layers).unwrap(),
+		};
+		TrainingSpec::example_graph(model, loss, optimizer, batch)
+	}
+
+	#[test]
+	fn a_cnn_compiles_to_image_operations_with_their_gradients() {
+		let s = small_cnn(Loss::SoftmaxCrossEntropy, sgd(), 4);
+		let p = step_program(&s).unwrap();
+		let names: Vec<&str> = p
+			.ops
+			.iter()
+			.map(|o| match o.kind {
+				OpKind::Conv2d(_) => "conv",
+				OpKind::Conv2dInputGrad(_) => "conv_dx",
+				OpKind::Conv2dWeightGrad(_) => "conv_dw",
+				OpKind::ConvBiasGrad(_) => "conv_db",
+				OpKind::MaxPool2d(_) => "max",
+				OpKind::MaxPool2dGrad(_) => "max_dx",
+				OpKind::AvgPool2d(_) => "avg",
+				OpKind::AvgPool2dGrad(_) => "avg_dx",
+				OpKind::MatMul => "mm",
+				OpKind::MatMulTn => "mm_tn",
+				OpKind::MatMulNt => "mm_nt",
+				OpKind::BiasAdd => "bias",
+				OpKind::Relu => "relu",
+				OpKind::ReluBackward => "relu_dx",
+				OpKind::SoftmaxXent => "xent",
+				OpKind::SoftmaxXentBackward => "xent_dx",
+				OpKind::Mean => "mean",
+				OpKind::ColSum => "colsum",
+				OpKind::Momentum => "v",
+				OpKind::SgdStep => "p",
+				_ => "?",
+			})
+			.collect();
+		assert_eq!(
+			names,
+			vec![
+				"conv", "relu", "max", "conv", "avg", "mm", "bias", "xent", "mean", "xent_dx",
+				"mm_tn", "colsum", "mm_nt", "avg_dx", "conv_dw", "conv_db", "conv_dx", "max_dx",
+				"relu_dx", "conv_dw", "conv_db", "v", "p", "v", "p", "v", "p", "v", "p", "v", "p",
+				"v", "p",
+			]
+		);
+		// Filters are out_channels x (channels * k * k), PyTorch's layout.
+		assert_eq!(&p.state_shapes[..6], &[(3, 18), (1, 3), (4, 12), (1, 4), (16, 3), (1, 3)]);
+		assert_eq!(p.init[..6], [Some((0, 18)), None, Some((1, 12)), None, Some((2, 16)), None]);
+	}
+
+	/// The f64 loss of a [`small_cnn`] with parameters `params` (its six tensors, flat) on the
+	/// batch `x` (`B` rows of `2 x 5 x 5`), straight from the definitions.
+	fn small_cnn_loss(params: &[Vec<f64>], x: &Matrix, labels: &[u32], loss: Loss) -> f64 {
+		type Image = Vec<Vec<Vec<f64>>>;
+		fn conv(
+			x: &Image,
+			w: &[f64],
+			b: &[f64],
+			out: usize,
+			k: usize,
+			s: usize,
+			p: usize,
+		) -> Image {
+			let (c_in, h, wd) = (x.len(), x[0].len(), x[0][0].len());
+			let oh = (h + 2 * p - k) / s + 1;
+			let ow = (wd + 2 * p - k) / s + 1;
+			(0..out)
+				.map(|o| {
+					(0..oh)
+						.map(|oy| {
+							(0..ow)
+								.map(|ox| {
+									let mut acc = b[o];
+									for c in 0..c_in {
+										for ky in 0..k {
+											for kx in 0..k {
+												let y = (oy * s + ky) as isize - p as isize;
+												let xx = (ox * s + kx) as isize - p as isize;
+												if y >= 0
+													&& xx >= 0 && (y as usize) < h && (xx as usize)
+													< wd
+												{
+													acc += x[c][y as usize][xx as usize]
+														* w[((o * c_in + c) * k + ky) * k + kx];
+												}
+											}
+										}
+									}
+									acc
+								})
+								.collect()
+						})
+						.collect()
+				})
+				.collect()
+		}
+		fn pool(x: &Image, k: usize, s: usize, max: bool) -> Image {
+			let (h, w) = (x[0].len(), x[0][0].len());
+			let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
+			x.iter()
+				.map(|plane| {
+					(0..oh)
+						.map(|oy| {
+							(0..ow)
+								.map(|ox| {
+									let window = (0..k).flat_map(|ky| {
+										(0..k).map(move |kx| plane[oy * s + ky][ox * s + kx])
+									});
+									if max {
+										window.fold(f64::MIN, f64::max)
+									} else {
+										window.sum::<f64>() / (k * k) as f64
+									}
+								})
+								.collect()
+						})
+						.collect()
+				})
+				.collect()
+		}
+		let mut total = 0.0;
+		for r in 0..x.rows {
+			let row = x.row(r).unwrap();
+			let img: Image = (0..2)
+				.map(|c| {
+					(0..5)
+						.map(|y| (0..5).map(|xx| row[c * 25 + y * 5 + xx] as f64).collect())
+						.collect()
+				})
+				.collect();
+			let a = conv(&img, &params[0], &params[1], 3, 3, 2, 1);
+			let a: Image = a
+				.iter()
+				.map(|p| p.iter().map(|l| l.iter().map(|v| v.max(0.0)).collect()).collect())
+				.collect();
+			let a = pool(&a, 2, 1, true);
+			let a = conv(&a, &params[2], &params[3], 4, 2, 1, 1);
+			let a = pool(&a, 2, 1, false);
+			let flat: Vec<f64> = a.iter().flatten().flatten().copied().collect();
+			let outs = params[5].len();
+			let z: Vec<f64> = (0..outs)
+				.map(|j| {
+					(0..flat.len()).map(|i| flat[i] * params[4][i * outs + j]).sum::<f64>()
+						+ params[5][j]
+				})
+				.collect();
+			total += match loss {
+				Loss::SoftmaxCrossEntropy => {
+					let m = z.iter().cloned().fold(f64::MIN, f64::max);
+					let lse = z.iter().map(|v| (v - m).exp()).sum::<f64>().ln() + m;
+					lse - z[labels[r as usize] as usize]
+				}
+				Loss::MeanSquaredError => {
+					(z[0] - f32::from_bits(labels[r as usize]) as f64).powi(2)
+				}
+			};
+		}
+		total / x.rows as f64
+	}
+
+	/// The step program's gradients of a CNN are the true gradients of its loss (central
+	/// differences of an f64 forward written from the definitions), for both losses.
+	#[test]
+	fn cnn_gradients_match_finite_differences() {
+		for loss in [Loss::SoftmaxCrossEntropy, Loss::MeanSquaredError] {
+			let s = small_cnn(loss, sgd(), 4);
+			let p = step_program(&s).unwrap();
+			let state = initial_state(&s, &p).unwrap();
+			let (x, y) = match loss {
+				Loss::SoftmaxCrossEntropy => batch(5, 4, 50, 3),
+				Loss::MeanSquaredError => regression_batch(5, 4, 50),
+			};
+			let (outs, _) = run_step(&s, &p, &state, &x, &y, 0).unwrap();
+			let grads: Vec<&Matrix> = p
+				.ops
+				.iter()
+				.filter(|o| o.kind == OpKind::Momentum)
+				.map(|o| match o.inputs[1] {
+					Source::Op(j) => &outs[j as usize],
+					_ => unreachable!(),
+				})
+				.collect();
+			let base: Vec<Vec<f64>> =
+				state[..6].iter().map(|m| m.data.iter().map(|v| *v as f64).collect()).collect();
+			let mut checked = 0;
+			for (t, g) in grads.iter().enumerate() {
+				for i in 0..g.data.len() {
+					let h = 1e-6;
+					let mut plus = base.clone();
+					plus[t][i] += h;
+					let mut minus = base.clone();
+					minus[t][i] -= h;
+					let numeric = (small_cnn_loss(&plus, &x, &y, loss)
+						- small_cnn_loss(&minus, &x, &y, loss))
+						/ (2.0 * h);
+					let analytic = g.data[i] as f64;
+					assert!(
+						(numeric - analytic).abs() <= 1e-4 + 1e-3 * numeric.abs(),
+						"{loss:?} tensor {t} element {i}: numeric {numeric} vs program {analytic}"
+					);
+					checked += 1;
+				}
+			}
+			let outputs = s.dataset.classes.max(1) as usize;
+			assert_eq!(checked, 54 + 3 + 48 + 4 + 16 * outputs + outputs);
+		}
+	}
+
+	#[test]
+	fn cnn_training_lowers_the_loss() {
+		// One batch over and over: the net fits it (its gradients are checked above; this is
+		// that the update uses them).
+		let s = small_cnn(Loss::SoftmaxCrossEntropy, Optimizer::adam(0.01), 16);
+		let (first, last) = loss_trend(&s, |_| batch(7, 16, 50, 3));
+		assert!(last < first * 0.7, "loss {first} -> {last}");
 	}
 }

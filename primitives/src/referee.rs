@@ -122,6 +122,9 @@ pub fn op_cost(spec: &TrainingSpec, program: &StepProgram, op: &Op) -> (u64, u64
 	if reads_samples(op) {
 		values = values.saturating_add(elements((spec.batch_size, spec.dataset.features)));
 	}
+	if let Some((_, terms)) = op.kind.image_cost(u64::from(spec.batch_size)) {
+		return (values, out.saturating_mul(terms));
+	}
 	let contraction = match op.kind {
 		OpKind::MatMul | OpKind::MatMulNt => shape(0).1,
 		OpKind::MatMulTn => shape(0).0,

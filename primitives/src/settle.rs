@@ -179,17 +179,21 @@ pub fn whole_bytes(spec: &TrainingSpec, program: &StepProgram, j: u32) -> u64 {
 /// reads lines of the same lengths, so the first stands for all.
 pub fn element_bytes(spec: &TrainingSpec, program: &StepProgram, j: u32) -> u64 {
 	let Some(op) = program.ops.get(j as usize) else { return u64::MAX };
-	let lines = op.inputs.iter().zip(element_lines(op, 0, 0)).filter(|(s, _)| **s != Source::Batch);
-	let inputs = lines.fold(COMPACT, |acc, (s, (axis, _))| {
+	let reads = element_lines(spec, program, op, 0, 0);
+	let lines = op.inputs.iter().zip(reads).filter(|(s, _)| **s != Source::Batch);
+	let inputs = lines.fold(COMPACT, |acc, (s, lines)| {
 		let (r, c) = source_shape(spec, program, s);
-		let (count, length) = if axis == Axis::Rows { (r, c) } else { (c, r) };
-		// The opening, the values and the proof along the axis.
-		let line = (8 + 2 * HASH + 2 * COMPACT)
-			.saturating_add(u64::from(length).saturating_mul(4))
-			.saturating_add(depth(count).saturating_mul(HASH));
-		acc.saturating_add(line)
+		lines.iter().fold(acc, |acc, (axis, _)| {
+			let (count, length) = if *axis == Axis::Rows { (r, c) } else { (c, r) };
+			// The opening, the values and the proof along the axis.
+			let line = (8 + 2 * HASH + 2 * COMPACT)
+				.saturating_add(u64::from(length).saturating_mul(4))
+				.saturating_add(depth(count).saturating_mul(HASH));
+			acc.saturating_add(line)
+		})
 	});
-	let samples = (batch_rows(spec, op, 0, 0).len() as u64).saturating_mul(sample_bytes(spec));
+	let samples =
+		(batch_rows(spec, program, op, 0, 0).len() as u64).saturating_mul(sample_bytes(spec));
 	EXTRINSIC_OVERHEAD
 		.saturating_add(agreed_bytes(program, j, op))
 		.saturating_add(inputs)

@@ -29,6 +29,27 @@ fn spec(widths: &[u32], optimizer: Optimizer, batch: u32, samples: u32) -> Train
 	s
 }
 
+/// Every operation's whole and element evidence, built by an honest side for step 1 of `s`
+/// on `data`, is within the bounds the rule computes.
+fn assert_bounds_cover(s: &TrainingSpec, data: &[(Vec<f32>, u32)]) {
+	let program = step_program(s).unwrap();
+	let state = initial_state(s, &program).unwrap();
+	let run = StepRun::new(s, 1, state, data).unwrap();
+	for j in 0..program.ops.len() as u32 {
+		let op = &program.ops[j as usize];
+		let whole = run.evidence(j).unwrap().encode().len() as u64 + 2 * 8;
+		assert!(whole + EXTRINSIC_OVERHEAD / 2 <= whole_bytes(s, &program, j), "op {j}");
+		for (r, c) in [(0, 0), (op.rows - 1, op.cols - 1), (op.rows / 2, op.cols / 2)] {
+			let ev = element_evidence(&run, s, j, (r, c)).unwrap().encode().len() as u64;
+			assert!(
+				ev + 2 * 8 + EXTRINSIC_OVERHEAD / 2 <= element_bytes(s, &program, j),
+				"op {j} {:?} ({r}, {c}): {ev} bytes",
+				op.kind
+			);
+		}
+	}
+}
+
 #[test]
 fn the_bounds_cover_the_evidence_an_honest_side_builds() {
 	for (widths, optimizer, batch) in [
@@ -39,25 +60,23 @@ fn the_bounds_cover_the_evidence_an_honest_side_builds() {
 		let data = synthetic_dataset(3, 37, widths[0], *widths.last().unwrap());
 		let mut s = TrainingSpec::example_mlp(widths, optimizer, batch).on_dataset(&data);
 		s.steps = 2;
-		let program = step_program(&s).unwrap();
-		let state = initial_state(&s, &program).unwrap();
-		let run = StepRun::new(&s, 1, state, &data).unwrap();
-		for j in 0..program.ops.len() as u32 {
-			let op = &program.ops[j as usize];
-			let whole = run.evidence(j).unwrap().encode().len() as u64 + 2 * 8;
-			assert!(
-				whole + EXTRINSIC_OVERHEAD / 2 <= whole_bytes(&s, &program, j),
-				"{widths:?} op {j}"
-			);
-			for (r, c) in [(0, 0), (op.rows - 1, op.cols - 1), (op.rows / 2, op.cols / 2)] {
-				let ev = element_evidence(&run, &s, j, (r, c)).unwrap().encode().len() as u64;
-				assert!(
-					ev + 2 * 8 + EXTRINSIC_OVERHEAD / 2 <= element_bytes(&s, &program, j),
-					"{widths:?} op {j} ({r}, {c}): {ev} bytes"
-				);
-			}
-		}
+		assert_bounds_cover(&s, &data);
 	}
+	// A net of every image operation, whose weight gradients read every row.
+	let data = synthetic_dataset(3, 37, 50, 3);
+	let s = crate::program::tests::small_cnn(crate::task::Loss::SoftmaxCrossEntropy, adam(), 4)
+		.on_dataset(&data);
+	assert_bounds_cover(&s, &data);
+}
+
+/// The reference CNN (LeNet-style, on the 8x8 digits) can be settled, every operation whole.
+#[test]
+fn the_reference_cnn_is_settleable() {
+	let data = synthetic_dataset(3, 1797, 64, 10);
+	let s = TrainingSpec::example_cnn(Default::default()).on_dataset(&data);
+	let report = check(&s, &LeafBudget::CHAIN).unwrap();
+	assert_eq!((report.elements, report.terms), (0, 0));
+	assert_eq!(report.whole as usize, step_program(&s).unwrap().ops.len());
 }
 
 #[test]

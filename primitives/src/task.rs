@@ -4,6 +4,7 @@
 //! comparison are exact. Every collection is bounded, so a spec has a fixed maximum encoded
 //! size and storage that holds it is bounded too.
 
+use crate::repops::image::{Conv, ImageShape, Pool};
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 use sp_core::{ConstU32, H256};
@@ -82,6 +83,69 @@ pub enum Activation {
 	Relu,
 }
 
+/// The most layers of a [`Model::Graph`].
+pub const MAX_GRAPH_LAYERS: u32 = 24;
+/// The most layers with parameters (dense and convolutional) a model may have: an MLP's
+/// `MAX_LAYER_WIDTHS - 1`. It bounds the state's tensors, which the initialization leaf
+/// reveals one hash each.
+pub const MAX_PARAM_LAYERS: u32 = MAX_LAYER_WIDTHS - 1;
+
+/// One layer of a [`Model::Graph`]. Images are held one sample per row, channel-major
+/// (`crate::repops::image`); a flat vector is an image of height and width 1.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+	Debug,
+)]
+pub enum Layer {
+	/// A dense layer of `out` outputs on a flat input: weights `in x out`, biases `1 x out`.
+	Linear {
+		/// Outputs.
+		out: u32,
+	},
+	/// A 2-D convolution: `out_channels` filters of `kernel x kernel` over all input channels,
+	/// moved by `stride`, over the image with `padding` zeros on every side; one bias per
+	/// filter. Filters are `out_channels x (channels * kernel * kernel)` (PyTorch's layout).
+	Conv2d {
+		/// Filters.
+		out_channels: u32,
+		/// The filters' side.
+		kernel: u32,
+		/// The step between windows.
+		stride: u32,
+		/// Zeros on every side (below `kernel`).
+		padding: u32,
+	},
+	/// The largest value of each `kernel x kernel` window, windows `stride` apart.
+	MaxPool2d {
+		/// The window's side.
+		kernel: u32,
+		/// The step between windows.
+		stride: u32,
+	},
+	/// The mean of each `kernel x kernel` window, windows `stride` apart.
+	AvgPool2d {
+		/// The window's side.
+		kernel: u32,
+		/// The step between windows.
+		stride: u32,
+	},
+	/// `max(x, 0)`.
+	Relu,
+	/// The image as a flat vector (channel-major, as PyTorch's `flatten`; no value moves).
+	Flatten,
+}
+
+/// The layers of a [`Model::Graph`], input first.
+pub type Layers = BoundedVec<Layer, ConstU32<MAX_GRAPH_LAYERS>>;
+
 /// The model to train.
 #[derive(
 	Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, MaxEncodedLen, Debug,
@@ -94,6 +158,100 @@ pub enum Model {
 		/// The nonlinearity after every layer but the last.
 		activation: Activation,
 	},
+	/// A sequence of layers on samples of shape `input` (the dataset's features, read
+	/// channel-major): convolutional nets and the like. The last layer's output is flat.
+	Graph {
+		/// One sample's shape; `channels * height * width` is the dataset's features.
+		input: ImageShape,
+		/// The layers, in order.
+		layers: Layers,
+	},
+}
+
+impl Model {
+	/// The model as its input's shape and a sequence of layers: an MLP is `Linear, Relu, ...,
+	/// Linear` on a flat input.
+	pub fn graph(&self) -> (ImageShape, alloc::vec::Vec<Layer>) {
+		match self {
+			Model::Mlp { widths, activation: Activation::Relu } => {
+				let mut layers = alloc::vec::Vec::new();
+				for (l, out) in widths.iter().skip(1).enumerate() {
+					if l > 0 {
+						layers.push(Layer::Relu);
+					}
+					layers.push(Layer::Linear { out: *out });
+				}
+				(ImageShape::flat(widths.first().copied().unwrap_or(0)), layers)
+			}
+			Model::Graph { input, layers } => (*input, layers.to_vec()),
+		}
+	}
+
+	/// Each layer's output shape, in order, once every layer is checked against its input:
+	/// sizes positive and within bounds, windows that fit, dense layers on flat inputs, and at
+	/// most [`MAX_WIDTH`] values per sample anywhere.
+	pub fn shapes(&self) -> Result<alloc::vec::Vec<ImageShape>, SpecError> {
+		let (input, layers) = self.graph();
+		if let Model::Mlp { widths, .. } = self {
+			if widths.len() < 2 {
+				return Err(SpecError::TooFewLayers);
+			}
+			if widths.iter().any(|w| *w == 0 || *w > MAX_WIDTH) {
+				return Err(SpecError::BadWidth);
+			}
+		}
+		let fits = |s: &ImageShape| {
+			s.channels >= 1 && s.height >= 1 && s.width >= 1 && s.values() <= MAX_WIDTH
+		};
+		if !fits(&input) {
+			return Err(SpecError::BadWidth);
+		}
+		let mut shape = input;
+		let mut shapes = alloc::vec::Vec::with_capacity(layers.len());
+		for (i, layer) in layers.iter().enumerate() {
+			let bad = SpecError::BadLayer(i as u32);
+			shape = match *layer {
+				Layer::Linear { out } if shape.is_flat() => ImageShape::flat(out),
+				Layer::Linear { .. } => return Err(bad),
+				Layer::Conv2d { out_channels, kernel, stride, padding } => {
+					let g = Conv { input: shape, out_channels, kernel, stride, padding };
+					if !g.is_valid() {
+						return Err(bad);
+					}
+					g.output()
+				}
+				Layer::MaxPool2d { kernel, stride } | Layer::AvgPool2d { kernel, stride } => {
+					let g = Pool { input: shape, kernel, stride };
+					if !g.is_valid() {
+						return Err(bad);
+					}
+					g.output()
+				}
+				Layer::Relu => shape,
+				Layer::Flatten => ImageShape::flat(shape.values()),
+			};
+			if !fits(&shape) {
+				return Err(bad);
+			}
+			shapes.push(shape);
+		}
+		let with_params =
+			layers.iter().filter(|l| matches!(l, Layer::Linear { .. } | Layer::Conv2d { .. }));
+		match with_params.count() {
+			0 => return Err(SpecError::TooFewLayers),
+			n if n > MAX_PARAM_LAYERS as usize => return Err(SpecError::TooManyParamLayers),
+			_ => {}
+		}
+		if !shape.is_flat() {
+			return Err(SpecError::BadLayer(layers.len().saturating_sub(1) as u32));
+		}
+		Ok(shapes)
+	}
+
+	/// Values per sample the model reads.
+	pub fn inputs(&self) -> u32 {
+		self.graph().0.values()
+	}
 }
 
 /// The loss function.
@@ -299,6 +457,13 @@ pub enum SpecError {
 	TooFewClasses,
 	/// The checkpoint interval is zero or above [`MAX_STEPS`].
 	BadCheckpointInterval,
+	/// Layer `i` (0-based) of a graph does not fit its input: a size zero or above the
+	/// bounds, a window larger than the (padded) image, a padding not below the kernel, a
+	/// dense layer on an image that is not flattened, more than [`MAX_WIDTH`] values per
+	/// sample, or (the last layer) an output that is not flat.
+	BadLayer(u32),
+	/// A graph has more than [`MAX_PARAM_LAYERS`] layers with parameters.
+	TooManyParamLayers,
 }
 
 impl core::fmt::Display for SpecError {
@@ -321,6 +486,21 @@ impl core::fmt::Display for SpecError {
 			SpecError::BadCheckpointInterval => {
 				"the checkpoint interval is zero or above the most steps allowed"
 			}
+			SpecError::TooManyParamLayers => {
+				return write!(
+					f,
+					"a model may have {MAX_PARAM_LAYERS} layers with parameters at most"
+				)
+			}
+			SpecError::BadLayer(i) => {
+				return write!(
+					f,
+					"layer {i} does not fit its input (a size zero or too large, a window \
+					 larger than the padded image, padding not below the kernel, a dense layer \
+					 on an image not flattened, more than {MAX_WIDTH} values per sample, or a \
+					 last output that is not flat)"
+				)
+			}
 		})
 	}
 }
@@ -328,25 +508,18 @@ impl core::fmt::Display for SpecError {
 impl TrainingSpec {
 	/// Checks that a worker can run this spec bit-exactly.
 	pub fn validate(&self) -> Result<(), SpecError> {
-		let Model::Mlp { widths, .. } = &self.model;
-		let (Some(first), Some(last)) = (widths.first(), widths.last()) else {
-			return Err(SpecError::TooFewLayers);
-		};
-		if widths.len() < 2 {
-			return Err(SpecError::TooFewLayers);
-		}
-		if widths.iter().any(|w| *w == 0 || *w > MAX_WIDTH) {
-			return Err(SpecError::BadWidth);
-		}
+		let shapes = self.model.shapes()?;
+		let first = self.model.inputs();
+		let last = shapes.last().map(|s| s.values()).ok_or(SpecError::TooFewLayers)?;
 		// A classification's output width is its classes (two at least); a regression has one
 		// output and a dataset of targets (0 classes).
 		let classes = match self.loss {
-			Loss::SoftmaxCrossEntropy if *last < 2 => return Err(SpecError::TooFewClasses),
-			Loss::SoftmaxCrossEntropy => *last,
-			Loss::MeanSquaredError if *last != 1 => return Err(SpecError::DatasetShapeMismatch),
+			Loss::SoftmaxCrossEntropy if last < 2 => return Err(SpecError::TooFewClasses),
+			Loss::SoftmaxCrossEntropy => last,
+			Loss::MeanSquaredError if last != 1 => return Err(SpecError::DatasetShapeMismatch),
 			Loss::MeanSquaredError => 0,
 		};
-		if self.dataset.features != *first || self.dataset.classes != classes {
+		if self.dataset.features != first || self.dataset.classes != classes {
 			return Err(SpecError::DatasetShapeMismatch);
 		}
 		if self.dataset.samples == 0 {
@@ -424,6 +597,50 @@ impl TrainingSpec {
 		let mut s = Self::example_mlp(widths, optimizer, batch_size);
 		s.loss = Loss::MeanSquaredError;
 		s.dataset.classes = 0;
+		s
+	}
+
+	/// A small LeNet-style convolutional net on the 8x8 digits (one channel): two 3x3
+	/// convolutions (8 and 16 filters, padding 1) each followed by ReLU and a 2x2 max pool, then
+	/// dense layers of 32 and 10, Adam, batch 32. The reference CNN task.
+	pub fn example_cnn(dataset_root: H256) -> Self {
+		let conv = |out_channels| Layer::Conv2d { out_channels, kernel: 3, stride: 1, padding: 1 };
+		let pool = Layer::MaxPool2d { kernel: 2, stride: 2 };
+		let layers = alloc::vec![
+			conv(8),
+			Layer::Relu,
+			pool,
+			conv(16),
+			Layer::Relu,
+			pool,
+			Layer::Flatten,
+			Layer::Linear { out: 32 },
+			Layer::Relu,
+			Layer::Linear { out: 10 },
+		];
+		let mut s = Self::example_digits(dataset_root);
+		s.model = Model::Graph {
+			input: ImageShape { channels: 1, height: 8, width: 8 },
+			layers: Layers::truncate_from(layers),
+		};
+		s.optimizer = Optimizer::adam(0.003);
+		s
+	}
+
+	/// A spec of `model` on a dataset shaped to it (classes `outputs`, or a regression when
+	/// `loss` is the squared error), otherwise [`Self::example_digits`]'s.
+	pub fn example_graph(model: Model, loss: Loss, optimizer: Optimizer, batch_size: u32) -> Self {
+		let mut s = Self::example_digits(H256::zero());
+		let outputs = model.shapes().ok().and_then(|s| s.last().map(|s| s.values())).unwrap_or(0);
+		s.dataset.features = model.inputs();
+		s.dataset.classes = match loss {
+			Loss::SoftmaxCrossEntropy => outputs,
+			Loss::MeanSquaredError => 0,
+		};
+		s.model = model;
+		s.loss = loss;
+		s.optimizer = optimizer;
+		s.batch_size = batch_size;
 		s
 	}
 
@@ -515,6 +732,98 @@ pub(crate) mod tests {
 		let mut s = digits_spec();
 		s.optimizer = Optimizer::sgd(0.1, 1.0);
 		assert_eq!(s.validate(), Err(SpecError::BadHyperparameter));
+	}
+
+	fn graph(input: (u32, u32, u32), layers: Vec<Layer>) -> Model {
+		let (channels, height, width) = input;
+		Model::Graph {
+			input: ImageShape { channels, height, width },
+			layers: Layers::try_from(layers).unwrap(),
+		}
+	}
+
+	#[test]
+	fn the_reference_cnn_validates_and_its_shapes_are_lenets() {
+		let s = TrainingSpec::example_cnn(H256::repeat_byte(1));
+		assert_eq!(s.validate(), Ok(()));
+		let shapes = s.model.shapes().unwrap();
+		let values: Vec<u32> = shapes.iter().map(|s| s.values()).collect();
+		assert_eq!(values, vec![512, 512, 128, 256, 256, 64, 64, 32, 32, 10]);
+		// An MLP is the same sequence of layers.
+		let mlp = digits_spec().model;
+		assert_eq!(
+			mlp.graph().1,
+			vec![Layer::Linear { out: 32 }, Layer::Relu, Layer::Linear { out: 10 }]
+		);
+	}
+
+	#[test]
+	fn each_bad_layer_is_named() {
+		let conv = |out_channels, kernel, stride, padding| Layer::Conv2d {
+			out_channels,
+			kernel,
+			stride,
+			padding,
+		};
+		let linear = Layer::Linear { out: 3 };
+		let cases = [
+			// A dense layer on an image that is not flattened.
+			(graph((1, 4, 4), vec![linear]), SpecError::BadLayer(0)),
+			// A kernel larger than the padded image; padding not below the kernel.
+			(
+				graph((1, 4, 4), vec![conv(2, 7, 1, 1), Layer::Flatten, linear]),
+				SpecError::BadLayer(0),
+			),
+			(
+				graph((1, 4, 4), vec![conv(2, 3, 1, 3), Layer::Flatten, linear]),
+				SpecError::BadLayer(0),
+			),
+			// No filters; a zero stride.
+			(
+				graph((1, 4, 4), vec![conv(0, 3, 1, 1), Layer::Flatten, linear]),
+				SpecError::BadLayer(0),
+			),
+			(
+				graph((1, 4, 4), vec![conv(2, 3, 0, 1), Layer::Flatten, linear]),
+				SpecError::BadLayer(0),
+			),
+			// A pool window larger than the image.
+			(
+				graph(
+					(1, 4, 4),
+					vec![Layer::MaxPool2d { kernel: 5, stride: 1 }, Layer::Flatten, linear],
+				),
+				SpecError::BadLayer(0),
+			),
+			// More than MAX_WIDTH values per sample.
+			(
+				graph((1, 64, 64), vec![conv(2, 3, 1, 1), Layer::Flatten, linear]),
+				SpecError::BadLayer(0),
+			),
+			// The last output is an image.
+			(graph((1, 4, 4), vec![conv(2, 3, 1, 1)]), SpecError::BadLayer(0)),
+			// No parameters at all; too many.
+			(graph((1, 4, 4), vec![Layer::Flatten, Layer::Relu]), SpecError::TooFewLayers),
+			(
+				graph((4, 1, 1), vec![Layer::Linear { out: 4 }; MAX_PARAM_LAYERS as usize + 1]),
+				SpecError::TooManyParamLayers,
+			),
+			(graph((0, 4, 4), vec![Layer::Flatten, linear]), SpecError::BadWidth),
+		];
+		for (model, error) in cases {
+			assert_eq!(model.shapes().map(|_| ()), Err(error), "{model:?}");
+			let spec = TrainingSpec::example_graph(
+				model,
+				Loss::SoftmaxCrossEntropy,
+				Optimizer::sgd(0.1, 0.9),
+				4,
+			);
+			assert_eq!(spec.validate(), Err(error));
+		}
+		// The dataset's features are the input image's values.
+		let mut s = TrainingSpec::example_cnn(H256::zero());
+		s.dataset.features = 65;
+		assert_eq!(s.validate(), Err(SpecError::DatasetShapeMismatch));
 	}
 
 	#[test]

@@ -16,6 +16,8 @@
 //! row or one column of each input, which is what lets the chain check one element from
 //! O(K) values (see [`crate::market`] and the dispute game).
 
+pub mod image;
+
 use alloc::vec::Vec;
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
@@ -698,18 +700,36 @@ pub fn init_weights(
 	fan_in: u32,
 	fan_out: u32,
 ) -> Result<Matrix, ShapeError> {
+	init_tensor(seed, layer, fan_in, fan_out, fan_in)
+}
+
+/// A `rows x cols` weight tensor of layer `layer` drawn as [`init_weights`] draws a dense
+/// layer's, with `a = sqrt(6 / fan_in)`: a convolution's filters are `out_channels x
+/// (channels * k * k)` with `fan_in = channels * k * k`.
+pub fn init_tensor(
+	seed: u64,
+	layer: u32,
+	rows: u32,
+	cols: u32,
+	fan_in: u32,
+) -> Result<Matrix, ShapeError> {
 	let a = sqrt(div(6.0, fan_in as f32));
 	let mut rng = SplitMix64::derive(seed, DOMAIN_INIT, u64::from(layer));
-	Matrix::from_fn(fan_in, fan_out, |_, _| mul(sub(mul(2.0, rng.next_unit()), 1.0), a))
+	Matrix::from_fn(rows, cols, |_, _| mul(sub(mul(2.0, rng.next_unit()), 1.0), a))
 }
 
 /// Weight `(r, c)` of [`init_weights`] alone: the `r * fan_out + c`-th draw of the layer's
 /// stream, with the same arithmetic. What the chain computes to settle one disputed initial
 /// value of a model too large to initialize whole.
 pub fn init_weight(seed: u64, layer: u32, fan_in: u32, fan_out: u32, r: u32, c: u32) -> f32 {
+	init_value(seed, layer, fan_out, fan_in, r, c)
+}
+
+/// Value `(r, c)` of [`init_tensor`] of `cols` columns alone.
+pub fn init_value(seed: u64, layer: u32, cols: u32, fan_in: u32, r: u32, c: u32) -> f32 {
 	let a = sqrt(div(6.0, fan_in as f32));
 	let mut rng = SplitMix64::derive(seed, DOMAIN_INIT, u64::from(layer));
-	rng.skip(u64::from(r).saturating_mul(u64::from(fan_out)).saturating_add(u64::from(c)));
+	rng.skip(u64::from(r).saturating_mul(u64::from(cols)).saturating_add(u64::from(c)));
 	mul(sub(mul(2.0, rng.next_unit()), 1.0), a)
 }
 

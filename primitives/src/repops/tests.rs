@@ -307,6 +307,33 @@ fn golden_vectors() {
 		("init", init_weights(42, 3, 17, 9).unwrap().data),
 		("batch", batch_indices(42, 9, 64, 1797).iter().map(|i| f32::from_bits(*i)).collect()),
 	];
+	// The image operators on 3 samples of 2 x 6 x 5, with stride, padding and overlapping
+	// windows.
+	use super::image::*;
+	let conv = Conv {
+		input: ImageShape { channels: 2, height: 6, width: 5 },
+		out_channels: 3,
+		kernel: 3,
+		stride: 2,
+		padding: 1,
+	};
+	let pool =
+		Pool { input: ImageShape { channels: 2, height: 6, width: 5 }, kernel: 3, stride: 2 };
+	let images = matrix(108, 3, 60);
+	let filters = matrix(109, 3, 18);
+	let conv_bias = matrix(110, 1, 3);
+	let conv_dy = matrix(111, 3, conv.output().values());
+	let pool_dy = matrix(112, 3, pool.output().values());
+	outputs.extend([
+		("conv2d", conv2d(&conv, &images, &filters, &conv_bias).unwrap().data),
+		("conv2d_input_grad", conv2d_input_grad(&conv, &conv_dy, &filters).unwrap().data),
+		("conv2d_weight_grad", conv2d_weight_grad(&conv, &images, &conv_dy).unwrap().data),
+		("conv_bias_grad", conv_bias_grad(&conv, &conv_dy).unwrap().data),
+		("max_pool", max_pool(&pool, &images).unwrap().data),
+		("max_pool_grad", max_pool_grad(&pool, &images, &pool_dy).unwrap().data),
+		("avg_pool", avg_pool(&pool, &images).unwrap().data),
+		("avg_pool_grad", avg_pool_grad(&pool, &pool_dy).unwrap().data),
+	]);
 	let mut sgd = Vec::new();
 	let mut adam_out = Vec::new();
 	let c = adam_corrections(0.9, 0.999, 3);
