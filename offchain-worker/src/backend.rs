@@ -227,6 +227,12 @@ pub(crate) fn output_shape(kind: OpKind, inputs: &[MatRef]) -> Result<(u32, u32)
 		| OpKind::AdamM
 		| OpKind::AdamV
 		| OpKind::AdamStep => dims(0)?,
+		OpKind::Conv2d(g) => (dims(0)?.0, g.output().values()),
+		OpKind::Conv2dWeightGrad(g) => (g.out_channels, g.patch()),
+		OpKind::ConvBiasGrad(g) => (1, g.out_channels),
+		OpKind::Conv2dInputGrad(g) => (dims(0)?.0, g.input.values()),
+		OpKind::MaxPool2d(g) | OpKind::AvgPool2d(g) => (dims(0)?.0, g.output().values()),
+		OpKind::MaxPool2dGrad(g) | OpKind::AvgPool2dGrad(g) => (dims(0)?.0, g.input.values()),
 	})
 }
 

@@ -56,6 +56,9 @@ pub enum ExportError {
 	#[error(transparent)]
 	Model(#[from] ModelError),
 	/// SafeTensors could not be written.
+	/// This model cannot be exported yet.
+	#[error("{0}")]
+	Unsupported(&'static str),
 	#[error("writing SafeTensors: {0}")]
 	SafeTensors(String),
 	/// Evaluation failed.
@@ -236,7 +239,12 @@ pub fn export(
 	dir: &Path,
 ) -> Result<ModelCard, ExportError> {
 	let io = |path: &Path, source| ExportError::Io { path: path.into(), source };
-	let Model::Mlp { widths, .. } = &spec.model;
+	let Model::Mlp { widths, .. } = &spec.model else {
+		return Err(ExportError::Unsupported(
+			"exporting a graph model (a CNN) is not built yet: its state is in the checkpoint \
+			 store",
+		));
+	};
 	let widths: Vec<u32> = widths.to_vec();
 	let params = widths.len().saturating_sub(1).saturating_mul(2);
 	let parameters = state.get(..params).unwrap_or(state);
@@ -339,6 +347,14 @@ pub fn load(dir: &Path) -> Result<Exported, ExportError> {
 }
 
 impl Exported {
+	/// The MLP the card describes.
+	fn mlp(&self) -> Model {
+		Model::Mlp {
+			widths: trainet_primitives::task::LayerWidths::truncate_from(self.card.widths.clone()),
+			activation: trainet_primitives::task::Activation::Relu,
+		}
+	}
+
 	/// The figure of [`Self::evaluate`] (an accuracy, or a mean squared error).
 	pub fn accuracy(&self, data: &Dataset) -> Result<f32, ExportError> {
 		Ok(self.evaluate(data)?.value())
@@ -358,7 +374,7 @@ impl Exported {
 				data_classes: data.classes,
 			});
 		}
-		Ok(evaluate_of(&self.card.widths, &self.params, data)?)
+		Ok(evaluate_of(&self.mlp(), &self.params, data)?)
 	}
 }
 

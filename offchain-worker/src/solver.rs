@@ -302,15 +302,16 @@ pub struct Solved {
 }
 
 /// Saves the model of a training `state` (an MLP of `spec`) as a burn record at `path`
-/// (`.mpk`); returns the file.
+/// (`.mpk`); returns the file. `None` for a graph model (a CNN), which has no burn module yet:
+/// its state stays in the checkpoint store.
 pub fn save_model(
 	spec: &TrainingSpec,
 	state: &[trainet_primitives::repops::Matrix],
 	path: &Path,
-) -> Result<std::path::PathBuf, ModelError> {
-	let Model::Mlp { widths, .. } = &spec.model;
+) -> Result<Option<std::path::PathBuf>, ModelError> {
+	let Model::Mlp { widths, .. } = &spec.model else { return Ok(None) };
 	let device = Default::default();
-	Mlp::<burn::backend::NdArray>::from_state(widths, state, &device)?.save(path)
+	Mlp::<burn::backend::NdArray>::from_state(widths, state, &device)?.save(path).map(Some)
 }
 
 /// How a task's life ended for its solver.
@@ -481,13 +482,7 @@ pub async fn solve(
 	metrics().tasks_committed.inc();
 	tracing::info!(task = id, final_state = ?final_state, "committed");
 	let model = save_model(&task.spec, &last, &local.models.join(format!("task-{id}")))?;
-	Ok(Solved {
-		task: id,
-		final_state,
-		trace_root: commitment.trace_root,
-		states,
-		model: Some(model),
-	})
+	Ok(Solved { task: id, final_state, trace_root: commitment.trace_root, states, model })
 }
 
 /// Defends committed task `id` (whose trace is `solved.states`, from a run with `cheat`):

@@ -19,6 +19,23 @@
 //! root = "0x…"                   # the dataset's root, as `trainet-worker dataset` prints it
 //! ```
 //!
+//! A convolutional net (or any graph of layers) gives the input image's shape and the layers
+//! instead of `widths`:
+//!
+//! ```toml
+//! [model]
+//! input = [1, 8, 8]              # channels, height, width: the dataset's features, in that order
+//! layers = [
+//!   { type = "conv2d", out_channels = 8, kernel = 3, padding = 1 },   # stride 1 by default
+//!   { type = "relu" },
+//!   { type = "max_pool2d", kernel = 2 },                               # stride = kernel by default
+//!   { type = "flatten" },
+//!   { type = "linear", out = 10 },
+//! ]
+//! ```
+//!
+//! (`avg_pool2d` as `max_pool2d`.)
+//!
 //! The dataset's size, features and classes come from the dataset itself (looked up by its
 //! root), so the file cannot contradict them. So does the loss: softmax cross-entropy on a
 //! dataset of classes, mean squared error on one of real-valued targets (a regression, whose
@@ -27,9 +44,12 @@
 use serde::Deserialize;
 use sp_core::H256;
 use thiserror::Error;
-use trainet_primitives::task::{
-	Activation, F32Bits, LayerWidths, Loss, Model, Optimizer, SpecError, TrainingSpec,
-	MAX_LAYER_WIDTHS,
+use trainet_primitives::{
+	repops::image::ImageShape,
+	task::{
+		Activation, F32Bits, Layer, LayerWidths, Layers, Loss, Model, Optimizer, SpecError,
+		TrainingSpec, MAX_GRAPH_LAYERS, MAX_LAYER_WIDTHS,
+	},
 };
 
 use crate::dataset::Dataset;
@@ -46,6 +66,12 @@ pub enum SpecFileError {
 	/// Too many layers.
 	#[error("model.widths has {0} entries; at most {MAX_LAYER_WIDTHS} are allowed")]
 	TooManyLayers(usize),
+	/// Too many layers in a graph.
+	#[error("model.layers has {0} entries; at most {MAX_GRAPH_LAYERS} are allowed")]
+	TooManyGraphLayers(usize),
+	/// Neither or both ways of describing a model.
+	#[error("[model] takes either widths (an MLP) or input and layers (a graph), not both")]
+	ModelShape,
 	/// The dataset given is not the one the file names.
 	#[error("the file names dataset {expected:?}, the dataset given is {actual:?}")]
 	WrongDataset {
@@ -77,12 +103,104 @@ fn every_step() -> u32 {
 	1
 }
 
-/// `[model]`: an MLP.
+/// `[model]`: an MLP (`widths`) or a graph of layers (`input` and `layers`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-	/// Layer widths, input first, classes last.
+	/// An MLP's layer widths, input first, classes last.
+	#[serde(default)]
 	pub widths: Vec<u32>,
+	/// A graph's input image: channels, height, width.
+	#[serde(default)]
+	pub input: Option<[u32; 3]>,
+	/// A graph's layers, in order.
+	#[serde(default)]
+	pub layers: Vec<LayerSection>,
+}
+
+fn one() -> u32 {
+	1
+}
+
+/// One layer of `model.layers`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerSection {
+	/// A dense layer.
+	Linear {
+		/// Outputs.
+		out: u32,
+	},
+	/// A 2-D convolution.
+	Conv2d {
+		/// Filters.
+		out_channels: u32,
+		/// The filters' side.
+		kernel: u32,
+		/// The step between windows (1 when left out).
+		#[serde(default = "one")]
+		stride: u32,
+		/// Zeros on every side (0 when left out).
+		#[serde(default)]
+		padding: u32,
+	},
+	/// A max pool.
+	MaxPool2d {
+		/// The window's side.
+		kernel: u32,
+		/// The step between windows (the kernel when left out).
+		stride: Option<u32>,
+	},
+	/// An average pool.
+	AvgPool2d {
+		/// The window's side.
+		kernel: u32,
+		/// The step between windows (the kernel when left out).
+		stride: Option<u32>,
+	},
+	/// ReLU.
+	Relu,
+	/// Flatten.
+	Flatten,
+}
+
+impl From<LayerSection> for Layer {
+	fn from(l: LayerSection) -> Self {
+		match l {
+			LayerSection::Linear { out } => Layer::Linear { out },
+			LayerSection::Conv2d { out_channels, kernel, stride, padding } => {
+				Layer::Conv2d { out_channels, kernel, stride, padding }
+			}
+			LayerSection::MaxPool2d { kernel, stride } => {
+				Layer::MaxPool2d { kernel, stride: stride.unwrap_or(kernel) }
+			}
+			LayerSection::AvgPool2d { kernel, stride } => {
+				Layer::AvgPool2d { kernel, stride: stride.unwrap_or(kernel) }
+			}
+			LayerSection::Relu => Layer::Relu,
+			LayerSection::Flatten => Layer::Flatten,
+		}
+	}
+}
+
+impl ModelSection {
+	/// The model this section describes.
+	pub fn to_model(&self) -> Result<Model, SpecFileError> {
+		match (self.widths.is_empty(), self.input, self.layers.is_empty()) {
+			(false, None, true) => {
+				let widths = LayerWidths::try_from(self.widths.clone())
+					.map_err(|_| SpecFileError::TooManyLayers(self.widths.len()))?;
+				Ok(Model::Mlp { widths, activation: Activation::Relu })
+			}
+			(true, Some([channels, height, width]), false) => {
+				let layers: Vec<Layer> = self.layers.iter().map(|l| Layer::from(*l)).collect();
+				let layers = Layers::try_from(layers)
+					.map_err(|_| SpecFileError::TooManyGraphLayers(self.layers.len()))?;
+				Ok(Model::Graph { input: ImageShape { channels, height, width }, layers })
+			}
+			_ => Err(SpecFileError::ModelShape),
+		}
+	}
 }
 
 /// `[optimizer]`.
@@ -157,8 +275,7 @@ impl SpecFile {
 		if expected != dataset.root {
 			return Err(SpecFileError::WrongDataset { expected, actual: dataset.root });
 		}
-		let widths = LayerWidths::try_from(self.model.widths.clone())
-			.map_err(|_| SpecFileError::TooManyLayers(self.model.widths.len()))?;
+		let model = self.model.to_model()?;
 		let f = F32Bits::from_f32;
 		let optimizer = match self.optimizer {
 			OptimizerSection::Sgd { learning_rate, momentum } => {
@@ -172,7 +289,7 @@ impl SpecFile {
 			},
 		};
 		let spec = TrainingSpec {
-			model: Model::Mlp { widths, activation: Activation::Relu },
+			model,
 			loss: match data.is_regression() {
 				true => Loss::MeanSquaredError,
 				false => Loss::SoftmaxCrossEntropy,
@@ -240,5 +357,45 @@ mod tests {
 		let f = SpecFile::parse(&file(&data.root(), "")).unwrap();
 		let err = f.to_spec(&data).unwrap_err();
 		assert!(matches!(err, SpecFileError::Invalid(SpecError::DatasetShapeMismatch)), "{err}");
+	}
+
+	/// A CNN: the input image and its layers, as the module documentation writes them.
+	#[test]
+	fn a_graph_of_layers_becomes_a_cnn_spec() {
+		let data = Dataset::synthetic(1, 30, 16, 3);
+		let graph = "[model]\ninput = [1, 4, 4]\nlayers = [\n  { type = \"conv2d\", \
+		             out_channels = 2, kernel = 3, padding = 1 },\n  { type = \"relu\" },\n  \
+		             { type = \"max_pool2d\", kernel = 2 },\n  { type = \"avg_pool2d\", kernel = \
+		             2, stride = 1 },\n  { type = \"flatten\" },\n  { type = \"linear\", out = 3 \
+		             },\n]\n";
+		let text = file(&data.root(), "").replace("[model]\nwidths = [4, 5, 3]\n", graph);
+		let spec = SpecFile::parse(&text).unwrap().to_spec(&data).unwrap();
+		let Model::Graph { input, layers } = &spec.model else { panic!("{:?}", spec.model) };
+		assert_eq!((input.channels, input.height, input.width), (1, 4, 4));
+		assert_eq!(
+			layers.to_vec(),
+			vec![
+				Layer::Conv2d { out_channels: 2, kernel: 3, stride: 1, padding: 1 },
+				Layer::Relu,
+				Layer::MaxPool2d { kernel: 2, stride: 2 },
+				Layer::AvgPool2d { kernel: 2, stride: 1 },
+				Layer::Flatten,
+				Layer::Linear { out: 3 },
+			]
+		);
+		// An input that is not the dataset's features; a window too large; both kinds of
+		// model at once; a layer type that does not exist.
+		let f = SpecFile::parse(&text.replace("[1, 4, 4]", "[1, 4, 5]")).unwrap();
+		let err = f.to_spec(&data).unwrap_err();
+		assert!(matches!(err, SpecFileError::Invalid(SpecError::DatasetShapeMismatch)), "{err}");
+		let f = SpecFile::parse(&text.replace("kernel = 3", "kernel = 9")).unwrap();
+		let err = f.to_spec(&data).unwrap_err();
+		assert!(matches!(err, SpecFileError::Invalid(SpecError::BadLayer(0))), "{err}");
+		assert!(err.to_string().contains("layer 0 does not fit"), "{err}");
+		let both = text.replace("input =", "widths = [16, 3]\ninput =");
+		let err = SpecFile::parse(&both).unwrap().to_spec(&data).unwrap_err();
+		assert!(matches!(err, SpecFileError::ModelShape), "{err}");
+		let err = SpecFile::parse(&text.replace("\"relu\"", "\"gelu\"")).unwrap_err();
+		assert!(err.to_string().contains("unknown variant `gelu`"), "{err}");
 	}
 }

@@ -8,7 +8,7 @@ use trainet_primitives::{
 	program::{self, initial_state, step_program, OpKind, StepProgram},
 	referee::Fault,
 	repops::{self, batch_indices, Matrix, ShapeError},
-	task::{Model, Optimizer, SpecError, TrainingSpec},
+	task::{Loss, Model, Optimizer, SpecError, TrainingSpec},
 	trace::TracePoints,
 };
 
@@ -73,6 +73,9 @@ pub enum TrainError {
 	/// Every step of the spec has run.
 	#[error("all {0} steps are done")]
 	Finished(u32),
+	/// The engine asked for cannot run this model yet.
+	#[error("{0}")]
+	Unsupported(&'static str),
 	/// A state to resume from that does not fit the spec.
 	#[error("cannot resume at step {step}: {reason}")]
 	BadResume {
@@ -264,7 +267,18 @@ impl Training {
 		}
 		let (batch, labels) = self.batch(t)?;
 		let fault = self.fault.filter(|f| f.step == t).map(|f| f.op);
-		if fault.is_none() && self.engine != Engine::Program {
+		// A graph model (a CNN) runs as its step program on the CPU engine, the same bits as
+		// the burn path; burn modules and CUDA kernels for its image operators are not built
+		// yet.
+		let graph = matches!(self.spec.model, Model::Graph { .. });
+		#[cfg(feature = "cuda")]
+		if graph && self.engine == Engine::Cuda {
+			return Err(TrainError::Unsupported(
+				"the CUDA engine has no kernels for the image operators yet: train this model \
+				 with the CPU engine",
+			));
+		}
+		if fault.is_none() && self.engine != Engine::Program && !graph {
 			// The state moves into the step (no copy of it into burn's tensors). A step of
 			// a state that fits the spec and a checked dataset does not fail; if one did, a
 			// bug, the run has no state left and its later steps fail too.
@@ -354,7 +368,9 @@ pub fn burn_step_on<B: RepOpsBackend>(
 	labels: Vec<u32>,
 	step: u32,
 ) -> Result<(f32, Vec<Matrix>), TrainError> {
-	let Model::Mlp { widths, .. } = &spec.model;
+	let Model::Mlp { widths, .. } = &spec.model else {
+		return Err(TrainError::Unsupported("burn's step runs MLPs only"));
+	};
 	let params = widths.len().saturating_sub(1).saturating_mul(2);
 	let bad = |reason: String| TrainError::BadResume { step, reason };
 	if state.len() < params {
@@ -455,7 +471,7 @@ impl std::fmt::Display for Evaluation {
 	}
 }
 
-/// How the MLP with parameters `state` (in state order) does on `data`
+/// How the model of `spec` with parameters `state` (in state order) does on `data`
 /// ([`Evaluation`]): the forward pass with RepOps, then the largest output, or the squared
 /// error of the one output.
 pub fn evaluate(
@@ -463,17 +479,48 @@ pub fn evaluate(
 	state: &[Matrix],
 	data: &Dataset,
 ) -> Result<Evaluation, TrainError> {
-	let Model::Mlp { widths, .. } = &spec.model;
-	evaluate_of(widths, state, data)
+	evaluate_of(&spec.model, state, data)
 }
 
-/// [`evaluate`] of the MLP of `widths`.
+/// Rows per forward pass of [`forward`] (a batch a spec may have).
+const FORWARD_ROWS: usize = 1024;
+
+/// The outputs of `model` with parameters `params` (in state order) on the rows of `x`: the
+/// forward operations of its step program ([`program::step_program`], the operations training
+/// runs), run by the engine, `FORWARD_ROWS` rows at a time.
+pub fn forward(model: &Model, params: &[Matrix], x: &Matrix) -> Result<Matrix, TrainError> {
+	let outputs = model.shapes().map_err(TrainError::Spec)?.last().map(|s| s.values());
+	let outputs = outputs.ok_or(TrainError::Spec(SpecError::TooFewLayers))?;
+	// A spec only to compile the model: the loss follows the output's width and is not run.
+	let loss = if outputs == 1 { Loss::MeanSquaredError } else { Loss::SoftmaxCrossEntropy };
+	let optimizer = trainet_primitives::task::Optimizer::sgd(0.1, 0.0);
+	let mut result = Vec::with_capacity(x.data.len() / x.cols.max(1) as usize * outputs as usize);
+	for rows in x.data.chunks(FORWARD_ROWS * x.cols.max(1) as usize) {
+		let n = (rows.len() / x.cols.max(1) as usize) as u32;
+		let spec = TrainingSpec::example_graph(model.clone(), loss, optimizer, n);
+		let program = step_program(&spec).map_err(TrainError::Spec)?;
+		let end = program
+			.ops
+			.iter()
+			.position(|op| matches!(op.kind, OpKind::SoftmaxXent | OpKind::SquaredError))
+			.ok_or(TrainError::Shape(ShapeError::Mismatch))?;
+		let forward = program::StepProgram { ops: program.ops[..end].to_vec(), ..program };
+		let batch = Matrix::new(n, x.cols, rows.to_vec())?;
+		let mut outs = program::run_ops_with(&forward, params, &batch, |op, inputs| {
+			engine::execute(&spec, op, inputs, &[], 0)
+		})?;
+		let last = outs.pop().ok_or(TrainError::Shape(ShapeError::Mismatch))?;
+		result.extend(last.data);
+	}
+	Ok(Matrix::new(x.rows, outputs, result)?)
+}
+
+/// [`evaluate`] of `model`.
 pub fn evaluate_of(
-	widths: &[u32],
+	model: &Model,
 	state: &[Matrix],
 	data: &Dataset,
 ) -> Result<Evaluation, TrainError> {
-	let layers = widths.len().saturating_sub(1);
 	let empty = match data.is_regression() {
 		true => Evaluation::MeanSquaredError(0.0),
 		false => Evaluation::Accuracy(0.0),
@@ -483,13 +530,7 @@ pub fn evaluate_of(
 	}
 	let n = data.samples.len() as u32;
 	let x: Vec<f32> = data.samples.iter().flat_map(|(x, _)| x.iter().copied()).collect();
-	let mut a = Matrix::new(n, data.features, x)?;
-	for l in 0..layers {
-		let (w, b) = (state.get(2 * l), state.get(2 * l + 1));
-		let (Some(w), Some(b)) = (w, b) else { return Err(ShapeError::Mismatch.into()) };
-		let z = repops::bias_add(&engine::matmul(&a, w, engine::Product::Nn)?, b)?;
-		a = if l + 1 < layers { repops::relu_matrix(&z)? } else { z };
-	}
+	let a = forward(model, state, &Matrix::new(n, data.features, x)?)?;
 	if data.is_regression() {
 		// The training loss's own operations, over every sample.
 		let targets: Vec<u32> = data.samples.iter().map(|(_, t)| *t).collect();

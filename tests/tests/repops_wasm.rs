@@ -1,8 +1,9 @@
 //! Native versus wasm: the runtime's RepOps (compiled to wasm and run by the node's executor
 //! through the `TrainetApi_execute_op` runtime API) give the same bits as the native reference
 //! for every operator of the step program, on random shapes and values with subnormals,
-//! infinities, NaNs of any payload and signed zeros, and for every operation of real MLP
-//! training steps with both optimizers, classifying and regressing.
+//! infinities, NaNs of any payload and signed zeros (the image operators on random
+//! geometries too), and for every operation of real MLP and CNN training steps with both
+//! optimizers, classifying and regressing.
 
 use std::time::Duration;
 
@@ -12,8 +13,11 @@ use serde_json::json;
 use trainet_e2e::{Node, NodeConfig};
 use trainet_primitives::{
 	program::{self, execute_bits, Op, OpKind, Source},
-	repops::{Matrix, ShapeError, SplitMix64, TensorBits},
-	task::{F32Bits, Loss, Optimizer, TrainingSpec},
+	repops::{
+		image::{Conv, ImageShape, Pool},
+		Matrix, ShapeError, SplitMix64, TensorBits,
+	},
+	task::{F32Bits, Layer, Layers, Loss, Model, Optimizer, TrainingSpec},
 };
 
 /// Bit patterns at the corners of binary32.
@@ -83,8 +87,58 @@ async fn on_chain(
 	Ok(Result::<TensorBits, ShapeError>::decode(&mut &bytes[..])?)
 }
 
+/// A random sound convolution on images of sides up to `max` (and at most 9).
+fn random_conv(rng: &mut SplitMix64, max: u32) -> Conv {
+	loop {
+		let side = max.min(9);
+		let kernel = 1 + rng.next_below(3);
+		let g = Conv {
+			input: ImageShape {
+				channels: 1 + rng.next_below(3),
+				height: 1 + rng.next_below(side),
+				width: 1 + rng.next_below(side),
+			},
+			out_channels: 1 + rng.next_below(3),
+			kernel,
+			stride: 1 + rng.next_below(2),
+			padding: rng.next_below(kernel),
+		};
+		if g.is_valid() {
+			return g;
+		}
+	}
+}
+
+/// A random sound pool (overlapping windows or not) on images of sides up to `max`.
+fn random_pool(rng: &mut SplitMix64, max: u32) -> Pool {
+	let g = random_conv(rng, max);
+	loop {
+		let p =
+			Pool { input: g.input, kernel: 1 + rng.next_below(3), stride: 1 + rng.next_below(3) };
+		if p.is_valid() {
+			return p;
+		}
+	}
+}
+
+/// `kind` with a random geometry, if it is an image operator.
+fn with_geometry(rng: &mut SplitMix64, kind: OpKind, max: u32) -> OpKind {
+	match kind {
+		OpKind::Conv2d(_) => OpKind::Conv2d(random_conv(rng, max)),
+		OpKind::Conv2dInputGrad(_) => OpKind::Conv2dInputGrad(random_conv(rng, max)),
+		OpKind::Conv2dWeightGrad(_) => OpKind::Conv2dWeightGrad(random_conv(rng, max)),
+		OpKind::ConvBiasGrad(_) => OpKind::ConvBiasGrad(random_conv(rng, max)),
+		OpKind::MaxPool2d(_) => OpKind::MaxPool2d(random_pool(rng, max)),
+		OpKind::MaxPool2dGrad(_) => OpKind::MaxPool2dGrad(random_pool(rng, max)),
+		OpKind::AvgPool2d(_) => OpKind::AvgPool2d(random_pool(rng, max)),
+		OpKind::AvgPool2dGrad(_) => OpKind::AvgPool2dGrad(random_pool(rng, max)),
+		other => other,
+	}
+}
+
 /// One random instance of `kind` with shapes up to `max`.
 fn instance(rng: &mut SplitMix64, kind: OpKind, max: u32) -> (Op, Vec<TensorBits>, Vec<u32>) {
+	let kind = with_geometry(rng, kind, max);
 	let mut d = || 1 + rng.next_below(max);
 	let (m, k, n) = (d(), d(), d());
 	let mut rng2 = SplitMix64::new(rng.next_u64());
@@ -107,6 +161,28 @@ fn instance(rng: &mut SplitMix64, kind: OpKind, max: u32) -> (Op, Vec<TensorBits
 		OpKind::SquaredError | OpKind::SquaredErrorBackward => (vec![t(m, 1)], m, 1),
 		OpKind::Mean => (vec![t(m, 1)], 1, 1),
 		OpKind::ColSum => (vec![t(m, n)], 1, n),
+		OpKind::Conv2d(g) => {
+			let out = g.output().values();
+			(
+				vec![t(m, g.input.values()), t(g.out_channels, g.patch()), t(1, g.out_channels)],
+				m,
+				out,
+			)
+		}
+		OpKind::Conv2dInputGrad(g) => {
+			(vec![t(m, g.output().values()), t(g.out_channels, g.patch())], m, g.input.values())
+		}
+		OpKind::Conv2dWeightGrad(g) => {
+			(vec![t(m, g.input.values()), t(m, g.output().values())], g.out_channels, g.patch())
+		}
+		OpKind::ConvBiasGrad(g) => (vec![t(m, g.output().values())], 1, g.out_channels),
+		OpKind::MaxPool2d(g) | OpKind::AvgPool2d(g) => {
+			(vec![t(m, g.input.values())], m, g.output().values())
+		}
+		OpKind::MaxPool2dGrad(g) => {
+			(vec![t(m, g.input.values()), t(m, g.output().values())], m, g.input.values())
+		}
+		OpKind::AvgPool2dGrad(g) => (vec![t(m, g.output().values())], m, g.input.values()),
 	};
 	// Class ids, or any target's bits (a regression's).
 	let labels = match kind {
@@ -117,14 +193,36 @@ fn instance(rng: &mut SplitMix64, kind: OpKind, max: u32) -> (Op, Vec<TensorBits
 	(op, inputs, labels)
 }
 
+/// A small CNN on 12 features read as a 1 x 4 x 3 image: every image operator, with padding
+/// and overlapping pools.
+fn small_cnn(loss: Loss, optimizer: Optimizer) -> TrainingSpec {
+	let layers = vec![
+		Layer::Conv2d { out_channels: 2, kernel: 2, stride: 1, padding: 1 },
+		Layer::Relu,
+		Layer::MaxPool2d { kernel: 2, stride: 1 },
+		Layer::Conv2d { out_channels: 3, kernel: 2, stride: 1, padding: 0 },
+		Layer::AvgPool2d { kernel: 2, stride: 1 },
+		Layer::Flatten,
+		Layer::Linear { out: if loss == Loss::MeanSquaredError { 1 } else { 3 } },
+	];
+	let model = Model::Graph {
+		input: ImageShape { channels: 1, height: 4, width: 3 },
+		layers: Layers::truncate_from(layers),
+	};
+	TrainingSpec::example_graph(model, loss, optimizer, 10)
+}
+
 #[tokio::test]
 async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<()> {
 	let dir = tempfile::tempdir()?;
 	let node = Node::start(NodeConfig::dev(dir.path())).await?;
 	node.wait_for_finalized(1, Duration::from_secs(90)).await?;
 
-	// Every operator on random shapes and values.
+	// Every operator on random shapes and values (the image operators' geometries drawn per
+	// instance too).
 	let mut rng = SplitMix64::new(2026);
+	let conv = random_conv(&mut rng, 4);
+	let pool = random_pool(&mut rng, 4);
 	let kinds = [
 		OpKind::MatMul,
 		OpKind::MatMulTn,
@@ -143,6 +241,14 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 		OpKind::AdamM,
 		OpKind::AdamV,
 		OpKind::AdamStep,
+		OpKind::Conv2d(conv),
+		OpKind::Conv2dInputGrad(conv),
+		OpKind::Conv2dWeightGrad(conv),
+		OpKind::ConvBiasGrad(conv),
+		OpKind::MaxPool2d(pool),
+		OpKind::MaxPool2dGrad(pool),
+		OpKind::AvgPool2d(pool),
+		OpKind::AvgPool2dGrad(pool),
 	];
 	let (sgd_spec, adam_spec) = (
 		TrainingSpec::example_mlp(&[4, 2], sgd(), 4),
@@ -171,6 +277,8 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 		TrainingSpec::example_mlp(&[12, 16, 8, 3], adam(), 10),
 		TrainingSpec::example_regression(&[12, 16, 8, 1], sgd(), 10),
 		TrainingSpec::example_regression(&[12, 16, 8, 1], adam(), 10),
+		small_cnn(Loss::SoftmaxCrossEntropy, adam()),
+		small_cnn(Loss::MeanSquaredError, sgd()),
 	];
 	for s in specs {
 		let p = program::step_program(&s).map_err(|e| anyhow::anyhow!("{e:?}"))?;

@@ -140,7 +140,20 @@ fn balance(b: Balance) -> Value {
 }
 
 fn spec_json(s: &TrainingSpec) -> Value {
-	let Model::Mlp { widths, activation } = &s.model;
+	let model = match &s.model {
+		Model::Mlp { widths, activation } => json!({
+			"mlp": {
+				"widths": widths.to_vec(),
+				"activation": format!("{activation:?}").to_lowercase(),
+			}
+		}),
+		Model::Graph { input, layers } => json!({
+			"graph": {
+				"input": [input.channels, input.height, input.width],
+				"layers": layers.iter().map(|l| format!("{l:?}")).collect::<Vec<_>>(),
+			}
+		}),
+	};
 	let optimizer = match s.optimizer {
 		Optimizer::Sgd { learning_rate, momentum } => json!({
 			"sgd": { "learningRate": learning_rate.to_f32(), "momentum": momentum.to_f32() }
@@ -155,7 +168,7 @@ fn spec_json(s: &TrainingSpec) -> Value {
 		}),
 	};
 	json!({
-		"model": { "mlp": { "widths": widths.to_vec(), "activation": format!("{activation:?}").to_lowercase() } },
+		"model": model,
 		"loss": format!("{:?}", s.loss),
 		"optimizer": optimizer,
 		"batchSize": s.batch_size,

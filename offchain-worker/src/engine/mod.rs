@@ -549,20 +549,27 @@ pub fn keep_freed_memory() {
 	}
 }
 
-/// Multiply-add operations of the matrix products of one step, times two (the usual FLOP
-/// count): per layer `l`, the forward `B·d_{l-1}·d_l`, the weight gradient as many, and the
-/// input gradient as many again for every layer but the first. Elementwise work is not
-/// counted.
+/// Multiply-add operations of the matrix products and convolutions of one step, times two
+/// (the usual FLOP count): for an MLP, per layer `l`, the forward `B·d_{l-1}·d_l`, the weight
+/// gradient as many, and the input gradient as many again for every layer but the first.
+/// Elementwise work, pools and sums are not counted.
 pub fn step_flops(spec: &TrainingSpec) -> u64 {
-	let trainet_primitives::task::Model::Mlp { widths, .. } = &spec.model;
-	let b = u64::from(spec.batch_size);
-	widths
-		.windows(2)
-		.enumerate()
-		.map(|(l, w)| {
-			let macs = b * u64::from(w[0]) * u64::from(w[1]);
-			let products = if l == 0 { 2 } else { 3 };
-			2 * macs * products
+	let Ok(program) = program::step_program(spec) else { return 0 };
+	let batch = u64::from(spec.batch_size);
+	program
+		.ops
+		.iter()
+		.map(|op| {
+			let macs = match op.kind {
+				OpKind::MatMul | OpKind::MatMulTn | OpKind::MatMulNt => {
+					trainet_primitives::referee::op_cost(spec, &program, op).1
+				}
+				OpKind::Conv2d(_) | OpKind::Conv2dInputGrad(_) | OpKind::Conv2dWeightGrad(_) => {
+					op.kind.image_cost(batch).map(|(o, t)| o * t).unwrap_or(0)
+				}
+				_ => 0,
+			};
+			2 * macs
 		})
 		.sum()
 }

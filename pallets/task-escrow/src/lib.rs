@@ -442,6 +442,13 @@ pub mod pallet {
 		/// would take an honest party longer than a dispute may give it at the reference
 		/// speed: a smaller checkpoint interval fits.
 		SpecUnsettleableRecomputation,
+		/// A layer of the model's graph does not fit its input: a size zero or too large, a
+		/// window larger than the padded image, a padding not below the kernel, a dense layer on
+		/// an image not flattened, too many values per sample, or a last output that is not
+		/// flat.
+		SpecBadLayer,
+		/// The model has more layers with parameters than a spec may have.
+		SpecTooManyParamLayers,
 	}
 
 	#[pallet::hooks]
@@ -664,6 +671,8 @@ pub mod pallet {
 				SpecError::BadHyperparameter => Error::SpecBadHyperparameter,
 				SpecError::TooFewClasses => Error::SpecTooFewClasses,
 				SpecError::BadCheckpointInterval => Error::SpecBadCheckpointInterval,
+				SpecError::BadLayer(_) => Error::SpecBadLayer,
+				SpecError::TooManyParamLayers => Error::SpecTooManyParamLayers,
 			}
 		}
 	}

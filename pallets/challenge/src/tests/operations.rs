@@ -43,6 +43,34 @@ fn regression_spec() -> (TrainingSpec, Dataset) {
 	(spec, data)
 }
 
+/// A small CNN on 6 x 5 images of 2 channels: every image operation (a strided, padded
+/// convolution, overlapping max and average pools, a second convolution, a dense layer).
+fn cnn_spec() -> (TrainingSpec, Dataset) {
+	use trainet_primitives::{
+		repops::image::ImageShape,
+		task::{Layer, Layers, Loss, Model},
+	};
+	let data = synthetic_dataset(7, 40, 60, 3);
+	let layers = vec![
+		Layer::Conv2d { out_channels: 3, kernel: 3, stride: 2, padding: 1 },
+		Layer::Relu,
+		Layer::MaxPool2d { kernel: 2, stride: 1 },
+		Layer::Conv2d { out_channels: 2, kernel: 2, stride: 1, padding: 1 },
+		Layer::AvgPool2d { kernel: 2, stride: 1 },
+		Layer::Flatten,
+		Layer::Linear { out: 3 },
+	];
+	let model = Model::Graph {
+		input: ImageShape { channels: 2, height: 6, width: 5 },
+		layers: Layers::truncate_from(layers),
+	};
+	let adam = Optimizer::adam(0.01);
+	let spec = TrainingSpec::example_graph(model, Loss::SoftmaxCrossEntropy, adam, 4);
+	let mut spec = spec.on_dataset(&data);
+	spec.steps = STEPS;
+	(spec, data)
+}
+
 /// A task's spec and dataset.
 type Task = fn() -> (TrainingSpec, Dataset);
 
@@ -302,6 +330,57 @@ fn an_altered_operation_of_a_regression_loses_wherever_it_is_in_the_step() {
 	assert!(descended_kinds.contains(&program::OpKind::SquaredErrorBackward));
 	assert!(descended * 2 > played.len(), "{descended} of {} operations descended", played.len());
 	assert_eq!(skipped, vec![program::OpKind::SquaredError, program::OpKind::Mean]);
+}
+
+/// A CNN's step: a lie at any operation that reaches the state (every convolution, its
+/// gradients, the pools and theirs) is played to the whole-operation leaf and loses, either
+/// side lying; and, with the leaf bound at nothing, to one element of it (a convolution's
+/// weight gradient reads every sample's image), where it loses again.
+#[test]
+fn an_altered_operation_of_a_cnn_loses_wherever_it_is_in_the_step() {
+	use program::OpKind::*;
+	let (spec, data) = cnn_spec();
+	let honest = side(&spec, &data, Lie::None);
+	let (skipped, played) = every_operation_of(cnn_spec);
+	// Besides the reported loss, the logits' own operations may be skipped: the fault adds
+	// 0.25 to every value, and the softmax of logits shifted by a constant is the same (here
+	// to the bit), so nothing reaches the state.
+	assert!(
+		skipped.iter().all(|k| matches!(k, SoftmaxXent | Mean | MatMul | BiasAdd)),
+		"{skipped:?}"
+	);
+	let kinds: Vec<_> = played.iter().map(|j| honest.bad.program.ops[*j as usize].kind).collect();
+	for image in [
+		|k: &program::OpKind| matches!(k, Conv2d(_)),
+		|k: &program::OpKind| matches!(k, Conv2dInputGrad(_)),
+		|k: &program::OpKind| matches!(k, Conv2dWeightGrad(_)),
+		|k: &program::OpKind| matches!(k, ConvBiasGrad(_)),
+		|k: &program::OpKind| matches!(k, MaxPool2d(_)),
+		|k: &program::OpKind| matches!(k, MaxPool2dGrad(_)),
+		|k: &program::OpKind| matches!(k, AvgPool2d(_)),
+		|k: &program::OpKind| matches!(k, AvgPool2dGrad(_)),
+	] {
+		assert!(kinds.iter().any(image), "{kinds:?}");
+	}
+	let mut descended = vec![];
+	for &j in &played {
+		let kind = honest.bad.program.ops[j as usize].kind;
+		if kind.image_cost(1).is_none() {
+			continue;
+		}
+		// A change to one value that reaches no state tensor (under a max pool's loser, a
+		// ReLU's zero) is no lie.
+		if side(&spec, &data, Lie::LastValue(j)).states == honest.states {
+			continue;
+		}
+		for liar in [Party::Solver, Party::Challenger] {
+			descent_case_of(cnn_spec, liar, Lie::LastValue(j));
+		}
+		descended.push(kind);
+	}
+	assert!(descended.iter().any(|k| matches!(k, Conv2d(_))), "{descended:?}");
+	assert!(descended.iter().any(|k| matches!(k, Conv2dWeightGrad(_))), "{descended:?}");
+	assert!(descended.len() >= 5, "{descended:?}");
 }
 
 #[test]
