@@ -370,7 +370,8 @@ pub fn batch_rows(
 }
 
 /// The values the chain handles to settle element `(r, c)` of `op` (every input line and
-/// every sample's features), to hold against [`MAX_ELEMENT_VALUES`].
+/// every sample's features), or the terms it computes if more, to hold against
+/// [`MAX_ELEMENT_VALUES`].
 pub fn element_cost(
 	spec: &TrainingSpec,
 	program: &program::StepProgram,
@@ -388,7 +389,11 @@ pub fn element_cost(
 		},
 	);
 	let samples = batch_rows(spec, program, op, r, c).len() as u64;
-	lines.saturating_add(samples.saturating_mul(u64::from(spec.dataset.features)))
+	let values = lines.saturating_add(samples.saturating_mul(u64::from(spec.dataset.features)));
+	// An image operator's element may take more terms than it reads values (a max pool's
+	// gradient re-finds the pick of every window holding the position): the leaf bounds both.
+	let terms = op.kind.image_cost(u64::from(spec.batch_size)).map_or(0, |(_, t)| t);
+	values.max(terms)
 }
 
 /// The element of each input that term `k` of element `(r, c)` of a product multiplies

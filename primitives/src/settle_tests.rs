@@ -9,6 +9,7 @@ use super::*;
 use crate::{
 	descent::element_evidence,
 	program::initial_state,
+	program::OpKind,
 	referee::StepRun,
 	task::{synthetic_dataset, Optimizer},
 };
@@ -240,4 +241,40 @@ fn leaf_table() {
 			Err(e) => println!("| {name} | {opt} | {batch} | refused: {e:?} | | | | |"),
 		}
 	}
+}
+
+/// Attack: a max pool of a large window moved by one reads two rows per element of its
+/// gradient, but re-finds the pick of every window holding the position, each over the whole
+/// window (a million comparisons for a 32-wide window on a 64-wide image): counted in values
+/// read alone, that element leaf passed the rule and cost the chain far more than its weight.
+#[test]
+fn an_element_that_computes_more_than_a_leaf_may_is_refused() {
+	use crate::{
+		repops::image::ImageShape,
+		task::{Layer, Layers, Loss, Model},
+	};
+	let model = |kernel| Model::Graph {
+		input: ImageShape { channels: 1, height: 64, width: 64 },
+		layers: Layers::truncate_from(vec![
+			Layer::Conv2d { out_channels: 1, kernel: 1, stride: 1, padding: 0 },
+			Layer::MaxPool2d { kernel, stride: 1 },
+			Layer::Flatten,
+			Layer::Linear { out: 2 },
+		]),
+	};
+	let spec = |kernel| {
+		let s = TrainingSpec::example_graph(model(kernel), Loss::SoftmaxCrossEntropy, adam(), 16);
+		let mut s = s;
+		s.dataset.samples = 1000;
+		s
+	};
+	let program = step_program(&spec(32)).unwrap();
+	let grad = program.ops.iter().position(|o| matches!(o.kind, OpKind::MaxPool2dGrad(_)));
+	let refused = check(&spec(32), &LeafBudget::CHAIN);
+	let Err(Unsettleable::Element { op, values, .. }) = refused else { panic!("{refused:?}") };
+	// A million comparisons: every window holding the position, each over 32 x 32 values.
+	assert_eq!((Some(op as usize), values), (grad, 32 * 32 * 32 * 32));
+	// A small window is settled.
+	let small = check(&spec(2), &LeafBudget::CHAIN);
+	assert!(small.is_ok(), "{small:?}");
 }
