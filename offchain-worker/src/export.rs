@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use codec::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 use sp_core::H256;
 use thiserror::Error;
@@ -16,7 +17,7 @@ use trainet_primitives::{
 	commit::state_hash,
 	dataset::{Labels, Manifest, Preprocessing},
 	repops::Matrix,
-	task::{Loss, Model, Optimizer, TrainingSpec},
+	task::{Layer, Loss, Model, Optimizer, TrainingSpec},
 };
 
 use crate::{
@@ -81,10 +82,14 @@ pub enum ExportError {
 /// What a model is and where it came from (`model-card.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
-	/// `mlp`: `Linear` layers with ReLU between them.
+	/// `mlp`: `Linear` layers with ReLU between them; `graph`: the layers of `layers` (a
+	/// convolutional net, ...).
 	pub architecture: String,
-	/// Input width, hidden widths, classes.
+	/// An MLP's input width, hidden widths, classes; a graph's input values and outputs.
 	pub widths: Vec<u32>,
+	/// A graph's input image (channels, height, width) and layers, in order.
+	#[serde(default)]
+	pub layers: Option<GraphCard>,
 	/// The task it was trained for, when known.
 	pub task: Option<u64>,
 	/// The training state it was taken from (`h_N` on chain), `0x` hex.
@@ -97,6 +102,18 @@ pub struct ModelCard {
 	pub dataset: DatasetCard,
 	/// The files: the burn record and the SafeTensors file, and their layouts.
 	pub files: FilesCard,
+}
+
+/// A graph model: what PyTorch's `nn.Sequential` of the same layers is, the SafeTensors
+/// names following its indices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphCard {
+	/// Channels, height, width of one input (its features, channel-major).
+	pub input: [u32; 3],
+	/// The layers, each as its spec writes it (`Conv2d { out_channels: 8, ... }`).
+	pub layers: Vec<String>,
+	/// The model exactly, SCALE-encoded, `0x` hex (what `load` reads).
+	pub scale: String,
 }
 
 /// How a model was trained.
@@ -191,8 +208,9 @@ impl From<&Preprocessing> for PreprocessingCard {
 /// The files of an export.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FilesCard {
-	/// The burn record (`Mlp` of `Linear` layers, weights `[in, out]`).
-	pub burn_record: String,
+	/// The burn record (`Mlp` of `Linear` layers, weights `[in, out]`); none for a graph,
+	/// which has no burn module yet.
+	pub burn_record: Option<String>,
 	/// The SafeTensors file.
 	pub safetensors: String,
 	/// The SafeTensors layout.
@@ -239,25 +257,45 @@ pub fn export(
 	dir: &Path,
 ) -> Result<ModelCard, ExportError> {
 	let io = |path: &Path, source| ExportError::Io { path: path.into(), source };
-	let Model::Mlp { widths, .. } = &spec.model else {
-		return Err(ExportError::Unsupported(
-			"exporting a graph model (a CNN) is not built yet: its state is in the checkpoint \
-			 store",
-		));
-	};
-	let widths: Vec<u32> = widths.to_vec();
-	let params = widths.len().saturating_sub(1).saturating_mul(2);
+	let (input, layers) = spec.model.graph();
+	let outputs = spec.model.shapes().map_err(|_| ExportError::Unsupported("an invalid model"))?;
+	let outputs = outputs.last().map(|s| s.values()).unwrap_or(0);
+	let params = layers
+		.iter()
+		.filter(|l| matches!(l, Layer::Linear { .. } | Layer::Conv2d { .. }))
+		.count()
+		.saturating_mul(2);
 	let parameters = state.get(..params).unwrap_or(state);
 	std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-	let device = Default::default();
-	Mlp::<burn::backend::NdArray>::from_state(&widths, parameters, &device)?
-		.save(&dir.join(RECORD))?;
-	write_safetensors(parameters, &dir.join(SAFETENSORS))?;
+	let (widths, graph, record, layout) = match &spec.model {
+		Model::Mlp { widths, .. } => {
+			let device = Default::default();
+			Mlp::<burn::backend::NdArray>::from_state(widths, parameters, &device)?
+				.save(&dir.join(RECORD))?;
+			write_safetensors(&mlp_tensors(parameters), &dir.join(SAFETENSORS))?;
+			let layout = "layers.{l}.weight: [out, in], layers.{l}.bias: [out], f32 (PyTorch's \
+			              nn.Linear); the burn record keeps burn's [in, out]";
+			(widths.to_vec(), None, Some(RECORD.to_string()), layout)
+		}
+		Model::Graph { .. } => {
+			write_safetensors(&graph_tensors(&layers, parameters)?, &dir.join(SAFETENSORS))?;
+			let graph = GraphCard {
+				input: [input.channels, input.height, input.width],
+				layers: layers.iter().map(|l| format!("{l:?}")).collect(),
+				scale: sp_core::bytes::to_hex(&spec.model.encode(), false),
+			};
+			let layout = "{i}.weight, {i}.bias for layer i (as indexed in nn.Sequential of the \
+			              same layers): Conv2d [out_channels, channels, k, k], Linear [out, in], \
+			              biases [out], f32";
+			(vec![input.values(), outputs], Some(graph), None, layout)
+		}
+	};
 	let manifest = manifest.filter(|m| m.hash() == spec.dataset.manifest);
 	let d = &spec.dataset;
 	let card = ModelCard {
-		architecture: "mlp".into(),
+		architecture: if graph.is_some() { "graph".into() } else { "mlp".into() },
 		widths,
+		layers: graph,
 		task,
 		final_state: hex(&state_hash(state)),
 		model_hash: hex(&state_hash(parameters)),
@@ -289,11 +327,9 @@ pub fn export(
 			preprocessing: manifest.map(|m| (&m.preprocessing).into()),
 		},
 		files: FilesCard {
-			burn_record: RECORD.into(),
+			burn_record: record,
 			safetensors: SAFETENSORS.into(),
-			safetensors_layout: "layers.{l}.weight: [out, in], layers.{l}.bias: [out], f32 \
-			                     (PyTorch's nn.Linear); the burn record keeps burn's [in, out]"
-				.into(),
+			safetensors_layout: layout.into(),
 		},
 	};
 	let text = serde_json::to_string_pretty(&card)
@@ -304,22 +340,66 @@ pub fn export(
 	Ok(card)
 }
 
-/// The parameters as SafeTensors, in PyTorch's `nn.Linear` layout (weights `[out, in]`).
-fn write_safetensors(params: &[Matrix], path: &Path) -> Result<(), ExportError> {
-	use safetensors::tensor::{Dtype, TensorView};
-	let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-	for (i, m) in params.iter().enumerate() {
-		let (l, bias) = (i / 2, i % 2 == 1);
-		let (shape, values): (Vec<usize>, Vec<f32>) = if bias {
-			(vec![m.cols as usize], m.data.clone())
-		} else {
-			// [in, out] -> [out, in].
-			let t = (0..m.cols).flat_map(|c| m.col(c).collect::<Vec<_>>()).collect();
-			(vec![m.cols as usize, m.rows as usize], t)
+/// A named tensor for SafeTensors: its name, shape and values.
+type Named = (String, Vec<usize>, Vec<f32>);
+
+/// `m` (`[in, out]`) as `[out, in]`.
+fn transposed(m: &Matrix) -> Vec<f32> {
+	(0..m.cols).flat_map(|c| m.col(c).collect::<Vec<_>>()).collect()
+}
+
+/// An MLP's parameters, named as burn's `Mlp` names them, in PyTorch's `nn.Linear` layout
+/// (weights `[out, in]`).
+fn mlp_tensors(params: &[Matrix]) -> Vec<Named> {
+	params
+		.iter()
+		.enumerate()
+		.map(|(i, m)| {
+			let (l, bias) = (i / 2, i % 2 == 1);
+			let name = format!("layers.{l}.{}", if bias { "bias" } else { "weight" });
+			if bias {
+				(name, vec![m.cols as usize], m.data.clone())
+			} else {
+				(name, vec![m.cols as usize, m.rows as usize], transposed(m))
+			}
+		})
+		.collect()
+}
+
+/// A graph's parameters, named as PyTorch's `nn.Sequential` of the same layers names them
+/// (`{index}.weight`, `{index}.bias`), in PyTorch's layouts.
+fn graph_tensors(layers: &[Layer], params: &[Matrix]) -> Result<Vec<Named>, ExportError> {
+	let mut tensors = Vec::new();
+	let mut next = params.iter();
+	let mut take = || next.next().ok_or(ExportError::Unsupported("a state without parameters"));
+	for (i, layer) in layers.iter().enumerate() {
+		let (w, b) = match layer {
+			Layer::Linear { .. } | Layer::Conv2d { .. } => (take()?, take()?),
+			_ => continue,
 		};
-		let name = format!("layers.{l}.{}", if bias { "bias" } else { "weight" });
-		tensors.push((name, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+		let weight = match layer {
+			Layer::Conv2d { kernel, .. } => {
+				let k = *kernel as usize;
+				let channels = w.cols as usize / (k * k).max(1);
+				(vec![w.rows as usize, channels, k, k], w.data.clone())
+			}
+			_ => (vec![w.cols as usize, w.rows as usize], transposed(w)),
+		};
+		tensors.push((format!("{i}.weight"), weight.0, weight.1));
+		tensors.push((format!("{i}.bias"), vec![b.cols as usize], b.data.clone()));
 	}
+	Ok(tensors)
+}
+
+/// The named tensors as a SafeTensors file at `path`.
+fn write_safetensors(named: &[Named], path: &Path) -> Result<(), ExportError> {
+	use safetensors::tensor::{Dtype, TensorView};
+	let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = named
+		.iter()
+		.map(|(n, shape, values)| {
+			(n.clone(), shape.clone(), values.iter().flat_map(|v| v.to_le_bytes()).collect())
+		})
+		.collect();
 	let views = tensors
 		.iter()
 		.map(|(name, shape, bytes)| {
@@ -341,14 +421,84 @@ pub fn load(dir: &Path) -> Result<Exported, ExportError> {
 		.map_err(|source| ExportError::Io { path: path.clone(), source })?;
 	let card: ModelCard = serde_json::from_str(&text)
 		.map_err(|e| ExportError::Card { path: path.clone(), reason: e.to_string() })?;
+	if let Some(graph) = &card.layers {
+		let model = decode_model(&graph.scale)
+			.ok_or_else(|| ExportError::Card { path: path.clone(), reason: "bad model".into() })?;
+		let params = read_graph(&model, &dir.join(SAFETENSORS))?;
+		return Ok(Exported { params, card });
+	}
 	let device = Default::default();
 	let mlp = Mlp::<burn::backend::NdArray>::load(&card.widths, &dir.join(RECORD), &device)?;
 	Ok(Exported { params: mlp.to_state(), card })
 }
 
+/// The model SCALE-encoded in `hex`, if it is one.
+fn decode_model(hex: &str) -> Option<Model> {
+	let bytes = sp_core::bytes::from_hex(hex).ok()?;
+	Model::decode(&mut &bytes[..]).ok()
+}
+
+/// A graph's parameters, in state order, from the SafeTensors file [`graph_tensors`] wrote.
+fn read_graph(model: &Model, path: &Path) -> Result<Vec<Matrix>, ExportError> {
+	let bytes = std::fs::read(path)
+		.map_err(|source| ExportError::Io { path: path.to_path_buf(), source })?;
+	let file = safetensors::SafeTensors::deserialize(&bytes)
+		.map_err(|e| ExportError::SafeTensors(e.to_string()))?;
+	let program = trainet_primitives::program::step_program(&TrainingSpec::example_graph(
+		model.clone(),
+		Loss::SoftmaxCrossEntropy,
+		Optimizer::sgd(0.1, 0.0),
+		1,
+	));
+	let (_, layers) = model.graph();
+	let mut params = Vec::new();
+	let missing = |name: &str| ExportError::SafeTensors(format!("no tensor {name}"));
+	for (i, layer) in layers.iter().enumerate() {
+		if !matches!(layer, Layer::Linear { .. } | Layer::Conv2d { .. }) {
+			continue;
+		}
+		for part in ["weight", "bias"] {
+			let name = format!("{i}.{part}");
+			let t = file.tensor(&name).map_err(|_| missing(&name))?;
+			let values: Vec<f32> = t
+				.data()
+				.chunks_exact(4)
+				.map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+				.collect();
+			let shape = t.shape();
+			let shaped = |rows: usize, cols: usize, values: Vec<f32>| {
+				Matrix::new(rows as u32, cols as u32, values)
+					.map_err(|_| ExportError::SafeTensors(format!("{name}: {} values", rows * cols)))
+			};
+			let m = match (layer, part, shape) {
+				(Layer::Linear { .. }, "weight", [out, inputs]) => {
+					let stored = shaped(*out, *inputs, values)?;
+					shaped(*inputs, *out, transposed(&stored))?
+				}
+				(_, "bias", [out]) => shaped(1, *out, values)?,
+				(Layer::Conv2d { .. }, "weight", [out, c, k1, k2]) => {
+					shaped(*out, c * k1 * k2, values)?
+				}
+				_ => return Err(ExportError::SafeTensors(format!("{name} has shape {shape:?}"))),
+			};
+			params.push(m);
+		}
+	}
+	// The shapes the model's step program gives its parameters.
+	let program = program.map_err(|_| ExportError::Unsupported("an invalid model"))?;
+	let expected = program.state_shapes.get(..params.len()).unwrap_or_default();
+	if params.iter().map(|m| (m.rows, m.cols)).ne(expected.iter().copied()) {
+		return Err(ExportError::SafeTensors("tensor shapes are not the model's".into()));
+	}
+	Ok(params)
+}
+
 impl Exported {
-	/// The MLP the card describes.
-	fn mlp(&self) -> Model {
+	/// The model the card describes.
+	pub fn model(&self) -> Model {
+		if let Some(model) = self.card.layers.as_ref().and_then(|g| decode_model(&g.scale)) {
+			return model;
+		}
 		Model::Mlp {
 			widths: trainet_primitives::task::LayerWidths::truncate_from(self.card.widths.clone()),
 			activation: trainet_primitives::task::Activation::Relu,
@@ -374,7 +524,7 @@ impl Exported {
 				data_classes: data.classes,
 			});
 		}
-		Ok(evaluate_of(&self.mlp(), &self.params, data)?)
+		Ok(evaluate_of(&self.model(), &self.params, data)?)
 	}
 }
 

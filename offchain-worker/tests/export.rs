@@ -190,3 +190,71 @@ fn load_model(model: &std::path::Path, inputs: &std::path::Path) -> String {
 	assert!(ran.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&ran.stderr));
 	stdout
 }
+
+/// A CNN's export: SafeTensors named and shaped as PyTorch's `nn.Sequential` of the same
+/// layers holds them (filters `[out, channels, k, k]`, dense weights `[out, in]`), a card that
+/// says the layers, no burn record (a graph has no burn module yet); read back, the very
+/// parameters, evaluated as the run evaluates them.
+#[test]
+fn an_exported_cnn_is_its_trained_parameters_in_pytorchs_layout() {
+	use trainet_primitives::{
+		repops::image::ImageShape,
+		task::{Layer, Layers, Loss, Model},
+	};
+	let dir = tempfile::tempdir().unwrap();
+	let data = Dataset::synthetic(5, 120, 18, 3);
+	let (train, held) = data.split(4);
+	let layers = vec![
+		Layer::Conv2d { out_channels: 4, kernel: 2, stride: 1, padding: 1 },
+		Layer::Relu,
+		Layer::MaxPool2d { kernel: 2, stride: 2 },
+		Layer::Flatten,
+		Layer::Linear { out: 3 },
+	];
+	let model = Model::Graph {
+		input: ImageShape { channels: 2, height: 3, width: 3 },
+		layers: Layers::truncate_from(layers),
+	};
+	let adam = Optimizer::adam(0.01);
+	let spec = TrainingSpec::example_graph(model, Loss::SoftmaxCrossEntropy, adam, 16);
+	let mut spec = spec.with_dataset(train.commitment());
+	spec.steps = 30;
+	let mut run = Training::new(spec.clone(), train.clone()).unwrap();
+	run.trace(|_| {}).unwrap();
+	let state = run.state().to_vec();
+
+	let out = dir.path().join("model");
+	let card = export::export(&spec, &state, Some(&train.manifest), None, &out).unwrap();
+	assert_eq!(card.architecture, "graph");
+	assert_eq!(card.files.burn_record, None);
+	assert!(!out.join(export::RECORD).exists());
+	let graph = card.layers.clone().unwrap();
+	assert_eq!(graph.input, [2, 3, 3]);
+	assert_eq!(graph.layers[0], "Conv2d { out_channels: 4, kernel: 2, stride: 1, padding: 1 }");
+	assert_eq!(card.model_hash, format!("{:?}", state_hash(&state[..4])));
+
+	let bytes = std::fs::read(out.join(export::SAFETENSORS)).unwrap();
+	let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+	let mut names = st.names();
+	names.sort();
+	assert_eq!(names, ["0.bias", "0.weight", "4.bias", "4.weight"]);
+	assert_eq!(st.tensor("0.weight").unwrap().shape(), [4, 2, 2, 2]);
+	// The filters are stored as they are trained: out_channels x (channels * k * k).
+	let f32s = |d: &[u8]| -> Vec<u32> {
+		d.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect()
+	};
+	let bits = |m: &trainet_primitives::repops::Matrix| -> Vec<u32> {
+		m.data.iter().map(|v| v.to_bits()).collect()
+	};
+	assert_eq!(f32s(st.tensor("0.weight").unwrap().data()), bits(&state[0]));
+	// 4 channels of 2 x 2 after the pool: the dense layer is [3, 16].
+	assert_eq!(st.tensor("4.weight").unwrap().shape(), [3, 16]);
+
+	let model = export::load(&out).unwrap();
+	assert_eq!(model.card, card);
+	for (a, b) in model.params.iter().zip(&state[..4]) {
+		assert_eq!((a.rows, a.cols, bits(a)), (b.rows, b.cols, bits(b)));
+	}
+	assert_eq!(model.params.len(), 4);
+	assert_eq!(model.accuracy(&held).unwrap(), run.accuracy(&held).unwrap());
+}

@@ -1238,15 +1238,21 @@ fn train(
 
 /// What `model fetch` and `model export` wrote.
 fn print_export(card: &export::ModelCard, dir: &std::path::Path) -> Result<()> {
+	let what = match &card.layers {
+		Some(graph) => format!("{:?} input, {} layers", graph.input, graph.layers.len()),
+		None => format!("{:?} MLP", card.widths),
+	};
+	let files: Vec<&str> = [card.files.burn_record.as_deref(), Some(export::SAFETENSORS)]
+		.into_iter()
+		.flatten()
+		.chain([export::CARD])
+		.collect();
 	out!(
-		"model {} ({:?} MLP, from state {}) in {}: {}, {}, {}",
+		"model {} ({what}, from state {}) in {}: {}",
 		card.model_hash,
-		card.widths,
 		card.final_state,
 		dir.display(),
-		export::RECORD,
-		export::SAFETENSORS,
-		export::CARD
+		files.join(", ")
 	);
 	Ok(())
 }

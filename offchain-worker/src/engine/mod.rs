@@ -20,6 +20,7 @@
 //! operations (softmax, column sums, the mean) are small and run through the reference.
 
 mod gemm;
+pub mod image;
 
 use gemm::{gemm, View};
 use rayon::prelude::*;
@@ -83,7 +84,7 @@ impl MatRef<'_> {
 }
 
 /// Products of fewer multiply-adds than this run on one thread.
-const SEQUENTIAL_BELOW: usize = 1 << 16;
+pub(crate) const SEQUENTIAL_BELOW: usize = 1 << 16;
 
 /// Elementwise operations on fewer values than this run on one thread.
 const ELEMENTWISE_SEQUENTIAL_BELOW: usize = 1 << 15;
@@ -447,10 +448,13 @@ fn execute_own(
 		OpKind::MatMulNt => Some(Product::Nt),
 		_ => None,
 	};
-	let out = match (product, inputs) {
-		(Some(p), [a, b]) => matmul(*a, *b, p)?,
-		(Some(_), _) => return Err(ShapeError::Mismatch),
-		(None, _) => match execute_elementwise(spec, op, inputs, step)? {
+	let out = match (product, op.kind, inputs) {
+		(Some(p), _, [a, b]) => matmul(*a, *b, p)?,
+		(Some(_), _, _) => return Err(ShapeError::Mismatch),
+		(None, OpKind::Conv2d(g), [x, w, b]) => image::conv2d(&g, *x, *w, *b)?,
+		(None, OpKind::Conv2dInputGrad(g), [dy, w]) => image::conv2d_input_grad(&g, *dy, *w)?,
+		(None, OpKind::Conv2dWeightGrad(g), [x, dy]) => image::conv2d_weight_grad(&g, *x, *dy)?,
+		(None, _, _) => match execute_elementwise(spec, op, inputs, step)? {
 			Some(out) => out,
 			None => return Ok(None),
 		},

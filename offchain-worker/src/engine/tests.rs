@@ -91,8 +91,14 @@ fn training_steps_match_the_reference_bit_for_bit_with_any_thread_count() {
 			epsilon: F32Bits::from_f32(1e-8),
 		},
 	];
-	for opt in optimizers {
-		let s = TrainingSpec::example_mlp(&[64, 48, 32, 10], opt, 24);
+	let specs = optimizers.iter().flat_map(|opt| {
+		// An MLP, and the reference CNN (convolutions through the GEMM, pools through the
+		// reference).
+		let mut cnn = TrainingSpec::example_cnn(Default::default());
+		(cnn.optimizer, cnn.batch_size) = (*opt, 24);
+		[TrainingSpec::example_mlp(&[64, 48, 32, 10], *opt, 24), cnn]
+	});
+	for s in specs {
 		let p = step_program(&s).unwrap();
 		let start = initial_state(&s, &p).unwrap();
 		let mut reference = start.clone();
@@ -238,4 +244,64 @@ fn the_merged_momentum_sgd_update_gives_the_bits_of_its_two_operations() {
 	);
 	let other = matrix(&mut rng, 3, 2, false);
 	assert!(momentum_sgd(&sgd, (&m).into(), (&other).into(), (&m).into()).is_err());
+}
+
+/// The convolutions as products on the engine's GEMM give the reference's bits, for random
+/// geometries (strides, padding, one-pixel images, kernels as large as the padded image) and
+/// values with NaNs, infinities, subnormals and signed zeros, on 1 and 3 threads; and for a
+/// batch large enough to go parallel.
+#[test]
+fn convolutions_as_products_match_the_reference_on_special_values() {
+	use trainet_primitives::{
+		program::{Op, OpKind, Source},
+		repops::image::{Conv, ImageShape},
+	};
+	let mut rng = SplitMix64::new(21);
+	let s = TrainingSpec::example_mlp(&[4, 2], Optimizer::sgd(0.1, 0.9), 8);
+	let mut geometries = vec![];
+	while geometries.len() < 40 {
+		let kernel = 1 + rng.next_below(4);
+		let g = Conv {
+			input: ImageShape {
+				channels: 1 + rng.next_below(3),
+				height: 1 + rng.next_below(7),
+				width: 1 + rng.next_below(7),
+			},
+			out_channels: 1 + rng.next_below(4),
+			kernel,
+			stride: 1 + rng.next_below(3),
+			padding: rng.next_below(kernel),
+		};
+		if g.is_valid() {
+			geometries.push((g, 1 + rng.next_below(5)));
+		}
+	}
+	// LeNet's second convolution on a batch of 64: the parallel paths.
+	let lenet = Conv {
+		input: ImageShape { channels: 8, height: 4, width: 4 },
+		out_channels: 16,
+		kernel: 3,
+		stride: 1,
+		padding: 1,
+	};
+	geometries.push((lenet, 64));
+	for (g, rows) in geometries {
+		let x = matrix(&mut rng, rows, g.input.values(), true);
+		let w = matrix(&mut rng, g.out_channels, g.patch(), true);
+		let b = matrix(&mut rng, 1, g.out_channels, true);
+		let dy = matrix(&mut rng, rows, g.output().values(), true);
+		let op = |kind, n: usize, rows, cols| Op { kind, inputs: vec![Source::Batch; n], rows, cols };
+		let cases: Vec<(Op, Vec<&Matrix>)> = vec![
+			(op(OpKind::Conv2d(g), 3, rows, g.output().values()), vec![&x, &w, &b]),
+			(op(OpKind::Conv2dInputGrad(g), 2, rows, g.input.values()), vec![&dy, &w]),
+			(op(OpKind::Conv2dWeightGrad(g), 2, g.out_channels, g.patch()), vec![&x, &dy]),
+		];
+		for (op, inputs) in cases {
+			let want = program::execute(&s, &op, &inputs, &[], 0).unwrap();
+			for threads in [1, 3] {
+				let got = pool(threads).install(|| execute(&s, &op, &inputs, &[], 0)).unwrap();
+				assert_eq!(bits(&got), bits(&want), "{:?} on {rows} rows", op.kind);
+			}
+		}
+	}
 }
