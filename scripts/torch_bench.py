@@ -8,7 +8,8 @@ about a second's worth of steps (3 to 50), as engine-bench times its rows. Run t
     python torch_bench.py [--quick] [--threads N]
 
 With `--serve` it prints no table: it reads requests from standard input, one per line,
-`WIDTHS BATCH STEPS DETERMINISTIC` (widths comma-separated, deterministic 0 or 1), runs one
+`WIDTHS BATCH STEPS DETERMINISTIC` (widths comma-separated, or a CNN's name, `lenet8` or
+`lenet28`; deterministic 0 or 1), runs one
 untimed step and then that many steps of that model (built and warmed up on first use) and
 answers each with one line, the mean seconds per step of the timed ones. engine-bench's
 head-to-head table (`--torch`) drives it, so that PyTorch's steps and ours take turns on the
@@ -38,17 +39,42 @@ def step_flops(widths, batch):
     return total
 
 
+def cnn(name):
+    """engine-bench's CNNs (its `cnns()`): the model and one input's shape."""
+    nn = torch.nn
+    if name == "lenet8":
+        # TrainingSpec::example_cnn.
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), (1, 8, 8)
+    if name == "lenet28":
+        return nn.Sequential(
+            nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, 10)), (1, 28, 28)
+    raise ValueError(f"no CNN named {name}")
+
+
 def make_step(widths, batch):
-    """A training step of the MLP `widths` on a random batch of `batch`, as a function."""
+    """A training step of the MLP `widths` (or the CNN of that name) on a random batch of
+    `batch`, as a function."""
     torch.manual_seed(1)
-    layers = []
-    for fan_in, fan_out in zip(widths, widths[1:]):
-        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers[:-1])
+    if isinstance(widths, str):
+        model, shape = cnn(widths)
+        x = torch.rand(batch, *shape)
+        classes = 10
+    else:
+        layers = []
+        for fan_in, fan_out in zip(widths, widths[1:]):
+            layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
+        model = torch.nn.Sequential(*layers[:-1])
+        x = torch.rand(batch, widths[0])
+        classes = widths[-1]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
-    x = torch.rand(batch, widths[0])
-    y = torch.randint(0, widths[-1], (batch,))
+    y = torch.randint(0, classes, (batch,))
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -79,10 +105,11 @@ def serve():
     steps_by_model = {}
     for line in sys.stdin:
         widths, batch, steps, deterministic = line.split()
-        widths = [int(w) for w in widths.split(",")]
+        if widths[0].isdigit():
+            widths = [int(w) for w in widths.split(",")]
         batch, steps = int(batch), int(steps)
         torch.use_deterministic_algorithms(deterministic == "1")
-        key = (tuple(widths), batch, deterministic)
+        key = (tuple(widths) if isinstance(widths, list) else widths, batch, deterministic)
         if key not in steps_by_model:
             steps_by_model[key] = make_step(widths, batch)
             for _ in range(2):

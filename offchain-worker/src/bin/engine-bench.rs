@@ -120,7 +120,13 @@ impl Torch {
 	/// with `torch.use_deterministic_algorithms(deterministic)`.
 	fn step_seconds(&mut self, widths: &[u32], batch: u32, steps: u32, deterministic: bool) -> f64 {
 		let widths: Vec<String> = widths.iter().map(u32::to_string).collect();
-		writeln!(self.requests, "{} {batch} {steps} {}", widths.join(","), u8::from(deterministic))
+		self.model_seconds(&widths.join(","), batch, steps, deterministic)
+	}
+
+	/// [`Self::step_seconds`] of the model `torch_bench.py` names `model` (an MLP's widths,
+	/// comma-separated, or a CNN's name).
+	fn model_seconds(&mut self, model: &str, batch: u32, steps: u32, deterministic: bool) -> f64 {
+		writeln!(self.requests, "{model} {batch} {steps} {}", u8::from(deterministic))
 			.and_then(|()| self.requests.flush())
 			.expect("PyTorch's process takes requests");
 		let mut answer = String::new();
@@ -247,6 +253,79 @@ fn head_to_head(torch: &mut Torch, sizes: &[(&str, &[u32], u32)], threads: usize
 			ratios(&rounds[3]),
 		);
 	}
+	// The CNNs: the engine only (burn's module path runs MLPs).
+	for (model, name, spec) in cnns() {
+		let Bench { spec, program: p, state, x, labels } = Bench::of(spec);
+		let batch = spec.batch_size;
+		let start = Instant::now();
+		pool.install(|| engine::step(&spec, &p, &state, &x, &labels, 0).expect("step"));
+		let steps = (0.5 / start.elapsed().as_secs_f64().max(1e-6)).clamp(3.0, 200.0) as u32;
+		let engine = |steps: u32| {
+			pool.install(|| {
+				turn(steps, || {
+					engine::step(&spec, &p, &state, &x, &labels, 0).expect("step");
+				})
+			})
+		};
+		torch.model_seconds(model, batch, 1, false);
+		torch.model_seconds(model, batch, 1, true);
+		engine(1);
+		let mut rounds: [Vec<f64>; 3] = Default::default();
+		let pause = || std::thread::sleep(std::time::Duration::from_millis(100));
+		for _ in 0..ROUNDS {
+			rounds[0].push(torch.model_seconds(model, batch, steps, false));
+			pause();
+			rounds[1].push(torch.model_seconds(model, batch, steps, true));
+			pause();
+			rounds[2].push(engine(steps));
+			pause();
+		}
+		let r: Vec<f64> = rounds[1].iter().zip(&rounds[2]).map(|(t, o)| t / o).collect();
+		let (lo, hi) = r.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+		println!(
+			"| {name} | {:.2} | {:.2} | {:.2} | n/a | {:.2}x ({lo:.2}-{hi:.2}) | n/a |",
+			median(&rounds[0]) * 1e3,
+			median(&rounds[1]) * 1e3,
+			median(&rounds[2]) * 1e3,
+			median(&r),
+		);
+	}
+}
+
+/// The CNNs of the head-to-head: their names in `torch_bench.py`, what the table calls them,
+/// and their specs (momentum SGD, as the MLPs).
+fn cnns() -> Vec<(&'static str, &'static str, TrainingSpec)> {
+	use trainet_primitives::{
+		repops::image::ImageShape,
+		task::{Layer, Layers, Loss, Model},
+	};
+	let sgd = Optimizer::sgd(0.05, 0.9);
+	let mut lenet8 = TrainingSpec::example_cnn(Default::default());
+	(lenet8.optimizer, lenet8.batch_size) = (sgd, 64);
+	let conv = |out_channels| Layer::Conv2d { out_channels, kernel: 5, stride: 1, padding: 0 };
+	let pool = Layer::MaxPool2d { kernel: 2, stride: 2 };
+	let lenet5 = Model::Graph {
+		input: ImageShape { channels: 1, height: 28, width: 28 },
+		layers: Layers::truncate_from(vec![
+			conv(6),
+			Layer::Relu,
+			pool,
+			conv(16),
+			Layer::Relu,
+			pool,
+			Layer::Flatten,
+			Layer::Linear { out: 120 },
+			Layer::Relu,
+			Layer::Linear { out: 84 },
+			Layer::Relu,
+			Layer::Linear { out: 10 },
+		]),
+	};
+	let lenet28 = TrainingSpec::example_graph(lenet5, Loss::SoftmaxCrossEntropy, sgd, 64);
+	vec![
+		("lenet8", "CNN: LeNet-style on 8x8 (example_cnn), batch 64", lenet8),
+		("lenet28", "CNN: LeNet-5 on 28x28, batch 64", lenet28),
+	]
 }
 
 /// A model's step to time: the spec (momentum SGD), its step program, the initial state, a
@@ -262,18 +341,17 @@ struct Bench {
 impl Bench {
 	fn new(widths: &[u32], batch: u32) -> Self {
 		let sgd = Optimizer::sgd(0.05, 0.9);
-		let spec = TrainingSpec::example_mlp(widths, sgd, batch);
+		Self::of(TrainingSpec::example_mlp(widths, sgd, batch))
+	}
+
+	fn of(spec: TrainingSpec) -> Self {
 		let program = step_program(&spec).expect("valid spec");
 		let state = initial_state(&spec, &program).expect("state");
 		let mut rng = SplitMix64::new(1);
-		let x = Matrix::new(
-			batch,
-			widths[0],
-			(0..batch * widths[0]).map(|_| rng.next_unit()).collect(),
-		)
-		.expect("batch");
-		let labels: Vec<u32> =
-			(0..batch).map(|_| rng.next_below(*widths.last().unwrap_or(&2))).collect();
+		let (batch, features) = (spec.batch_size, spec.dataset.features);
+		let x = Matrix::new(batch, features, (0..batch * features).map(|_| rng.next_unit()).collect())
+			.expect("batch");
+		let labels: Vec<u32> = (0..batch).map(|_| rng.next_below(spec.dataset.classes)).collect();
 		Self { spec, program, state, x, labels }
 	}
 }
