@@ -467,8 +467,9 @@ fn read_graph(model: &Model, path: &Path) -> Result<Vec<Matrix>, ExportError> {
 				.collect();
 			let shape = t.shape();
 			let shaped = |rows: usize, cols: usize, values: Vec<f32>| {
-				Matrix::new(rows as u32, cols as u32, values)
-					.map_err(|_| ExportError::SafeTensors(format!("{name}: {} values", rows * cols)))
+				Matrix::new(rows as u32, cols as u32, values).map_err(|_| {
+					ExportError::SafeTensors(format!("{name}: {} values", rows * cols))
+				})
 			};
 			let m = match (layer, part, shape) {
 				(Layer::Linear { .. }, "weight", [out, inputs]) => {

@@ -21,7 +21,7 @@ use crate::{
 	commit::{col_leaf_bits, row_leaf_bits, tensor_commitment, tensor_hash_of, SampleProof},
 	program::{self, Op, OpKind, Pointwise, Source},
 	referee::{check_agreed, check_sample, reads_samples, source_shape, RefereeError},
-	repops::{self, image, Matrix},
+	repops::{self, image, layers, Matrix},
 	task::TrainingSpec,
 	trace::ProofItems,
 };
@@ -334,6 +334,9 @@ pub fn element_lines(
 		OpKind::Conv2dInputGrad(_) => alloc::vec![one(Rows, r), all_rows(1)],
 		OpKind::Conv2dWeightGrad(_) => alloc::vec![all_rows(0), all_rows(1)],
 		OpKind::ConvBiasGrad(_) => alloc::vec![all_rows(0)],
+		OpKind::LayerNorm => alloc::vec![one(Rows, r), one(Rows, 0), one(Rows, 0)],
+		OpKind::LayerNormInputGrad => alloc::vec![one(Rows, r), one(Rows, 0), one(Rows, r)],
+		OpKind::LayerNormGammaGrad => alloc::vec![all_rows(0), one(Columns, c)],
 		_ => op.inputs.iter().map(|_| one(Rows, r)).collect(),
 	}
 }
@@ -734,6 +737,23 @@ pub fn element_value(
 		}
 		OpKind::AvgPool2d(g) => image::avg_pool_at(&g, arg(0)?, g.output().position(c)),
 		OpKind::AvgPool2dGrad(g) => image::avg_pool_grad_at(&g, arg(0)?, g.input.position(c)),
+		OpKind::Add => repops::add(at(0, c)?, at(1, c)?),
+		OpKind::Gelu => layers::gelu(at(0, c)?),
+		OpKind::GeluBackward => layers::gelu_backward(at(0, c)?, at(1, c)?),
+		OpKind::LayerNorm => {
+			let row = layers::layer_norm_row(arg(0)?, arg(1)?, arg(2)?);
+			row.get(c as usize).copied().ok_or(RefereeError::WrongInput)?
+		}
+		OpKind::LayerNormInputGrad => {
+			let row = layers::layer_norm_input_grad_row(arg(0)?, arg(1)?, arg(2)?);
+			row.get(c as usize).copied().ok_or(RefereeError::WrongInput)?
+		}
+		OpKind::LayerNormGammaGrad => {
+			layers::layer_norm_gamma_grad_at(arg(0)?, op.cols, arg(1)?, c)
+		}
+		OpKind::Dropout(m) | OpKind::DropoutGrad(m) => {
+			layers::dropout_at(spec.seed, step, m.layer, m.p.to_f32(), op.cols, (r, c), at(0, c)?)
+		}
 		_ => {
 			let f = Pointwise::new(spec, op.kind, step)?;
 			let mut args = [0.0f32; 3];

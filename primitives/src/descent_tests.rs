@@ -89,6 +89,18 @@ fn cnn(loss: crate::task::Loss, optimizer: Optimizer) -> (TrainingSpec, StepRun)
 	run_on(spec, &data)
 }
 
+/// The small net of the program's tests with a residual block, layer normalization, GELU and
+/// dropout, after one step.
+fn mixed(loss: crate::task::Loss, optimizer: Optimizer) -> (TrainingSpec, StepRun) {
+	let spec = program::tests::small_mixed(loss, optimizer, 5);
+	let data = match loss {
+		crate::task::Loss::SoftmaxCrossEntropy => synthetic_dataset(3, 30, 6, 3),
+		crate::task::Loss::MeanSquaredError => crate::task::synthetic_regression(3, 30, 6),
+	};
+	let spec = spec.on_dataset(&data);
+	run_on(spec, &data)
+}
+
 fn run_on(spec: TrainingSpec, data: &[(Vec<f32>, u32)]) -> (TrainingSpec, StepRun) {
 	let program = program::step_program(&spec).unwrap();
 	let s0 = initial_state(&spec, &program).unwrap();
@@ -108,6 +120,8 @@ fn every_element_of_every_operation_is_recomputed_bit_for_bit() {
 		regression(adam),
 		cnn(SoftmaxCrossEntropy, adam),
 		cnn(MeanSquaredError, sgd),
+		mixed(SoftmaxCrossEntropy, Optimizer::adamw(0.01, 0.05)),
+		mixed(MeanSquaredError, sgd),
 	] {
 		let trace = run.op_trace();
 		let pre = crate::commit::state_hash(&run.state);

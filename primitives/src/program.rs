@@ -21,7 +21,7 @@
 use crate::repops::{
 	self,
 	image::{self, Conv, ImageShape, Pool},
-	Matrix, ShapeError,
+	layers, Matrix, ShapeError,
 };
 use crate::task::{Layer, Loss, Optimizer, SpecError, TrainingSpec};
 use alloc::vec::Vec;
@@ -116,6 +116,45 @@ pub enum OpKind {
 	AvgPool2d(Pool),
 	/// An average pool's input gradient (input `dy`).
 	AvgPool2dGrad(Pool),
+	/// `a + b` (a residual connection's sum, or two gradients' where a value feeds both a
+	/// block and its skip).
+	Add,
+	/// GELU, tanh form ([`repops::layers::gelu`]).
+	Gelu,
+	/// Its gradient (inputs `x, dy`).
+	GeluBackward,
+	/// Layer normalization of each row (inputs `x, gamma, beta`).
+	LayerNorm,
+	/// Its input gradient (inputs `x, gamma, dy`).
+	LayerNormInputGrad,
+	/// Its scale's gradient (inputs `x, dy`); the shift's is a [`OpKind::ColSum`].
+	LayerNormGammaGrad,
+	/// Dropout of a layer (input `x`), its mask drawn from the seed, the step and the layer.
+	Dropout(DropoutMask),
+	/// Its gradient (input `dy`): the same mask.
+	DropoutGrad(DropoutMask),
+	/// AdamW's step: Adam's after the decay `p (1 - lr wd)` (inputs `p, m, v`).
+	AdamWStep,
+}
+
+/// Which values a dropout keeps: its probability and the layer whose stream draws the mask.
+#[derive(
+	Clone,
+	Copy,
+	PartialEq,
+	Eq,
+	Debug,
+	Encode,
+	Decode,
+	DecodeWithMemTracking,
+	TypeInfo,
+	MaxEncodedLen,
+)]
+pub struct DropoutMask {
+	/// The probability of dropping a value.
+	pub p: crate::task::F32Bits,
+	/// The layer's index in the model (its mask's stream).
+	pub layer: u32,
 }
 
 impl OpKind {
@@ -180,10 +219,25 @@ pub struct StepProgram {
 	/// How many of the state's tensors, from the first, are the model's parameters (the rest
 	/// are the optimizer's): the trained model is the state's first `params` tensors.
 	pub params: u32,
-	/// For each state tensor that starts random (a weight), the stream it is drawn from (the
-	/// layer's index among the layers with parameters) and its fan-in; every other tensor
-	/// starts at zero.
-	pub init: Vec<Option<(u32, u32)>>,
+	/// How each state tensor starts.
+	pub init: Vec<Init>,
+}
+
+/// How a state tensor starts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Init {
+	/// At zero (biases, shifts, the optimizer's tensors).
+	Zeros,
+	/// At one (a layer normalization's scale).
+	Ones,
+	/// He-uniform ([`repops::init_tensor`]) from stream `stream` (the layer's index among the
+	/// layers with parameters) with fan-in `fan_in`.
+	Random {
+		/// The stream.
+		stream: u32,
+		/// The fan-in.
+		fan_in: u32,
+	},
 }
 
 struct Builder {
@@ -209,13 +263,15 @@ pub fn loss_ops(loss: Loss) -> (OpKind, OpKind) {
 
 /// What the forward pass kept of one layer, for its backward pass.
 struct Forward {
-	/// The layer.
-	layer: Layer,
+	/// The layer, or `None` for the end of a residual block (its sum).
+	layer: Option<Layer>,
+	/// Its index in the model.
+	index: u32,
 	/// Its input.
 	input: Source,
 	/// Its input's shape.
 	shape: ImageShape,
-	/// The state index of its weight (and, one further, its bias), if it has parameters.
+	/// The state index of its first parameter (and, one further, its second), if it has any.
 	weight: Option<u32>,
 }
 
@@ -223,56 +279,83 @@ struct Forward {
 ///
 /// The model is compiled layer by layer ([`crate::task::Model::graph`]; an MLP is `Linear,
 /// Relu, ..., Linear`): forward, the loss, then backward through the layers in reverse, each
-/// layer with parameters giving its weight's and bias's gradients and, unless no layer before
-/// it has parameters, its input's gradient; then the optimizer's updates in state order.
+/// layer with parameters giving its parameters' gradients and, unless no layer before it has
+/// parameters, its input's gradient; then the optimizer's updates in state order. A residual
+/// block's end adds its input to its output ([`OpKind::Add`]); going back, the gradient at the
+/// block's start is the block's input gradient plus the gradient that took the skip.
 pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 	spec.validate()?;
 	let (input, layers) = spec.model.graph();
 	let b = spec.batch_size;
 	let mut p = Builder { ops: Vec::new() };
 	let mut shapes: Vec<(u32, u32)> = Vec::new();
-	let mut init: Vec<Option<(u32, u32)>> = Vec::new();
+	let mut init: Vec<Init> = Vec::new();
 
 	// Forward.
 	let mut forward: Vec<Forward> = Vec::with_capacity(layers.len());
 	let (mut x, mut shape) = (Source::Batch, input);
-	for layer in layers {
+	// Open residual blocks: the index of their last layer and their input.
+	let mut open: Vec<(usize, Source)> = Vec::new();
+	for (i, layer) in layers.iter().copied().enumerate() {
+		let index = u32::try_from(i).map_err(|_| SpecError::TooFewLayers)?;
 		let weight = u32::try_from(shapes.len()).map_err(|_| SpecError::TooFewLayers)?;
 		let w = Source::State(weight);
 		let bias = Source::State(weight.saturating_add(1));
 		let stream = u32::try_from(shapes.len() / 2).map_err(|_| SpecError::TooFewLayers)?;
-		let (output, out_shape, params) = match layer {
+		let values = shape.values();
+		let (output, out_shape) = match layer {
 			Layer::Linear { out } => {
-				let fan_in = shape.values();
-				shapes.extend([(fan_in, out), (1, out)]);
-				init.extend([Some((stream, fan_in)), None]);
+				shapes.extend([(values, out), (1, out)]);
+				init.extend([Init::Random { stream, fan_in: values }, Init::Zeros]);
 				let z = p.push(OpKind::MatMul, alloc::vec![x, w], b, out);
-				let z = p.push(OpKind::BiasAdd, alloc::vec![z, bias], b, out);
-				(z, ImageShape::flat(out), true)
+				(p.push(OpKind::BiasAdd, alloc::vec![z, bias], b, out), ImageShape::flat(out))
 			}
 			Layer::Conv2d { out_channels, kernel, stride, padding } => {
 				let g = Conv { input: shape, out_channels, kernel, stride, padding };
 				shapes.extend([(out_channels, g.patch()), (1, out_channels)]);
-				init.extend([Some((stream, g.patch())), None]);
+				init.extend([Init::Random { stream, fan_in: g.patch() }, Init::Zeros]);
 				let out = g.output();
-				let z = p.push(OpKind::Conv2d(g), alloc::vec![x, w, bias], b, out.values());
-				(z, out, true)
+				(p.push(OpKind::Conv2d(g), alloc::vec![x, w, bias], b, out.values()), out)
 			}
 			Layer::MaxPool2d { kernel, stride } => {
 				let g = Pool { input: shape, kernel, stride };
 				let out = g.output();
-				(p.push(OpKind::MaxPool2d(g), alloc::vec![x], b, out.values()), out, false)
+				(p.push(OpKind::MaxPool2d(g), alloc::vec![x], b, out.values()), out)
 			}
 			Layer::AvgPool2d { kernel, stride } => {
 				let g = Pool { input: shape, kernel, stride };
 				let out = g.output();
-				(p.push(OpKind::AvgPool2d(g), alloc::vec![x], b, out.values()), out, false)
+				(p.push(OpKind::AvgPool2d(g), alloc::vec![x], b, out.values()), out)
 			}
-			Layer::Relu => (p.push(OpKind::Relu, alloc::vec![x], b, shape.values()), shape, false),
-			Layer::Flatten => (x, ImageShape::flat(shape.values()), false),
+			Layer::Relu => (p.push(OpKind::Relu, alloc::vec![x], b, values), shape),
+			Layer::Gelu => (p.push(OpKind::Gelu, alloc::vec![x], b, values), shape),
+			Layer::LayerNorm => {
+				shapes.extend([(1, values), (1, values)]);
+				init.extend([Init::Ones, Init::Zeros]);
+				(p.push(OpKind::LayerNorm, alloc::vec![x, w, bias], b, values), shape)
+			}
+			Layer::Dropout { p: drop } => {
+				let mask = DropoutMask { p: drop, layer: index };
+				(p.push(OpKind::Dropout(mask), alloc::vec![x], b, values), shape)
+			}
+			Layer::Residual { layers: n } => {
+				open.push((i.saturating_add(n as usize), x));
+				(x, shape)
+			}
+			Layer::Flatten => (x, ImageShape::flat(values)),
 		};
-		forward.push(Forward { layer, input: x, shape, weight: params.then_some(weight) });
+		let weight = layer.has_params().then_some(weight);
+		forward.push(Forward { layer: Some(layer), index, input: x, shape, weight });
 		(x, shape) = (output, out_shape);
+		// Blocks ending here: the sum of the block's output and its input.
+		while let Some((end, skip)) = open.last().copied() {
+			if end != i {
+				break;
+			}
+			open.pop();
+			forward.push(Forward { layer: None, index, input: x, shape, weight: None });
+			x = p.push(OpKind::Add, alloc::vec![x, skip], b, shape.values());
+		}
 	}
 	let outputs = shape.values();
 	let (loss, loss_backward) = loss_ops(spec.loss);
@@ -283,20 +366,27 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 	let params = u32::try_from(shapes.len()).map_err(|_| SpecError::TooFewLayers)?;
 	let mut grads = alloc::vec![Source::Batch; params as usize];
 	let mut dy = p.push(loss_backward, alloc::vec![x], b, outputs);
+	// The gradients that took the skips of the blocks being walked back through.
+	let mut skips: Vec<Source> = Vec::new();
 	for (n, f) in forward.iter().enumerate().rev() {
 		// The input's gradient is wanted if a layer before this one has parameters.
 		let wanted =
 			forward.get(..n).is_some_and(|before| before.iter().any(|f| f.weight.is_some()));
 		let values = f.shape.values();
 		let w = f.weight.map(Source::State).unwrap_or(Source::Batch);
+		let weight = f.weight.unwrap_or(0);
 		let mut grad = |i: u32, g: Source| {
 			if let Some(slot) = grads.get_mut(i as usize) {
 				*slot = g;
 			}
 		};
-		dy = match f.layer {
+		let Some(layer) = f.layer else {
+			// A block's end: the same gradient goes into the block and takes the skip.
+			skips.push(dy);
+			continue;
+		};
+		dy = match layer {
 			Layer::Linear { out } => {
-				let weight = f.weight.unwrap_or(0);
 				grad(weight, p.push(OpKind::MatMulTn, alloc::vec![f.input, dy], values, out));
 				grad(weight.saturating_add(1), p.push(OpKind::ColSum, alloc::vec![dy], 1, out));
 				if !wanted {
@@ -306,7 +396,6 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 			}
 			Layer::Conv2d { out_channels, kernel, stride, padding } => {
 				let g = Conv { input: f.shape, out_channels, kernel, stride, padding };
-				let weight = f.weight.unwrap_or(0);
 				let dw = p.push(
 					OpKind::Conv2dWeightGrad(g),
 					alloc::vec![f.input, dy],
@@ -321,6 +410,15 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 				}
 				p.push(OpKind::Conv2dInputGrad(g), alloc::vec![dy, w], b, values)
 			}
+			Layer::LayerNorm => {
+				let dg = p.push(OpKind::LayerNormGammaGrad, alloc::vec![f.input, dy], 1, values);
+				grad(weight, dg);
+				grad(weight.saturating_add(1), p.push(OpKind::ColSum, alloc::vec![dy], 1, values));
+				if !wanted {
+					break;
+				}
+				p.push(OpKind::LayerNormInputGrad, alloc::vec![f.input, w, dy], b, values)
+			}
 			Layer::MaxPool2d { kernel, stride } => {
 				let g = Pool { input: f.shape, kernel, stride };
 				p.push(OpKind::MaxPool2dGrad(g), alloc::vec![f.input, dy], b, values)
@@ -330,6 +428,16 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 				p.push(OpKind::AvgPool2dGrad(g), alloc::vec![dy], b, values)
 			}
 			Layer::Relu => p.push(OpKind::ReluBackward, alloc::vec![f.input, dy], b, values),
+			Layer::Gelu => p.push(OpKind::GeluBackward, alloc::vec![f.input, dy], b, values),
+			Layer::Dropout { p: drop } => {
+				let mask = DropoutMask { p: drop, layer: f.index };
+				p.push(OpKind::DropoutGrad(mask), alloc::vec![dy], b, values)
+			}
+			Layer::Residual { .. } => {
+				// A block's start: its input's gradient and the skip's, summed.
+				let skip = skips.pop().unwrap_or(dy);
+				p.push(OpKind::Add, alloc::vec![dy, skip], b, values)
+			}
 			Layer::Flatten => dy,
 		};
 		if !wanted {
@@ -341,11 +449,11 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 	let param_shapes = shapes.clone();
 	let copies = match spec.optimizer {
 		Optimizer::Sgd { .. } => 1,
-		Optimizer::Adam { .. } => 2,
+		Optimizer::Adam { .. } | Optimizer::AdamW { .. } => 2,
 	};
 	for _ in 0..copies {
 		shapes.extend(param_shapes.iter().copied());
-		init.extend(param_shapes.iter().map(|_| None));
+		init.extend(param_shapes.iter().map(|_| Init::Zeros));
 	}
 	let mut new_params = Vec::new();
 	let mut new_first = Vec::new();
@@ -360,14 +468,18 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 				new_first.push(v2);
 				new_params.push(p.push(OpKind::SgdStep, alloc::vec![param, v2], rows, cols));
 			}
-			Optimizer::Adam { .. } => {
+			Optimizer::Adam { .. } | Optimizer::AdamW { .. } => {
+				let step = match spec.optimizer {
+					Optimizer::AdamW { .. } => OpKind::AdamWStep,
+					_ => OpKind::AdamStep,
+				};
 				let m = Source::State(params.saturating_add(i as u32));
 				let v = Source::State(params.saturating_mul(2).saturating_add(i as u32));
 				let m2 = p.push(OpKind::AdamM, alloc::vec![m, *g], rows, cols);
 				let v2 = p.push(OpKind::AdamV, alloc::vec![v, *g], rows, cols);
 				new_first.push(m2);
 				new_second.push(v2);
-				new_params.push(p.push(OpKind::AdamStep, alloc::vec![param, m2, v2], rows, cols));
+				new_params.push(p.push(step, alloc::vec![param, m2, v2], rows, cols));
 			}
 		}
 	}
@@ -391,9 +503,16 @@ pub fn initial_state(
 ) -> Result<Vec<Matrix>, ShapeError> {
 	let mut state = Vec::with_capacity(program.state_shapes.len());
 	for (i, (rows, cols)) in program.state_shapes.iter().enumerate() {
-		state.push(match program.init.get(i).copied().flatten() {
-			Some((layer, fan_in)) => repops::init_tensor(spec.seed, layer, *rows, *cols, fan_in)?,
-			None => Matrix::zeros(*rows, *cols)?,
+		state.push(match program.init.get(i).copied().unwrap_or(Init::Zeros) {
+			Init::Random { stream, fan_in } => {
+				repops::init_tensor(spec.seed, stream, *rows, *cols, fan_in)?
+			}
+			Init::Ones => {
+				let len =
+					(*rows as usize).checked_mul(*cols as usize).ok_or(ShapeError::Overflow)?;
+				Matrix::new(*rows, *cols, alloc::vec![1.0; len])?
+			}
+			Init::Zeros => Matrix::zeros(*rows, *cols)?,
 		});
 	}
 	Ok(state)
@@ -416,9 +535,12 @@ pub fn initial_value(
 	if r >= rows || c >= cols {
 		return None;
 	}
-	Some(match program.init.get(i as usize).copied().flatten() {
-		Some((layer, fan_in)) => repops::init_value(spec.seed, layer, cols, fan_in, r, c).to_bits(),
-		None => 0.0f32.to_bits(),
+	Some(match program.init.get(i as usize).copied().unwrap_or(Init::Zeros) {
+		Init::Random { stream, fan_in } => {
+			repops::init_value(spec.seed, stream, cols, fan_in, r, c).to_bits()
+		}
+		Init::Ones => 1.0f32.to_bits(),
+		Init::Zeros => 0.0f32.to_bits(),
 	})
 }
 
@@ -464,7 +586,21 @@ pub fn execute(
 		OpKind::MaxPool2dGrad(g) => image::max_pool_grad(&g, arg(0)?, arg(1)?)?,
 		OpKind::AvgPool2d(g) => image::avg_pool(&g, arg(0)?)?,
 		OpKind::AvgPool2dGrad(g) => image::avg_pool_grad(&g, arg(0)?)?,
-		OpKind::Momentum | OpKind::SgdStep | OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep => {
+		OpKind::Add => repops::add_matrix(arg(0)?, arg(1)?)?,
+		OpKind::Gelu => layers::gelu_matrix(arg(0)?)?,
+		OpKind::GeluBackward => layers::gelu_backward_matrix(arg(0)?, arg(1)?)?,
+		OpKind::LayerNorm => layers::layer_norm(arg(0)?, arg(1)?, arg(2)?)?,
+		OpKind::LayerNormInputGrad => layers::layer_norm_input_grad(arg(0)?, arg(1)?, arg(2)?)?,
+		OpKind::LayerNormGammaGrad => layers::layer_norm_gamma_grad(arg(0)?, arg(1)?)?,
+		OpKind::Dropout(m) | OpKind::DropoutGrad(m) => {
+			layers::dropout(arg(0)?, spec.seed, step, m.layer, m.p.to_f32())?
+		}
+		OpKind::Momentum
+		| OpKind::SgdStep
+		| OpKind::AdamM
+		| OpKind::AdamV
+		| OpKind::AdamStep
+		| OpKind::AdamWStep => {
 			let f = Pointwise::new(spec, op.kind, step)?;
 			let first = arg(0)?;
 			let others = (1..op.inputs.len()).map(arg).collect::<Result<Vec<_>, _>>()?;
@@ -504,14 +640,24 @@ pub struct Pointwise {
 	b2: f32,
 	eps: f32,
 	corrections: (f32, f32),
+	/// AdamW's decay factor `1 - lr wd` (1 for the others).
+	decay: f32,
 }
 
 impl Pointwise {
 	/// The update `kind` of step `step` (`Momentum`, `SgdStep`, `AdamM`, `AdamV` or
 	/// `AdamStep`, matching the spec's optimizer).
 	pub fn new(spec: &TrainingSpec, kind: OpKind, step: u32) -> Result<Self, ShapeError> {
-		let mut f =
-			Self { kind, lr: 0.0, mu: 0.0, b1: 0.0, b2: 0.0, eps: 0.0, corrections: (1.0, 1.0) };
+		let mut f = Self {
+			kind,
+			lr: 0.0,
+			mu: 0.0,
+			b1: 0.0,
+			b2: 0.0,
+			eps: 0.0,
+			corrections: (1.0, 1.0),
+			decay: 1.0,
+		};
 		match (spec.optimizer, kind) {
 			(Optimizer::Sgd { learning_rate, momentum }, OpKind::Momentum | OpKind::SgdStep) => {
 				f.lr = learning_rate.to_f32();
@@ -526,6 +672,17 @@ impl Pointwise {
 				f.b2 = beta2.to_f32();
 				f.eps = epsilon.to_f32();
 				f.corrections = repops::adam_corrections(f.b1, f.b2, step.saturating_add(1));
+			}
+			(
+				Optimizer::AdamW { learning_rate, beta1, beta2, epsilon, weight_decay },
+				OpKind::AdamM | OpKind::AdamV | OpKind::AdamWStep,
+			) => {
+				f.lr = learning_rate.to_f32();
+				f.b1 = beta1.to_f32();
+				f.b2 = beta2.to_f32();
+				f.eps = epsilon.to_f32();
+				f.corrections = repops::adam_corrections(f.b1, f.b2, step.saturating_add(1));
+				f.decay = repops::sub(1.0, repops::mul(f.lr, weight_decay.to_f32()));
 			}
 			_ => return Err(ShapeError::Mismatch),
 		}
@@ -548,6 +705,14 @@ impl Pointwise {
 			OpKind::SgdStep => repops::sgd_step(a, b, self.lr),
 			OpKind::AdamM => repops::adam_m(a, b, self.b1),
 			OpKind::AdamV => repops::adam_v(a, b, self.b2),
+			OpKind::AdamWStep => repops::adam_step(
+				repops::mul(a, self.decay),
+				b,
+				c,
+				self.lr,
+				self.eps,
+				self.corrections,
+			),
 			_ => repops::adam_step(a, b, c, self.lr, self.eps, self.corrections),
 		}
 	}
@@ -1118,7 +1283,9 @@ pub(crate) mod tests {
 		);
 		// Filters are out_channels x (channels * k * k), PyTorch's layout.
 		assert_eq!(&p.state_shapes[..6], &[(3, 18), (1, 3), (4, 12), (1, 4), (16, 3), (1, 3)]);
-		assert_eq!(p.init[..6], [Some((0, 18)), None, Some((1, 12)), None, Some((2, 16)), None]);
+		let random = |stream, fan_in| Init::Random { stream, fan_in };
+		let zeros = Init::Zeros;
+		assert_eq!(p.init[..6], [random(0, 18), zeros, random(1, 12), zeros, random(2, 16), zeros]);
 	}
 
 	/// The f64 loss of a [`small_cnn`] with parameters `params` (its six tensors, flat) on the
@@ -1285,6 +1452,247 @@ pub(crate) mod tests {
 		// that the update uses them).
 		let s = small_cnn(Loss::SoftmaxCrossEntropy, Optimizer::adam(0.01), 16);
 		let (first, last) = loss_trend(&s, |_| batch(7, 16, 50, 3));
+		assert!(last < first * 0.7, "loss {first} -> {last}");
+	}
+
+	/// An MLP with every other layer: a residual block of layer normalization, a dense layer
+	/// and GELU, then dropout, then the output layer. Inputs of 6 values.
+	pub(crate) fn small_mixed(loss: Loss, optimizer: Optimizer, batch: u32) -> TrainingSpec {
+		use crate::task::{F32Bits, Layers, Model};
+		let layers = vec![
+			Layer::Linear { out: 8 },
+			Layer::Residual { layers: 3 },
+			Layer::LayerNorm,
+			Layer::Linear { out: 8 },
+			Layer::Gelu,
+			Layer::Dropout { p: F32Bits::from_f32(0.25) },
+			Layer::Linear { out: if loss == Loss::MeanSquaredError { 1 } else { 3 } },
+		];
+		let model =
+			Model::Graph { input: ImageShape::flat(6), layers: Layers::try_from(layers).unwrap() };
+		TrainingSpec::example_graph(model, loss, optimizer, batch)
+	}
+
+	/// The f64 loss of [`small_mixed`] at step `step` with parameters `params` (its eight
+	/// tensors, flat), straight from the definitions (the dropout mask from the RepOps stream).
+	fn small_mixed_loss(
+		s: &TrainingSpec,
+		step: u32,
+		params: &[Vec<f64>],
+		x: &Matrix,
+		labels: &[u32],
+	) -> f64 {
+		let dense = |a: &[f64], w: &[f64], b: &[f64]| -> Vec<f64> {
+			let out = b.len();
+			(0..out)
+				.map(|j| (0..a.len()).map(|i| a[i] * w[i * out + j]).sum::<f64>() + b[j])
+				.collect()
+		};
+		let gelu = |v: f64| {
+			0.5 * v
+				* (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh())
+		};
+		let mut total = 0.0;
+		for r in 0..x.rows {
+			let xr: Vec<f64> = x.row(r).unwrap().iter().map(|v| *v as f64).collect();
+			let h = dense(&xr, &params[0], &params[1]);
+			let mean = h.iter().sum::<f64>() / 8.0;
+			let var = h.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 8.0;
+			let ln: Vec<f64> = (0..8)
+				.map(|i| (h[i] - mean) / (var + 1e-5).sqrt() * params[2][i] + params[3][i])
+				.collect();
+			let z = dense(&ln, &params[4], &params[5]);
+			let h2: Vec<f64> = (0..8).map(|i| gelu(z[i]) + h[i]).collect();
+			let d: Vec<f64> = (0..8)
+				.map(|c| {
+					let keep =
+						repops::layers::dropout_keeps(s.seed, step, 5, 0.25, 8, (r, c as u32));
+					if keep {
+						h2[c] / 0.75
+					} else {
+						0.0
+					}
+				})
+				.collect();
+			let out = dense(&d, &params[6], &params[7]);
+			total += match s.loss {
+				Loss::SoftmaxCrossEntropy => {
+					let m = out.iter().cloned().fold(f64::MIN, f64::max);
+					let lse = out.iter().map(|v| (v - m).exp()).sum::<f64>().ln() + m;
+					lse - out[labels[r as usize] as usize]
+				}
+				Loss::MeanSquaredError => {
+					(out[0] - f32::from_bits(labels[r as usize]) as f64).powi(2)
+				}
+			};
+		}
+		total / x.rows as f64
+	}
+
+	#[test]
+	fn a_residual_block_compiles_to_a_sum_forward_and_backward() {
+		let s = small_mixed(Loss::SoftmaxCrossEntropy, sgd(), 4);
+		let p = step_program(&s).unwrap();
+		let kinds: Vec<OpKind> = p.ops.iter().map(|o| o.kind).collect();
+		// Forward: the block's sum after GELU; backward: the skip's gradient added to the
+		// block's input gradient, after layer normalization's.
+		let add = kinds.iter().position(|k| *k == OpKind::Add).unwrap();
+		assert_eq!(kinds[add - 1], OpKind::Gelu);
+		let back = kinds.iter().rposition(|k| *k == OpKind::Add).unwrap();
+		assert_eq!(kinds[back - 1], OpKind::LayerNormInputGrad);
+		assert_eq!(kinds.iter().filter(|k| **k == OpKind::Add).count(), 2);
+		assert!(kinds.iter().any(|k| matches!(k, OpKind::Dropout(m) if m.layer == 5)));
+		// Layer normalization's scale starts at one, its shift at zero.
+		assert_eq!(&p.state_shapes[2..4], &[(1, 8), (1, 8)]);
+		assert_eq!(&p.init[2..4], &[Init::Ones, Init::Zeros]);
+		let state = initial_state(&s, &p).unwrap();
+		assert!(state[2].data.iter().all(|v| *v == 1.0));
+		assert_eq!(initial_value(&s, &p, 2, (0, 5)), Some(1.0f32.to_bits()));
+	}
+
+	/// The step program's gradients through layer normalization, GELU, a residual block and
+	/// dropout are the true gradients of the loss (an f64 forward from the definitions, the
+	/// same dropout mask), for both losses and at two steps (two masks).
+	#[test]
+	fn residual_layer_norm_gelu_and_dropout_gradients_match_finite_differences() {
+		for loss in [Loss::SoftmaxCrossEntropy, Loss::MeanSquaredError] {
+			for step in [0, 5] {
+				let s = small_mixed(loss, sgd(), 6);
+				let p = step_program(&s).unwrap();
+				let mut state = initial_state(&s, &p).unwrap();
+				// Scales and shifts away from 1 and 0, so that their gradients matter.
+				let mut rng = SplitMix64::new(3);
+				for t in [2, 3] {
+					for v in state[t].data.iter_mut() {
+						*v += rng.next_unit() - 0.5;
+					}
+				}
+				let (x, y) = match loss {
+					Loss::SoftmaxCrossEntropy => batch(5, 6, 6, 3),
+					Loss::MeanSquaredError => regression_batch(5, 6, 6),
+				};
+				let (outs, _) = run_step(&s, &p, &state, &x, &y, step).unwrap();
+				let grads: Vec<&Matrix> = p
+					.ops
+					.iter()
+					.filter(|o| o.kind == OpKind::Momentum)
+					.map(|o| match o.inputs[1] {
+						Source::Op(j) => &outs[j as usize],
+						_ => unreachable!(),
+					})
+					.collect();
+				assert_eq!(grads.len(), 8);
+				let base: Vec<Vec<f64>> =
+					state[..8].iter().map(|m| m.data.iter().map(|v| *v as f64).collect()).collect();
+				for (t, g) in grads.iter().enumerate() {
+					for i in 0..g.data.len() {
+						let h = 1e-6;
+						let mut plus = base.clone();
+						plus[t][i] += h;
+						let mut minus = base.clone();
+						minus[t][i] -= h;
+						let numeric = (small_mixed_loss(&s, step, &plus, &x, &y)
+							- small_mixed_loss(&s, step, &minus, &x, &y))
+							/ (2.0 * h);
+						let analytic = g.data[i] as f64;
+						assert!(
+							(numeric - analytic).abs() <= 2e-4 + 2e-3 * numeric.abs(),
+							"{loss:?} step {step} tensor {t} element {i}: numeric {numeric} vs \
+							 program {analytic}"
+						);
+					}
+				}
+			}
+		}
+	}
+
+	/// AdamW is Adam after scaling each parameter by `1 - lr wd`: with no decay, Adam's bits.
+	#[test]
+	fn adamw_decays_then_takes_adams_step() {
+		let s = small_mixed(Loss::SoftmaxCrossEntropy, Optimizer::adamw(0.01, 0.0), 4);
+		let adam = small_mixed(Loss::SoftmaxCrossEntropy, Optimizer::adam(0.01), 4);
+		let p = step_program(&s).unwrap();
+		assert!(p.ops.iter().any(|o| o.kind == OpKind::AdamWStep));
+		let state = initial_state(&s, &p).unwrap();
+		let (x, y) = batch(2, 4, 6, 3);
+		let (_, a) = run_step(&s, &p, &state, &x, &y, 3).unwrap();
+		let (_, b) = run_step(&adam, &step_program(&adam).unwrap(), &state, &x, &y, 3).unwrap();
+		assert_eq!(a, b);
+		// With decay: each parameter is Adam's step from the decayed value.
+		let decayed = small_mixed(Loss::SoftmaxCrossEntropy, Optimizer::adamw(0.01, 0.1), 4);
+		let (outs, next) = run_step(&decayed, &p, &state, &x, &y, 3).unwrap();
+		let step_op = p.ops.iter().position(|o| o.kind == OpKind::AdamWStep).unwrap();
+		let [Source::State(i), Source::Op(m), Source::Op(v)] = p.ops[step_op].inputs[..] else {
+			panic!()
+		};
+		let c = repops::adam_corrections(0.9, 0.999, 4);
+		for n in 0..state[i as usize].data.len() {
+			let w =
+				repops::mul(state[i as usize].data[n], repops::sub(1.0, repops::mul(0.01, 0.1)));
+			let want = repops::adam_step(
+				w,
+				outs[m as usize].data[n],
+				outs[v as usize].data[n],
+				0.01,
+				1e-7,
+				c,
+			);
+			assert_eq!(next[i as usize].data[n].to_bits(), want.to_bits());
+		}
+	}
+
+	#[test]
+	fn bad_residual_blocks_and_dropouts_are_refused() {
+		use crate::task::{F32Bits, Layers, Model};
+		let model = |layers: Vec<Layer>| Model::Graph {
+			input: ImageShape::flat(6),
+			layers: Layers::try_from(layers).unwrap(),
+		};
+		let linear = |out| Layer::Linear { out };
+		for (layers, error) in [
+			// A block past the last layer; an empty block; a block that changes the shape.
+			(vec![linear(6), Layer::Residual { layers: 2 }, linear(6)], SpecError::BadLayer(1)),
+			(vec![Layer::Residual { layers: 0 }, linear(3)], SpecError::BadLayer(0)),
+			(vec![Layer::Residual { layers: 1 }, linear(4), linear(3)], SpecError::BadLayer(1)),
+			// A block that ends after the block holding it.
+			(
+				vec![
+					Layer::Residual { layers: 2 },
+					Layer::Residual { layers: 2 },
+					linear(6),
+					linear(6),
+					linear(3),
+				],
+				SpecError::BadLayer(1),
+			),
+			// A dropout probability of one or more, or not a number.
+			(vec![Layer::Dropout { p: F32Bits::from_f32(1.0) }, linear(3)], SpecError::BadLayer(0)),
+			(
+				vec![Layer::Dropout { p: F32Bits::from_f32(f32::NAN) }, linear(3)],
+				SpecError::BadLayer(0),
+			),
+		] {
+			assert_eq!(model(layers.clone()).shapes().map(|_| ()), Err(error), "{layers:?}");
+		}
+		// Nested blocks that close together are sound.
+		let nested = vec![
+			Layer::Residual { layers: 3 },
+			Layer::Gelu,
+			Layer::Residual { layers: 1 },
+			linear(6),
+			linear(3),
+		];
+		assert!(model(nested).shapes().is_ok());
+		let mut s = small_mixed(Loss::SoftmaxCrossEntropy, Optimizer::adamw(0.01, 1.0), 4);
+		assert_eq!(s.validate(), Err(SpecError::BadHyperparameter));
+		s.optimizer = Optimizer::adamw(0.01, 0.05);
+		assert_eq!(s.validate(), Ok(()));
+	}
+
+	#[test]
+	fn mixed_training_lowers_the_loss() {
+		let s = small_mixed(Loss::SoftmaxCrossEntropy, Optimizer::adamw(0.01, 0.01), 16);
+		let (first, last) = loss_trend(&s, |seed| batch(seed, 16, 6, 3));
 		assert!(last < first * 0.7, "loss {first} -> {last}");
 	}
 }

@@ -68,6 +68,13 @@ fn the_bounds_cover_the_evidence_an_honest_side_builds() {
 	let s = crate::program::tests::small_cnn(crate::task::Loss::SoftmaxCrossEntropy, adam(), 4)
 		.on_dataset(&data);
 	assert_bounds_cover(&s, &data);
+	// Layer normalization (whose scale's gradient reads every row), GELU, a residual block,
+	// dropout, AdamW.
+	let data = synthetic_dataset(3, 37, 6, 3);
+	let adamw = Optimizer::adamw(0.01, 0.05);
+	let s = crate::program::tests::small_mixed(crate::task::Loss::SoftmaxCrossEntropy, adamw, 5)
+		.on_dataset(&data);
+	assert_bounds_cover(&s, &data);
 }
 
 /// The reference CNN (LeNet-style, on the 8x8 digits) can be settled, every operation whole.
@@ -223,6 +230,7 @@ fn leaf_table() {
 			Optimizer::Sgd { momentum, .. } if momentum.to_f32() == 0.0 => "SGD",
 			Optimizer::Sgd { .. } => "SGD + momentum",
 			Optimizer::Adam { .. } => "Adam",
+			Optimizer::AdamW { .. } => "AdamW",
 		};
 		match check(&s, &LeafBudget::CHAIN) {
 			Ok(r) => println!(

@@ -141,6 +141,30 @@ pub enum Layer {
 	Relu,
 	/// The image as a flat vector (channel-major, as PyTorch's `flatten`; no value moves).
 	Flatten,
+	/// GELU, tanh form (PyTorch's `approximate="tanh"`).
+	Gelu,
+	/// Layer normalization over each sample's values, with a learned scale (starting at 1)
+	/// and shift (starting at 0), one of each per value.
+	LayerNorm,
+	/// Each value zeroed with probability `p` (in `[0, 1)`), the rest scaled by `1 / (1 - p)`,
+	/// by a mask drawn from the seed, the step and the layer's index; none at evaluation.
+	Dropout {
+		/// The probability of dropping a value.
+		p: F32Bits,
+	},
+	/// A residual connection: the next `layers` layers are a block whose input is added to
+	/// its output (which must have the input's shape). Blocks may nest.
+	Residual {
+		/// The layers of the block, at least one.
+		layers: u32,
+	},
+}
+
+impl Layer {
+	/// Whether the layer has parameters (a weight and a bias, or a scale and a shift).
+	pub fn has_params(&self) -> bool {
+		matches!(self, Layer::Linear { .. } | Layer::Conv2d { .. } | Layer::LayerNorm)
+	}
 }
 
 /// The layers of a [`Model::Graph`], input first.
@@ -208,6 +232,8 @@ impl Model {
 		}
 		let mut shape = input;
 		let mut shapes = alloc::vec::Vec::with_capacity(layers.len());
+		// Open residual blocks: the index of their last layer and their input's shape.
+		let mut open: alloc::vec::Vec<(usize, ImageShape)> = alloc::vec::Vec::new();
 		for (i, layer) in layers.iter().enumerate() {
 			let bad = SpecError::BadLayer(i as u32);
 			shape = match *layer {
@@ -227,16 +253,37 @@ impl Model {
 					}
 					g.output()
 				}
-				Layer::Relu => shape,
+				Layer::Relu | Layer::Gelu | Layer::LayerNorm => shape,
+				Layer::Dropout { p } if p.is_unit_fraction() => shape,
+				Layer::Dropout { .. } => return Err(bad),
+				Layer::Residual { layers: n } => {
+					let end = i.saturating_add(n as usize);
+					// A block of at least one layer, inside the list and inside any block
+					// that holds it.
+					if n == 0 || end >= layers.len() || open.last().is_some_and(|(e, _)| end > *e) {
+						return Err(bad);
+					}
+					open.push((end, shape));
+					shape
+				}
 				Layer::Flatten => ImageShape::flat(shape.values()),
 			};
 			if !fits(&shape) {
 				return Err(bad);
 			}
+			// Blocks ending here: their output must have their input's shape.
+			while let Some((end, input)) = open.last().copied() {
+				if end != i {
+					break;
+				}
+				if input != shape {
+					return Err(bad);
+				}
+				open.pop();
+			}
 			shapes.push(shape);
 		}
-		let with_params =
-			layers.iter().filter(|l| matches!(l, Layer::Linear { .. } | Layer::Conv2d { .. }));
+		let with_params = layers.iter().filter(|l| l.has_params());
 		match with_params.count() {
 			0 => return Err(SpecError::TooFewLayers),
 			n if n > MAX_PARAM_LAYERS as usize => return Err(SpecError::TooManyParamLayers),
@@ -308,6 +355,20 @@ pub enum Optimizer {
 		/// Denominator guard, positive.
 		epsilon: F32Bits,
 	},
+	/// Adam with decoupled weight decay (AdamW, PyTorch's): each parameter is first scaled by
+	/// `1 - learning_rate * weight_decay`, then takes Adam's step.
+	AdamW {
+		/// Learning rate, positive.
+		learning_rate: F32Bits,
+		/// First-moment decay in `[0, 1)`.
+		beta1: F32Bits,
+		/// Second-moment decay in `[0, 1)`.
+		beta2: F32Bits,
+		/// Denominator guard, positive.
+		epsilon: F32Bits,
+		/// The decay, in `[0, 1)`.
+		weight_decay: F32Bits,
+	},
 }
 
 impl Optimizer {
@@ -316,6 +377,17 @@ impl Optimizer {
 		Optimizer::Sgd {
 			learning_rate: F32Bits::from_f32(learning_rate),
 			momentum: F32Bits::from_f32(momentum),
+		}
+	}
+
+	/// AdamW with `learning_rate` and `weight_decay`, and [`Self::adam`]'s decays and guard.
+	pub fn adamw(learning_rate: f32, weight_decay: f32) -> Self {
+		Optimizer::AdamW {
+			learning_rate: F32Bits::from_f32(learning_rate),
+			beta1: F32Bits::from_f32(0.9),
+			beta2: F32Bits::from_f32(0.999),
+			epsilon: F32Bits::from_f32(1e-7),
+			weight_decay: F32Bits::from_f32(weight_decay),
 		}
 	}
 
@@ -543,6 +615,13 @@ impl TrainingSpec {
 					&& beta1.is_unit_fraction()
 					&& beta2.is_unit_fraction()
 					&& epsilon.is_positive_finite()
+			}
+			Optimizer::AdamW { learning_rate, beta1, beta2, epsilon, weight_decay } => {
+				learning_rate.is_positive_finite()
+					&& beta1.is_unit_fraction()
+					&& beta2.is_unit_fraction()
+					&& epsilon.is_positive_finite()
+					&& weight_decay.is_unit_fraction()
 			}
 		};
 		if !ok {

@@ -349,8 +349,9 @@ impl Bench {
 		let state = initial_state(&spec, &program).expect("state");
 		let mut rng = SplitMix64::new(1);
 		let (batch, features) = (spec.batch_size, spec.dataset.features);
-		let x = Matrix::new(batch, features, (0..batch * features).map(|_| rng.next_unit()).collect())
-			.expect("batch");
+		let x =
+			Matrix::new(batch, features, (0..batch * features).map(|_| rng.next_unit()).collect())
+				.expect("batch");
 		let labels: Vec<u32> = (0..batch).map(|_| rng.next_below(spec.dataset.classes)).collect();
 		Self { spec, program, state, x, labels }
 	}

@@ -39,7 +39,12 @@ fn expect(g: &Conv, m: &MatRef, rows: Option<u32>, cols: u32) -> Result<(), Shap
 
 /// Runs `f(b)` for every sample `b < rows`, each giving `per` values, in order: in parallel
 /// when the work (`work` multiply-adds a sample) is large.
-fn per_sample(rows: u32, per: usize, work: usize, f: impl Fn(usize) -> Vec<f32> + Sync) -> Vec<f32> {
+fn per_sample(
+	rows: u32,
+	per: usize,
+	work: usize,
+	f: impl Fn(usize) -> Vec<f32> + Sync,
+) -> Vec<f32> {
 	let rows = rows as usize;
 	let mut out = vec![0.0f32; rows * per];
 	let run = |(b, o): (usize, &mut [f32])| o.copy_from_slice(&f(b));

@@ -290,7 +290,8 @@ fn convolutions_as_products_match_the_reference_on_special_values() {
 		let w = matrix(&mut rng, g.out_channels, g.patch(), true);
 		let b = matrix(&mut rng, 1, g.out_channels, true);
 		let dy = matrix(&mut rng, rows, g.output().values(), true);
-		let op = |kind, n: usize, rows, cols| Op { kind, inputs: vec![Source::Batch; n], rows, cols };
+		let op =
+			|kind, n: usize, rows, cols| Op { kind, inputs: vec![Source::Batch; n], rows, cols };
 		let cases: Vec<(Op, Vec<&Matrix>)> = vec![
 			(op(OpKind::Conv2d(g), 3, rows, g.output().values()), vec![&x, &w, &b]),
 			(op(OpKind::Conv2dInputGrad(g), 2, rows, g.input.values()), vec![&dy, &w]),

@@ -17,6 +17,7 @@
 //! O(K) values (see [`crate::market`] and the dispute game).
 
 pub mod image;
+pub mod layers;
 
 use alloc::vec::Vec;
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};

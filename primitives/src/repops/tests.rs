@@ -334,6 +334,29 @@ fn golden_vectors() {
 		("avg_pool", avg_pool(&pool, &images).unwrap().data),
 		("avg_pool_grad", avg_pool_grad(&pool, &pool_dy).unwrap().data),
 	]);
+	// GELU, layer normalization (rows of 13), dropout.
+	use super::layers::*;
+	// Three rows of ordinary values (a NaN or infinity anywhere in a row makes all of it NaN),
+	// then one of [`values`].
+	let ordinary = |seed: u64, rows: u32| {
+		let mut rng = SplitMix64::new(seed);
+		let mut v: Vec<f32> = (0..(rows - 1) * 13).map(|_| (rng.next_unit() - 0.5) * 8.0).collect();
+		v.extend(values(seed, 13));
+		Matrix::new(rows, 13, v).unwrap()
+	};
+	let rows = ordinary(113, 4);
+	let gamma = ordinary(114, 2);
+	let gamma = Matrix::new(1, 13, gamma.data[..13].to_vec()).unwrap();
+	let beta = matrix(115, 1, 13);
+	let rows_dy = ordinary(116, 4);
+	outputs.extend([
+		("gelu", scalars.iter().map(|v| gelu(*v)).collect()),
+		("gelu_backward", scalars.chunks_exact(2).map(|w| gelu_backward(w[0], w[1])).collect()),
+		("layer_norm", layer_norm(&rows, &gamma, &beta).unwrap().data),
+		("layer_norm_input_grad", layer_norm_input_grad(&rows, &gamma, &rows_dy).unwrap().data),
+		("layer_norm_gamma_grad", layer_norm_gamma_grad(&rows, &rows_dy).unwrap().data),
+		("dropout", dropout(&rows, 42, 7, 3, 0.3).unwrap().data),
+	]);
 	let mut sgd = Vec::new();
 	let mut adam_out = Vec::new();
 	let c = adam_corrections(0.9, 0.999, 3);
