@@ -226,7 +226,16 @@ pub(crate) fn output_shape(kind: OpKind, inputs: &[MatRef]) -> Result<(u32, u32)
 		| OpKind::SgdStep
 		| OpKind::AdamM
 		| OpKind::AdamV
-		| OpKind::AdamStep => dims(0)?,
+		| OpKind::AdamStep
+		| OpKind::AdamWStep
+		| OpKind::Add
+		| OpKind::Gelu
+		| OpKind::LayerNorm
+		| OpKind::LayerNormInputGrad
+		| OpKind::Dropout(_)
+		| OpKind::DropoutGrad(_) => dims(0)?,
+		OpKind::GeluBackward => dims(1)?,
+		OpKind::LayerNormGammaGrad => (1, dims(0)?.1),
 		OpKind::Conv2d(g) => (dims(0)?.0, g.output().values()),
 		OpKind::Conv2dWeightGrad(g) => (g.out_channels, g.patch()),
 		OpKind::ConvBiasGrad(g) => (1, g.out_channels),

@@ -243,6 +243,14 @@ fn optimizer_name(o: &Optimizer) -> String {
 			beta2.to_f32(),
 			epsilon.to_f32()
 		),
+		Optimizer::AdamW { learning_rate, beta1, beta2, epsilon, weight_decay } => format!(
+			"adamw (learning rate {}, beta1 {}, beta2 {}, epsilon {}, weight decay {})",
+			learning_rate.to_f32(),
+			beta1.to_f32(),
+			beta2.to_f32(),
+			epsilon.to_f32(),
+			weight_decay.to_f32()
+		),
 	}
 }
 
@@ -260,11 +268,7 @@ pub fn export(
 	let (input, layers) = spec.model.graph();
 	let outputs = spec.model.shapes().map_err(|_| ExportError::Unsupported("an invalid model"))?;
 	let outputs = outputs.last().map(|s| s.values()).unwrap_or(0);
-	let params = layers
-		.iter()
-		.filter(|l| matches!(l, Layer::Linear { .. } | Layer::Conv2d { .. }))
-		.count()
-		.saturating_mul(2);
+	let params = layers.iter().filter(|l| l.has_params()).count().saturating_mul(2);
 	let parameters = state.get(..params).unwrap_or(state);
 	std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
 	let (widths, graph, record, layout) = match &spec.model {
@@ -374,10 +378,11 @@ fn graph_tensors(layers: &[Layer], params: &[Matrix]) -> Result<Vec<Named>, Expo
 	let mut take = || next.next().ok_or(ExportError::Unsupported("a state without parameters"));
 	for (i, layer) in layers.iter().enumerate() {
 		let (w, b) = match layer {
-			Layer::Linear { .. } | Layer::Conv2d { .. } => (take()?, take()?),
+			l if l.has_params() => (take()?, take()?),
 			_ => continue,
 		};
 		let weight = match layer {
+			Layer::LayerNorm => (vec![w.cols as usize], w.data.clone()),
 			Layer::Conv2d { kernel, .. } => {
 				let k = *kernel as usize;
 				let channels = w.cols as usize / (k * k).max(1);
@@ -454,7 +459,7 @@ fn read_graph(model: &Model, path: &Path) -> Result<Vec<Matrix>, ExportError> {
 	let mut params = Vec::new();
 	let missing = |name: &str| ExportError::SafeTensors(format!("no tensor {name}"));
 	for (i, layer) in layers.iter().enumerate() {
-		if !matches!(layer, Layer::Linear { .. } | Layer::Conv2d { .. }) {
+		if !layer.has_params() {
 			continue;
 		}
 		for part in ["weight", "bias"] {
@@ -476,7 +481,9 @@ fn read_graph(model: &Model, path: &Path) -> Result<Vec<Matrix>, ExportError> {
 					let stored = shaped(*out, *inputs, values)?;
 					shaped(*inputs, *out, transposed(&stored))?
 				}
-				(_, "bias", [out]) => shaped(1, *out, values)?,
+				(_, _, [out]) if part == "bias" || *layer == Layer::LayerNorm => {
+					shaped(1, *out, values)?
+				}
 				(Layer::Conv2d { .. }, "weight", [out, c, k1, k2]) => {
 					shaped(*out, c * k1 * k2, values)?
 				}

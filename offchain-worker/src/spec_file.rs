@@ -5,7 +5,7 @@
 //! widths = [64, 32, 10]          # input, hidden..., classes; ReLU between layers
 //!
 //! [optimizer]
-//! kind = "sgd"                   # or "adam" (learning_rate, beta1, beta2, epsilon)
+//! kind = "sgd"                   # or "adam" (learning_rate, beta1, beta2, epsilon), or "adamw"
 //! learning_rate = 0.05
 //! momentum = 0.9
 //!
@@ -34,7 +34,10 @@
 //! ]
 //! ```
 //!
-//! (`avg_pool2d` as `max_pool2d`.)
+//! (`avg_pool2d` as `max_pool2d`.) Also `{ type = "gelu" }`, `{ type = "layer_norm" }`,
+//! `{ type = "dropout", p = 0.1 }`, and `{ type = "residual", layers = 3 }`: the next 3 layers
+//! are a block whose input is added to its output. The optimizer may be `kind = "adamw"` with
+//! Adam's fields and `weight_decay`.
 //!
 //! The dataset's size, features and classes come from the dataset itself (looked up by its
 //! root), so the file cannot contradict them. So does the loss: softmax cross-entropy on a
@@ -162,6 +165,20 @@ pub enum LayerSection {
 	Relu,
 	/// Flatten.
 	Flatten,
+	/// GELU (tanh form).
+	Gelu,
+	/// Layer normalization over each sample's values.
+	LayerNorm,
+	/// Dropout.
+	Dropout {
+		/// The probability of dropping a value, in `[0, 1)`.
+		p: f32,
+	},
+	/// A residual block: the next `layers` layers, their input added to their output.
+	Residual {
+		/// The layers of the block.
+		layers: u32,
+	},
 }
 
 impl From<LayerSection> for Layer {
@@ -179,6 +196,10 @@ impl From<LayerSection> for Layer {
 			}
 			LayerSection::Relu => Layer::Relu,
 			LayerSection::Flatten => Layer::Flatten,
+			LayerSection::Gelu => Layer::Gelu,
+			LayerSection::LayerNorm => Layer::LayerNorm,
+			LayerSection::Dropout { p } => Layer::Dropout { p: F32Bits::from_f32(p) },
+			LayerSection::Residual { layers } => Layer::Residual { layers },
 		}
 	}
 }
@@ -224,6 +245,20 @@ pub enum OptimizerSection {
 		beta2: f32,
 		/// The denominator's epsilon.
 		epsilon: f32,
+	},
+	/// AdamW: Adam with decoupled weight decay.
+	#[serde(rename = "adamw")]
+	AdamW {
+		/// The learning rate.
+		learning_rate: f32,
+		/// First-moment decay.
+		beta1: f32,
+		/// Second-moment decay.
+		beta2: f32,
+		/// The denominator's epsilon.
+		epsilon: f32,
+		/// The weight decay.
+		weight_decay: f32,
 	},
 }
 
@@ -287,6 +322,15 @@ impl SpecFile {
 				beta2: f(beta2),
 				epsilon: f(epsilon),
 			},
+			OptimizerSection::AdamW { learning_rate, beta1, beta2, epsilon, weight_decay } => {
+				Optimizer::AdamW {
+					learning_rate: f(learning_rate),
+					beta1: f(beta1),
+					beta2: f(beta2),
+					epsilon: f(epsilon),
+					weight_decay: f(weight_decay),
+				}
+			}
 		};
 		let spec = TrainingSpec {
 			model,
@@ -395,7 +439,34 @@ mod tests {
 		let both = text.replace("input =", "widths = [16, 3]\ninput =");
 		let err = SpecFile::parse(&both).unwrap().to_spec(&data).unwrap_err();
 		assert!(matches!(err, SpecFileError::ModelShape), "{err}");
-		let err = SpecFile::parse(&text.replace("\"relu\"", "\"gelu\"")).unwrap_err();
-		assert!(err.to_string().contains("unknown variant `gelu`"), "{err}");
+		let err = SpecFile::parse(&text.replace("\"relu\"", "\"swish\"")).unwrap_err();
+		assert!(err.to_string().contains("unknown variant `swish`"), "{err}");
+	}
+
+	/// Residual blocks, layer normalization, GELU, dropout and AdamW, as a file writes them.
+	#[test]
+	fn residual_blocks_normalization_and_adamw_are_written_as_layers() {
+		let data = Dataset::synthetic(1, 30, 4, 3);
+		let graph = "[model]\ninput = [4, 1, 1]\nlayers = [\n  { type = \"linear\", out = 6 \
+		             },\n  { type = \"residual\", layers = 3 },\n  { type = \"layer_norm\" \
+		             },\n  { type = \"linear\", out = 6 },\n  { type = \"gelu\" },\n  { type \
+		             = \"dropout\", p = 0.1 },\n  { type = \"linear\", out = 3 },\n]\n";
+		let adamw = "[optimizer]\nkind = \"adamw\"\nlearning_rate = 0.01\nbeta1 = 0.9\nbeta2 \
+		             = 0.999\nepsilon = 1e-7\nweight_decay = 0.05\n";
+		let text = file(&data.root(), "")
+			.replace("[model]\nwidths = [4, 5, 3]\n", graph)
+			.replace("[optimizer]\nkind = \"sgd\"\nlearning_rate = 0.1\nmomentum = 0.9\n", adamw);
+		let spec = SpecFile::parse(&text).unwrap().to_spec(&data).unwrap();
+		assert_eq!(spec.optimizer, Optimizer::adamw(0.01, 0.05));
+		let Model::Graph { layers, .. } = &spec.model else { panic!("{:?}", spec.model) };
+		assert_eq!(layers[1], Layer::Residual { layers: 3 });
+		assert_eq!(layers[5], Layer::Dropout { p: F32Bits::from_f32(0.1) });
+		// A block whose output is not its input's shape.
+		let f = SpecFile::parse(
+			&text.replace("out = 6 },\n  { type = \"gelu", "out = 5 },\n  { type = \"gelu"),
+		)
+		.unwrap();
+		let err = f.to_spec(&data).unwrap_err();
+		assert!(matches!(err, SpecFileError::Invalid(SpecError::BadLayer(4))), "{err}");
 	}
 }

@@ -272,10 +272,12 @@ impl Training {
 		// yet.
 		let graph = matches!(self.spec.model, Model::Graph { .. });
 		#[cfg(feature = "cuda")]
-		if graph && self.engine == Engine::Cuda {
+		if self.engine == Engine::Cuda
+			&& (graph || matches!(self.spec.optimizer, Optimizer::AdamW { .. }))
+		{
 			return Err(TrainError::Unsupported(
-				"the CUDA engine has no kernels for the image operators yet: train this model \
-				 with the CPU engine",
+				"the CUDA engine has no kernels for graph models' operators or AdamW yet: train \
+				 this spec with the CPU engine",
 			));
 		}
 		if fault.is_none() && self.engine != Engine::Program && !graph {
@@ -423,10 +425,14 @@ pub fn burn_step_on<B: RepOpsBackend>(
 				next.push(p);
 				first.push(v);
 			}
-			Optimizer::Adam { .. } => {
+			Optimizer::Adam { .. } | Optimizer::AdamW { .. } => {
+				let step = match spec.optimizer {
+					Optimizer::AdamW { .. } => OpKind::AdamWStep,
+					_ => OpKind::AdamStep,
+				};
 				let m = run(OpKind::AdamM, vec![moment(i)?, g.clone()]);
 				let v = run(OpKind::AdamV, vec![moment(params.saturating_add(i))?, g]);
-				next.push(run(OpKind::AdamStep, vec![p, m.clone(), v.clone()]));
+				next.push(run(step, vec![p, m.clone(), v.clone()]));
 				first.push(m);
 				second.push(v);
 			}
@@ -506,9 +512,14 @@ pub fn forward(model: &Model, params: &[Matrix], x: &Matrix) -> Result<Matrix, T
 			.ok_or(TrainError::Shape(ShapeError::Mismatch))?;
 		let forward = program::StepProgram { ops: program.ops[..end].to_vec(), ..program };
 		let batch = Matrix::new(n, x.cols, rows.to_vec())?;
-		let mut outs = program::run_ops_with(&forward, params, &batch, |op, inputs| {
-			engine::execute(&spec, op, inputs, &[], 0)
-		})?;
+		// No dropout at evaluation.
+		let mut outs =
+			program::run_ops_with(&forward, params, &batch, |op, inputs| match op.kind {
+				OpKind::Dropout(_) => {
+					inputs.first().map(|m| (*m).clone()).ok_or(ShapeError::Mismatch)
+				}
+				_ => engine::execute(&spec, op, inputs, &[], 0),
+			})?;
 		let last = outs.pop().ok_or(TrainError::Shape(ShapeError::Mismatch))?;
 		result.extend(last.data);
 	}

@@ -2,8 +2,9 @@
 //! through the `TrainetApi_execute_op` runtime API) give the same bits as the native reference
 //! for every operator of the step program, on random shapes and values with subnormals,
 //! infinities, NaNs of any payload and signed zeros (the image operators on random
-//! geometries too), and for every operation of real MLP and CNN training steps with both
-//! optimizers, classifying and regressing.
+//! geometries too), and for every operation of real MLP and CNN training steps and of a net
+//! with a residual block, layer normalization, GELU and dropout, with SGD, Adam and AdamW,
+//! classifying and regressing.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use codec::{Decode, Encode};
 use serde_json::json;
 use trainet_e2e::{Node, NodeConfig};
 use trainet_primitives::{
-	program::{self, execute_bits, Op, OpKind, Source},
+	program::{self, execute_bits, DropoutMask, Op, OpKind, Source},
 	repops::{
 		image::{Conv, ImageShape, Pool},
 		Matrix, ShapeError, SplitMix64, TensorBits,
@@ -154,8 +155,14 @@ fn instance(rng: &mut SplitMix64, kind: OpKind, max: u32) -> (Op, Vec<TensorBits
 		| OpKind::Momentum
 		| OpKind::SgdStep
 		| OpKind::AdamM
-		| OpKind::AdamV => (vec![t(m, n), t(m, n)], m, n),
-		OpKind::AdamStep => (vec![t(m, n), t(m, n), t(m, n)], m, n),
+		| OpKind::AdamV
+		| OpKind::Add
+		| OpKind::GeluBackward => (vec![t(m, n), t(m, n)], m, n),
+		OpKind::AdamStep | OpKind::AdamWStep => (vec![t(m, n), t(m, n), t(m, n)], m, n),
+		OpKind::Gelu | OpKind::Dropout(_) | OpKind::DropoutGrad(_) => (vec![t(m, n)], m, n),
+		OpKind::LayerNorm => (vec![t(m, n), t(1, n), t(1, n)], m, n),
+		OpKind::LayerNormInputGrad => (vec![t(m, n), t(1, n), t(m, n)], m, n),
+		OpKind::LayerNormGammaGrad => (vec![t(m, n), t(m, n)], 1, n),
 		OpKind::SoftmaxXent => (vec![t(m, n.max(2))], m, 1),
 		OpKind::SoftmaxXentBackward => (vec![t(m, n.max(2))], m, n.max(2)),
 		OpKind::SquaredError | OpKind::SquaredErrorBackward => (vec![t(m, 1)], m, 1),
@@ -212,6 +219,22 @@ fn small_cnn(loss: Loss, optimizer: Optimizer) -> TrainingSpec {
 	TrainingSpec::example_graph(model, loss, optimizer, 10)
 }
 
+/// A net on 12 features with a residual block of layer normalization, a dense layer and GELU,
+/// then dropout: the other layers' operators.
+fn small_mixed(loss: Loss, optimizer: Optimizer) -> TrainingSpec {
+	let layers = vec![
+		Layer::Linear { out: 8 },
+		Layer::Residual { layers: 3 },
+		Layer::LayerNorm,
+		Layer::Linear { out: 8 },
+		Layer::Gelu,
+		Layer::Dropout { p: F32Bits::from_f32(0.25) },
+		Layer::Linear { out: if loss == Loss::MeanSquaredError { 1 } else { 3 } },
+	];
+	let model = Model::Graph { input: ImageShape::flat(12), layers: Layers::truncate_from(layers) };
+	TrainingSpec::example_graph(model, loss, optimizer, 10)
+}
+
 #[tokio::test]
 async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<()> {
 	let dir = tempfile::tempdir()?;
@@ -249,18 +272,28 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 		OpKind::MaxPool2dGrad(pool),
 		OpKind::AvgPool2d(pool),
 		OpKind::AvgPool2dGrad(pool),
+		OpKind::Add,
+		OpKind::Gelu,
+		OpKind::GeluBackward,
+		OpKind::LayerNorm,
+		OpKind::LayerNormInputGrad,
+		OpKind::LayerNormGammaGrad,
+		OpKind::Dropout(DropoutMask { p: F32Bits::from_f32(0.3), layer: 2 }),
+		OpKind::DropoutGrad(DropoutMask { p: F32Bits::from_f32(0.5), layer: 7 }),
+		OpKind::AdamWStep,
 	];
-	let (sgd_spec, adam_spec) = (
+	let (sgd_spec, adam_spec, adamw_spec) = (
 		TrainingSpec::example_mlp(&[4, 2], sgd(), 4),
 		TrainingSpec::example_mlp(&[4, 2], adam(), 4),
+		TrainingSpec::example_mlp(&[4, 2], Optimizer::adamw(0.01, 0.1), 4),
 	);
 	let mut compared = 0usize;
 	for round in 0..12 {
 		for kind in kinds {
-			let s = if matches!(kind, OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep) {
-				&adam_spec
-			} else {
-				&sgd_spec
+			let s = match kind {
+				OpKind::AdamM | OpKind::AdamV | OpKind::AdamStep => &adam_spec,
+				OpKind::AdamWStep => &adamw_spec,
+				_ => &sgd_spec,
 			};
 			let (op, inputs, labels) = instance(&mut rng, kind, if round < 6 { 6 } else { 40 });
 			let native = execute_bits(s, &op, &inputs, &labels, round);
@@ -279,6 +312,8 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 		TrainingSpec::example_regression(&[12, 16, 8, 1], adam(), 10),
 		small_cnn(Loss::SoftmaxCrossEntropy, adam()),
 		small_cnn(Loss::MeanSquaredError, sgd()),
+		small_mixed(Loss::SoftmaxCrossEntropy, Optimizer::adamw(0.01, 0.1)),
+		small_mixed(Loss::MeanSquaredError, sgd()),
 	];
 	for s in specs {
 		let p = program::step_program(&s).map_err(|e| anyhow::anyhow!("{e:?}"))?;

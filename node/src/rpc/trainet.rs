@@ -166,6 +166,15 @@ fn spec_json(s: &TrainingSpec) -> Value {
 				"epsilon": epsilon.to_f32(),
 			}
 		}),
+		Optimizer::AdamW { learning_rate, beta1, beta2, epsilon, weight_decay } => json!({
+			"adamw": {
+				"learningRate": learning_rate.to_f32(),
+				"beta1": beta1.to_f32(),
+				"beta2": beta2.to_f32(),
+				"epsilon": epsilon.to_f32(),
+				"weightDecay": weight_decay.to_f32(),
+			}
+		}),
 	};
 	json!({
 		"model": model,

@@ -354,8 +354,8 @@ fn run(kernel: &Kernel, inputs: Vec<Tensor>) -> Result<Tensor, ShapeError> {
 			};
 			(a, name, 256, (blocks(count(a)?, 256)?, 1), None, scalars)
 		}
-		// No CUDA kernels for the image operators yet: the trainer refuses a graph model on
-		// the GPU before any step, so this is not reached from training.
+		// No CUDA kernels for graph models' operators or AdamW's step yet: the trainer refuses
+		// such specs on the GPU before any step, so this is not reached from training.
 		OpKind::Conv2d(_)
 		| OpKind::Conv2dInputGrad(_)
 		| OpKind::Conv2dWeightGrad(_)
@@ -363,7 +363,16 @@ fn run(kernel: &Kernel, inputs: Vec<Tensor>) -> Result<Tensor, ShapeError> {
 		| OpKind::MaxPool2d(_)
 		| OpKind::MaxPool2dGrad(_)
 		| OpKind::AvgPool2d(_)
-		| OpKind::AvgPool2dGrad(_) => return Err(ShapeError::Mismatch),
+		| OpKind::AvgPool2dGrad(_)
+		| OpKind::Add
+		| OpKind::Gelu
+		| OpKind::GeluBackward
+		| OpKind::LayerNorm
+		| OpKind::LayerNormInputGrad
+		| OpKind::LayerNormGammaGrad
+		| OpKind::Dropout(_)
+		| OpKind::DropoutGrad(_)
+		| OpKind::AdamWStep => return Err(ShapeError::Mismatch),
 	};
 	let values = count(out)?;
 	if values == 0 || grid.0 == 0 || grid.1 == 0 {

@@ -56,29 +56,52 @@ fn per_sample(
 	out
 }
 
-/// [`repops::image::conv2d`].
+/// Every sample's im2col, one after the other (`B·OH·OW x C·k·k`), built in parallel.
+fn patches(g: &Conv, x: &MatRef) -> Vec<f32> {
+	let n = g.input.values() as usize;
+	(0..x.rows as usize)
+		.into_par_iter()
+		.flat_map_iter(|b| im2col(g, &x.data[b * n..(b + 1) * n]))
+		.collect()
+}
+
+/// A `channels x (B·plane)` product laid out by channel, moved to `B x (channels·plane)`
+/// (each sample's channels one after the other), with `f(channel, value)` applied.
+fn by_sample(
+	product: &[f32],
+	rows: usize,
+	channels: usize,
+	plane: usize,
+	f: impl Fn(usize, f32) -> f32 + Sync,
+) -> Vec<f32> {
+	let per = channels * plane;
+	per_sample(rows as u32, per, per * 4, |b| {
+		let mut out = Vec::with_capacity(per);
+		for c in 0..channels {
+			let from = &product[(c * rows + b) * plane..][..plane];
+			out.extend(from.iter().map(|v| f(c, *v)));
+		}
+		out
+	})
+}
+
+/// [`repops::image::conv2d`]: one product for the whole batch, `W · Pᵀ`.
 pub fn conv2d(g: &Conv, x: MatRef, w: MatRef, bias: MatRef) -> Result<Matrix, ShapeError> {
 	expect(g, &x, None, g.input.values())?;
 	expect(g, &w, Some(g.out_channels), g.patch())?;
 	expect(g, &bias, Some(1), g.out_channels)?;
 	let (patch, plane) = (g.patch() as usize, (g.output().height * g.output().width) as usize);
-	let out_channels = g.out_channels as usize;
+	let (out_channels, rows) = (g.out_channels as usize, x.rows as usize);
 	let filters = View { data: w.data, rows: out_channels, cols: patch, rs: patch, cs: 1 };
-	let data = per_sample(x.rows, out_channels * plane, out_channels * plane * patch, |b| {
-		let n = g.input.values() as usize;
-		let cols = im2col(g, &x.data[b * n..(b + 1) * n]);
-		let patches = View { data: &cols, rows: patch, cols: plane, rs: 1, cs: patch };
-		let mut y = gemm(filters, patches, false);
-		for (o, values) in y.chunks_mut(plane.max(1)).enumerate() {
-			let b = bias.data[o];
-			values.iter_mut().for_each(|v| *v = repops::add(*v, b));
-		}
-		y
-	});
+	let cols = patches(g, &x);
+	let all = View { data: &cols, rows: patch, cols: rows * plane, rs: 1, cs: patch };
+	let parallel = out_channels * patch * rows * plane >= SEQUENTIAL_BELOW;
+	let product = gemm(filters, all, parallel);
+	let data = by_sample(&product, rows, out_channels, plane, |o, v| repops::add(v, bias.data[o]));
 	Matrix::new(x.rows, g.output().values(), data)
 }
 
-/// [`repops::image::conv2d_input_grad`].
+/// [`repops::image::conv2d_input_grad`]: one product for the whole batch, `W' · D`.
 pub fn conv2d_input_grad(g: &Conv, dy: MatRef, w: MatRef) -> Result<Matrix, ShapeError> {
 	expect(g, &dy, None, g.output().values())?;
 	expect(g, &w, Some(g.out_channels), g.patch())?;
@@ -87,7 +110,7 @@ pub fn conv2d_input_grad(g: &Conv, dy: MatRef, w: MatRef) -> Result<Matrix, Shap
 	let (h, wd) = (g.input.height as usize, g.input.width as usize);
 	let out = g.output();
 	let (oh, ow) = (out.height as usize, out.width as usize);
-	let taps = o_n * k * k;
+	let (taps, rows, hw) = (o_n * k * k, dy.rows as usize, h * wd);
 	// W' (C x O·k·k): the filters regrouped by input channel, (o, ky, kx) order.
 	let mut regrouped = vec![0.0f32; c_n * taps];
 	for c in 0..c_n {
@@ -102,30 +125,27 @@ pub fn conv2d_input_grad(g: &Conv, dy: MatRef, w: MatRef) -> Result<Matrix, Shap
 		let t = (i + p).checked_sub(kk)?;
 		(t % s == 0 && t / s < side).then_some(t / s)
 	};
-	let filters = View { data: &regrouped, rows: c_n, cols: taps, rs: taps, cs: 1 };
+	// D (O·k·k x B·H·W): the output gradient each tap reads, zero where none does; a row per
+	// tap, filled in parallel.
 	let n_out = out.values() as usize;
-	let data = per_sample(dy.rows, c_n * h * wd, c_n * h * wd * taps, |b| {
-		let dy_b = &dy.data[b * n_out..(b + 1) * n_out];
-		let mut d = vec![0.0f32; taps * h * wd];
-		for o in 0..o_n {
-			for ky in 0..k {
-				for kx in 0..k {
-					let row = &mut d[((o * k + ky) * k + kx) * h * wd..][..h * wd];
-					for iy in 0..h {
-						let Some(oy) = reader(iy, ky, oh) else { continue };
-						for ix in 0..wd {
-							if let Some(ox) = reader(ix, kx, ow) {
-								row[iy * wd + ix] = dy_b[(o * oh + oy) * ow + ox];
-							}
-						}
-					}
+	let mut d = vec![0.0f32; taps * rows * hw];
+	d.par_chunks_mut((rows * hw).max(1)).enumerate().for_each(|(tap, row)| {
+		let (o, ky, kx) = (tap / (k * k), tap / k % k, tap % k);
+		for iy in 0..h {
+			let Some(oy) = reader(iy, ky, oh) else { continue };
+			for ix in 0..wd {
+				let Some(ox) = reader(ix, kx, ow) else { continue };
+				for b in 0..rows {
+					row[b * hw + iy * wd + ix] = dy.data[b * n_out + (o * oh + oy) * ow + ox];
 				}
 			}
 		}
-		let grads = View { data: &d, rows: taps, cols: h * wd, rs: h * wd, cs: 1 };
-		gemm(filters, grads, false)
 	});
-	Matrix::new(dy.rows, g.input.values(), data)
+	let filters = View { data: &regrouped, rows: c_n, cols: taps, rs: taps, cs: 1 };
+	let grads = View { data: &d, rows: taps, cols: rows * hw, rs: rows * hw, cs: 1 };
+	let parallel = c_n * taps * rows * hw >= SEQUENTIAL_BELOW;
+	let product = gemm(filters, grads, parallel);
+	Matrix::new(dy.rows, g.input.values(), by_sample(&product, rows, c_n, hw, |_, v| v))
 }
 
 /// [`repops::image::conv2d_weight_grad`].
@@ -142,10 +162,8 @@ pub fn conv2d_weight_grad(g: &Conv, x: MatRef, dy: MatRef) -> Result<Matrix, Sha
 			grads[(o * rows + b) * plane..][..plane].copy_from_slice(from);
 		}
 	}
-	let patches: Vec<f32> = (0..rows)
-		.into_par_iter()
-		.flat_map_iter(|b| im2col(g, &x.data[b * n..(b + 1) * n]))
-		.collect();
+	let _ = n;
+	let patches = patches(g, &x);
 	let terms = rows * plane;
 	let a = View { data: &grads, rows: o_n, cols: terms, rs: terms, cs: 1 };
 	let bv = View { data: &patches, rows: terms, cols: patch, rs: patch, cs: 1 };

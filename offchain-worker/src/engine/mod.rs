@@ -306,11 +306,11 @@ impl Update {
 			(Optimizer::Sgd { learning_rate, .. }, OpKind::SgdStep) => {
 				Self::SgdStep { lr: learning_rate.to_f32() }
 			}
-			(Optimizer::Adam { beta1, .. }, OpKind::AdamM) => {
+			(Optimizer::Adam { beta1, .. } | Optimizer::AdamW { beta1, .. }, OpKind::AdamM) => {
 				let b1 = beta1.to_f32();
 				Self::AdamM { b1, one_minus_b1: repops::sub(1.0, b1) }
 			}
-			(Optimizer::Adam { beta2, .. }, OpKind::AdamV) => {
+			(Optimizer::Adam { beta2, .. } | Optimizer::AdamW { beta2, .. }, OpKind::AdamV) => {
 				let b2 = beta2.to_f32();
 				Self::AdamV { b2, one_minus_b2: repops::sub(1.0, b2) }
 			}

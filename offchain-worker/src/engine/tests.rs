@@ -158,6 +158,13 @@ fn elementwise_and_column_operations_match_the_reference_on_special_values() {
 			epsilon: f(1e-8),
 		},
 		Optimizer::Adam { learning_rate: f(7.0), beta1: f(0.5), beta2: f(1.5), epsilon: f(0.0) },
+		Optimizer::AdamW {
+			learning_rate: f(0.001),
+			beta1: f(0.9),
+			beta2: f(0.999),
+			epsilon: f(1e-8),
+			weight_decay: f(0.1),
+		},
 	];
 	// Above and below the size at which the engine goes parallel.
 	for (rows, cols) in [(3, 7), (150, 300)] {
@@ -180,6 +187,9 @@ fn elementwise_and_column_operations_match_the_reference_on_special_values() {
 				Optimizer::Sgd { .. } => &[(OpKind::Momentum, 2), (OpKind::SgdStep, 2)],
 				Optimizer::Adam { .. } => {
 					&[(OpKind::AdamM, 2), (OpKind::AdamV, 2), (OpKind::AdamStep, 3)]
+				}
+				Optimizer::AdamW { .. } => {
+					&[(OpKind::AdamM, 2), (OpKind::AdamV, 2), (OpKind::AdamWStep, 3)]
 				}
 			};
 			for &(kind, n) in kinds {

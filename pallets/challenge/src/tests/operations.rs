@@ -71,6 +71,31 @@ fn cnn_spec() -> (TrainingSpec, Dataset) {
 	(spec, data)
 }
 
+/// A net with a residual block of layer normalization, a dense layer and GELU, then dropout,
+/// trained with AdamW.
+fn mixed_spec() -> (TrainingSpec, Dataset) {
+	use trainet_primitives::{
+		repops::image::ImageShape,
+		task::{F32Bits, Layer, Layers, Loss, Model},
+	};
+	let data = synthetic_dataset(7, 40, 6, 3);
+	let layers = vec![
+		Layer::Linear { out: 5 },
+		Layer::Residual { layers: 3 },
+		Layer::LayerNorm,
+		Layer::Linear { out: 5 },
+		Layer::Gelu,
+		Layer::Dropout { p: F32Bits::from_f32(0.25) },
+		Layer::Linear { out: 3 },
+	];
+	let model = Model::Graph { input: ImageShape::flat(6), layers: Layers::truncate_from(layers) };
+	let adamw = Optimizer::adamw(0.01, 0.05);
+	let spec = TrainingSpec::example_graph(model, Loss::SoftmaxCrossEntropy, adamw, 8);
+	let mut spec = spec.on_dataset(&data);
+	spec.steps = STEPS;
+	(spec, data)
+}
+
 /// A task's spec and dataset.
 type Task = fn() -> (TrainingSpec, Dataset);
 
@@ -381,6 +406,53 @@ fn an_altered_operation_of_a_cnn_loses_wherever_it_is_in_the_step() {
 	assert!(descended.iter().any(|k| matches!(k, Conv2d(_))), "{descended:?}");
 	assert!(descended.iter().any(|k| matches!(k, Conv2dWeightGrad(_))), "{descended:?}");
 	assert!(descended.len() >= 5, "{descended:?}");
+}
+
+/// Layer normalization, GELU, a residual block's sums, dropout and AdamW: a lie at any of
+/// their operations is played to the whole-operation leaf and loses, either side lying; and,
+/// with the leaf bound at nothing, to one element, where it loses again (the scale's gradient
+/// reads every row).
+#[test]
+fn an_altered_operation_of_a_normalized_residual_net_loses_wherever_it_is_in_the_step() {
+	use program::OpKind::*;
+	let (spec, data) = mixed_spec();
+	let honest = side(&spec, &data, Lie::None);
+	let (skipped, played) = every_operation_of(mixed_spec);
+	assert!(
+		skipped.iter().all(|k| matches!(k, SoftmaxXent | Mean | MatMul | BiasAdd)),
+		"{skipped:?}"
+	);
+	let kinds: Vec<_> = played.iter().map(|j| honest.bad.program.ops[*j as usize].kind).collect();
+	for kind in
+		[Add, Gelu, GeluBackward, LayerNorm, LayerNormInputGrad, LayerNormGammaGrad, AdamWStep]
+	{
+		assert!(kinds.contains(&kind), "{kind:?} not played: {kinds:?}");
+	}
+	assert!(kinds.iter().any(|k| matches!(k, Dropout(_))), "{kinds:?}");
+	assert!(kinds.iter().any(|k| matches!(k, DropoutGrad(_))), "{kinds:?}");
+	let mut descended = vec![];
+	for &j in &played {
+		let kind = honest.bad.program.ops[j as usize].kind;
+		let new = matches!(
+			kind,
+			Add | Gelu
+				| GeluBackward
+				| LayerNorm | LayerNormInputGrad
+				| LayerNormGammaGrad
+				| Dropout(_) | DropoutGrad(_)
+				| AdamWStep
+		);
+		if !new || side(&spec, &data, Lie::LastValue(j)).states == honest.states {
+			continue;
+		}
+		for liar in [Party::Solver, Party::Challenger] {
+			descent_case_of(mixed_spec, liar, Lie::LastValue(j));
+		}
+		descended.push(kind);
+	}
+	for kind in [LayerNorm, LayerNormInputGrad, LayerNormGammaGrad, Gelu, AdamWStep] {
+		assert!(descended.contains(&kind), "{kind:?} not descended: {descended:?}");
+	}
 }
 
 #[test]
