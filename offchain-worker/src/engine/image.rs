@@ -19,7 +19,7 @@
 use rayon::prelude::*;
 use trainet_primitives::repops::{
 	self,
-	image::{im2col, Conv},
+	image::{im2col, Conv, Pool},
 	Matrix, ShapeError,
 };
 
@@ -169,4 +169,124 @@ pub fn conv2d_weight_grad(g: &Conv, x: MatRef, dy: MatRef) -> Result<Matrix, Sha
 	let bv = View { data: &patches, rows: terms, cols: patch, rs: patch, cs: 1 };
 	let parallel = o_n.saturating_mul(terms).saturating_mul(patch) >= SEQUENTIAL_BELOW;
 	Matrix::new(g.out_channels, g.patch(), gemm(a, bv, parallel))
+}
+
+/// The window positions of pool `g`'s output `(oy, ox)` in `(ky, kx)` order, as columns of one
+/// channel's plane.
+fn window(g: &Pool, (oy, ox): (usize, usize)) -> impl Iterator<Item = usize> + '_ {
+	let (k, s, w) = (g.kernel as usize, g.stride as usize, g.input.width as usize);
+	(0..k).flat_map(move |ky| (0..k).map(move |kx| (oy * s + ky) * w + ox * s + kx))
+}
+
+/// The position a max pool picks in a window of `plane` (the first of the largest, a NaN
+/// winning over any number), as the reference picks.
+fn pick(plane: &[f32], window: impl Iterator<Item = usize>) -> usize {
+	let mut best: Option<(usize, f32)> = None;
+	for i in window {
+		let v = plane[i];
+		let better = match best {
+			None => true,
+			Some((_, b)) => !b.is_nan() && (v.is_nan() || v > b),
+		};
+		if better {
+			best = Some((i, v));
+		}
+	}
+	best.map_or(0, |(i, _)| i)
+}
+
+/// Checks a pool's geometry and that `m` has `cols` values a row (and `rows` rows, if given).
+fn expect_pool(g: &Pool, m: &MatRef, rows: Option<u32>, cols: u32) -> Result<(), ShapeError> {
+	m.check()?;
+	if !g.is_valid() || m.cols != cols || rows.is_some_and(|r| r != m.rows) {
+		return Err(ShapeError::Mismatch);
+	}
+	Ok(())
+}
+
+/// [`repops::image::max_pool`] and [`repops::image::avg_pool`]: each output from its window.
+pub fn pool(g: &Pool, x: MatRef, max: bool) -> Result<Matrix, ShapeError> {
+	expect_pool(g, &x, None, g.input.values())?;
+	let (out, n) = (g.output(), g.input.values() as usize);
+	let (oh, ow) = (out.height as usize, out.width as usize);
+	let (plane, channels) = ((g.input.height * g.input.width) as usize, g.input.channels as usize);
+	let area = (g.kernel * g.kernel) as f32;
+	let data = per_sample(x.rows, out.values() as usize, n, |b| {
+		let sample = &x.data[b * n..(b + 1) * n];
+		let mut y = Vec::with_capacity(channels * oh * ow);
+		for c in 0..channels {
+			let p = &sample[c * plane..(c + 1) * plane];
+			for oy in 0..oh {
+				for ox in 0..ow {
+					y.push(if max {
+						p[pick(p, window(g, (oy, ox)))]
+					} else {
+						repops::div(
+							window(g, (oy, ox)).fold(0.0f32, |a, i| repops::add(a, p[i])),
+							area,
+						)
+					});
+				}
+			}
+		}
+		y
+	});
+	Matrix::new(x.rows, out.values(), data)
+}
+
+/// [`repops::image::max_pool_grad`] (`x` given) and [`repops::image::avg_pool_grad`]: each
+/// window's gradient added to its pick (or, divided by the window's size, to each of its
+/// positions), windows in `(oy, ox)` order from `+0.0`: per position, the reference's sum in
+/// its order.
+pub fn pool_grad(g: &Pool, x: Option<MatRef>, dy: MatRef) -> Result<Matrix, ShapeError> {
+	expect_pool(g, &dy, x.map(|x| x.rows), g.output().values())?;
+	if let Some(x) = &x {
+		expect_pool(g, x, None, g.input.values())?;
+	}
+	let (out, n) = (g.output(), g.input.values() as usize);
+	let (oh, ow, n_out) = (out.height as usize, out.width as usize, out.values() as usize);
+	let (plane, channels) = ((g.input.height * g.input.width) as usize, g.input.channels as usize);
+	let area = (g.kernel * g.kernel) as f32;
+	let data = per_sample(dy.rows, n, n_out, |b| {
+		let d = &dy.data[b * n_out..(b + 1) * n_out];
+		let mut dx = vec![0.0f32; n];
+		for c in 0..channels {
+			let target = &mut dx[c * plane..(c + 1) * plane];
+			for oy in 0..oh {
+				for ox in 0..ow {
+					let v = d[(c * oh + oy) * ow + ox];
+					match &x {
+						Some(x) => {
+							let p = &x.data[b * n + c * plane..b * n + (c + 1) * plane];
+							let i = pick(p, window(g, (oy, ox)));
+							target[i] = repops::add(target[i], v);
+						}
+						None => {
+							let share = repops::div(v, area);
+							for i in window(g, (oy, ox)) {
+								target[i] = repops::add(target[i], share);
+							}
+						}
+					}
+				}
+			}
+		}
+		dx
+	});
+	Matrix::new(dy.rows, g.input.values(), data)
+}
+
+/// [`repops::image::conv_bias_grad`]: per filter, the sum over samples and positions in order.
+pub fn conv_bias_grad(g: &Conv, dy: MatRef) -> Result<Matrix, ShapeError> {
+	expect(g, &dy, None, g.output().values())?;
+	let (o_n, plane) = (g.out_channels as usize, (g.output().height * g.output().width) as usize);
+	let n_out = o_n * plane;
+	let sums = (0..o_n)
+		.map(|o| {
+			(0..dy.rows as usize)
+				.flat_map(|b| dy.data[b * n_out + o * plane..][..plane].iter())
+				.fold(0.0f32, |a, v| repops::add(a, *v))
+		})
+		.collect();
+	Matrix::new(1, g.out_channels, sums)
 }

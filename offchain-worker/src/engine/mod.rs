@@ -454,6 +454,11 @@ fn execute_own(
 		(None, OpKind::Conv2d(g), [x, w, b]) => image::conv2d(&g, *x, *w, *b)?,
 		(None, OpKind::Conv2dInputGrad(g), [dy, w]) => image::conv2d_input_grad(&g, *dy, *w)?,
 		(None, OpKind::Conv2dWeightGrad(g), [x, dy]) => image::conv2d_weight_grad(&g, *x, *dy)?,
+		(None, OpKind::ConvBiasGrad(g), [dy]) => image::conv_bias_grad(&g, *dy)?,
+		(None, OpKind::MaxPool2d(g), [x]) => image::pool(&g, *x, true)?,
+		(None, OpKind::AvgPool2d(g), [x]) => image::pool(&g, *x, false)?,
+		(None, OpKind::MaxPool2dGrad(g), [x, dy]) => image::pool_grad(&g, Some(*x), *dy)?,
+		(None, OpKind::AvgPool2dGrad(g), [dy]) => image::pool_grad(&g, None, *dy)?,
 		(None, _, _) => match execute_elementwise(spec, op, inputs, step)? {
 			Some(out) => out,
 			None => return Ok(None),

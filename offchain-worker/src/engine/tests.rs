@@ -256,15 +256,16 @@ fn the_merged_momentum_sgd_update_gives_the_bits_of_its_two_operations() {
 	assert!(momentum_sgd(&sgd, (&m).into(), (&other).into(), (&m).into()).is_err());
 }
 
-/// The convolutions as products on the engine's GEMM give the reference's bits, for random
-/// geometries (strides, padding, one-pixel images, kernels as large as the padded image) and
+/// The image operators (the convolutions as products on the engine's GEMM, the pools and the
+/// bias gradient as loops) give the reference's bits, for random geometries (strides,
+/// padding, one-pixel images, kernels as large as the padded image, overlapping windows) and
 /// values with NaNs, infinities, subnormals and signed zeros, on 1 and 3 threads; and for a
 /// batch large enough to go parallel.
 #[test]
-fn convolutions_as_products_match_the_reference_on_special_values() {
+fn image_operators_match_the_reference_on_special_values() {
 	use trainet_primitives::{
 		program::{Op, OpKind, Source},
-		repops::image::{Conv, ImageShape},
+		repops::image::{Conv, ImageShape, Pool},
 	};
 	let mut rng = SplitMix64::new(21);
 	let s = TrainingSpec::example_mlp(&[4, 2], Optimizer::sgd(0.1, 0.9), 8);
@@ -302,10 +303,24 @@ fn convolutions_as_products_match_the_reference_on_special_values() {
 		let dy = matrix(&mut rng, rows, g.output().values(), true);
 		let op =
 			|kind, n: usize, rows, cols| Op { kind, inputs: vec![Source::Batch; n], rows, cols };
+		// A pool on the same images: a window up to the image's side, strides up to 3.
+		let side = g.input.height.min(g.input.width);
+		let pooling = Pool {
+			input: g.input,
+			kernel: 1 + rng.next_below(side),
+			stride: 1 + rng.next_below(3),
+		};
+		let pool_dy = matrix(&mut rng, rows, pooling.output().values(), true);
+		let (pooled, image) = (pooling.output().values(), g.input.values());
 		let cases: Vec<(Op, Vec<&Matrix>)> = vec![
 			(op(OpKind::Conv2d(g), 3, rows, g.output().values()), vec![&x, &w, &b]),
 			(op(OpKind::Conv2dInputGrad(g), 2, rows, g.input.values()), vec![&dy, &w]),
 			(op(OpKind::Conv2dWeightGrad(g), 2, g.out_channels, g.patch()), vec![&x, &dy]),
+			(op(OpKind::ConvBiasGrad(g), 1, 1, g.out_channels), vec![&dy]),
+			(op(OpKind::MaxPool2d(pooling), 1, rows, pooled), vec![&x]),
+			(op(OpKind::AvgPool2d(pooling), 1, rows, pooled), vec![&x]),
+			(op(OpKind::MaxPool2dGrad(pooling), 2, rows, image), vec![&x, &pool_dy]),
+			(op(OpKind::AvgPool2dGrad(pooling), 1, rows, image), vec![&pool_dy]),
 		];
 		for (op, inputs) in cases {
 			let want = program::execute(&s, &op, &inputs, &[], 0).unwrap();
