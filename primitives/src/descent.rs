@@ -38,6 +38,30 @@ pub const MAX_LINE: u32 = 4096;
 /// batch comes near it: it reads every sample of the batch (`256 x 1024` is 262 144 values).
 pub const MAX_ELEMENT_VALUES: u64 = 300_000;
 
+/// The most Merkle proofs one element leaf checks (its input lines and batch samples): what
+/// `settle_element`'s benchmark checks (a column of a batch of 256 samples, each with its
+/// proof, and two lines), so its weight bounds the hashing. An element reading more (a
+/// convolution's weight gradient reads every row of two tensors) is no leaf.
+pub const MAX_ELEMENT_PROOFS: u64 = 258;
+
+/// The Merkle proofs element `(r, c)` of `op` comes with: one per input line and per batch
+/// sample it reads.
+pub fn element_proofs(
+	spec: &TrainingSpec,
+	program: &program::StepProgram,
+	op: &Op,
+	r: u32,
+	c: u32,
+) -> u64 {
+	let lines = op
+		.inputs
+		.iter()
+		.zip(element_lines(spec, program, op, r, c))
+		.filter(|(s, _)| **s != Source::Batch)
+		.fold(0u64, |acc, (_, lines)| acc.saturating_add(lines.len() as u64));
+	lines.saturating_add(batch_rows(spec, program, op, r, c).len() as u64)
+}
+
 /// A side's answer in the element descent; which one is due depends on the stage.
 #[derive(Clone, PartialEq, Eq, Encode, Decode, DecodeWithMemTracking, TypeInfo, Debug)]
 pub enum DescentAnswer {
@@ -644,7 +668,9 @@ pub fn element_value(
 	if r >= op.rows || c >= op.cols {
 		return Err(RefereeError::NoSuchOperation);
 	}
-	if element_cost(spec, &program, op, r, c) > MAX_ELEMENT_VALUES {
+	if element_cost(spec, &program, op, r, c) > MAX_ELEMENT_VALUES
+		|| element_proofs(spec, &program, op, r, c) > MAX_ELEMENT_PROOFS
+	{
 		return Err(RefereeError::TooLarge);
 	}
 	check_agreed(&program, op, j, pre_state, link, &evidence.outputs, &evidence.state)?;

@@ -29,7 +29,7 @@
 use crate::{
 	descent::{
 		self, batch_rows, element_cost, element_lines, term_cost, term_positions, Axis,
-		MAX_ELEMENT_VALUES, MAX_LINE,
+		MAX_ELEMENT_PROOFS, MAX_ELEMENT_VALUES, MAX_LINE,
 	},
 	program::{step_program, Op, Source, StepProgram, MAX_STATE_TENSORS},
 	referee::{op_cost, reads_samples, source_shape, LeafBound},
@@ -97,9 +97,9 @@ pub enum Unsettleable {
 	/// (more than [`MAX_STATE_TENSORS`]) or a line longer than [`MAX_LINE`].
 	InitialState { tensors: u32 },
 	/// Operation `op` is too large to execute whole, and one of its elements reads `values`
-	/// values (more than [`MAX_ELEMENT_VALUES`]) or takes `bytes` bytes of evidence (more than
-	/// the budget).
-	Element { op: u32, values: u64, bytes: u64 },
+	/// values (more than [`MAX_ELEMENT_VALUES`]), takes `bytes` bytes of evidence (more than
+	/// the budget) or `proofs` Merkle proofs (more than [`MAX_ELEMENT_PROOFS`]).
+	Element { op: u32, values: u64, bytes: u64, proofs: u64 },
 	/// Recomputing a segment of `steps` steps (the checkpoint interval) would take `blocks`
 	/// blocks at the reference speed, more than a recomputation may be given.
 	Recomputation { steps: u32, blocks: u64 },
@@ -237,7 +237,8 @@ pub fn plan(
 	}
 	let values = element_cost(spec, program, op, 0, 0);
 	let bytes = element_bytes(spec, program, j);
-	if values <= MAX_ELEMENT_VALUES && bytes <= budget.bytes {
+	let proofs = descent::element_proofs(spec, program, op, 0, 0);
+	if values <= MAX_ELEMENT_VALUES && bytes <= budget.bytes && proofs <= MAX_ELEMENT_PROOFS {
 		return Ok(Plan::Elements);
 	}
 	// The partial sums both sides reveal are one line long (at most `MAX_LINE`).
@@ -249,7 +250,7 @@ pub fn plan(
 	{
 		return Ok(Plan::Terms);
 	}
-	Err(Unsettleable::Element { op: j, values, bytes })
+	Err(Unsettleable::Element { op: j, values, bytes, proofs })
 }
 
 /// The work of one training step: the values every operation handles and its multiply-adds.

@@ -286,3 +286,36 @@ fn an_element_that_computes_more_than_a_leaf_may_is_refused() {
 	let small = check(&spec(2), &LeafBudget::CHAIN);
 	assert!(small.is_ok(), "{small:?}");
 }
+
+/// Attack: a convolution's weight gradient reads every row of its input and of its output
+/// gradient, one Merkle proof each. On a large batch an element of it fits the value bound
+/// but checks more proofs than `settle_element`'s weight was benchmarked at: such an operation
+/// is no element leaf, and a spec whose operation is too large to be a whole one is refused.
+#[test]
+fn an_element_that_checks_more_proofs_than_a_leaf_may_is_refused() {
+	use crate::{
+		repops::image::ImageShape,
+		task::{Layer, Layers, Loss, Model},
+	};
+	let model = Model::Graph {
+		input: ImageShape { channels: 1, height: 16, width: 16 },
+		layers: Layers::truncate_from(vec![
+			Layer::Conv2d { out_channels: 4, kernel: 3, stride: 1, padding: 1 },
+			Layer::Flatten,
+			Layer::Linear { out: 2 },
+		]),
+	};
+	let spec = |batch| {
+		let mut s =
+			TrainingSpec::example_graph(model.clone(), Loss::SoftmaxCrossEntropy, adam(), batch);
+		s.dataset.samples = 5000;
+		s
+	};
+	// 512 samples: the filters' gradient reads 512 samples and 512 rows of the output gradient.
+	let refused = check(&spec(512), &LeafBudget::CHAIN);
+	let Err(Unsettleable::Element { proofs, .. }) = refused else { panic!("{refused:?}") };
+	assert_eq!(proofs, 1024);
+	// 64 samples: every operation is a whole leaf or an element one.
+	let small = check(&spec(64), &LeafBudget::CHAIN);
+	assert!(small.is_ok(), "{small:?}");
+}

@@ -381,6 +381,34 @@ fn main() {
 		]
 	};
 	let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+	if args.iter().any(|a| a == "--cnn-breakdown") {
+		// Where a CNN step goes: each operation kind's share of the engine's step.
+		for (_, name, spec) in cnns() {
+			let Bench { spec, program: p, state, x, labels } = Bench::of(spec);
+			let mut by_kind: Vec<(String, f64)> = Vec::new();
+			for _ in 0..20 {
+				program::run_ops_with(&p, &state, &x, |op, inputs| {
+					let start = Instant::now();
+					let out = engine::execute(&spec, op, inputs, &labels, 0);
+					let t = start.elapsed().as_secs_f64();
+					let kind = format!("{:?}", op.kind);
+					let kind = kind.split('(').next().unwrap_or("").to_string();
+					match by_kind.iter_mut().find(|(k, _)| *k == kind) {
+						Some((_, total)) => *total += t,
+						None => by_kind.push((kind, t)),
+					}
+					out
+				})
+				.expect("step");
+			}
+			by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
+			println!("{name}:");
+			for (kind, t) in by_kind {
+				println!("  {kind:24} {:.3} ms", t * 1e3 / 20.0);
+			}
+		}
+		return;
+	}
 	if args.iter().any(|a| a == "--head-to-head") {
 		// Only that table.
 		let (python, script) = torch.expect("--head-to-head needs --torch PYTHON SCRIPT");
