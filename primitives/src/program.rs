@@ -1028,6 +1028,55 @@ pub(crate) mod tests {
 		}
 	}
 
+	/// Checks the gradients the program of `s` (SGD) computes at step `step` from `state` on
+	/// the batch `(x, y)` (each `Momentum` update's gradient operand, in state order) against
+	/// central differences, step `h`, of the f64 loss `loss` of the state's parameters, to
+	/// within `tol.0 + tol.1 * |numeric|`. Returns how many values were checked.
+	#[allow(clippy::too_many_arguments)]
+	fn assert_gradients(
+		s: &TrainingSpec,
+		state: &[Matrix],
+		(x, y): (&Matrix, &[u32]),
+		step: u32,
+		h: f64,
+		tol: (f64, f64),
+		loss: impl Fn(&[Vec<f64>]) -> f64,
+		ctx: &str,
+	) -> usize {
+		let p = step_program(s).unwrap();
+		let (outs, _) = run_step(s, &p, state, x, y, step).unwrap();
+		let grads: Vec<&Matrix> = p
+			.ops
+			.iter()
+			.filter(|o| o.kind == OpKind::Momentum)
+			.map(|o| match o.inputs[1] {
+				Source::Op(j) => &outs[j as usize],
+				_ => unreachable!(),
+			})
+			.collect();
+		let base: Vec<Vec<f64>> = state[..p.params as usize]
+			.iter()
+			.map(|m| m.data.iter().map(|v| *v as f64).collect())
+			.collect();
+		let mut checked = 0;
+		for (t, g) in grads.iter().enumerate() {
+			for i in 0..g.data.len() {
+				let mut plus = base.clone();
+				plus[t][i] += h;
+				let mut minus = base.clone();
+				minus[t][i] -= h;
+				let numeric = (loss(&plus) - loss(&minus)) / (2.0 * h);
+				let analytic = g.data[i] as f64;
+				assert!(
+					(numeric - analytic).abs() <= tol.0 + tol.1 * numeric.abs(),
+					"{ctx} tensor {t} element {i}: numeric {numeric} vs program {analytic}"
+				);
+				checked += 1;
+			}
+		}
+		checked
+	}
+
 	/// Checks the program's gradients for a 5-6-`outputs` ReLU MLP `s` (SGD) on batch `(x, y)`
 	/// of 8 rows against central differences of the mean of `row_loss(output row, label)`,
 	/// recomputed in f64, to a float tolerance.
@@ -1039,17 +1088,6 @@ pub(crate) mod tests {
 	) {
 		let p = step_program(s).unwrap();
 		let state = initial_state(s, &p).unwrap();
-		let (outs, _) = run_step(s, &p, &state, x, y, 0).unwrap();
-		// Gradients in state order: the first operand of each Momentum op.
-		let grads: Vec<&Matrix> = p
-			.ops
-			.iter()
-			.filter(|o| o.kind == OpKind::Momentum)
-			.map(|o| match o.inputs[1] {
-				Source::Op(j) => &outs[j as usize],
-				_ => unreachable!(),
-			})
-			.collect();
 		let loss = |params: &[Vec<f64>]| -> f64 {
 			let (w1, b1, w2, b2) = (&params[0], &params[1], &params[2], &params[3]);
 			let mut total = 0.0;
@@ -1065,23 +1103,7 @@ pub(crate) mod tests {
 			}
 			total / 8.0
 		};
-		let base: Vec<Vec<f64>> =
-			state[..4].iter().map(|m| m.data.iter().map(|v| *v as f64).collect()).collect();
-		for (t, g) in grads.iter().enumerate() {
-			for i in 0..g.data.len() {
-				let h = 1e-5;
-				let mut plus = base.clone();
-				plus[t][i] += h;
-				let mut minus = base.clone();
-				minus[t][i] -= h;
-				let numeric = (loss(&plus) - loss(&minus)) / (2.0 * h);
-				let analytic = g.data[i] as f64;
-				assert!(
-					(numeric - analytic).abs() <= 1e-4 + 1e-3 * numeric.abs(),
-					"tensor {t} element {i}: numeric {numeric} vs program {analytic}"
-				);
-			}
-		}
+		assert_gradients(s, &state, (x, y), 0, 1e-5, (1e-4, 1e-3), loss, "mlp");
 	}
 
 	/// The backward program computes the true gradient of the softmax cross-entropy.
@@ -1410,37 +1432,10 @@ pub(crate) mod tests {
 				Loss::SoftmaxCrossEntropy => batch(5, 4, 50, 3),
 				Loss::MeanSquaredError => regression_batch(5, 4, 50),
 			};
-			let (outs, _) = run_step(&s, &p, &state, &x, &y, 0).unwrap();
-			let grads: Vec<&Matrix> = p
-				.ops
-				.iter()
-				.filter(|o| o.kind == OpKind::Momentum)
-				.map(|o| match o.inputs[1] {
-					Source::Op(j) => &outs[j as usize],
-					_ => unreachable!(),
-				})
-				.collect();
-			let base: Vec<Vec<f64>> =
-				state[..6].iter().map(|m| m.data.iter().map(|v| *v as f64).collect()).collect();
-			let mut checked = 0;
-			for (t, g) in grads.iter().enumerate() {
-				for i in 0..g.data.len() {
-					let h = 1e-6;
-					let mut plus = base.clone();
-					plus[t][i] += h;
-					let mut minus = base.clone();
-					minus[t][i] -= h;
-					let numeric = (small_cnn_loss(&plus, &x, &y, loss)
-						- small_cnn_loss(&minus, &x, &y, loss))
-						/ (2.0 * h);
-					let analytic = g.data[i] as f64;
-					assert!(
-						(numeric - analytic).abs() <= 1e-4 + 1e-3 * numeric.abs(),
-						"{loss:?} tensor {t} element {i}: numeric {numeric} vs program {analytic}"
-					);
-					checked += 1;
-				}
-			}
+			let loss_of = |params: &[Vec<f64>]| small_cnn_loss(params, &x, &y, loss);
+			let ctx = format!("{loss:?}");
+			let checked =
+				assert_gradients(&s, &state, (&x, &y), 0, 1e-6, (1e-4, 1e-3), loss_of, &ctx);
 			let outputs = s.dataset.classes.max(1) as usize;
 			assert_eq!(checked, 54 + 3 + 48 + 4 + 16 * outputs + outputs);
 		}
@@ -1571,37 +1566,16 @@ pub(crate) mod tests {
 					Loss::SoftmaxCrossEntropy => batch(5, 6, 6, 3),
 					Loss::MeanSquaredError => regression_batch(5, 6, 6),
 				};
-				let (outs, _) = run_step(&s, &p, &state, &x, &y, step).unwrap();
-				let grads: Vec<&Matrix> = p
-					.ops
-					.iter()
-					.filter(|o| o.kind == OpKind::Momentum)
-					.map(|o| match o.inputs[1] {
-						Source::Op(j) => &outs[j as usize],
-						_ => unreachable!(),
-					})
-					.collect();
-				assert_eq!(grads.len(), 8);
-				let base: Vec<Vec<f64>> =
-					state[..8].iter().map(|m| m.data.iter().map(|v| *v as f64).collect()).collect();
-				for (t, g) in grads.iter().enumerate() {
-					for i in 0..g.data.len() {
-						let h = 1e-6;
-						let mut plus = base.clone();
-						plus[t][i] += h;
-						let mut minus = base.clone();
-						minus[t][i] -= h;
-						let numeric = (small_mixed_loss(&s, step, &plus, &x, &y)
-							- small_mixed_loss(&s, step, &minus, &x, &y))
-							/ (2.0 * h);
-						let analytic = g.data[i] as f64;
-						assert!(
-							(numeric - analytic).abs() <= 2e-4 + 2e-3 * numeric.abs(),
-							"{loss:?} step {step} tensor {t} element {i}: numeric {numeric} vs \
-							 program {analytic}"
-						);
-					}
-				}
+				let loss_of = |params: &[Vec<f64>]| small_mixed_loss(&s, step, params, &x, &y);
+				let ctx = format!("{loss:?} step {step}");
+				let checked =
+					assert_gradients(&s, &state, (&x, &y), step, 1e-6, (2e-4, 2e-3), loss_of, &ctx);
+				assert_eq!(
+					checked,
+					48 + 8
+						+ 8 + 8 + 64 + 8 + 8 * p.state_shapes[6].1 as usize
+						+ p.state_shapes[7].1 as usize
+				);
 			}
 		}
 	}

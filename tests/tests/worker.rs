@@ -10,6 +10,8 @@
 //!   then fetches the model from Dave (found the same way) and evaluates it.
 //! - A regression: Alice's CSV of real-valued targets; Dave solves it, Eve samples it, Dave is
 //!   paid, and the fetched model's squared error is a local run's.
+//! - A convolutional net on Alice's CSV of 8x8 digit images: solved, sampled, paid; the fetched
+//!   model (SafeTensors of the graph) classifies as a local run does.
 //! - Dave cheats (`--fault 2:3`: one operation of step 2 altered) while Eve runs `trainet-worker
 //!   verify --once --register 100`: Eve recomputes the task, challenges, and both workers play
 //!   the dispute game on their own until the runtime rules: Dave loses his stake, the task is
@@ -556,6 +558,57 @@ async fn a_regression_task_is_solved_verified_and_paid() -> Result<()> {
 	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task.is_none(), "the task is still on chain: {task:?}");
 	m.same_evaluation(model, &held_out, "mean squared error")?;
+	Ok(())
+}
+
+#[tokio::test]
+async fn a_cnn_task_is_solved_verified_and_paid_and_its_model_delivered() -> Result<()> {
+	// Alice's CSV of 8x8 digit images (64 pixels and a class a row) and a convolutional net's
+	// spec: a convolution, ReLU, a max pool, a dense layer. Dave solves it and serves his
+	// trace; Eve samples 3 transitions of it (every image operation recomputed); Dave is paid;
+	// the model Alice fetches (SafeTensors of the graph) classifies her held-out digits as a
+	// local run of the spec does.
+	let dir = tempfile::tempdir()?;
+	let csv = dir.path().join("digits.csv");
+	let mut text = String::new();
+	for (x, y) in Dataset::digits()?.samples.iter().take(500) {
+		let cells: Vec<String> = x.iter().map(|v| v.to_string()).collect();
+		text += &format!("{},{y}\n", cells.join(","));
+	}
+	std::fs::write(&csv, text)?;
+	let node = Node::start(NodeConfig::dev(&dir.path().join("node"))).await?;
+	let csv = csv.to_str().context("path")?.to_string();
+	let import = ["dataset", "import", "csv", &csv, "--min-max", "--held-out", "5"];
+	let spec_of = |root: &str| {
+		format!(
+			"[model]\ninput = [1, 8, 8]\nlayers = [\n  {{ type = \"conv2d\", out_channels = 4, \
+			 kernel = 3, padding = 1 }},\n  {{ type = \"relu\" }},\n  {{ type = \"max_pool2d\", \
+			 kernel = 2 }},\n  {{ type = \"flatten\" }},\n  {{ type = \"linear\", out = 10 }},\n]\n\n\
+			 [optimizer]\nkind = \"adam\"\nlearning_rate = 0.01\nbeta1 = 0.9\nbeta2 = 0.999\n\
+			 epsilon = 1e-7\n\n[training]\nbatch_size = 16\nsteps = 60\nseed = 4\n\n[dataset]\n\
+			 root = \"{root}\"\n"
+		)
+	};
+	let (m, imported) = Market::open_with(dir, node, Vec::new(), &import, spec_of, 10).await?;
+	let held_out = held_out_root(&imported)?;
+	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task["spec"]["model"]["graph"]["input"] == serde_json::json!([1, 8, 8]), "{task}");
+	let (solve, verify, dave_address) = m.solver_and_sampler()?;
+	let model_dir = m.data_dir.join("model");
+	let model = model_dir.to_str().context("path")?;
+	let fetch = spawn(
+		m.worker("//Alice", &["model", "fetch", "0", "--out", model, "--peer", &dave_address])?,
+	)?;
+	let (solved, verified) = both(solve, verify).await?;
+	let fetched = finish(fetch, Duration::from_secs(60)).await?;
+	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
+	ensure!(verified.contains("every sampled transition is right"), "eve: {verified}");
+	ensure!(fetched.contains("[1, 8, 8] input, 5 layers"), "{fetched}");
+	m.settle(&m.api).await?;
+	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task.is_none(), "the task is still on chain: {task:?}");
+	let accuracy = m.same_evaluation(model, &held_out, "accuracy")?;
+	ensure!(accuracy > 0.6, "the CNN learned little in 60 steps: {accuracy}");
 	Ok(())
 }
 
