@@ -346,9 +346,10 @@ pub fn element_lines(
 		(0..rows).map(|i| (Rows, i)).collect()
 	};
 	match op.kind {
-		OpKind::MatMul | OpKind::BiasAdd => alloc::vec![one(Rows, r), one(Columns, c)],
-		OpKind::MatMulTn => alloc::vec![one(Columns, r), one(Columns, c)],
-		OpKind::MatMulNt => alloc::vec![one(Rows, r), one(Rows, c)],
+		OpKind::BiasAdd => alloc::vec![one(Rows, r), one(Columns, c)],
+		OpKind::MatMul | OpKind::MatMulTn | OpKind::MatMulNt => {
+			product_lines(op, r, c).map(|l| l.map(|(a, i)| one(a, i)).to_vec()).unwrap_or_default()
+		}
 		OpKind::Mean => alloc::vec![one(Columns, 0)],
 		OpKind::ColSum => alloc::vec![one(Columns, c)],
 		OpKind::Conv2d(g) => {
@@ -362,6 +363,19 @@ pub fn element_lines(
 		OpKind::LayerNormInputGrad => alloc::vec![one(Rows, r), one(Rows, 0), one(Rows, r)],
 		OpKind::LayerNormGammaGrad => alloc::vec![all_rows(0), one(Columns, c)],
 		_ => op.inputs.iter().map(|_| one(Rows, r)).collect(),
+	}
+}
+
+/// The line of each input that element `(r, c)` of a product reads (`None` for an operation
+/// that is not a product): a row of `A` and a column of `B` for `A·B`, two columns for `Aᵀ·B`,
+/// two rows for `A·Bᵀ`.
+pub fn product_lines(op: &Op, r: u32, c: u32) -> Option<[(Axis, u32); 2]> {
+	use Axis::*;
+	match op.kind {
+		OpKind::MatMul => Some([(Rows, r), (Columns, c)]),
+		OpKind::MatMulTn => Some([(Columns, r), (Columns, c)]),
+		OpKind::MatMulNt => Some([(Rows, r), (Rows, c)]),
+		_ => None,
 	}
 }
 
@@ -478,14 +492,8 @@ pub fn element_partials(
 	(r, c): (u32, u32),
 ) -> Option<Vec<u32>> {
 	let op = run.program.ops.get(j as usize)?;
-	term_positions(op, r, c, 0)?;
 	let mut lines = Vec::with_capacity(2);
-	let reads = match op.kind {
-		OpKind::MatMul => [(Axis::Rows, r), (Axis::Columns, c)],
-		OpKind::MatMulTn => [(Axis::Columns, r), (Axis::Columns, c)],
-		_ => [(Axis::Rows, r), (Axis::Rows, c)],
-	};
-	for (source, (axis, index)) in op.inputs.iter().zip(reads) {
+	for (source, (axis, index)) in op.inputs.iter().zip(product_lines(op, r, c)?) {
 		let values: Vec<f32> = match source {
 			Source::Batch => {
 				let features = |row: u32| run.samples.get(row as usize).map(|s| &s.features);

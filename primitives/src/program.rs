@@ -1310,6 +1310,18 @@ pub(crate) mod tests {
 		assert_eq!(p.init[..6], [random(0, 18), zeros, random(1, 12), zeros, random(2, 16), zeros]);
 	}
 
+	/// One row's `loss` in f64 from its outputs `z` and its label (a class, or a target's bits).
+	fn row_loss_f64(loss: Loss, z: &[f64], label: u32) -> f64 {
+		match loss {
+			Loss::SoftmaxCrossEntropy => {
+				let m = z.iter().cloned().fold(f64::MIN, f64::max);
+				let lse = z.iter().map(|v| (v - m).exp()).sum::<f64>().ln() + m;
+				lse - z[label as usize]
+			}
+			Loss::MeanSquaredError => (z[0] - f32::from_bits(label) as f64).powi(2),
+		}
+	}
+
 	/// The f64 loss of a [`small_cnn`] with parameters `params` (its six tensors, flat) on the
 	/// batch `x` (`B` rows of `2 x 5 x 5`), straight from the definitions.
 	fn small_cnn_loss(params: &[Vec<f64>], x: &Matrix, labels: &[u32], loss: Loss) -> f64 {
@@ -1406,16 +1418,7 @@ pub(crate) mod tests {
 						+ params[5][j]
 				})
 				.collect();
-			total += match loss {
-				Loss::SoftmaxCrossEntropy => {
-					let m = z.iter().cloned().fold(f64::MIN, f64::max);
-					let lse = z.iter().map(|v| (v - m).exp()).sum::<f64>().ln() + m;
-					lse - z[labels[r as usize] as usize]
-				}
-				Loss::MeanSquaredError => {
-					(z[0] - f32::from_bits(labels[r as usize]) as f64).powi(2)
-				}
-			};
+			total += row_loss_f64(loss, &z, labels[r as usize]);
 		}
 		total / x.rows as f64
 	}
@@ -1510,16 +1513,7 @@ pub(crate) mod tests {
 				})
 				.collect();
 			let out = dense(&d, &params[6], &params[7]);
-			total += match s.loss {
-				Loss::SoftmaxCrossEntropy => {
-					let m = out.iter().cloned().fold(f64::MIN, f64::max);
-					let lse = out.iter().map(|v| (v - m).exp()).sum::<f64>().ln() + m;
-					lse - out[labels[r as usize] as usize]
-				}
-				Loss::MeanSquaredError => {
-					(out[0] - f32::from_bits(labels[r as usize]) as f64).powi(2)
-				}
-			};
+			total += row_loss_f64(s.loss, &out, labels[r as usize]);
 		}
 		total / x.rows as f64
 	}

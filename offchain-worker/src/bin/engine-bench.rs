@@ -144,6 +144,14 @@ impl Drop for Torch {
 	}
 }
 
+/// Each round's ratio of PyTorch deterministic's seconds (`torch`) over ours: the median and
+/// the lowest and highest round's, as the head-to-head table prints them.
+fn ratio(torch: &[f64], ours: &[f64]) -> String {
+	let r: Vec<f64> = torch.iter().zip(ours).map(|(t, o)| t / o).collect();
+	let (lo, hi) = r.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+	format!("{:.2}x ({lo:.2}-{hi:.2})", median(&r))
+}
+
 /// The median of `values` (the mean of the middle two for an even count).
 fn median(values: &[f64]) -> f64 {
 	let mut sorted = values.to_vec();
@@ -237,12 +245,7 @@ fn head_to_head(torch: &mut Torch, sizes: &[(&str, &[u32], u32)], threads: usize
 			rounds[3].push(burn(steps));
 			pause();
 		}
-		let ratios = |ours: &[f64]| {
-			let r: Vec<f64> = rounds[1].iter().zip(ours).map(|(t, o)| t / o).collect();
-			let (lo, hi) =
-				r.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-			format!("{:.2}x ({lo:.2}-{hi:.2})", median(&r))
-		};
+		let ratios = |ours: &[f64]| ratio(&rounds[1], ours);
 		println!(
 			"| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
 			median(&rounds[0]) * 1e3,
@@ -280,14 +283,12 @@ fn head_to_head(torch: &mut Torch, sizes: &[(&str, &[u32], u32)], threads: usize
 			rounds[2].push(engine(steps));
 			pause();
 		}
-		let r: Vec<f64> = rounds[1].iter().zip(&rounds[2]).map(|(t, o)| t / o).collect();
-		let (lo, hi) = r.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
 		println!(
-			"| {name} | {:.2} | {:.2} | {:.2} | n/a | {:.2}x ({lo:.2}-{hi:.2}) | n/a |",
+			"| {name} | {:.2} | {:.2} | {:.2} | n/a | {} | n/a |",
 			median(&rounds[0]) * 1e3,
 			median(&rounds[1]) * 1e3,
 			median(&rounds[2]) * 1e3,
-			median(&r),
+			ratio(&rounds[1], &rounds[2]),
 		);
 	}
 }

@@ -19,7 +19,7 @@
 use rayon::prelude::*;
 use trainet_primitives::repops::{
 	self,
-	image::{im2col, Conv, Pool},
+	image::{im2col, max_pick, Conv, Pool},
 	Matrix, ShapeError,
 };
 
@@ -28,10 +28,11 @@ use super::{
 	MatRef, SEQUENTIAL_BELOW,
 };
 
-/// Checks the geometry and that `m` has `cols` values a row (and `rows` rows, if given).
-fn expect(g: &Conv, m: &MatRef, rows: Option<u32>, cols: u32) -> Result<(), ShapeError> {
+/// Checks that the geometry is `valid` and that `m` has `cols` values a row (and `rows` rows,
+/// if given).
+fn expect(valid: bool, m: &MatRef, rows: Option<u32>, cols: u32) -> Result<(), ShapeError> {
 	m.check()?;
-	if !g.is_valid() || m.cols != cols || rows.is_some_and(|r| r != m.rows) {
+	if !valid || m.cols != cols || rows.is_some_and(|r| r != m.rows) {
 		return Err(ShapeError::Mismatch);
 	}
 	Ok(())
@@ -87,9 +88,9 @@ fn by_sample(
 
 /// [`repops::image::conv2d`]: one product for the whole batch, `W · Pᵀ`.
 pub fn conv2d(g: &Conv, x: MatRef, w: MatRef, bias: MatRef) -> Result<Matrix, ShapeError> {
-	expect(g, &x, None, g.input.values())?;
-	expect(g, &w, Some(g.out_channels), g.patch())?;
-	expect(g, &bias, Some(1), g.out_channels)?;
+	expect(g.is_valid(), &x, None, g.input.values())?;
+	expect(g.is_valid(), &w, Some(g.out_channels), g.patch())?;
+	expect(g.is_valid(), &bias, Some(1), g.out_channels)?;
 	let (patch, plane) = (g.patch() as usize, (g.output().height * g.output().width) as usize);
 	let (out_channels, rows) = (g.out_channels as usize, x.rows as usize);
 	let filters = View { data: w.data, rows: out_channels, cols: patch, rs: patch, cs: 1 };
@@ -103,8 +104,8 @@ pub fn conv2d(g: &Conv, x: MatRef, w: MatRef, bias: MatRef) -> Result<Matrix, Sh
 
 /// [`repops::image::conv2d_input_grad`]: one product for the whole batch, `W' · D`.
 pub fn conv2d_input_grad(g: &Conv, dy: MatRef, w: MatRef) -> Result<Matrix, ShapeError> {
-	expect(g, &dy, None, g.output().values())?;
-	expect(g, &w, Some(g.out_channels), g.patch())?;
+	expect(g.is_valid(), &dy, None, g.output().values())?;
+	expect(g.is_valid(), &w, Some(g.out_channels), g.patch())?;
 	let (k, s, p) = (g.kernel as usize, g.stride as usize, g.padding as usize);
 	let (o_n, c_n) = (g.out_channels as usize, g.input.channels as usize);
 	let (h, wd) = (g.input.height as usize, g.input.width as usize);
@@ -150,10 +151,10 @@ pub fn conv2d_input_grad(g: &Conv, dy: MatRef, w: MatRef) -> Result<Matrix, Shap
 
 /// [`repops::image::conv2d_weight_grad`].
 pub fn conv2d_weight_grad(g: &Conv, x: MatRef, dy: MatRef) -> Result<Matrix, ShapeError> {
-	expect(g, &x, None, g.input.values())?;
-	expect(g, &dy, Some(x.rows), g.output().values())?;
+	expect(g.is_valid(), &x, None, g.input.values())?;
+	expect(g.is_valid(), &dy, Some(x.rows), g.output().values())?;
 	let (patch, plane) = (g.patch() as usize, (g.output().height * g.output().width) as usize);
-	let (o_n, rows, n) = (g.out_channels as usize, x.rows as usize, g.input.values() as usize);
+	let (o_n, rows) = (g.out_channels as usize, x.rows as usize);
 	// G (O x B·OH·OW) and P (B·OH·OW x C·k·k), both in (b, oy, ox) order.
 	let mut grads = vec![0.0f32; o_n * rows * plane];
 	for o in 0..o_n {
@@ -162,7 +163,6 @@ pub fn conv2d_weight_grad(g: &Conv, x: MatRef, dy: MatRef) -> Result<Matrix, Sha
 			grads[(o * rows + b) * plane..][..plane].copy_from_slice(from);
 		}
 	}
-	let _ = n;
 	let patches = patches(g, &x);
 	let terms = rows * plane;
 	let a = View { data: &grads, rows: o_n, cols: terms, rs: terms, cs: 1 };
@@ -178,35 +178,15 @@ fn window(g: &Pool, (oy, ox): (usize, usize)) -> impl Iterator<Item = usize> + '
 	(0..k).flat_map(move |ky| (0..k).map(move |kx| (oy * s + ky) * w + ox * s + kx))
 }
 
-/// The position a max pool picks in a window of `plane` (the first of the largest, a NaN
-/// winning over any number), as the reference picks.
+/// The position a max pool picks in a window of `plane`, by the reference's rule
+/// ([`max_pick`]).
 fn pick(plane: &[f32], window: impl Iterator<Item = usize>) -> usize {
-	let mut best: Option<(usize, f32)> = None;
-	for i in window {
-		let v = plane[i];
-		let better = match best {
-			None => true,
-			Some((_, b)) => !b.is_nan() && (v.is_nan() || v > b),
-		};
-		if better {
-			best = Some((i, v));
-		}
-	}
-	best.map_or(0, |(i, _)| i)
-}
-
-/// Checks a pool's geometry and that `m` has `cols` values a row (and `rows` rows, if given).
-fn expect_pool(g: &Pool, m: &MatRef, rows: Option<u32>, cols: u32) -> Result<(), ShapeError> {
-	m.check()?;
-	if !g.is_valid() || m.cols != cols || rows.is_some_and(|r| r != m.rows) {
-		return Err(ShapeError::Mismatch);
-	}
-	Ok(())
+	max_pick(window.map(|i| (i, plane[i]))).unwrap_or(0)
 }
 
 /// [`repops::image::max_pool`] and [`repops::image::avg_pool`]: each output from its window.
 pub fn pool(g: &Pool, x: MatRef, max: bool) -> Result<Matrix, ShapeError> {
-	expect_pool(g, &x, None, g.input.values())?;
+	expect(g.is_valid(), &x, None, g.input.values())?;
 	let (out, n) = (g.output(), g.input.values() as usize);
 	let (oh, ow) = (out.height as usize, out.width as usize);
 	let (plane, channels) = ((g.input.height * g.input.width) as usize, g.input.channels as usize);
@@ -239,9 +219,9 @@ pub fn pool(g: &Pool, x: MatRef, max: bool) -> Result<Matrix, ShapeError> {
 /// positions), windows in `(oy, ox)` order from `+0.0`: per position, the reference's sum in
 /// its order.
 pub fn pool_grad(g: &Pool, x: Option<MatRef>, dy: MatRef) -> Result<Matrix, ShapeError> {
-	expect_pool(g, &dy, x.map(|x| x.rows), g.output().values())?;
+	expect(g.is_valid(), &dy, x.map(|x| x.rows), g.output().values())?;
 	if let Some(x) = &x {
-		expect_pool(g, x, None, g.input.values())?;
+		expect(g.is_valid(), x, None, g.input.values())?;
 	}
 	let (out, n) = (g.output(), g.input.values() as usize);
 	let (oh, ow, n_out) = (out.height as usize, out.width as usize, out.values() as usize);
@@ -278,7 +258,7 @@ pub fn pool_grad(g: &Pool, x: Option<MatRef>, dy: MatRef) -> Result<Matrix, Shap
 
 /// [`repops::image::conv_bias_grad`]: per filter, the sum over samples and positions in order.
 pub fn conv_bias_grad(g: &Conv, dy: MatRef) -> Result<Matrix, ShapeError> {
-	expect(g, &dy, None, g.output().values())?;
+	expect(g.is_valid(), &dy, None, g.output().values())?;
 	let (o_n, plane) = (g.out_channels as usize, (g.output().height * g.output().width) as usize);
 	let n_out = o_n * plane;
 	let sums = (0..o_n)

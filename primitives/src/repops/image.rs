@@ -252,19 +252,26 @@ impl Pool {
 
 	/// The position [`max_pool_at`] picks in window `(oy, ox)` of channel `c` of `row`.
 	fn pick(&self, row: &[f32], c: u32, window: (u32, u32)) -> (u32, u32) {
-		let mut best: Option<((u32, u32), f32)> = None;
-		for (y, x) in self.window(window) {
-			let v = value(row, self.input.at(c, y, x));
-			let better = match best {
-				None => true,
-				Some((_, b)) => !b.is_nan() && (v.is_nan() || v > b),
-			};
-			if better {
-				best = Some(((y, x), v));
-			}
-		}
-		best.map(|(p, _)| p).unwrap_or((0, 0))
+		let values = self.window(window).map(|(y, x)| ((y, x), value(row, self.input.at(c, y, x))));
+		max_pick(values).unwrap_or((0, 0))
 	}
+}
+
+/// A max pool's pick among `(position, value)` in window order: the first of the largest, a
+/// NaN winning over any number (and the first NaN over later ones). The one rule every
+/// implementation of the pool and its gradient uses.
+pub fn max_pick<P>(values: impl Iterator<Item = (P, f32)>) -> Option<P> {
+	let mut best: Option<(P, f32)> = None;
+	for (p, v) in values {
+		let better = match &best {
+			None => true,
+			Some((_, b)) => !b.is_nan() && (v.is_nan() || v > *b),
+		};
+		if better {
+			best = Some((p, v));
+		}
+	}
+	best.map(|(p, _)| p)
 }
 
 /// `values[i]`, or 0 past the end (callers check the lengths first).
