@@ -242,6 +242,13 @@ pub(crate) fn output_shape(kind: OpKind, inputs: &[MatRef]) -> Result<(u32, u32)
 		OpKind::Conv2dInputGrad(g) => (dims(0)?.0, g.input.values()),
 		OpKind::MaxPool2d(g) | OpKind::AvgPool2d(g) => (dims(0)?.0, g.output().values()),
 		OpKind::MaxPool2dGrad(g) | OpKind::AvgPool2dGrad(g) => (dims(0)?.0, g.input.values()),
+		OpKind::Embed(g) => (dims(0)?.0.saturating_mul(g.context), g.dim),
+		OpKind::EmbedGrad(g) => (g.vocab, g.dim),
+		OpKind::PositionGrad(g) => (g.context, g.dim),
+		OpKind::TokenXent(_) => (dims(0)?.0, 1),
+		OpKind::TokenXentBackward(_) => dims(0)?,
+		OpKind::Attention(g) => (dims(0)?.0, g.dim),
+		OpKind::AttentionGrad(g) => (dims(0)?.0, g.dim.saturating_mul(3)),
 	})
 }
 

@@ -21,7 +21,7 @@ use crate::{
 	commit::{col_leaf_bits, row_leaf_bits, tensor_commitment, tensor_hash_of, SampleProof},
 	program::{self, Op, OpKind, Pointwise, Source},
 	referee::{check_agreed, check_sample, reads_samples, source_shape, RefereeError},
-	repops::{self, image, layers, Matrix},
+	repops::{self, image, layers, sequence, Matrix},
 	task::TrainingSpec,
 	trace::ProofItems,
 };
@@ -362,8 +362,34 @@ pub fn element_lines(
 		OpKind::LayerNorm => alloc::vec![one(Rows, r), one(Rows, 0), one(Rows, 0)],
 		OpKind::LayerNormInputGrad => alloc::vec![one(Rows, r), one(Rows, 0), one(Rows, r)],
 		OpKind::LayerNormGammaGrad => alloc::vec![all_rows(0), one(Columns, c)],
+		// A token's row reads its sample's features (its tokens and its targets).
+		OpKind::Embed(g) => {
+			let (sample, t) = token_position(g.context, r);
+			alloc::vec![one(Rows, sample), one(Columns, c), one(Rows, t)]
+		}
+		OpKind::EmbedGrad(_) => alloc::vec![all_rows(0), one(Columns, c)],
+		OpKind::PositionGrad(_) => alloc::vec![one(Columns, c)],
+		OpKind::TokenXent(g) | OpKind::TokenXentBackward(g) => {
+			alloc::vec![one(Rows, r), one(Rows, token_position(g.context, r).0)]
+		}
+		// Every row of the element's sequence (uniform, so element `(0, 0)` is the worst).
+		OpKind::Attention(g) => alloc::vec![sequence_rows(g.context, r)],
+		OpKind::AttentionGrad(g) => {
+			alloc::vec![sequence_rows(g.context, r), sequence_rows(g.context, r)]
+		}
 		_ => op.inputs.iter().map(|_| one(Rows, r)).collect(),
 	}
+}
+
+/// The sample and position of token row `r` of a sequence model of context `context`.
+pub fn token_position(context: u32, r: u32) -> (u32, u32) {
+	(r.checked_div(context).unwrap_or(0), r.checked_rem(context).unwrap_or(0))
+}
+
+/// The rows of the sequence token row `r` belongs to.
+fn sequence_rows(context: u32, r: u32) -> Vec<(Axis, u32)> {
+	let start = token_position(context, r).0.saturating_mul(context);
+	(start..start.saturating_add(context)).map(|i| (Axis::Rows, i)).collect()
 }
 
 /// The line of each input that element `(r, c)` of a product reads (`None` for an operation
@@ -433,7 +459,7 @@ pub fn element_cost(
 	let values = lines.saturating_add(samples.saturating_mul(u64::from(spec.dataset.features)));
 	// An image operator's element may take more terms than it reads values (a max pool's
 	// gradient re-finds the pick of every window holding the position): the leaf bounds both.
-	let terms = op.kind.image_cost(u64::from(spec.batch_size)).map_or(0, |(_, t)| t);
+	let terms = op.kind.element_terms(u64::from(spec.batch_size)).map_or(0, |(_, t)| t);
 	values.max(terms)
 }
 
@@ -787,6 +813,20 @@ pub fn element_value(
 		}
 		OpKind::Dropout(m) | OpKind::DropoutGrad(m) => {
 			layers::dropout_at(spec.seed, step, m.layer, m.p.to_f32(), op.cols, (r, c), at(0, c)?)
+		}
+		OpKind::Embed(g) => sequence::embed_at(&g, arg(0)?, arg(1)?, arg(2)?, r, c),
+		OpKind::EmbedGrad(g) => sequence::embed_grad_at(&g, arg(0)?, arg(1)?, r),
+		OpKind::PositionGrad(g) => sequence::position_grad_at(&g, arg(0)?, r),
+		OpKind::TokenXent(g) => sequence::token_xent_at(&g, arg(0)?, arg(1)?, r)?,
+		OpKind::TokenXentBackward(g) => {
+			let row = sequence::token_xent_backward_row(&g, arg(0)?, arg(1)?, r, op.rows)?;
+			row.get(c as usize).copied().ok_or(RefereeError::WrongInput)?
+		}
+		OpKind::Attention(g) => {
+			sequence::attention_at(&g, arg(0)?, token_position(g.context, r).1, c)
+		}
+		OpKind::AttentionGrad(g) => {
+			sequence::attention_grad_at(&g, arg(0)?, arg(1)?, token_position(g.context, r).1, c)
 		}
 		_ => {
 			let f = Pointwise::new(spec, op.kind, step)?;

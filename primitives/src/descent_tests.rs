@@ -101,6 +101,15 @@ fn mixed(loss: crate::task::Loss, optimizer: Optimizer) -> (TrainingSpec, StepRu
 	run_on(spec, &data)
 }
 
+/// The small transformer of the program's tests (embedding, attention, the per-token loss)
+/// after one step.
+fn transformer(optimizer: Optimizer) -> (TrainingSpec, StepRun) {
+	let spec = program::tests::small_transformer(optimizer, 3);
+	let data = crate::task::synthetic_tokens(3, 30, 4, 5);
+	let spec = spec.on_dataset(&data);
+	run_on(spec, &data)
+}
+
 fn run_on(spec: TrainingSpec, data: &[(Vec<f32>, u32)]) -> (TrainingSpec, StepRun) {
 	let program = program::step_program(&spec).unwrap();
 	let s0 = initial_state(&spec, &program).unwrap();
@@ -122,6 +131,8 @@ fn every_element_of_every_operation_is_recomputed_bit_for_bit() {
 		cnn(MeanSquaredError, sgd),
 		mixed(SoftmaxCrossEntropy, Optimizer::adamw(0.01, 0.05)),
 		mixed(MeanSquaredError, sgd),
+		transformer(Optimizer::adamw(0.01, 0.05)),
+		transformer(sgd),
 	] {
 		let trace = run.op_trace();
 		let pre = crate::commit::state_hash(&run.state);

@@ -21,7 +21,9 @@
 use crate::repops::{
 	self,
 	image::{self, Conv, ImageShape, Pool},
-	layers, Matrix, ShapeError,
+	layers,
+	sequence::{self, Attention, Tokens},
+	Matrix, ShapeError,
 };
 use crate::task::{Layer, Loss, Optimizer, SpecError, TrainingSpec};
 use alloc::vec::Vec;
@@ -135,6 +137,22 @@ pub enum OpKind {
 	DropoutGrad(DropoutMask),
 	/// AdamW's step: Adam's after the decay `p (1 - lr wd)` (inputs `p, m, v`).
 	AdamWStep,
+	/// A sequence model's embedding (inputs: the batch, the token table, the position
+	/// table): one row per token ([`repops::sequence::embed`]).
+	Embed(Tokens),
+	/// The token table's gradient (inputs: the batch, `dy`).
+	EmbedGrad(Tokens),
+	/// The position table's gradient (input `dy`).
+	PositionGrad(Tokens),
+	/// The per-token softmax cross-entropy against the next token (inputs: the logits, the
+	/// batch).
+	TokenXent(Tokens),
+	/// Its mean's gradient with respect to the logits (inputs: the logits, the batch).
+	TokenXentBackward(Tokens),
+	/// Causal multi-head self-attention (input: `q | k | v`).
+	Attention(Attention),
+	/// Its gradient `dq | dk | dv` (inputs: `q | k | v`, `dy`).
+	AttentionGrad(Attention),
 }
 
 /// Which values a dropout keeps: its probability and the layer whose stream draws the mask.
@@ -158,9 +176,10 @@ pub struct DropoutMask {
 }
 
 impl OpKind {
-	/// For an image operator, on a batch of `batch` rows: the values it outputs and the terms
-	/// (multiply-adds, or values compared or added) each output takes. `None` for the others.
-	pub fn image_cost(&self, batch: u64) -> Option<(u64, u64)> {
+	/// For an image or sequence operator, on a batch of `batch` samples: the values it outputs
+	/// (for a table's gradient, its rows) and the terms (multiply-adds, or values compared or
+	/// added) one output takes when computed alone. `None` for the others.
+	pub fn element_terms(&self, batch: u64) -> Option<(u64, u64)> {
 		let n = u64::from;
 		let windows = |g: &Pool| {
 			let per_side = n(g.kernel.div_ceil(g.stride.max(1)));
@@ -189,6 +208,26 @@ impl OpKind {
 				windows(g).saturating_mul(area(g.kernel)),
 			),
 			OpKind::AvgPool2dGrad(g) => (batch.saturating_mul(n(g.input.values())), windows(g)),
+			// An attention output reads its position's scores against every earlier one; a
+			// gradient of a key or value, every later position's scores and their gradients.
+			OpKind::Attention(g) => {
+				let t = n(g.context);
+				let dh = n(g.dim).checked_div(n(g.heads)).unwrap_or(0);
+				let outputs = batch.saturating_mul(t).saturating_mul(n(g.dim));
+				(outputs, t.saturating_mul(dh.saturating_add(3)))
+			}
+			OpKind::AttentionGrad(g) => {
+				let t = n(g.context);
+				let dh = n(g.dim).checked_div(n(g.heads)).unwrap_or(0);
+				let outputs = batch.saturating_mul(t).saturating_mul(n(g.dim).saturating_mul(3));
+				let rows = t.saturating_mul(t.saturating_add(1));
+				(outputs, rows.saturating_mul(dh.saturating_add(2)))
+			}
+			// A table's gradient reads every token of the batch.
+			OpKind::EmbedGrad(g) => {
+				(n(g.vocab).saturating_mul(n(g.dim)), batch.saturating_mul(n(g.context)))
+			}
+			OpKind::PositionGrad(g) => (n(g.context).saturating_mul(n(g.dim)), batch),
 			_ => return None,
 		})
 	}
@@ -271,6 +310,9 @@ struct Forward {
 	input: Source,
 	/// Its input's shape.
 	shape: ImageShape,
+	/// Its input's rows: the batch's samples, or (from a sequence model's embedding on) its
+	/// tokens.
+	rows: u32,
 	/// The state index of its first parameter (and, one further, its second), if it has any.
 	weight: Option<u32>,
 }
@@ -287,6 +329,9 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 	spec.validate()?;
 	let (input, layers) = spec.model.graph();
 	let b = spec.batch_size;
+	let context = spec.model.context();
+	// The rows of the current activation: samples, then tokens after an embedding.
+	let mut rows = b;
 	let mut p = Builder { ops: Vec::new() };
 	let mut shapes: Vec<(u32, u32)> = Vec::new();
 	let mut init: Vec<Init> = Vec::new();
@@ -303,12 +348,30 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 		let bias = Source::State(weight.saturating_add(1));
 		let stream = u32::try_from(shapes.len() / 2).map_err(|_| SpecError::TooFewLayers)?;
 		let values = shape.values();
+		let in_rows = rows;
+		let b = rows;
 		let (output, out_shape) = match layer {
 			Layer::Linear { out } => {
 				shapes.extend([(values, out), (1, out)]);
 				init.extend([Init::Random { stream, fan_in: values }, Init::Zeros]);
 				let z = p.push(OpKind::MatMul, alloc::vec![x, w], b, out);
 				(p.push(OpKind::BiasAdd, alloc::vec![z, bias], b, out), ImageShape::flat(out))
+			}
+			Layer::Embedding { vocab, dim } => {
+				let t = context.unwrap_or(0);
+				let g = Tokens { vocab, context: t, dim };
+				shapes.extend([(vocab, dim), (t, dim)]);
+				init.extend([Init::Random { stream, fan_in: dim }, Init::Zeros]);
+				rows = b.checked_mul(t).ok_or(SpecError::BadBatchSize)?;
+				(
+					p.push(OpKind::Embed(g), alloc::vec![x, w, bias], rows, dim),
+					ImageShape::flat(dim),
+				)
+			}
+			Layer::Attention { heads } => {
+				let dim = values / 3;
+				let g = Attention { heads, context: context.unwrap_or(0), dim };
+				(p.push(OpKind::Attention(g), alloc::vec![x], b, dim), ImageShape::flat(dim))
 			}
 			Layer::Conv2d { out_channels, kernel, stride, padding } => {
 				let g = Conv { input: shape, out_channels, kernel, stride, padding };
@@ -345,7 +408,7 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 			Layer::Flatten => (x, ImageShape::flat(values)),
 		};
 		let weight = layer.has_params().then_some(weight);
-		forward.push(Forward { layer: Some(layer), index, input: x, shape, weight });
+		forward.push(Forward { layer: Some(layer), index, input: x, shape, rows: in_rows, weight });
 		(x, shape) = (output, out_shape);
 		// Blocks ending here: the sum of the block's output and its input.
 		while let Some((end, skip)) = open.last().copied() {
@@ -353,19 +416,29 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 				break;
 			}
 			open.pop();
-			forward.push(Forward { layer: None, index, input: x, shape, weight: None });
-			x = p.push(OpKind::Add, alloc::vec![x, skip], b, shape.values());
+			forward.push(Forward { layer: None, index, input: x, shape, rows, weight: None });
+			x = p.push(OpKind::Add, alloc::vec![x, skip], rows, shape.values());
 		}
 	}
 	let outputs = shape.values();
-	let (loss, loss_backward) = loss_ops(spec.loss);
-	let losses = p.push(loss, alloc::vec![x], b, 1);
+	let (loss, loss_backward, loss_inputs) = match context {
+		// A sequence model's loss is per token, against the batch's next tokens.
+		Some(t) => {
+			let g = Tokens { vocab: outputs, context: t, dim: outputs };
+			(OpKind::TokenXent(g), OpKind::TokenXentBackward(g), alloc::vec![x, Source::Batch])
+		}
+		None => {
+			let (l, lb) = loss_ops(spec.loss);
+			(l, lb, alloc::vec![x])
+		}
+	};
+	let losses = p.push(loss, loss_inputs.clone(), rows, 1);
 	p.push(OpKind::Mean, alloc::vec![losses], 1, 1);
 
 	// Backward: `dy` is the gradient of the current layer's output.
 	let params = u32::try_from(shapes.len()).map_err(|_| SpecError::TooFewLayers)?;
 	let mut grads = alloc::vec![Source::Batch; params as usize];
-	let mut dy = p.push(loss_backward, alloc::vec![x], b, outputs);
+	let mut dy = p.push(loss_backward, loss_inputs, rows, outputs);
 	// The gradients that took the skips of the blocks being walked back through.
 	let mut skips: Vec<Source> = Vec::new();
 	for (n, f) in forward.iter().enumerate().rev() {
@@ -373,6 +446,7 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 		let wanted =
 			forward.get(..n).is_some_and(|before| before.iter().any(|f| f.weight.is_some()));
 		let values = f.shape.values();
+		let b = f.rows;
 		let w = f.weight.map(Source::State).unwrap_or(Source::Batch);
 		let weight = f.weight.unwrap_or(0);
 		let mut grad = |i: u32, g: Source| {
@@ -439,6 +513,21 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 				p.push(OpKind::Add, alloc::vec![dy, skip], b, values)
 			}
 			Layer::Flatten => dy,
+			Layer::Embedding { vocab, dim } => {
+				let g = Tokens { vocab, context: context.unwrap_or(0), dim };
+				grad(
+					weight,
+					p.push(OpKind::EmbedGrad(g), alloc::vec![Source::Batch, dy], vocab, dim),
+				);
+				let dpos = p.push(OpKind::PositionGrad(g), alloc::vec![dy], g.context, dim);
+				grad(weight.saturating_add(1), dpos);
+				// The first layer: nothing before it to take a gradient.
+				break;
+			}
+			Layer::Attention { heads } => {
+				let g = Attention { heads, context: context.unwrap_or(0), dim: values / 3 };
+				p.push(OpKind::AttentionGrad(g), alloc::vec![f.input, dy], b, values)
+			}
 		};
 		if !wanted {
 			break;
@@ -595,6 +684,13 @@ pub fn execute(
 		OpKind::Dropout(m) | OpKind::DropoutGrad(m) => {
 			layers::dropout(arg(0)?, spec.seed, step, m.layer, m.p.to_f32())?
 		}
+		OpKind::Embed(g) => sequence::embed(&g, arg(0)?, arg(1)?, arg(2)?)?,
+		OpKind::EmbedGrad(g) => sequence::embed_grad(&g, arg(0)?, arg(1)?)?,
+		OpKind::PositionGrad(g) => sequence::position_grad(&g, arg(0)?)?,
+		OpKind::TokenXent(g) => sequence::token_xent(&g, arg(0)?, arg(1)?)?,
+		OpKind::TokenXentBackward(g) => sequence::token_xent_backward(&g, arg(0)?, arg(1)?)?,
+		OpKind::Attention(g) => sequence::attention(&g, arg(0)?)?,
+		OpKind::AttentionGrad(g) => sequence::attention_grad(&g, arg(0)?, arg(1)?)?,
 		OpKind::Momentum
 		| OpKind::SgdStep
 		| OpKind::AdamM
@@ -743,7 +839,14 @@ pub fn execution_cost(
 	// sums and the loss write at most as many values as their largest input.
 	// An image operator's work follows from its geometry (which execution checks against the
 	// tensors before any work) and the batch's rows.
-	if let Some((outputs, terms)) = op.kind.image_cost(a.0) {
+	// (A sequence operator's first input has a row per token.)
+	let samples = match op.kind {
+		OpKind::Attention(g) | OpKind::AttentionGrad(g) => a.0.checked_div(u64::from(g.context)),
+		OpKind::PositionGrad(g) => a.0.checked_div(u64::from(g.context)),
+		_ => Some(a.0),
+	}
+	.unwrap_or(0);
+	if let Some((outputs, terms)) = op.kind.element_terms(samples) {
 		let out = largest.max(outputs);
 		return Ok((values.saturating_add(out), outputs.saturating_mul(terms)));
 	}
@@ -1516,6 +1619,242 @@ pub(crate) mod tests {
 			total += row_loss_f64(s.loss, &out, labels[r as usize]);
 		}
 		total / x.rows as f64
+	}
+
+	/// A one-block transformer (vocabulary 5, context 4, width 8, two heads): the embedding,
+	/// an attention block (layer norm, `q | k | v`, attention, projection) and an MLP block
+	/// (layer norm, dense, GELU, dense), then the output layer.
+	pub(crate) fn small_transformer(optimizer: Optimizer, batch: u32) -> TrainingSpec {
+		use crate::task::{Layers, Model};
+		let layers = vec![
+			Layer::Embedding { vocab: 5, dim: 8 },
+			Layer::Residual { layers: 4 },
+			Layer::LayerNorm,
+			Layer::Linear { out: 24 },
+			Layer::Attention { heads: 2 },
+			Layer::Linear { out: 8 },
+			Layer::Residual { layers: 4 },
+			Layer::LayerNorm,
+			Layer::Linear { out: 16 },
+			Layer::Gelu,
+			Layer::Linear { out: 8 },
+			Layer::Linear { out: 5 },
+		];
+		let model =
+			Model::Graph { input: ImageShape::flat(5), layers: Layers::try_from(layers).unwrap() };
+		TrainingSpec::example_graph(model, Loss::SoftmaxCrossEntropy, optimizer, batch)
+	}
+
+	/// A batch of `rows` token sequences of [`crate::task::synthetic_tokens`].
+	fn token_batch(seed: u64, rows: u32) -> (Matrix, Vec<u32>) {
+		let data = crate::task::synthetic_tokens(seed, rows, 4, 5);
+		let x = data.iter().flat_map(|(x, _)| x.clone()).collect();
+		(Matrix::new(rows, 5, x).unwrap(), vec![0; rows as usize])
+	}
+
+	/// The f64 per-token loss of [`small_transformer`] with parameters `params` (its 16
+	/// tensors, flat) on the token batch `x`, straight from the definitions.
+	fn small_transformer_loss(params: &[Vec<f64>], x: &Matrix) -> f64 {
+		let (t, d, heads) = (4usize, 8usize, 2usize);
+		let dh = d / heads;
+		let dense = |a: &[f64], w: &[f64], b: &[f64]| -> Vec<f64> {
+			let out = b.len();
+			(0..out)
+				.map(|j| (0..a.len()).map(|i| a[i] * w[i * out + j]).sum::<f64>() + b[j])
+				.collect()
+		};
+		let norm = |h: &[f64], g: &[f64], b: &[f64]| -> Vec<f64> {
+			let n = h.len() as f64;
+			let mean = h.iter().sum::<f64>() / n;
+			let var = h.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+			(0..h.len()).map(|i| (h[i] - mean) / (var + 1e-5).sqrt() * g[i] + b[i]).collect()
+		};
+		let gelu = |v: f64| {
+			0.5 * v
+				* (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh())
+		};
+		let mut total = 0.0;
+		for r in 0..x.rows {
+			let tokens: Vec<usize> = x.row(r).unwrap().iter().map(|v| *v as usize).collect();
+			let mut h: Vec<Vec<f64>> = (0..t)
+				.map(|i| {
+					(0..d).map(|c| params[0][tokens[i] * d + c] + params[1][i * d + c]).collect()
+				})
+				.collect();
+			// Attention block.
+			let qkv: Vec<Vec<f64>> = h
+				.iter()
+				.map(|hi| dense(&norm(hi, &params[2], &params[3]), &params[4], &params[5]))
+				.collect();
+			let mut att = vec![vec![0.0; d]; t];
+			for head in 0..heads {
+				for i in 0..t {
+					let q = &qkv[i][head * dh..(head + 1) * dh];
+					let s: Vec<f64> = (0..=i)
+						.map(|j| {
+							let k = &qkv[j][d + head * dh..d + (head + 1) * dh];
+							q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() / (dh as f64).sqrt()
+						})
+						.collect();
+					let m = s.iter().cloned().fold(f64::MIN, f64::max);
+					let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+					let z: f64 = e.iter().sum();
+					for e_ in 0..dh {
+						att[i][head * dh + e_] =
+							(0..=i).map(|j| e[j] / z * qkv[j][2 * d + head * dh + e_]).sum();
+					}
+				}
+			}
+			for i in 0..t {
+				let o = dense(&att[i], &params[6], &params[7]);
+				for c in 0..d {
+					h[i][c] += o[c];
+				}
+			}
+			// MLP block, then the output layer and the loss against the next token.
+			for i in 0..t {
+				let a = dense(&norm(&h[i], &params[8], &params[9]), &params[10], &params[11]);
+				let a: Vec<f64> = a.into_iter().map(gelu).collect();
+				let o = dense(&a, &params[12], &params[13]);
+				for c in 0..d {
+					h[i][c] += o[c];
+				}
+				let z = dense(&h[i], &params[14], &params[15]);
+				total += row_loss_f64(Loss::SoftmaxCrossEntropy, &z, tokens[i + 1] as u32);
+			}
+		}
+		total / (x.rows as usize * t) as f64
+	}
+
+	#[test]
+	fn a_transformer_compiles_to_token_rows_with_attention_and_a_per_token_loss() {
+		let s = small_transformer(sgd(), 3);
+		let p = step_program(&s).unwrap();
+		let kinds: Vec<OpKind> = p.ops.iter().map(|o| o.kind).collect();
+		let tokens = Tokens { vocab: 5, context: 4, dim: 8 };
+		assert_eq!(
+			p.ops[0],
+			Op {
+				kind: OpKind::Embed(tokens),
+				inputs: vec![Source::Batch, Source::State(0), Source::State(1)],
+				rows: 12,
+				cols: 8
+			}
+		);
+		let att = Attention { heads: 2, context: 4, dim: 8 };
+		let a = kinds.iter().position(|k| *k == OpKind::Attention(att)).unwrap();
+		assert_eq!((p.ops[a].rows, p.ops[a].cols), (12, 8));
+		let xent = Tokens { vocab: 5, context: 4, dim: 5 };
+		let loss = kinds.iter().position(|k| *k == OpKind::TokenXent(xent)).unwrap();
+		assert_eq!(p.ops[loss].inputs[1], Source::Batch);
+		assert_eq!((p.ops[loss].rows, p.ops[loss].cols), (12, 1));
+		assert!(kinds.contains(&OpKind::AttentionGrad(att)));
+		// The tables' gradients, and no gradient of the tokens.
+		let dtok = kinds.iter().position(|k| *k == OpKind::EmbedGrad(tokens)).unwrap();
+		assert_eq!((p.ops[dtok].rows, p.ops[dtok].cols), (5, 8));
+		assert_eq!(kinds[dtok + 1], OpKind::PositionGrad(tokens));
+		assert_eq!(kinds[dtok + 2], OpKind::Momentum);
+		assert_eq!(&p.state_shapes[..2], &[(5, 8), (4, 8)]);
+		assert_eq!(p.params, 16);
+	}
+
+	/// The step program's gradients of a transformer (embeddings, causal attention, layer
+	/// norms, GELU, residual sums, the per-token loss) are the true gradients of its loss.
+	#[test]
+	fn transformer_gradients_match_finite_differences() {
+		let s = small_transformer(sgd(), 3);
+		let p = step_program(&s).unwrap();
+		let mut state = initial_state(&s, &p).unwrap();
+		// Parameters away from their initial zeros and ones, so every path carries gradient.
+		let mut rng = SplitMix64::new(11);
+		for m in state.iter_mut().take(p.params as usize) {
+			for v in m.data.iter_mut() {
+				*v += rng.next_unit() * 0.4 - 0.2;
+			}
+		}
+		let (x, y) = token_batch(3, 3);
+		let loss_of = |params: &[Vec<f64>]| small_transformer_loss(params, &x);
+		let checked = assert_gradients(&s, &state, (&x, &y), 0, 1e-5, (1e-4, 2e-3), loss_of, "gpt");
+		let values: u32 = p.state_shapes[..16].iter().map(|(r, c)| r * c).sum();
+		assert_eq!(checked, values as usize);
+	}
+
+	#[test]
+	fn transformer_training_lowers_the_loss() {
+		let s = small_transformer(Optimizer::adam(0.01), 8);
+		let (first, last) = loss_trend(&s, |seed| token_batch(seed, 8));
+		assert!(last < first * 0.6, "loss {first} -> {last}");
+	}
+
+	#[test]
+	fn bad_sequence_models_are_refused() {
+		use crate::task::{Layers, Model};
+		let spec = |input: u32, layers: Vec<Layer>, loss: Loss| {
+			let model = Model::Graph {
+				input: ImageShape::flat(input),
+				layers: Layers::try_from(layers).unwrap(),
+			};
+			let mut s = TrainingSpec::example_graph(model, Loss::SoftmaxCrossEntropy, sgd(), 2);
+			s.loss = loss;
+			s.validate()
+		};
+		let xent = Loss::SoftmaxCrossEntropy;
+		let embed = Layer::Embedding { vocab: 5, dim: 6 };
+		assert_eq!(spec(5, vec![embed, Layer::Linear { out: 5 }], xent), Ok(()));
+		// The output must be the vocabulary.
+		assert_eq!(
+			spec(5, vec![embed, Layer::Linear { out: 4 }], xent),
+			Err(SpecError::BadLayer(1))
+		);
+		// An embedding only first; a context within the bound.
+		assert_eq!(
+			spec(5, vec![Layer::Relu, embed, Layer::Linear { out: 5 }], xent),
+			Err(SpecError::BadLayer(1))
+		);
+		let long = sequence::MAX_CONTEXT + 2;
+		assert_eq!(
+			spec(long, vec![embed, Layer::Linear { out: 5 }], xent),
+			Err(SpecError::BadLayer(0))
+		);
+		// Attention after an embedding, on `3d` values with heads dividing `d`.
+		let att = |heads| {
+			vec![
+				embed,
+				Layer::Linear { out: 18 },
+				Layer::Attention { heads },
+				Layer::Linear { out: 5 },
+			]
+		};
+		assert_eq!(spec(5, att(3), xent), Ok(()));
+		assert_eq!(spec(5, att(4), xent), Err(SpecError::BadLayer(2)));
+		assert_eq!(spec(5, att(0), xent), Err(SpecError::BadLayer(2)));
+		let no_embed = vec![
+			Layer::Linear { out: 18 },
+			Layer::Attention { heads: 3 },
+			Layer::Linear { out: 5 },
+		];
+		assert_eq!(spec(5, no_embed, xent), Err(SpecError::BadLayer(1)));
+		let odd = vec![
+			embed,
+			Layer::Linear { out: 17 },
+			Layer::Attention { heads: 1 },
+			Layer::Linear { out: 5 },
+		];
+		assert_eq!(spec(5, odd, xent), Err(SpecError::BadLayer(2)));
+		// The per-token loss is the softmax cross-entropy.
+		let regression = vec![embed, Layer::Linear { out: 1 }];
+		assert!(spec(5, regression, Loss::MeanSquaredError).is_err());
+	}
+
+	#[test]
+	fn a_token_id_is_a_whole_number_below_the_vocabulary() {
+		use sequence::token;
+		assert_eq!(token(3.0, 5), 3);
+		assert_eq!(token(0.0, 5), 0);
+		assert_eq!(token(-0.0, 5), 0);
+		for bad in [5.0, 2.5, -1.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-45] {
+			assert_eq!(token(bad, 5), 0, "{bad}");
+		}
 	}
 
 	#[test]

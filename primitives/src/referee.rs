@@ -122,7 +122,7 @@ pub fn op_cost(spec: &TrainingSpec, program: &StepProgram, op: &Op) -> (u64, u64
 	if reads_samples(op) {
 		values = values.saturating_add(elements((spec.batch_size, spec.dataset.features)));
 	}
-	if let Some((_, terms)) = op.kind.image_cost(u64::from(spec.batch_size)) {
+	if let Some((_, terms)) = op.kind.element_terms(u64::from(spec.batch_size)) {
 		return (values, out.saturating_mul(terms));
 	}
 	let contraction = match op.kind {

@@ -75,6 +75,44 @@ fn the_bounds_cover_the_evidence_an_honest_side_builds() {
 	let s = crate::program::tests::small_mixed(crate::task::Loss::SoftmaxCrossEntropy, adamw, 5)
 		.on_dataset(&data);
 	assert_bounds_cover(&s, &data);
+	// A transformer: embeddings (the token table's gradient reads every sample), attention
+	// (an element reads every row of its sequence), the per-token loss.
+	let data = crate::task::synthetic_tokens(3, 37, 4, 5);
+	let s = crate::program::tests::small_transformer(adamw, 3).on_dataset(&data);
+	assert_bounds_cover(&s, &data);
+}
+
+/// Attack: an element of an attention's gradient (a key's or a value's) recomputes the scores
+/// of every later position against every earlier one. With a long context and wide heads that
+/// is millions of multiply-adds for one element, far above what `settle_element` is weighed
+/// at: such a spec is refused; a small transformer's attention is settled.
+#[test]
+fn an_attention_too_wide_to_settle_one_element_is_refused() {
+	use crate::{
+		repops::image::ImageShape,
+		task::{Layer, Layers, Loss, Model},
+	};
+	let spec = |context: u32, dim: u32, heads: u32| {
+		let model = Model::Graph {
+			input: ImageShape::flat(context + 1),
+			layers: Layers::truncate_from(vec![
+				Layer::Embedding { vocab: 64, dim },
+				Layer::Linear { out: 3 * dim },
+				Layer::Attention { heads },
+				Layer::Linear { out: 64 },
+			]),
+		};
+		let mut s = TrainingSpec::example_graph(model, Loss::SoftmaxCrossEntropy, adam(), 32);
+		s.dataset.samples = 10_000;
+		s
+	};
+	let refused = check(&spec(128, 512, 1), &LeafBudget::CHAIN);
+	let Err(Unsettleable::Element { op, values, .. }) = refused else { panic!("{refused:?}") };
+	let program = step_program(&spec(128, 512, 1)).unwrap();
+	assert!(matches!(program.ops[op as usize].kind, OpKind::AttentionGrad(_)));
+	assert_eq!(values, 128 * 129 * 514);
+	let small = check(&spec(64, 64, 4), &LeafBudget::CHAIN);
+	assert!(small.is_ok(), "{small:?}");
 }
 
 /// The reference CNN (LeNet-style, on the 8x8 digits) can be settled, every operation whole.

@@ -4,7 +4,10 @@
 //! comparison are exact. Every collection is bounded, so a spec has a fixed maximum encoded
 //! size and storage that holds it is bounded too.
 
-use crate::repops::image::{Conv, ImageShape, Pool};
+use crate::repops::{
+	image::{Conv, ImageShape, Pool},
+	sequence::{Attention, Tokens},
+};
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 use sp_core::{ConstU32, H256};
@@ -158,12 +161,36 @@ pub enum Layer {
 		/// The layers of the block, at least one.
 		layers: u32,
 	},
+	/// A sequence model's first layer: each sample is read as `context + 1` token ids (the
+	/// input's values), tokens `0 .. context` looked up in a learned `vocab x dim` table and
+	/// added to a learned `context x dim` table of positions (starting at 0); from here on,
+	/// one row per token ([`crate::repops::sequence`]), and the loss is the softmax
+	/// cross-entropy of each position against the next token.
+	Embedding {
+		/// Token ids are `0 .. vocab`; the model's output has `vocab` classes.
+		vocab: u32,
+		/// The embedding's width.
+		dim: u32,
+	},
+	/// Causal multi-head self-attention on each token's `q | k | v` (`3d` values, from a
+	/// dense layer before it): `d` values out, the heads side by side. Only after an
+	/// [`Layer::Embedding`].
+	Attention {
+		/// Heads; they divide `d`.
+		heads: u32,
+	},
 }
 
 impl Layer {
 	/// Whether the layer has parameters (a weight and a bias, or a scale and a shift).
 	pub fn has_params(&self) -> bool {
-		matches!(self, Layer::Linear { .. } | Layer::Conv2d { .. } | Layer::LayerNorm)
+		matches!(
+			self,
+			Layer::Linear { .. }
+				| Layer::Conv2d { .. }
+				| Layer::LayerNorm
+				| Layer::Embedding { .. }
+		)
 	}
 }
 
@@ -267,6 +294,25 @@ impl Model {
 					shape
 				}
 				Layer::Flatten => ImageShape::flat(shape.values()),
+				Layer::Embedding { vocab, dim } => {
+					let context = shape.values().saturating_sub(1);
+					let tokens = Tokens { vocab, context, dim };
+					if i != 0 || !shape.is_flat() || !tokens.is_valid() {
+						return Err(bad);
+					}
+					ImageShape::flat(dim)
+				}
+				Layer::Attention { heads } => {
+					let dim = shape.values().checked_div(3).unwrap_or(0);
+					let g = Attention { heads, context: self.context().unwrap_or(0), dim };
+					if !shape.is_flat()
+						|| Some(shape.values()) != dim.checked_mul(3)
+						|| !g.is_valid()
+					{
+						return Err(bad);
+					}
+					ImageShape::flat(dim)
+				}
 			};
 			if !fits(&shape) {
 				return Err(bad);
@@ -289,10 +335,27 @@ impl Model {
 			n if n > MAX_PARAM_LAYERS as usize => return Err(SpecError::TooManyParamLayers),
 			_ => {}
 		}
-		if !shape.is_flat() {
+		// The output is flat; a sequence model's has one value per token of its vocabulary.
+		let vocab = match layers.first() {
+			Some(Layer::Embedding { vocab, .. }) => Some(*vocab),
+			_ => None,
+		};
+		if !shape.is_flat() || vocab.is_some_and(|v| v != shape.values()) {
 			return Err(SpecError::BadLayer(layers.len().saturating_sub(1) as u32));
 		}
 		Ok(shapes)
+	}
+
+	/// A sequence model's context (its first layer is an [`Layer::Embedding`]); `None` for
+	/// the others.
+	pub fn context(&self) -> Option<u32> {
+		match self {
+			Model::Graph { input, layers } => match layers.first() {
+				Some(Layer::Embedding { .. }) => Some(input.values().saturating_sub(1)),
+				_ => None,
+			},
+			Model::Mlp { .. } => None,
+		}
 	}
 
 	/// Values per sample the model reads.
@@ -507,6 +570,34 @@ pub fn synthetic_regression(
 		.collect()
 }
 
+/// A synthetic, learnable token set for sequence models: `samples` sequences of `context + 1`
+/// token ids below `vocab`, each counting from a random start by a random stride of 1 or 2
+/// (modulo `vocab`), so the next token follows from the two before it. Labels are 0 (a
+/// sequence model's targets are its next tokens).
+pub fn synthetic_tokens(
+	seed: u64,
+	samples: u32,
+	context: u32,
+	vocab: u32,
+) -> alloc::vec::Vec<(alloc::vec::Vec<f32>, u32)> {
+	let mut rng = crate::repops::SplitMix64::new(seed);
+	let vocab = vocab.max(1);
+	(0..samples)
+		.map(|_| {
+			let start = rng.next_u64().checked_rem(u64::from(vocab)).unwrap_or(0) as u32;
+			let stride = 1u32.saturating_add((rng.next_u64() % 2) as u32);
+			let x = (0..=context)
+				.map(|i| {
+					let t = u64::from(start)
+						.saturating_add(u64::from(i).saturating_mul(u64::from(stride)));
+					t.checked_rem(u64::from(vocab)).unwrap_or(0) as f32
+				})
+				.collect();
+			(x, 0)
+		})
+		.collect()
+}
+
 /// Why a spec cannot be run bit-exactly.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SpecError {
@@ -532,7 +623,10 @@ pub enum SpecError {
 	/// Layer `i` (0-based) of a graph does not fit its input: a size zero or above the
 	/// bounds, a window larger than the (padded) image, a padding not below the kernel, a
 	/// dense layer on an image that is not flattened, more than [`MAX_WIDTH`] values per
-	/// sample, or (the last layer) an output that is not flat.
+	/// sample, or (the last layer) an output that is not flat; an embedding that is not the
+	/// first layer or reads more than [`crate::repops::sequence::MAX_CONTEXT`] positions, an
+	/// attention not after one or whose heads do not divide its width, or a sequence model
+	/// whose output is not its vocabulary or whose loss is not the softmax cross-entropy.
 	BadLayer(u32),
 	/// A graph has more than [`MAX_PARAM_LAYERS`] layers with parameters.
 	TooManyParamLayers,
@@ -569,8 +663,12 @@ impl core::fmt::Display for SpecError {
 					f,
 					"layer {i} does not fit its input (a size zero or too large, a window \
 					 larger than the padded image, padding not below the kernel, a dense layer \
-					 on an image not flattened, more than {MAX_WIDTH} values per sample, or a \
-					 last output that is not flat)"
+					 on an image not flattened, more than {MAX_WIDTH} values per sample, a \
+					 last output that is not flat; an embedding not first or with a context \
+					 above {}, an attention not after an embedding or with heads that do not \
+					 divide its width, a sequence model whose output is not its vocabulary or \
+					 whose loss is not the softmax cross-entropy)",
+					crate::repops::sequence::MAX_CONTEXT
 				)
 			}
 		})
@@ -585,6 +683,10 @@ impl TrainingSpec {
 		let last = shapes.last().map(|s| s.values()).ok_or(SpecError::TooFewLayers)?;
 		// A classification's output width is its classes (two at least); a regression has one
 		// output and a dataset of targets (0 classes).
+		// A sequence model's loss is per token, against the next token.
+		if self.model.context().is_some() && self.loss != Loss::SoftmaxCrossEntropy {
+			return Err(SpecError::BadLayer(0));
+		}
 		let classes = match self.loss {
 			Loss::SoftmaxCrossEntropy if last < 2 => return Err(SpecError::TooFewClasses),
 			Loss::SoftmaxCrossEntropy => last,

@@ -3,8 +3,9 @@
 //! for every operator of the step program, on random shapes and values with subnormals,
 //! infinities, NaNs of any payload and signed zeros (the image operators on random
 //! geometries too), and for every operation of real MLP and CNN training steps and of a net
-//! with a residual block, layer normalization, GELU and dropout, with SGD, Adam and AdamW,
-//! classifying and regressing.
+//! with a residual block, layer normalization, GELU and dropout, and of a transformer
+//! (embeddings, causal attention, the per-token loss), with SGD, Adam and AdamW, classifying
+//! and regressing.
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use trainet_primitives::{
 	program::{self, execute_bits, DropoutMask, Op, OpKind, Source},
 	repops::{
 		image::{Conv, ImageShape, Pool},
+		sequence::{Attention, Tokens},
 		Matrix, ShapeError, SplitMix64, TensorBits,
 	},
 	task::{F32Bits, Layer, Layers, Loss, Model, Optimizer, TrainingSpec},
@@ -122,9 +124,51 @@ fn random_pool(rng: &mut SplitMix64, max: u32) -> Pool {
 	}
 }
 
-/// `kind` with a random geometry, if it is an image operator.
+/// Random token shapes: a vocabulary, a context up to 8, a width up to `max`.
+fn random_tokens(rng: &mut SplitMix64, max: u32) -> Tokens {
+	Tokens {
+		vocab: 2 + rng.next_below(max),
+		context: 1 + rng.next_below(8),
+		dim: 1 + rng.next_below(max),
+	}
+}
+
+/// A random attention: up to three heads of up to `max / 2` values, a context up to 8.
+fn random_attention(rng: &mut SplitMix64, max: u32) -> Attention {
+	let heads = 1 + rng.next_below(3);
+	let dh = 1 + rng.next_below(max / 2);
+	Attention { heads, context: 1 + rng.next_below(8), dim: heads * dh }
+}
+
+/// A batch of `rows` samples of `context + 1` values: mostly token ids below `vocab`, the rest
+/// any bits (which read as token 0).
+fn token_batch(rng: &mut SplitMix64, rows: u32, g: &Tokens) -> TensorBits {
+	let n = rows * (g.context + 1);
+	let noise = values(rng, n);
+	let bits = noise
+		.into_iter()
+		.map(|b| if rng.next_below(4) > 0 { (rng.next_below(g.vocab) as f32).to_bits() } else { b })
+		.collect();
+	TensorBits { rows, cols: g.context + 1, bits }
+}
+
+/// `kind` with a random geometry, if it is an image or sequence operator.
 fn with_geometry(rng: &mut SplitMix64, kind: OpKind, max: u32) -> OpKind {
 	match kind {
+		OpKind::Embed(_) => OpKind::Embed(random_tokens(rng, max)),
+		OpKind::EmbedGrad(_) => OpKind::EmbedGrad(random_tokens(rng, max)),
+		OpKind::PositionGrad(_) => OpKind::PositionGrad(random_tokens(rng, max)),
+		OpKind::TokenXent(_) | OpKind::TokenXentBackward(_) => {
+			let mut g = random_tokens(rng, max);
+			g.dim = g.vocab;
+			if matches!(kind, OpKind::TokenXent(_)) {
+				OpKind::TokenXent(g)
+			} else {
+				OpKind::TokenXentBackward(g)
+			}
+		}
+		OpKind::Attention(_) => OpKind::Attention(random_attention(rng, max)),
+		OpKind::AttentionGrad(_) => OpKind::AttentionGrad(random_attention(rng, max)),
 		OpKind::Conv2d(_) => OpKind::Conv2d(random_conv(rng, max)),
 		OpKind::Conv2dInputGrad(_) => OpKind::Conv2dInputGrad(random_conv(rng, max)),
 		OpKind::Conv2dWeightGrad(_) => OpKind::Conv2dWeightGrad(random_conv(rng, max)),
@@ -143,6 +187,8 @@ fn instance(rng: &mut SplitMix64, kind: OpKind, max: u32) -> (Op, Vec<TensorBits
 	let mut d = || 1 + rng.next_below(max);
 	let (m, k, n) = (d(), d(), d());
 	let mut rng2 = SplitMix64::new(rng.next_u64());
+	let mut rng3 = SplitMix64::new(rng.next_u64());
+	let mut tokens = |g: &Tokens| token_batch(&mut rng3, m, g);
 	let mut t = |r, c| tensor(&mut rng2, r, c);
 	let src = [Source::Batch; 3];
 	let (inputs, rows, cols): (Vec<TensorBits>, u32, u32) = match kind {
@@ -190,6 +236,20 @@ fn instance(rng: &mut SplitMix64, kind: OpKind, max: u32) -> (Op, Vec<TensorBits
 			(vec![t(m, g.input.values()), t(m, g.output().values())], m, g.input.values())
 		}
 		OpKind::AvgPool2dGrad(g) => (vec![t(m, g.output().values())], m, g.input.values()),
+		OpKind::Embed(g) => {
+			let x = tokens(&g);
+			(vec![x, t(g.vocab, g.dim), t(g.context, g.dim)], m * g.context, g.dim)
+		}
+		OpKind::EmbedGrad(g) => (vec![tokens(&g), t(m * g.context, g.dim)], g.vocab, g.dim),
+		OpKind::PositionGrad(g) => (vec![t(m * g.context, g.dim)], g.context, g.dim),
+		OpKind::TokenXent(g) => (vec![t(m * g.context, g.vocab), tokens(&g)], m * g.context, 1),
+		OpKind::TokenXentBackward(g) => {
+			(vec![t(m * g.context, g.vocab), tokens(&g)], m * g.context, g.vocab)
+		}
+		OpKind::Attention(g) => (vec![t(m * g.context, 3 * g.dim)], m * g.context, g.dim),
+		OpKind::AttentionGrad(g) => {
+			(vec![t(m * g.context, 3 * g.dim), t(m * g.context, g.dim)], m * g.context, 3 * g.dim)
+		}
 	};
 	// Class ids, or any target's bits (a regression's).
 	let labels = match kind {
@@ -233,6 +293,27 @@ fn small_mixed(loss: Loss, optimizer: Optimizer) -> TrainingSpec {
 	];
 	let model = Model::Graph { input: ImageShape::flat(12), layers: Layers::truncate_from(layers) };
 	TrainingSpec::example_graph(model, loss, optimizer, 10)
+}
+
+/// A one-block transformer on token sequences of context 6 over 7 tokens: embeddings,
+/// attention of two heads, GELU, layer norms, residual sums, the per-token loss.
+fn small_transformer(optimizer: Optimizer) -> TrainingSpec {
+	let layers = vec![
+		Layer::Embedding { vocab: 7, dim: 8 },
+		Layer::Residual { layers: 4 },
+		Layer::LayerNorm,
+		Layer::Linear { out: 24 },
+		Layer::Attention { heads: 2 },
+		Layer::Linear { out: 8 },
+		Layer::Residual { layers: 3 },
+		Layer::Linear { out: 16 },
+		Layer::Gelu,
+		Layer::Linear { out: 8 },
+		Layer::LayerNorm,
+		Layer::Linear { out: 7 },
+	];
+	let model = Model::Graph { input: ImageShape::flat(7), layers: Layers::truncate_from(layers) };
+	TrainingSpec::example_graph(model, Loss::SoftmaxCrossEntropy, optimizer, 10)
 }
 
 #[tokio::test]
@@ -281,6 +362,13 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 		OpKind::Dropout(DropoutMask { p: F32Bits::from_f32(0.3), layer: 2 }),
 		OpKind::DropoutGrad(DropoutMask { p: F32Bits::from_f32(0.5), layer: 7 }),
 		OpKind::AdamWStep,
+		OpKind::Embed(random_tokens(&mut rng, 4)),
+		OpKind::EmbedGrad(random_tokens(&mut rng, 4)),
+		OpKind::PositionGrad(random_tokens(&mut rng, 4)),
+		OpKind::TokenXent(random_tokens(&mut rng, 4)),
+		OpKind::TokenXentBackward(random_tokens(&mut rng, 4)),
+		OpKind::Attention(random_attention(&mut rng, 4)),
+		OpKind::AttentionGrad(random_attention(&mut rng, 4)),
 	];
 	let (sgd_spec, adam_spec, adamw_spec) = (
 		TrainingSpec::example_mlp(&[4, 2], sgd(), 4),
@@ -314,15 +402,27 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 		small_cnn(Loss::MeanSquaredError, sgd()),
 		small_mixed(Loss::SoftmaxCrossEntropy, Optimizer::adamw(0.01, 0.1)),
 		small_mixed(Loss::MeanSquaredError, sgd()),
+		small_transformer(Optimizer::adamw(0.01, 0.1)),
+		small_transformer(sgd()),
 	];
 	for s in specs {
 		let p = program::step_program(&s).map_err(|e| anyhow::anyhow!("{e:?}"))?;
 		let mut state = program::initial_state(&s, &p).map_err(|e| anyhow::anyhow!("{e:?}"))?;
 		for step in 0..2u32 {
 			let mut data_rng = SplitMix64::new(u64::from(step) + 77);
-			let x =
-				Matrix::new(10, 12, (0..120).map(|_| data_rng.next_unit() * 2.0 - 1.0).collect())
-					.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+			// Features, or (a transformer's) token ids.
+			let features = s.dataset.features;
+			let x = Matrix::new(
+				10,
+				features,
+				(0..10 * features)
+					.map(|_| match s.model.context() {
+						Some(_) => data_rng.next_below(s.dataset.classes) as f32,
+						None => data_rng.next_unit() * 2.0 - 1.0,
+					})
+					.collect(),
+			)
+			.map_err(|e| anyhow::anyhow!("{e:?}"))?;
 			let labels: Vec<u32> = match s.loss {
 				Loss::SoftmaxCrossEntropy => (0..10).map(|_| data_rng.next_below(3)).collect(),
 				Loss::MeanSquaredError => {

@@ -574,7 +574,7 @@ pub fn step_flops(spec: &TrainingSpec) -> u64 {
 					trainet_primitives::referee::op_cost(spec, &program, op).1
 				}
 				OpKind::Conv2d(_) | OpKind::Conv2dInputGrad(_) | OpKind::Conv2dWeightGrad(_) => {
-					op.kind.image_cost(batch).map(|(o, t)| o * t).unwrap_or(0)
+					op.kind.element_terms(batch).map(|(o, t)| o * t).unwrap_or(0)
 				}
 				_ => 0,
 			};

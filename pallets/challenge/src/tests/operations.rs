@@ -390,7 +390,7 @@ fn an_altered_operation_of_a_cnn_loses_wherever_it_is_in_the_step() {
 	let mut descended = vec![];
 	for &j in &played {
 		let kind = honest.bad.program.ops[j as usize].kind;
-		if kind.image_cost(1).is_none() {
+		if kind.element_terms(1).is_none() {
 			continue;
 		}
 		// A change to one value that reaches no state tensor (under a max pool's loser, a
