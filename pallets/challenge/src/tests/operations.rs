@@ -96,6 +96,36 @@ fn mixed_spec() -> (TrainingSpec, Dataset) {
 	(spec, data)
 }
 
+/// A one-block transformer on token sequences (vocabulary 6, context 4): embeddings, an
+/// attention block of two heads and an MLP block, the per-token loss, AdamW.
+fn transformer_spec() -> (TrainingSpec, Dataset) {
+	use trainet_primitives::{
+		repops::image::ImageShape,
+		task::{synthetic_tokens, Layer, Layers, Loss, Model},
+	};
+	let data = synthetic_tokens(7, 40, 4, 6);
+	let layers = vec![
+		Layer::Embedding { vocab: 6, dim: 8 },
+		Layer::Residual { layers: 4 },
+		Layer::LayerNorm,
+		Layer::Linear { out: 24 },
+		Layer::Attention { heads: 2 },
+		Layer::Linear { out: 8 },
+		Layer::Residual { layers: 4 },
+		Layer::LayerNorm,
+		Layer::Linear { out: 12 },
+		Layer::Gelu,
+		Layer::Linear { out: 8 },
+		Layer::Linear { out: 6 },
+	];
+	let model = Model::Graph { input: ImageShape::flat(5), layers: Layers::truncate_from(layers) };
+	let adamw = Optimizer::adamw(0.01, 0.05);
+	let spec = TrainingSpec::example_graph(model, Loss::SoftmaxCrossEntropy, adamw, 3);
+	let mut spec = spec.on_dataset(&data);
+	spec.steps = STEPS;
+	(spec, data)
+}
+
 /// A task's spec and dataset.
 type Task = fn() -> (TrainingSpec, Dataset);
 
@@ -452,6 +482,64 @@ fn an_altered_operation_of_a_normalized_residual_net_loses_wherever_it_is_in_the
 	}
 	for kind in [LayerNorm, LayerNormInputGrad, LayerNormGammaGrad, Gelu, AdamWStep] {
 		assert!(descended.contains(&kind), "{kind:?} not descended: {descended:?}");
+	}
+}
+
+/// A transformer's step: a lie at any operation that reaches the state (the embedding and
+/// its tables' gradients, attention and its gradient, the per-token loss's gradient, the layer
+/// norms) is played to the whole-operation leaf and loses, either side lying; and, with the
+/// leaf bound at nothing, to one element (an attention element reads every row of its
+/// sequence; the token table's gradient, every sample), where it loses again.
+#[test]
+fn an_altered_operation_of_a_transformer_loses_wherever_it_is_in_the_step() {
+	use program::OpKind::*;
+	let (spec, data) = transformer_spec();
+	let honest = side(&spec, &data, Lie::None);
+	let (skipped, played) = every_operation_of(transformer_spec);
+	assert!(
+		skipped.iter().all(|k| matches!(k, TokenXent(_) | Mean | MatMul | BiasAdd)),
+		"{skipped:?}"
+	);
+	let kinds: Vec<_> = played.iter().map(|j| honest.bad.program.ops[*j as usize].kind).collect();
+	for kind in [
+		|k: &program::OpKind| matches!(k, Embed(_)),
+		|k: &program::OpKind| matches!(k, EmbedGrad(_)),
+		|k: &program::OpKind| matches!(k, PositionGrad(_)),
+		|k: &program::OpKind| matches!(k, Attention(_)),
+		|k: &program::OpKind| matches!(k, AttentionGrad(_)),
+		|k: &program::OpKind| matches!(k, TokenXentBackward(_)),
+		|k: &program::OpKind| matches!(k, LayerNorm),
+	] {
+		assert!(kinds.iter().any(kind), "{kinds:?}");
+	}
+	let mut descended = vec![];
+	for &j in &played {
+		let kind = honest.bad.program.ops[j as usize].kind;
+		let new =
+			matches!(
+				kind,
+				Embed(_)
+					| EmbedGrad(_) | PositionGrad(_)
+					| Attention(_) | AttentionGrad(_)
+					| TokenXentBackward(_)
+					| LayerNorm
+			);
+		if !new || side(&spec, &data, Lie::LastValue(j)).states == honest.states {
+			continue;
+		}
+		for liar in [Party::Solver, Party::Challenger] {
+			descent_case_of(transformer_spec, liar, Lie::LastValue(j));
+		}
+		descended.push(kind);
+	}
+	for kind in [
+		|k: &program::OpKind| matches!(k, Attention(_)),
+		|k: &program::OpKind| matches!(k, AttentionGrad(_)),
+		|k: &program::OpKind| matches!(k, Embed(_)),
+		|k: &program::OpKind| matches!(k, EmbedGrad(_)),
+		|k: &program::OpKind| matches!(k, LayerNorm),
+	] {
+		assert!(descended.iter().any(kind), "{descended:?}");
 	}
 }
 
