@@ -357,6 +357,36 @@ fn golden_vectors() {
 		("layer_norm_gamma_grad", layer_norm_gamma_grad(&rows, &rows_dy).unwrap().data),
 		("dropout", dropout(&rows, 42, 7, 3, 0.3).unwrap().data),
 	]);
+	// The sequence operators: 3 samples of context 4 over 6 tokens (one feature not a token
+	// id), width 6, attention of two heads on rows with specials in the last sequence.
+	use super::sequence::*;
+	let tokens = Tokens { vocab: 6, context: 4, dim: 6 };
+	let mut ids: Vec<f32> = (0..15).map(|i| ((i * 7 + 3) % 6) as f32).collect();
+	ids[6] = 2.5;
+	let x = Matrix::new(3, 5, ids).unwrap();
+	let tok = matrix(117, 6, 6);
+	let pos = matrix(118, 4, 6);
+	// Ordinary values, then one row of [`values`] (the last sequence's last position).
+	let rows_of = |seed: u64, rows: u32, cols: u32| {
+		let mut rng = SplitMix64::new(seed);
+		let mut v: Vec<f32> =
+			(0..(rows - 1) * cols).map(|_| (rng.next_unit() - 0.5) * 4.0).collect();
+		v.extend(values(seed, cols as usize));
+		Matrix::new(rows, cols, v).unwrap()
+	};
+	let seq_dy = rows_of(119, 12, 6);
+	let att = Attention { heads: 2, context: 4, dim: 6 };
+	let qkv = rows_of(120, 12, 18);
+	let logits = matrix(121, 12, 6);
+	outputs.extend([
+		("embed", embed(&tokens, &x, &tok, &pos).unwrap().data),
+		("embed_grad", embed_grad(&tokens, &x, &seq_dy).unwrap().data),
+		("position_grad", position_grad(&tokens, &seq_dy).unwrap().data),
+		("token_xent", token_xent(&tokens, &logits, &x).unwrap().data),
+		("token_xent_backward", token_xent_backward(&tokens, &logits, &x).unwrap().data),
+		("attention", attention(&att, &qkv).unwrap().data),
+		("attention_grad", attention_grad(&att, &qkv, &seq_dy).unwrap().data),
+	]);
 	let mut sgd = Vec::new();
 	let mut adam_out = Vec::new();
 	let c = adam_corrections(0.9, 0.999, 3);
