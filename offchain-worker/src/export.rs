@@ -290,7 +290,8 @@ pub fn export(
 			};
 			let layout = "{i}.weight, {i}.bias for layer i (as indexed in nn.Sequential of the \
 			              same layers): Conv2d [out_channels, channels, k, k], Linear [out, in], \
-			              biases [out], f32";
+			              biases [out]; Embedding {i}.weight [vocab, dim] (nn.Embedding) and \
+			              {i}.position [context, dim]; f32";
 			(vec![input.values(), outputs], Some(graph), None, layout)
 		}
 	};
@@ -381,8 +382,15 @@ fn graph_tensors(layers: &[Layer], params: &[Matrix]) -> Result<Vec<Named>, Expo
 			l if l.has_params() => (take()?, take()?),
 			_ => continue,
 		};
+		let (bias_name, bias_shape) = match layer {
+			// A sequence model's position table: `[context, dim]`.
+			Layer::Embedding { .. } => ("position", vec![b.rows as usize, b.cols as usize]),
+			_ => ("bias", vec![b.cols as usize]),
+		};
 		let weight = match layer {
 			Layer::LayerNorm => (vec![w.cols as usize], w.data.clone()),
+			// `[vocab, dim]`, as `nn.Embedding` holds it.
+			Layer::Embedding { .. } => (vec![w.rows as usize, w.cols as usize], w.data.clone()),
 			Layer::Conv2d { kernel, .. } => {
 				let k = *kernel as usize;
 				let channels = w.cols as usize / (k * k).max(1);
@@ -391,7 +399,7 @@ fn graph_tensors(layers: &[Layer], params: &[Matrix]) -> Result<Vec<Named>, Expo
 			_ => (vec![w.cols as usize, w.rows as usize], transposed(w)),
 		};
 		tensors.push((format!("{i}.weight"), weight.0, weight.1));
-		tensors.push((format!("{i}.bias"), vec![b.cols as usize], b.data.clone()));
+		tensors.push((format!("{i}.{bias_name}"), bias_shape, b.data.clone()));
 	}
 	Ok(tensors)
 }
@@ -462,7 +470,11 @@ fn read_graph(model: &Model, path: &Path) -> Result<Vec<Matrix>, ExportError> {
 		if !layer.has_params() {
 			continue;
 		}
-		for part in ["weight", "bias"] {
+		let parts = match layer {
+			Layer::Embedding { .. } => ["weight", "position"],
+			_ => ["weight", "bias"],
+		};
+		for part in parts {
 			let name = format!("{i}.{part}");
 			let t = file.tensor(&name).map_err(|_| missing(&name))?;
 			let values: Vec<f32> = t
@@ -477,6 +489,7 @@ fn read_graph(model: &Model, path: &Path) -> Result<Vec<Matrix>, ExportError> {
 				})
 			};
 			let m = match (layer, part, shape) {
+				(Layer::Embedding { .. }, _, [rows, cols]) => shaped(*rows, *cols, values)?,
 				(Layer::Linear { .. }, "weight", [out, inputs]) => {
 					let stored = shaped(*out, *inputs, values)?;
 					shaped(*inputs, *out, transposed(&stored))?

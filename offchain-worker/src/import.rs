@@ -383,12 +383,10 @@ pub fn images(dir: &Path, size: (u32, u32), grey: bool) -> Result<Dataset, Impor
 	finish(dir, features, labels, manifest, Scaling::None)
 }
 
-/// Imports a text corpus for next-token prediction: the tokens are the text's characters
-/// (Unicode scalar values), the vocabulary their distinct values in sorted order (the class
-/// names); each position after the first `context` gives a sample whose features are the ids
-/// of the `context` tokens before it (`t-context .. t-1`, as numbers) and whose label is the
-/// id of the token at it. The file must be UTF-8; an error names the line of a bad byte.
-pub fn text(path: &Path, context: u32) -> Result<Dataset, ImportError> {
+/// A UTF-8 text file's characters as token ids (Unicode scalar values, numbered in sorted
+/// order), with that vocabulary; an error names the line of a bad byte, or a vocabulary wider
+/// than a model's output may be.
+fn characters(path: &Path) -> Result<(Vec<u32>, Vec<char>), ImportError> {
 	let unusable = |reason: String| ImportError::Unusable { path: path.into(), reason };
 	let bytes =
 		std::fs::read(path).map_err(|source| ImportError::Io { path: path.into(), source })?;
@@ -401,12 +399,6 @@ pub fn text(path: &Path, context: u32) -> Result<Dataset, ImportError> {
 			reason: format!("byte {at} is not UTF-8 text"),
 		}
 	})?;
-	if context == 0 || context > trainet_primitives::task::MAX_WIDTH {
-		return Err(unusable(format!(
-			"a context of {context} tokens: from 1 to {}",
-			trainet_primitives::task::MAX_WIDTH
-		)));
-	}
 	let tokens: Vec<char> = text.chars().collect();
 	let vocabulary: Vec<char> =
 		tokens.iter().copied().collect::<BTreeSet<char>>().into_iter().collect();
@@ -418,7 +410,23 @@ pub fn text(path: &Path, context: u32) -> Result<Dataset, ImportError> {
 		)));
 	}
 	let id = |c: &char| vocabulary.binary_search(c).unwrap_or(0) as u32;
-	let ids: Vec<u32> = tokens.iter().map(id).collect();
+	Ok((tokens.iter().map(id).collect(), vocabulary))
+}
+
+/// Imports a text corpus for next-token prediction by a dense model: the tokens are the
+/// text's characters (Unicode scalar values), the vocabulary their distinct values in sorted
+/// order (the class names); each position after the first `context` gives a sample whose
+/// features are the ids of the `context` tokens before it (`t-context .. t-1`, as numbers) and
+/// whose label is the id of the token at it. The file must be UTF-8.
+pub fn text(path: &Path, context: u32) -> Result<Dataset, ImportError> {
+	let unusable = |reason: String| ImportError::Unusable { path: path.into(), reason };
+	let (ids, vocabulary) = characters(path)?;
+	if context == 0 || context > trainet_primitives::task::MAX_WIDTH {
+		return Err(unusable(format!(
+			"a context of {context} tokens: from 1 to {}",
+			trainet_primitives::task::MAX_WIDTH
+		)));
+	}
 	let window = context as usize;
 	if ids.len() <= window {
 		return Err(unusable(format!(
@@ -434,6 +442,44 @@ pub fn text(path: &Path, context: u32) -> Result<Dataset, ImportError> {
 		source: "text".into(),
 		dtype: "char".into(),
 		feature_names: (1..=context).rev().map(|k| format!("t-{k}")).collect(),
+		labels: Labels::Classes(vocabulary.iter().map(|c| c.to_string()).collect()),
+		preprocessing: Preprocessing::None,
+	};
+	finish(path, features, labels, manifest, Scaling::None)
+}
+
+/// Imports a text corpus for a sequence model (a transformer): the tokens are the text's
+/// characters as in [`text`]; every `stride` characters from the start, a sample is the ids of
+/// the next `context + 1` characters (`t0 ..= t{context}`, as numbers): the model reads the
+/// first `context` and predicts each one's successor. Labels are 0; the class names are the
+/// vocabulary.
+pub fn text_sequences(path: &Path, context: u32, stride: u32) -> Result<Dataset, ImportError> {
+	let unusable = |reason: String| ImportError::Unusable { path: path.into(), reason };
+	let (ids, vocabulary) = characters(path)?;
+	let most = trainet_primitives::repops::sequence::MAX_CONTEXT;
+	if context == 0 || context > most {
+		return Err(unusable(format!("a context of {context} tokens: from 1 to {most}")));
+	}
+	if stride == 0 {
+		return Err(unusable("a stride of 0 characters: 1 at least".into()));
+	}
+	let window = context as usize + 1;
+	if ids.len() < window {
+		return Err(unusable(format!(
+			"{} characters: a context of {context} needs {window} to make a sample",
+			ids.len()
+		)));
+	}
+	let features: Vec<Vec<f32>> = ids
+		.windows(window)
+		.step_by(stride as usize)
+		.map(|w| w.iter().map(|t| *t as f32).collect())
+		.collect();
+	let labels = vec![0; features.len()];
+	let manifest = Manifest {
+		source: "text".into(),
+		dtype: "char".into(),
+		feature_names: (0..=context).map(|k| format!("t{k}")).collect(),
 		labels: Labels::Classes(vocabulary.iter().map(|c| c.to_string()).collect()),
 		preprocessing: Preprocessing::None,
 	};

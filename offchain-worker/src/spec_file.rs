@@ -73,7 +73,10 @@ pub enum SpecFileError {
 	#[error("model.layers has {0} entries; at most {MAX_GRAPH_LAYERS} are allowed")]
 	TooManyGraphLayers(usize),
 	/// Neither or both ways of describing a model.
-	#[error("[model] takes either widths (an MLP) or input and layers (a graph), not both")]
+	#[error(
+		"[model] takes widths (an MLP), or input and layers (a graph), or context and layers (a \
+		 sequence model), one of them"
+	)]
 	ModelShape,
 	/// The dataset given is not the one the file names.
 	#[error("the file names dataset {expected:?}, the dataset given is {actual:?}")]
@@ -106,7 +109,8 @@ fn every_step() -> u32 {
 	1
 }
 
-/// `[model]`: an MLP (`widths`) or a graph of layers (`input` and `layers`).
+/// `[model]`: an MLP (`widths`), a graph of layers (`input` and `layers`), or a sequence
+/// model (`context` and `layers`, the first an embedding).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
@@ -116,6 +120,10 @@ pub struct ModelSection {
 	/// A graph's input image: channels, height, width.
 	#[serde(default)]
 	pub input: Option<[u32; 3]>,
+	/// A sequence model's context: each sample is `context + 1` token ids (the input, and
+	/// the targets one position on).
+	#[serde(default)]
+	pub context: Option<u32>,
 	/// A graph's layers, in order.
 	#[serde(default)]
 	pub layers: Vec<LayerSection>,
@@ -179,6 +187,18 @@ pub enum LayerSection {
 		/// The layers of the block.
 		layers: u32,
 	},
+	/// A sequence model's token and position embeddings (its first layer).
+	Embedding {
+		/// Token ids are `0 .. vocab`.
+		vocab: u32,
+		/// The embedding's width.
+		dim: u32,
+	},
+	/// Causal multi-head self-attention on each token's `q | k | v`.
+	Attention {
+		/// Heads.
+		heads: u32,
+	},
 }
 
 impl From<LayerSection> for Layer {
@@ -200,6 +220,8 @@ impl From<LayerSection> for Layer {
 			LayerSection::LayerNorm => Layer::LayerNorm,
 			LayerSection::Dropout { p } => Layer::Dropout { p: F32Bits::from_f32(p) },
 			LayerSection::Residual { layers } => Layer::Residual { layers },
+			LayerSection::Embedding { vocab, dim } => Layer::Embedding { vocab, dim },
+			LayerSection::Attention { heads } => Layer::Attention { heads },
 		}
 	}
 }
@@ -207,17 +229,23 @@ impl From<LayerSection> for Layer {
 impl ModelSection {
 	/// The model this section describes.
 	pub fn to_model(&self) -> Result<Model, SpecFileError> {
-		match (self.widths.is_empty(), self.input, self.layers.is_empty()) {
+		let input = match (self.input, self.context) {
+			(Some([channels, height, width]), None) => Some(ImageShape { channels, height, width }),
+			(None, Some(context)) => Some(ImageShape::flat(context.saturating_add(1))),
+			(None, None) => None,
+			(Some(_), Some(_)) => return Err(SpecFileError::ModelShape),
+		};
+		match (self.widths.is_empty(), input, self.layers.is_empty()) {
 			(false, None, true) => {
 				let widths = LayerWidths::try_from(self.widths.clone())
 					.map_err(|_| SpecFileError::TooManyLayers(self.widths.len()))?;
 				Ok(Model::Mlp { widths, activation: Activation::Relu })
 			}
-			(true, Some([channels, height, width]), false) => {
+			(true, Some(input), false) => {
 				let layers: Vec<Layer> = self.layers.iter().map(|l| Layer::from(*l)).collect();
 				let layers = Layers::try_from(layers)
 					.map_err(|_| SpecFileError::TooManyGraphLayers(self.layers.len()))?;
-				Ok(Model::Graph { input: ImageShape { channels, height, width }, layers })
+				Ok(Model::Graph { input, layers })
 			}
 			_ => Err(SpecFileError::ModelShape),
 		}

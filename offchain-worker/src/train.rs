@@ -7,7 +7,7 @@ use thiserror::Error;
 use trainet_primitives::{
 	program::{self, initial_state, step_program, OpKind, StepProgram},
 	referee::Fault,
-	repops::{self, batch_indices, Matrix, ShapeError},
+	repops::{self, batch_indices, sequence::Tokens, Matrix, ShapeError},
 	task::{Loss, Model, Optimizer, SpecError, TrainingSpec},
 	trace::TracePoints,
 };
@@ -457,13 +457,18 @@ pub enum Evaluation {
 	Accuracy(f32),
 	/// The mean of `(output - target)^2` over the samples.
 	MeanSquaredError(f32),
+	/// A sequence model's: the mean over every position of every sample of the softmax
+	/// cross-entropy of its prediction of the next token (the validation loss).
+	TokenCrossEntropy(f32),
 }
 
 impl Evaluation {
 	/// The figure itself.
 	pub fn value(self) -> f32 {
 		match self {
-			Evaluation::Accuracy(v) | Evaluation::MeanSquaredError(v) => v,
+			Evaluation::Accuracy(v)
+			| Evaluation::MeanSquaredError(v)
+			| Evaluation::TokenCrossEntropy(v) => v,
 		}
 	}
 }
@@ -473,6 +478,7 @@ impl std::fmt::Display for Evaluation {
 		match self {
 			Evaluation::Accuracy(a) => write!(f, "accuracy {a:.4}"),
 			Evaluation::MeanSquaredError(e) => write!(f, "mean squared error {e:.6}"),
+			Evaluation::TokenCrossEntropy(e) => write!(f, "per-token cross-entropy {e:.4}"),
 		}
 	}
 }
@@ -493,22 +499,27 @@ const FORWARD_ROWS: usize = 1024;
 
 /// The outputs of `model` with parameters `params` (in state order) on the rows of `x`: the
 /// forward operations of its step program ([`program::step_program`], the operations training
-/// runs), run by the engine, `FORWARD_ROWS` rows at a time.
+/// runs), run by the engine, `FORWARD_ROWS` rows at a time. A sequence model gives a row per
+/// position of each sample (`x.rows * context` rows: the logits of each next token).
 pub fn forward(model: &Model, params: &[Matrix], x: &Matrix) -> Result<Matrix, TrainError> {
 	let outputs = model.shapes().map_err(TrainError::Spec)?.last().map(|s| s.values());
 	let outputs = outputs.ok_or(TrainError::Spec(SpecError::TooFewLayers))?;
+	let positions = model.context().unwrap_or(1);
+	let chunk = (FORWARD_ROWS / positions.max(1) as usize).max(1);
 	// A spec only to compile the model: the loss follows the output's width and is not run.
 	let loss = if outputs == 1 { Loss::MeanSquaredError } else { Loss::SoftmaxCrossEntropy };
 	let optimizer = trainet_primitives::task::Optimizer::sgd(0.1, 0.0);
 	let mut result = Vec::with_capacity(x.data.len() / x.cols.max(1) as usize * outputs as usize);
-	for rows in x.data.chunks(FORWARD_ROWS * x.cols.max(1) as usize) {
+	for rows in x.data.chunks(chunk * x.cols.max(1) as usize) {
 		let n = (rows.len() / x.cols.max(1) as usize) as u32;
 		let spec = TrainingSpec::example_graph(model.clone(), loss, optimizer, n);
 		let program = step_program(&spec).map_err(TrainError::Spec)?;
 		let end = program
 			.ops
 			.iter()
-			.position(|op| matches!(op.kind, OpKind::SoftmaxXent | OpKind::SquaredError))
+			.position(|op| {
+				matches!(op.kind, OpKind::SoftmaxXent | OpKind::SquaredError | OpKind::TokenXent(_))
+			})
 			.ok_or(TrainError::Shape(ShapeError::Mismatch))?;
 		let forward = program::StepProgram { ops: program.ops[..end].to_vec(), ..program };
 		let batch = Matrix::new(n, x.cols, rows.to_vec())?;
@@ -523,7 +534,7 @@ pub fn forward(model: &Model, params: &[Matrix], x: &Matrix) -> Result<Matrix, T
 		let last = outs.pop().ok_or(TrainError::Shape(ShapeError::Mismatch))?;
 		result.extend(last.data);
 	}
-	Ok(Matrix::new(x.rows, outputs, result)?)
+	Ok(Matrix::new(x.rows.saturating_mul(positions), outputs, result)?)
 }
 
 /// [`evaluate`] of `model`.
@@ -541,7 +552,14 @@ pub fn evaluate_of(
 	}
 	let n = data.samples.len() as u32;
 	let x: Vec<f32> = data.samples.iter().flat_map(|(x, _)| x.iter().copied()).collect();
-	let a = forward(model, state, &Matrix::new(n, data.features, x)?)?;
+	let x = Matrix::new(n, data.features, x)?;
+	let a = forward(model, state, &x)?;
+	if let Some(context) = model.context() {
+		// The training loss's own operations, over every position of every sample.
+		let tokens = Tokens { vocab: a.cols, context, dim: a.cols };
+		let losses = repops::sequence::token_xent(&tokens, &a, &x)?;
+		return Ok(Evaluation::TokenCrossEntropy(repops::mean(&losses.data)));
+	}
 	if data.is_regression() {
 		// The training loss's own operations, over every sample.
 		let targets: Vec<u32> = data.samples.iter().map(|(_, t)| *t).collect();

@@ -10,7 +10,7 @@ use trainet_worker::{
 	dataset::Dataset,
 	export::{self, PreprocessingCard},
 	import::{self, LabelKind, Scaling},
-	train::Training,
+	train::{Evaluation, Training},
 };
 
 #[test]
@@ -257,4 +257,68 @@ fn an_exported_cnn_is_its_trained_parameters_in_pytorchs_layout() {
 	}
 	assert_eq!(model.params.len(), 4);
 	assert_eq!(model.accuracy(&held).unwrap(), run.accuracy(&held).unwrap());
+}
+
+/// A transformer trained on a text corpus: its token and position tables are exported as
+/// `{i}.weight` (`[vocab, dim]`, `nn.Embedding`'s layout) and `{i}.position`; read back, the
+/// very parameters, whose per-token cross-entropy on held-out text is the run's own.
+#[test]
+fn an_exported_transformer_is_its_trained_parameters() {
+	use trainet_primitives::{
+		repops::image::ImageShape,
+		task::{Layer, Layers, Loss, Model},
+	};
+	let dir = tempfile::tempdir().unwrap();
+	let text = "the cat sat on the mat. the rat ate the hat. ".repeat(20);
+	let path = dir.path().join("corpus.txt");
+	std::fs::write(&path, &text).unwrap();
+	let data = import::text_sequences(&path, 8, 3).unwrap();
+	let vocab = data.classes;
+	let (train, held) = data.split(5);
+	let layers = vec![
+		Layer::Embedding { vocab, dim: 8 },
+		Layer::Residual { layers: 4 },
+		Layer::LayerNorm,
+		Layer::Linear { out: 24 },
+		Layer::Attention { heads: 2 },
+		Layer::Linear { out: 8 },
+		Layer::LayerNorm,
+		Layer::Linear { out: vocab },
+	];
+	let model = Model::Graph { input: ImageShape::flat(9), layers: Layers::truncate_from(layers) };
+	let adam = Optimizer::adam(0.01);
+	let spec = TrainingSpec::example_graph(model, Loss::SoftmaxCrossEntropy, adam, 16);
+	let mut spec = spec.with_dataset(train.commitment());
+	spec.steps = 60;
+	let before = Training::new(spec.clone(), train.clone()).unwrap().evaluate(&held).unwrap();
+	let mut run = Training::new(spec.clone(), train.clone()).unwrap();
+	run.trace(|_| {}).unwrap();
+	let after = run.evaluate(&held).unwrap();
+	let (Evaluation::TokenCrossEntropy(b), Evaluation::TokenCrossEntropy(a)) = (before, after)
+	else {
+		panic!("{before:?} {after:?}")
+	};
+	assert!(a < b * 0.7, "held-out per-token cross-entropy {b} -> {a}");
+	let state = run.state().to_vec();
+
+	let out = dir.path().join("model");
+	let card = export::export(&spec, &state, Some(&train.manifest), None, &out).unwrap();
+	assert_eq!(
+		card.layers.as_ref().unwrap().layers[0],
+		format!("Embedding {{ vocab: {vocab}, dim: 8 }}")
+	);
+	let bytes = std::fs::read(out.join(export::SAFETENSORS)).unwrap();
+	let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+	assert_eq!(st.tensor("0.weight").unwrap().shape(), [vocab as usize, 8]);
+	assert_eq!(st.tensor("0.position").unwrap().shape(), [8, 8]);
+	assert_eq!(st.tensor("3.weight").unwrap().shape(), [24, 8]);
+	let model = export::load(&out).unwrap();
+	let bits = |m: &trainet_primitives::repops::Matrix| -> Vec<u32> {
+		m.data.iter().map(|v| v.to_bits()).collect()
+	};
+	assert_eq!(model.params.len(), 12);
+	for (a, b) in model.params.iter().zip(&state[..12]) {
+		assert_eq!((a.rows, a.cols, bits(a)), (b.rows, b.cols, bits(b)));
+	}
+	assert_eq!(model.evaluate(&held).unwrap(), after);
 }

@@ -323,3 +323,29 @@ fn a_text_corpus_imports_the_same_every_time() {
 	let e = import::text(&same, 2).unwrap_err().to_string();
 	assert!(e.contains("1 class: a classifier needs two or more"), "{e}");
 }
+
+/// A text corpus for a sequence model: each sample is `context + 1` character ids every
+/// `stride` characters, the vocabulary the class names; bad contexts and strides are refused.
+#[test]
+fn a_text_corpus_imports_as_sequences_for_a_transformer() {
+	let dir = tempfile::tempdir().unwrap();
+	let path = write(dir.path(), "corpus.txt", "abba cab\nbaca abc\n");
+	let data = import::text_sequences(&path, 3, 2).unwrap();
+	let Labels::Classes(names) = &data.manifest.labels else { panic!("no classes") };
+	assert_eq!(names, &["\n", " ", "a", "b", "c"]);
+	assert_eq!((data.features, data.classes), (4, 5));
+	// 18 characters: windows of 4 start at 0, 2, ..., 14.
+	assert_eq!(data.samples.len(), 8);
+	// "abba", then "ba c".
+	assert_eq!(data.samples[0], (vec![2.0, 3.0, 3.0, 2.0], 0));
+	assert_eq!(data.samples[1], (vec![3.0, 2.0, 1.0, 4.0], 0));
+	assert_eq!(data.manifest.feature_names, ["t0", "t1", "t2", "t3"]);
+	assert_ne!(import::text_sequences(&path, 3, 1).unwrap().root(), data.root());
+	assert_ne!(import::text(&path, 4).unwrap().root(), data.root());
+	let e = import::text_sequences(&path, 200, 1).unwrap_err().to_string();
+	assert!(e.contains("a context of 200 tokens: from 1 to 128"), "{e}");
+	let e = import::text_sequences(&path, 3, 0).unwrap_err().to_string();
+	assert!(e.contains("a stride of 0"), "{e}");
+	let e = import::text_sequences(&path, 20, 1).unwrap_err().to_string();
+	assert!(e.contains("18 characters: a context of 20 needs 21"), "{e}");
+}

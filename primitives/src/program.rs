@@ -1023,6 +1023,22 @@ pub(crate) mod tests {
 		assert!(execute_bits(&spec, &ok, &[t(64, 128), t(128, 32)], &[], 0).is_ok());
 	}
 
+	/// The deepest model has the most state tensors a spec may have, every layer and layer
+	/// with parameters the bounds allow, and is settleable.
+	#[test]
+	fn the_deepest_model_has_the_largest_state() {
+		use crate::task::{MAX_GRAPH_LAYERS, MAX_PARAM_LAYERS};
+		let s = TrainingSpec::example_deepest(H256::zero());
+		let p = step_program(&s).unwrap();
+		assert_eq!(p.state_shapes.len() as u32, MAX_STATE_TENSORS);
+		let (_, layers) = s.model.graph();
+		assert_eq!(layers.len() as u32, MAX_GRAPH_LAYERS);
+		assert_eq!(layers.iter().filter(|l| l.has_params()).count() as u32, MAX_PARAM_LAYERS);
+		let mut s = s;
+		s.dataset.samples = 1797;
+		crate::settle::check(&s, &crate::settle::LeafBudget::CHAIN).unwrap();
+	}
+
 	#[test]
 	fn every_initial_value_is_the_initial_states_own() {
 		for spec in [

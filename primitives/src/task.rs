@@ -88,10 +88,11 @@ pub enum Activation {
 
 /// The most layers of a [`Model::Graph`].
 pub const MAX_GRAPH_LAYERS: u32 = 24;
-/// The most layers with parameters (dense and convolutional) a model may have: an MLP's
-/// `MAX_LAYER_WIDTHS - 1`. It bounds the state's tensors, which the initialization leaf
-/// reveals one hash each.
-pub const MAX_PARAM_LAYERS: u32 = MAX_LAYER_WIDTHS - 1;
+/// The most layers with parameters (dense, convolutional, normalizations, embeddings) a model
+/// may have: enough for a transformer of two blocks (an embedding, six a block, a final layer
+/// normalization and the output layer: 15). It bounds the state's tensors, which the
+/// initialization leaf reveals one hash each.
+pub const MAX_PARAM_LAYERS: u32 = 16;
 
 /// One layer of a [`Model::Graph`]. Images are held one sample per row, channel-major
 /// (`crate::repops::image`); a flat vector is an image of height and width 1.
@@ -778,6 +779,29 @@ impl TrainingSpec {
 		let mut s = Self::example_mlp(widths, optimizer, batch_size);
 		s.loss = Loss::MeanSquaredError;
 		s.dataset.classes = 0;
+		s
+	}
+
+	/// The deepest model a spec may have, on the digits' shape: [`MAX_PARAM_LAYERS`] dense
+	/// layers of 16 (the last of 10), ReLUs between the first ones up to [`MAX_GRAPH_LAYERS`]
+	/// layers, trained with Adam: the state with the most tensors
+	/// ([`crate::program::MAX_STATE_TENSORS`]) and a longest program, which benchmarks weigh.
+	pub fn example_deepest(dataset_root: H256) -> Self {
+		let dense = MAX_PARAM_LAYERS as usize;
+		let relus = (MAX_GRAPH_LAYERS as usize).saturating_sub(dense).min(dense.saturating_sub(1));
+		let mut layers = alloc::vec::Vec::with_capacity(dense.saturating_add(relus));
+		for i in 0..dense {
+			let out = if i.saturating_add(1) == dense { 10 } else { 16 };
+			layers.push(Layer::Linear { out });
+			if i < relus {
+				layers.push(Layer::Relu);
+			}
+		}
+		let model =
+			Model::Graph { input: ImageShape::flat(64), layers: Layers::truncate_from(layers) };
+		let mut s =
+			Self::example_graph(model, Loss::SoftmaxCrossEntropy, Optimizer::adam(0.001), 32);
+		s.dataset.root = dataset_root;
 		s
 	}
 

@@ -404,13 +404,20 @@ enum ImportFormat {
 	},
 	/// A UTF-8 text corpus for next-token prediction: its characters are the tokens (the
 	/// classes, in sorted order); each sample is the ids of `--context` tokens and its label
-	/// the id of the next one.
+	/// the id of the next one; with `--sequences`, `context + 1` tokens every `--stride`
+	/// characters, for a sequence model (a transformer) that predicts every position's next.
 	Text {
 		/// The file.
 		file: PathBuf,
 		/// Tokens a sample sees before the one it predicts.
 		#[arg(long, default_value_t = 8)]
 		context: u32,
+		/// Samples of `context + 1` tokens for a sequence model.
+		#[arg(long)]
+		sequences: bool,
+		/// With `--sequences`: characters between the starts of two samples.
+		#[arg(long, default_value_t = 1, requires = "sequences")]
+		stride: u32,
 		/// Keeps every `N`-th sample out of the training set, stored as a second dataset.
 		#[arg(long)]
 		held_out: Option<usize>,
@@ -638,8 +645,11 @@ fn run(cli: Cli) -> Result<()> {
 					ImportFormat::Images { dir, size, grey, held_out } => {
 						(import::images(&dir, size, grey)?, held_out)
 					}
-					ImportFormat::Text { file, context, held_out } => {
+					ImportFormat::Text { file, context, sequences: false, held_out, .. } => {
 						(import::text(&file, context)?, held_out)
+					}
+					ImportFormat::Text { file, context, sequences: true, stride, held_out } => {
+						(import::text_sequences(&file, context, stride)?, held_out)
 					}
 				},
 				DatasetSource::Synthetic { seed, samples, features, classes } => {

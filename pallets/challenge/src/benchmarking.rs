@@ -572,18 +572,14 @@ mod benchmarks {
 	}
 
 	/// The second reveal of the initialization game, on the state with the most tensors
-	/// (nine layer widths, Adam: 48), differing only in the last: the state hash of 48 tensor
+	/// (the deepest model, Adam: 96), differing only in the last: the state hash of 96 tensor
 	/// hashes, the program's construction and the scan for the first difference.
 	#[benchmark]
 	fn reveal_state() -> Result<(), BenchmarkError> {
 		use trainet_primitives::{
-			commit::state_hash_of,
-			market::InitGame,
-			program::MAX_STATE_TENSORS,
-			task::{Optimizer, TrainingSpec},
+			commit::state_hash_of, market::InitGame, program::MAX_STATE_TENSORS, task::TrainingSpec,
 		};
-		let adam = Optimizer::adam(0.01);
-		let spec = TrainingSpec::example_mlp(&[4; 9], adam, 4);
+		let spec = TrainingSpec::example_deepest(H256::zero());
 		let program = step_program(&spec).map_err(|_| BenchmarkError::Stop("no program"))?;
 		assert_eq!(program.state_shapes.len() as u32, MAX_STATE_TENSORS);
 		let theirs = outputs(MAX_STATE_TENSORS, 1);
@@ -677,14 +673,12 @@ mod benchmarks {
 	}
 
 	/// A request against the task whose program is the longest to build and whose state has
-	/// the most tensors to draw rows over (nine layer widths, Adam: 48 tensors): the spec's
+	/// the most tensors to draw rows over (the deepest model, Adam: 96 tensors): the spec's
 	/// read, the program's construction, the draw of the rows, and the bond's lock.
 	#[benchmark]
 	fn request_availability() -> Result<(), BenchmarkError> {
-		use trainet_primitives::task::{Optimizer, TrainingSpec};
-		// The most tensors to draw rows over, and the longest program to build: nine layer
-		// widths, Adam (48 state tensors).
-		let spec = TrainingSpec::example_mlp(&[4; 9], Optimizer::adam(0.01), 4);
+		use trainet_primitives::task::TrainingSpec;
+		let spec = TrainingSpec::example_deepest(H256::zero());
 		let solver: T::AccountId = account("solver", 0, 0);
 		let task = committed_with::<T>(&solver, STEPS, Some(spec));
 		let who = challenger::<T>(0);

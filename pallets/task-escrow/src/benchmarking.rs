@@ -88,15 +88,8 @@ mod benchmarks {
 	fn commit() -> Result<(), BenchmarkError> {
 		let submitter = funded::<T>("submitter", 0);
 		let id = NextTaskId::<T>::get();
-		let mut spec = spec();
-		let mut widths = alloc::vec![spec.dataset.features];
-		widths.resize((trainet_primitives::task::MAX_LAYER_WIDTHS as usize).saturating_sub(1), 16);
-		widths.push(spec.dataset.classes);
-		spec.model = trainet_primitives::task::Model::Mlp {
-			widths: trainet_primitives::task::LayerWidths::truncate_from(widths),
-			activation: trainet_primitives::task::Activation::Relu,
-		};
-		spec.optimizer = trainet_primitives::task::Optimizer::adam(0.001);
+		let mut spec = TrainingSpec::example_deepest(spec().dataset.root);
+		spec.steps = STEPS;
 		let last = trainet_primitives::availability::FinalState::made_up(&spec, 0)
 			.ok_or(BenchmarkError::Stop("no state"))?;
 		assert_eq!(last.tensors.len() as u32, trainet_primitives::program::MAX_STATE_TENSORS);
