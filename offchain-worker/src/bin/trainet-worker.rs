@@ -1182,10 +1182,13 @@ fn train(
 ) -> Result<()> {
 	let steps = spec.steps;
 	let manifest = data.manifest.clone();
+	// burn's step runs MLPs; a graph trains on the step program whatever the engine asked.
+	let graph = matches!(spec.model, trainet_primitives::task::Model::Graph { .. });
 	let mut run = Training::new(spec, data)?.with_engine(engine);
 	out!(
 		"engine: {}",
 		match engine {
+			Engine::Burn if graph => "RepOps step program (burn's step runs MLPs only)",
 			Engine::Burn => "burn (Mlp on Autodiff<NdArray>, RepOps kernels)",
 			Engine::Program => "RepOps step program",
 			#[cfg(feature = "cuda")]

@@ -8,7 +8,7 @@
 //! than a release build's, so these weights err high.
 
 // Executed Command:
-// /root/.cache/trainet/bench-target/debug/trainet-node
+// /root/.cache/trainet/target/debug/trainet-node
 // benchmark
 // pallet
 // --chain
@@ -59,7 +59,7 @@ pub trait WeightInfo {
 pub struct SubstrateWeight<T>(PhantomData<T>);
 impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:0)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::TaskDisputes` (r:1 w:1)
 	/// Proof: `Challenge::TaskDisputes` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
@@ -75,24 +75,24 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `Challenge::Unqueued` (r:1 w:0)
 	/// Proof: `Challenge::Unqueued` (`max_values`: None, `max_size`: Some(16), added: 2491, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Disputes` (r:0 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	fn open() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `609`
 		//  Estimated: `5527`
-		// Minimum execution time: 438_300_000 picoseconds.
-		Weight::from_parts(460_936_000, 5527)
+		// Minimum execution time: 702_469_000 picoseconds.
+		Weight::from_parts(1_289_788_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(6))
 	}
 	/// Storage: `Challenge::Disputes` (r:8 w:8)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `Parameters::Parameters` (r:1 w:0)
 	/// Proof: `Parameters::Parameters` (`max_values`: None, `max_size`: Some(24), added: 2499, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:2 w:1)
 	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::FullSince` (r:1 w:1)
@@ -117,19 +117,19 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn reveal(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1585 + v * (534 ±0)`
-		//  Estimated: `10064 + v * (6311 ±115)`
-		// Minimum execution time: 37_714_200_000 picoseconds.
-		Weight::from_parts(38_278_857_263, 10064)
-			// Standard Error: 7_714_189
-			.saturating_add(Weight::from_parts(422_934_598, 0).saturating_mul(v.into()))
+		//  Estimated: `10375 + v * (9385 ±0)`
+		// Minimum execution time: 61_233_214_000 picoseconds.
+		Weight::from_parts(69_254_538_956, 10375)
+			// Standard Error: 234_467_983
+			.saturating_add(Weight::from_parts(1_308_291_808, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(17))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(14))
 			.saturating_add(T::DbWeight::get().writes((5_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 6311).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 9385).saturating_mul(v.into()))
 	}
 	/// Storage: `Challenge::Disputes` (r:8 w:8)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
@@ -137,7 +137,7 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `Challenge::FullSince` (r:1 w:1)
 	/// Proof: `Challenge::FullSince` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::TaskDisputes` (r:9 w:8)
@@ -158,23 +158,23 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn timeout(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1581 + v * (534 ±0)`
-		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_034_862_000 picoseconds.
-		Weight::from_parts(1_090_417_586, 7301)
-			// Standard Error: 945_632
-			.saturating_add(Weight::from_parts(419_464_080, 0).saturating_mul(v.into()))
+		//  Estimated: `10375 + v * (9385 ±75)`
+		// Minimum execution time: 2_179_250_000 picoseconds.
+		Weight::from_parts(2_087_310_701, 10375)
+			// Standard Error: 65_702_101
+			.saturating_add(Weight::from_parts(1_257_017_299, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(14))
 			.saturating_add(T::DbWeight::get().writes((5_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 6311).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 9385).saturating_mul(v.into()))
 	}
 	/// Storage: `Challenge::DueFrom` (r:1 w:1)
 	/// Proof: `Challenge::DueFrom` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
 	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Disputes` (r:32 w:32)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:32 w:32)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::FullSince` (r:32 w:0)
@@ -190,7 +190,7 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `Slashing::Offences` (r:32 w:32)
 	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:32 w:32)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:1 w:1)
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::ClaimDeadlines` (r:1 w:1)
@@ -201,19 +201,19 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn on_initialize(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `19 + n * (1287 ±0)`
-		//  Estimated: `5527 + n * (6311 ±0)`
-		// Minimum execution time: 41_174_000 picoseconds.
-		Weight::from_parts(42_196_000, 5527)
-			// Standard Error: 959_132
-			.saturating_add(Weight::from_parts(892_406_105, 0).saturating_mul(n.into()))
+		//  Estimated: `5527 + n * (9385 ±0)`
+		// Minimum execution time: 80_536_000 picoseconds.
+		Weight::from_parts(3_622_947_714, 5527)
+			// Standard Error: 72_198_304
+			.saturating_add(Weight::from_parts(1_841_955_780, 0).saturating_mul(n.into()))
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().reads((12_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
 			.saturating_add(T::DbWeight::get().writes((11_u64).saturating_mul(n.into())))
-			.saturating_add(Weight::from_parts(0, 6311).saturating_mul(n.into()))
+			.saturating_add(Weight::from_parts(0, 9385).saturating_mul(n.into()))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `Parameters::Parameters` (r:1 w:0)
 	/// Proof: `Parameters::Parameters` (`max_values`: None, `max_size`: Some(24), added: 2499, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:2 w:2)
@@ -223,14 +223,14 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn commit_ops() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `544`
-		//  Estimated: `10064`
-		// Minimum execution time: 288_056_000 picoseconds.
-		Weight::from_parts(297_314_000, 10064)
+		//  Estimated: `10375`
+		// Minimum execution time: 341_944_000 picoseconds.
+		Weight::from_parts(612_485_000, 10375)
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `Parameters::Parameters` (r:1 w:0)
 	/// Proof: `Parameters::Parameters` (`max_values`: None, `max_size`: Some(24), added: 2499, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:2 w:2)
@@ -240,36 +240,34 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn commit_segment() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `509`
-		//  Estimated: `10064`
-		// Minimum execution time: 282_105_000 picoseconds.
-		Weight::from_parts(291_950_000, 10064)
+		//  Estimated: `10375`
+		// Minimum execution time: 364_401_000 picoseconds.
+		Weight::from_parts(638_058_000, 10375)
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `Parameters::Parameters` (r:2 w:0)
 	/// Proof: `Parameters::Parameters` (`max_values`: None, `max_size`: Some(24), added: 2499, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:3 w:2)
 	/// Proof: `Challenge::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:0)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Unqueued` (r:1 w:0)
 	/// Proof: `Challenge::Unqueued` (`max_values`: None, `max_size`: Some(16), added: 2491, mode: `MaxEncodedLen`)
 	/// The range of component `v` is `[0, 7]`.
-	fn reveal_segment(v: u32, ) -> Weight {
+	fn reveal_segment(_v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1024 + v * (42 ±0)`
 		//  Estimated: `14601`
-		// Minimum execution time: 481_295_000 picoseconds.
-		Weight::from_parts(500_851_734, 14601)
-			// Standard Error: 314_868
-			.saturating_add(Weight::from_parts(2_266_775, 0).saturating_mul(v.into()))
+		// Minimum execution time: 699_591_000 picoseconds.
+		Weight::from_parts(1_402_126_717, 14601)
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	/// Storage: `Challenge::Disputes` (r:8 w:8)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `Parameters::Parameters` (r:1 w:0)
 	/// Proof: `Parameters::Parameters` (`max_values`: None, `max_size`: Some(24), added: 2499, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
@@ -279,7 +277,7 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `Challenge::FullSince` (r:1 w:1)
 	/// Proof: `Challenge::FullSince` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::TaskDisputes` (r:9 w:8)
@@ -300,21 +298,21 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn reveal_op(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1766 + v * (534 ±0)`
-		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_176_865_000 picoseconds.
-		Weight::from_parts(1_249_862_317, 7301)
-			// Standard Error: 1_837_179
-			.saturating_add(Weight::from_parts(426_106_123, 0).saturating_mul(v.into()))
+		//  Estimated: `10375 + v * (9385 ±0)`
+		// Minimum execution time: 2_670_909_000 picoseconds.
+		Weight::from_parts(5_458_880_749, 10375)
+			// Standard Error: 260_446_931
+			.saturating_add(Weight::from_parts(1_434_398_349, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(16))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(14))
 			.saturating_add(T::DbWeight::get().writes((5_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 6311).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 9385).saturating_mul(v.into()))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
@@ -340,16 +338,16 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn settle_op_matmul() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1831`
-		//  Estimated: `7301`
-		// Minimum execution time: 86_865_064_000 picoseconds.
-		Weight::from_parts(87_260_439_000, 7301)
+		//  Estimated: `10375`
+		// Minimum execution time: 125_625_131_000 picoseconds.
+		Weight::from_parts(182_160_293_000, 10375)
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().writes(14))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
@@ -375,16 +373,16 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn settle_op_elementwise() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1839`
-		//  Estimated: `7301`
-		// Minimum execution time: 37_018_472_000 picoseconds.
-		Weight::from_parts(37_804_118_000, 7301)
+		//  Estimated: `10375`
+		// Minimum execution time: 57_005_456_000 picoseconds.
+		Weight::from_parts(114_746_644_000, 10375)
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().writes(14))
 	}
 	/// Storage: `Challenge::Disputes` (r:8 w:8)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
@@ -411,23 +409,23 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn descend_opening(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1903 + v * (534 ±0)`
-		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_150_283_000 picoseconds.
-		Weight::from_parts(1_208_400_086, 7301)
-			// Standard Error: 918_128
-			.saturating_add(Weight::from_parts(420_502_322, 0).saturating_mul(v.into()))
+		//  Estimated: `10375 + v * (9385 ±87)`
+		// Minimum execution time: 2_270_568_000 picoseconds.
+		Weight::from_parts(2_801_829_735, 10375)
+			// Standard Error: 80_531_304
+			.saturating_add(Weight::from_parts(1_209_547_878, 0).saturating_mul(v.into()))
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(T::DbWeight::get().writes(14))
 			.saturating_add(T::DbWeight::get().writes((5_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 6311).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 9385).saturating_mul(v.into()))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Lines` (r:2 w:1)
 	/// Proof: `Challenge::Lines` (`max_values`: None, `max_size`: Some(16411), added: 18886, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:0)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Parameters::Parameters` (r:1 w:0)
 	/// Proof: `Parameters::Parameters` (`max_values`: None, `max_size`: Some(24), added: 2499, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:2 w:2)
@@ -438,15 +436,15 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `17820`
 		//  Estimated: `38762`
-		// Minimum execution time: 476_598_000 picoseconds.
-		Weight::from_parts(492_058_000, 38762)
+		// Minimum execution time: 619_643_000 picoseconds.
+		Weight::from_parts(1_058_704_000, 38762)
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
@@ -472,16 +470,16 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn settle_element() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1852`
-		//  Estimated: `7301`
-		// Minimum execution time: 7_781_994_000 picoseconds.
-		Weight::from_parts(7_945_316_000, 7301)
+		//  Estimated: `10375`
+		// Minimum execution time: 13_506_850_000 picoseconds.
+		Weight::from_parts(20_542_656_000, 10375)
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().writes(14))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:0)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Parameters::Parameters` (r:1 w:0)
 	/// Proof: `Parameters::Parameters` (`max_values`: None, `max_size`: Some(24), added: 2499, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:2 w:2)
@@ -490,19 +488,19 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Proof: `Challenge::Unqueued` (`max_values`: None, `max_size`: Some(16), added: 2491, mode: `MaxEncodedLen`)
 	fn reveal_state() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `2447`
-		//  Estimated: `10064`
-		// Minimum execution time: 826_658_000 picoseconds.
-		Weight::from_parts(851_907_000, 10064)
+		//  Measured:  `4047`
+		//  Estimated: `10375`
+		// Minimum execution time: 1_845_039_000 picoseconds.
+		Weight::from_parts(2_274_424_000, 10375)
 			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Lines` (r:2 w:1)
 	/// Proof: `Challenge::Lines` (`max_values`: None, `max_size`: Some(16411), added: 18886, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:0)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Parameters::Parameters` (r:1 w:0)
 	/// Proof: `Parameters::Parameters` (`max_values`: None, `max_size`: Some(24), added: 2499, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:2 w:2)
@@ -513,13 +511,13 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `17626`
 		//  Estimated: `38762`
-		// Minimum execution time: 436_101_000 picoseconds.
-		Weight::from_parts(451_144_000, 38762)
+		// Minimum execution time: 623_997_000 picoseconds.
+		Weight::from_parts(940_948_000, 38762)
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:0)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::TaskDisputes` (r:1 w:1)
 	/// Proof: `Challenge::TaskDisputes` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
@@ -537,20 +535,20 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `Challenge::Unqueued` (r:1 w:0)
 	/// Proof: `Challenge::Unqueued` (`max_values`: None, `max_size`: Some(16), added: 2491, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Disputes` (r:0 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	fn request_availability() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `641`
+		//  Measured:  `704`
 		//  Estimated: `5527`
-		// Minimum execution time: 568_950_000 picoseconds.
-		Weight::from_parts(590_255_000, 5527)
+		// Minimum execution time: 894_925_000 picoseconds.
+		Weight::from_parts(1_406_008_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(9))
 			.saturating_add(T::DbWeight::get().writes(6))
 	}
 	/// Storage: `Challenge::Disputes` (r:1 w:1)
-	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(3836), added: 6311, mode: `MaxEncodedLen`)
+	/// Proof: `Challenge::Disputes` (`max_values`: None, `max_size`: Some(6910), added: 9385, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::DisputeCount` (r:1 w:1)
 	/// Proof: `Challenge::DisputeCount` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Challenge::Deadlines` (r:1 w:1)
@@ -574,13 +572,13 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `Challenge::TaskDisputes` (r:0 w:1)
 	/// Proof: `Challenge::TaskDisputes` (`max_values`: None, `max_size`: Some(72), added: 2547, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Receipts` (r:0 w:1)
-	/// Proof: `TaskEscrow::Receipts` (`max_values`: None, `max_size`: Some(337), added: 2812, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Receipts` (`max_values`: None, `max_size`: Some(724), added: 3199, mode: `MaxEncodedLen`)
 	fn prove_availability() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1810`
-		//  Estimated: `8799`
-		// Minimum execution time: 1_768_249_000 picoseconds.
-		Weight::from_parts(1_877_573_000, 8799)
+		//  Estimated: `10375`
+		// Minimum execution time: 4_334_409_000 picoseconds.
+		Weight::from_parts(9_077_893_000, 10375)
 			.saturating_add(T::DbWeight::get().reads(15))
 			.saturating_add(T::DbWeight::get().writes(17))
 	}
@@ -592,152 +590,150 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `609`
 		//  Estimated: `5527`
-		// Minimum execution time: 438_300_000 picoseconds.
-		Weight::from_parts(460_936_000, 5527)
+		// Minimum execution time: 702_469_000 picoseconds.
+		Weight::from_parts(1_289_788_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(8))
 			.saturating_add(RocksDbWeight::get().writes(6))
 	}
 	fn reveal(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1585 + v * (534 ±0)`
-		//  Estimated: `10064 + v * (6311 ±115)`
-		// Minimum execution time: 37_714_200_000 picoseconds.
-		Weight::from_parts(38_278_857_263, 10064)
-			// Standard Error: 7_714_189
-			.saturating_add(Weight::from_parts(422_934_598, 0).saturating_mul(v.into()))
+		//  Estimated: `10375 + v * (9385 ±0)`
+		// Minimum execution time: 61_233_214_000 picoseconds.
+		Weight::from_parts(69_254_538_956, 10375)
+			// Standard Error: 234_467_983
+			.saturating_add(Weight::from_parts(1_308_291_808, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(17))
 			.saturating_add(RocksDbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(14))
 			.saturating_add(RocksDbWeight::get().writes((5_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 6311).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 9385).saturating_mul(v.into()))
 	}
 	fn timeout(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1581 + v * (534 ±0)`
-		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_034_862_000 picoseconds.
-		Weight::from_parts(1_090_417_586, 7301)
-			// Standard Error: 945_632
-			.saturating_add(Weight::from_parts(419_464_080, 0).saturating_mul(v.into()))
+		//  Estimated: `10375 + v * (9385 ±75)`
+		// Minimum execution time: 2_179_250_000 picoseconds.
+		Weight::from_parts(2_087_310_701, 10375)
+			// Standard Error: 65_702_101
+			.saturating_add(Weight::from_parts(1_257_017_299, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(14))
 			.saturating_add(RocksDbWeight::get().writes((5_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 6311).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 9385).saturating_mul(v.into()))
 	}
 	fn on_initialize(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `19 + n * (1287 ±0)`
-		//  Estimated: `5527 + n * (6311 ±0)`
-		// Minimum execution time: 41_174_000 picoseconds.
-		Weight::from_parts(42_196_000, 5527)
-			// Standard Error: 959_132
-			.saturating_add(Weight::from_parts(892_406_105, 0).saturating_mul(n.into()))
+		//  Estimated: `5527 + n * (9385 ±0)`
+		// Minimum execution time: 80_536_000 picoseconds.
+		Weight::from_parts(3_622_947_714, 5527)
+			// Standard Error: 72_198_304
+			.saturating_add(Weight::from_parts(1_841_955_780, 0).saturating_mul(n.into()))
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().reads((12_u64).saturating_mul(n.into())))
 			.saturating_add(RocksDbWeight::get().writes(3))
 			.saturating_add(RocksDbWeight::get().writes((11_u64).saturating_mul(n.into())))
-			.saturating_add(Weight::from_parts(0, 6311).saturating_mul(n.into()))
+			.saturating_add(Weight::from_parts(0, 9385).saturating_mul(n.into()))
 	}
 	fn commit_ops() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `544`
-		//  Estimated: `10064`
-		// Minimum execution time: 288_056_000 picoseconds.
-		Weight::from_parts(297_314_000, 10064)
+		//  Estimated: `10375`
+		// Minimum execution time: 341_944_000 picoseconds.
+		Weight::from_parts(612_485_000, 10375)
 			.saturating_add(RocksDbWeight::get().reads(5))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
 	fn commit_segment() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `509`
-		//  Estimated: `10064`
-		// Minimum execution time: 282_105_000 picoseconds.
-		Weight::from_parts(291_950_000, 10064)
+		//  Estimated: `10375`
+		// Minimum execution time: 364_401_000 picoseconds.
+		Weight::from_parts(638_058_000, 10375)
 			.saturating_add(RocksDbWeight::get().reads(5))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
-	fn reveal_segment(v: u32, ) -> Weight {
+	fn reveal_segment(_v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1024 + v * (42 ±0)`
 		//  Estimated: `14601`
-		// Minimum execution time: 481_295_000 picoseconds.
-		Weight::from_parts(500_851_734, 14601)
-			// Standard Error: 314_868
-			.saturating_add(Weight::from_parts(2_266_775, 0).saturating_mul(v.into()))
+		// Minimum execution time: 699_591_000 picoseconds.
+		Weight::from_parts(1_402_126_717, 14601)
 			.saturating_add(RocksDbWeight::get().reads(8))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
 	fn reveal_op(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1766 + v * (534 ±0)`
-		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_176_865_000 picoseconds.
-		Weight::from_parts(1_249_862_317, 7301)
-			// Standard Error: 1_837_179
-			.saturating_add(Weight::from_parts(426_106_123, 0).saturating_mul(v.into()))
+		//  Estimated: `10375 + v * (9385 ±0)`
+		// Minimum execution time: 2_670_909_000 picoseconds.
+		Weight::from_parts(5_458_880_749, 10375)
+			// Standard Error: 260_446_931
+			.saturating_add(Weight::from_parts(1_434_398_349, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(16))
 			.saturating_add(RocksDbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(14))
 			.saturating_add(RocksDbWeight::get().writes((5_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 6311).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 9385).saturating_mul(v.into()))
 	}
 	fn settle_op_matmul() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1831`
-		//  Estimated: `7301`
-		// Minimum execution time: 86_865_064_000 picoseconds.
-		Weight::from_parts(87_260_439_000, 7301)
+		//  Estimated: `10375`
+		// Minimum execution time: 125_625_131_000 picoseconds.
+		Weight::from_parts(182_160_293_000, 10375)
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().writes(14))
 	}
 	fn settle_op_elementwise() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1839`
-		//  Estimated: `7301`
-		// Minimum execution time: 37_018_472_000 picoseconds.
-		Weight::from_parts(37_804_118_000, 7301)
+		//  Estimated: `10375`
+		// Minimum execution time: 57_005_456_000 picoseconds.
+		Weight::from_parts(114_746_644_000, 10375)
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().writes(14))
 	}
 	fn descend_opening(v: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1903 + v * (534 ±0)`
-		//  Estimated: `7301 + v * (6311 ±0)`
-		// Minimum execution time: 1_150_283_000 picoseconds.
-		Weight::from_parts(1_208_400_086, 7301)
-			// Standard Error: 918_128
-			.saturating_add(Weight::from_parts(420_502_322, 0).saturating_mul(v.into()))
+		//  Estimated: `10375 + v * (9385 ±87)`
+		// Minimum execution time: 2_270_568_000 picoseconds.
+		Weight::from_parts(2_801_829_735, 10375)
+			// Standard Error: 80_531_304
+			.saturating_add(Weight::from_parts(1_209_547_878, 0).saturating_mul(v.into()))
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().reads((4_u64).saturating_mul(v.into())))
 			.saturating_add(RocksDbWeight::get().writes(14))
 			.saturating_add(RocksDbWeight::get().writes((5_u64).saturating_mul(v.into())))
-			.saturating_add(Weight::from_parts(0, 6311).saturating_mul(v.into()))
+			.saturating_add(Weight::from_parts(0, 9385).saturating_mul(v.into()))
 	}
 	fn descend_line() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `17820`
 		//  Estimated: `38762`
-		// Minimum execution time: 476_598_000 picoseconds.
-		Weight::from_parts(492_058_000, 38762)
+		// Minimum execution time: 619_643_000 picoseconds.
+		Weight::from_parts(1_058_704_000, 38762)
 			.saturating_add(RocksDbWeight::get().reads(8))
 			.saturating_add(RocksDbWeight::get().writes(4))
 	}
 	fn settle_element() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1852`
-		//  Estimated: `7301`
-		// Minimum execution time: 7_781_994_000 picoseconds.
-		Weight::from_parts(7_945_316_000, 7301)
+		//  Estimated: `10375`
+		// Minimum execution time: 13_506_850_000 picoseconds.
+		Weight::from_parts(20_542_656_000, 10375)
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().writes(14))
 	}
 	fn reveal_state() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `2447`
-		//  Estimated: `10064`
-		// Minimum execution time: 826_658_000 picoseconds.
-		Weight::from_parts(851_907_000, 10064)
+		//  Measured:  `4047`
+		//  Estimated: `10375`
+		// Minimum execution time: 1_845_039_000 picoseconds.
+		Weight::from_parts(2_274_424_000, 10375)
 			.saturating_add(RocksDbWeight::get().reads(6))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
@@ -745,26 +741,26 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `17626`
 		//  Estimated: `38762`
-		// Minimum execution time: 436_101_000 picoseconds.
-		Weight::from_parts(451_144_000, 38762)
+		// Minimum execution time: 623_997_000 picoseconds.
+		Weight::from_parts(940_948_000, 38762)
 			.saturating_add(RocksDbWeight::get().reads(8))
 			.saturating_add(RocksDbWeight::get().writes(4))
 	}
 	fn request_availability() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `641`
+		//  Measured:  `704`
 		//  Estimated: `5527`
-		// Minimum execution time: 568_950_000 picoseconds.
-		Weight::from_parts(590_255_000, 5527)
+		// Minimum execution time: 894_925_000 picoseconds.
+		Weight::from_parts(1_406_008_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(9))
 			.saturating_add(RocksDbWeight::get().writes(6))
 	}
 	fn prove_availability() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `1810`
-		//  Estimated: `8799`
-		// Minimum execution time: 1_768_249_000 picoseconds.
-		Weight::from_parts(1_877_573_000, 8799)
+		//  Estimated: `10375`
+		// Minimum execution time: 4_334_409_000 picoseconds.
+		Weight::from_parts(9_077_893_000, 10375)
 			.saturating_add(RocksDbWeight::get().reads(15))
 			.saturating_add(RocksDbWeight::get().writes(17))
 	}

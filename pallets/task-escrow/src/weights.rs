@@ -8,7 +8,7 @@
 //! than a release build's, so these weights err high.
 
 // Executed Command:
-// /root/.cache/trainet/bench-target/debug/trainet-node
+// /root/.cache/trainet/target/debug/trainet-node
 // benchmark
 // pallet
 // --chain
@@ -56,18 +56,18 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `TaskEscrow::ClaimDeadlines` (r:1 w:1)
 	/// Proof: `TaskEscrow::ClaimDeadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:0 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	fn submit() -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `184`
 		//  Estimated: `5527`
-		// Minimum execution time: 562_980_000 picoseconds.
-		Weight::from_parts(585_181_000, 5527)
+		// Minimum execution time: 1_015_237_000 picoseconds.
+		Weight::from_parts(1_250_567_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(5))
 	}
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::ClaimDeadlines` (r:1 w:1)
 	/// Proof: `TaskEscrow::ClaimDeadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:1 w:1)
@@ -78,13 +78,13 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `558`
 		//  Estimated: `5527`
-		// Minimum execution time: 415_211_000 picoseconds.
-		Weight::from_parts(429_267_000, 5527)
+		// Minimum execution time: 716_563_000 picoseconds.
+		Weight::from_parts(941_954_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(4))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `Slashing::Offences` (r:1 w:0)
 	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:1 w:1)
@@ -97,26 +97,26 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `444`
 		//  Estimated: `5527`
-		// Minimum execution time: 301_545_000 picoseconds.
-		Weight::from_parts(314_479_000, 5527)
+		// Minimum execution time: 565_582_000 picoseconds.
+		Weight::from_parts(703_312_000, 5527)
 			.saturating_add(T::DbWeight::get().reads(5))
 			.saturating_add(T::DbWeight::get().writes(4))
 	}
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:2 w:2)
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	fn commit() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `389`
+		//  Measured:  `452`
 		//  Estimated: `10064`
-		// Minimum execution time: 786_418_000 picoseconds.
-		Weight::from_parts(843_990_000, 10064)
+		// Minimum execution time: 2_132_790_000 picoseconds.
+		Weight::from_parts(2_446_241_000, 10064)
 			.saturating_add(T::DbWeight::get().reads(3))
 			.saturating_add(T::DbWeight::get().writes(3))
 	}
 	/// Storage: `TaskEscrow::Tasks` (r:1 w:1)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Deadlines` (r:1 w:1)
 	/// Proof: `TaskEscrow::Deadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `ComputeStaking::Ledgers` (r:1 w:1)
@@ -131,8 +131,8 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 		// Proof Size summary in bytes:
 		//  Measured:  `890`
 		//  Estimated: `6196`
-		// Minimum execution time: 841_576_000 picoseconds.
-		Weight::from_parts(869_523_000, 6196)
+		// Minimum execution time: 1_691_835_000 picoseconds.
+		Weight::from_parts(1_973_401_000, 6196)
 			.saturating_add(T::DbWeight::get().reads(8))
 			.saturating_add(T::DbWeight::get().writes(8))
 	}
@@ -141,7 +141,7 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Storage: `TaskEscrow::ClaimDeadlines` (r:1 w:0)
 	/// Proof: `TaskEscrow::ClaimDeadlines` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// Storage: `TaskEscrow::Tasks` (r:256 w:256)
-	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(419), added: 2894, mode: `MaxEncodedLen`)
+	/// Proof: `TaskEscrow::Tasks` (`max_values`: None, `max_size`: Some(806), added: 3281, mode: `MaxEncodedLen`)
 	/// Storage: `ComputeStaking::Ledgers` (r:1 w:1)
 	/// Proof: `ComputeStaking::Ledgers` (`max_values`: None, `max_size`: Some(403), added: 2878, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:257 w:257)
@@ -150,20 +150,22 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Slashing::Offences` (r:1 w:1)
 	/// Proof: `Slashing::Offences` (`max_values`: None, `max_size`: Some(74), added: 2549, mode: `MaxEncodedLen`)
+	/// Storage: `TaskEscrow::ReceiptExpiries` (r:1 w:0)
+	/// Proof: `TaskEscrow::ReceiptExpiries` (`max_values`: None, `max_size`: Some(2062), added: 4537, mode: `MaxEncodedLen`)
 	/// The range of component `n` is `[0, 256]`.
 	fn on_initialize(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `385 + n * (428 ±0)`
-		//  Estimated: `5527 + n * (2894 ±0)`
-		// Minimum execution time: 44_053_000 picoseconds.
-		Weight::from_parts(25_171_326_330, 5527)
-			// Standard Error: 68_792_618
-			.saturating_add(Weight::from_parts(672_069_146, 0).saturating_mul(n.into()))
-			.saturating_add(T::DbWeight::get().reads(5))
+		//  Estimated: `5527 + n * (3281 ±0)`
+		// Minimum execution time: 102_615_000 picoseconds.
+		Weight::from_parts(6_444_469_607, 5527)
+			// Standard Error: 98_858_734
+			.saturating_add(Weight::from_parts(2_267_019_215, 0).saturating_mul(n.into()))
+			.saturating_add(T::DbWeight::get().reads(6))
 			.saturating_add(T::DbWeight::get().reads((3_u64).saturating_mul(n.into())))
 			.saturating_add(T::DbWeight::get().writes(3))
 			.saturating_add(T::DbWeight::get().writes((3_u64).saturating_mul(n.into())))
-			.saturating_add(Weight::from_parts(0, 2894).saturating_mul(n.into()))
+			.saturating_add(Weight::from_parts(0, 3281).saturating_mul(n.into()))
 	}
 }
 
@@ -173,8 +175,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `184`
 		//  Estimated: `5527`
-		// Minimum execution time: 562_980_000 picoseconds.
-		Weight::from_parts(585_181_000, 5527)
+		// Minimum execution time: 1_015_237_000 picoseconds.
+		Weight::from_parts(1_250_567_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(4))
 			.saturating_add(RocksDbWeight::get().writes(5))
 	}
@@ -182,8 +184,8 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `558`
 		//  Estimated: `5527`
-		// Minimum execution time: 415_211_000 picoseconds.
-		Weight::from_parts(429_267_000, 5527)
+		// Minimum execution time: 716_563_000 picoseconds.
+		Weight::from_parts(941_954_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(4))
 			.saturating_add(RocksDbWeight::get().writes(4))
 	}
@@ -191,17 +193,17 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `444`
 		//  Estimated: `5527`
-		// Minimum execution time: 301_545_000 picoseconds.
-		Weight::from_parts(314_479_000, 5527)
+		// Minimum execution time: 565_582_000 picoseconds.
+		Weight::from_parts(703_312_000, 5527)
 			.saturating_add(RocksDbWeight::get().reads(5))
 			.saturating_add(RocksDbWeight::get().writes(4))
 	}
 	fn commit() -> Weight {
 		// Proof Size summary in bytes:
-		//  Measured:  `389`
+		//  Measured:  `452`
 		//  Estimated: `10064`
-		// Minimum execution time: 786_418_000 picoseconds.
-		Weight::from_parts(843_990_000, 10064)
+		// Minimum execution time: 2_132_790_000 picoseconds.
+		Weight::from_parts(2_446_241_000, 10064)
 			.saturating_add(RocksDbWeight::get().reads(3))
 			.saturating_add(RocksDbWeight::get().writes(3))
 	}
@@ -209,23 +211,23 @@ impl WeightInfo for () {
 		// Proof Size summary in bytes:
 		//  Measured:  `890`
 		//  Estimated: `6196`
-		// Minimum execution time: 841_576_000 picoseconds.
-		Weight::from_parts(869_523_000, 6196)
+		// Minimum execution time: 1_691_835_000 picoseconds.
+		Weight::from_parts(1_973_401_000, 6196)
 			.saturating_add(RocksDbWeight::get().reads(8))
 			.saturating_add(RocksDbWeight::get().writes(8))
 	}
 	fn on_initialize(n: u32, ) -> Weight {
 		// Proof Size summary in bytes:
 		//  Measured:  `385 + n * (428 ±0)`
-		//  Estimated: `5527 + n * (2894 ±0)`
-		// Minimum execution time: 44_053_000 picoseconds.
-		Weight::from_parts(25_171_326_330, 5527)
-			// Standard Error: 68_792_618
-			.saturating_add(Weight::from_parts(672_069_146, 0).saturating_mul(n.into()))
-			.saturating_add(RocksDbWeight::get().reads(5))
+		//  Estimated: `5527 + n * (3281 ±0)`
+		// Minimum execution time: 102_615_000 picoseconds.
+		Weight::from_parts(6_444_469_607, 5527)
+			// Standard Error: 98_858_734
+			.saturating_add(Weight::from_parts(2_267_019_215, 0).saturating_mul(n.into()))
+			.saturating_add(RocksDbWeight::get().reads(6))
 			.saturating_add(RocksDbWeight::get().reads((3_u64).saturating_mul(n.into())))
 			.saturating_add(RocksDbWeight::get().writes(3))
 			.saturating_add(RocksDbWeight::get().writes((3_u64).saturating_mul(n.into())))
-			.saturating_add(Weight::from_parts(0, 2894).saturating_mul(n.into()))
+			.saturating_add(Weight::from_parts(0, 3281).saturating_mul(n.into()))
 	}
 }

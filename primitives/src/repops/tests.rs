@@ -79,6 +79,33 @@ fn fma_and_sqrt_agree_with_the_platforms_correctly_rounded_ones() {
 	assert_ne!(fma(a, a, -1.0), a * a - 1.0);
 }
 
+/// The native reference takes the CPU's FMA instruction where it has one, the runtime's wasm
+/// `libm`'s software one: both are IEEE fusedMultiplyAdd, the same bits once NaNs are made
+/// canonical, on random values, specials, and products that overflow or land in the subnormals.
+#[test]
+fn the_software_and_the_hardware_fma_give_the_same_bits() {
+	let mut v = values(9, 300_000);
+	let mut rng = SplitMix64::new(10);
+	for _ in 0..100_000 {
+		// Exponents near the edges of the range.
+		let e = |rng: &mut SplitMix64| {
+			f32::from_bits(
+				rng.next_u64() as u32 & 0x80ff_ffff
+					| ((rng.next_below(40) + if rng.next_below(2) == 0 { 0 } else { 214 }) << 23),
+			)
+		};
+		v.extend([e(&mut rng), e(&mut rng), e(&mut rng)]);
+	}
+	for w in v.chunks_exact(3) {
+		let (a, b, c) = (w[0], w[1], w[2]);
+		assert_eq!(
+			fma(a, b, c).to_bits(),
+			canon(libm::fmaf(a, b, c)).to_bits(),
+			"fma({a:e}, {b:e}, {c:e})"
+		);
+	}
+}
+
 fn ulps(a: f32, b: f64) -> f64 {
 	let b32 = b as f32;
 	if a == b32 {
