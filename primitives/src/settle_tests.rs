@@ -115,6 +115,21 @@ fn an_attention_too_wide_to_settle_one_element_is_refused() {
 	assert!(small.is_ok(), "{small:?}");
 }
 
+/// The reference transformer (two blocks, four heads, context 64, on characters) can be
+/// settled: within the bounds on state tensors and layers, and every operation a whole or an
+/// element leaf.
+#[test]
+fn the_reference_transformer_is_settleable() {
+	let mut s = TrainingSpec::example_transformer(Default::default(), 86, 64);
+	s.dataset.samples = 3285;
+	let program = step_program(&s).unwrap();
+	assert_eq!(program.params, 30);
+	let report = check(&s, &LeafBudget::CHAIN).unwrap();
+	assert_eq!(report.terms, 0);
+	assert!(report.elements > 0, "{report:?}");
+	assert_eq!((report.whole + report.elements) as usize, program.ops.len());
+}
+
 /// The reference CNN (LeNet-style, on the 8x8 digits) can be settled, every operation whole.
 #[test]
 fn the_reference_cnn_is_settleable() {

@@ -782,6 +782,45 @@ impl TrainingSpec {
 		s
 	}
 
+	/// The reference transformer: a character-level GPT of two blocks on samples of
+	/// `context + 1` tokens of a vocabulary of `vocab` (an embedding of 64; each block a layer
+	/// norm, `q | k | v`, causal attention of 4 heads and its projection, then a layer norm and
+	/// an MLP of 256 with GELU, each sub-block residual; a final layer norm and the output
+	/// layer), AdamW (learning rate 0.003, betas 0.9 and 0.99, weight decay 0.01), batch 32.
+	pub fn example_transformer(dataset_root: H256, vocab: u32, context: u32) -> Self {
+		let d = 64;
+		let mut layers = alloc::vec![Layer::Embedding { vocab, dim: d }];
+		for _ in 0..2 {
+			layers.extend([
+				Layer::Residual { layers: 4 },
+				Layer::LayerNorm,
+				Layer::Linear { out: 3 * d },
+				Layer::Attention { heads: 4 },
+				Layer::Linear { out: d },
+				Layer::Residual { layers: 4 },
+				Layer::LayerNorm,
+				Layer::Linear { out: 4 * d },
+				Layer::Gelu,
+				Layer::Linear { out: d },
+			]);
+		}
+		layers.extend([Layer::LayerNorm, Layer::Linear { out: vocab }]);
+		let model = Model::Graph {
+			input: ImageShape::flat(context.saturating_add(1)),
+			layers: Layers::truncate_from(layers),
+		};
+		let adamw = Optimizer::AdamW {
+			learning_rate: F32Bits::from_f32(0.003),
+			beta1: F32Bits::from_f32(0.9),
+			beta2: F32Bits::from_f32(0.99),
+			epsilon: F32Bits::from_f32(1e-8),
+			weight_decay: F32Bits::from_f32(0.01),
+		};
+		let mut s = Self::example_graph(model, Loss::SoftmaxCrossEntropy, adamw, 32);
+		s.dataset.root = dataset_root;
+		s
+	}
+
 	/// The deepest model a spec may have, on the digits' shape: [`MAX_PARAM_LAYERS`] dense
 	/// layers of 16 (the last of 10), ReLUs between the first ones up to [`MAX_GRAPH_LAYERS`]
 	/// layers, trained with Adam: the state with the most tensors

@@ -21,6 +21,7 @@
 
 mod gemm;
 pub mod image;
+pub mod sequence;
 
 use gemm::{gemm, View};
 use rayon::prelude::*;
@@ -189,6 +190,12 @@ fn execute_elementwise(
 		m.check()?;
 	}
 	let data = match (op.kind, inputs) {
+		(OpKind::Gelu, [x]) => sequence::gelu(*x, None),
+		(OpKind::GeluBackward, [x, dy]) if x.same_shape(dy) => sequence::gelu(*x, Some(*dy)),
+		(OpKind::Add, [a, b]) if a.same_shape(b) => mapped(a.data.len(), CHUNK, |first, count| {
+			let range = first..first + count;
+			a.data[range.clone()].iter().zip(&b.data[range]).map(|(a, b)| repops::add(*a, *b))
+		}),
 		(OpKind::Relu, [x]) => mapped(x.data.len(), CHUNK, |first, count| {
 			x.data[first..first + count].iter().map(|x| relu(*x))
 		}),
@@ -459,6 +466,15 @@ fn execute_own(
 		(None, OpKind::AvgPool2d(g), [x]) => image::pool(&g, *x, false)?,
 		(None, OpKind::MaxPool2dGrad(g), [x, dy]) => image::pool_grad(&g, Some(*x), *dy)?,
 		(None, OpKind::AvgPool2dGrad(g), [dy]) => image::pool_grad(&g, None, *dy)?,
+		(None, OpKind::Attention(g), [qkv]) => sequence::attention(&g, *qkv, None)?,
+		(None, OpKind::AttentionGrad(g), [qkv, dy]) => sequence::attention(&g, *qkv, Some(*dy))?,
+		(None, OpKind::LayerNorm | OpKind::LayerNormInputGrad, [x, gamma, third]) => {
+			let gradient = op.kind == OpKind::LayerNormInputGrad;
+			match sequence::layer_norm(*x, *gamma, *third, gradient)? {
+				Some(out) => out,
+				None => return Ok(None),
+			}
+		}
 		(None, _, _) => match execute_elementwise(spec, op, inputs, step)? {
 			Some(out) => out,
 			None => return Ok(None),

@@ -96,7 +96,11 @@ fn training_steps_match_the_reference_bit_for_bit_with_any_thread_count() {
 		// reference).
 		let mut cnn = TrainingSpec::example_cnn(Default::default());
 		(cnn.optimizer, cnn.batch_size) = (*opt, 24);
-		[TrainingSpec::example_mlp(&[64, 48, 32, 10], *opt, 24), cnn]
+		// And a transformer on sequences of 63 tokens (embeddings and the per-token loss
+		// through the reference, attention and layer norms in parallel).
+		let mut transformer = TrainingSpec::example_transformer(Default::default(), 10, 63);
+		(transformer.optimizer, transformer.batch_size) = (*opt, 24);
+		[TrainingSpec::example_mlp(&[64, 48, 32, 10], *opt, 24), cnn, transformer]
 	});
 	for s in specs {
 		let p = step_program(&s).unwrap();
@@ -105,7 +109,14 @@ fn training_steps_match_the_reference_bit_for_bit_with_any_thread_count() {
 		let mut engines: Vec<Vec<Matrix>> = vec![start.clone(); 3];
 		for step in 0..4u32 {
 			let mut rng = SplitMix64::new(100 + u64::from(step));
-			let x = matrix(&mut rng, 24, 64, false);
+			let x = match s.model.context() {
+				// Token ids below the vocabulary.
+				Some(_) => {
+					Matrix::new(24, 64, (0..24 * 64).map(|_| rng.next_below(10) as f32).collect())
+						.unwrap()
+				}
+				None => matrix(&mut rng, 24, 64, false),
+			};
 			let labels: Vec<u32> = (0..24).map(|_| rng.next_below(10)).collect();
 			let (ref_outs, ref_next) =
 				program::run_step(&s, &p, &reference, &x, &labels, step).unwrap();
@@ -321,6 +332,58 @@ fn image_operators_match_the_reference_on_special_values() {
 			(op(OpKind::AvgPool2d(pooling), 1, rows, pooled), vec![&x]),
 			(op(OpKind::MaxPool2dGrad(pooling), 2, rows, image), vec![&x, &pool_dy]),
 			(op(OpKind::AvgPool2dGrad(pooling), 1, rows, image), vec![&pool_dy]),
+		];
+		for (op, inputs) in cases {
+			let want = program::execute(&s, &op, &inputs, &[], 0).unwrap();
+			for threads in [1, 3] {
+				let got = pool(threads).install(|| execute(&s, &op, &inputs, &[], 0)).unwrap();
+				assert_eq!(bits(&got), bits(&want), "{:?} on {rows} rows", op.kind);
+			}
+		}
+	}
+}
+
+/// The engine's attention (sequences in parallel), layer normalization (rows in parallel),
+/// GELU and sums give the reference's bits on values with NaNs, infinities, subnormals and
+/// signed zeros, on 1 and 3 threads, small and large enough to go parallel.
+#[test]
+fn sequence_and_layer_operators_match_the_reference_on_special_values() {
+	use trainet_primitives::{
+		program::{Op, OpKind, Source},
+		repops::sequence::Attention,
+	};
+	let mut rng = SplitMix64::new(22);
+	let s = TrainingSpec::example_mlp(&[4, 2], Optimizer::sgd(0.1, 0.9), 8);
+	let mut shapes: Vec<(Attention, u32)> = (0..12)
+		.map(|_| {
+			let heads = 1 + rng.next_below(3);
+			let g = Attention {
+				heads,
+				context: 1 + rng.next_below(9),
+				dim: heads * (1 + rng.next_below(5)),
+			};
+			(g, 1 + rng.next_below(4))
+		})
+		.collect();
+	// The reference task's shape on a batch of 8: the parallel paths.
+	shapes.push((Attention { heads: 4, context: 64, dim: 64 }, 8));
+	for (g, sequences) in shapes {
+		let rows = sequences * g.context;
+		let qkv = matrix(&mut rng, rows, 3 * g.dim, true);
+		let dy = matrix(&mut rng, rows, g.dim, true);
+		let x = matrix(&mut rng, rows, g.dim, true);
+		let x2 = matrix(&mut rng, rows, g.dim, true);
+		let gamma = matrix(&mut rng, 1, g.dim, true);
+		let beta = matrix(&mut rng, 1, g.dim, true);
+		let op = |kind, n: usize, cols| Op { kind, inputs: vec![Source::Batch; n], rows, cols };
+		let cases: Vec<(Op, Vec<&Matrix>)> = vec![
+			(op(OpKind::Attention(g), 1, g.dim), vec![&qkv]),
+			(op(OpKind::AttentionGrad(g), 2, 3 * g.dim), vec![&qkv, &dy]),
+			(op(OpKind::LayerNorm, 3, g.dim), vec![&x, &gamma, &beta]),
+			(op(OpKind::LayerNormInputGrad, 3, g.dim), vec![&x, &gamma, &dy]),
+			(op(OpKind::Gelu, 1, g.dim), vec![&x]),
+			(op(OpKind::GeluBackward, 2, g.dim), vec![&x, &dy]),
+			(op(OpKind::Add, 2, g.dim), vec![&x, &x2]),
 		];
 		for (op, inputs) in cases {
 			let want = program::execute(&s, &op, &inputs, &[], 0).unwrap();

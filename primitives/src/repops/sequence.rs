@@ -386,7 +386,8 @@ impl Attention {
 			&& self.context <= MAX_CONTEXT
 	}
 
-	fn check(&self, qkv: &Matrix) -> Result<(), ShapeError> {
+	/// Whether `qkv` is a `q | k | v` input of this attention (`Mismatch` if not).
+	pub fn check(&self, qkv: &Matrix) -> Result<(), ShapeError> {
 		qkv.check()?;
 		if !self.is_valid()
 			|| Some(qkv.cols) != self.dim.checked_mul(3)
@@ -398,9 +399,77 @@ impl Attention {
 	}
 
 	/// Rows `b*T .. (b+1)*T` of `m`, flat.
-	fn sequence<'a>(&self, m: &'a Matrix, b: u32) -> &'a [f32] {
+	pub fn sequence<'a>(&self, m: &'a Matrix, b: u32) -> &'a [f32] {
 		let len = (self.context as usize).saturating_mul(m.cols as usize);
 		slice(&m.data, (b as usize).saturating_mul(len), len)
+	}
+}
+
+/// Head `h` of one sequence's attention: its `T x dh` outputs (row by row), from the
+/// sequence's `q | k | v` rows `seq`. [`attention`] is these, head by head, sequence by
+/// sequence; an engine may compute them in any order, in parallel.
+pub fn attention_head(g: &Attention, seq: &[f32], h: u32) -> Vec<f32> {
+	let heads = Heads::new(g, seq);
+	let (t, dh, h) = (g.context as usize, heads.dh, h as usize);
+	let mut out = Vec::with_capacity(t.saturating_mul(dh));
+	for i in 0..t {
+		let p = heads.probs(h, i);
+		for e in 0..dh {
+			out.push(dot(p.iter().copied(), (0..=i).map(|j| heads.value(2, h, j, e))));
+		}
+	}
+	out
+}
+
+/// Head `h` of one sequence's attention gradient: its `dq`, `dk` and `dv` (`T x dh` each, row
+/// by row), from the sequence's `q | k | v` rows `seq` and output gradient rows `dys`.
+pub fn attention_grad_head(g: &Attention, seq: &[f32], dys: &[f32], h: u32) -> [Vec<f32>; 3] {
+	let heads = Heads::new(g, seq);
+	let (t, d, dh, h) = (g.context as usize, heads.d, heads.dh, h as usize);
+	// Every position's probabilities and score gradients, once.
+	let (probs, grads): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
+		(0..t).map(|n| heads.scores_grad(h, n, dy_head(dys, d, dh, h, n))).unzip();
+	let at = |m: &[Vec<f32>], n: usize, j: usize| {
+		m.get(n).and_then(|r| r.get(j)).copied().unwrap_or(0.0)
+	};
+	let len = t.saturating_mul(dh);
+	let (mut dq, mut dk, mut dv) =
+		(Vec::with_capacity(len), Vec::with_capacity(len), Vec::with_capacity(len));
+	for i in 0..t {
+		for e in 0..dh {
+			dq.push(mul(
+				dot((0..=i).map(|j| at(&grads, i, j)), (0..=i).map(|j| heads.value(1, h, j, e))),
+				heads.scale,
+			));
+			dk.push(mul(
+				dot((i..t).map(|n| at(&grads, n, i)), (i..t).map(|n| heads.value(0, h, n, e))),
+				heads.scale,
+			));
+			dv.push(dot(
+				(i..t).map(|n| at(&probs, n, i)),
+				(i..t).map(|n| dy_head(dys, d, dh, h, n).get(e).copied().unwrap_or(0.0)),
+			));
+		}
+	}
+	[dq, dk, dv]
+}
+
+/// Writes head `h`'s `T x dh` values `head` into one sequence's rows `out` (`T` rows of
+/// `width`), at column `offset + h * dh` of each.
+pub fn scatter_head(
+	g: &Attention,
+	out: &mut [f32],
+	width: usize,
+	offset: usize,
+	h: u32,
+	head: &[f32],
+) {
+	let dh = (g.dim as usize).checked_div(g.heads as usize).unwrap_or(0);
+	let start = offset.saturating_add((h as usize).saturating_mul(dh));
+	for (row, values) in out.chunks_mut(width.max(1)).zip(head.chunks(dh.max(1))) {
+		if let Some(slot) = row.get_mut(start..start.saturating_add(dh)) {
+			slot.copy_from_slice(values);
+		}
 	}
 }
 
@@ -408,22 +477,11 @@ impl Attention {
 pub fn attention(g: &Attention, qkv: &Matrix) -> Result<Matrix, ShapeError> {
 	g.check(qkv)?;
 	let (t, d) = (g.context as usize, g.dim as usize);
-	let dh = d.checked_div(g.heads as usize).unwrap_or(0);
 	let mut data = alloc::vec![0.0f32; (qkv.rows as usize).saturating_mul(d)];
 	for (b, out) in data.chunks_mut(t.saturating_mul(d).max(1)).enumerate() {
-		let heads = Heads::new(g, g.sequence(qkv, b as u32));
-		for h in 0..g.heads as usize {
-			for i in 0..t {
-				let p = heads.probs(h, i);
-				for e in 0..dh {
-					let v = dot(p.iter().copied(), (0..=i).map(|j| heads.value(2, h, j, e)));
-					let at =
-						i.saturating_mul(d).saturating_add(h.saturating_mul(dh)).saturating_add(e);
-					if let Some(o) = out.get_mut(at) {
-						*o = v;
-					}
-				}
-			}
+		let seq = g.sequence(qkv, b as u32);
+		for h in 0..g.heads {
+			scatter_head(g, out, d, 0, h, &attention_head(g, seq, h));
 		}
 	}
 	Matrix::new(qkv.rows, g.dim, data)
@@ -437,47 +495,13 @@ pub fn attention_grad(g: &Attention, qkv: &Matrix, dy: &Matrix) -> Result<Matrix
 		return Err(ShapeError::Mismatch);
 	}
 	let (t, d) = (g.context as usize, g.dim as usize);
-	let dh = d.checked_div(g.heads as usize).unwrap_or(0);
 	let w = d.saturating_mul(3);
 	let mut data = alloc::vec![0.0f32; (qkv.rows as usize).saturating_mul(w)];
 	for (b, out) in data.chunks_mut(t.saturating_mul(w).max(1)).enumerate() {
-		let heads = Heads::new(g, g.sequence(qkv, b as u32));
-		let dys = g.sequence(dy, b as u32);
-		for h in 0..g.heads as usize {
-			// Every position's probabilities and score gradients, once.
-			let (probs, grads): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
-				(0..t).map(|n| heads.scores_grad(h, n, dy_head(dys, d, dh, h, n))).unzip();
-			let at = |m: &[Vec<f32>], n: usize, j: usize| {
-				m.get(n).and_then(|r| r.get(j)).copied().unwrap_or(0.0)
-			};
-			for i in 0..t {
-				for e in 0..dh {
-					let dq = mul(
-						dot(
-							(0..=i).map(|j| at(&grads, i, j)),
-							(0..=i).map(|j| heads.value(1, h, j, e)),
-						),
-						heads.scale,
-					);
-					let dk = mul(
-						dot(
-							(i..t).map(|n| at(&grads, n, i)),
-							(i..t).map(|n| heads.value(0, h, n, e)),
-						),
-						heads.scale,
-					);
-					let dv = dot(
-						(i..t).map(|n| at(&probs, n, i)),
-						(i..t).map(|n| dy_head(dys, d, dh, h, n).get(e).copied().unwrap_or(0.0)),
-					);
-					let col = h.saturating_mul(dh).saturating_add(e);
-					let base = i.saturating_mul(w).saturating_add(col);
-					for (part, v) in [dq, dk, dv].into_iter().enumerate() {
-						if let Some(o) = out.get_mut(base.saturating_add(part.saturating_mul(d))) {
-							*o = v;
-						}
-					}
-				}
+		let (seq, dys) = (g.sequence(qkv, b as u32), g.sequence(dy, b as u32));
+		for h in 0..g.heads {
+			for (part, head) in attention_grad_head(g, seq, dys, h).iter().enumerate() {
+				scatter_head(g, out, w, part.saturating_mul(d), h, head);
 			}
 		}
 	}
