@@ -8,8 +8,8 @@ about a second's worth of steps (3 to 50), as engine-bench times its rows. Run t
     python torch_bench.py [--quick] [--threads N]
 
 With `--serve` it prints no table: it reads requests from standard input, one per line,
-`WIDTHS BATCH STEPS DETERMINISTIC` (widths comma-separated, or a CNN's name, `lenet8` or
-`lenet28`; deterministic 0 or 1), runs one
+`WIDTHS BATCH STEPS DETERMINISTIC` (widths comma-separated, or a graph's name, `lenet8`,
+`lenet28` or `gpt`; deterministic 0 or 1), runs one
 untimed step and then that many steps of that model (built and warmed up on first use) and
 answers each with one line, the mean seconds per step of the timed ones. engine-bench's
 head-to-head table (`--torch`) drives it, so that PyTorch's steps and ours take turns on the
@@ -57,10 +57,53 @@ def cnn(name):
     raise ValueError(f"no CNN named {name}")
 
 
+class Gpt(torch.nn.Module):
+    """engine-bench's transformer (TrainingSpec::example_transformer on 86 characters,
+    context 64): a token table and learned positions of 64; two blocks of a layer norm, q|k|v,
+    causal attention of 4 heads and its projection, then a layer norm and an MLP of 256 with
+    tanh-GELU, each residual; a final layer norm and the output layer."""
+
+    def __init__(self, vocab=86, context=64, d=64, heads=4):
+        super().__init__()
+        nn = torch.nn
+        self.context, self.d, self.heads = context, d, heads
+        self.tok = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.zeros(context, d))
+        self.blocks = nn.ModuleList([
+            nn.ModuleList([nn.LayerNorm(d), nn.Linear(d, 3 * d), nn.Linear(d, d),
+                           nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.Linear(4 * d, d)])
+            for _ in range(2)])
+        self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, vocab)
+
+    def forward(self, x):
+        f = torch.nn.functional
+        b, t, d, h = x.shape[0], self.context, self.d, self.heads
+        y = self.tok(x) + self.pos
+        for ln1, qkv, proj, ln2, fc, out in self.blocks:
+            q, k, v = (z.view(b, t, h, d // h).transpose(1, 2) for z in qkv(ln1(y)).split(d, 2))
+            a = f.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = y + proj(a.transpose(1, 2).reshape(b, t, d))
+            y = y + out(f.gelu(fc(ln2(y)), approximate="tanh"))
+        return self.head(self.norm(y))
+
+
 def make_step(widths, batch):
     """A training step of the MLP `widths` (or the CNN of that name) on a random batch of
     `batch`, as a function."""
     torch.manual_seed(1)
+    if widths == "gpt":
+        model = Gpt()
+        tokens = torch.randint(0, 86, (batch, 65))
+        x, target = tokens[:, :64], tokens[:, 1:]
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(x)
+            torch.nn.functional.cross_entropy(logits.reshape(-1, 86), target.reshape(-1)).backward()
+            optimizer.step()
+
+        return step
     if isinstance(widths, str):
         model, shape = cnn(widths)
         x = torch.rand(batch, *shape)

@@ -230,6 +230,17 @@ impl Dataset {
 		}
 	}
 
+	/// [`trainet_primitives::task::synthetic_tokens`] as a dataset: sequences of `context + 1`
+	/// token ids below `vocab`, for a sequence model.
+	pub fn synthetic_tokens(seed: u64, samples: u32, context: u32, vocab: u32) -> Self {
+		Self {
+			features: context.saturating_add(1),
+			classes: vocab,
+			samples: trainet_primitives::task::synthetic_tokens(seed, samples, context, vocab),
+			manifest: Manifest::default(),
+		}
+	}
+
 	/// [`trainet_primitives::task::synthetic_regression`] as a dataset (its targets unnamed).
 	pub fn synthetic_regression(seed: u64, samples: u32, features: u32) -> Self {
 		Self {

@@ -497,4 +497,27 @@ mod tests {
 		let err = f.to_spec(&data).unwrap_err();
 		assert!(matches!(err, SpecFileError::Invalid(SpecError::BadLayer(4))), "{err}");
 	}
+
+	/// A sequence model: `context` instead of `input`, an embedding first, attention.
+	#[test]
+	fn a_transformer_is_written_with_a_context_and_its_layers() {
+		let data = Dataset::synthetic_tokens(1, 30, 4, 5);
+		let model = "[model]\ncontext = 4\nlayers = [\n  { type = \"embedding\", vocab = 5, dim = \
+		             8 },\n  { type = \"linear\", out = 24 },\n  { type = \"attention\", heads = 2 \
+		             },\n  { type = \"linear\", out = 5 },\n]\n";
+		let text = file(&data.root(), "").replace("[model]\nwidths = [4, 5, 3]\n", model);
+		let spec = SpecFile::parse(&text).unwrap().to_spec(&data).unwrap();
+		let Model::Graph { input, layers } = &spec.model else { panic!("{:?}", spec.model) };
+		assert_eq!(input.values(), 5);
+		assert_eq!(layers[0], Layer::Embedding { vocab: 5, dim: 8 });
+		assert_eq!(layers[2], Layer::Attention { heads: 2 });
+		assert_eq!(spec.model.context(), Some(4));
+		// Both an input and a context; heads that do not divide the width.
+		let both = text.replace("context = 4", "context = 4\ninput = [1, 1, 5]");
+		let err = SpecFile::parse(&both).unwrap().to_spec(&data).unwrap_err();
+		assert!(matches!(err, SpecFileError::ModelShape), "{err}");
+		let odd = text.replace("heads = 2", "heads = 3");
+		let err = SpecFile::parse(&odd).unwrap().to_spec(&data).unwrap_err();
+		assert!(matches!(err, SpecFileError::Invalid(SpecError::BadLayer(2))), "{err}");
+	}
 }

@@ -256,7 +256,7 @@ fn head_to_head(torch: &mut Torch, sizes: &[(&str, &[u32], u32)], threads: usize
 			ratios(&rounds[3]),
 		);
 	}
-	// The CNNs: the engine only (burn's module path runs MLPs).
+	// The graph models (CNNs, the transformer): the engine only (burn's module path runs MLPs).
 	for (model, name, spec) in cnns() {
 		let Bench { spec, program: p, state, x, labels } = Bench::of(spec);
 		let batch = spec.batch_size;
@@ -293,7 +293,7 @@ fn head_to_head(torch: &mut Torch, sizes: &[(&str, &[u32], u32)], threads: usize
 	}
 }
 
-/// The CNNs of the head-to-head: their names in `torch_bench.py`, what the table calls them,
+/// The graph models of the head-to-head (CNNs, a transformer): their names in `torch_bench.py`, what the table calls them,
 /// and their specs (momentum SGD, as the MLPs).
 fn cnns() -> Vec<(&'static str, &'static str, TrainingSpec)> {
 	use trainet_primitives::{
@@ -323,9 +323,14 @@ fn cnns() -> Vec<(&'static str, &'static str, TrainingSpec)> {
 		]),
 	};
 	let lenet28 = TrainingSpec::example_graph(lenet5, Loss::SoftmaxCrossEntropy, sgd, 64);
+	// The reference transformer on 86 characters, context 64 (its batch of 32 sequences is
+	// 2048 token rows).
+	let mut gpt = TrainingSpec::example_transformer(Default::default(), 86, 64);
+	gpt.optimizer = sgd;
 	vec![
 		("lenet8", "CNN: LeNet-style on 8x8 (example_cnn), batch 64", lenet8),
 		("lenet28", "CNN: LeNet-5 on 28x28, batch 64", lenet28),
+		("gpt", "transformer: 2 blocks, 4 heads, context 64 (example_transformer), batch 32", gpt),
 	]
 }
 
@@ -350,8 +355,13 @@ impl Bench {
 		let state = initial_state(&spec, &program).expect("state");
 		let mut rng = SplitMix64::new(1);
 		let (batch, features) = (spec.batch_size, spec.dataset.features);
+		// Features, or a sequence model's token ids.
+		let value = |rng: &mut SplitMix64| match spec.model.context() {
+			Some(_) => rng.next_below(spec.dataset.classes) as f32,
+			None => rng.next_unit(),
+		};
 		let x =
-			Matrix::new(batch, features, (0..batch * features).map(|_| rng.next_unit()).collect())
+			Matrix::new(batch, features, (0..batch * features).map(|_| value(&mut rng)).collect())
 				.expect("batch");
 		let labels: Vec<u32> = (0..batch).map(|_| rng.next_below(spec.dataset.classes)).collect();
 		Self { spec, program, state, x, labels }
