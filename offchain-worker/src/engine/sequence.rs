@@ -7,8 +7,8 @@
 use super::{filled, mapped, MatRef, CHUNK};
 use rayon::prelude::*;
 use trainet_primitives::repops::{
-	layers,
-	sequence::{attention_grad_head, attention_head, scatter_head, Attention},
+	self, layers,
+	sequence::{attention_grad_head, attention_head, scatter_head, softmax, Attention},
 	Matrix, ShapeError,
 };
 
@@ -32,13 +32,26 @@ pub fn attention(g: &Attention, qkv: MatRef, dy: Option<MatRef>) -> Result<Matri
 		let len = t * m.cols as usize;
 		&m.data[b * len..(b + 1) * len]
 	}
+	let fma = has_fma();
 	data.par_chunks_mut(t * width).enumerate().for_each(|(b, out)| {
 		let seq = sequence(&qkv, t, b);
 		for h in 0..g.heads {
 			match &dy {
-				None => scatter_head(g, out, width, 0, h, &attention_head(g, seq, h)),
+				None => {
+					let head = match fma {
+						// SAFETY: the CPU has FMA.
+						true => unsafe { fast::head(g, seq, h) },
+						false => attention_head(g, seq, h),
+					};
+					scatter_head(g, out, width, 0, h, &head)
+				}
 				Some(dy) => {
-					let parts = attention_grad_head(g, seq, sequence(dy, t, b), h);
+					let dys = sequence(dy, t, b);
+					let parts = match fma {
+						// SAFETY: the CPU has FMA.
+						true => unsafe { fast::grad_head(g, seq, dys, h) },
+						false => attention_grad_head(g, seq, dys, h),
+					};
 					for (part, head) in parts.iter().enumerate() {
 						scatter_head(g, out, width, part * d, h, head);
 					}
@@ -89,4 +102,147 @@ pub fn gelu(x: MatRef, dy: Option<MatRef>) -> Vec<f32> {
 			None => layers::gelu(*v),
 		})
 	})
+}
+
+fn has_fma() -> bool {
+	#[cfg(target_arch = "x86_64")]
+	{
+		std::is_x86_feature_detected!("fma")
+	}
+	#[cfg(not(target_arch = "x86_64"))]
+	{
+		false
+	}
+}
+
+/// Attention heads on the CPU's FMA instruction: the reference's sums (`repops::sequence`'s
+/// `attention_head` and `attention_grad_head`), each a chain of fused multiply-adds from `+0.0`
+/// in the same index order, written so that the independent chains of one row (an output's
+/// `dh` values, a score row's positions) run side by side. A NaN met anywhere in a chain stays
+/// a NaN to its end, so making it canonical once at the end gives the reference's bits.
+#[cfg(target_arch = "x86_64")]
+mod fast {
+	use super::*;
+
+	/// One head's `q`, `k` or `v` of position `i` (rows of `3d`).
+	#[inline(always)]
+	fn part(seq: &[f32], d: usize, dh: usize, which: usize, h: usize, i: usize) -> &[f32] {
+		let start = i * 3 * d + which * d + h * dh;
+		&seq[start..start + dh]
+	}
+
+	/// `dot(a, b)`: the fma chain from `+0.0`, made canonical at the end.
+	#[inline(always)]
+	fn dot(a: &[f32], b: &[f32]) -> f32 {
+		let mut acc = 0.0f32;
+		for (x, y) in a.iter().zip(b) {
+			acc = x.mul_add(*y, acc);
+		}
+		repops::canon(acc)
+	}
+
+	/// `acc[e] = fma(w, row[e], acc[e])` for every `e`.
+	#[inline(always)]
+	fn axpy(acc: &mut [f32], w: f32, row: &[f32]) {
+		for (a, r) in acc.iter_mut().zip(row) {
+			*a = w.mul_add(*r, *a);
+		}
+	}
+
+	/// Position `i`'s probabilities over `0 ..= i`.
+	#[inline(always)]
+	fn probs(seq: &[f32], d: usize, dh: usize, scale: f32, h: usize, i: usize) -> Vec<f32> {
+		let q = part(seq, d, dh, 0, h, i);
+		let s: Vec<f32> =
+			(0..=i).map(|j| repops::mul(dot(q, part(seq, d, dh, 1, h, j)), scale)).collect();
+		softmax(&s)
+	}
+
+	fn shape(g: &Attention) -> (usize, usize, usize, f32) {
+		let (t, d) = (g.context as usize, g.dim as usize);
+		let dh = d / g.heads as usize;
+		(t, d, dh, repops::div(1.0, repops::sqrt(dh as f32)))
+	}
+
+	/// `attention_head`.
+	///
+	/// # Safety
+	/// The CPU must have FMA.
+	#[target_feature(enable = "fma")]
+	pub(super) unsafe fn head(g: &Attention, seq: &[f32], h: u32) -> Vec<f32> {
+		let (t, d, dh, scale) = shape(g);
+		let h = h as usize;
+		let mut out = vec![0.0f32; t * dh];
+		for (i, row) in out.chunks_mut(dh).enumerate() {
+			let p = probs(seq, d, dh, scale, h, i);
+			for (j, pj) in p.iter().enumerate() {
+				axpy(row, *pj, part(seq, d, dh, 2, h, j));
+			}
+			row.iter_mut().for_each(|v| *v = repops::canon(*v));
+		}
+		out
+	}
+
+	/// `attention_grad_head`.
+	///
+	/// # Safety
+	/// The CPU must have FMA.
+	#[target_feature(enable = "fma")]
+	pub(super) unsafe fn grad_head(
+		g: &Attention,
+		seq: &[f32],
+		dys: &[f32],
+		h: u32,
+	) -> [Vec<f32>; 3] {
+		let (t, d, dh, scale) = shape(g);
+		let h = h as usize;
+		let dy = |i: usize| &dys[i * d + h * dh..i * d + h * dh + dh];
+		// Every position's probabilities and score gradients.
+		let mut probs_of = Vec::with_capacity(t);
+		let mut grads = Vec::with_capacity(t);
+		for i in 0..t {
+			let p = probs(seq, d, dh, scale, h, i);
+			let dp: Vec<f32> = (0..=i).map(|j| dot(dy(i), part(seq, d, dh, 2, h, j))).collect();
+			let total = dot(&p, &dp);
+			let ds: Vec<f32> =
+				p.iter().zip(&dp).map(|(p, dp)| repops::mul(*p, repops::sub(*dp, total))).collect();
+			probs_of.push(p);
+			grads.push(ds);
+		}
+		let (mut dq, mut dk, mut dv) =
+			(vec![0.0f32; t * dh], vec![0.0f32; t * dh], vec![0.0f32; t * dh]);
+		for i in 0..t {
+			let row = &mut dq[i * dh..(i + 1) * dh];
+			for (j, ds) in grads[i].iter().enumerate() {
+				axpy(row, *ds, part(seq, d, dh, 1, h, j));
+			}
+			row.iter_mut().for_each(|v| *v = repops::mul(repops::canon(*v), scale));
+			let (k_row, v_row) = (&mut dk[i * dh..(i + 1) * dh], &mut dv[i * dh..(i + 1) * dh]);
+			for n in i..t {
+				axpy(k_row, grads[n][i], part(seq, d, dh, 0, h, n));
+				axpy(v_row, probs_of[n][i], dy(n));
+			}
+			k_row.iter_mut().for_each(|v| *v = repops::mul(repops::canon(*v), scale));
+			v_row.iter_mut().for_each(|v| *v = repops::canon(*v));
+		}
+		[dq, dk, dv]
+	}
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod fast {
+	use super::*;
+
+	pub(super) unsafe fn head(g: &Attention, seq: &[f32], h: u32) -> Vec<f32> {
+		attention_head(g, seq, h)
+	}
+
+	pub(super) unsafe fn grad_head(
+		g: &Attention,
+		seq: &[f32],
+		dys: &[f32],
+		h: u32,
+	) -> [Vec<f32>; 3] {
+		attention_grad_head(g, seq, dys, h)
+	}
 }

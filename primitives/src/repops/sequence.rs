@@ -176,7 +176,7 @@ fn target(g: &Tokens, sample: &[f32], r: u32, classes: usize) -> u32 {
 }
 
 /// The softmax of a row: `e_j = exp(s_j - max)`, each divided by their sum (left to right).
-fn softmax(s: &[f32]) -> Vec<f32> {
+pub fn softmax(s: &[f32]) -> Vec<f32> {
 	let m = row_max(s);
 	let e: Vec<f32> = s.iter().map(|z| exp(sub(*z, m))).collect();
 	let total = sum(e.iter().copied());
