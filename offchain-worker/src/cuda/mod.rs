@@ -372,7 +372,14 @@ fn run(kernel: &Kernel, inputs: Vec<Tensor>) -> Result<Tensor, ShapeError> {
 		| OpKind::LayerNormGammaGrad
 		| OpKind::Dropout(_)
 		| OpKind::DropoutGrad(_)
-		| OpKind::AdamWStep => return Err(ShapeError::Mismatch),
+		| OpKind::AdamWStep
+		| OpKind::Embed(_)
+		| OpKind::EmbedGrad(_)
+		| OpKind::PositionGrad(_)
+		| OpKind::TokenXent(_)
+		| OpKind::TokenXentBackward(_)
+		| OpKind::Attention(_)
+		| OpKind::AttentionGrad(_) => return Err(ShapeError::Mismatch),
 	};
 	let values = count(out)?;
 	if values == 0 || grid.0 == 0 || grid.1 == 0 {
