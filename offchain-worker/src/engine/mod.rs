@@ -22,6 +22,7 @@
 mod gemm;
 pub mod image;
 pub mod sequence;
+mod vexp;
 
 use gemm::{gemm, View};
 use rayon::prelude::*;

@@ -33,6 +33,10 @@ pub fn attention(g: &Attention, qkv: MatRef, dy: Option<MatRef>) -> Result<Matri
 		&m.data[b * len..(b + 1) * len]
 	}
 	let fma = has_fma();
+	#[cfg(target_arch = "x86_64")]
+	let wide = super::vexp::available();
+	#[cfg(not(target_arch = "x86_64"))]
+	let wide = false;
 	data.par_chunks_mut(t * width).enumerate().for_each(|(b, out)| {
 		let seq = sequence(&qkv, t, b);
 		for h in 0..g.heads {
@@ -40,7 +44,7 @@ pub fn attention(g: &Attention, qkv: MatRef, dy: Option<MatRef>) -> Result<Matri
 				None => {
 					let head = match fma {
 						// SAFETY: the CPU has FMA.
-						true => unsafe { fast::head(g, seq, h) },
+						true => unsafe { fast::head(g, seq, h, wide) },
 						false => attention_head(g, seq, h),
 					};
 					scatter_head(g, out, width, 0, h, &head)
@@ -49,7 +53,7 @@ pub fn attention(g: &Attention, qkv: MatRef, dy: Option<MatRef>) -> Result<Matri
 					let dys = sequence(dy, t, b);
 					let parts = match fma {
 						// SAFETY: the CPU has FMA.
-						true => unsafe { fast::grad_head(g, seq, dys, h) },
+						true => unsafe { fast::grad_head(g, seq, dys, h, wide) },
 						false => attention_grad_head(g, seq, dys, h),
 					};
 					for (part, head) in parts.iter().enumerate() {
@@ -93,8 +97,18 @@ pub fn layer_norm(
 	Matrix::new(x.rows, x.cols, data).map(Some)
 }
 
-/// GELU of every value of `x`, or (with `dy`) its gradient: chunks in parallel.
+/// GELU of every value of `x`, or (with `dy`) its gradient: chunks in parallel, eight values
+/// at a time where the CPU has AVX2 ([`super::vexp`]).
 pub fn gelu(x: MatRef, dy: Option<MatRef>) -> Vec<f32> {
+	#[cfg(target_arch = "x86_64")]
+	if super::vexp::available() {
+		return filled(x.data.len(), CHUNK, |first, out| {
+			let xs = &x.data[first..first + out.len()];
+			let dys = dy.map(|dy| &dy.data[first..first + out.len()]);
+			// SAFETY: the CPU has AVX2 and FMA (checked above).
+			unsafe { super::vexp::gelu(xs, dys, out) }
+		});
+	}
 	mapped(x.data.len(), CHUNK, |first, count| {
 		let xs = &x.data[first..first + count];
 		xs.iter().enumerate().map(move |(i, v)| match &dy {
@@ -149,13 +163,33 @@ mod fast {
 		}
 	}
 
-	/// Position `i`'s probabilities over `0 ..= i`.
+	/// Position `i`'s probabilities over `0 ..= i`; with `wide`, the exponentials eight at a
+	/// time (the reference's softmax otherwise: the same operations).
+	#[allow(clippy::too_many_arguments)]
 	#[inline(always)]
-	fn probs(seq: &[f32], d: usize, dh: usize, scale: f32, h: usize, i: usize) -> Vec<f32> {
+	fn probs(
+		seq: &[f32],
+		d: usize,
+		dh: usize,
+		scale: f32,
+		h: usize,
+		i: usize,
+		wide: bool,
+	) -> Vec<f32> {
 		let q = part(seq, d, dh, 0, h, i);
 		let s: Vec<f32> =
 			(0..=i).map(|j| repops::mul(dot(q, part(seq, d, dh, 1, h, j)), scale)).collect();
-		softmax(&s)
+		if !wide {
+			return softmax(&s);
+		}
+		// `softmax`: `e_j = exp(s_j - max)`, their sum left to right, each divided by it.
+		let m = repops::row_max(&s);
+		let shifted: Vec<f32> = s.iter().map(|z| repops::sub(*z, m)).collect();
+		let mut e = vec![0.0f32; s.len()];
+		// SAFETY: `wide` only where the CPU has AVX2 and FMA.
+		unsafe { super::super::vexp::exp(&shifted, &mut e) };
+		let total = repops::sum(e.iter().copied());
+		e.iter().map(|x| repops::div(*x, total)).collect()
 	}
 
 	fn shape(g: &Attention) -> (usize, usize, usize, f32) {
@@ -169,12 +203,12 @@ mod fast {
 	/// # Safety
 	/// The CPU must have FMA.
 	#[target_feature(enable = "fma")]
-	pub(super) unsafe fn head(g: &Attention, seq: &[f32], h: u32) -> Vec<f32> {
+	pub(super) unsafe fn head(g: &Attention, seq: &[f32], h: u32, wide: bool) -> Vec<f32> {
 		let (t, d, dh, scale) = shape(g);
 		let h = h as usize;
 		let mut out = vec![0.0f32; t * dh];
 		for (i, row) in out.chunks_mut(dh).enumerate() {
-			let p = probs(seq, d, dh, scale, h, i);
+			let p = probs(seq, d, dh, scale, h, i, wide);
 			for (j, pj) in p.iter().enumerate() {
 				axpy(row, *pj, part(seq, d, dh, 2, h, j));
 			}
@@ -193,6 +227,7 @@ mod fast {
 		seq: &[f32],
 		dys: &[f32],
 		h: u32,
+		wide: bool,
 	) -> [Vec<f32>; 3] {
 		let (t, d, dh, scale) = shape(g);
 		let h = h as usize;
@@ -201,7 +236,7 @@ mod fast {
 		let mut probs_of = Vec::with_capacity(t);
 		let mut grads = Vec::with_capacity(t);
 		for i in 0..t {
-			let p = probs(seq, d, dh, scale, h, i);
+			let p = probs(seq, d, dh, scale, h, i, wide);
 			let dp: Vec<f32> = (0..=i).map(|j| dot(dy(i), part(seq, d, dh, 2, h, j))).collect();
 			let total = dot(&p, &dp);
 			let ds: Vec<f32> =
@@ -233,7 +268,7 @@ mod fast {
 mod fast {
 	use super::*;
 
-	pub(super) unsafe fn head(g: &Attention, seq: &[f32], h: u32) -> Vec<f32> {
+	pub(super) unsafe fn head(g: &Attention, seq: &[f32], h: u32, _wide: bool) -> Vec<f32> {
 		attention_head(g, seq, h)
 	}
 
@@ -242,6 +277,7 @@ mod fast {
 		seq: &[f32],
 		dys: &[f32],
 		h: u32,
+		_wide: bool,
 	) -> [Vec<f32>; 3] {
 		attention_grad_head(g, seq, dys, h)
 	}
