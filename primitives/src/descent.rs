@@ -21,7 +21,11 @@ use crate::{
 	commit::{col_leaf_bits, row_leaf_bits, tensor_commitment, tensor_hash_of, SampleProof},
 	program::{self, Op, OpKind, Pointwise, Source},
 	referee::{check_agreed, check_sample, reads_samples, source_shape, RefereeError},
-	repops::{self, image, layers, sequence, Matrix},
+	repops::{
+		self, image, layers,
+		sequence::{self, token_position},
+		Matrix,
+	},
 	task::TrainingSpec,
 	trace::ProofItems,
 };
@@ -379,11 +383,6 @@ pub fn element_lines(
 		}
 		_ => op.inputs.iter().map(|_| one(Rows, r)).collect(),
 	}
-}
-
-/// The sample and position of token row `r` of a sequence model of context `context`.
-pub fn token_position(context: u32, r: u32) -> (u32, u32) {
-	(r.checked_div(context).unwrap_or(0), r.checked_rem(context).unwrap_or(0))
 }
 
 /// The rows of the sequence token row `r` belongs to.

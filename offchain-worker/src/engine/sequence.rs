@@ -8,7 +8,9 @@ use super::{filled, mapped, MatRef, CHUNK};
 use rayon::prelude::*;
 use trainet_primitives::repops::{
 	self, layers,
-	sequence::{attention_grad_head, attention_head, scatter_head, softmax, Attention},
+	sequence::{
+		attention_grad_head, attention_head, scatter_head, softmax, softmax_with, Attention,
+	},
 	Matrix, ShapeError,
 };
 
@@ -182,14 +184,11 @@ mod fast {
 		if !wide {
 			return softmax(&s);
 		}
-		// `softmax`: `e_j = exp(s_j - max)`, their sum left to right, each divided by it.
-		let m = repops::row_max(&s);
-		let shifted: Vec<f32> = s.iter().map(|z| repops::sub(*z, m)).collect();
-		let mut e = vec![0.0f32; s.len()];
-		// SAFETY: `wide` only where the CPU has AVX2 and FMA.
-		unsafe { super::super::vexp::exp(&shifted, &mut e) };
-		let total = repops::sum(e.iter().copied());
-		e.iter().map(|x| repops::div(*x, total)).collect()
+		softmax_with(&s, |e| {
+			let shifted = e.to_vec();
+			// SAFETY: `wide` only where the CPU has AVX2 and FMA.
+			unsafe { super::super::vexp::exp(&shifted, e) }
+		})
 	}
 
 	fn shape(g: &Attention) -> (usize, usize, usize, f32) {

@@ -472,7 +472,7 @@ pub fn transpose(x: &Matrix) -> Result<Matrix, ShapeError> {
 
 /// The running maximum of a row, left to right, starting from its first value; a NaN
 /// anywhere makes it NaN.
-pub fn row_max(row: &[f32]) -> f32 {
+pub(crate) fn row_max(row: &[f32]) -> f32 {
 	let mut it = row.iter().copied();
 	let first = it.next().unwrap_or(0.0);
 	it.fold(canon(first), |m, v| {

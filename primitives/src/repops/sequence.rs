@@ -113,9 +113,13 @@ impl Tokens {
 	}
 
 	fn split(&self, r: u32) -> (u32, u32) {
-		let t = self.context.max(1);
-		(r.checked_div(t).unwrap_or(0), r.checked_rem(t).unwrap_or(0))
+		token_position(self.context, r)
 	}
+}
+
+/// The sample and position of token row `r` of a sequence model of context `context`.
+pub fn token_position(context: u32, r: u32) -> (u32, u32) {
+	(r.checked_div(context).unwrap_or(0), r.checked_rem(context).unwrap_or(0))
 }
 
 /// Value `(r, c)` of the embedding: `tok[token] + pos[t]` for `r = b*T + t`, with sample
@@ -177,8 +181,15 @@ fn target(g: &Tokens, sample: &[f32], r: u32, classes: usize) -> u32 {
 
 /// The softmax of a row: `e_j = exp(s_j - max)`, each divided by their sum (left to right).
 pub fn softmax(s: &[f32]) -> Vec<f32> {
+	softmax_with(s, |e| e.iter_mut().for_each(|v| *v = exp(*v)))
+}
+
+/// [`softmax`], the exponentials of the shifted scores taken in place by `exp_all`, which
+/// must give [`exp`]'s bits for each (an engine's vectorized one).
+pub fn softmax_with(s: &[f32], exp_all: impl FnOnce(&mut [f32])) -> Vec<f32> {
 	let m = row_max(s);
-	let e: Vec<f32> = s.iter().map(|z| exp(sub(*z, m))).collect();
+	let mut e: Vec<f32> = s.iter().map(|z| sub(*z, m)).collect();
+	exp_all(&mut e);
 	let total = sum(e.iter().copied());
 	e.iter().map(|x| div(*x, total)).collect()
 }
