@@ -12,6 +12,9 @@
 //! listen = ["/ip4/0.0.0.0/tcp/30444"]
 //! peers = ["/ip4/10.0.0.7/tcp/30444/p2p/12D3KooW..."]
 //! mdns = true
+//! relays = []                        # relays to listen through, behind NAT (else AutoNAT picks)
+//! private_network = false            # count LAN/loopback addresses as reachable
+//! relay_service = true               # relay for peers that cannot be dialled
 //!
 //! [metrics]
 //! listen = "127.0.0.1:9616"          # Prometheus metrics at http://<listen>/metrics
@@ -99,6 +102,13 @@ pub struct P2pSection {
 	pub peers: Vec<String>,
 	/// mDNS discovery on the local network.
 	pub mdns: Option<bool>,
+	/// Relays to listen through (peer addresses).
+	#[serde(default)]
+	pub relays: Vec<String>,
+	/// Count private and loopback addresses as reachable.
+	pub private_network: Option<bool>,
+	/// Relay for peers that cannot be dialled (default true).
+	pub relay_service: Option<bool>,
 }
 
 /// `[metrics]`.
@@ -168,6 +178,8 @@ mod tests {
 		let c = WorkerConfig::parse(
 			"node = \"ws://10.0.0.1:9944\"\nsuri = \"//Dave\"\ncheckpoint_every = 50\n\
 			 [p2p]\nlisten = [\"/ip4/0.0.0.0/tcp/30444\"]\nmdns = false\n\
+			 relays = [\"/ip4/10.0.0.7/tcp/30444/p2p/12D3KooWRelay\"]\nprivate_network = true\n\
+			 relay_service = false\n\
 			 [metrics]\nlisten = \"127.0.0.1:9616\"\n[verify]\nsample = 8\n",
 			path,
 		)
@@ -179,6 +191,8 @@ mod tests {
 			(Some(50), Some(false), Some(8))
 		);
 		assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9616"));
+		assert_eq!(c.p2p.relays, ["/ip4/10.0.0.7/tcp/30444/p2p/12D3KooWRelay"]);
+		assert_eq!((c.p2p.private_network, c.p2p.relay_service), (Some(true), Some(false)));
 		assert_eq!(WorkerConfig::parse("", path).unwrap(), WorkerConfig::default());
 
 		let err = WorkerConfig::parse("nodes = \"x\"\n", path).unwrap_err().to_string();

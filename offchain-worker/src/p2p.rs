@@ -10,6 +10,13 @@
 //!   fetching it. A solver that knows only a bootstrap peer thus finds the worker holding a
 //!   task's dataset from the dataset's root alone, and dials it with the addresses the lookup
 //!   returned. A provider record is only a hint: what it serves is checked like anyone's.
+//! - **Workers others cannot dial** (behind NAT or a firewall, or not listening at all): AutoNAT
+//!   asks peers to dial this worker back at the addresses it listens on and is seen at; when
+//!   none can, the worker is *private* and listens through a relay (circuit relay v2): a peer
+//!   that offers the relay service ([`P2pConfig::relay_service`], on by default, with bounded
+//!   circuits), or those given ([`P2pConfig::relays`]). Its relayed address reaches the DHT
+//!   and identify like any other, so a solver that looks up a dataset's providers dials the
+//!   private worker through the relay; DCUtR then tries to punch a direct connection.
 //! - **Fetching by hash** (request-response, protocol [`FETCH_PROTOCOL`]): content is named by
 //!   the hash it is checked against ([`Key`]: a dataset by its Merkle root, a checkpoint by its
 //!   state hash `h_t`, a trace by its trace root). A peer answers a [`Request::Manifest`] with
@@ -34,7 +41,9 @@ use std::{
 use codec::{Decode, Encode};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{
-	gossipsub, identify, identity, kad, mdns, noise,
+	autonat, dcutr, gossipsub, identify, identity, kad, mdns,
+	multiaddr::Protocol,
+	noise, relay,
 	request_response::{self, OutboundRequestId, ProtocolSupport},
 	swarm::{behaviour::toggle::Toggle, dial_opts::DialOpts, NetworkBehaviour, SwarmEvent},
 	tcp, yamux, Multiaddr, PeerId, StreamProtocol,
@@ -80,6 +89,20 @@ const MAX_ANNOUNCED: usize = 1024;
 /// The most bytes of chunks kept to be served; past it the oldest manifests' are dropped
 /// (a peer asks for a manifest again).
 const MAX_SERVED_BYTES: usize = 256 << 20;
+/// The relay service's bounds: a circuit carries at most this many bytes (a dataset or a
+/// model fetched from a private worker when no direct connection could be punched; libp2p's
+/// default, 128 KiB, is meant for the hole punch alone)...
+const RELAY_CIRCUIT_BYTES: u64 = 1 << 30;
+/// ...for at most this long,
+const RELAY_CIRCUIT_TIME: Duration = Duration::from_secs(3600);
+/// ...and at most this many circuits at once (libp2p's default per peer, 4, stays).
+const RELAY_CIRCUITS: usize = 32;
+/// AutoNAT's first probe, this long after start (libp2p's default is 15 s)...
+const AUTONAT_BOOT: Duration = Duration::from_secs(3);
+/// ...and the next, this long after one that could not decide (libp2p's default is 90 s).
+const AUTONAT_RETRY: Duration = Duration::from_secs(20);
+/// A relay that refused a reservation is not chosen again for this long.
+const RELAY_RETRY: Duration = Duration::from_secs(60);
 
 /// A piece of content, named by the hash it is checked against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
@@ -352,7 +375,6 @@ impl Library {
 /// Whether `address` can be dialled by another machine (not an unspecified address like
 /// `0.0.0.0`).
 fn routable(address: &Multiaddr) -> bool {
-	use libp2p::multiaddr::Protocol;
 	address.iter().all(|p| match p {
 		Protocol::Ip4(ip) => !ip.is_unspecified(),
 		Protocol::Ip6(ip) => !ip.is_unspecified(),
@@ -450,6 +472,10 @@ struct Behaviour {
 	fetch: request_response::Behaviour<FetchCodec>,
 	kad: kad::Behaviour<kad::store::MemoryStore>,
 	identify: identify::Behaviour,
+	autonat: autonat::Behaviour,
+	relay: Toggle<relay::Behaviour>,
+	relay_client: relay::client::Behaviour,
+	dcutr: dcutr::Behaviour,
 }
 
 /// A record key of the DHT for a piece of content: its SCALE encoding.
@@ -468,6 +494,42 @@ pub struct P2pConfig {
 	pub mdns: bool,
 	/// How often to announce.
 	pub announce_every: Duration,
+	/// Relays to listen through (peer addresses), whatever AutoNAT finds: for a worker that
+	/// knows it cannot be dialled. A private worker also picks a relay by itself.
+	pub relays: Vec<Multiaddr>,
+	/// Offer the relay service to private peers (bounded circuits).
+	pub relay_service: bool,
+	/// Count private and loopback addresses as reachable (a cluster on one network): AutoNAT
+	/// otherwise tests only global addresses, and a worker on a LAN never learns it is
+	/// reachable there.
+	pub private_network: bool,
+}
+
+impl P2pConfig {
+	/// A peer listening on `listen`, dialling `bootstrap` at start, with the relay service,
+	/// no mDNS and no relays of its own.
+	pub fn new(listen: Vec<Multiaddr>, bootstrap: Vec<Multiaddr>) -> Self {
+		Self {
+			listen,
+			bootstrap,
+			mdns: false,
+			announce_every: Duration::from_secs(5),
+			relays: Vec::new(),
+			relay_service: true,
+			private_network: false,
+		}
+	}
+}
+
+/// The address of listening through the relay at `relay` (a peer address ending in
+/// `/p2p/<id>`).
+fn circuit(relay: &Multiaddr) -> Multiaddr {
+	relay.clone().with(Protocol::P2pCircuit)
+}
+
+/// Whether `address` goes through a relay.
+fn relayed(address: &Multiaddr) -> bool {
+	address.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
 /// Parses a multiaddress, with an error that says what one looks like.
@@ -507,6 +569,20 @@ enum Command {
 	Providers { key: Key, reply: oneshot::Sender<Vec<PeerId>> },
 	Lookup { key: Key, reply: oneshot::Sender<Vec<PeerId>> },
 	Listening { reply: oneshot::Sender<Vec<Multiaddr>> },
+	Reachability { reply: oneshot::Sender<Reachability> },
+}
+
+/// What this worker knows of how others reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reachability {
+	/// AutoNAT's finding: `Some(true)` public, `Some(false)` private, `None` not known yet.
+	pub public: Option<bool>,
+	/// The relayed addresses it listens on.
+	pub relayed: Vec<Multiaddr>,
+	/// The peers it holds a connection through a relay with.
+	pub relayed_peers: Vec<PeerId>,
+	/// The peers a hole punch (DCUtR) reached directly.
+	pub punched: Vec<PeerId>,
 }
 
 /// A running peer: a handle to the libp2p node's task.
@@ -527,6 +603,7 @@ impl P2p {
 		let setup = |e: &dyn std::fmt::Display| P2pError::Setup(e.to_string());
 		let peer_id = key.public().to_peer_id();
 		let mdns_on = config.mdns;
+		let (relay_service, private_network) = (config.relay_service, config.private_network);
 		let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
 			.with_tokio()
 			.with_tcp(
@@ -537,7 +614,9 @@ impl P2p {
 			.map_err(|e| setup(&e))?
 			.with_dns()
 			.map_err(|e| setup(&e))?
-			.with_behaviour(|key| {
+			.with_relay_client(noise::Config::new, yamux::Config::default)
+			.map_err(|e| setup(&e))?
+			.with_behaviour(|key, relay_client| {
 				let gossip_config = gossipsub::ConfigBuilder::default()
 					.heartbeat_interval(Duration::from_secs(1))
 					.validation_mode(gossipsub::ValidationMode::Strict)
@@ -570,11 +649,44 @@ impl P2p {
 					kad.set_mode(Some(kad::Mode::Server));
 					kad
 				};
-				let identify = identify::Behaviour::new(identify::Config::new(
-					IDENTIFY_PROTOCOL.into(),
-					key.public(),
-				));
-				Ok(Behaviour { gossip, mdns: mdns.into(), fetch, kad, identify })
+				// Peers learn a new (relayed) listen address at once, not at the next
+				// periodic identify.
+				let identify = identify::Behaviour::new(
+					identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+						.with_push_listen_addr_updates(true),
+				);
+				let id = key.public().to_peer_id();
+				let autonat = autonat::Behaviour::new(
+					id,
+					autonat::Config {
+						boot_delay: AUTONAT_BOOT,
+						retry_interval: AUTONAT_RETRY,
+						only_global_ips: !private_network,
+						..Default::default()
+					},
+				);
+				let relay = relay_service.then(|| {
+					relay::Behaviour::new(
+						id,
+						relay::Config {
+							max_circuits: RELAY_CIRCUITS,
+							max_circuit_bytes: RELAY_CIRCUIT_BYTES,
+							max_circuit_duration: RELAY_CIRCUIT_TIME,
+							..Default::default()
+						},
+					)
+				});
+				Ok(Behaviour {
+					gossip,
+					mdns: mdns.into(),
+					fetch,
+					kad,
+					identify,
+					autonat,
+					relay: relay.into(),
+					relay_client,
+					dcutr: dcutr::Behaviour::new(id),
+				})
 			})
 			.map_err(|e| setup(&e))?
 			.with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
@@ -592,6 +704,11 @@ impl P2p {
 				tracing::warn!(%address, "cannot dial: {e}");
 			}
 		}
+		// The relays given are listened through from the node's first tick on (and again
+		// whenever a reservation ends).
+		if let Some(relay) = config.relays.iter().find(|r| peer_of(r).is_none()) {
+			return Err(P2pError::BadAddress(relay.to_string()));
+		}
 		let (commands, rx) = mpsc::channel(64);
 		let node = Node {
 			bootstrap: config.bootstrap.clone(),
@@ -607,6 +724,14 @@ impl P2p {
 			provided: HashSet::new(),
 			reprovide: false,
 			reprovided: None,
+			relays: HashMap::new(),
+			relays_given: config.relays.clone(),
+			through: HashMap::new(),
+			refused: HashMap::new(),
+			public: None,
+			relayed_connections: HashMap::new(),
+			punched: HashSet::new(),
+			private_network: config.private_network,
 			answers: {
 				let (tx, rx) = mpsc::channel(64);
 				(tx, Some(rx))
@@ -636,11 +761,17 @@ impl P2p {
 		loop {
 			let addrs = self.ask(|reply| Command::Listening { reply }).await?;
 			if !addrs.is_empty() || start.elapsed() > patience {
-				let me = libp2p::multiaddr::Protocol::P2p(self.peer_id);
+				let me = Protocol::P2p(self.peer_id);
 				return Ok(addrs.into_iter().map(|a| a.with(me.clone())).collect());
 			}
 			tokio::time::sleep(Duration::from_millis(50)).await;
 		}
+	}
+
+	/// How others reach this worker: AutoNAT's finding, its relayed addresses, and the peers
+	/// it reaches through a relay or directly after a hole punch.
+	pub async fn reachability(&self) -> Result<Reachability, P2pError> {
+		self.ask(|reply| Command::Reachability { reply }).await
 	}
 
 	/// The peers connected now.
@@ -840,6 +971,22 @@ struct Node {
 	reprovide: bool,
 	/// When every record was last re-published.
 	reprovided: Option<std::time::Instant>,
+	/// Peers that offer the relay service, at an address of theirs (from identify).
+	relays: HashMap<PeerId, Multiaddr>,
+	/// The relays given to listen through, whatever AutoNAT finds.
+	relays_given: Vec<Multiaddr>,
+	/// The relays listened through (or being reserved), by listener.
+	through: HashMap<libp2p::core::transport::ListenerId, PeerId>,
+	/// Relays a reservation failed with, and when: not chosen again for [`RELAY_RETRY`].
+	refused: HashMap<PeerId, std::time::Instant>,
+	/// AutoNAT's finding: public, private, or not known yet.
+	public: Option<bool>,
+	/// Connections through a relay, by peer.
+	relayed_connections: HashMap<PeerId, HashSet<libp2p::swarm::ConnectionId>>,
+	/// Peers a hole punch reached directly.
+	punched: HashSet<PeerId>,
+	/// Count this worker's private (LAN, loopback) listen addresses as reachable.
+	private_network: bool,
 }
 
 /// A manifest prepared off the network loop, for the peer that asked.
@@ -872,6 +1019,7 @@ impl Node {
 				event = self.swarm.select_next_some() => self.event(event),
 				_ = tick.tick() => {
 					self.redial();
+					self.listen_through_relays();
 					let announcement = self.library.announcement();
 					self.provide(&announcement.serves);
 					self.announce(&announcement);
@@ -890,6 +1038,81 @@ impl Node {
 			if absent {
 				tracing::debug!(%address, "dialling again");
 				let _ = self.swarm.dial(address);
+			}
+		}
+	}
+
+	/// Listens through the relays given that are connected and not listened through now
+	/// (dialling those not connected: listened through once they are); and, when AutoNAT
+	/// found this worker private and it listens through no relay, through one of its peers
+	/// that offer the service (one that refused a reservation is left alone for
+	/// [`RELAY_RETRY`]).
+	fn listen_through_relays(&mut self) {
+		let through: HashSet<PeerId> = self.through.values().copied().collect();
+		let mut chosen: Vec<(PeerId, Multiaddr)> = Vec::new();
+		for relay in self.relays_given.clone() {
+			let Some(peer) = peer_of(&relay) else { continue };
+			if through.contains(&peer) || chosen.iter().any(|(p, _)| *p == peer) {
+				continue;
+			}
+			if self.swarm.is_connected(&peer) {
+				chosen.push((peer, relay));
+				continue;
+			}
+			let dial = DialOpts::peer_id(peer)
+				.addresses(vec![relay.clone()])
+				.condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+				.build();
+			if let Err(e) = self.swarm.dial(dial) {
+				tracing::debug!(%relay, "dialling the relay: {e}");
+			}
+		}
+		self.refused.retain(|_, since| since.elapsed() < RELAY_RETRY);
+		if self.public == Some(false) && through.is_empty() && chosen.is_empty() {
+			let mut offered: Vec<(&PeerId, &Multiaddr)> = self
+				.relays
+				.iter()
+				.filter(|(p, _)| !self.refused.contains_key(*p) && self.swarm.is_connected(p))
+				.collect();
+			offered.sort();
+			if let Some((peer, address)) = offered.first() {
+				chosen.push((**peer, (*address).clone()));
+			}
+		}
+		for (peer, relay) in chosen {
+			match self.swarm.listen_on(circuit(&relay)) {
+				Ok(id) => {
+					tracing::info!(relay = %peer, "listening through a relay");
+					self.through.insert(id, peer);
+				}
+				Err(e) => tracing::warn!(%relay, "cannot listen through the relay: {e}"),
+			}
+		}
+	}
+
+	/// A peer told who it is: a DHT peer joins the routing table at the addresses it listens
+	/// on; a relay is remembered.
+	fn identified(&mut self, peer: PeerId, info: identify::Info) {
+		let speaks = |name: &str| info.protocols.iter().any(|p| p.as_ref() == name);
+		if speaks(KAD_PROTOCOL) {
+			for address in info.listen_addrs.iter().filter(|a| routable(a)) {
+				self.swarm.behaviour_mut().kad.add_address(&peer, address.clone());
+			}
+		}
+		if speaks(relay::HOP_PROTOCOL_NAME.as_ref()) {
+			// A relay is reached directly: an address of its own, not through another relay.
+			let direct = info.listen_addrs.iter().find(|a| routable(a) && !relayed(a));
+			if let Some(address) = direct {
+				let address = match peer_of(address) {
+					Some(_) => address.clone(),
+					None => address.clone().with(Protocol::P2p(peer)),
+				};
+				if self.relays.insert(peer, address).is_none() {
+					tracing::debug!(%peer, "offers the relay service");
+				}
+				if self.public == Some(false) && self.through.is_empty() {
+					self.listen_through_relays();
+				}
 			}
 		}
 	}
@@ -948,6 +1171,23 @@ impl Node {
 			Command::Listening { reply } => {
 				let _ = reply.send(self.listening.clone());
 			}
+			Command::Reachability { reply } => {
+				let mut relayed_peers: Vec<PeerId> = self
+					.relayed_connections
+					.iter()
+					.filter(|(_, c)| !c.is_empty())
+					.map(|(p, _)| *p)
+					.collect();
+				relayed_peers.sort();
+				let mut punched: Vec<PeerId> = self.punched.iter().copied().collect();
+				punched.sort();
+				let _ = reply.send(Reachability {
+					public: self.public,
+					relayed: self.listening.iter().filter(|a| relayed(a)).cloned().collect(),
+					relayed_peers,
+					punched,
+				});
+			}
 			Command::Lookup { key, reply } => {
 				let id = self.swarm.behaviour_mut().kad.get_providers(record_key(&key));
 				self.lookups.insert(id, (Vec::new(), reply));
@@ -959,15 +1199,59 @@ impl Node {
 		match event {
 			SwarmEvent::NewListenAddr { address, .. } => {
 				tracing::info!(%address, "listening");
+				// On a private network, an address there is how peers reach this worker (AutoNAT
+				// confirms only global ones); a relayed address is confirmed by the relay.
+				if self.private_network && routable(&address) && !relayed(&address) {
+					self.swarm.add_external_address(address.clone());
+				}
 				self.listening.push(address);
 			}
-			SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
-				tracing::info!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
-				self.swarm.behaviour_mut().gossip.add_explicit_peer(&peer_id);
+			SwarmEvent::ExpiredListenAddr { address, .. } => {
+				tracing::info!(%address, "no longer listening");
+				self.listening.retain(|a| a != &address);
 			}
-			SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
-				tracing::debug!(peer = %peer_id, "disconnected");
-				self.announced.remove(&peer_id);
+			SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+				if let Some(relay) = self.through.remove(&listener_id) {
+					match reason {
+						Ok(()) => tracing::info!(%relay, "no longer listening through the relay"),
+						Err(e) => {
+							tracing::warn!(%relay, "listening through the relay failed: {e}");
+							self.refused.insert(relay, std::time::Instant::now());
+						}
+					}
+				}
+			}
+			SwarmEvent::ExternalAddrConfirmed { address } => {
+				tracing::info!(%address, "reachable at");
+				// Provider records carry the addresses to dial: published again at once.
+				self.reprovide = true;
+				self.reprovided = None;
+			}
+			SwarmEvent::ConnectionEstablished { peer_id, endpoint, connection_id, .. } => {
+				let address = endpoint.get_remote_address();
+				match endpoint.is_relayed() {
+					true => {
+						tracing::info!(peer = %peer_id, %address, "connected through a relay");
+						self.relayed_connections.entry(peer_id).or_default().insert(connection_id);
+					}
+					false => tracing::info!(peer = %peer_id, %address, "connected"),
+				}
+				self.swarm.behaviour_mut().gossip.add_explicit_peer(&peer_id);
+				if self.relays_given.iter().any(|r| peer_of(r) == Some(peer_id)) {
+					self.listen_through_relays();
+				}
+			}
+			SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+				if let Some(relayed) = self.relayed_connections.get_mut(&peer_id) {
+					relayed.remove(&connection_id);
+					if relayed.is_empty() {
+						self.relayed_connections.remove(&peer_id);
+					}
+				}
+				if num_established == 0 {
+					tracing::debug!(peer = %peer_id, "disconnected");
+					self.announced.remove(&peer_id);
+				}
 			}
 			SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
 				tracing::warn!(peer = ?peer_id, "cannot connect: {error}");
@@ -1014,13 +1298,42 @@ impl Node {
 				peer_id,
 				info,
 				..
-			})) if info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL) => {
-				// A peer that speaks the DHT joins the routing table at the addresses it
-				// listens on.
-				for address in info.listen_addrs.into_iter().filter(routable) {
-					self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
-				}
+			})) => self.identified(peer_id, info),
+			SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
+				new,
+				..
+			})) => {
+				self.public = match &new {
+					autonat::NatStatus::Public(address) => {
+						tracing::info!(%address, "reachable from outside (AutoNAT)");
+						Some(true)
+					}
+					autonat::NatStatus::Private => {
+						tracing::info!("not reachable from outside (AutoNAT): using a relay");
+						Some(false)
+					}
+					autonat::NatStatus::Unknown => None,
+				};
+				self.listen_through_relays();
 			}
+			SwarmEvent::Behaviour(BehaviourEvent::RelayClient(
+				relay::client::Event::ReservationReqAccepted {
+					relay_peer_id, renewal: false, ..
+				},
+			)) => tracing::info!(relay = %relay_peer_id, "the relay reserved a slot"),
+			SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => {
+				tracing::debug!(?event, "relay service");
+			}
+			SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+				remote_peer_id,
+				result,
+			})) => match result {
+				Ok(_) => {
+					tracing::info!(peer = %remote_peer_id, "hole punched: connected directly");
+					self.punched.insert(remote_peer_id);
+				}
+				Err(e) => tracing::info!(peer = %remote_peer_id, "no direct connection: {e}"),
+			},
 			_ => {}
 		}
 	}
@@ -1060,6 +1373,9 @@ impl Node {
 			Event::OutboundQueryProgressed {
 				result: QueryResult::StartProviding(Err(e)), ..
 			} => tracing::debug!("a provider record reached no peer: {e}"),
+			Event::InboundRequest { request: kad::InboundRequest::AddProvider { .. } } => {
+				tracing::debug!("a provider record arrived");
+			}
 			Event::RoutingUpdated { peer, is_new_peer: true, .. } => {
 				tracing::debug!(%peer, "in the routing table");
 				self.reprovide = true;

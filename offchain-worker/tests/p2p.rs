@@ -1,7 +1,8 @@
 //! Peer-to-peer between worker processes on loopback: announcements over gossipsub, providers
 //! found through the Kademlia DHT, and fetching datasets, traces and checkpoints by hash with
 //! every chunk checked, including from a peer that serves corrupted bytes (rejected, and the
-//! content fetched from another).
+//! content fetched from another); and workers nobody can dial, reached through a relay, one
+//! given and one AutoNAT made the worker pick.
 
 use std::{
 	path::Path,
@@ -10,7 +11,12 @@ use std::{
 };
 
 use trainet_primitives::trace::trace_root;
-use trainet_worker::{dataset::Dataset, solver::Local, spec_file::SpecFile};
+use trainet_worker::{
+	dataset::Dataset,
+	p2p::{self, Key, Library, P2p, P2pConfig},
+	solver::Local,
+	spec_file::SpecFile,
+};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_trainet-worker");
 
@@ -40,11 +46,16 @@ impl Drop for Server {
 
 impl Server {
 	fn start(dir: &Path, extra: &[&str]) -> Server {
-		let out = dir.join("serve.out");
-		let log = dir.join("serve.log");
 		let mut args = vec!["serve", "--listen", "/ip4/127.0.0.1/tcp/0"];
 		args.extend_from_slice(extra);
-		let child = worker(dir, &args)
+		Self::start_with(dir, &args)
+	}
+
+	/// A worker run with `args`, which says where it listens.
+	fn start_with(dir: &Path, args: &[&str]) -> Server {
+		let out = dir.join("serve.out");
+		let log = dir.join("serve.log");
+		let child = worker(dir, args)
 			.stdout(std::fs::File::create(&out).unwrap())
 			.stderr(std::fs::File::create(&log).unwrap())
 			.spawn()
@@ -228,4 +239,105 @@ fn bad_peer_addresses_and_hashes_are_clear_errors() {
 		.unwrap();
 	assert_eq!(out.status.code(), Some(1));
 	assert!(String::from_utf8_lossy(&out.stderr).contains("error: no peer connected within 2s"));
+}
+
+#[test]
+fn a_worker_behind_a_relay_is_found_and_fetched_from_with_its_root_alone() {
+	let dir = tempfile::tempdir().unwrap();
+	let (r, p, s) = (dir.path().join("r"), dir.path().join("p"), dir.path().join("s"));
+	let data = Dataset::digits().unwrap();
+	let root = Local::open(&p, 10).unwrap().datasets.put(&data).unwrap();
+	std::fs::create_dir_all(&r).unwrap();
+
+	// Rita relays; Pat, who has the data, listens on no port of his own (as behind a NAT):
+	// only through Rita.
+	let rita = Server::start(&r, &["--private-network"]);
+	let pat = Server::start_with(
+		&p,
+		&["serve", "--relay", &rita.address, "--peer", &rita.address, "--private-network"],
+	);
+	let rita_id = rita.address.rsplit('/').next().unwrap();
+	assert!(
+		pat.address.contains(&format!("/p2p/{rita_id}/p2p-circuit/p2p/")),
+		"Pat does not listen through Rita: {}",
+		pat.address
+	);
+	let pat_id = pat.address.rsplit('/').next().unwrap().to_string();
+	// Pat's provider record reaches Rita (within a few seconds: he publishes it on his next
+	// tick), the only record she can get.
+	let start = Instant::now();
+	while !rita.log().contains("a provider record arrived") {
+		assert!(start.elapsed() < Duration::from_secs(30), "no record: {}", rita.log());
+		std::thread::sleep(Duration::from_millis(100));
+	}
+
+	// Sam knows only Rita, and the root: the DHT names Pat, at his relayed address, and the
+	// digits come from him through Rita (more bytes than libp2p's default circuit allows).
+	let out = worker(&s, &["fetch", "dataset", &format!("{root:?}"), "--peer", &rita.address])
+		.output()
+		.unwrap();
+	let (stdout, stderr) =
+		(String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+	assert!(out.status.success(), "{stderr}\n{}", pat.log());
+	assert!(stdout.contains(&format!("from {pat_id} in")), "{stdout}");
+	assert!(
+		stderr.lines().any(|l| l.contains("connected through a relay") && l.contains(&pat_id)),
+		"Sam did not reach Pat through the relay: {stderr}"
+	);
+	assert_eq!(Local::open(&s, 10).unwrap().datasets.get(&root).unwrap(), data);
+	let size = Local::open(&p, 10).unwrap().datasets.bytes(&root).unwrap().unwrap().len();
+	assert!(size > 1 << 17, "the digits ({size} bytes) fit libp2p's default circuit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autonat_finds_a_worker_unreachable_and_it_picks_a_relay_by_itself() {
+	let dir = tempfile::tempdir().unwrap();
+	let start = |name: &str, listen: &[&str], bootstrap: Vec<libp2p::Multiaddr>| {
+		let path = dir.path().join(name);
+		let local = Local::open(&path, 10).unwrap();
+		let listen = listen.iter().map(|a| a.parse().unwrap()).collect();
+		let mut config = P2pConfig::new(listen, bootstrap);
+		config.private_network = true;
+		let library = std::sync::Arc::new(Library::new(local, false));
+		async move { P2p::start(p2p::identity(&path).unwrap(), config, library).await.unwrap() }
+	};
+	let data = Dataset::digits().unwrap();
+	let root = Local::open(&dir.path().join("q"), 10).unwrap().datasets.put(&data).unwrap();
+
+	let rita = start("r", &["/ip4/127.0.0.1/tcp/0"], vec![]).await;
+	let at = rita.listening(Duration::from_secs(5)).await.unwrap();
+	// Quinn listens nowhere and is given no relay: AutoNAT's dial-back to where Rita sees
+	// him fails, he is private, and listens through the relay he knows, Rita.
+	let quinn = start("q", &[], at.clone()).await;
+	let begin = Instant::now();
+	let seen = loop {
+		let seen = quinn.reachability().await.unwrap();
+		if !seen.relayed.is_empty() {
+			break seen;
+		}
+		assert!(begin.elapsed() < Duration::from_secs(60), "Quinn never used a relay: {seen:?}");
+		tokio::time::sleep(Duration::from_millis(200)).await;
+	};
+	assert_eq!(seen.public, Some(false));
+	assert!(seen.relayed[0].to_string().contains(&format!("/p2p/{}/p2p-circuit", rita.peer_id())));
+
+	// Sam, who knows only Rita, finds Quinn by the root and fetches through the relay.
+	let sam = start("s", &["/ip4/127.0.0.1/tcp/0"], at).await;
+	sam.wait_for_peers(Duration::from_secs(10)).await.unwrap();
+	let key = Key::Dataset(root);
+	let begin = Instant::now();
+	while !sam.lookup(key).await.unwrap().contains(&quinn.peer_id()) {
+		assert!(begin.elapsed() < Duration::from_secs(60), "the DHT never named Quinn");
+		tokio::time::sleep(Duration::from_millis(500)).await;
+	}
+	let (bytes, from) = sam.fetch(key, &[quinn.peer_id()], |_, _| {}).await.unwrap();
+	assert_eq!(from.first(), Some(&quinn.peer_id()));
+	let held = Local::open(&dir.path().join("q"), 10).unwrap().datasets.bytes(&root).unwrap();
+	assert_eq!(Some(bytes), held);
+	let sam_sees = sam.reachability().await.unwrap();
+	assert!(
+		sam_sees.relayed_peers.contains(&quinn.peer_id())
+			|| sam_sees.punched.contains(&quinn.peer_id()),
+		"{sam_sees:?}"
+	);
 }

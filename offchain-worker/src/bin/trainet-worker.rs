@@ -8,7 +8,7 @@
 //! trainet-worker status [TASK]
 //! trainet-worker solve [--once] [--register BOND] [--listen ADDR]
 //! trainet-worker verify [--once] [--register BOND] [--sample N --peer ADDR]
-//! trainet-worker serve [--listen ADDR] [--peer ADDR]
+//! trainet-worker serve [--listen ADDR] [--peer ADDR] [--relay ADDR] [--private-network]
 //! trainet-worker fetch dataset|checkpoint|trace HASH --peer ADDR
 //! ```
 //!
@@ -70,6 +70,20 @@ struct Cli {
 	/// Peer-to-peer: do not look for peers on the local network (mDNS).
 	#[arg(long, global = true)]
 	no_mdns: bool,
+	/// Peer-to-peer: listen through this relay (a peer address, repeatable), for a worker
+	/// others cannot dial (behind NAT or a firewall). Without it a worker that AutoNAT finds
+	/// unreachable picks a relay among its peers by itself. `serve` given only relays listens
+	/// on no port of its own.
+	#[arg(long = "relay", global = true)]
+	relays: Vec<String>,
+	/// Peer-to-peer: count private and loopback addresses as reachable (workers on one LAN
+	/// or one machine); otherwise only global addresses are.
+	#[arg(long, global = true)]
+	private_network: bool,
+	/// Peer-to-peer: do not relay for peers that cannot be dialled (a worker relays by
+	/// default, each circuit bounded to 1 GiB and an hour).
+	#[arg(long, global = true)]
+	no_relay_service: bool,
 	/// Serve Prometheus metrics at http://<this address>/metrics (like 127.0.0.1:9616).
 	#[arg(long, global = true)]
 	metrics: Option<String>,
@@ -129,6 +143,9 @@ impl Settings {
 				listen: pick(&cli.listen, &file.p2p.listen),
 				peers: pick(&cli.peers, &file.p2p.peers),
 				mdns: !cli.no_mdns && file.p2p.mdns.unwrap_or(true),
+				relays: pick(&cli.relays, &file.p2p.relays),
+				private_network: cli.private_network || file.p2p.private_network.unwrap_or(false),
+				relay_service: !cli.no_relay_service && file.p2p.relay_service.unwrap_or(true),
 				dir: data_dir.clone(),
 			},
 			metrics: cli.metrics.clone().or(file.metrics.listen.clone()),
@@ -767,30 +784,37 @@ struct Network {
 	listen: Vec<String>,
 	peers: Vec<String>,
 	mdns: bool,
+	relays: Vec<String>,
+	private_network: bool,
+	relay_service: bool,
 	dir: PathBuf,
 }
 
 impl Network {
-	/// Starts a peer serving `local` (listening on `default_listen` if no `--listen`).
+	/// Starts a peer serving `local` (listening on `default_listen` if given neither
+	/// `--listen` nor `--relay`).
 	async fn start(
 		&self,
 		local: solver::Local,
 		corrupt: bool,
 		default_listen: &[&str],
 	) -> Result<P2p> {
-		let listen: Vec<String> = match self.listen.is_empty() {
+		let listen: Vec<String> = match self.listen.is_empty() && self.relays.is_empty() {
 			true => default_listen.iter().map(|s| s.to_string()).collect(),
 			false => self.listen.clone(),
 		};
 		let parse = |v: &[String]| -> Result<Vec<_>> {
 			v.iter().map(|a| Ok(p2p::parse_address(a)?)).collect()
 		};
-		let listening = !listen.is_empty();
+		let listening = !listen.is_empty() || !self.relays.is_empty();
 		let config = P2pConfig {
 			listen: parse(&listen)?,
 			bootstrap: parse(&self.peers)?,
 			mdns: self.mdns,
 			announce_every: Duration::from_secs(5),
+			relays: parse(&self.relays)?,
+			relay_service: self.relay_service,
+			private_network: self.private_network,
 		};
 		let key = p2p::identity(&self.dir)?;
 		let library = std::sync::Arc::new(p2p::Library::new(local, corrupt));
@@ -858,7 +882,8 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 	let network = &settings.network;
 	let store = &local.datasets;
 	// Solvers and verifiers given --listen serve their checkpoints and traces meanwhile.
-	let joins = !network.listen.is_empty() || !network.peers.is_empty();
+	let joins =
+		!network.listen.is_empty() || !network.peers.is_empty() || !network.relays.is_empty();
 	let peer = match (&command, joins) {
 		(Command::Solve { .. } | Command::Verify { .. }, true) => {
 			Some(network.start(local.clone(), false, &[]).await?)
