@@ -95,8 +95,8 @@ const MAX_SERVED_BYTES: usize = 256 << 20;
 const RELAY_CIRCUIT_BYTES: u64 = 1 << 30;
 /// ...for at most this long,
 const RELAY_CIRCUIT_TIME: Duration = Duration::from_secs(3600);
-/// ...and at most this many circuits at once (libp2p's default per peer, 4, stays).
-const RELAY_CIRCUITS: usize = 32;
+/// ...and at most this many circuits at once, 4 a peer (libp2p's defaults).
+const RELAY_CIRCUITS: usize = 16;
 /// AutoNAT's first probe, this long after start (libp2p's default is 15 s)...
 const AUTONAT_BOOT: Duration = Duration::from_secs(3);
 /// ...and the next, this long after one that could not decide (libp2p's default is 90 s).

@@ -81,7 +81,7 @@ struct Cli {
 	#[arg(long, global = true)]
 	private_network: bool,
 	/// Peer-to-peer: do not relay for peers that cannot be dialled (a worker relays by
-	/// default, each circuit bounded to 1 GiB and an hour).
+	/// default: at most 16 circuits, 4 a peer, each at most 1 GiB and an hour).
 	#[arg(long, global = true)]
 	no_relay_service: bool,
 	/// Serve Prometheus metrics at http://<this address>/metrics (like 127.0.0.1:9616).
