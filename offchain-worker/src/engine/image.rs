@@ -1,32 +1,19 @@
-//! The convolutions as matrix products on the engine's bit-exact GEMM ([`gemm`]).
+//! The image operators: the convolutions on the direct kernels of [`conv`], the pools and
+//! the bias gradient as loops.
 //!
 //! RepOps defines every convolution sum over one fixed order with the zero terms of the
-//! padding (or of input positions a stride skips) included (`trainet_primitives::repops::image`),
-//! so each is exactly a product over zero-filled patch matrices, the contraction walked in
-//! ascending order from `+0.0` with one fused multiply-add per term, as [`gemm`] does:
-//!
-//! - forward, per sample: `W (O x C·k·k) · P_bᵀ`, `P_b` the sample's im2col (`OH·OW x C·k·k`,
-//!   each patch in `(c, ky, kx)` order), then the bias added to each value;
-//! - input gradient, per sample: `W' (C x O·k·k) · D_b`, `W'` the filters regrouped by input
-//!   channel in `(o, ky, kx)` order and `D_b` (`O·k·k x H·W`) the output gradient each tap
-//!   reads (zero where none does);
-//! - weight gradient: `G (O x B·OH·OW) · P (B·OH·OW x C·k·k)`, `G` the output gradient by
-//!   filter and `P` every sample's im2col, in `(b, oy, ox)` order.
-//!
-//! Samples are independent and each output is computed whole wherever it runs, so the thread
-//! count changes no bit. Pools and the bias gradient are cheap and run through the reference.
+//! padding (or of input positions a stride skips) included (`trainet_primitives::repops::image`);
+//! [`conv`] computes each such chain whole, several side by side. Samples are independent and
+//! each output is computed whole wherever it runs, so the thread count changes no bit.
 
 use rayon::prelude::*;
 use trainet_primitives::repops::{
 	self,
-	image::{im2col, max_pick, Conv, Pool},
+	image::{max_pick, Conv, Pool},
 	Matrix, ShapeError,
 };
 
-use super::{
-	gemm::{gemm, View},
-	MatRef, SEQUENTIAL_BELOW,
-};
+use super::{conv, MatRef, SEQUENTIAL_BELOW};
 
 /// Checks that the geometry is `valid` and that `m` has `cols` values a row (and `rows` rows,
 /// if given).
@@ -57,118 +44,44 @@ fn per_sample(
 	out
 }
 
-/// Every sample's im2col, one after the other (`B·OH·OW x C·k·k`), built in parallel.
-fn patches(g: &Conv, x: &MatRef) -> Vec<f32> {
-	let n = g.input.values() as usize;
-	(0..x.rows as usize)
-		.into_par_iter()
-		.flat_map_iter(|b| im2col(g, &x.data[b * n..(b + 1) * n]))
-		.collect()
-}
-
-/// A `channels x (B·plane)` product laid out by channel, moved to `B x (channels·plane)`
-/// (each sample's channels one after the other), with `f(channel, value)` applied.
-fn by_sample(
-	product: &[f32],
-	rows: usize,
-	channels: usize,
-	plane: usize,
-	f: impl Fn(usize, f32) -> f32 + Sync,
-) -> Vec<f32> {
-	let per = channels * plane;
-	per_sample(rows as u32, per, per * 4, |b| {
-		let mut out = Vec::with_capacity(per);
-		for c in 0..channels {
-			let from = &product[(c * rows + b) * plane..][..plane];
-			out.extend(from.iter().map(|v| f(c, *v)));
-		}
-		out
-	})
-}
-
-/// [`repops::image::conv2d`]: one product for the whole batch, `W · Pᵀ`.
+/// [`repops::image::conv2d`]: the direct kernel ([`conv::forward`]), sample by sample.
 pub fn conv2d(g: &Conv, x: MatRef, w: MatRef, bias: MatRef) -> Result<Matrix, ShapeError> {
 	expect(g.is_valid(), &x, None, g.input.values())?;
 	expect(g.is_valid(), &w, Some(g.out_channels), g.patch())?;
 	expect(g.is_valid(), &bias, Some(1), g.out_channels)?;
-	let (patch, plane) = (g.patch() as usize, (g.output().height * g.output().width) as usize);
-	let (out_channels, rows) = (g.out_channels as usize, x.rows as usize);
-	let filters = View { data: w.data, rows: out_channels, cols: patch, rs: patch, cs: 1 };
-	let cols = patches(g, &x);
-	let all = View { data: &cols, rows: patch, cols: rows * plane, rs: 1, cs: patch };
-	let parallel = out_channels * patch * rows * plane >= SEQUENTIAL_BELOW;
-	let product = gemm(filters, all, parallel);
-	let data = by_sample(&product, rows, out_channels, plane, |o, v| repops::add(v, bias.data[o]));
+	let (n_in, n_out) = (g.input.values() as usize, g.output().values() as usize);
+	let data = per_sample(x.rows, n_out, n_out * g.patch() as usize, |b| {
+		let mut out = vec![0.0f32; n_out];
+		conv::forward(g, &x.data[b * n_in..][..n_in], w.data, bias.data, &mut out);
+		out
+	});
 	Matrix::new(x.rows, g.output().values(), data)
 }
 
-/// [`repops::image::conv2d_input_grad`]: one product for the whole batch, `W' · D`.
+/// [`repops::image::conv2d_input_grad`]: the direct kernel ([`conv::input_grad`]), sample by
+/// sample.
 pub fn conv2d_input_grad(g: &Conv, dy: MatRef, w: MatRef) -> Result<Matrix, ShapeError> {
 	expect(g.is_valid(), &dy, None, g.output().values())?;
 	expect(g.is_valid(), &w, Some(g.out_channels), g.patch())?;
-	let (k, s, p) = (g.kernel as usize, g.stride as usize, g.padding as usize);
-	let (o_n, c_n) = (g.out_channels as usize, g.input.channels as usize);
-	let (h, wd) = (g.input.height as usize, g.input.width as usize);
-	let out = g.output();
-	let (oh, ow) = (out.height as usize, out.width as usize);
-	let (taps, rows, hw) = (o_n * k * k, dy.rows as usize, h * wd);
-	// W' (C x O·k·k): the filters regrouped by input channel, (o, ky, kx) order.
-	let mut regrouped = vec![0.0f32; c_n * taps];
-	for c in 0..c_n {
-		for o in 0..o_n {
-			for t in 0..k * k {
-				regrouped[c * taps + o * k * k + t] = w.data[o * c_n * k * k + c * k * k + t];
-			}
-		}
-	}
-	// The output position tap `kk` of side `i` reads, if any.
-	let reader = |i: usize, kk: usize, side: usize| -> Option<usize> {
-		let t = (i + p).checked_sub(kk)?;
-		(t % s == 0 && t / s < side).then_some(t / s)
-	};
-	// D (O·k·k x B·H·W): the output gradient each tap reads, zero where none does; a row per
-	// tap, filled in parallel.
-	let n_out = out.values() as usize;
-	let mut d = vec![0.0f32; taps * rows * hw];
-	d.par_chunks_mut((rows * hw).max(1)).enumerate().for_each(|(tap, row)| {
-		let (o, ky, kx) = (tap / (k * k), tap / k % k, tap % k);
-		for iy in 0..h {
-			let Some(oy) = reader(iy, ky, oh) else { continue };
-			for ix in 0..wd {
-				let Some(ox) = reader(ix, kx, ow) else { continue };
-				for b in 0..rows {
-					row[b * hw + iy * wd + ix] = dy.data[b * n_out + (o * oh + oy) * ow + ox];
-				}
-			}
-		}
+	let (n_in, n_out) = (g.input.values() as usize, g.output().values() as usize);
+	let work = n_in * (g.out_channels * g.kernel * g.kernel) as usize;
+	let data = per_sample(dy.rows, n_in, work, |b| {
+		let mut out = vec![0.0f32; n_in];
+		conv::input_grad(g, &dy.data[b * n_out..][..n_out], w.data, &mut out);
+		out
 	});
-	let filters = View { data: &regrouped, rows: c_n, cols: taps, rs: taps, cs: 1 };
-	let grads = View { data: &d, rows: taps, cols: rows * hw, rs: rows * hw, cs: 1 };
-	let parallel = c_n * taps * rows * hw >= SEQUENTIAL_BELOW;
-	let product = gemm(filters, grads, parallel);
-	Matrix::new(dy.rows, g.input.values(), by_sample(&product, rows, c_n, hw, |_, v| v))
+	Matrix::new(dy.rows, g.input.values(), data)
 }
 
-/// [`repops::image::conv2d_weight_grad`].
+/// [`repops::image::conv2d_weight_grad`]: the direct kernel ([`conv::WeightGrad`]), tiles of
+/// filters and taps in parallel.
 pub fn conv2d_weight_grad(g: &Conv, x: MatRef, dy: MatRef) -> Result<Matrix, ShapeError> {
 	expect(g.is_valid(), &x, None, g.input.values())?;
 	expect(g.is_valid(), &dy, Some(x.rows), g.output().values())?;
-	let (patch, plane) = (g.patch() as usize, (g.output().height * g.output().width) as usize);
-	let (o_n, rows) = (g.out_channels as usize, x.rows as usize);
-	// G (O x B·OH·OW) and P (B·OH·OW x C·k·k), both in (b, oy, ox) order.
-	let mut grads = vec![0.0f32; o_n * rows * plane];
-	for o in 0..o_n {
-		for b in 0..rows {
-			let from = &dy.data[(b * o_n + o) * plane..][..plane];
-			grads[(o * rows + b) * plane..][..plane].copy_from_slice(from);
-		}
-	}
-	let patches = patches(g, &x);
-	let terms = rows * plane;
-	let a = View { data: &grads, rows: o_n, cols: terms, rs: terms, cs: 1 };
-	let bv = View { data: &patches, rows: terms, cols: patch, rs: patch, cs: 1 };
-	let parallel = o_n.saturating_mul(terms).saturating_mul(patch) >= SEQUENTIAL_BELOW;
-	Matrix::new(g.out_channels, g.patch(), gemm(a, bv, parallel))
+	let rows = x.rows as usize;
+	let work = rows * (g.output().values() * g.patch()) as usize;
+	let grad = conv::WeightGrad::new(g, x.data, dy.data, rows);
+	Matrix::new(g.out_channels, g.patch(), grad.run(work >= SEQUENTIAL_BELOW))
 }
 
 /// The window positions of pool `g`'s output `(oy, ox)` in `(ky, kx)` order, as columns of one

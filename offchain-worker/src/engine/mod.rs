@@ -19,6 +19,7 @@
 //! parallel with the reference's own per-value functions; the per-row and reduction
 //! operations (softmax, column sums, the mean) are small and run through the reference.
 
+mod conv;
 mod gemm;
 pub mod image;
 pub mod sequence;
