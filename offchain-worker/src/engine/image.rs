@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 use trainet_primitives::repops::{
 	self,
-	image::{max_pick, Conv, Pool},
+	image::{Conv, Pool},
 	Matrix, ShapeError,
 };
 
@@ -91,10 +91,23 @@ fn window(g: &Pool, (oy, ox): (usize, usize)) -> impl Iterator<Item = usize> + '
 	(0..k).flat_map(move |ky| (0..k).map(move |kx| (oy * s + ky) * w + ox * s + kx))
 }
 
-/// The position a max pool picks in a window of `plane`, by the reference's rule
-/// ([`max_pick`]).
-fn pick(plane: &[f32], window: impl Iterator<Item = usize>) -> usize {
-	max_pick(window.map(|i| (i, plane[i]))).unwrap_or(0)
+/// The position a max pool picks in window `(oy, ox)` of `plane`, by the reference's rule
+/// ([`repops::image::max_pick`]: the first of the largest, the first NaN over anything), in plain loops (the
+/// iterator form costs several times the comparisons).
+#[inline]
+fn pick(g: &Pool, plane: &[f32], (oy, ox): (usize, usize)) -> usize {
+	let (k, s, w) = (g.kernel as usize, g.stride as usize, g.input.width as usize);
+	let first = oy * s * w + ox * s;
+	let (mut at, mut best) = (first, plane[first]);
+	for ky in 0..k {
+		let row = first + ky * w;
+		for (kx, v) in plane[row..row + k].iter().enumerate() {
+			if !best.is_nan() && (v.is_nan() || *v > best) {
+				(at, best) = (row + kx, *v);
+			}
+		}
+	}
+	at
 }
 
 /// [`repops::image::max_pool`] and [`repops::image::avg_pool`]: each output from its window.
@@ -112,7 +125,7 @@ pub fn pool(g: &Pool, x: MatRef, max: bool) -> Result<Matrix, ShapeError> {
 			for oy in 0..oh {
 				for ox in 0..ow {
 					y.push(if max {
-						p[pick(p, window(g, (oy, ox)))]
+						p[pick(g, p, (oy, ox))]
 					} else {
 						repops::div(
 							window(g, (oy, ox)).fold(0.0f32, |a, i| repops::add(a, p[i])),
@@ -151,7 +164,7 @@ pub fn pool_grad(g: &Pool, x: Option<MatRef>, dy: MatRef) -> Result<Matrix, Shap
 					match &x {
 						Some(x) => {
 							let p = &x.data[b * n + c * plane..b * n + (c + 1) * plane];
-							let i = pick(p, window(g, (oy, ox)));
+							let i = pick(g, p, (oy, ox));
 							target[i] = repops::add(target[i], v);
 						}
 						None => {
