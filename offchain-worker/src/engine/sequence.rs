@@ -165,12 +165,47 @@ mod fast {
 		}
 	}
 
-	/// Position `i`'s probabilities over `0 ..= i`; with `wide`, the exponentials eight at a
-	/// time (the reference's softmax otherwise: the same operations).
+	/// One head's `k` or `v` (`which`) transposed: value `e` of position `j` at `e·stride + j`,
+	/// `stride` the context rounded up to whole lanes (zeros past it).
+	#[inline(always)]
+	fn transposed(seq: &[f32], (t, d, dh): (usize, usize, usize), which: usize, h: usize) -> Vec<f32> {
+		let stride = t.div_ceil(8) * 8;
+		let mut out = vec![0.0f32; dh * stride];
+		for j in 0..t {
+			for (e, v) in part(seq, d, dh, which, h, j).iter().enumerate() {
+				out[e * stride + j] = *v;
+			}
+		}
+		out
+	}
+
+	/// `out[j] = dot(a, column j of m)` for `j < out.len()`, `m` as [`transposed`] lays it out:
+	/// eight chains side by side, each the reference's fma chain over `e` ascending from `+0.0`.
+	#[inline(always)]
+	fn dots(a: &[f32], m: &[f32], out: &mut [f32]) {
+		let stride = m.len() / a.len().max(1);
+		for (j0, chunk) in (0..out.len()).step_by(8).zip(out.chunks_mut(8)) {
+			let mut acc = [0.0f32; 8];
+			for (e, x) in a.iter().enumerate() {
+				let col: &[f32; 8] = m[e * stride + j0..][..8].try_into().unwrap_or(&[0.0; 8]);
+				for (l, c) in acc.iter_mut().zip(col) {
+					*l = x.mul_add(*c, *l);
+				}
+			}
+			for (o, v) in chunk.iter_mut().zip(acc) {
+				*o = repops::canon(v);
+			}
+		}
+	}
+
+	/// Position `i`'s probabilities over `0 ..= i` (`kt` the head's keys, [`transposed`]); with
+	/// `wide`, the exponentials eight at a time (the reference's softmax otherwise: the same
+	/// operations).
 	#[allow(clippy::too_many_arguments)]
 	#[inline(always)]
 	fn probs(
 		seq: &[f32],
+		kt: &[f32],
 		d: usize,
 		dh: usize,
 		scale: f32,
@@ -179,8 +214,9 @@ mod fast {
 		wide: bool,
 	) -> Vec<f32> {
 		let q = part(seq, d, dh, 0, h, i);
-		let s: Vec<f32> =
-			(0..=i).map(|j| repops::mul(dot(q, part(seq, d, dh, 1, h, j)), scale)).collect();
+		let mut s = vec![0.0f32; i + 1];
+		dots(q, kt, &mut s);
+		s.iter_mut().for_each(|v| *v = repops::mul(*v, scale));
 		if !wide {
 			return softmax(&s);
 		}
@@ -206,8 +242,9 @@ mod fast {
 		let (t, d, dh, scale) = shape(g);
 		let h = h as usize;
 		let mut out = vec![0.0f32; t * dh];
+		let kt = transposed(seq, (t, d, dh), 1, h);
 		for (i, row) in out.chunks_mut(dh).enumerate() {
-			let p = probs(seq, d, dh, scale, h, i, wide);
+			let p = probs(seq, &kt, d, dh, scale, h, i, wide);
 			for (j, pj) in p.iter().enumerate() {
 				axpy(row, *pj, part(seq, d, dh, 2, h, j));
 			}
@@ -234,9 +271,11 @@ mod fast {
 		// Every position's probabilities and score gradients.
 		let mut probs_of = Vec::with_capacity(t);
 		let mut grads = Vec::with_capacity(t);
+		let (kt, vt) = (transposed(seq, (t, d, dh), 1, h), transposed(seq, (t, d, dh), 2, h));
 		for i in 0..t {
-			let p = probs(seq, d, dh, scale, h, i, wide);
-			let dp: Vec<f32> = (0..=i).map(|j| dot(dy(i), part(seq, d, dh, 2, h, j))).collect();
+			let p = probs(seq, &kt, d, dh, scale, h, i, wide);
+			let mut dp = vec![0.0f32; i + 1];
+			dots(dy(i), &vt, &mut dp);
 			let total = dot(&p, &dp);
 			let ds: Vec<f32> =
 				p.iter().zip(&dp).map(|(p, dp)| repops::mul(*p, repops::sub(*dp, total))).collect();
