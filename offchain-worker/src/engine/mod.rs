@@ -470,6 +470,13 @@ fn execute_own(
 		(None, OpKind::AvgPool2dGrad(g), [dy]) => image::pool_grad(&g, None, *dy)?,
 		(None, OpKind::Attention(g), [qkv]) => sequence::attention(&g, *qkv, None)?,
 		(None, OpKind::AttentionGrad(g), [qkv, dy]) => sequence::attention(&g, *qkv, Some(*dy))?,
+		(None, OpKind::TokenXent(g) | OpKind::TokenXentBackward(g), [logits, x]) => {
+			let backward = matches!(op.kind, OpKind::TokenXentBackward(_));
+			match sequence::token_xent(&g, *logits, *x, backward)? {
+				Some(out) => out,
+				None => return Ok(None),
+			}
+		}
 		(None, OpKind::LayerNorm | OpKind::LayerNormInputGrad, [x, gamma, third]) => {
 			let gradient = op.kind == OpKind::LayerNormInputGrad;
 			match sequence::layer_norm(*x, *gamma, *third, gradient)? {

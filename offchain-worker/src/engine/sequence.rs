@@ -1,6 +1,6 @@
 //! The engine's sequence and layer operators: causal self-attention and its gradient, one
-//! sequence per task in parallel, and the per-row layer normalization and per-value GELU and
-//! sums, rows or chunks in parallel. Each value is computed by the reference's own functions
+//! sequence per task in parallel, and the per-row layer normalization, per-token loss and
+//! per-value GELU and sums, rows or chunks in parallel. Each value is computed by the reference's own functions
 //! (`repops::sequence::attention_head`, `repops::layers::layer_norm_row`, ...), only in another
 //! order of *independent* computations, so the bits are the reference's.
 
@@ -9,7 +9,8 @@ use rayon::prelude::*;
 use trainet_primitives::repops::{
 	self, layers,
 	sequence::{
-		attention_grad_head, attention_head, scatter_head, softmax, softmax_with, Attention,
+		self, attention_grad_head, attention_head, scatter_head, softmax, softmax_with, Attention,
+		Tokens,
 	},
 	Matrix, ShapeError,
 };
@@ -99,6 +100,58 @@ pub fn layer_norm(
 	Matrix::new(x.rows, x.cols, data).map(Some)
 }
 
+/// The per-token cross-entropy of `logits` (`B·T x vocab`) against the next tokens of the
+/// samples `x` (`B x (T+1)`), or (with `backward`) its mean's gradient: the reference's rows
+/// ([`sequence::token_xent_at`], [`sequence::token_xent_backward_row`]), in parallel. `None`
+/// for shapes a step program does not build (the reference decides).
+pub fn token_xent(
+	g: &Tokens,
+	logits: MatRef,
+	x: MatRef,
+	backward: bool,
+) -> Result<Option<Matrix>, ShapeError> {
+	logits.check()?;
+	x.check()?;
+	let context = g.context as usize;
+	let rows = (x.rows as usize).checked_mul(context);
+	if x.cols != g.context + 1 || rows != Some(logits.rows as usize) || logits.cols != g.vocab {
+		return Ok(None);
+	}
+	let (v, tokens) = (g.vocab as usize, logits.rows);
+	let row = |r: usize| -> (&[f32], &[f32]) {
+		let (b, _) = sequence::token_position(g.context, r as u32);
+		let sample = &x.data[b as usize * (context + 1)..][..context + 1];
+		(&logits.data[r * v..][..v], sample)
+	};
+	let per_chunk = (CHUNK / v.max(1)).max(1);
+	let width = if backward { v } else { 1 };
+	let failed = std::sync::atomic::AtomicBool::new(false);
+	let fill = |(chunk, out): (usize, &mut [f32])| {
+		for (i, o) in out.chunks_mut(width).enumerate() {
+			let r = chunk * per_chunk + i;
+			let (scores, sample) = row(r);
+			let value = match backward {
+				true => sequence::token_xent_backward_row(g, scores, sample, r as u32, tokens)
+					.map(|values| o.copy_from_slice(&values)),
+				false => sequence::token_xent_at(g, scores, sample, r as u32).map(|l| o[0] = l),
+			};
+			if value.is_err() {
+				failed.store(true, std::sync::atomic::Ordering::Relaxed);
+			}
+		}
+	};
+	// The work is the logits' (an exponential each), whatever the output's size.
+	let mut data = vec![0.0f32; logits.rows as usize * width];
+	match logits.data.len() >= CHUNK {
+		true => data.par_chunks_mut(per_chunk * width).enumerate().for_each(fill),
+		false => data.chunks_mut(per_chunk * width).enumerate().for_each(fill),
+	}
+	if failed.into_inner() {
+		return Err(ShapeError::Mismatch);
+	}
+	Matrix::new(logits.rows, width as u32, data).map(Some)
+}
+
 /// GELU of every value of `x`, or (with `dy`) its gradient: chunks in parallel, eight values
 /// at a time where the CPU has AVX2 ([`super::vexp`]).
 pub fn gelu(x: MatRef, dy: Option<MatRef>) -> Vec<f32> {
@@ -168,7 +221,12 @@ mod fast {
 	/// One head's `k` or `v` (`which`) transposed: value `e` of position `j` at `e·stride + j`,
 	/// `stride` the context rounded up to whole lanes (zeros past it).
 	#[inline(always)]
-	fn transposed(seq: &[f32], (t, d, dh): (usize, usize, usize), which: usize, h: usize) -> Vec<f32> {
+	fn transposed(
+		seq: &[f32],
+		(t, d, dh): (usize, usize, usize),
+		which: usize,
+		h: usize,
+	) -> Vec<f32> {
 		let stride = t.div_ceil(8) * 8;
 		let mut out = vec![0.0f32; dh * stride];
 		for j in 0..t {

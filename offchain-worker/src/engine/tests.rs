@@ -350,7 +350,7 @@ fn image_operators_match_the_reference_on_special_values() {
 fn sequence_and_layer_operators_match_the_reference_on_special_values() {
 	use trainet_primitives::{
 		program::{Op, OpKind, Source},
-		repops::sequence::Attention,
+		repops::sequence::{Attention, Tokens},
 	};
 	let mut rng = SplitMix64::new(22);
 	let s = TrainingSpec::example_mlp(&[4, 2], Optimizer::sgd(0.1, 0.9), 8);
@@ -375,6 +375,19 @@ fn sequence_and_layer_operators_match_the_reference_on_special_values() {
 		let x2 = matrix(&mut rng, rows, g.dim, true);
 		let gamma = matrix(&mut rng, 1, g.dim, true);
 		let beta = matrix(&mut rng, 1, g.dim, true);
+		// The per-token loss: logits with specials, and samples of token ids (some past the
+		// vocabulary, negative or NaN: the reference's clamping).
+		let tokens = Tokens { vocab: 1 + rng.next_below(90), context: g.context, dim: g.dim };
+		let logits = matrix(&mut rng, rows, tokens.vocab, true);
+		let ids: Vec<f32> = (0..sequences * (g.context + 1))
+			.map(|_| match rng.next_below(12) {
+				0 => f32::NAN,
+				1 => -3.0,
+				2 => (tokens.vocab + 5) as f32,
+				_ => rng.next_below(tokens.vocab) as f32,
+			})
+			.collect();
+		let ids = Matrix::new(sequences, g.context + 1, ids).unwrap();
 		let op = |kind, n: usize, cols| Op { kind, inputs: vec![Source::Batch; n], rows, cols };
 		let cases: Vec<(Op, Vec<&Matrix>)> = vec![
 			(op(OpKind::Attention(g), 1, g.dim), vec![&qkv]),
@@ -384,6 +397,8 @@ fn sequence_and_layer_operators_match_the_reference_on_special_values() {
 			(op(OpKind::Gelu, 1, g.dim), vec![&x]),
 			(op(OpKind::GeluBackward, 2, g.dim), vec![&x, &dy]),
 			(op(OpKind::Add, 2, g.dim), vec![&x, &x2]),
+			(op(OpKind::TokenXent(tokens), 2, 1), vec![&logits, &ids]),
+			(op(OpKind::TokenXentBackward(tokens), 2, tokens.vocab), vec![&logits, &ids]),
 		];
 		for (op, inputs) in cases {
 			let want = program::execute(&s, &op, &inputs, &[], 0).unwrap();
