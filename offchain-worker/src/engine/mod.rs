@@ -470,6 +470,12 @@ fn execute_own(
 		(None, OpKind::AvgPool2dGrad(g), [dy]) => image::pool_grad(&g, None, *dy)?,
 		(None, OpKind::Attention(g), [qkv]) => sequence::attention(&g, *qkv, None)?,
 		(None, OpKind::AttentionGrad(g), [qkv, dy]) => sequence::attention(&g, *qkv, Some(*dy))?,
+		(None, OpKind::LayerNormGammaGrad, [x, dy]) => {
+			match sequence::layer_norm_gamma_grad(*x, *dy)? {
+				Some(out) => out,
+				None => return Ok(None),
+			}
+		}
 		(None, OpKind::TokenXent(g) | OpKind::TokenXentBackward(g), [logits, x]) => {
 			let backward = matches!(op.kind, OpKind::TokenXentBackward(_));
 			match sequence::token_xent(&g, *logits, *x, backward)? {

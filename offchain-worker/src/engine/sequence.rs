@@ -100,6 +100,52 @@ pub fn layer_norm(
 	Matrix::new(x.rows, x.cols, data).map(Some)
 }
 
+/// Layer normalization's scale gradient (`1 x cols`): value `i` the chain over rows ascending
+/// of `fma(dy[r, i], x̂[r, i], acc)` from `+0.0`, as [`layers::layer_norm_gamma_grad`]. Each
+/// row's `x̂` is the reference's `layer_norm_row` with scale 1 and shift `-0.0` (`x̂ · 1 + -0.0`
+/// is `x̂`, bit for bit), rows in parallel; then the columns' chains side by side.
+pub fn layer_norm_gamma_grad(x: MatRef, dy: MatRef) -> Result<Option<Matrix>, ShapeError> {
+	let n = x.cols as usize;
+	if n == 0 || !x.same_shape(&dy) {
+		return Ok(None);
+	}
+	let (ones, shift) = (vec![1.0f32; n], vec![-0.0f32; n]);
+	let rows_per_chunk = (CHUNK / n).max(1);
+	let xhat = filled(x.data.len(), rows_per_chunk * n, |first, out| {
+		for (r, o) in out.chunks_mut(n).enumerate() {
+			let at = first + r * n;
+			o.copy_from_slice(&layers::layer_norm_row(&x.data[at..at + n], &ones, &shift));
+		}
+	});
+	let mut acc = vec![0.0f32; n];
+	#[cfg(target_arch = "x86_64")]
+	if has_fma() {
+		#[target_feature(enable = "fma,avx2")]
+		unsafe fn fast(xhat: &[f32], dy: &[f32], acc: &mut [f32]) {
+			column_chains(xhat, dy, acc)
+		}
+		// SAFETY: the CPU has FMA (and the AVX2 the engine's FMA paths assume with it).
+		unsafe { fast(&xhat, dy.data, &mut acc) };
+	} else {
+		column_chains(&xhat, dy.data, &mut acc);
+	}
+	#[cfg(not(target_arch = "x86_64"))]
+	column_chains(&xhat, dy.data, &mut acc);
+	acc.iter_mut().for_each(|v| *v = repops::canon(*v));
+	Matrix::new(1, x.cols, acc).map(Some)
+}
+
+/// `acc[i] = fma(dy[r, i], xhat[r, i], acc[i])` for rows `r` in order.
+#[inline(always)]
+fn column_chains(xhat: &[f32], dy: &[f32], acc: &mut [f32]) {
+	let n = acc.len().max(1);
+	for (h, d) in xhat.chunks(n).zip(dy.chunks(n)) {
+		for ((a, h), d) in acc.iter_mut().zip(h).zip(d) {
+			*a = d.mul_add(*h, *a);
+		}
+	}
+}
+
 /// The per-token cross-entropy of `logits` (`B·T x vocab`) against the next tokens of the
 /// samples `x` (`B x (T+1)`), or (with `backward`) its mean's gradient: the reference's rows
 /// ([`sequence::token_xent_at`], [`sequence::token_xent_backward_row`]), in parallel. `None`

@@ -394,6 +394,7 @@ fn sequence_and_layer_operators_match_the_reference_on_special_values() {
 			(op(OpKind::AttentionGrad(g), 2, 3 * g.dim), vec![&qkv, &dy]),
 			(op(OpKind::LayerNorm, 3, g.dim), vec![&x, &gamma, &beta]),
 			(op(OpKind::LayerNormInputGrad, 3, g.dim), vec![&x, &gamma, &dy]),
+			(Op { rows: 1, ..op(OpKind::LayerNormGammaGrad, 2, g.dim) }, vec![&x, &dy]),
 			(op(OpKind::Gelu, 1, g.dim), vec![&x]),
 			(op(OpKind::GeluBackward, 2, g.dim), vec![&x, &dy]),
 			(op(OpKind::Add, 2, g.dim), vec![&x, &x2]),
