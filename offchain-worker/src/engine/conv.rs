@@ -18,7 +18,7 @@
 use trainet_primitives::repops::{self, image::Conv};
 
 /// Output values of one row computed side by side: two AVX2 vectors.
-pub(crate) const LANES: usize = 16;
+const LANES: usize = 16;
 
 /// A zero-filled buffer of `planes` planes of `height x width`, with plane `p`'s source row
 /// `y` (of `src_width` values, `src_rows` rows a plane) placed at row `top + y·step` and
@@ -68,7 +68,7 @@ fn lanes(row: &[f32], stride: usize) -> [f32; LANES] {
 	}
 }
 
-/// `acc[i][l] = fma(xs[l], ws[i], acc[i][l])` for the first `block` rows of `acc`.
+/// `acc[i][l] = fma(xs[l], ws[i], acc[i][l])` for every filter `i` and lane `l`.
 #[inline(always)]
 fn fma_rows<const B: usize>(acc: &mut [[f32; LANES]; B], xs: &[f32; LANES], ws: &[f32; B]) {
 	for (row, w) in acc.iter_mut().zip(ws) {
@@ -125,14 +125,7 @@ fn fast() -> bool {
 	if PORTABLE.with(|p| p.get()) {
 		return false;
 	}
-	#[cfg(target_arch = "x86_64")]
-	{
-		std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("avx2")
-	}
-	#[cfg(not(target_arch = "x86_64"))]
-	{
-		false
-	}
+	super::gemm::has_avx2_fma()
 }
 
 #[cfg(test)]

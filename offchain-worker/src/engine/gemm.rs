@@ -366,8 +366,8 @@ unsafe fn kernel_avx2(a: &[f32], b: &[f32], c: TileRef, first: bool) {
 	}
 }
 
-/// Whether [`kernel_avx2`] can run here.
-fn has_avx2_fma() -> bool {
+/// Whether [`kernel_avx2`] (and the engine's other FMA and AVX2 kernels) can run here.
+pub(super) fn has_avx2_fma() -> bool {
 	#[cfg(target_arch = "x86_64")]
 	{
 		std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("avx2")

@@ -1,8 +1,9 @@
 //! The engine's sequence and layer operators: causal self-attention and its gradient, one
 //! sequence per task in parallel, and the per-row layer normalization, per-token loss and
-//! per-value GELU and sums, rows or chunks in parallel. Each value is computed by the reference's own functions
-//! (`repops::sequence::attention_head`, `repops::layers::layer_norm_row`, ...), only in another
-//! order of *independent* computations, so the bits are the reference's.
+//! per-value GELU and sums, rows or chunks in parallel. Each value is computed by the
+//! reference's own functions (`repops::sequence::attention_head`,
+//! `repops::layers::layer_norm_row`, ...), only in another order of *independent*
+//! computations, so the bits are the reference's.
 
 use super::{filled, mapped, MatRef, CHUNK};
 use rayon::prelude::*;
@@ -120,11 +121,11 @@ pub fn layer_norm_gamma_grad(x: MatRef, dy: MatRef) -> Result<Option<Matrix>, Sh
 	let mut acc = vec![0.0f32; n];
 	#[cfg(target_arch = "x86_64")]
 	if has_fma() {
-		#[target_feature(enable = "fma,avx2")]
+		#[target_feature(enable = "fma")]
 		unsafe fn fast(xhat: &[f32], dy: &[f32], acc: &mut [f32]) {
 			column_chains(xhat, dy, acc)
 		}
-		// SAFETY: the CPU has FMA (and the AVX2 the engine's FMA paths assume with it).
+		// SAFETY: the CPU has FMA.
 		unsafe { fast(&xhat, dy.data, &mut acc) };
 	} else {
 		column_chains(&xhat, dy.data, &mut acc);
