@@ -249,6 +249,9 @@ pub(crate) fn output_shape(kind: OpKind, inputs: &[MatRef]) -> Result<(u32, u32)
 		OpKind::TokenXentBackward(_) => dims(0)?,
 		OpKind::Attention(g) => (dims(0)?.0, g.dim),
 		OpKind::AttentionGrad(g) => (dims(0)?.0, g.dim.saturating_mul(3)),
+		OpKind::SumSquares => (dims(0)?.0, 1),
+		OpKind::ClipCoefficient(_) => (1, 1),
+		OpKind::ClipScale => dims(0)?,
 	})
 }
 

@@ -14,6 +14,7 @@
 //! steps = 300
 //! seed = 7
 //! checkpoint_interval = 10       # optional (default 1): commit the state every 10 steps
+//! max_grad_norm = 1.0            # optional: clip the gradients to this global norm
 //!
 //! [dataset]
 //! root = "0x…"                   # the dataset's root, as `trainet-worker dataset` prints it
@@ -304,6 +305,10 @@ pub struct TrainingSection {
 	/// 1 (every step) when left out.
 	#[serde(default = "every_step")]
 	pub checkpoint_interval: u32,
+	/// Gradient clipping by global norm: every gradient scaled by `min(1, max_grad_norm /
+	/// (norm + 1e-6))` before the update. No clipping when left out.
+	#[serde(default)]
+	pub max_grad_norm: Option<f32>,
 }
 
 /// `[dataset]`.
@@ -372,6 +377,7 @@ impl SpecFile {
 			checkpoint_interval: self.training.checkpoint_interval,
 			seed: self.training.seed,
 			dataset,
+			max_grad_norm: self.training.max_grad_norm.map(f),
 		};
 		spec.validate().map_err(SpecFileError::Invalid)?;
 		Ok(spec)
@@ -398,6 +404,9 @@ mod tests {
 		assert_eq!(spec.dataset.root, data.root());
 		assert_eq!(spec.dataset.samples, 30);
 		assert_eq!(spec.batch_size, 8);
+		assert_eq!(spec.max_grad_norm, None);
+		let clipped = SpecFile::parse(&file(&data.root(), "max_grad_norm = 1.5")).unwrap();
+		assert_eq!(clipped.to_spec(&data).unwrap().max_grad_norm, Some(F32Bits::from_f32(1.5)));
 		// Another dataset is refused.
 		let other = Dataset::synthetic(2, 30, 4, 3);
 		assert!(matches!(f.to_spec(&other), Err(SpecFileError::WrongDataset { .. })));
@@ -417,6 +426,9 @@ mod tests {
 		assert!(matches!(f.to_spec(&data), Err(SpecFileError::Invalid(SpecError::BadWidth))));
 		let f = SpecFile::parse(&file(&root, "").replace("0.1", "-0.1")).unwrap();
 		assert!(matches!(f.to_spec(&data), Err(SpecFileError::Invalid(_))));
+		let f = SpecFile::parse(&file(&root, "max_grad_norm = 0.0")).unwrap();
+		let err = f.to_spec(&data).unwrap_err();
+		assert!(matches!(err, SpecFileError::Invalid(SpecError::BadHyperparameter)), "{err}");
 	}
 
 	#[test]

@@ -273,11 +273,13 @@ impl Training {
 		let graph = matches!(self.spec.model, Model::Graph { .. });
 		#[cfg(feature = "cuda")]
 		if self.engine == Engine::Cuda
-			&& (graph || matches!(self.spec.optimizer, Optimizer::AdamW { .. }))
+			&& (graph
+				|| matches!(self.spec.optimizer, Optimizer::AdamW { .. })
+				|| self.spec.max_grad_norm.is_some())
 		{
 			return Err(TrainError::Unsupported(
-				"the CUDA engine has no kernels for graph models' operators or AdamW yet: train \
-				 this spec with the CPU engine",
+				"the CUDA engine has no kernels for graph models' operators, AdamW or gradient \
+				 clipping yet: train this spec with the CPU engine",
 			));
 		}
 		if fault.is_none() && self.engine != Engine::Program && !graph {
@@ -410,6 +412,18 @@ pub fn burn_step_on<B: RepOpsBackend>(
 	let mut moments: Vec<_> =
 		moments.into_iter().map(|m| Some(from_matrix::<B>(m, device))).collect();
 	let run = |kind: OpKind, inputs| B::repops(Kernel::new(kind, &ctx), inputs);
+	if let Some(max_norm) = spec.max_grad_norm {
+		// Clipping by global norm: the step program's three kernels, in its order.
+		let mut grads = Vec::with_capacity(pairs.len());
+		for (i, (g, _)) in pairs.iter_mut().enumerate() {
+			grads.push(g.take().ok_or_else(|| bad(format!("burn gave no gradient for {i}")))?);
+		}
+		let sums = grads.iter().map(|g| run(OpKind::SumSquares, vec![g.clone()])).collect();
+		let factor = run(OpKind::ClipCoefficient(max_norm), sums);
+		for ((g, _), grad) in pairs.iter_mut().zip(grads) {
+			*g = Some(run(OpKind::ClipScale, vec![grad, factor.clone()]));
+		}
+	}
 	let (mut next, mut first, mut second) = (Vec::new(), Vec::new(), Vec::new());
 	for (i, (g, p)) in pairs.into_iter().enumerate() {
 		let g = g.ok_or_else(|| bad(format!("burn gave no gradient for parameter {i}")))?;
@@ -644,21 +658,28 @@ mod tests {
 		let digits = Dataset::digits().unwrap();
 		let synthetic = Dataset::synthetic(7, 40, 12, 3);
 		let targets = Dataset::synthetic_regression(7, 40, 12);
-		let cases: [(&Dataset, &[u32], Optimizer, u32); 6] = [
-			(&digits, &[64, 32, 10], sgd, 32),
-			(&digits, &[64, 24, 16, 10], adam, 16),
-			(&synthetic, &[12, 8, 3], adam, 64),
-			(&synthetic, &[12, 5, 6, 3], sgd, 7),
-			(&targets, &[12, 8, 1], adam, 16),
-			(&targets, &[12, 5, 6, 1], sgd, 7),
+		let adamw = Optimizer::adamw(0.01, 0.1);
+		// Clipping by global norm at a small and a large largest norm.
+		let clip = |m: f32| Some(trainet_primitives::task::F32Bits::from_f32(m));
+		let cases: [(&Dataset, &[u32], Optimizer, u32, _); 9] = [
+			(&digits, &[64, 32, 10], sgd, 32, None),
+			(&digits, &[64, 24, 16, 10], adam, 16, None),
+			(&synthetic, &[12, 8, 3], adam, 64, None),
+			(&synthetic, &[12, 5, 6, 3], sgd, 7, None),
+			(&targets, &[12, 8, 1], adam, 16, None),
+			(&targets, &[12, 5, 6, 1], sgd, 7, None),
+			(&digits, &[64, 32, 10], sgd, 32, clip(0.5)),
+			(&digits, &[64, 24, 16, 10], adamw, 16, clip(5.0)),
+			(&targets, &[12, 8, 1], adam, 16, clip(0.5)),
 		];
-		for (data, widths, optimizer, batch) in cases {
+		for (data, widths, optimizer, batch, max_grad_norm) in cases {
 			let example = match data.is_regression() {
 				true => TrainingSpec::example_regression,
 				false => TrainingSpec::example_mlp,
 			};
 			let mut spec = example(widths, optimizer, batch).with_dataset(data.commitment());
 			spec.steps = 25;
+			spec.max_grad_norm = max_grad_norm;
 			let run =
 				|engine| Training::new(spec.clone(), data.clone()).unwrap().with_engine(engine);
 			let (mut burn, mut program) = (run(Engine::Burn), run(Engine::Program));

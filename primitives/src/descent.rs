@@ -22,7 +22,7 @@ use crate::{
 	program::{self, Op, OpKind, Pointwise, Source},
 	referee::{check_agreed, check_sample, reads_samples, source_shape, RefereeError},
 	repops::{
-		self, image, layers,
+		self, clip, image, layers,
 		sequence::{self, token_position},
 		Matrix,
 	},
@@ -381,6 +381,9 @@ pub fn element_lines(
 		OpKind::AttentionGrad(g) => {
 			alloc::vec![sequence_rows(g.context, r), sequence_rows(g.context, r)]
 		}
+		// Every gradient's column of row sums; the factor's one value.
+		OpKind::ClipCoefficient(_) => op.inputs.iter().map(|_| one(Columns, 0)).collect(),
+		OpKind::ClipScale => alloc::vec![one(Rows, r), one(Rows, 0)],
 		_ => op.inputs.iter().map(|_| one(Rows, r)).collect(),
 	}
 }
@@ -827,6 +830,11 @@ pub fn element_value(
 		OpKind::AttentionGrad(g) => {
 			sequence::attention_grad_at(&g, arg(0)?, arg(1)?, token_position(g.context, r).1, c)
 		}
+		OpKind::SumSquares => clip::sum_squares(arg(0)?),
+		OpKind::ClipCoefficient(max_norm) => {
+			clip::clip_coefficient(lines.iter().flatten().copied(), max_norm.to_f32())
+		}
+		OpKind::ClipScale => clip::clip_scale(at(0, c)?, at(1, 0)?),
 		_ => {
 			let f = Pointwise::new(spec, op.kind, step)?;
 			let mut args = [0.0f32; 3];

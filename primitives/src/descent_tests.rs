@@ -110,6 +110,16 @@ fn transformer(optimizer: Optimizer) -> (TrainingSpec, StepRun) {
 	run_on(spec, &data)
 }
 
+/// `(spec, data)`'s spec with gradient clipping at a norm that clips.
+fn clipped(
+	(mut spec, run): (TrainingSpec, StepRun),
+	data: &[(Vec<f32>, u32)],
+) -> (TrainingSpec, StepRun) {
+	drop(run);
+	spec.max_grad_norm = Some(crate::task::F32Bits::from_f32(0.01));
+	run_on(spec, data)
+}
+
 fn run_on(spec: TrainingSpec, data: &[(Vec<f32>, u32)]) -> (TrainingSpec, StepRun) {
 	let program = program::step_program(&spec).unwrap();
 	let s0 = initial_state(&spec, &program).unwrap();
@@ -133,6 +143,10 @@ fn every_element_of_every_operation_is_recomputed_bit_for_bit() {
 		mixed(MeanSquaredError, sgd),
 		transformer(Optimizer::adamw(0.01, 0.05)),
 		transformer(sgd),
+		// Gradient clipping: its row sums, its factor (every gradient's column of sums) and
+		// the scaled gradients.
+		clipped(run(adam), &synthetic_dataset(3, 30, 5, 3)),
+		clipped(transformer(sgd), &crate::task::synthetic_tokens(3, 30, 4, 5)),
 	] {
 		let trace = run.op_trace();
 		let pre = crate::commit::state_hash(&run.state);

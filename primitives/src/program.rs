@@ -19,7 +19,7 @@
 //! moments then second moments.
 
 use crate::repops::{
-	self,
+	self, clip,
 	image::{self, Conv, ImageShape, Pool},
 	layers,
 	sequence::{self, Attention, Tokens},
@@ -153,6 +153,14 @@ pub enum OpKind {
 	Attention(Attention),
 	/// Its gradient `dq | dk | dv` (inputs: `q | k | v`, `dy`).
 	AttentionGrad(Attention),
+	/// The sum of the squares of each row of a gradient (`rows x 1`;
+	/// [`repops::clip::sum_squares`]).
+	SumSquares,
+	/// Gradient clipping's factor (`1 x 1`) from every gradient's [`OpKind::SumSquares`], in
+	/// state order, with the spec's largest norm ([`repops::clip::clip_coefficient`]).
+	ClipCoefficient(crate::task::F32Bits),
+	/// A gradient scaled by the clipping factor (inputs `g`, the factor).
+	ClipScale,
 }
 
 /// Which values a dropout keeps: its probability and the layer whose stream draws the mask.
@@ -534,8 +542,26 @@ pub fn step_program(spec: &TrainingSpec) -> Result<StepProgram, SpecError> {
 		}
 	}
 
-	// Update.
+	// Gradient clipping by global norm: each gradient's row sums of squares, the factor from
+	// all of them in state order, every gradient scaled by it.
 	let param_shapes = shapes.clone();
+	if let Some(max_norm) = spec.max_grad_norm {
+		let sums: Vec<Source> = grads
+			.iter()
+			.enumerate()
+			.map(|(i, g)| {
+				let rows = param_shapes.get(i).map_or(0, |s| s.0);
+				p.push(OpKind::SumSquares, alloc::vec![*g], rows, 1)
+			})
+			.collect();
+		let factor = p.push(OpKind::ClipCoefficient(max_norm), sums, 1, 1);
+		for (i, g) in grads.iter_mut().enumerate() {
+			let (rows, cols) = param_shapes.get(i).copied().unwrap_or((0, 0));
+			*g = p.push(OpKind::ClipScale, alloc::vec![*g, factor], rows, cols);
+		}
+	}
+
+	// Update.
 	let copies = match spec.optimizer {
 		Optimizer::Sgd { .. } => 1,
 		Optimizer::Adam { .. } | Optimizer::AdamW { .. } => 2,
@@ -691,6 +717,11 @@ pub fn execute(
 		OpKind::TokenXentBackward(g) => sequence::token_xent_backward(&g, arg(0)?, arg(1)?)?,
 		OpKind::Attention(g) => sequence::attention(&g, arg(0)?)?,
 		OpKind::AttentionGrad(g) => sequence::attention_grad(&g, arg(0)?, arg(1)?)?,
+		OpKind::SumSquares => clip::sum_squares_matrix(arg(0)?)?,
+		OpKind::ClipCoefficient(max_norm) => {
+			clip::clip_coefficient_matrix(inputs, max_norm.to_f32())?
+		}
+		OpKind::ClipScale => clip::clip_scale_matrix(arg(0)?, arg(1)?)?,
 		OpKind::Momentum
 		| OpKind::SgdStep
 		| OpKind::AdamM
@@ -1926,6 +1957,67 @@ pub(crate) mod tests {
 						+ p.state_shapes[7].1 as usize
 				);
 			}
+		}
+	}
+
+	/// Clipping by global norm: each gradient's row sums of squares, one factor from all of
+	/// them, every gradient scaled by it before the update. The factor is PyTorch's from the
+	/// norm of every gradient value (f64 here); a largest norm above the gradients' leaves the
+	/// step's bits as without clipping.
+	#[test]
+	fn clipping_scales_every_gradient_by_one_factor_of_their_global_norm() {
+		use crate::task::F32Bits;
+		for (plain, (x, y)) in [
+			(
+				small_mixed(Loss::SoftmaxCrossEntropy, Optimizer::adamw(0.01, 0.1), 4),
+				batch(2, 4, 6, 3),
+			),
+			(small_transformer(Optimizer::sgd(0.1, 0.9), 3), token_batch(4, 3)),
+		] {
+			let p0 = step_program(&plain).unwrap();
+			let state = initial_state(&plain, &p0).unwrap();
+			let (outs0, next0) = run_step(&plain, &p0, &state, &x, &y, 0).unwrap();
+			let params = p0.params as usize;
+			let mut s = plain.clone();
+			s.max_grad_norm = Some(F32Bits::from_f32(0.01));
+			let p = step_program(&s).unwrap();
+			assert_eq!(p.ops.len(), p0.ops.len() + 2 * params + 1);
+			let first = p.ops.iter().position(|o| o.kind == OpKind::SumSquares).unwrap();
+			assert_eq!(p.ops[..first], p0.ops[..first]);
+			let (outs, _) = run_step(&s, &p, &state, &x, &y, 0).unwrap();
+			assert_eq!(outs[..first], outs0[..first]);
+			// The factor, from every gradient.
+			let factor_op = first + params;
+			assert_eq!(p.ops[factor_op].kind, OpKind::ClipCoefficient(F32Bits::from_f32(0.01)));
+			let grads: Vec<&Matrix> = p.ops[factor_op + 1..factor_op + 1 + params]
+				.iter()
+				.map(|o| {
+					assert_eq!(o.kind, OpKind::ClipScale);
+					let Source::Op(g) = o.inputs[0] else { panic!() };
+					&outs[g as usize]
+				})
+				.collect();
+			let norm =
+				grads.iter().flat_map(|g| &g.data).map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+			assert!(norm > 0.02, "{norm}: the test should clip");
+			let factor = outs[factor_op].data[0];
+			let expected = 0.01 / (norm + 1e-6);
+			assert!(((factor as f64) - expected).abs() < 1e-5 * expected, "{factor} {expected}");
+			for (k, g) in grads.iter().enumerate() {
+				let scaled = &outs[factor_op + 1 + k];
+				let want: Vec<f32> = g.data.iter().map(|v| repops::mul(*v, factor)).collect();
+				assert_eq!(scaled.data, want);
+			}
+			// The update reads the scaled gradients, never the raw ones.
+			let raw: Vec<Source> =
+				p.ops[factor_op + 1..factor_op + 1 + params].iter().map(|o| o.inputs[0]).collect();
+			for o in &p.ops[factor_op + 1 + params..] {
+				assert!(o.inputs.iter().all(|i| !raw.contains(i)), "{o:?} reads a raw gradient");
+			}
+			// A largest norm above the gradients': the step's bits without clipping.
+			s.max_grad_norm = Some(F32Bits::from_f32((norm * 2.0) as f32));
+			let (_, next) = run_step(&s, &step_program(&s).unwrap(), &state, &x, &y, 0).unwrap();
+			assert_eq!(next, next0);
 		}
 	}
 

@@ -78,7 +78,14 @@ fn the_bounds_cover_the_evidence_an_honest_side_builds() {
 	// A transformer: embeddings (the token table's gradient reads every sample), attention
 	// (an element reads every row of its sequence), the per-token loss.
 	let data = crate::task::synthetic_tokens(3, 37, 4, 5);
-	let s = crate::program::tests::small_transformer(adamw, 3).on_dataset(&data);
+	let mut s = crate::program::tests::small_transformer(adamw, 3).on_dataset(&data);
+	assert_bounds_cover(&s, &data);
+	// Gradient clipping: the factor reads every gradient's column of row sums.
+	s.max_grad_norm = Some(crate::task::F32Bits::from_f32(0.01));
+	assert_bounds_cover(&s, &data);
+	let data = synthetic_dataset(3, 37, 6, 3);
+	let mut s = TrainingSpec::example_mlp(&[6, 5, 4, 3], sgd(0.9), 8).on_dataset(&data);
+	s.max_grad_norm = Some(crate::task::F32Bits::from_f32(0.01));
 	assert_bounds_cover(&s, &data);
 }
 
@@ -244,6 +251,10 @@ fn every_model_up_to_the_largest_a_spec_allows_is_settleable() {
 					widths[layers - 1] = width.max(2);
 					let mut s = spec(&widths, optimizer, batch, 60_000);
 					s.checkpoint_interval = 1;
+					// With Adam, clipping too (its factor reads every gradient's row sums).
+					if optimizer == adam() {
+						s.max_grad_norm = Some(crate::task::F32Bits::from_f32(1.0));
+					}
 					let r = check(&s, &LeafBudget::CHAIN).unwrap_or_else(|e| {
 						panic!("{widths:?}, batch {batch}, {optimizer:?}: {e:?}")
 					});

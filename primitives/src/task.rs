@@ -520,6 +520,11 @@ pub struct TrainingSpec {
 	pub seed: u64,
 	/// The training data.
 	pub dataset: DatasetCommitment,
+	/// Gradient clipping by global norm (PyTorch's `clip_grad_norm_`): when set, before the
+	/// optimizer's update every gradient is multiplied by `min(1, max / (norm + 1e-6))`, `norm`
+	/// the square root of the sum of the squares of every gradient value
+	/// ([`crate::repops::clip`]). Positive and finite.
+	pub max_grad_norm: Option<F32Bits>,
 }
 
 /// A synthetic, learnable classification set: `samples` points of `features` values drawn
@@ -727,7 +732,7 @@ impl TrainingSpec {
 					&& weight_decay.is_unit_fraction()
 			}
 		};
-		if !ok {
+		if !ok || self.max_grad_norm.is_some_and(|m| !m.is_positive_finite()) {
 			return Err(SpecError::BadHyperparameter);
 		}
 		Ok(())
@@ -754,6 +759,7 @@ impl TrainingSpec {
 				classes: 10,
 				manifest: crate::dataset::Manifest::default().hash(),
 			},
+			max_grad_norm: None,
 		}
 	}
 
@@ -976,6 +982,14 @@ pub(crate) mod tests {
 		let mut s = digits_spec();
 		s.optimizer = Optimizer::sgd(0.1, 1.0);
 		assert_eq!(s.validate(), Err(SpecError::BadHyperparameter));
+		for bad in [f32::NAN, f32::INFINITY, -1.0, 0.0, -0.0] {
+			let mut s = digits_spec();
+			s.max_grad_norm = Some(F32Bits::from_f32(bad));
+			assert_eq!(s.validate(), Err(SpecError::BadHyperparameter), "max norm {bad}");
+		}
+		let mut s = digits_spec();
+		s.max_grad_norm = Some(F32Bits::from_f32(1.0));
+		assert_eq!(s.validate(), Ok(()));
 	}
 
 	fn graph(input: (u32, u32, u32), layers: Vec<Layer>) -> Model {

@@ -190,7 +190,7 @@ fn instance(rng: &mut SplitMix64, kind: OpKind, max: u32) -> (Op, Vec<TensorBits
 	let mut rng3 = SplitMix64::new(rng.next_u64());
 	let mut tokens = |g: &Tokens| token_batch(&mut rng3, m, g);
 	let mut t = |r, c| tensor(&mut rng2, r, c);
-	let src = [Source::Batch; 3];
+	let src = [Source::Batch; 8];
 	let (inputs, rows, cols): (Vec<TensorBits>, u32, u32) = match kind {
 		OpKind::MatMul => (vec![t(m, k), t(k, n)], m, n),
 		OpKind::MatMulTn => (vec![t(k, m), t(k, n)], m, n),
@@ -250,6 +250,12 @@ fn instance(rng: &mut SplitMix64, kind: OpKind, max: u32) -> (Op, Vec<TensorBits
 		OpKind::AttentionGrad(g) => {
 			(vec![t(m * g.context, 3 * g.dim), t(m * g.context, g.dim)], m * g.context, 3 * g.dim)
 		}
+		OpKind::SumSquares => (vec![t(m, n)], m, 1),
+		// One to eight gradients' row sums.
+		OpKind::ClipCoefficient(_) => {
+			((0..1 + k % 8).map(|i| t(1 + (m * i + n) % 9, 1)).collect(), 1, 1)
+		}
+		OpKind::ClipScale => (vec![t(m, n), t(1, 1)], m, n),
 	};
 	// Class ids, or any target's bits (a regression's).
 	let labels = match kind {
@@ -369,6 +375,9 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 		OpKind::TokenXentBackward(random_tokens(&mut rng, 4)),
 		OpKind::Attention(random_attention(&mut rng, 4)),
 		OpKind::AttentionGrad(random_attention(&mut rng, 4)),
+		OpKind::SumSquares,
+		OpKind::ClipCoefficient(F32Bits::from_f32(0.75)),
+		OpKind::ClipScale,
 	];
 	let (sgd_spec, adam_spec, adamw_spec) = (
 		TrainingSpec::example_mlp(&[4, 2], sgd(), 4),
@@ -405,6 +414,16 @@ async fn the_runtime_computes_the_same_bits_as_the_native_reference() -> Result<
 		small_transformer(Optimizer::adamw(0.01, 0.1)),
 		small_transformer(sgd()),
 	];
+	// And with gradient clipping (a norm that clips).
+	let clipped = |mut s: TrainingSpec| {
+		s.max_grad_norm = Some(F32Bits::from_f32(0.05));
+		s
+	};
+	let specs = specs.into_iter().chain([
+		clipped(TrainingSpec::example_mlp(&[12, 16, 8, 3], adam(), 10)),
+		clipped(small_cnn(Loss::SoftmaxCrossEntropy, sgd())),
+		clipped(small_transformer(Optimizer::adamw(0.01, 0.1))),
+	]);
 	for s in specs {
 		let p = program::step_program(&s).map_err(|e| anyhow::anyhow!("{e:?}"))?;
 		let mut state = program::initial_state(&s, &p).map_err(|e| anyhow::anyhow!("{e:?}"))?;

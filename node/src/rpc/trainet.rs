@@ -183,6 +183,7 @@ fn spec_json(s: &TrainingSpec) -> Value {
 		"batchSize": s.batch_size,
 		"steps": s.steps,
 		"checkpointInterval": s.checkpoint_interval,
+		"maxGradNorm": s.max_grad_norm.map(|m| m.to_f32()),
 		"seed": s.seed,
 		"dataset": {
 			"root": hash(&s.dataset.root),

@@ -379,7 +379,10 @@ fn run(kernel: &Kernel, inputs: Vec<Tensor>) -> Result<Tensor, ShapeError> {
 		| OpKind::TokenXent(_)
 		| OpKind::TokenXentBackward(_)
 		| OpKind::Attention(_)
-		| OpKind::AttentionGrad(_) => return Err(ShapeError::Mismatch),
+		| OpKind::AttentionGrad(_)
+		| OpKind::SumSquares
+		| OpKind::ClipCoefficient(_)
+		| OpKind::ClipScale => return Err(ShapeError::Mismatch),
 	};
 	let values = count(out)?;
 	if values == 0 || grid.0 == 0 || grid.1 == 0 {

@@ -16,6 +16,7 @@
 //! row or one column of each input, which is what lets the chain check one element from
 //! O(K) values (see [`crate::market`] and the dispute game).
 
+pub mod clip;
 pub mod image;
 pub mod layers;
 pub mod sequence;

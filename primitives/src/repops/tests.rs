@@ -302,6 +302,42 @@ fn optimizers_follow_their_formulas() {
 	assert!(((1.0 - w2) as f64 - 0.001).abs() < 1e-6);
 }
 
+/// Gradient clipping's factor is PyTorch's: `max / (norm + 1e-6)` below 1, else 1; a NaN
+/// or an infinity anywhere gives NaN or 0 (so the gradients become NaN or zeros), as PyTorch's
+/// `clip_grad_norm_` does with `error_if_nonfinite=False`.
+#[test]
+fn the_clipping_factor_is_pytorchs() {
+	use super::clip::*;
+	let norm = |sums: &[f32]| sqrt(sum(sums.iter().copied()));
+	// Squares 1, 4, 4 (rows of one tensor) and 16 (another): norm 5.
+	let g = Matrix::new(3, 2, vec![1.0, 0.0, 2.0, 0.0, -0.0, -2.0]).unwrap();
+	let h = Matrix::new(1, 1, vec![4.0]).unwrap();
+	let (s, t) = (sum_squares_matrix(&g).unwrap(), sum_squares_matrix(&h).unwrap());
+	assert_eq!((s.rows, s.cols, s.data.clone()), (3, 1, vec![1.0, 4.0, 4.0]));
+	assert_eq!(norm(&[s.data.clone(), t.data.clone()].concat()), 5.0);
+	let c = clip_coefficient_matrix(&[&s, &t], 2.5).unwrap();
+	assert_eq!(c.data, vec![div(2.5, add(5.0, 1e-6))]);
+	assert!((c.data[0] - 0.5).abs() < 1e-6 && c.data[0] < 0.5);
+	// A norm under the largest: the factor is 1 and the gradient keeps its bits.
+	// (A norm equal to the largest is clipped by a hair, 5 / (5 + 1e-6), as in PyTorch.)
+	assert!(clip_coefficient_matrix(&[&s, &t], 5.0).unwrap().data[0] < 1.0);
+	let one = clip_coefficient_matrix(&[&s, &t], 5.1).unwrap();
+	assert_eq!(one.data, vec![1.0]);
+	let kept = clip_scale_matrix(&g, &one).unwrap();
+	assert_eq!(
+		kept.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+		g.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+	);
+	// Specials.
+	assert_eq!(clip_coefficient([1.0, f32::NAN], 1.0).to_bits(), CANONICAL_NAN_BITS);
+	assert_eq!(clip_coefficient([1.0, f32::INFINITY], 1.0), 0.0);
+	assert_eq!(clip_coefficient([], 1.0), 1.0);
+	assert_eq!(sum_squares(&[f32::NEG_INFINITY]), f32::INFINITY);
+	// Shapes: the parts are columns, the factor one value.
+	assert_eq!(clip_coefficient_matrix(&[&g], 1.0), Err(ShapeError::Mismatch));
+	assert_eq!(clip_scale_matrix(&g, &s), Err(ShapeError::Mismatch));
+}
+
 /// The golden vectors: every operator on fixed inputs (specials included), digested. These
 /// digests were produced by this reference implementation and pin the specification; if one
 /// changes, the change altered RepOps bits and every conforming implementation with it.
@@ -413,6 +449,26 @@ fn golden_vectors() {
 		("token_xent_backward", token_xent_backward(&tokens, &logits, &x).unwrap().data),
 		("attention", attention(&att, &qkv).unwrap().data),
 		("attention_grad", attention_grad(&att, &qkv, &seq_dy).unwrap().data),
+	]);
+	// Gradient clipping: row sums of squares (specials in the last row), the factor of
+	// ordinary sums (clipping), of small ones (1), of specials (NaN, infinity: NaN, 0), and
+	// scaling by each.
+	use super::clip::*;
+	let sums = sum_squares_matrix(&rows).unwrap();
+	let parts = [&sums, &sum_squares_matrix(&seq_dy).unwrap()];
+	let factors = [
+		clip_coefficient_matrix(&parts[..1], 0.5).unwrap().data[0],
+		clip_coefficient(rows.data[..13].iter().map(|v| v * v), 0.5),
+		clip_coefficient([1e-12, 0.0], 1.0),
+		clip_coefficient([1.0, f32::INFINITY], 1.0),
+		clip_coefficient([-1.0], 1.0),
+		clip_coefficient([f32::from_bits(1), 1e-30], 3e-38),
+	];
+	let scaled = factors.iter().flat_map(|c| scalars[..64].iter().map(|g| clip_scale(*g, *c)));
+	outputs.extend([
+		("sum_squares", sums.data.clone()),
+		("clip_coefficient", factors.to_vec()),
+		("clip_scale", scaled.collect()),
 	]);
 	let mut sgd = Vec::new();
 	let mut adam_out = Vec::new();

@@ -34,6 +34,13 @@ fn task_spec() -> (TrainingSpec, Dataset) {
 	(spec, data)
 }
 
+/// [`task_spec`] with gradient clipping by global norm, at a norm that clips every step.
+fn clipped_spec() -> (TrainingSpec, Dataset) {
+	let (mut spec, data) = task_spec();
+	spec.max_grad_norm = Some(trainet_primitives::task::F32Bits::from_f32(0.01));
+	(spec, data)
+}
+
 /// A regression: mean squared error against real-valued targets, one output.
 fn regression_spec() -> (TrainingSpec, Dataset) {
 	let data = trainet_primitives::task::synthetic_regression(7, 40, 6);
@@ -541,6 +548,37 @@ fn an_altered_operation_of_a_transformer_loses_wherever_it_is_in_the_step() {
 	] {
 		assert!(descended.iter().any(kind), "{descended:?}");
 	}
+}
+
+/// Gradient clipping: a lie at a gradient's row sums of squares, at the clipping factor or at
+/// a scaled gradient is played to the whole-operation leaf and loses, either side lying; and,
+/// with the leaf bound at nothing, to one element (the factor's reads every gradient's column
+/// of row sums), where it loses again.
+#[test]
+fn an_altered_operation_of_a_clipped_step_loses_wherever_it_is_in_the_step() {
+	use program::OpKind::*;
+	let (spec, data) = clipped_spec();
+	let honest = side(&spec, &data, Lie::None);
+	let (skipped, played) = every_operation_of(clipped_spec);
+	assert_eq!(skipped, vec![SoftmaxXent, Mean]);
+	let clipping = |k: &program::OpKind| matches!(k, SumSquares | ClipCoefficient(_) | ClipScale);
+	let mut descended = vec![];
+	for &j in &played {
+		let kind = honest.bad.program.ops[j as usize].kind;
+		if !clipping(&kind) {
+			continue;
+		}
+		assert_ne!(side(&spec, &data, Lie::LastValue(j)).states, honest.states, "{kind:?}");
+		for liar in [Party::Solver, Party::Challenger] {
+			descent_case_of(clipped_spec, liar, Lie::LastValue(j));
+		}
+		descended.push(kind);
+	}
+	let count = |k: fn(&program::OpKind) -> bool| descended.iter().filter(|d| k(d)).count();
+	// Six parameter tensors: six row sums, one factor, six scaled gradients.
+	assert_eq!(count(|k| *k == SumSquares), 6, "{descended:?}");
+	assert_eq!(count(|k| matches!(k, ClipCoefficient(_))), 1, "{descended:?}");
+	assert_eq!(count(|k| *k == ClipScale), 6, "{descended:?}");
 }
 
 #[test]
