@@ -174,6 +174,78 @@ pub trait RepOpsBackend: Backend {
 		let losses = Self::repops(Kernel::new(loss, ctx), vec![logits]);
 		Self::repops(Kernel::new(OpKind::Mean, ctx), vec![losses])
 	}
+
+	/// A sequence model's mean per-token loss over the batch `x` (whose samples hold the next
+	/// tokens), `1 x 1`, differentiable with respect to the logits (`kind` is the program's
+	/// [`OpKind::TokenXent`]).
+	fn repops_token_loss_mean(
+		kind: OpKind,
+		logits: FloatTensor<Self>,
+		x: FloatTensor<Self>,
+		ctx: &Arc<StepContext>,
+	) -> FloatTensor<Self> {
+		let losses = Self::repops(Kernel::new(kind, ctx), vec![logits, x]);
+		Self::repops(Kernel::new(OpKind::Mean, ctx), vec![losses])
+	}
+
+	/// Any other forward operation of a step program (`kind`: a convolution, a pool, a layer
+	/// normalization, GELU, dropout, a residual sum, an embedding, attention, or a dense
+	/// layer's product and bias) on `inputs` in its input order, differentiable with respect
+	/// to each: its backward pass runs the kernels the step program's backward pass lists for
+	/// it ([`input_gradient`]).
+	fn repops_op(
+		kind: OpKind,
+		inputs: Vec<FloatTensor<Self>>,
+		ctx: &Arc<StepContext>,
+	) -> FloatTensor<Self> {
+		Self::repops(Kernel::new(kind, ctx), inputs)
+	}
+}
+
+/// How the gradient of one input of an operation is computed from the operation's inputs
+/// and its output's gradient.
+#[derive(Debug)]
+pub(crate) enum Gradient<T> {
+	/// It is the output's gradient itself (a bias sum's input, a residual sum's two).
+	Same(T),
+	/// A kernel on these inputs.
+	Kernel(OpKind, Vec<T>),
+}
+
+/// The gradient of input `i` of forward operation `kind` (whose inputs are `inputs`) from its
+/// output's gradient `dy`, as the step program's backward pass computes it
+/// ([`program::step_program`]): the same kernels on the same tensors, so that burn's autodiff
+/// gives the program's bits. `None` for an input nothing differentiates (the batch) or an
+/// operation that is not a layer's forward one.
+pub(crate) fn input_gradient<T: Clone>(
+	kind: OpKind,
+	i: usize,
+	inputs: &[T],
+	dy: T,
+) -> Option<Gradient<T>> {
+	use Gradient::{Kernel as K, Same};
+	let arg = |n: usize| inputs.get(n).cloned();
+	Some(match (kind, i) {
+		(OpKind::MatMul, 0) => K(OpKind::MatMulNt, vec![dy, arg(1)?]),
+		(OpKind::MatMul, 1) => K(OpKind::MatMulTn, vec![arg(0)?, dy]),
+		(OpKind::BiasAdd, 0) | (OpKind::Add, 0 | 1) => Same(dy),
+		(OpKind::BiasAdd, 1) => K(OpKind::ColSum, vec![dy]),
+		(OpKind::Relu, 0) => K(OpKind::ReluBackward, vec![arg(0)?, dy]),
+		(OpKind::Gelu, 0) => K(OpKind::GeluBackward, vec![arg(0)?, dy]),
+		(OpKind::Dropout(m), 0) => K(OpKind::DropoutGrad(m), vec![dy]),
+		(OpKind::LayerNorm, 0) => K(OpKind::LayerNormInputGrad, vec![arg(0)?, arg(1)?, dy]),
+		(OpKind::LayerNorm, 1) => K(OpKind::LayerNormGammaGrad, vec![arg(0)?, dy]),
+		(OpKind::LayerNorm, 2) => K(OpKind::ColSum, vec![dy]),
+		(OpKind::Conv2d(g), 0) => K(OpKind::Conv2dInputGrad(g), vec![dy, arg(1)?]),
+		(OpKind::Conv2d(g), 1) => K(OpKind::Conv2dWeightGrad(g), vec![arg(0)?, dy]),
+		(OpKind::Conv2d(g), 2) => K(OpKind::ConvBiasGrad(g), vec![dy]),
+		(OpKind::MaxPool2d(g), 0) => K(OpKind::MaxPool2dGrad(g), vec![arg(0)?, dy]),
+		(OpKind::AvgPool2d(g), 0) => K(OpKind::AvgPool2dGrad(g), vec![dy]),
+		(OpKind::Embed(g), 1) => K(OpKind::EmbedGrad(g), vec![arg(0)?, dy]),
+		(OpKind::Embed(g), 2) => K(OpKind::PositionGrad(g), vec![dy]),
+		(OpKind::Attention(g), 0) => K(OpKind::AttentionGrad(g), vec![arg(0)?, dy]),
+		_ => return None,
+	})
 }
 
 /// Reads a rank-1 or rank-2 `f32` tensor into a RepOps matrix (a copy).
@@ -457,31 +529,154 @@ impl<B: RepOpsBackend> Backward<B, 1> for LossMeanBackward {
 		let logits: FloatTensor<B> = ckpt.retrieve_node_output(logits);
 		let kernel = Kernel::new(program::loss_ops(ctx.spec.loss).1, &ctx);
 		unary::<B, _>(ops.parents, ops.node, grads, |g| {
-			let dz = B::repops(kernel, vec![logits]);
-			let device = B::float_device(&dz);
-			let scale = B::repops_read(g).ok().and_then(|m| m.data.first().copied());
-			match scale {
-				Some(s) if s.to_bits() == 1.0f32.to_bits() => dz,
-				Some(s) => match B::repops_read(dz) {
-					Ok(mut m) => {
-						m.data.iter_mut().for_each(|v| *v = canon(*v * s));
-						from_matrix::<B>(m, &device)
-					}
-					Err(e) => {
-						ctx.fail(e);
-						from_matrix::<B>(Matrix { rows: 0, cols: 0, data: Vec::new() }, &device)
-					}
-				},
-				None => {
-					ctx.fail(ShapeError::Mismatch);
-					dz
-				}
-			}
+			scaled::<B>(B::repops(kernel, vec![logits]), g, &ctx)
 		});
 	}
 }
 
+/// Any forward operation of a step program: each tracked input's gradient by
+/// [`input_gradient`].
+#[derive(Debug)]
+struct OpBackward;
+
+impl<B: RepOpsBackend, const N: usize> Backward<B, N> for OpBackward {
+	type State = (OpKind, Vec<NodeId>, Arc<StepContext>);
+
+	fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, ckpt: &mut Checkpointer) {
+		let (kind, ids, ctx) = ops.state;
+		let inputs: Vec<FloatTensor<B>> =
+			ids.into_iter().map(|id| ckpt.retrieve_node_output(id)).collect();
+		let dy = grads.consume::<B>(&ops.node);
+		for (i, parent) in ops.parents.into_iter().enumerate() {
+			let Some(parent) = parent else { continue };
+			let g = match input_gradient(kind, i, &inputs, dy.clone()) {
+				Some(Gradient::Same(g)) => g,
+				Some(Gradient::Kernel(k, args)) => B::repops(Kernel::new(k, &ctx), args),
+				None => {
+					ctx.fail(ShapeError::Mismatch);
+					continue;
+				}
+			};
+			grads.register::<B>(parent.id, g);
+		}
+	}
+}
+
+/// [`RepOpsBackend::repops_op`] on `Autodiff<B, C>` for an operation of `N` inputs.
+fn tracked_op<B: RepOpsBackend, C: CheckpointStrategy, const N: usize>(
+	kind: OpKind,
+	inputs: Vec<FloatTensor<Autodiff<B, C>>>,
+	ctx: &Arc<StepContext>,
+) -> FloatTensor<Autodiff<B, C>> {
+	let kernel = Kernel::new(kind, ctx);
+	if inputs.len() != N {
+		ctx.fail(ShapeError::Mismatch);
+		let inner = inputs.into_iter().map(|t| t.primitive).collect();
+		return FloatTensor::<Autodiff<B, C>>::new(B::repops(kernel, inner));
+	}
+	// (`N` inputs: checked above.)
+	let nodes = std::array::from_fn::<_, N, _>(|i| inputs[i].node.clone());
+	match <OpBackward as Backward<B, N>>::prepare::<C>(OpBackward, nodes).compute_bound().stateful()
+	{
+		OpsKind::Tracked(mut prep) => {
+			let ids = inputs.iter().map(|t| prep.checkpoint(t)).collect();
+			let inner = inputs.into_iter().map(|t| t.primitive).collect();
+			prep.finish((kind, ids, ctx.clone()), B::repops(kernel, inner))
+		}
+		OpsKind::UnTracked(prep) => {
+			prep.finish(B::repops(kernel, inputs.into_iter().map(|t| t.primitive).collect()))
+		}
+	}
+}
+
+/// A sequence model's mean per-token loss: the program's [`OpKind::TokenXentBackward`] with
+/// respect to the logits (scaled as [`LossMeanBackward`] does).
+#[derive(Debug)]
+struct TokenLossBackward;
+
+impl<B: RepOpsBackend> Backward<B, 2> for TokenLossBackward {
+	type State = (OpKind, NodeId, NodeId, Arc<StepContext>);
+
+	fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, ckpt: &mut Checkpointer) {
+		let (kind, logits, x, ctx) = ops.state;
+		let logits: FloatTensor<B> = ckpt.retrieve_node_output(logits);
+		let x: FloatTensor<B> = ckpt.retrieve_node_output(x);
+		let OpKind::TokenXent(g) = kind else {
+			ctx.fail(ShapeError::Mismatch);
+			return;
+		};
+		let kernel = Kernel::new(OpKind::TokenXentBackward(g), &ctx);
+		binary::<B, _, _>(
+			ops.parents,
+			ops.node,
+			grads,
+			|scale| scaled::<B>(B::repops(kernel, vec![logits, x]), scale, &ctx),
+			|scale| scale,
+		);
+	}
+}
+
+/// `dz` times the incoming gradient `g` of a mean loss (`1 x 1`): `dz` itself when that is
+/// exactly 1 (training's case).
+fn scaled<B: RepOpsBackend>(
+	dz: FloatTensor<B>,
+	g: FloatTensor<B>,
+	ctx: &Arc<StepContext>,
+) -> FloatTensor<B> {
+	let device = B::float_device(&dz);
+	let scale = B::repops_read(g).ok().and_then(|m| m.data.first().copied());
+	match scale {
+		Some(s) if s.to_bits() == 1.0f32.to_bits() => dz,
+		Some(s) => match B::repops_read(dz) {
+			Ok(mut m) => {
+				m.data.iter_mut().for_each(|v| *v = canon(*v * s));
+				from_matrix::<B>(m, &device)
+			}
+			Err(e) => {
+				ctx.fail(e);
+				from_matrix::<B>(Matrix { rows: 0, cols: 0, data: Vec::new() }, &device)
+			}
+		},
+		None => {
+			ctx.fail(ShapeError::Mismatch);
+			dz
+		}
+	}
+}
+
 impl<B: RepOpsBackend, C: CheckpointStrategy> RepOpsBackend for Autodiff<B, C> {
+	fn repops_op(
+		kind: OpKind,
+		inputs: Vec<FloatTensor<Self>>,
+		ctx: &Arc<StepContext>,
+	) -> FloatTensor<Self> {
+		match inputs.len() {
+			1 => tracked_op::<B, C, 1>(kind, inputs, ctx),
+			2 => tracked_op::<B, C, 2>(kind, inputs, ctx),
+			_ => tracked_op::<B, C, 3>(kind, inputs, ctx),
+		}
+	}
+
+	fn repops_token_loss_mean(
+		kind: OpKind,
+		logits: FloatTensor<Self>,
+		x: FloatTensor<Self>,
+		ctx: &Arc<StepContext>,
+	) -> FloatTensor<Self> {
+		let forward = |logits, x| B::repops_token_loss_mean(kind, logits, x, ctx);
+		match TokenLossBackward
+			.prepare::<C>([logits.node.clone(), x.node.clone()])
+			.compute_bound()
+			.stateful()
+		{
+			OpsKind::Tracked(mut prep) => {
+				let state = (kind, prep.checkpoint(&logits), prep.checkpoint(&x), ctx.clone());
+				prep.finish(state, forward(logits.primitive, x.primitive))
+			}
+			OpsKind::UnTracked(prep) => prep.finish(forward(logits.primitive, x.primitive)),
+		}
+	}
+
 	fn repops(kernel: Kernel, inputs: Vec<FloatTensor<Self>>) -> FloatTensor<Self> {
 		let inner = inputs.into_iter().map(|t| t.primitive).collect();
 		FloatTensor::<Self>::new(B::repops(kernel, inner))

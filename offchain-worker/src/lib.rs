@@ -34,6 +34,7 @@ pub mod dispute;
 pub mod engine;
 pub mod export;
 pub mod files;
+pub mod graph_model;
 pub mod import;
 pub mod metrics;
 pub mod model;

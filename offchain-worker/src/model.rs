@@ -33,6 +33,12 @@ pub enum ModelError {
 		/// Why.
 		reason: String,
 	},
+	/// The state does not fit the graph model.
+	#[error("the state does not fit the model: {reason}")]
+	Graph {
+		/// Why.
+		reason: String,
+	},
 	/// burn could not save or load the record.
 	#[error("{path}: {reason}")]
 	Record {

@@ -2,10 +2,12 @@
 //! initialization, each step's state hashed (`h_t`, what the trace commits to), with held-out
 //! accuracy for whoever wants to see that the model learns.
 
+use std::sync::Arc;
+
 use sp_core::H256;
 use thiserror::Error;
 use trainet_primitives::{
-	program::{self, initial_state, step_program, OpKind, StepProgram},
+	program::{self, initial_state, step_program, OpKind, Source, StepProgram},
 	referee::Fault,
 	repops::{self, batch_indices, sequence::Tokens, Matrix, ShapeError},
 	task::{Loss, Model, Optimizer, SpecError, TrainingSpec},
@@ -14,13 +16,14 @@ use trainet_primitives::{
 
 use burn::{
 	backend::{Autodiff, NdArray},
-	tensor::{Tensor, TensorPrimitive},
+	tensor::{ops::FloatTensor, Tensor, TensorPrimitive},
 };
 
 use crate::{
 	backend::{from_matrix, Kernel, RepOpsBackend, StepContext},
 	dataset::Dataset,
 	engine,
+	graph_model::{GraphLayer, GraphNet},
 	model::Mlp,
 };
 
@@ -267,9 +270,9 @@ impl Training {
 		}
 		let (batch, labels) = self.batch(t)?;
 		let fault = self.fault.filter(|f| f.step == t).map(|f| f.op);
-		// A graph model (a CNN) runs as its step program on the CPU engine, the same bits as
-		// the burn path; burn modules and CUDA kernels for its image operators are not built
-		// yet.
+		// A graph model (a CNN, a transformer) runs as a burn module on the CPU (the same
+		// bits as its step program, tested); CUDA kernels for its operators are not built yet.
+		#[cfg(feature = "cuda")]
 		let graph = matches!(self.spec.model, Model::Graph { .. });
 		#[cfg(feature = "cuda")]
 		if self.engine == Engine::Cuda
@@ -282,7 +285,7 @@ impl Training {
 				 clipping yet: train this spec with the CPU engine",
 			));
 		}
-		if fault.is_none() && self.engine != Engine::Program && !graph {
+		if fault.is_none() && self.engine != Engine::Program {
 			// The state moves into the step (no copy of it into burn's tensors). A step of
 			// a state that fits the spec and a checked dataset does not fail; if one did, a
 			// bug, the run has no state left and its later steps fail too.
@@ -372,43 +375,13 @@ pub fn burn_step_on<B: RepOpsBackend>(
 	labels: Vec<u32>,
 	step: u32,
 ) -> Result<(f32, Vec<Matrix>), TrainError> {
-	let Model::Mlp { widths, .. } = &spec.model else {
-		return Err(TrainError::Unsupported("burn's step runs MLPs only"));
-	};
-	let params = widths.len().saturating_sub(1).saturating_mul(2);
 	let bad = |reason: String| TrainError::BadResume { step, reason };
-	if state.len() < params {
-		return Err(bad(format!("the state has {} tensors", state.len())));
-	}
-	// The parameters and the optimizer's moments, moved (megabytes each on large models).
-	let mut param_state = state;
-	let moments = param_state.split_off(params);
-	let model = Mlp::<Autodiff<B>>::from_owned_state(widths, param_state, device)
-		.map_err(|e| bad(e.to_string()))?;
 	let ctx = StepContext::new(spec.clone(), labels, step);
-	let x = Tensor::<Autodiff<B>, 2>::from_primitive(TensorPrimitive::Float(from_matrix::<
-		Autodiff<B>,
-	>(batch, device)));
-	let logits = model.forward_repops(x, &ctx).into_primitive().tensor();
-	let loss = Autodiff::<B>::repops_loss_mean(logits, &ctx);
-	let grads = loss.clone().backward();
-
-	// Each parameter and its gradient, in state order, on the inner backend.
-	let mut pairs = Vec::with_capacity(params);
-	for layer in &model.layers {
-		let w = layer.weight.val();
-		pairs.push((
-			w.grad(&grads).map(|g| g.into_primitive().tensor()),
-			w.inner().into_primitive().tensor(),
-		));
-		if let Some(b) = &layer.bias {
-			let b = b.val();
-			pairs.push((
-				b.grad(&grads).map(|g| g.into_primitive().tensor()),
-				b.inner().into_primitive().tensor(),
-			));
-		}
-	}
+	let (mut pairs, loss, moments) = match &spec.model {
+		Model::Mlp { widths, .. } => mlp_gradients::<B>(device, widths, state, batch, &ctx)?,
+		Model::Graph { .. } => graph_gradients::<B>(device, spec, state, batch, &ctx)?,
+	};
+	let params = pairs.len();
 	let mut moments: Vec<_> =
 		moments.into_iter().map(|m| Some(from_matrix::<B>(m, device))).collect();
 	let run = |kind: OpKind, inputs| B::repops(Kernel::new(kind, &ctx), inputs);
@@ -457,10 +430,157 @@ pub fn burn_step_on<B: RepOpsBackend>(
 	}
 	// The next state and the loss, read together (one wait for a GPU).
 	let mut next: Vec<_> = next.into_iter().chain(first).chain(second).collect();
-	next.push(loss.primitive);
+	next.push(loss);
 	let mut next = B::repops_take_all(next)?;
 	let loss = next.pop().and_then(|m| m.data.first().copied()).unwrap_or(f32::NAN);
 	Ok((loss, next))
+}
+
+/// Each parameter's gradient (if burn gave one) and value on the inner backend, in state
+/// order.
+type Pairs<B> = Vec<(Option<FloatTensor<B>>, FloatTensor<B>)>;
+
+/// An MLP's forward pass, loss and `backward()` in burn: the parameters' gradients and values,
+/// the loss, and the optimizer's tensors of the state (untouched).
+fn mlp_gradients<B: RepOpsBackend>(
+	device: &B::Device,
+	widths: &[u32],
+	state: Vec<Matrix>,
+	batch: Matrix,
+	ctx: &Arc<StepContext>,
+) -> Result<(Pairs<B>, FloatTensor<B>, Vec<Matrix>), TrainError> {
+	let params = widths.len().saturating_sub(1).saturating_mul(2);
+	let bad = |reason: String| TrainError::BadResume { step: ctx.step, reason };
+	if state.len() < params {
+		return Err(bad(format!("the state has {} tensors", state.len())));
+	}
+	// The parameters and the optimizer's moments, moved (megabytes each on large models).
+	let mut param_state = state;
+	let moments = param_state.split_off(params);
+	let model = Mlp::<Autodiff<B>>::from_owned_state(widths, param_state, device)
+		.map_err(|e| bad(e.to_string()))?;
+	let x = Tensor::<Autodiff<B>, 2>::from_primitive(TensorPrimitive::Float(from_matrix::<
+		Autodiff<B>,
+	>(batch, device)));
+	let logits = model.forward_repops(x, ctx).into_primitive().tensor();
+	let loss = Autodiff::<B>::repops_loss_mean(logits, ctx);
+	let grads = loss.clone().backward();
+
+	// Each parameter and its gradient, in state order, on the inner backend.
+	let mut pairs = Vec::with_capacity(params);
+	for layer in &model.layers {
+		let w = layer.weight.val();
+		pairs.push((
+			w.grad(&grads).map(|g| g.into_primitive().tensor()),
+			w.inner().into_primitive().tensor(),
+		));
+		if let Some(b) = &layer.bias {
+			let b = b.val();
+			pairs.push((
+				b.grad(&grads).map(|g| g.into_primitive().tensor()),
+				b.inner().into_primitive().tensor(),
+			));
+		}
+	}
+	Ok((pairs, loss.primitive, moments))
+}
+
+/// A graph model's forward pass, loss and `backward()` in burn ([`GraphNet`] on
+/// `Autodiff<B>`): the step program's forward operations in its order, each a differentiable
+/// RepOps kernel ([`RepOpsBackend::repops_op`]) on the module's parameters, then the loss; the
+/// parameters' gradients and values as the state holds them (2-D), the loss, and the
+/// optimizer's tensors of the state (untouched).
+fn graph_gradients<B: RepOpsBackend>(
+	device: &B::Device,
+	spec: &TrainingSpec,
+	state: Vec<Matrix>,
+	batch: Matrix,
+	ctx: &Arc<StepContext>,
+) -> Result<(Pairs<B>, FloatTensor<B>, Vec<Matrix>), TrainError> {
+	let bad = |reason: String| TrainError::BadResume { step: ctx.step, reason };
+	let program = step_program(spec).map_err(TrainError::Spec)?;
+	let params = program.params as usize;
+	if state.len() < params {
+		return Err(bad(format!("the state has {} tensors", state.len())));
+	}
+	let mut param_state = state;
+	let moments = param_state.split_off(params);
+	let shapes: Vec<(u32, u32)> = param_state.iter().map(|m| (m.rows, m.cols)).collect();
+	let net = GraphNet::<Autodiff<B>>::from_owned_state(&spec.model, param_state, device)
+		.map_err(|e| bad(e.to_string()))?;
+	let views: Vec<FloatTensor<Autodiff<B>>> =
+		net.params_2d().into_iter().map(|t| t.into_primitive().tensor()).collect();
+	let x = from_matrix::<Autodiff<B>>(batch, device);
+	let loss_at = program
+		.ops
+		.iter()
+		.position(|o| {
+			matches!(o.kind, OpKind::SoftmaxXent | OpKind::SquaredError | OpKind::TokenXent(_))
+		})
+		.ok_or(TrainError::Unsupported("a step program without a loss"))?;
+	let mut outs: Vec<FloatTensor<Autodiff<B>>> = Vec::with_capacity(loss_at);
+	let read = |s: &Source, outs: &[FloatTensor<Autodiff<B>>]| match s {
+		Source::Batch => Some(x.clone()),
+		Source::State(i) => views.get(*i as usize).cloned(),
+		Source::Op(j) => outs.get(*j as usize).cloned(),
+	};
+	let missing = || TrainError::Shape(ShapeError::Mismatch);
+	for op in program.ops.iter().take(loss_at) {
+		let inputs = op.inputs.iter().map(|s| read(s, &outs)).collect::<Option<Vec<_>>>();
+		outs.push(Autodiff::<B>::repops_op(op.kind, inputs.ok_or_else(missing)?, ctx));
+	}
+	let loss_op = program.ops.get(loss_at).ok_or_else(missing)?;
+	let logits = loss_op.inputs.first().and_then(|s| read(s, &outs)).ok_or_else(missing)?;
+	let loss = match loss_op.kind {
+		OpKind::TokenXent(_) => {
+			Autodiff::<B>::repops_token_loss_mean(loss_op.kind, logits, x.clone(), ctx)
+		}
+		_ => Autodiff::<B>::repops_loss_mean(logits, ctx),
+	};
+	drop(outs);
+	let grads = loss.clone().backward();
+
+	// Each module parameter's gradient and value, in state order, in the state's 2-D shape.
+	fn pair<B: RepOpsBackend, const D: usize>(
+		p: &burn::module::Param<Tensor<Autodiff<B>, D>>,
+		grads: &<Autodiff<B> as burn::tensor::backend::AutodiffBackend>::Gradients,
+		(rows, cols): (u32, u32),
+	) -> (Option<FloatTensor<B>>, FloatTensor<B>) {
+		let shape = burn::tensor::Shape::new([rows as usize, cols as usize]);
+		let flat = |t: FloatTensor<B>| B::float_reshape(t, shape.clone());
+		let v = p.val();
+		(
+			v.grad(grads).map(|g| flat(g.into_primitive().tensor())),
+			flat(v.inner().into_primitive().tensor()),
+		)
+	}
+	let mut shape = shapes.into_iter();
+	let mut next = || shape.next().ok_or_else(missing);
+	let mut pairs = Vec::with_capacity(params);
+	for layer in &net.layers {
+		match layer {
+			GraphLayer::Linear(l) => {
+				pairs.push(pair::<B, 2>(&l.weight, &grads, next()?));
+				let b = l.bias.as_ref().ok_or_else(missing)?;
+				pairs.push(pair::<B, 1>(b, &grads, next()?));
+			}
+			GraphLayer::Conv2d(c) => {
+				pairs.push(pair::<B, 4>(&c.weight, &grads, next()?));
+				let b = c.bias.as_ref().ok_or_else(missing)?;
+				pairs.push(pair::<B, 1>(b, &grads, next()?));
+			}
+			GraphLayer::LayerNorm(n) => {
+				pairs.push(pair::<B, 1>(&n.gamma, &grads, next()?));
+				let b = n.beta.as_ref().ok_or_else(missing)?;
+				pairs.push(pair::<B, 1>(b, &grads, next()?));
+			}
+			GraphLayer::Embedding(e) => {
+				pairs.push(pair::<B, 2>(&e.tokens.weight, &grads, next()?));
+				pairs.push(pair::<B, 2>(&e.positions, &grads, next()?));
+			}
+		}
+	}
+	Ok((pairs, loss.primitive, moments))
 }
 
 /// How well a model does on a dataset: the share of samples it classifies correctly (the
@@ -692,6 +812,116 @@ mod tests {
 			}
 			assert!(burn.step().is_err());
 		}
+	}
+
+	/// Graph models through burn (the [`GraphNet`] module, autodiff, RepOps kernels) against
+	/// their step program: the same loss and state, bit for bit, every step. A CNN of every
+	/// image layer, a residual net with layer norms, GELU and dropout, and a transformer; SGD,
+	/// Adam, AdamW, with and without clipping; 1 and 3 threads. The parameters get values
+	/// with NaN, infinities, subnormals and signed zeros at the end (every later state NaN
+	/// where they reach).
+	#[test]
+	fn burn_training_of_graph_models_gives_the_step_programs_bits() {
+		use trainet_primitives::{
+			repops::image::ImageShape,
+			task::{F32Bits, Layer, Layers},
+		};
+		let graph = |input: ImageShape, layers: Vec<Layer>| Model::Graph {
+			input,
+			layers: Layers::truncate_from(layers),
+		};
+		let cnn = graph(
+			ImageShape { channels: 1, height: 8, width: 8 },
+			vec![
+				Layer::Conv2d { out_channels: 3, kernel: 3, stride: 1, padding: 1 },
+				Layer::Relu,
+				Layer::MaxPool2d { kernel: 2, stride: 2 },
+				Layer::Conv2d { out_channels: 4, kernel: 2, stride: 2, padding: 1 },
+				Layer::Gelu,
+				Layer::AvgPool2d { kernel: 2, stride: 1 },
+				Layer::Flatten,
+				Layer::Linear { out: 10 },
+			],
+		);
+		let mixed = graph(
+			ImageShape::flat(64),
+			vec![
+				Layer::Linear { out: 12 },
+				Layer::Residual { layers: 4 },
+				Layer::LayerNorm,
+				Layer::Linear { out: 12 },
+				Layer::Gelu,
+				Layer::Dropout { p: F32Bits::from_f32(0.2) },
+				Layer::Relu,
+				Layer::Linear { out: 10 },
+			],
+		);
+		let digits = Dataset::digits().unwrap();
+		let dir = tempfile::tempdir().unwrap();
+		let corpus = dir.path().join("corpus.txt");
+		std::fs::write(&corpus, "the quick brown fox jumps over the lazy dog; ".repeat(20))
+			.unwrap();
+		let tokens = crate::import::text_sequences(&corpus, 8, 9).unwrap();
+		let vocab = tokens.commitment().classes;
+		let clip = |m: f32| Some(F32Bits::from_f32(m));
+		let cases = [
+			(cnn.clone(), &digits, Optimizer::adam(0.01), None),
+			(cnn, &digits, Optimizer::sgd(0.05, 0.9), clip(0.5)),
+			(mixed.clone(), &digits, Optimizer::adamw(0.01, 0.1), None),
+			(mixed, &digits, Optimizer::sgd(0.05, 0.9), clip(1.0)),
+			(
+				TrainingSpec::example_transformer(tokens.root(), vocab, 8).model,
+				&tokens,
+				Optimizer::adamw(0.003, 0.01),
+				None,
+			),
+			(
+				TrainingSpec::example_transformer(tokens.root(), vocab, 8).model,
+				&tokens,
+				Optimizer::sgd(0.05, 0.9),
+				clip(0.5),
+			),
+		];
+		for (model, data, optimizer, max_grad_norm) in cases {
+			let mut spec =
+				TrainingSpec::example_graph(model, Loss::SoftmaxCrossEntropy, optimizer, 6)
+					.with_dataset(data.commitment());
+			spec.steps = 6;
+			spec.max_grad_norm = max_grad_norm;
+			for threads in [1, 3] {
+				let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+				pool.install(|| {
+					let run = |engine| {
+						Training::new(spec.clone(), data.clone()).unwrap().with_engine(engine)
+					};
+					let (mut burn, mut program) = (run(Engine::Burn), run(Engine::Program));
+					for t in 0..spec.steps {
+						if t == 4 {
+							// Specials in the last parameter tensor of both.
+							for m in [&mut burn.state, &mut program.state] {
+								let p = program_params(&spec) - 1;
+								let v = &mut m[p].data;
+								let specials = [f32::NAN, f32::INFINITY, -0.0, f32::from_bits(1)];
+								for (x, s) in v.iter_mut().zip(specials) {
+									*x = s;
+								}
+							}
+						}
+						let (a, b) = (burn.step().unwrap(), program.step().unwrap());
+						let ctx = format!(
+							"{:?} {optimizer:?} {max_grad_norm:?} step {t} threads {threads}",
+							spec.model.context()
+						);
+						assert_eq!(a.loss.to_bits(), b.loss.to_bits(), "{ctx}");
+						assert_eq!(burn.state_hash(), program.state_hash(), "{ctx}");
+					}
+				});
+			}
+		}
+	}
+
+	fn program_params(spec: &TrainingSpec) -> usize {
+		step_program(spec).unwrap().params as usize
 	}
 
 	/// A state that does not fit the spec is an error from the burn step, not a panic.
