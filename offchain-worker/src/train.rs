@@ -440,6 +440,10 @@ pub fn burn_step_on<B: RepOpsBackend>(
 /// order.
 type Pairs<B> = Vec<(Option<FloatTensor<B>>, FloatTensor<B>)>;
 
+/// What a forward pass and `backward()` give the update: each parameter's gradient and value,
+/// the loss, and the optimizer's tensors of the state (untouched).
+type Backwards<B> = (Pairs<B>, FloatTensor<B>, Vec<Matrix>);
+
 /// An MLP's forward pass, loss and `backward()` in burn: the parameters' gradients and values,
 /// the loss, and the optimizer's tensors of the state (untouched).
 fn mlp_gradients<B: RepOpsBackend>(
@@ -448,7 +452,7 @@ fn mlp_gradients<B: RepOpsBackend>(
 	state: Vec<Matrix>,
 	batch: Matrix,
 	ctx: &Arc<StepContext>,
-) -> Result<(Pairs<B>, FloatTensor<B>, Vec<Matrix>), TrainError> {
+) -> Result<Backwards<B>, TrainError> {
 	let params = widths.len().saturating_sub(1).saturating_mul(2);
 	let bad = |reason: String| TrainError::BadResume { step: ctx.step, reason };
 	if state.len() < params {
@@ -496,7 +500,7 @@ fn graph_gradients<B: RepOpsBackend>(
 	state: Vec<Matrix>,
 	batch: Matrix,
 	ctx: &Arc<StepContext>,
-) -> Result<(Pairs<B>, FloatTensor<B>, Vec<Matrix>), TrainError> {
+) -> Result<Backwards<B>, TrainError> {
 	let bad = |reason: String| TrainError::BadResume { step: ctx.step, reason };
 	let program = step_program(spec).map_err(TrainError::Spec)?;
 	let params = program.params as usize;
