@@ -22,6 +22,7 @@ use trainet_primitives::{
 
 use crate::{
 	dataset::Dataset,
+	graph_model::GraphNet,
 	model::{Mlp, ModelError},
 	train::{evaluate_of, Evaluation, TrainError},
 };
@@ -282,6 +283,13 @@ pub fn export(
 			(widths.to_vec(), None, Some(RECORD.to_string()), layout)
 		}
 		Model::Graph { .. } => {
+			let device = Default::default();
+			GraphNet::<burn::backend::NdArray>::from_owned_state(
+				&spec.model,
+				parameters.to_vec(),
+				&device,
+			)?
+			.save(&dir.join(RECORD))?;
 			write_safetensors(&graph_tensors(&layers, parameters)?, &dir.join(SAFETENSORS))?;
 			let graph = GraphCard {
 				input: [input.channels, input.height, input.width],
@@ -291,8 +299,11 @@ pub fn export(
 			let layout = "{i}.weight, {i}.bias for layer i (as indexed in nn.Sequential of the \
 			              same layers): Conv2d [out_channels, channels, k, k], Linear [out, in], \
 			              biases [out]; Embedding {i}.weight [vocab, dim] (nn.Embedding) and \
-			              {i}.position [context, dim]; f32";
-			(vec![input.values(), outputs], Some(graph), None, layout)
+			              {i}.position [context, dim]; f32. The burn record is \
+			              trainet_worker::graph_model::GraphNet (burn's Linear [in, out], \
+			              Conv2d, LayerNorm, Embedding and a position table, for the layers \
+			              with parameters in order)";
+			(vec![input.values(), outputs], Some(graph), Some(RECORD.to_string()), layout)
 		}
 	};
 	let manifest = manifest.filter(|m| m.hash() == spec.dataset.manifest);

@@ -342,3 +342,73 @@ fn attention<B: Backend>(
 	let a = activation::softmax(scores, 3).matmul(v);
 	a.swap_dims(1, 2).reshape([n * t, d])
 }
+
+#[cfg(test)]
+mod tests {
+	use super::*;
+	use burn::backend::NdArray;
+	use trainet_primitives::{
+		program::initial_state,
+		repops::SplitMix64,
+		task::{F32Bits, Layers},
+	};
+
+	/// Every layer kind the plain-burn forward pass has (GELU's tanh form, average pools,
+	/// strided padded convolutions, residual blocks with layer norms, dropout off) gives the
+	/// RepOps forward pass's outputs to within float rounding; the state survives the module
+	/// bit for bit.
+	#[test]
+	fn plain_burn_gives_the_repops_forward_pass() {
+		let layers = vec![
+			Layer::Conv2d { out_channels: 3, kernel: 3, stride: 2, padding: 1 },
+			Layer::Gelu,
+			Layer::AvgPool2d { kernel: 2, stride: 1 },
+			Layer::MaxPool2d { kernel: 2, stride: 1 },
+			Layer::Flatten,
+			Layer::Linear { out: 8 },
+			Layer::Residual { layers: 3 },
+			Layer::LayerNorm,
+			Layer::Dropout { p: F32Bits::from_f32(0.5) },
+			Layer::Linear { out: 8 },
+			Layer::Relu,
+			Layer::Linear { out: 4 },
+		];
+		let model = Model::Graph {
+			input: ImageShape { channels: 2, height: 9, width: 7 },
+			layers: Layers::truncate_from(layers),
+		};
+		let mut spec = TrainingSpec::example_graph(
+			model.clone(),
+			Loss::SoftmaxCrossEntropy,
+			Optimizer::adam(0.01),
+			5,
+		);
+		spec.dataset.features = 126;
+		spec.dataset.classes = 4;
+		let program = step_program(&spec).unwrap();
+		let mut params = initial_state(&spec, &program).unwrap();
+		params.truncate(program.params as usize);
+		// Layer norms and biases away from 1 and 0.
+		let mut rng = SplitMix64::new(3);
+		for m in params.iter_mut() {
+			for v in m.data.iter_mut() {
+				*v += rng.next_unit() * 0.2 - 0.1;
+			}
+		}
+		let device = Default::default();
+		let net = GraphNet::<NdArray>::from_owned_state(&model, params.clone(), &device).unwrap();
+		assert_eq!(net.to_state(), params);
+		let x: Vec<f32> = (0..5 * 126).map(|_| rng.next_unit() * 2.0 - 1.0).collect();
+		let xm = Matrix::new(5, 126, x.clone()).unwrap();
+		let ours = crate::train::forward(&model, &params, &xm).unwrap();
+		let input = Tensor::<NdArray, 2>::from_data(TensorData::new(x, [5, 126]), &device);
+		let theirs: Vec<f32> = net.forward(&model, input).unwrap().into_data().to_vec().unwrap();
+		assert_eq!(theirs.len(), ours.data.len());
+		for (a, b) in ours.data.iter().zip(&theirs) {
+			assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+		}
+		// A state of another model is refused.
+		let err = GraphNet::<NdArray>::from_owned_state(&model, params[..3].to_vec(), &device);
+		assert!(err.is_err());
+	}
+}

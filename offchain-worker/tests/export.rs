@@ -193,8 +193,8 @@ fn load_model(model: &std::path::Path, inputs: &std::path::Path) -> String {
 
 /// A CNN's export: SafeTensors named and shaped as PyTorch's `nn.Sequential` of the same
 /// layers holds them (filters `[out, channels, k, k]`, dense weights `[out, in]`), a card that
-/// says the layers, no burn record (a graph has no burn module yet); read back, the very
-/// parameters, evaluated as the run evaluates them.
+/// says the layers, a burn record of burn's own layers; read back, the very parameters,
+/// evaluated as the run evaluates them, and run in plain burn.
 #[test]
 fn an_exported_cnn_is_its_trained_parameters_in_pytorchs_layout() {
 	use trainet_primitives::{
@@ -226,8 +226,7 @@ fn an_exported_cnn_is_its_trained_parameters_in_pytorchs_layout() {
 	let out = dir.path().join("model");
 	let card = export::export(&spec, &state, Some(&train.manifest), None, &out).unwrap();
 	assert_eq!(card.architecture, "graph");
-	assert_eq!(card.files.burn_record, None);
-	assert!(!out.join(export::RECORD).exists());
+	assert_eq!(card.files.burn_record.as_deref(), Some(export::RECORD));
 	let graph = card.layers.clone().unwrap();
 	assert_eq!(graph.input, [2, 3, 3]);
 	assert_eq!(graph.layers[0], "Conv2d { out_channels: 4, kernel: 2, stride: 1, padding: 1 }");
@@ -257,6 +256,56 @@ fn an_exported_cnn_is_its_trained_parameters_in_pytorchs_layout() {
 	}
 	assert_eq!(model.params.len(), 4);
 	assert_eq!(model.accuracy(&held).unwrap(), run.accuracy(&held).unwrap());
+	plain_burn_runs_the_record(&spec.model, &out, &state[..4], &held);
+}
+
+/// The export's burn record loaded into [`GraphNet`] (burn's own layers) holds the trained
+/// parameters bit for bit, and its plain-burn forward pass (burn's convolution, pools,
+/// layer norm, attention: the backend's rounding) gives the outputs of the RepOps forward
+/// pass to within float rounding, and the same predictions.
+fn plain_burn_runs_the_record(
+	model: &trainet_primitives::task::Model,
+	out: &std::path::Path,
+	params: &[trainet_primitives::repops::Matrix],
+	held: &Dataset,
+) {
+	use burn::{
+		backend::NdArray,
+		tensor::{Tensor, TensorData},
+	};
+	use trainet_worker::graph_model::GraphNet;
+	let device = Default::default();
+	let net = GraphNet::<NdArray>::load(model, &out.join(export::RECORD), &device).unwrap();
+	let bits = |m: &trainet_primitives::repops::Matrix| -> Vec<u32> {
+		m.data.iter().map(|v| v.to_bits()).collect()
+	};
+	let back = net.to_state();
+	assert_eq!(back.len(), params.len());
+	for (a, b) in back.iter().zip(params) {
+		assert_eq!((a.rows, a.cols, bits(a)), (b.rows, b.cols, bits(b)));
+	}
+	let n = held.samples.len();
+	let x: Vec<f32> = held.samples.iter().flat_map(|(x, _)| x.clone()).collect();
+	let xm = trainet_primitives::repops::Matrix::new(n as u32, held.features, x.clone()).unwrap();
+	let ours = trainet_worker::train::forward(model, params, &xm).unwrap();
+	let input =
+		Tensor::<NdArray, 2>::from_data(TensorData::new(x, [n, held.features as usize]), &device);
+	let theirs: Vec<f32> = net.forward(model, input).unwrap().into_data().to_vec().unwrap();
+	assert_eq!(theirs.len(), ours.data.len());
+	let scale = ours.data.iter().fold(1f32, |m, v| m.max(v.abs()));
+	let worst = ours.data.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+	assert!(worst <= 1e-4 * scale, "plain burn differs by {worst} (outputs up to {scale})");
+	let argmax = |row: &[f32]| {
+		row.iter().enumerate().fold(0, |best, (i, v)| if *v > row[best] { i } else { best })
+	};
+	let cols = ours.cols as usize;
+	let same = ours
+		.data
+		.chunks(cols)
+		.zip(theirs.chunks(cols))
+		.filter(|(a, b)| argmax(a) == argmax(b))
+		.count();
+	assert!(same * 100 >= ours.rows as usize * 99, "{same} of {} predictions agree", ours.rows);
 }
 
 /// A transformer trained on a text corpus: its token and position tables are exported as
@@ -321,4 +370,5 @@ fn an_exported_transformer_is_its_trained_parameters() {
 		assert_eq!((a.rows, a.cols, bits(a)), (b.rows, b.cols, bits(b)));
 	}
 	assert_eq!(model.evaluate(&held).unwrap(), after);
+	plain_burn_runs_the_record(&spec.model, &out, &state[..12], &held);
 }
