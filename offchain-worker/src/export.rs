@@ -181,7 +181,8 @@ pub enum PreprocessingCard {
 		max: Vec<f32>,
 	},
 	/// Decode the image, convert it to grey or RGB, resize it to `width x height` (triangle
-	/// filter), read it row by row (channels interleaved) and multiply by `1/255`.
+	/// filter), read it channel-major (each channel's plane row by row, R, G, B) and multiply
+	/// by `1/255`.
 	Image {
 		/// Pixels a row.
 		width: u32,
@@ -209,8 +210,8 @@ impl From<&Preprocessing> for PreprocessingCard {
 /// The files of an export.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FilesCard {
-	/// The burn record (`Mlp` of `Linear` layers, weights `[in, out]`); none for a graph,
-	/// which has no burn module yet.
+	/// The burn record (`Mlp` of `Linear` layers, weights `[in, out]`; for a graph,
+	/// `GraphNet` of burn's own layers).
 	pub burn_record: Option<String>,
 	/// The SafeTensors file.
 	pub safetensors: String,

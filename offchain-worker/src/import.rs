@@ -327,9 +327,10 @@ pub fn npz_as(
 
 /// Imports a folder of images, one subfolder per class (the class names, in sorted order),
 /// each file decoded (PNG or JPEG, by its content), converted to 8-bit grey or RGB, resized to
-/// `size` (`width x height`) with a triangle filter, read row by row (channels interleaved)
-/// and scaled by `1 / 255` ([`Preprocessing::Image`]). Files are taken in name order; names
-/// starting with `.` are skipped.
+/// `size` (`width x height`) with a triangle filter, read channel-major (each channel's plane
+/// row by row, red then green then blue: the `C x H x W` order a convolution reads) and scaled
+/// by `1 / 255` ([`Preprocessing::Image`]). Files are taken in name order; names starting with
+/// `.` are skipped.
 pub fn images(dir: &Path, size: (u32, u32), grey: bool) -> Result<Dataset, ImportError> {
 	use image::imageops::{resize, FilterType};
 	let io = |path: &Path, source| ImportError::Io { path: path.into(), source };
@@ -366,7 +367,7 @@ pub fn images(dir: &Path, size: (u32, u32), grey: bool) -> Result<Dataset, Impor
 				img.into_raw().into_iter().map(f32::from).collect()
 			} else {
 				let img = resize(&decoded.to_rgb8(), width, height, FilterType::Triangle);
-				img.into_raw().into_iter().map(f32::from).collect()
+				channel_major(&img.into_raw(), 3)
 			};
 			preprocessing.apply(&mut x);
 			features.push(x);
@@ -381,6 +382,13 @@ pub fn images(dir: &Path, size: (u32, u32), grey: bool) -> Result<Dataset, Impor
 		..Manifest::default()
 	};
 	finish(dir, features, labels, manifest, Scaling::None)
+}
+
+/// Interleaved pixels (`channels` values a pixel) as planes, one channel after the other.
+fn channel_major(pixels: &[u8], channels: usize) -> Vec<f32> {
+	(0..channels)
+		.flat_map(|c| pixels.iter().skip(c).step_by(channels).map(|v| f32::from(*v)))
+		.collect()
 }
 
 /// A UTF-8 text file's characters as token ids (Unicode scalar values, numbered in sorted

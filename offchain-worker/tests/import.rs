@@ -289,6 +289,29 @@ fn an_image_folder_imports_the_same_every_time() {
 	assert!(e.contains("dog/c.png: image: not an image that can be read"), "{e}");
 }
 
+/// A colour image is read channel-major (the red plane row by row, then green, then blue), the
+/// `C x H x W` order a convolution reads: a picture whose colours differ by channel and by
+/// position shows each value where a `[3, H, W]` input expects it.
+#[test]
+fn colour_images_import_channel_major() {
+	use image::{Rgb, RgbImage};
+	let dir = tempfile::tempdir().unwrap();
+	let root = dir.path().join("pictures");
+	std::fs::create_dir_all(root.join("one")).unwrap();
+	std::fs::create_dir_all(root.join("two")).unwrap();
+	// 3 x 2 pixels: red 10 * x, green 100 + y, blue 200 (no resize: the size is kept).
+	let img = RgbImage::from_fn(3, 2, |x, y| Rgb([10 * x as u8, 100 + y as u8, 200]));
+	img.save(root.join("one/a.png")).unwrap();
+	img.save(root.join("two/a.png")).unwrap();
+	let d = import::images(&root, (3, 2), false).unwrap();
+	assert_eq!(d.features, 18);
+	let pixels: Vec<u32> = d.samples[0].0.iter().map(|v| (v * 255.0).round() as u32).collect();
+	assert_eq!(
+		pixels,
+		[0, 10, 20, 0, 10, 20, 100, 100, 100, 101, 101, 101, 200, 200, 200, 200, 200, 200]
+	);
+}
+
 /// A text corpus for next-token prediction: the characters are the classes, each sample the
 /// ids of the context before a position and its label the character there; a second import
 /// gives the same root; bad text is refused with its line.

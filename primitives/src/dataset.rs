@@ -69,9 +69,9 @@ pub enum Preprocessing {
 		max: Vec<F32Bits>,
 	},
 	/// An image file decoded, converted to 8-bit grey or RGB, resized to `width x height`
-	/// with a triangle (bilinear) filter, and read row by row (channels interleaved), each
-	/// pixel value `p` becoming `p * (1 / 255)`: `apply` does the last part, on the pixel
-	/// values.
+	/// with a triangle (bilinear) filter, and read channel-major (every red value row by row,
+	/// then every green, then every blue: a convolution's `C x H x W` order), each pixel value
+	/// `p` becoming `p * (1 / 255)`: `apply` does the last part, on the pixel values.
 	Image {
 		/// Pixels a row.
 		width: u32,

@@ -12,6 +12,8 @@
 //!   paid, and the fetched model's squared error is a local run's.
 //! - A convolutional net on Alice's CSV of 8x8 digit images: solved, sampled, paid; the fetched
 //!   model (SafeTensors of the graph) classifies as a local run does.
+//! - A transformer with gradient clipping on Alice's text corpus: solved, sampled, paid; the
+//!   fetched model's held-out per-token cross-entropy is a local run's.
 //! - Dave cheats (`--fault 2:3`: one operation of step 2 altered) while Eve runs `trainet-worker
 //!   verify --once --register 100`: Eve recomputes the task, challenges, and both workers play
 //!   the dispute game on their own until the runtime rules: Dave loses his stake, the task is
@@ -609,6 +611,71 @@ async fn a_cnn_task_is_solved_verified_and_paid_and_its_model_delivered() -> Res
 	ensure!(task.is_none(), "the task is still on chain: {task:?}");
 	let accuracy = m.same_evaluation(model, &held_out, "accuracy")?;
 	ensure!(accuracy > 0.6, "the CNN learned little in 60 steps: {accuracy}");
+	Ok(())
+}
+
+#[tokio::test]
+async fn a_transformer_task_is_solved_verified_and_paid_and_its_model_delivered() -> Result<()> {
+	// Alice's text corpus imported as character sequences of context 16, and a small
+	// transformer's spec (an embedding, a residual block of layer norm, q|k|v, causal attention
+	// of two heads and its projection, a layer norm, the output layer), AdamW with gradient
+	// clipping by global norm. Dave solves it (burn's GraphNet with RepOps kernels) and serves
+	// his trace; Eve samples 3 transitions of it (every operation recomputed, the clipping's
+	// included); Dave is paid; the model Alice fetches gives her held-out text the per-token
+	// cross-entropy a local run of the spec gives.
+	let dir = tempfile::tempdir()?;
+	let corpus = dir.path().join("corpus.txt");
+	let text = "a cat sat on a mat. a rat ate a hat. the cat ate the rat. ".repeat(12);
+	let vocab = text.chars().collect::<std::collections::BTreeSet<_>>().len();
+	std::fs::write(&corpus, &text)?;
+	let node = Node::start(NodeConfig::dev(&dir.path().join("node"))).await?;
+	let corpus = corpus.to_str().context("path")?.to_string();
+	let import = [
+		"dataset",
+		"import",
+		"text",
+		&corpus,
+		"--sequences",
+		"--context",
+		"16",
+		"--stride",
+		"17",
+		"--held-out",
+		"5",
+	];
+	let spec_of = |root: &str| {
+		format!(
+			"[model]\ncontext = 16\nlayers = [\n  {{ type = \"embedding\", vocab = {vocab}, dim = \
+			 16 }},\n  {{ type = \"residual\", layers = 4 }},\n  {{ type = \"layer_norm\" }},\n  \
+			 {{ type = \"linear\", out = 48 }},\n  {{ type = \"attention\", heads = 2 }},\n  {{ \
+			 type = \"linear\", out = 16 }},\n  {{ type = \"layer_norm\" }},\n  {{ type = \
+			 \"linear\", out = {vocab} }},\n]\n\n[optimizer]\nkind = \"adamw\"\nlearning_rate = \
+			 0.01\nbeta1 = 0.9\nbeta2 = 0.99\nepsilon = 1e-8\nweight_decay = 0.01\n\n[training]\n\
+			 batch_size = 8\nsteps = 40\nseed = 5\nmax_grad_norm = 1.0\n\n[dataset]\nroot = \
+			 \"{root}\"\n"
+		)
+	};
+	let (m, imported) = Market::open_with(dir, node, Vec::new(), &import, spec_of, 10).await?;
+	let held_out = held_out_root(&imported)?;
+	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task["spec"]["maxGradNorm"] == serde_json::json!(1.0), "{task}");
+	let (solve, verify, dave_address) = m.solver_and_sampler()?;
+	let model_dir = m.data_dir.join("model");
+	let model = model_dir.to_str().context("path")?;
+	let fetch = spawn(
+		m.worker("//Alice", &["model", "fetch", "0", "--out", model, "--peer", &dave_address])?,
+	)?;
+	let (solved, verified) = both(solve, verify).await?;
+	let fetched = finish(fetch, Duration::from_secs(60)).await?;
+	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
+	ensure!(verified.contains("every sampled transition is right"), "eve: {verified}");
+	ensure!(fetched.contains("8 layers"), "{fetched}");
+	m.settle(&m.api).await?;
+	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
+	ensure!(task.is_none(), "the task is still on chain: {task:?}");
+	let loss = m.same_evaluation(model, &held_out, "per-token cross-entropy")?;
+	// Untrained, about ln(vocab).
+	ensure!(loss < (vocab as f64).ln() * 0.8, "the transformer learned little: {loss}");
 	Ok(())
 }
 

@@ -256,7 +256,8 @@ fn head_to_head(torch: &mut Torch, sizes: &[(&str, &[u32], u32)], threads: usize
 			ratios(&rounds[3]),
 		);
 	}
-	// The graph models (CNNs, the transformer): the engine only (burn's module path runs MLPs).
+	// The graph models (CNNs, the transformer): the engine's step program, and the burn module
+	// (`GraphNet`) on the same kernels.
 	for (model, name, spec) in cnns() {
 		let Bench { spec, program: p, state, x, labels } = Bench::of(spec);
 		let batch = spec.batch_size;
@@ -270,10 +271,22 @@ fn head_to_head(torch: &mut Torch, sizes: &[(&str, &[u32], u32)], threads: usize
 				})
 			})
 		};
+		let mut current = Some(state.clone());
+		let mut burn = |steps: u32| {
+			pool.install(|| {
+				turn(steps, || {
+					let state = current.take().expect("the state");
+					let (_, next) =
+						train::burn_step(&spec, state, x.clone(), labels.clone(), 0).expect("step");
+					current = Some(next);
+				})
+			})
+		};
 		torch.model_seconds(model, batch, 1, false);
 		torch.model_seconds(model, batch, 1, true);
 		engine(1);
-		let mut rounds: [Vec<f64>; 3] = Default::default();
+		burn(1);
+		let mut rounds: [Vec<f64>; 4] = Default::default();
 		let pause = || std::thread::sleep(std::time::Duration::from_millis(100));
 		for _ in 0..ROUNDS {
 			rounds[0].push(torch.model_seconds(model, batch, steps, false));
@@ -282,13 +295,17 @@ fn head_to_head(torch: &mut Torch, sizes: &[(&str, &[u32], u32)], threads: usize
 			pause();
 			rounds[2].push(engine(steps));
 			pause();
+			rounds[3].push(burn(steps));
+			pause();
 		}
 		println!(
-			"| {name} | {:.2} | {:.2} | {:.2} | n/a | {} | n/a |",
+			"| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
 			median(&rounds[0]) * 1e3,
 			median(&rounds[1]) * 1e3,
 			median(&rounds[2]) * 1e3,
+			median(&rounds[3]) * 1e3,
 			ratio(&rounds[1], &rounds[2]),
+			ratio(&rounds[1], &rounds[3]),
 		);
 	}
 }

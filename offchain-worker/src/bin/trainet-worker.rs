@@ -731,7 +731,8 @@ fn tnet(planck: u128) -> String {
 /// `--engine`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum EngineArg {
-	/// burn: an `Mlp` module on `Autodiff<NdArray>`, every operation a RepOps kernel.
+	/// burn: the model as a burn module (`Mlp`, or `GraphNet` of burn's own layers) on
+	/// `Autodiff<NdArray>`, every operation a RepOps kernel.
 	Burn,
 	/// The RepOps step program, operation by operation.
 	Program,
@@ -1207,13 +1208,12 @@ fn train(
 ) -> Result<()> {
 	let steps = spec.steps;
 	let manifest = data.manifest.clone();
-	// burn's step runs MLPs; a graph trains on the step program whatever the engine asked.
 	let graph = matches!(spec.model, trainet_primitives::task::Model::Graph { .. });
 	let mut run = Training::new(spec, data)?.with_engine(engine);
 	out!(
 		"engine: {}",
 		match engine {
-			Engine::Burn if graph => "RepOps step program (burn's step runs MLPs only)",
+			Engine::Burn if graph => "burn (GraphNet on Autodiff<NdArray>, RepOps kernels)",
 			Engine::Burn => "burn (Mlp on Autodiff<NdArray>, RepOps kernels)",
 			Engine::Program => "RepOps step program",
 			#[cfg(feature = "cuda")]
