@@ -410,3 +410,42 @@ fn sequence_and_layer_operators_match_the_reference_on_special_values() {
 		}
 	}
 }
+
+/// Layer normalization eight rows side by side (where the CPU has AVX2 and FMA) gives the
+/// reference's bits: rows of ordinary values of several widths and counts (not multiples of
+/// eight: the reference's row functions take the rest), rows with a special value (a NaN, an
+/// infinity, a subnormal, a signed zero), constant rows (variance 0), huge and tiny rows.
+#[test]
+fn layer_norm_rows_side_by_side_match_the_reference() {
+	use trainet_primitives::program::{Op, OpKind, Source};
+	let mut rng = SplitMix64::new(31);
+	let s = TrainingSpec::example_mlp(&[4, 2], Optimizer::sgd(0.1, 0.9), 8);
+	for (rows, n) in [(8u32, 1u32), (9, 3), (17, 7), (64, 64), (40, 100), (203, 48)] {
+		let mut x = matrix(&mut rng, rows, n, false);
+		let dy = matrix(&mut rng, rows, n, false);
+		let gamma = matrix(&mut rng, 1, n, false);
+		let beta = matrix(&mut rng, 1, n, false);
+		for (r, v) in x.data.chunks_mut(n as usize).enumerate() {
+			match r % 11 {
+				0 => v[v.len() / 2] = f32::from_bits(SPECIAL[r / 11 % SPECIAL.len()]),
+				3 => v.iter_mut().for_each(|a| *a = 1.5),
+				5 => v.iter_mut().for_each(|a| *a *= 1e30),
+				7 => v.iter_mut().for_each(|a| *a *= 1e-40),
+				_ => {}
+			}
+		}
+		let op = |kind, k: usize| Op { kind, inputs: vec![Source::Batch; k], rows, cols: n };
+		let cases: Vec<(Op, Vec<&Matrix>)> = vec![
+			(op(OpKind::LayerNorm, 3), vec![&x, &gamma, &beta]),
+			(op(OpKind::LayerNormInputGrad, 3), vec![&x, &gamma, &dy]),
+			(Op { rows: 1, ..op(OpKind::LayerNormGammaGrad, 2) }, vec![&x, &dy]),
+		];
+		for (op, inputs) in cases {
+			let want = program::execute(&s, &op, &inputs, &[], 0).unwrap();
+			for threads in [1, 3] {
+				let got = pool(threads).install(|| execute(&s, &op, &inputs, &[], 0)).unwrap();
+				assert_eq!(bits(&got), bits(&want), "{:?} on {rows} x {n}", op.kind);
+			}
+		}
+	}
+}
