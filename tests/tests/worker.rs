@@ -238,6 +238,27 @@ impl Market {
 		Ok(value(&evaluated).context("a figure")?.parse()?)
 	}
 
+	/// Dave solves task 0 and serves his trace, Eve samples 3 of its transitions, Alice
+	/// fetches the model from Dave; Dave commits, Eve finds every sampled transition right,
+	/// the task settles and leaves the chain. The model's folder and what the fetch printed.
+	async fn solved_sampled_paid_and_fetched(&self) -> Result<(String, String)> {
+		let (solve, verify, dave_address) = self.solver_and_sampler()?;
+		let model_dir = self.data_dir.join("model");
+		let model = model_dir.to_str().context("path")?.to_string();
+		let fetch = spawn(self.worker(
+			"//Alice",
+			&["model", "fetch", "0", "--out", &model, "--peer", &dave_address],
+		)?)?;
+		let (solved, verified) = both(solve, verify).await?;
+		let fetched = finish(fetch, Duration::from_secs(60)).await?;
+		ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
+		ensure!(verified.contains("every sampled transition is right"), "eve: {verified}");
+		self.settle(&self.api).await?;
+		let task: Option<serde_json::Value> = self.node.rpc("trainet_task", vec![0.into()]).await?;
+		ensure!(task.is_none(), "the task is still on chain: {task:?}");
+		Ok((model, fetched))
+	}
+
 	/// Waits until `worker`, solving task 0 in this market's data directory, has recorded
 	/// `states` state hashes in its journal (so it has claimed and is training); returns how
 	/// many it had recorded then.
@@ -546,20 +567,8 @@ async fn a_regression_task_is_solved_verified_and_paid() -> Result<()> {
 	let held_out = held_out_root(&imported)?;
 	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task["spec"]["loss"] == "MeanSquaredError", "{task}");
-	let (solve, verify, dave_address) = m.solver_and_sampler()?;
-	let model_dir = m.data_dir.join("model");
-	let model = model_dir.to_str().context("path")?;
-	let fetch = spawn(
-		m.worker("//Alice", &["model", "fetch", "0", "--out", model, "--peer", &dave_address])?,
-	)?;
-	let (solved, verified) = both(solve, verify).await?;
-	finish(fetch, Duration::from_secs(60)).await?;
-	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
-	ensure!(verified.contains("every sampled transition is right"), "eve: {verified}");
-	m.settle(&m.api).await?;
-	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
-	ensure!(task.is_none(), "the task is still on chain: {task:?}");
-	m.same_evaluation(model, &held_out, "mean squared error")?;
+	let (model, _) = m.solved_sampled_paid_and_fetched().await?;
+	m.same_evaluation(&model, &held_out, "mean squared error")?;
 	Ok(())
 }
 
@@ -595,21 +604,9 @@ async fn a_cnn_task_is_solved_verified_and_paid_and_its_model_delivered() -> Res
 	let held_out = held_out_root(&imported)?;
 	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task["spec"]["model"]["graph"]["input"] == serde_json::json!([1, 8, 8]), "{task}");
-	let (solve, verify, dave_address) = m.solver_and_sampler()?;
-	let model_dir = m.data_dir.join("model");
-	let model = model_dir.to_str().context("path")?;
-	let fetch = spawn(
-		m.worker("//Alice", &["model", "fetch", "0", "--out", model, "--peer", &dave_address])?,
-	)?;
-	let (solved, verified) = both(solve, verify).await?;
-	let fetched = finish(fetch, Duration::from_secs(60)).await?;
-	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
-	ensure!(verified.contains("every sampled transition is right"), "eve: {verified}");
+	let (model, fetched) = m.solved_sampled_paid_and_fetched().await?;
 	ensure!(fetched.contains("[1, 8, 8] input, 5 layers"), "{fetched}");
-	m.settle(&m.api).await?;
-	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
-	ensure!(task.is_none(), "the task is still on chain: {task:?}");
-	let accuracy = m.same_evaluation(model, &held_out, "accuracy")?;
+	let accuracy = m.same_evaluation(&model, &held_out, "accuracy")?;
 	ensure!(accuracy > 0.6, "the CNN learned little in 60 steps: {accuracy}");
 	Ok(())
 }
@@ -659,21 +656,9 @@ async fn a_transformer_task_is_solved_verified_and_paid_and_its_model_delivered(
 	let held_out = held_out_root(&imported)?;
 	let task: serde_json::Value = m.node.rpc("trainet_task", vec![0.into()]).await?;
 	ensure!(task["spec"]["maxGradNorm"] == serde_json::json!(1.0), "{task}");
-	let (solve, verify, dave_address) = m.solver_and_sampler()?;
-	let model_dir = m.data_dir.join("model");
-	let model = model_dir.to_str().context("path")?;
-	let fetch = spawn(
-		m.worker("//Alice", &["model", "fetch", "0", "--out", model, "--peer", &dave_address])?,
-	)?;
-	let (solved, verified) = both(solve, verify).await?;
-	let fetched = finish(fetch, Duration::from_secs(60)).await?;
-	ensure!(solved.contains("task 0 committed") && solved.contains("task 0 ended"), "{solved}");
-	ensure!(verified.contains("every sampled transition is right"), "eve: {verified}");
+	let (model, fetched) = m.solved_sampled_paid_and_fetched().await?;
 	ensure!(fetched.contains("8 layers"), "{fetched}");
-	m.settle(&m.api).await?;
-	let task: Option<serde_json::Value> = m.node.rpc("trainet_task", vec![0.into()]).await?;
-	ensure!(task.is_none(), "the task is still on chain: {task:?}");
-	let loss = m.same_evaluation(model, &held_out, "per-token cross-entropy")?;
+	let loss = m.same_evaluation(&model, &held_out, "per-token cross-entropy")?;
 	// Untrained, about ln(vocab).
 	ensure!(loss < (vocab as f64).ln() * 0.8, "the transformer learned little: {loss}");
 	Ok(())
