@@ -282,3 +282,41 @@ fn an_unreachable_node_and_a_bad_config_get_clear_errors() {
 	let out = worker(&data, &[&args[..], &["--node", "ws://127.0.0.1:2"]].concat());
 	assert!(String::from_utf8_lossy(&out.stderr).contains("ws://127.0.0.1:2"));
 }
+
+/// No account is assumed: every command that signs (or names the account) refuses at once,
+/// naming the flags, before it tries to reach a node; with a secret it goes on to the node.
+#[test]
+fn a_worker_without_a_secret_refuses_to_sign() {
+	let dir = tempfile::tempdir().unwrap();
+	let data = dir.path().join("data");
+	// A node address where nothing listens, and no wait: only the secret check can pass.
+	let unreachable = ["--node", "ws://127.0.0.1:9", "--wait-for-node", "0"];
+	for command in [
+		&["solve", "--once"][..],
+		&["verify", "--once"],
+		&["submit", "task.toml", "--reward", "1"],
+		&["balance"],
+		&["model", "demand", "0"],
+	] {
+		let out = Command::new(env!("CARGO_BIN_EXE_trainet-worker"))
+			.env_remove("TRAINET_SURI")
+			.env_remove("TRAINET_CONFIG")
+			.arg("--data-dir")
+			.arg(&data)
+			.args(unreachable)
+			.args(command)
+			.output()
+			.unwrap();
+		assert!(!out.status.success(), "{command:?} ran without a secret");
+		let stderr = String::from_utf8_lossy(&out.stderr);
+		assert!(
+			stderr.contains("no account secret: give --suri (or the TRAINET_SURI"),
+			"{command:?}: {stderr}"
+		);
+	}
+	// With one, the same command gets as far as the node.
+	let out = worker(&data, &[&unreachable[..], &["--suri", "//Alice", "balance"]].concat());
+	assert!(!out.status.success());
+	let stderr = String::from_utf8_lossy(&out.stderr);
+	assert!(!stderr.contains("no account secret"), "{stderr}");
+}

@@ -48,7 +48,8 @@ struct Cli {
 	/// The node's WebSocket JSON-RPC address [default: ws://127.0.0.1:9944].
 	#[arg(long, global = true, env = "TRAINET_NODE_URL")]
 	node: Option<String>,
-	/// The account's secret URI (`//Alice` on a dev chain, or a mnemonic) [default: //Alice].
+	/// The account's secret URI (`//Alice` on a dev chain, or a mnemonic). No default: a
+	/// command that signs or names the account refuses to run without one.
 	#[arg(long, global = true, env = "TRAINET_SURI")]
 	suri: Option<String>,
 	/// Seconds to keep trying to reach the node before giving up.
@@ -95,7 +96,7 @@ struct Cli {
 struct Settings {
 	data_dir: PathBuf,
 	node: String,
-	suri: String,
+	suri: Option<String>,
 	wait_for_node: Duration,
 	checkpoint_every: u32,
 	network: Network,
@@ -134,8 +135,8 @@ impl Settings {
 		Ok(Self {
 			node: cli.node.clone().or(file.node.clone()).unwrap_or("ws://127.0.0.1:9944".into()),
 			suri: match &cli.suri {
-				Some(s) => s.clone(),
-				None => file.secret()?.unwrap_or("//Alice".into()),
+				Some(s) => Some(s.clone()),
+				None => file.secret()?,
 			},
 			wait_for_node: Duration::from_secs(cli.wait_for_node),
 			checkpoint_every,
@@ -879,6 +880,18 @@ fn names(peers: &[libp2p::PeerId]) -> String {
 }
 
 async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -> Result<()> {
+	// The commands that sign (or name the account) refuse at once without a secret, before
+	// waiting for a node.
+	let signs = matches!(
+		&command,
+		Command::Submit { .. }
+			| Command::Model { action: ModelAction::Demand { .. } }
+			| Command::Solve { .. }
+			| Command::Verify { .. }
+	) || matches!(&command, Command::Balance { accounts } if accounts.is_empty());
+	if signs && settings.suri.is_none() {
+		bail!(NO_SECRET);
+	}
 	use trainet_worker::chain;
 	let network = &settings.network;
 	let store = &local.datasets;
@@ -891,7 +904,9 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 		}
 		_ => None,
 	};
-	let signer = chain::signer(&settings.suri)?;
+	let signer = settings.suri.as_deref().map(chain::signer).transpose()?;
+	// The account, for the commands that sign or name it: no secret is assumed.
+	let signer = || signer.as_ref().ok_or_else(|| anyhow::anyhow!(NO_SECRET));
 	let chain = chain::Chain::connect(&settings.node, settings.wait_for_node).await?;
 	match command {
 		Command::Submit { spec, reward, claim_timeout, commit_timeout, challenge_timeout } => {
@@ -906,12 +921,17 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				challenge: challenge_timeout,
 			};
 			let reward = u128::from(reward).saturating_mul(trainet_primitives::UNIT);
+			let signer = signer()?;
 			let id = solver::next_task_id(&chain).await?;
 			chain.submit(&signer, "TaskEscrow", "submit", (&spec, reward, timeouts)).await?;
 			out!("task {id} submitted by {}", chain::address(&signer));
 		}
 		Command::Balance { accounts } => {
-			let accounts = if accounts.is_empty() { vec![settings.suri.clone()] } else { accounts };
+			let accounts = match (accounts.is_empty(), &settings.suri) {
+				(false, _) => accounts,
+				(true, Some(suri)) => vec![suri.clone()],
+				(true, None) => bail!(NO_SECRET),
+			};
 			out!(
 				"{:<20} {:<49} {:>16} {:>12} {:>12} {:>12}",
 				"account",
@@ -1009,6 +1029,7 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			print_export(&card, &out)?;
 		}
 		Command::Model { action: ModelAction::Demand { task, entry, register } } => {
+			let signer = signer()?;
 			if let Some(bond) = register {
 				register_as(&chain, &signer, (false, true), bond).await?;
 			}
@@ -1040,6 +1061,7 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			}
 		}
 		Command::Solve { once, register, fault, skip_from, device, .. } => {
+			let signer = signer()?;
 			let engine = device.engine(EngineArg::Burn)?;
 			let cheat = match (fault, skip_from) {
 				(Some(f), _) => Some(Cheat::Alter(f)),
@@ -1123,6 +1145,7 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			}
 		}
 		Command::Verify { once, register, fault, .. } => {
+			let signer = signer()?;
 			if settings.sample.is_some() && peer.is_none() {
 				bail!("--sample fetches from peers: give --peer (or --listen)");
 			}
@@ -1179,6 +1202,12 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 	}
 	Ok(())
 }
+
+/// Why a command that signs cannot run: no secret was given (none is assumed).
+const NO_SECRET: &str =
+	"no account secret: give --suri (or the TRAINET_SURI environment variable), \
+                         or `suri` / `suri_file` in worker.toml (on a dev chain, for example \
+                         --suri //Alice)";
 
 /// Registers `signer` with `roles` (solver, verifier) and `bond` TNET, unless it already is.
 async fn register_as(
