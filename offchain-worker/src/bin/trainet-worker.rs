@@ -923,8 +923,8 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 			let reward = u128::from(reward).saturating_mul(trainet_primitives::UNIT);
 			let signer = signer()?;
 			let id = solver::next_task_id(&chain).await?;
-			chain.submit(&signer, "TaskEscrow", "submit", (&spec, reward, timeouts)).await?;
-			out!("task {id} submitted by {}", chain::address(&signer));
+			chain.submit(signer, "TaskEscrow", "submit", (&spec, reward, timeouts)).await?;
+			out!("task {id} submitted by {}", chain::address(signer));
 		}
 		Command::Balance { accounts } => {
 			let accounts = match (accounts.is_empty(), &settings.suri) {
@@ -1031,9 +1031,9 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 		Command::Model { action: ModelAction::Demand { task, entry, register } } => {
 			let signer = signer()?;
 			if let Some(bond) = register {
-				register_as(&chain, &signer, (false, true), bond).await?;
+				register_as(&chain, signer, (false, true), bond).await?;
 			}
-			let (id, outcome) = solver::demand_availability(&chain, &signer, task, entry).await?;
+			let (id, outcome) = solver::demand_availability(&chain, signer, task, entry).await?;
 			match outcome {
 				solver::Availability::Shown => out!(
 					"task {task}: the solver showed the asked rows (challenge {id}): the state \
@@ -1069,7 +1069,7 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				(None, None) => None,
 			};
 			if let Some(bond) = register {
-				register_as(&chain, &signer, (true, false), bond).await?;
+				register_as(&chain, signer, (true, false), bond).await?;
 			}
 			let me = trainet_primitives::AccountId::from(signer.public_key().0);
 			// Claims only what this machine can train inside a task's commit window.
@@ -1114,18 +1114,17 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 						);
 					}
 				};
-				let solved = match solver::solve(
-					&chain, &signer, &local, id, &task, cheat, engine, progress,
-				)
-				.await
-				{
-					Err(solver::SolveError::Taken(id)) => {
-						bar.finish_and_clear();
-						tracing::info!(task = id, "another solver claimed it first");
-						continue;
-					}
-					r => r?,
-				};
+				let solved =
+					match solver::solve(&chain, signer, &local, id, &task, cheat, engine, progress)
+						.await
+					{
+						Err(solver::SolveError::Taken(id)) => {
+							bar.finish_and_clear();
+							tracing::info!(task = id, "another solver claimed it first");
+							continue;
+						}
+						r => r?,
+					};
 				bar.finish_and_clear();
 				out!(
 					"task {id} committed: h_N {:?}, trace root {:?}",
@@ -1135,7 +1134,7 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				if let Some(file) = &solved.model {
 					out!("task {id} model saved as a burn record: {}", file.display());
 				}
-				match solver::defend(&chain, &signer, &local, &task, &solved, cheat).await? {
+				match solver::defend(&chain, signer, &local, &task, &solved, cheat).await? {
 					solver::Outcome::Ended => out!("task {id} ended"),
 					solver::Outcome::Lost => out!("task {id} lost in a dispute"),
 				}
@@ -1150,13 +1149,13 @@ async fn on_chain(command: Command, settings: &Settings, local: solver::Local) -
 				bail!("--sample fetches from peers: give --peer (or --listen)");
 			}
 			if let Some(bond) = register {
-				register_as(&chain, &signer, (false, true), bond).await?;
+				register_as(&chain, signer, (false, true), bond).await?;
 			}
 			let mut done = Vec::new();
 			loop {
 				let checked = solver::verify_one(
 					&chain,
-					&signer,
+					signer,
 					store,
 					&done,
 					fault,
