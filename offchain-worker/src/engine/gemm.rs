@@ -19,6 +19,11 @@
 //!   `Aᵀ·B`, `A·Bᵀ` are only different strides here; nothing is transposed first). The
 //!   padding of the last block and panel is zero and its results are dropped. The buffers
 //!   are kept per thread and reused.
+//! - **AVX-512**: where the CPU has it, four micro-tiles side by side (`2·MR x 2·NR`, two
+//!   row blocks of packed `A` and two panels of packed `B`) are one tile of 24 registers of
+//!   16 lanes, each lane still one fused multiply-add per `k`, ascending: the same operation
+//!   on twice the lanes, with twice the outputs per value of `A` loaded. Which instruction set
+//!   runs changes no bit (tested against the reference on each this CPU has).
 //! - **Threads**: the output is cut into tasks of whole micro-tiles; a task computes each of
 //!   its elements entirely, so no thread count changes a bit.
 //! - **NaN canonicalization** at the end, as the engine's module documentation explains.
@@ -348,7 +353,12 @@ unsafe fn kernel_avx2(a: &[f32], b: &[f32], c: TileRef, first: bool) {
 			*slot = unsafe { _mm256_loadu_ps(at(v)) };
 		}
 	}
-	for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+	// Arrays of `MR` and `NR` (not slices): the loop over the rows is unrolled and every
+	// accumulator stays in a register (indexed by slices, they were kept in memory: the
+	// kernel ran at a third of the speed).
+	let (a, _) = a.as_chunks::<MR>();
+	let (b, _) = b.as_chunks::<NR>();
+	for (ak, bk) in a.iter().zip(b) {
 		// SAFETY: `bk` holds `NR` = 16 values: two vectors.
 		let (b0, b1) =
 			unsafe { (_mm256_loadu_ps(bk.as_ptr()), _mm256_loadu_ps(bk.as_ptr().add(8))) };
@@ -363,6 +373,129 @@ unsafe fn kernel_avx2(a: &[f32], b: &[f32], c: TileRef, first: bool) {
 		let canonical = _mm256_blendv_ps(value, nan, _mm256_cmp_ps::<_CMP_UNORD_Q>(value, value));
 		// SAFETY: 8 values of the tile, writable (the caller's contract).
 		unsafe { _mm256_storeu_ps(at(v), canonical) };
+	}
+}
+
+/// The instruction sets a product can run on, each a superset of the one before: every one
+/// gives the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Isa {
+	/// [`kernel_portable`] only.
+	Portable,
+	/// [`kernel_avx2`].
+	Avx2,
+	/// [`kernel_avx512`] on whole groups of four micro-tiles, [`kernel_avx2`] on the others.
+	Avx512,
+}
+
+impl Isa {
+	/// The fastest this CPU has, unless the environment variable `TRAINET_NO_AVX512` is set
+	/// (to compare, or where AVX-512 lowers the clock more than it gains: older Xeons).
+	pub(crate) fn best() -> Self {
+		static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+		*BEST.get_or_init(|| {
+			let avx512 = has_avx512() && std::env::var_os("TRAINET_NO_AVX512").is_none();
+			Self::detect(avx512)
+		})
+	}
+
+	/// The most this CPU can run (whatever the environment says).
+	pub(crate) fn supported() -> Self {
+		Self::detect(has_avx512())
+	}
+
+	/// AVX-512 when `avx512` (which the CPU must have), else the best of the others.
+	fn detect(avx512: bool) -> Self {
+		if avx512 {
+			Isa::Avx512
+		} else if has_avx2_fma() {
+			Isa::Avx2
+		} else {
+			Isa::Portable
+		}
+	}
+
+	/// Every instruction set this CPU has, the portable one first.
+	#[cfg(test)]
+	pub(crate) fn available() -> Vec<Self> {
+		[Isa::Portable, Isa::Avx2, Isa::Avx512]
+			.into_iter()
+			.filter(|i| *i <= Isa::supported())
+			.collect()
+	}
+}
+
+/// Whether [`kernel_avx512`] can run here (AVX-512F, and the FMA and AVX2 of the rest).
+fn has_avx512() -> bool {
+	#[cfg(target_arch = "x86_64")]
+	{
+		std::is_x86_feature_detected!("avx512f") && has_avx2_fma()
+	}
+	#[cfg(not(target_arch = "x86_64"))]
+	{
+		false
+	}
+}
+
+/// [`kernel_avx2`]'s pass over four micro-tiles at once: rows `0..MR` of the `2·MR x 2·NR`
+/// tile at `c` from `a0` (a block of packed `A`), rows `MR..2·MR` from `a1`, columns `0..NR`
+/// from `b0` (a panel of packed `B`), `NR..2·NR` from `b1`. Each of the 24 accumulators is a
+/// row's half, 16 lanes: per `k`, every lane is `fma(a_ik, b_kj, acc)`, as in the other
+/// kernels, from `+0.0` when `first`; NaNs canonicalized by a compare into a mask and a blend.
+///
+/// # Safety
+/// The CPU must have AVX-512F ([`has_avx512`]); `a0` and `a1` hold `MR` values per `k` and
+/// `b0` and `b1` `NR`, for the same `k`s; `c` is `2·MR` rows of `2·NR` values (row `r` from
+/// `c.ptr + r·c.ld`), valid for reads (when not `first`) and writes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_avx512(a0: &[f32], a1: &[f32], b0: &[f32], b1: &[f32], c: TileRef, first: bool) {
+	use std::arch::x86_64::{
+		_mm512_castsi512_ps, _mm512_cmp_ps_mask, _mm512_fmadd_ps, _mm512_loadu_ps,
+		_mm512_mask_blend_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_ps,
+		_mm512_storeu_ps, _CMP_UNORD_Q,
+	};
+	const ROWS: usize = 2 * MR;
+	debug_assert!(a0.len() == a1.len() && b0.len() == b1.len());
+	debug_assert_eq!(a0.len() / MR, b0.len() / NR);
+	// Vector `v` of the tile: row `v / 2`, its first or second panel's columns.
+	// SAFETY (of each use): inside the tile (the caller's contract).
+	let at = |v: usize| unsafe { c.ptr.add((v / 2) * c.ld + (v % 2) * NR) };
+	let mut acc = [_mm512_setzero_ps(); 2 * ROWS];
+	if !first {
+		for (v, slot) in acc.iter_mut().enumerate() {
+			// SAFETY: 16 values of the tile, readable (the caller's contract).
+			*slot = unsafe { _mm512_loadu_ps(at(v)) };
+		}
+	}
+	// Raw pointers and a counted loop: with slices or chunk iterators, bounds checks in the
+	// loop made the compiler store half the accumulators to the stack on every `k`.
+	let ks = a0.len() / MR;
+	debug_assert!(a1.len() / MR == ks && b0.len() / NR == ks && b1.len() / NR == ks);
+	let (a0, a1, b0, b1) = (a0.as_ptr(), a1.as_ptr(), b0.as_ptr(), b1.as_ptr());
+	for kk in 0..ks {
+		// SAFETY: `kk < ks`: values `kk·NR..(kk + 1)·NR` of each panel and `kk·MR..(kk + 1)·MR`
+		// of each block are inside them (the caller's contract).
+		unsafe {
+			let (v0, v1) = (_mm512_loadu_ps(b0.add(kk * NR)), _mm512_loadu_ps(b1.add(kk * NR)));
+			for r in 0..MR {
+				let ar = _mm512_set1_ps(*a0.add(kk * MR + r));
+				acc[2 * r] = _mm512_fmadd_ps(ar, v0, acc[2 * r]);
+				acc[2 * r + 1] = _mm512_fmadd_ps(ar, v1, acc[2 * r + 1]);
+			}
+			for r in 0..MR {
+				let ar = _mm512_set1_ps(*a1.add(kk * MR + r));
+				acc[2 * (MR + r)] = _mm512_fmadd_ps(ar, v0, acc[2 * (MR + r)]);
+				acc[2 * (MR + r) + 1] = _mm512_fmadd_ps(ar, v1, acc[2 * (MR + r) + 1]);
+			}
+		}
+	}
+	let nan = _mm512_castsi512_ps(_mm512_set1_epi32(CANONICAL_NAN_BITS as i32));
+	for (v, value) in acc.into_iter().enumerate() {
+		let canonical =
+			_mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(value, value), value, nan);
+		// SAFETY: 16 values of the tile, writable (the caller's contract).
+		unsafe { _mm512_storeu_ps(at(v), canonical) };
 	}
 }
 
@@ -430,8 +563,15 @@ impl Output {
 /// `A · B` (`m x k` times `k x n`) as a row-major `m x n` vector with the RepOps rounding;
 /// on rayon's threads when `parallel` (the bits are the same either way).
 pub(crate) fn gemm(a: View, b: View, parallel: bool) -> Vec<f32> {
+	gemm_on(a, b, parallel, Isa::best())
+}
+
+/// [`gemm`] on the instruction set `isa`, which the CPU must have ([`Isa::supported`] or
+/// below).
+pub(crate) fn gemm_on(a: View, b: View, parallel: bool, isa: Isa) -> Vec<f32> {
 	let (m, k, n) = (a.rows, a.cols, b.cols);
 	debug_assert_eq!(k, b.rows);
+	debug_assert!(isa <= Isa::supported());
 	if m == 0 || n == 0 || k == 0 {
 		// Every element is the empty sum, `+0.0`.
 		return vec![0.0f32; m * n];
@@ -453,8 +593,46 @@ pub(crate) fn gemm(a: View, b: View, parallel: bool) -> Vec<f32> {
 	// (that would be another pass over megabytes).
 	let mut out: Vec<f32> = Vec::with_capacity(m * n);
 	let output = Output { data: out.as_mut_ptr(), n };
-	#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-	let avx2 = has_avx2_fma();
+	// Row block `ib` of packed `A` and panel `jb` of packed `B` over `k0..k1`.
+	let a_slice = |ib: usize, k0: usize, k1: usize| &ap[(ib * k + k0) * MR..(ib * k + k1) * MR];
+	let b_slice = |jb: usize, k0: usize, k1: usize| &bp[(jb * k + k0) * NR..(jb * k + k1) * NR];
+	// Whether row block `ib` and panel `jb` are whole (not cut by the output's edge).
+	let whole_rows = |ib: usize| (ib + 1) * MR <= m;
+	let whole_cols = |jb: usize| (jb + 1) * NR <= n;
+	// One micro-tile's pass over `k0..k1`.
+	let single = |ib: usize, jb: usize, k0: usize, k1: usize, edge: &mut [f32; TILE]| {
+		let (a_slice, b_slice) = (a_slice(ib, k0, k1), b_slice(jb, k0, k1));
+		let (i0, rows) = (ib * MR, MR.min(m - ib * MR));
+		let (j0, w) = (jb * NR, NR.min(n - jb * NR));
+		let first = k0 == 0;
+		let kernel = |c: TileRef| {
+			#[cfg(target_arch = "x86_64")]
+			if isa >= Isa::Avx2 {
+				// SAFETY: the CPU has AVX2 and FMA (`isa` is at most `Isa::supported()`); `c` as
+				// the caller of `kernel` says.
+				unsafe { kernel_avx2(a_slice, b_slice, c, first) };
+				return;
+			}
+			// SAFETY: as the caller of `kernel` says.
+			unsafe { kernel_portable(a_slice, b_slice, c, first) };
+		};
+		if rows == MR && w == NR {
+			// SAFETY (of `kernel`): this task's micro-tile, inside the output (rows
+			// `i0..i0 + MR <= m`, columns `j0..j0 + NR <= n`), no other task's; written by
+			// the pass before unless `first`.
+			kernel(output.tile(i0, j0));
+		} else {
+			// A tile at the bottom or right edge: computed in `edge`, and only its values
+			// inside the output copied.
+			if !first {
+				// SAFETY: as above, for the `rows x w` inside the output.
+				unsafe { output.copy(edge, i0, j0, rows, w, true) };
+			}
+			kernel(TileRef { ptr: edge.as_mut_ptr(), ld: NR });
+			// SAFETY: as above.
+			unsafe { output.copy(edge, i0, j0, rows, w, false) };
+		}
+	};
 	// Task `t`: the micro-tiles `[ib0, ib1) x [jb0, jb1)`, each computed whole by it.
 	let run = |t: usize| {
 		let ib0 = (t / task_cols) * TASK_ROW_BLOCKS;
@@ -463,41 +641,43 @@ pub(crate) fn gemm(a: View, b: View, parallel: bool) -> Vec<f32> {
 		let mut edge = [0.0f32; TILE];
 		for k0 in (0..k).step_by(KC) {
 			let k1 = (k0 + KC).min(k);
-			for jb in jb0..jb1 {
-				let b_slice = &bp[(jb * k + k0) * NR..(jb * k + k1) * NR];
-				let (j0, w) = (jb * NR, NR.min(n - jb * NR));
-				for ib in ib0..ib1 {
-					let a_slice = &ap[(ib * k + k0) * MR..(ib * k + k1) * MR];
-					let (i0, rows) = (ib * MR, MR.min(m - ib * MR));
-					let first = k0 == 0;
-					let kernel = |c: TileRef| {
+			let mut jb = jb0;
+			while jb < jb1 {
+				// Two whole panels side by side, for the AVX-512 kernel.
+				let pair = isa == Isa::Avx512 && jb + 1 < jb1 && whole_cols(jb + 1);
+				if !pair {
+					for ib in ib0..ib1 {
+						single(ib, jb, k0, k1, &mut edge);
+					}
+					jb += 1;
+					continue;
+				}
+				let mut ib = ib0;
+				while ib < ib1 {
+					if ib + 1 < ib1 && whole_rows(ib + 1) {
 						#[cfg(target_arch = "x86_64")]
-						if avx2 {
-							// SAFETY: the CPU has AVX2 and FMA (checked above); `c` as the
-							// caller of `kernel` says.
-							unsafe { kernel_avx2(a_slice, b_slice, c, first) };
-							return;
-						}
-						// SAFETY: as the caller of `kernel` says.
-						unsafe { kernel_portable(a_slice, b_slice, c, first) };
-					};
-					if rows == MR && w == NR {
-						// SAFETY (of `kernel`): this task's micro-tile, inside the output (rows
-						// `i0..i0 + MR <= m`, columns `j0..j0 + NR <= n`), no other task's;
-						// written by the pass before unless `first`.
-						kernel(output.tile(i0, j0));
+						// SAFETY: the CPU has AVX-512F (`isa` is at most `Isa::supported()`); the
+						// four micro-tiles `(ib..ib + 2) x (jb..jb + 2)` are whole, inside the
+						// output, this task's, and written by the pass before unless it is
+						// the first; the slices are over the same `k`s.
+						unsafe {
+							kernel_avx512(
+								a_slice(ib, k0, k1),
+								a_slice(ib + 1, k0, k1),
+								b_slice(jb, k0, k1),
+								b_slice(jb + 1, k0, k1),
+								output.tile(ib * MR, jb * NR),
+								k0 == 0,
+							)
+						};
+						ib += 2;
 					} else {
-						// A tile at the bottom or right edge: computed in `edge`, and only its
-						// values inside the output copied.
-						if !first {
-							// SAFETY: as above, for the `rows x w` inside the output.
-							unsafe { output.copy(&mut edge, i0, j0, rows, w, true) };
-						}
-						kernel(TileRef { ptr: edge.as_mut_ptr(), ld: NR });
-						// SAFETY: as above.
-						unsafe { output.copy(&mut edge, i0, j0, rows, w, false) };
+						single(ib, jb, k0, k1, &mut edge);
+						single(ib, jb + 1, k0, k1, &mut edge);
+						ib += 1;
 					}
 				}
+				jb += 2;
 			}
 		}
 	};
@@ -556,5 +736,153 @@ mod tests {
 			kernel_portable(&a[MR * 100..], &b[NR * 100..], tile(&mut split), false);
 		}
 		assert_eq!(split.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want);
+	}
+
+	/// Each instruction set this CPU has gives the reference's bits on products whose tiles
+	/// are whole and cut, in groups of four and alone, over one pass of `k` and several,
+	/// with NaNs, infinities, subnormals and signed zeros in the operands, in every layout.
+	#[test]
+	fn every_instruction_set_gives_the_reference_bits() {
+		let mut rng = trainet_primitives::repops::SplitMix64::new(17);
+		let specials = [0.0f32, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-40, -3e-39];
+		let value = |rng: &mut trainet_primitives::repops::SplitMix64| {
+			let r = rng.next_u64();
+			if r.is_multiple_of(8) {
+				specials[(r >> 8) as usize % specials.len()]
+			} else {
+				(rng.next_unit() - 0.5) * 4.0
+			}
+		};
+		let isas = Isa::available();
+		eprintln!("instruction sets here: {isas:?}");
+		for (m, k, n) in [(12, 7, 32), (24, 300, 64), (13, 40, 33), (50, 513, 100), (97, 64, 200)] {
+			let a: Vec<f32> = (0..m * k).map(|_| value(&mut rng)).collect();
+			let b: Vec<f32> = (0..k * n).map(|_| value(&mut rng)).collect();
+			// `A·B`, `Aᵀ·B` (A stored transposed) and `A·Bᵀ` (B stored transposed).
+			let a_n = View { data: &a, rows: m, cols: k, rs: k, cs: 1 };
+			let a_t = View { data: &a, rows: m, cols: k, rs: 1, cs: m };
+			let b_n = View { data: &b, rows: k, cols: n, rs: n, cs: 1 };
+			let b_t = View { data: &b, rows: k, cols: n, rs: 1, cs: k };
+			for (va, vb) in [(a_n, b_n), (a_t, b_n), (a_n, b_t)] {
+				let want = naive(va, vb);
+				for &isa in &isas {
+					for parallel in [false, true] {
+						let got: Vec<u32> =
+							gemm_on(va, vb, parallel, isa).iter().map(|v| v.to_bits()).collect();
+						assert!(got == want, "{m}x{k}x{n} on {isa:?}, parallel {parallel}");
+					}
+				}
+			}
+		}
+	}
+
+	/// GFLOP/s of the reference transformer's products on each instruction set, in turns
+	/// (`cargo test -p trainet-worker --lib gemm::tests::speed -- --ignored --nocapture`).
+	#[test]
+	#[ignore = "a measurement, not a check"]
+	fn speed() {
+		if !has_avx2_fma() {
+			return;
+		}
+		// The kernels alone, on one core, operands in L1: the ceiling.
+		let k = 64;
+		let a: Vec<f32> = (0..2 * MR * k).map(|i| (i % 7) as f32 * 0.1).collect();
+		let b: Vec<f32> = (0..2 * NR * k).map(|i| (i % 5) as f32 * 0.1).collect();
+		let mut tile = vec![0.0f32; 4 * TILE];
+		let reps = 200_000;
+		let t = std::time::Instant::now();
+		for _ in 0..reps {
+			// SAFETY: a local tile of 2·MR x 2·NR; the CPU has AVX2 and FMA (checked above).
+			unsafe {
+				kernel_avx2(
+					&a[..MR * k],
+					&b[..NR * k],
+					TileRef { ptr: tile.as_mut_ptr(), ld: 2 * NR },
+					true,
+				)
+			};
+		}
+		let s = t.elapsed().as_secs_f64();
+		eprintln!("avx2 kernel: {:.1} GFLOP/s", 2.0 * (TILE * k * reps) as f64 / s / 1e9);
+		if has_avx512() {
+			let t = std::time::Instant::now();
+			for _ in 0..reps {
+				// SAFETY: as above, AVX-512 checked.
+				unsafe {
+					kernel_avx512(
+						&a[..MR * k],
+						&a[MR * k..],
+						&b[..NR * k],
+						&b[NR * k..],
+						TileRef { ptr: tile.as_mut_ptr(), ld: 2 * NR },
+						true,
+					)
+				};
+			}
+			let s = t.elapsed().as_secs_f64();
+			eprintln!("avx512 kernel: {:.1} GFLOP/s", 2.0 * (4 * TILE * k * reps) as f64 / s / 1e9);
+		}
+		for parallel in [false, true] {
+			let (m, k, n) = (2048, 64, 192);
+			let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+			let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+			let va = View { data: &a, rows: m, cols: k, rs: k, cs: 1 };
+			let vb = View { data: &b, rows: k, cols: n, rs: n, cs: 1 };
+			let mut ap = Vec::new();
+			let t = std::time::Instant::now();
+			for _ in 0..100 {
+				pack::<MR>(va, parallel, &mut ap);
+			}
+			eprintln!(
+				"pack A {m}x{k} parallel {parallel}: {:.3} ms",
+				t.elapsed().as_secs_f64() * 10.0
+			);
+			let t = std::time::Instant::now();
+			for _ in 0..100 {
+				std::hint::black_box(gemm_on(va, vb, parallel, Isa::Avx2));
+			}
+			eprintln!(
+				"gemm {m}x{k}x{n} parallel {parallel}: {:.3} ms",
+				t.elapsed().as_secs_f64() * 10.0
+			);
+		}
+		let shapes = [
+			("x·W qkv", 2048, 64, 192, false, false),
+			("x·W mlp", 2048, 64, 256, false, false),
+			("h·W mlp", 2048, 256, 64, false, false),
+			("xᵀ·dy", 64, 2048, 192, true, false),
+			("dy·Wᵀ", 2048, 192, 64, false, true),
+		];
+		for (name, m, k, n, ta, tb) in shapes {
+			let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+			let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+			let va = if ta {
+				View { data: &a, rows: m, cols: k, rs: 1, cs: m }
+			} else {
+				View { data: &a, rows: m, cols: k, rs: k, cs: 1 }
+			};
+			let vb = if tb {
+				View { data: &b, rows: k, cols: n, rs: 1, cs: k }
+			} else {
+				View { data: &b, rows: k, cols: n, rs: n, cs: 1 }
+			};
+			let mut best = vec![f64::MAX; Isa::available().len()];
+			for _ in 0..20 {
+				for (slot, isa) in best.iter_mut().zip(Isa::available()) {
+					let t = std::time::Instant::now();
+					for _ in 0..10 {
+						std::hint::black_box(gemm_on(va, vb, true, isa));
+					}
+					*slot = slot.min(t.elapsed().as_secs_f64() / 10.0);
+				}
+			}
+			let flops = 2.0 * (m * k * n) as f64;
+			let rates: Vec<String> = Isa::available()
+				.iter()
+				.zip(&best)
+				.map(|(isa, t)| format!("{isa:?} {:.3} ms {:.1} GFLOP/s", t * 1e3, flops / t / 1e9))
+				.collect();
+			eprintln!("{name} {m}x{k}x{n}: {}", rates.join(", "));
+		}
 	}
 }
