@@ -10,8 +10,7 @@ use rayon::prelude::*;
 use trainet_primitives::repops::{
 	self, layers,
 	sequence::{
-		self, attention_grad_head, attention_head, scatter_head, softmax, softmax_with, Attention,
-		Tokens,
+		self, attention_grad_head, attention_head, scatter_head, softmax_into, Attention, Tokens,
 	},
 	Matrix, ShapeError,
 };
@@ -430,33 +429,58 @@ mod fast {
 		}
 	}
 
-	/// Position `i`'s probabilities over `0 ..= i` (`kt` the head's keys, [`transposed`]); with
-	/// `wide`, the exponentials eight at a time (the reference's softmax otherwise: the same
-	/// operations).
-	#[allow(clippy::too_many_arguments)]
-	#[inline(always)]
-	fn probs(
-		seq: &[f32],
-		kt: &[f32],
-		d: usize,
-		dh: usize,
-		scale: f32,
-		h: usize,
-		i: usize,
-		wide: bool,
-	) -> Vec<f32> {
-		let q = part(seq, d, dh, 0, h, i);
-		let mut s = vec![0.0f32; i + 1];
-		dots(q, kt, &mut s);
-		s.iter_mut().for_each(|v| *v = repops::mul(*v, scale));
-		if !wide {
-			return softmax(&s);
+	/// One head's working memory, allocated once per head (allocating per position cost more
+	/// than the arithmetic): the keys and values transposed, and `t x t` rows of scores,
+	/// probabilities and score gradients (row `i` uses its first `i + 1` values).
+	struct Scratch {
+		kt: Vec<f32>,
+		vt: Vec<f32>,
+		shifted: Vec<f32>,
+		scores: Vec<f32>,
+		probs: Vec<f32>,
+		grads: Vec<f32>,
+	}
+
+	impl Scratch {
+		fn new(seq: &[f32], (t, d, dh): (usize, usize, usize), h: usize, values: bool) -> Self {
+			Scratch {
+				kt: transposed(seq, (t, d, dh), 1, h),
+				vt: if values { transposed(seq, (t, d, dh), 2, h) } else { Vec::new() },
+				shifted: vec![0.0f32; t],
+				scores: vec![0.0f32; t],
+				probs: vec![0.0f32; t * t],
+				grads: if values { vec![0.0f32; t * t] } else { Vec::new() },
+			}
 		}
-		softmax_with(&s, |e| {
-			let shifted = e.to_vec();
-			// SAFETY: `wide` only where the CPU has AVX2 and FMA.
-			unsafe { super::super::vexp::exp(&shifted, e) }
-		})
+
+		/// Position `i`'s probabilities over `0 ..= i` into row `i` of `probs`: its scores
+		/// (`dot(q_i, k_j)·scale`) and the reference's softmax of them, the exponentials eight
+		/// at a time with `wide` (the same bits).
+		#[inline(always)]
+		#[allow(clippy::too_many_arguments)]
+		fn probs(
+			&mut self,
+			seq: &[f32],
+			(t, d, dh): (usize, usize, usize),
+			scale: f32,
+			h: usize,
+			i: usize,
+			wide: bool,
+		) {
+			let q = part(seq, d, dh, 0, h, i);
+			let s = &mut self.scores[..=i];
+			dots(q, &self.kt, s);
+			s.iter_mut().for_each(|v| *v = repops::mul(*v, scale));
+			let out = &mut self.probs[i * t..i * t + i + 1];
+			softmax_into(s, &mut self.shifted, out, |e, out| {
+				if wide {
+					// SAFETY: `wide` only where the CPU has AVX2 and FMA.
+					unsafe { super::super::vexp::exp(e, out) }
+				} else {
+					out.iter_mut().zip(e).for_each(|(o, v)| *o = repops::exp(*v));
+				}
+			});
+		}
 	}
 
 	fn shape(g: &Attention) -> (usize, usize, usize, f32) {
@@ -474,10 +498,10 @@ mod fast {
 		let (t, d, dh, scale) = shape(g);
 		let h = h as usize;
 		let mut out = vec![0.0f32; t * dh];
-		let kt = transposed(seq, (t, d, dh), 1, h);
+		let mut scratch = Scratch::new(seq, (t, d, dh), h, false);
 		for (i, row) in out.chunks_mut(dh).enumerate() {
-			let p = probs(seq, &kt, d, dh, scale, h, i, wide);
-			for (j, pj) in p.iter().enumerate() {
+			scratch.probs(seq, (t, d, dh), scale, h, i, wide);
+			for (j, pj) in scratch.probs[i * t..=i * t + i].iter().enumerate() {
 				axpy(row, *pj, part(seq, d, dh, 2, h, j));
 			}
 			row.iter_mut().for_each(|v| *v = repops::canon(*v));
@@ -501,31 +525,31 @@ mod fast {
 		let h = h as usize;
 		let dy = |i: usize| &dys[i * d + h * dh..i * d + h * dh + dh];
 		// Every position's probabilities and score gradients.
-		let mut probs_of = Vec::with_capacity(t);
-		let mut grads = Vec::with_capacity(t);
-		let (kt, vt) = (transposed(seq, (t, d, dh), 1, h), transposed(seq, (t, d, dh), 2, h));
+		let mut scratch = Scratch::new(seq, (t, d, dh), h, true);
+		let mut dp = vec![0.0f32; t];
 		for i in 0..t {
-			let p = probs(seq, &kt, d, dh, scale, h, i, wide);
-			let mut dp = vec![0.0f32; i + 1];
-			dots(dy(i), &vt, &mut dp);
-			let total = dot(&p, &dp);
-			let ds: Vec<f32> =
-				p.iter().zip(&dp).map(|(p, dp)| repops::mul(*p, repops::sub(*dp, total))).collect();
-			probs_of.push(p);
-			grads.push(ds);
+			scratch.probs(seq, (t, d, dh), scale, h, i, wide);
+			let dp = &mut dp[..=i];
+			dots(dy(i), &scratch.vt, dp);
+			let p = &scratch.probs[i * t..=i * t + i];
+			let total = dot(p, dp);
+			for ((ds, p), dp) in scratch.grads[i * t..=i * t + i].iter_mut().zip(p).zip(&*dp) {
+				*ds = repops::mul(*p, repops::sub(*dp, total));
+			}
 		}
+		let (probs, grads) = (&scratch.probs, &scratch.grads);
 		let (mut dq, mut dk, mut dv) =
 			(vec![0.0f32; t * dh], vec![0.0f32; t * dh], vec![0.0f32; t * dh]);
 		for i in 0..t {
 			let row = &mut dq[i * dh..(i + 1) * dh];
-			for (j, ds) in grads[i].iter().enumerate() {
+			for (j, ds) in grads[i * t..=i * t + i].iter().enumerate() {
 				axpy(row, *ds, part(seq, d, dh, 1, h, j));
 			}
 			row.iter_mut().for_each(|v| *v = repops::mul(repops::canon(*v), scale));
 			let (k_row, v_row) = (&mut dk[i * dh..(i + 1) * dh], &mut dv[i * dh..(i + 1) * dh]);
 			for n in i..t {
-				axpy(k_row, grads[n][i], part(seq, d, dh, 0, h, n));
-				axpy(v_row, probs_of[n][i], dy(n));
+				axpy(k_row, grads[n * t + i], part(seq, d, dh, 0, h, n));
+				axpy(v_row, probs[n * t + i], dy(n));
 			}
 			k_row.iter_mut().for_each(|v| *v = repops::mul(repops::canon(*v), scale));
 			v_row.iter_mut().for_each(|v| *v = repops::canon(*v));

@@ -181,17 +181,31 @@ fn target(g: &Tokens, sample: &[f32], r: u32, classes: usize) -> u32 {
 
 /// The softmax of a row: `e_j = exp(s_j - max)`, each divided by their sum (left to right).
 pub fn softmax(s: &[f32]) -> Vec<f32> {
-	softmax_with(s, |e| e.iter_mut().for_each(|v| *v = exp(*v)))
+	let (mut shifted, mut out) = (alloc::vec![0.0f32; s.len()], alloc::vec![0.0f32; s.len()]);
+	softmax_into(s, &mut shifted, &mut out, |e, out| {
+		out.iter_mut().zip(e).for_each(|(o, v)| *o = exp(*v))
+	});
+	out
 }
 
-/// [`softmax`], the exponentials of the shifted scores taken in place by `exp_all`, which
-/// must give [`exp`]'s bits for each (an engine's vectorized one).
-pub fn softmax_with(s: &[f32], exp_all: impl FnOnce(&mut [f32])) -> Vec<f32> {
+/// [`softmax`] of `s` into `out` without allocating: `shifted` (as long as `s`) receives the
+/// shifted scores `s_j - max`, and `exp_all(shifted, out)` must write [`exp`]'s bits of each
+/// into `out` (an engine's vectorized exponential); `out` then gets the probabilities. Only
+/// the first `s.len()` values of `shifted` and `out` are used.
+pub fn softmax_into(
+	s: &[f32],
+	shifted: &mut [f32],
+	out: &mut [f32],
+	exp_all: impl FnOnce(&[f32], &mut [f32]),
+) {
 	let m = row_max(s);
-	let mut e: Vec<f32> = s.iter().map(|z| sub(*z, m)).collect();
-	exp_all(&mut e);
-	let total = sum(e.iter().copied());
-	e.iter().map(|x| div(*x, total)).collect()
+	let n = s.len();
+	let (shifted, out) =
+		(shifted.get_mut(..n).unwrap_or_default(), out.get_mut(..n).unwrap_or_default());
+	shifted.iter_mut().zip(s).for_each(|(e, z)| *e = sub(*z, m));
+	exp_all(shifted, out);
+	let total = sum(out.iter().copied());
+	out.iter_mut().for_each(|x| *x = div(*x, total));
 }
 
 /// One sequence's `q | k | v` rows (`T x 3d`, flat), read head by head.
