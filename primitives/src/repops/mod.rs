@@ -490,9 +490,32 @@ pub(crate) fn row_max(row: &[f32]) -> f32 {
 /// Softmax cross-entropy of one row of logits against its label: `ln(sum_j e^(z_j - max)) -
 /// (z_y - max)`, every sum left to right.
 pub fn softmax_xent_row(row: &[f32], label: u32) -> Result<f32, ShapeError> {
+	softmax_xent_row_with(row, label, exp_each)
+}
+
+/// `out[i] = exp(x[i])`: how the reference takes a row's exponentials (the `exp_all` of the
+/// `_with` functions, which an engine may replace by a vectorized one of the same bits).
+pub fn exp_each(x: &[f32], out: &mut [f32]) {
+	out.iter_mut().zip(x).for_each(|(o, v)| *o = exp(*v));
+}
+
+/// The shifted row `z_j - max` and its exponentials by `exp_all` (see [`exp_each`]).
+fn shifted_exps(row: &[f32], m: f32, exp_all: impl FnOnce(&[f32], &mut [f32])) -> Vec<f32> {
+	let shifted: Vec<f32> = row.iter().map(|z| sub(*z, m)).collect();
+	let mut e = alloc::vec![0.0f32; row.len()];
+	exp_all(&shifted, &mut e);
+	e
+}
+
+/// [`softmax_xent_row`], the exponentials taken by `exp_all` (see [`exp_each`]).
+pub fn softmax_xent_row_with(
+	row: &[f32],
+	label: u32,
+	exp_all: impl FnOnce(&[f32], &mut [f32]),
+) -> Result<f32, ShapeError> {
 	let m = row_max(row);
 	let zy = row.get(label as usize).copied().ok_or(ShapeError::BadLabel)?;
-	let total = sum(row.iter().map(|z| exp(sub(*z, m))));
+	let total = sum(shifted_exps(row, m, exp_all));
 	Ok(sub(ln(total), sub(zy, m)))
 }
 
@@ -503,11 +526,21 @@ pub fn softmax_xent_backward_row(
 	label: u32,
 	batch: u32,
 ) -> Result<Vec<f32>, ShapeError> {
+	softmax_xent_backward_row_with(row, label, batch, exp_each)
+}
+
+/// [`softmax_xent_backward_row`], the exponentials taken by `exp_all` (see [`exp_each`]).
+pub fn softmax_xent_backward_row_with(
+	row: &[f32],
+	label: u32,
+	batch: u32,
+	exp_all: impl FnOnce(&[f32], &mut [f32]),
+) -> Result<Vec<f32>, ShapeError> {
 	if label as usize >= row.len() {
 		return Err(ShapeError::BadLabel);
 	}
 	let m = row_max(row);
-	let e: Vec<f32> = row.iter().map(|z| exp(sub(*z, m))).collect();
+	let e = shifted_exps(row, m, exp_all);
 	let total = sum(e.iter().copied());
 	let b = batch as f32;
 	Ok(e.iter()

@@ -29,8 +29,8 @@
 //! chain's check of one element computes exactly what the whole operation does.
 
 use super::{
-	add, div, dot, exp, mul, row_max, softmax_xent_backward_row, softmax_xent_row, sqrt, sub, sum,
-	Matrix, ShapeError,
+	add, div, dot, exp_each, mul, row_max, softmax_xent_backward_row_with, softmax_xent_row_with,
+	sqrt, sub, sum, Matrix, ShapeError,
 };
 use alloc::vec::Vec;
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
@@ -159,7 +159,18 @@ pub fn position_grad_at(g: &Tokens, dy_col: &[f32], t: u32) -> f32 {
 /// The per-token loss of row `r = b*T + t` of the logits, against token `t + 1` of sample `b`
 /// (its features `sample`).
 pub fn token_xent_at(g: &Tokens, row: &[f32], sample: &[f32], r: u32) -> Result<f32, ShapeError> {
-	softmax_xent_row(row, target(g, sample, r, row.len()))
+	token_xent_at_with(g, row, sample, r, exp_each)
+}
+
+/// [`token_xent_at`], the exponentials taken by `exp_all` (see [`exp_each`]).
+pub fn token_xent_at_with(
+	g: &Tokens,
+	row: &[f32],
+	sample: &[f32],
+	r: u32,
+	exp_all: impl FnOnce(&[f32], &mut [f32]),
+) -> Result<f32, ShapeError> {
+	softmax_xent_row_with(row, target(g, sample, r, row.len()), exp_all)
 }
 
 /// Its gradient's row, averaged over `tokens` tokens.
@@ -170,7 +181,19 @@ pub fn token_xent_backward_row(
 	r: u32,
 	tokens: u32,
 ) -> Result<Vec<f32>, ShapeError> {
-	softmax_xent_backward_row(row, target(g, sample, r, row.len()), tokens)
+	token_xent_backward_row_with(g, row, sample, r, tokens, exp_each)
+}
+
+/// [`token_xent_backward_row`], the exponentials taken by `exp_all` (see [`exp_each`]).
+pub fn token_xent_backward_row_with(
+	g: &Tokens,
+	row: &[f32],
+	sample: &[f32],
+	r: u32,
+	tokens: u32,
+	exp_all: impl FnOnce(&[f32], &mut [f32]),
+) -> Result<Vec<f32>, ShapeError> {
+	softmax_xent_backward_row_with(row, target(g, sample, r, row.len()), tokens, exp_all)
 }
 
 fn target(g: &Tokens, sample: &[f32], r: u32, classes: usize) -> u32 {
@@ -182,9 +205,7 @@ fn target(g: &Tokens, sample: &[f32], r: u32, classes: usize) -> u32 {
 /// The softmax of a row: `e_j = exp(s_j - max)`, each divided by their sum (left to right).
 pub fn softmax(s: &[f32]) -> Vec<f32> {
 	let (mut shifted, mut out) = (alloc::vec![0.0f32; s.len()], alloc::vec![0.0f32; s.len()]);
-	softmax_into(s, &mut shifted, &mut out, |e, out| {
-		out.iter_mut().zip(e).for_each(|(o, v)| *o = exp(*v))
-	});
+	softmax_into(s, &mut shifted, &mut out, exp_each);
 	out
 }
 
