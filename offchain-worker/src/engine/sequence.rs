@@ -395,11 +395,44 @@ mod fast {
 		repops::canon(acc)
 	}
 
-	/// `acc[e] = fma(w, row[e], acc[e])` for every `e`.
+	/// `out[e]` = the chain `acc = fma(w, row[e], acc)` from `+0.0` over the `(w, row)` pairs
+	/// in order, for every `e` (rows of `out.len()` values).
 	#[inline(always)]
-	fn axpy(acc: &mut [f32], w: f32, row: &[f32]) {
-		for (a, r) in acc.iter_mut().zip(row) {
-			*a = w.mul_add(*r, *a);
+	fn weighted<'a>(pairs: impl Iterator<Item = (f32, &'a [f32])>, out: &mut [f32]) {
+		match out.len() {
+			8 => weighted_in_registers::<1>(pairs, out),
+			16 => weighted_in_registers::<2>(pairs, out),
+			32 => weighted_in_registers::<4>(pairs, out),
+			64 => weighted_in_registers::<8>(pairs, out),
+			_ => {
+				out.fill(0.0);
+				for (w, row) in pairs {
+					for (a, r) in out.iter_mut().zip(row) {
+						*a = w.mul_add(*r, *a);
+					}
+				}
+			}
+		}
+	}
+
+	/// [`weighted`] for rows of `8·C` values, the chains in a local array the compiler keeps
+	/// in registers (accumulated in `out`, behind a reference, each fma loaded and stored its
+	/// value).
+	#[inline(always)]
+	fn weighted_in_registers<'a, const C: usize>(
+		pairs: impl Iterator<Item = (f32, &'a [f32])>,
+		out: &mut [f32],
+	) {
+		let mut acc = [[0.0f32; 8]; C];
+		for (w, row) in pairs {
+			for (a, r) in acc.iter_mut().zip(row.as_chunks::<8>().0) {
+				for (a, r) in a.iter_mut().zip(r) {
+					*a = w.mul_add(*r, *a);
+				}
+			}
+		}
+		for (o, a) in out.chunks_exact_mut(8).zip(&acc) {
+			o.copy_from_slice(a);
 		}
 	}
 
@@ -513,9 +546,8 @@ mod fast {
 		let mut scratch = Scratch::new(seq, (t, d, dh), h, false);
 		for (i, row) in out.chunks_mut(dh).enumerate() {
 			scratch.probs(seq, (t, d, dh), scale, h, i, wide);
-			for (j, pj) in scratch.probs[i * t..=i * t + i].iter().enumerate() {
-				axpy(row, *pj, part(seq, d, dh, 2, h, j));
-			}
+			let p = scratch.probs[i * t..=i * t + i].iter().enumerate();
+			weighted(p.map(|(j, pj)| (*pj, part(seq, d, dh, 2, h, j))), row);
 			row.iter_mut().for_each(|v| *v = repops::canon(*v));
 		}
 		out
@@ -554,15 +586,12 @@ mod fast {
 			(vec![0.0f32; t * dh], vec![0.0f32; t * dh], vec![0.0f32; t * dh]);
 		for i in 0..t {
 			let row = &mut dq[i * dh..(i + 1) * dh];
-			for (j, ds) in grads[i * t..=i * t + i].iter().enumerate() {
-				axpy(row, *ds, part(seq, d, dh, 1, h, j));
-			}
+			let ds = grads[i * t..=i * t + i].iter().enumerate();
+			weighted(ds.map(|(j, ds)| (*ds, part(seq, d, dh, 1, h, j))), row);
 			row.iter_mut().for_each(|v| *v = repops::mul(repops::canon(*v), scale));
 			let (k_row, v_row) = (&mut dk[i * dh..(i + 1) * dh], &mut dv[i * dh..(i + 1) * dh]);
-			for n in i..t {
-				axpy(k_row, grads[n * t + i], part(seq, d, dh, 0, h, n));
-				axpy(v_row, probs[n * t + i], dy(n));
-			}
+			weighted((i..t).map(|n| (grads[n * t + i], part(seq, d, dh, 0, h, n))), k_row);
+			weighted((i..t).map(|n| (probs[n * t + i], dy(n))), v_row);
 			k_row.iter_mut().for_each(|v| *v = repops::mul(repops::canon(*v), scale));
 			v_row.iter_mut().for_each(|v| *v = repops::canon(*v));
 		}

@@ -367,6 +367,10 @@ fn sequence_and_layer_operators_match_the_reference_on_special_values() {
 		.collect();
 	// The reference task's shape on a batch of 8: the parallel paths.
 	shapes.push((Attention { heads: 4, context: 64, dim: 64 }, 8));
+	// Heads of 8, 32 and 64 values: the engine's other register paths.
+	for (heads, dim) in [(2, 16), (2, 64), (1, 64)] {
+		shapes.push((Attention { heads, context: 11, dim }, 2));
+	}
 	for (g, sequences) in shapes {
 		let rows = sequences * g.context;
 		let qkv = matrix(&mut rng, rows, 3 * g.dim, true);
