@@ -36,10 +36,6 @@ pub fn attention(g: &Attention, qkv: MatRef, dy: Option<MatRef>) -> Result<Matri
 		&m.data[b * len..(b + 1) * len]
 	}
 	let fma = has_fma();
-	#[cfg(target_arch = "x86_64")]
-	let wide = super::vexp::available();
-	#[cfg(not(target_arch = "x86_64"))]
-	let wide = false;
 	data.par_chunks_mut(t * width).enumerate().for_each(|(b, out)| {
 		let seq = sequence(&qkv, t, b);
 		for h in 0..g.heads {
@@ -47,7 +43,7 @@ pub fn attention(g: &Attention, qkv: MatRef, dy: Option<MatRef>) -> Result<Matri
 				None => {
 					let head = match fma {
 						// SAFETY: the CPU has FMA.
-						true => unsafe { fast::head(g, seq, h, wide) },
+						true => unsafe { fast::head(g, seq, h) },
 						false => attention_head(g, seq, h),
 					};
 					scatter_head(g, out, width, 0, h, &head)
@@ -56,7 +52,7 @@ pub fn attention(g: &Attention, qkv: MatRef, dy: Option<MatRef>) -> Result<Matri
 					let dys = sequence(dy, t, b);
 					let parts = match fma {
 						// SAFETY: the CPU has FMA.
-						true => unsafe { fast::grad_head(g, seq, dys, h, wide) },
+						true => unsafe { fast::grad_head(g, seq, dys, h) },
 						false => attention_grad_head(g, seq, dys, h),
 					};
 					for (part, head) in parts.iter().enumerate() {
@@ -300,16 +296,7 @@ pub fn token_xent(
 	let width = if backward { v } else { 1 };
 	let failed = std::sync::atomic::AtomicBool::new(false);
 	// The exponentials eight at a time where the CPU allows (the same bits).
-	#[cfg(target_arch = "x86_64")]
-	let wide = super::vexp::available();
-	#[cfg(not(target_arch = "x86_64"))]
-	let wide = false;
-	let exps = |x: &[f32], out: &mut [f32]| match wide {
-		// SAFETY: `wide` only where the CPU has AVX2 and FMA.
-		#[cfg(target_arch = "x86_64")]
-		true => unsafe { super::vexp::exp(x, out) },
-		_ => repops::exp_each(x, out),
-	};
+	let exps = super::vexp::exps;
 	let fill = |(chunk, out): (usize, &mut [f32])| {
 		for (i, o) in out.chunks_mut(width).enumerate() {
 			let r = chunk * per_chunk + i;
@@ -500,9 +487,8 @@ mod fast {
 
 		/// Position `i`'s probabilities over `0 ..= i` into row `i` of `probs`: its scores
 		/// (`dot(q_i, k_j)·scale`) and the reference's softmax of them, the exponentials eight
-		/// at a time with `wide` (the same bits).
+		/// at a time where the CPU allows (the same bits).
 		#[inline(always)]
-		#[allow(clippy::too_many_arguments)]
 		fn probs(
 			&mut self,
 			seq: &[f32],
@@ -510,21 +496,13 @@ mod fast {
 			scale: f32,
 			h: usize,
 			i: usize,
-			wide: bool,
 		) {
 			let q = part(seq, d, dh, 0, h, i);
 			let s = &mut self.scores[..=i];
 			dots(q, &self.kt, s);
 			s.iter_mut().for_each(|v| *v = repops::mul(*v, scale));
 			let out = &mut self.probs[i * t..i * t + i + 1];
-			softmax_into(s, &mut self.shifted, out, |e, out| {
-				if wide {
-					// SAFETY: `wide` only where the CPU has AVX2 and FMA.
-					unsafe { super::super::vexp::exp(e, out) }
-				} else {
-					out.iter_mut().zip(e).for_each(|(o, v)| *o = repops::exp(*v));
-				}
-			});
+			softmax_into(s, &mut self.shifted, out, super::super::vexp::exps);
 		}
 	}
 
@@ -539,13 +517,13 @@ mod fast {
 	/// # Safety
 	/// The CPU must have FMA.
 	#[target_feature(enable = "fma")]
-	pub(super) unsafe fn head(g: &Attention, seq: &[f32], h: u32, wide: bool) -> Vec<f32> {
+	pub(super) unsafe fn head(g: &Attention, seq: &[f32], h: u32) -> Vec<f32> {
 		let (t, d, dh, scale) = shape(g);
 		let h = h as usize;
 		let mut out = vec![0.0f32; t * dh];
 		let mut scratch = Scratch::new(seq, (t, d, dh), h, false);
 		for (i, row) in out.chunks_mut(dh).enumerate() {
-			scratch.probs(seq, (t, d, dh), scale, h, i, wide);
+			scratch.probs(seq, (t, d, dh), scale, h, i);
 			let p = scratch.probs[i * t..=i * t + i].iter().enumerate();
 			weighted(p.map(|(j, pj)| (*pj, part(seq, d, dh, 2, h, j))), row);
 			row.iter_mut().for_each(|v| *v = repops::canon(*v));
@@ -563,7 +541,6 @@ mod fast {
 		seq: &[f32],
 		dys: &[f32],
 		h: u32,
-		wide: bool,
 	) -> [Vec<f32>; 3] {
 		let (t, d, dh, scale) = shape(g);
 		let h = h as usize;
@@ -572,7 +549,7 @@ mod fast {
 		let mut scratch = Scratch::new(seq, (t, d, dh), h, true);
 		let mut dp = vec![0.0f32; t];
 		for i in 0..t {
-			scratch.probs(seq, (t, d, dh), scale, h, i, wide);
+			scratch.probs(seq, (t, d, dh), scale, h, i);
 			let dp = &mut dp[..=i];
 			dots(dy(i), &scratch.vt, dp);
 			let p = &scratch.probs[i * t..=i * t + i];
@@ -603,7 +580,7 @@ mod fast {
 mod fast {
 	use super::*;
 
-	pub(super) unsafe fn head(g: &Attention, seq: &[f32], h: u32, _wide: bool) -> Vec<f32> {
+	pub(super) unsafe fn head(g: &Attention, seq: &[f32], h: u32) -> Vec<f32> {
 		attention_head(g, seq, h)
 	}
 
@@ -612,7 +589,6 @@ mod fast {
 		seq: &[f32],
 		dys: &[f32],
 		h: u32,
-		_wide: bool,
 	) -> [Vec<f32>; 3] {
 		attention_grad_head(g, seq, dys, h)
 	}

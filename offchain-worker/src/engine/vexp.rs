@@ -110,6 +110,18 @@ mod avx {
 	}
 }
 
+/// `out[i] = repops::exp(x[i])` on any CPU: eight at a time where [`available`], else the
+/// reference's own `repops::exp_each` (the same bits either way).
+pub fn exps(x: &[f32], out: &mut [f32]) {
+	#[cfg(target_arch = "x86_64")]
+	if available() {
+		// SAFETY: the CPU has AVX2 and FMA (checked just above).
+		unsafe { exp(x, out) };
+		return;
+	}
+	repops::exp_each(x, out);
+}
+
 /// `out[i] = repops::exp(x[i])`.
 ///
 /// # Safety
